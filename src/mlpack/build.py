@@ -1,0 +1,221 @@
+"""`mlpack build`: the stages in order, into a scratch folder, then the artifacts moved into place.
+
+Nothing half-written ever carries a final name: every artifact is written under a hidden scratch
+folder inside `--out` (same file system) and renamed into place only once all stages succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+from bson import json_util
+
+import mlpack
+from mlpack import registry
+from mlpack.config import Config, load_config, with_version
+from mlpack.errors import ConfigError, MlpackError, QualityGateError
+from mlpack.estimators import make_estimator
+from mlpack.export import check_parity, feature_metadata, onnx_input_names, parity_report, to_onnx, with_metadata
+from mlpack.package.wheel import build_distributions, render_project, twine_check
+from mlpack.runtime import Model
+from mlpack.source import connect, load_columns, mongo_server
+from mlpack.source.seed import seed_collection
+from mlpack.train import check_gates, metric_names, train
+from mlpack.validate import validate
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BuildResult:
+    metadata: dict[str, Any]
+    artifacts: dict[str, Path] = field(default_factory=dict)  # kind ("wheel", "onnx"...) → final path
+    report: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def created_at() -> datetime:
+    """Build time, or SOURCE_DATE_EPOCH when set, so that rebuilds can be byte-identical."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        try:
+            return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+        except ValueError:
+            raise ConfigError(f"SOURCE_DATE_EPOCH must be an integer (seconds since 1970), got {epoch!r}") from None
+    return datetime.now(tz=timezone.utc).replace(microsecond=0)
+
+
+def tool_versions(opset: int) -> dict[str, Any]:
+    return {
+        "mlpack": mlpack.__version__,
+        "scikit-learn": installed_version("scikit-learn"),
+        "skl2onnx": installed_version("skl2onnx"),
+        "onnx": installed_version("onnx"),
+        "onnxruntime": installed_version("onnxruntime"),
+        "opset": opset,
+    }
+
+
+def preflight(config: Config) -> None:
+    """Configuration mistakes that need no data are reported before any database is touched."""
+    make_estimator(config.estimator, config.model.task)
+    metric_names(config)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def scratch_folder(out: Path) -> Iterator[Path]:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {out}: {exc.strerror}") from None
+    stage = Path(tempfile.mkdtemp(prefix=".mlpack-build-", dir=out))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def build(
+    project: str | Path = ".",
+    *,
+    out: str | Path | None = None,
+    version: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> BuildResult:
+    started = time.monotonic()
+    say = progress or (lambda _message: None)
+    config = load_config(project)
+    if version is not None:
+        config = with_version(config, version)
+    preflight(config)
+    config_text = config.path.read_text(encoding="utf-8")
+    out_dir = Path(out) if out is not None else config.project_dir / "dist"
+    created = created_at()
+
+    with mongo_server(config.source) as uri:
+        say("connecting to MongoDB")
+        client = connect(uri)
+        try:
+            database = client[config.source.database]
+            collection = database[config.source.collection]
+            records = registry.Registry.for_config(database, config.registry)
+            resolved_version = records.resolve_version(config.model.name, config.model.version, force=force)
+            if config.source.seed:
+                inserted = seed_collection(collection, config.project_dir / config.source.seed)
+                if inserted:
+                    say(f"seeded {collection.full_name} with {inserted} documents from {config.source.seed}")
+            say(f"loading {collection.full_name}")
+            raw = load_columns(
+                collection,
+                [*config.features.inputs, config.features.target],
+                query=config.source.filter,
+                limit=config.source.limit,
+                progress=lambda rows: say(f"loaded {rows} documents"),
+            )
+            dataset = validate(raw, config.features, config.model.task, source_label=collection.full_name)
+            metadata = _base_metadata(config, resolved_version, created, dataset.rows, dataset.fingerprint)
+            try:
+                result = _train_export_package(config, dataset, metadata, out_dir, say)
+            except QualityGateError as exc:
+                records.record_rejected(metadata, config_text=config_text, reason=exc.message, details=exc.details)
+                raise
+            records.record_built(result.metadata, result.report["artifacts"], config_text=config_text)
+        finally:
+            client.close()
+    result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def _base_metadata(config: Config, version: str, created: datetime, rows: int, fingerprint: str) -> dict[str, Any]:
+    source = config.source
+    return {
+        "name": config.model.name,
+        "import_name": config.model.import_name,
+        "version": version,
+        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "task": config.model.task,
+        "description": config.model.description,
+        "target": config.features.target,
+        "estimator": {"class": config.estimator.class_path, "params": config.estimator.params},
+        "evaluation": {"test_size": config.evaluation.test_size, "seed": config.evaluation.seed},
+        "data": {
+            "database": source.database,
+            "collection": source.collection,
+            # Relaxed Extended JSON, so dates and ObjectIds in a filter survive the trip to JSON.
+            "filter": json.loads(json_util.dumps(source.filter)),
+            "limit": source.limit,
+            "rows": rows,
+            "sha256": fingerprint,
+        },
+        "versions": tool_versions(config.export.target_opset),
+    }
+
+
+def _train_export_package(
+    config: Config, dataset: Any, metadata: dict[str, Any], out_dir: Path, say: Progress
+) -> BuildResult:
+    input_names = onnx_input_names(config.features.inputs)
+    say(f"training {config.estimator.class_path.rsplit('.', 1)[-1]} on {dataset.rows} rows")
+    trained = train(config, dataset, input_names)
+    metadata["metrics"] = trained.metrics
+    metadata["features"] = feature_metadata(config.features, input_names)
+    if trained.classes is not None:
+        metadata["classes"] = trained.classes
+    check_gates(trained.metrics, config.evaluation.gates)
+
+    say("exporting to ONNX")
+    onnx_model = to_onnx(trained, metadata["features"], opset=config.export.target_opset, graph_name=config.model.import_name)
+    parity = parity_report(trained, Model(onnx_model.SerializeToString(), metadata), config.export.parity_tolerance)
+    metadata["parity"] = parity.as_dict()
+    check_parity(parity, classification=trained.classes is not None)
+    onnx_bytes = with_metadata(onnx_model, metadata)
+
+    stem = f"{config.model.name}-{metadata['version']}"
+    with scratch_folder(out_dir) as stage:
+        say("packaging the model wheel")
+        project = render_project(stage / "src", metadata, onnx_bytes, config.path.read_text(encoding="utf-8"))
+        dists = build_distributions(project, stage / "dist", source_date_epoch=_epoch(metadata["created"]))
+        twine_check([dists.wheel, dists.sdist])
+        onnx_path = stage / f"{stem}.onnx"
+        onnx_path.write_bytes(onnx_bytes)
+        staged = {"wheel": dists.wheel, "sdist": dists.sdist, "onnx": onnx_path}
+        artifacts = {
+            kind: {"file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}
+            for kind, path in staged.items()
+        }
+        report = {**metadata, "artifacts": artifacts}
+        report_path = stage / f"{stem}.json"
+        report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        staged["report"] = report_path
+        final = {kind: out_dir / path.name for kind, path in staged.items()}
+        for kind, path in staged.items():
+            os.replace(path, final[kind])
+    return BuildResult(metadata=metadata, artifacts=final, report=report)
+
+
+def _epoch(created: str) -> int:
+    return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+
+
+__all__ = ["BuildResult", "MlpackError", "build", "created_at", "preflight"]

@@ -1,0 +1,182 @@
+"""The command line: argument parsing, progress, `--json`, and errors → exit codes. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlpack import __version__
+from mlpack.errors import ConfigError, MlpackError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 too; keep its usage line, lose nothing
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    if args.json or args.quiet:
+        return None
+    if not (args.verbose or sys.stderr.isatty()):
+        return None
+    return lambda message: print(f"mlpack: {message}", file=sys.stderr, flush=True)
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, sort_keys=True, default=str))
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from mlpack.build import build
+
+    result = build(args.project, out=args.out, version=args.version, force=args.force, progress=_progress(args))
+    if args.json:
+        _print_json({**result.report, "paths": {k: str(p) for k, p in result.artifacts.items()}, "seconds": result.seconds})
+    elif not args.quiet:
+        metadata = result.metadata
+        metrics = ", ".join(f"{name} {value:.4f}" for name, value in metadata["metrics"].items())
+        print(f"built {metadata['name']} {metadata['version']} in {result.seconds:.1f} s ({metrics})")
+        print(f"parity: max |sklearn - onnx| {metadata['parity']['max_abs_diff']:.2g}, "
+              f"label agreement {metadata['parity']['label_agreement']:.2%}")
+        for path in result.artifacts.values():
+            print(f"  {path}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from mlpack.artifacts import read_metadata
+
+    metadata = read_metadata(args.artifact)
+    if args.json:
+        _print_json(metadata)
+        return 0
+    print(f"{metadata['name']} {metadata['version']}  ({metadata['task']}, created {metadata['created']})")
+    print(f"estimator: {metadata['estimator']['class']} {json.dumps(metadata['estimator']['params'], sort_keys=True)}")
+    print("features:")
+    for feature in metadata["features"]:
+        print(f"  {feature['name']:<32} {feature['kind']:<12} input {feature['input']}")
+    print(f"target: {metadata['target']}" + (f"  classes: {metadata['classes']}" if "classes" in metadata else ""))
+    print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in metadata["metrics"].items()))
+    data = metadata["data"]
+    print(f"data: {data['database']}.{data['collection']} filter {json.dumps(data['filter'])}, {data['rows']} rows, sha256 {data['sha256']}")
+    parity = metadata["parity"]
+    print(f"parity: max |sklearn - onnx| {parity['max_abs_diff']:.2g}, label agreement {parity['label_agreement']:.2%}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in metadata["versions"].items()))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mlpack.artifacts import open_model
+    from mlpack.runtime import format_of, predict_file
+
+    model = open_model(args.artifact)
+    fmt = args.format or format_of(args.input)
+    try:
+        source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ConfigError(f"cannot read --input {args.input}: {exc.strerror}") from None
+    with source:
+        try:
+            predict_file(model, source, fmt, sys.stdout)
+        except ValueError as exc:
+            print(f"error: {args.input}: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from mlpack.lifecycle import list_models
+
+    rows = list_models(args.config, args.name)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no builds recorded" + (f" for {args.name}" if args.name else ""))
+        return 0
+    header = ("name", "version", "created", "status", "metrics", "wheel sha256")
+    table = [header] + [
+        (
+            row["name"],
+            row["version"],
+            row["created"],
+            row.get("status", "?"),
+            ", ".join(f"{k} {v:.3f}" for k, v in list(row.get("metrics", {}).items())[:3]),
+            row.get("artifacts", {}).get("wheel", {}).get("sha256", "")[:12],
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(cells[i])) for cells in table) for i in range(len(header))]
+    for cells in table:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip())
+    return 0
+
+
+def cmd_estimators(args: argparse.Namespace) -> int:
+    from mlpack.estimators import KNOWN_BROKEN, SUPPORTED
+
+    if args.json:
+        _print_json({"supported": {k: v.task for k, v in SUPPORTED.items()}, "unsupported": KNOWN_BROKEN})
+        return 0
+    for path, spec in SUPPORTED.items():
+        print(f"{path:<48} {spec.task}{'  (scaled inputs)' if spec.scaled else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mlpack", description="MongoDB data to a verified ONNX model, a model wheel and an image.")
+    parser.add_argument("--version", action="version", version=f"mlpack {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    common.add_argument("-v", "--verbose", action="store_true", help="show progress even when not on a terminal")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    build = commands.add_parser("build", parents=[common], help="train, export, verify and package a model")
+    build.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
+    build.add_argument("--out", type=Path, help="output folder (default: PROJECT/dist)")
+    build.add_argument("--version", dest="version", help="model version, overriding [model].version")
+    build.add_argument("--force", action="store_true", help="rebuild a version the registry already holds")
+    build.set_defaults(handler=cmd_build)
+
+    inspect = commands.add_parser("inspect", parents=[common], help="show the metadata of a .onnx or model .whl")
+    inspect.add_argument("artifact")
+    inspect.set_defaults(handler=cmd_inspect)
+
+    predict = commands.add_parser("predict", parents=[common], help="predict for a JSON Lines, JSON or CSV file")
+    predict.add_argument("artifact", help="a .onnx or model .whl built by mlpack")
+    predict.add_argument("--input", "-i", required=True, help="input file ('-' = stdin)")
+    predict.add_argument("--format", choices=["jsonl", "json", "csv"], help="default: from the file's suffix")
+    predict.set_defaults(handler=cmd_predict)
+
+    models = commands.add_parser("models", parents=[common], help="list the builds in the registry")
+    models.add_argument("name", nargs="?", help="only this model")
+    models.add_argument("--config", default=".", help="project folder or mlpack.toml naming the registry (default: .)")
+    models.set_defaults(handler=cmd_models)
+
+    estimators = commands.add_parser("estimators", parents=[common], help="list the supported estimators")
+    estimators.set_defaults(handler=cmd_estimators)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except MlpackError as exc:
+        if getattr(args, "json", False):
+            _print_json({"error": exc.message, "details": exc.details, "exit_code": exc.exit_code})
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.details:
+            print(exc.details, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,285 @@
+"""`mlpack.toml` → a frozen, typed `Config` (SPEC §2).
+
+Each section is a dataclass; its fields and type hints are the schema. One generic reader checks
+keys and types against them, so a new option is one new field, and every error names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.version import InvalidVersion, Version
+
+from mlpack.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_FILE = "mlpack.toml"
+Task = Literal["classification", "regression"]
+
+# PEP 508 distribution names; the import name is derived from it.
+_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str
+    task: Task
+    version: str = "auto"
+    description: str = ""
+
+    @property
+    def import_name(self) -> str:
+        return re.sub(r"[-.]+", "_", self.name).lower()
+
+
+@dataclass(frozen=True)
+class SourceSection:
+    database: str
+    collection: str
+    uri_env: str = "MONGODB_URI"
+    filter: dict[str, Any] = field(default_factory=dict)
+    limit: int = 0
+    seed: str = ""
+    embedded: bool = False
+
+
+@dataclass(frozen=True)
+class FeaturesSection:
+    target: str
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+@dataclass(frozen=True)
+class EstimatorSection:
+    class_path: str = field(metadata={"key": "class"})
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    test_size: float = 0.2
+    seed: int = 0
+    metrics: list[str] = field(default_factory=list)  # empty: the task's defaults
+    gates: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    target_opset: int = 17
+    parity_tolerance: float = 1e-4
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    base: str = "python:3.11-slim"
+    port: int = 8080
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class RegistrySection:
+    enabled: bool = True
+    collection: str = "mlpack_models"
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelSection
+    source: SourceSection
+    features: FeaturesSection
+    estimator: EstimatorSection
+    evaluation: EvaluationSection = field(default_factory=EvaluationSection)
+    export: ExportSection = field(default_factory=ExportSection)
+    image: ImageSection = field(default_factory=ImageSection)
+    registry: RegistrySection = field(default_factory=RegistrySection)
+    # Where the file was read from: relative paths (the seed) resolve against it.
+    project_dir: Path = field(default=Path("."), metadata={"internal": True})
+    path: Path = field(default=Path(CONFIG_FILE), metadata={"internal": True})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as the user would write it: TOML keys, no internal fields."""
+        return _section_to_dict(self)
+
+
+def find_config_file(project: str | Path = ".") -> Path:
+    """A project folder holds `mlpack.toml`; a path to a `.toml` file names it directly."""
+    path = Path(project)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise ConfigError(f"configuration file not found: {path}")
+        return path
+    candidate = path / CONFIG_FILE
+    if not candidate.is_file():
+        if not path.exists():
+            raise ConfigError(f"project folder not found: {path}")
+        raise ConfigError(f"no {CONFIG_FILE} in {path} (run `mlpack init NAME` to create a project)")
+    return candidate
+
+
+def load_config(project: str | Path = ".") -> Config:
+    path = find_config_file(project)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    return parse_config(raw, path=path)
+
+
+def parse_config(raw: dict[str, Any], *, path: Path = Path(CONFIG_FILE)) -> Config:
+    config = _read_section(Config, raw, where=str(path), section="")
+    config = dataclasses.replace(config, project_dir=path.parent.resolve(), path=path)
+    _check_semantics(config, str(path))
+    return config
+
+
+def with_version(config: Config, version: str) -> Config:
+    """The config with the version given on the command line, checked like the file's own."""
+    if version != "auto":
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise ConfigError(f"--version {version!r} is not a PEP 440 version (e.g. 1.2.0) or 'auto'") from None
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, version=version))
+
+
+def _user_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def _key(f: dataclasses.Field[Any]) -> str:
+    return f.metadata.get("key", f.name)
+
+
+def _read_section(cls: type, raw: Any, *, where: str, section: str) -> Any:
+    label = f"[{section}]" if section else "the file"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {label} must be a table")
+    fields = _user_fields(cls)
+    known = {_key(f): f for f in fields}
+    for key in raw:
+        if key not in known:
+            hint = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(known)})"
+            where_key = f"[{section}].{key}" if section else f"[{key}]"
+            raise ConfigError(f"{where}: unknown key {where_key}{suggestion}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, f in known.items():
+        dotted = f"[{section}].{key}" if section else f"[{key}]"
+        if key not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing required key {dotted}")
+            continue
+        expected = hints[f.name]
+        if dataclasses.is_dataclass(expected):
+            values[f.name] = _read_section(expected, raw[key], where=where, section=key)
+        else:
+            values[f.name] = _check_type(raw[key], expected, f"{where}: {dotted}")
+    return cls(**values)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin is dict:
+        return "a table"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
+
+
+def _check_type(value: Any, tp: Any, label: str) -> Any:
+    origin = typing.get_origin(tp)
+    ok: bool
+    if origin is Literal:
+        ok = value in typing.get_args(tp)
+    elif origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            ok = False
+        else:
+            return [_check_type(v, item, f"{label}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            ok = False
+        else:
+            return {k: _check_type(v, item, f"{label}.{k}") for k, v in value.items()}
+    elif tp is Any:
+        return value
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(tp, type):
+        ok = isinstance(value, tp)
+    elif isinstance(tp, types.UnionType):  # pragma: no cover - no unions in the schema today
+        ok = any(isinstance(value, t) for t in typing.get_args(tp))
+    else:  # pragma: no cover
+        raise TypeError(f"unsupported schema type {tp}")
+    if not ok:
+        raise ConfigError(f"{label} must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _check_semantics(config: Config, where: str) -> None:
+    """Rules that span more than one value's type."""
+    model, features = config.model, config.features
+    if not _NAME.match(model.name):
+        raise ConfigError(
+            f"{where}: [model].name {model.name!r} is not a valid package name "
+            "(letters, digits, '-', '_', '.'; starting and ending with a letter or digit)"
+        )
+    if model.version != "auto":
+        try:
+            Version(model.version)
+        except InvalidVersion:
+            raise ConfigError(
+                f"{where}: [model].version {model.version!r} is not a PEP 440 version (e.g. \"1.0.0\") or \"auto\""
+            ) from None
+    if not features.inputs:
+        raise ConfigError(f"{where}: [features] needs at least one of numeric or categorical")
+    seen: set[str] = set()
+    for path in [*features.inputs, features.target]:
+        if not path or path.startswith("$") or ".." in path or path.startswith(".") or path.endswith("."):
+            raise ConfigError(f"{where}: [features] field path {path!r} is not a valid dotted path")
+        if path in seen:
+            raise ConfigError(f"{where}: [features] field {path!r} is listed twice")
+        seen.add(path)
+    if config.source.limit < 0:
+        raise ConfigError(f"{where}: [source].limit must be 0 (all) or a positive integer")
+    if not 0 < config.evaluation.test_size < 1:
+        raise ConfigError(f"{where}: [evaluation].test_size must be between 0 and 1, got {config.evaluation.test_size}")
+    if config.export.parity_tolerance < 0:
+        raise ConfigError(f"{where}: [export].parity_tolerance must not be negative")
+    if not 1 <= config.image.port <= 65535:
+        raise ConfigError(f"{where}: [image].port must be between 1 and 65535")
+
+
+def _section_to_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in _user_fields(type(obj)):
+        value = getattr(obj, f.name)
+        out[_key(f)] = _section_to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out

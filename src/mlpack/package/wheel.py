@@ -1,0 +1,146 @@
+"""The model wheel: render `packaging/wheel`, build wheel and sdist with PyPA `build`, `twine check`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import build
+import pyproject_hooks
+
+from mlpack import runtime
+from mlpack.errors import ExternalError
+
+
+def packaging_dir() -> Path:
+    """The templates: inside an installed mlpack, or the repository's `packaging/` in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_packaging", here.parent.parent / "packaging"):
+        if (candidate / "wheel").is_dir():
+            return candidate
+    raise ExternalError("mlpack's packaging templates are missing from this installation")
+
+
+@dataclass(frozen=True)
+class Distributions:
+    wheel: Path
+    sdist: Path
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def _markdown_table(rows: list[tuple[str, ...]]) -> str:
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
+
+
+def _example_record(metadata: dict[str, Any]) -> str:
+    example: dict[str, Any] = {}
+    for feature in metadata["features"][:3]:
+        example[feature["name"]] = 1.0 if feature["kind"] == "numeric" else "value"
+    return json.dumps(example)
+
+
+def render_model_card(metadata: dict[str, Any], template: str) -> str:
+    data, parity, import_name = metadata["data"], metadata["parity"], metadata["import_name"]
+    classes = metadata.get("classes")
+    versions = ", ".join(f"{k} {v}" for k, v in metadata["versions"].items())
+    return Template(template).substitute(
+        name=metadata["name"],
+        version=metadata["version"],
+        description=metadata.get("description") or f"A {metadata['task']} model.",
+        task=metadata["task"],
+        mlpack_version=metadata["versions"]["mlpack"],
+        created=metadata["created"],
+        import_name=import_name,
+        example=_example_record(metadata),
+        proba_usage=(
+            f"\n```python\n{import_name}.predict_proba(record)   # probabilities, in the order of {import_name}.classes\n```\n"
+            if classes is not None
+            else ""
+        ),
+        features_table=_markdown_table([(f"`{f['name']}`", f["kind"], f"`{f['input']}`") for f in metadata["features"]]),
+        target=metadata["target"],
+        classes_line=f"; classes: {', '.join(f'`{c}`' for c in classes)}" if classes is not None else "",
+        test_share=f"{metadata['evaluation']['test_size']:.0%}",
+        test_rows=parity["rows"],
+        metrics_table=_markdown_table([(name, f"{value:.4f}") for name, value in metadata["metrics"].items()]),
+        parity_diff=f"{parity['max_abs_diff']:.3g}",
+        parity_agreement=f"{parity['label_agreement']:.2%}",
+        database=data["database"],
+        collection=data["collection"],
+        filter=json.dumps(data["filter"]),
+        rows=data["rows"],
+        fingerprint=data["sha256"],
+        estimator=metadata["estimator"]["class"],
+        params=json.dumps(metadata["estimator"]["params"], sort_keys=True),
+        versions_line=versions,
+    )
+
+
+def render_project(stage: Path, metadata: dict[str, Any], onnx_bytes: bytes, config_text: str) -> Path:
+    """Write the model package's source tree under `stage`; return its folder."""
+    templates = packaging_dir() / "wheel"
+    project = stage / f"{metadata['name']}-{metadata['version']}"
+    package = project / metadata["import_name"]
+    package.mkdir(parents=True)
+    pyproject = Template((templates / "pyproject.toml.in").read_text(encoding="utf-8")).substitute(
+        mlpack_version=metadata["versions"]["mlpack"],
+        name=_toml_string(metadata["name"]),
+        version=_toml_string(metadata["version"]),
+        description=_toml_string(metadata.get("description") or f"{metadata['name']}: a {metadata['task']} model"),
+        import_name=_toml_string(metadata["import_name"]),
+    )
+    (project / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    card = render_model_card(metadata, (templates / "README.md.in").read_text(encoding="utf-8"))
+    (project / "README.md").write_text(card, encoding="utf-8")
+    for source in sorted((templates / "package").iterdir()):
+        if source.is_file() and source.suffix == ".py":
+            shutil.copyfile(source, package / source.name)
+    shutil.copyfile(runtime.__file__, package / "_runtime.py")
+    (package / "model.onnx").write_bytes(onnx_bytes)
+    (package / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (package / "mlpack.toml").write_text(config_text, encoding="utf-8")
+    return project
+
+
+def _runner(source_date_epoch: int) -> pyproject_hooks.SubprocessRunner:
+    def run(cmd: list[str], cwd: str | None = None, extra_environ: dict[str, str] | None = None) -> None:
+        env = {**os.environ, **(extra_environ or {}), "SOURCE_DATE_EPOCH": str(source_date_epoch)}
+        result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ExternalError("building the model package failed", details=(result.stdout + result.stderr)[-4000:])
+
+    return run
+
+
+def build_distributions(project: Path, out_dir: Path, *, source_date_epoch: int) -> Distributions:
+    """Wheel and sdist with PyPA `build`, without isolation: offline, and hatchling is already here."""
+    builder = build.ProjectBuilder(project, python_executable=sys.executable, runner=_runner(source_date_epoch))
+    missing = builder.check_dependencies("wheel")
+    if missing:
+        needed = ", ".join(sorted(next(iter(chain)) for chain in missing))
+        raise ExternalError(f"building the model package needs {needed}: pip install {needed}")
+    try:
+        sdist = Path(builder.build("sdist", out_dir))
+        wheel = Path(builder.build("wheel", out_dir))
+    except build.BuildBackendException as exc:
+        raise ExternalError(f"building the model package failed: {exc}") from None
+    return Distributions(wheel=wheel, sdist=sdist)
+
+
+def twine_check(paths: list[Path]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, paths)],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise ExternalError("twine check failed on the model package", details=(result.stdout + result.stderr).strip())

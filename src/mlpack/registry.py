@@ -1,0 +1,138 @@
+"""The build registry: one document per (name, version) in MongoDB (SPEC §8)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+from pymongo import ASCENDING
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+
+from mlpack.config import RegistrySection
+from mlpack.errors import ConfigError, ExternalError
+
+FIRST_VERSION = "1.0.0"
+# A rejected build leaves its record for the log, but does not hold the version.
+HOLDING_STATUSES = ("built", "published")
+
+
+def next_patch(versions: list[str]) -> str:
+    """The version after the newest (PEP 440 ordering): 1.2.3 → 1.2.4; none → 1.0.0."""
+    parsed = []
+    for text in versions:
+        try:
+            parsed.append(Version(text))
+        except InvalidVersion:
+            continue
+    if not parsed:
+        return FIRST_VERSION
+    newest = max(parsed)
+    return f"{newest.major}.{newest.minor}.{newest.micro + 1}"
+
+
+class Registry:
+    """Records builds; a disabled registry (collection None) records nothing and holds no versions."""
+
+    def __init__(self, collection: Collection[dict[str, Any]] | None) -> None:
+        self.collection = collection
+        self._indexed = False
+
+    @classmethod
+    def for_config(cls, database: Database[dict[str, Any]], section: RegistrySection) -> Registry:
+        return cls(database[section.collection] if section.enabled else None)
+
+    def _guard(self, action: str) -> Collection[dict[str, Any]]:
+        assert self.collection is not None
+        if not self._indexed:
+            try:
+                self.collection.create_index([("name", ASCENDING), ("version", ASCENDING)], unique=True)
+            except PyMongoError as exc:
+                raise ExternalError(f"the registry {self.collection.full_name} cannot be {action}: {exc}") from None
+            self._indexed = True
+        return self.collection
+
+    def find(self, name: str, version: str) -> dict[str, Any] | None:
+        if self.collection is None:
+            return None
+        try:
+            return self.collection.find_one({"name": name, "version": version}, projection={"_id": 0})
+        except PyMongoError as exc:
+            raise ExternalError(f"reading the registry {self.collection.full_name} failed: {exc}") from None
+
+    def list(self, name: str | None = None) -> list[dict[str, Any]]:
+        if self.collection is None:
+            return []
+        query = {"name": name} if name else {}
+        try:
+            documents = list(self.collection.find(query, projection={"_id": 0}))
+        except PyMongoError as exc:
+            raise ExternalError(f"reading the registry {self.collection.full_name} failed: {exc}") from None
+        return sorted(documents, key=lambda d: (d["name"], _version_key(d["version"])))
+
+    def resolve_version(self, name: str, version: str, *, force: bool = False) -> str:
+        """The version to build: "auto" → next patch; an explicit one must not be registered yet."""
+        if version == "auto":
+            if self.collection is None:
+                raise ConfigError(
+                    '[model].version = "auto" needs the registry: set a version, or [registry].enabled = true'
+                )
+            held = [d["version"] for d in self.list(name) if d.get("status") in HOLDING_STATUSES]
+            return next_patch(held)
+        existing = self.find(name, version)
+        if existing and existing.get("status") in HOLDING_STATUSES and not force:
+            raise ConfigError(
+                f"{name} {version} is already in the registry (status {existing['status']}, created "
+                f"{existing.get('created', '?')}): choose a new version, or pass --force to replace it"
+            )
+        return version
+
+    def _write(self, record: dict[str, Any]) -> None:
+        collection = self._guard("written")
+        try:
+            collection.replace_one({"name": record["name"], "version": record["version"]}, record, upsert=True)
+        except PyMongoError as exc:
+            raise ExternalError(f"recording the build in {collection.full_name} failed: {exc}") from None
+
+    def record_built(self, metadata: dict[str, Any], artifacts: dict[str, Any], *, config_text: str) -> None:
+        if self.collection is not None:
+            self._write({**_summary(metadata, config_text), "status": "built", "artifacts": artifacts})
+
+    def record_rejected(self, metadata: dict[str, Any], *, config_text: str, reason: str, details: str) -> None:
+        if self.collection is None:
+            return
+        existing = self.find(metadata["name"], metadata["version"])
+        if existing and existing.get("status") in HOLDING_STATUSES:
+            return  # a forced rebuild that failed must not erase the good build it tried to replace
+        self._write({**_summary(metadata, config_text), "status": "rejected", "reason": reason, "details": details})
+
+    def mark(self, name: str, version: str, **fields: Any) -> None:
+        collection = self._guard("written")
+        try:
+            collection.update_one({"name": name, "version": version}, {"$set": fields})
+        except PyMongoError as exc:
+            raise ExternalError(f"updating {collection.full_name} failed: {exc}") from None
+
+
+def _version_key(text: str) -> tuple[int, Version | str]:
+    try:
+        return (0, Version(text))
+    except InvalidVersion:
+        return (1, text)
+
+
+def _summary(metadata: dict[str, Any], config_text: str) -> dict[str, Any]:
+    return {
+        "name": metadata["name"],
+        "version": metadata["version"],
+        "created": metadata["created"],
+        "recorded": datetime.now(tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "task": metadata["task"],
+        "metrics": metadata.get("metrics", {}),
+        "data": {key: metadata["data"][key] for key in ("database", "collection", "rows", "sha256")},
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "estimator": metadata["estimator"]["class"],
+    }

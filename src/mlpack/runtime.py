@@ -1,0 +1,349 @@
+"""The model runtime: records → ONNX feeds → predictions, with onnxruntime and numpy only.
+
+This file is copied verbatim into every model wheel (as `_runtime.py`), so it imports nothing
+from mlpack and nothing beyond the standard library, numpy and onnxruntime. mlpack itself uses it
+for `mlpack predict` and for the parity check, so the code that is verified at build time is the
+code that runs in production.
+
+Hot path: plain lists and one `np.array` per input; no pandas, no per-value Python checks unless
+numpy's own conversion shows the values need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+MISSING_CATEGORY = "__missing__"  # what a missing categorical becomes, in training and here alike
+_ABSENT = object()
+_NUMERIC_KINDS = frozenset("fiub")
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str  # the document path, e.g. "billing.monthly_charges"
+    input: str  # the ONNX input it feeds, e.g. "billing_monthly_charges"
+    kind: str  # "numeric" or "categorical"
+    parts: tuple[str, ...]
+
+    @classmethod
+    def from_metadata(cls, entry: Mapping[str, Any]) -> Feature:
+        return cls(entry["name"], entry["input"], entry["kind"], tuple(entry["name"].split(".")))
+
+
+def _lookup(record: Mapping[str, Any], feature: Feature) -> Any:
+    """A field by dotted key ("billing.method") or by nested path ({"billing": {"method": ...}})."""
+    value = record.get(feature.name, _ABSENT)
+    if value is not _ABSENT or len(feature.parts) == 1:
+        return value
+    value = record
+    for part in feature.parts:
+        if not isinstance(value, Mapping):
+            return _ABSENT
+        value = value.get(part, _ABSENT)
+        if value is _ABSENT:
+            return _ABSENT
+    return value
+
+
+def _is_listlike(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)
+
+
+def _numeric_input(feature: Feature, values: Sequence[Any]) -> np.ndarray:
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError):  # ragged nesting, e.g. a list among numbers
+        array = np.empty(0, dtype=object)
+    if array.dtype.kind not in _NUMERIC_KINDS or array.ndim != 1 or len(array) != len(values):
+        # Rare path: None mixed with numbers (imputed), or a real mistake to name.
+        converted = []
+        for index, value in enumerate(values):
+            if value is None:
+                converted.append(math.nan)
+            elif isinstance(value, (int, float, np.number)) and not isinstance(value, np.str_):
+                converted.append(float(value))
+            else:
+                where = f" (record {index})" if len(values) > 1 else ""
+                raise ValueError(f"field '{feature.name}'{where}: expected a number, got {value!r}")
+        array = np.array(converted)
+    return array.astype(np.float32, copy=False).reshape(-1, 1)
+
+
+def _category(feature: Feature, value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING_CATEGORY
+    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
+        raise ValueError(f"field '{feature.name}': expected a category (string or number), got {value!r}")
+    return str(value)
+
+
+def _categorical_input(feature: Feature, values: Sequence[Any]) -> np.ndarray:
+    strings = [value if type(value) is str else _category(feature, value) for value in values]
+    return np.array(strings, dtype=object).reshape(-1, 1)
+
+
+class Model:
+    """One ONNX model with its mlpack metadata; the onnxruntime session is created on first use."""
+
+    def __init__(self, model: bytes | str | os.PathLike[str], metadata: Mapping[str, Any]) -> None:
+        self._model = model if isinstance(model, bytes) else os.fspath(model)
+        self.metadata: dict[str, Any] = dict(metadata)
+        self.name: str = self.metadata["name"]
+        self.version: str = self.metadata["version"]
+        self.task: str = self.metadata["task"]
+        self.classes: list[Any] | None = self.metadata.get("classes")
+        self.features = [Feature.from_metadata(entry) for entry in self.metadata["features"]]
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_onnx(cls, model: bytes | str | os.PathLike[str]) -> Model:
+        """A model whose metadata is read back from the ONNX file's metadata_props."""
+        return cls(model, read_onnx_metadata(model))
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            with self._lock:  # many threads may ask at once; only one session is ever built
+                if self._session is None:
+                    self._session = _new_session(self._model)
+        return self._session
+
+    def load(self) -> Model:
+        """Create the session now rather than on the first prediction (servers call this at start)."""
+        _ = self.session
+        return self
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def feeds(self, data: Any) -> tuple[dict[str, np.ndarray], bool]:
+        """ONNX feeds for one record, a list of records, a dict of columns or a DataFrame.
+
+        Returns the feeds and whether a single record was given (its answer is then not a list).
+        """
+        columns, single = self._columns(data)
+        feeds: dict[str, np.ndarray] = {}
+        for feature in self.features:
+            values = columns[feature.name]
+            if feature.kind == "numeric":
+                feeds[feature.input] = _numeric_input(feature, values)
+            else:
+                feeds[feature.input] = _categorical_input(feature, values)
+        return feeds, single
+
+    def _columns(self, data: Any) -> tuple[dict[str, Sequence[Any]], bool]:
+        if hasattr(data, "iloc") and hasattr(data, "columns"):  # a pandas DataFrame, without importing pandas
+            return self._dataframe_columns(data), False
+        if isinstance(data, Mapping):
+            if _is_listlike(_lookup(data, self.features[0])):
+                return self._column_dict(data), False
+            return self._record_columns([data]), True
+        if isinstance(data, (list, tuple)):
+            if not data:
+                raise ValueError("no records given")
+            return self._record_columns(data), False
+        raise ValueError(
+            f"expected a record (dict), a list of records or a dict of columns, got {type(data).__name__}"
+        )
+
+    def _record_columns(self, records: Sequence[Any]) -> dict[str, Sequence[Any]]:
+        for index, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise ValueError(f"record {index} is a {type(record).__name__}, not an object of fields")
+        columns: dict[str, Sequence[Any]] = {}
+        for feature in self.features:
+            values = [_lookup(record, feature) for record in records]
+            if _ABSENT in values:
+                index = values.index(_ABSENT)
+                where = f"record {index}: " if len(records) > 1 else ""
+                raise ValueError(f"{where}missing field '{feature.name}'")
+            columns[feature.name] = values
+        return columns
+
+    def _column_dict(self, data: Mapping[str, Any]) -> dict[str, Sequence[Any]]:
+        columns: dict[str, Sequence[Any]] = {}
+        length = None
+        for feature in self.features:
+            values = _lookup(data, feature)
+            if values is _ABSENT:
+                raise ValueError(f"missing column '{feature.name}'")
+            if not _is_listlike(values):
+                raise ValueError(f"column '{feature.name}' must be a list of values, got {values!r}")
+            if length is None:
+                length = len(values)
+            elif len(values) != length:
+                raise ValueError(f"column '{feature.name}' has {len(values)} values, expected {length}")
+            columns[feature.name] = values
+        if not length:
+            raise ValueError("no records given")
+        return columns
+
+    def _dataframe_columns(self, frame: Any) -> dict[str, Sequence[Any]]:
+        if len(frame) == 0:
+            raise ValueError("no records given")
+        columns: dict[str, Sequence[Any]] = {}
+        for feature in self.features:
+            if feature.name not in frame.columns:
+                raise ValueError(f"missing column '{feature.name}'")
+            values = frame[feature.name].tolist()
+            columns[feature.name] = values
+        return columns
+
+    # -- outputs --------------------------------------------------------------------------------
+    def run(self, data: Any) -> tuple[list[Any], list[list[float]] | None, bool]:
+        """Labels (or values), class probabilities (classification) and whether one record came in."""
+        feeds, single = self.feeds(data)
+        outputs = self.session.run(None, feeds)
+        if self.task == "classification":
+            return outputs[0].tolist(), outputs[1].tolist(), single
+        return outputs[0].ravel().tolist(), None, single
+
+    def predict(self, data: Any) -> Any:
+        """One label (or value) for one record; a list for records, columns or a DataFrame."""
+        labels, _, single = self.run(data)
+        return labels[0] if single else labels
+
+    def predict_proba(self, data: Any) -> Any:
+        """Class probabilities in the order of `classes`: one row per record."""
+        if self.task != "classification":
+            raise ValueError(f"{self.name} is a regression model: it has no class probabilities")
+        _, probabilities, single = self.run(data)
+        assert probabilities is not None
+        return probabilities[0] if single else probabilities
+
+
+def _new_session(model: bytes | str) -> Any:
+    import onnxruntime  # imported here so `import model_package` stays cheap until the first prediction
+
+    options = onnxruntime.SessionOptions()
+    threads = os.environ.get("MLPACK_THREADS")
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def read_onnx_metadata(model: bytes | str | os.PathLike[str]) -> dict[str, Any]:
+    """The mlpack metadata stored in an ONNX file's metadata_props (each value JSON-encoded)."""
+    session = _new_session(model if isinstance(model, bytes) else os.fspath(model))
+    props = session.get_modelmeta().custom_metadata_map
+    if "mlpack.metadata" not in props:
+        raise ValueError("this ONNX file has no mlpack metadata (was it built by mlpack?)")
+    return dict(json.loads(props["mlpack.metadata"]))
+
+
+# -- reading input files ------------------------------------------------------------------------
+def read_records(stream: TextIO, fmt: str, model: Model) -> list[dict[str, Any]]:
+    """Records from JSON Lines, a JSON document (record, list, or {"instances": [...]}) or CSV."""
+    if fmt == "jsonl":
+        records = []
+        for number, line in enumerate(stream, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"line {number}: not valid JSON: {exc.msg}") from None
+        return records
+    if fmt == "json":
+        try:
+            document = json.load(stream)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        if isinstance(document, Mapping) and "instances" in document:
+            document = document["instances"]
+        return [document] if isinstance(document, Mapping) else list(document)
+    if fmt == "csv":
+        return _csv_records(stream, model)
+    raise ValueError(f"unknown input format {fmt!r}: use jsonl, json or csv")
+
+
+def _csv_records(stream: TextIO, model: Model) -> list[dict[str, Any]]:
+    numeric = {f.name for f in model.features if f.kind == "numeric"}
+    records = []
+    for number, row in enumerate(csv.DictReader(stream), 2):
+        record: dict[str, Any] = {}
+        for key, text in row.items():
+            if key in numeric:
+                try:
+                    record[key] = float(text) if text not in ("", None) else None
+                except ValueError:
+                    raise ValueError(f"line {number}: field '{key}': expected a number, got {text!r}") from None
+            else:
+                record[key] = None if text == "" else text
+        records.append(record)
+    return records
+
+
+def format_of(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    return {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}.get(suffix, "jsonl")
+
+
+def predict_file(model: Model, source: TextIO, fmt: str, out: TextIO, *, batch: int = 10_000) -> int:
+    """Write one JSON line per input record: the prediction, and probabilities for classifiers."""
+    records = read_records(source, fmt, model)
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        labels, probabilities, _ = model.run(chunk)
+        for index, label in enumerate(labels):
+            line: dict[str, Any] = {"prediction": label}
+            if probabilities is not None:
+                line["probabilities"] = dict(zip(map(str, model.classes or []), probabilities[index]))
+            out.write(json.dumps(line) + "\n")
+    return len(records)
+
+
+def main(model: Model, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """`python -m MODEL predict --input FILE`: the model's own command line."""
+    parser = argparse.ArgumentParser(prog=prog or model.name, description=f"{model.name} {model.version}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="predict for a JSON Lines, JSON or CSV file ('-' = stdin)")
+    predict.add_argument("--input", "-i", required=True)
+    predict.add_argument("--format", choices=["jsonl", "json", "csv"], help="default: from the file's suffix")
+    predict.add_argument("--output", "-o", default="-", help="JSON Lines output file (default: stdout)")
+    commands.add_parser("info", help="print the model's metadata")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        print(json.dumps(model.metadata, indent=2))
+        return 0
+    fmt = args.format or format_of(args.input)
+    try:
+        source: TextIO = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", newline="")
+    except OSError as exc:
+        print(f"error: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        with source, _open_output(args.output) as out:
+            predict_file(model, source, fmt, out)
+    except ValueError as exc:
+        print(f"error: {args.input}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _open_output:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stream: TextIO | None = None
+
+    def __enter__(self) -> TextIO:
+        self.stream = sys.stdout if self.path == "-" else open(self.path, "w", encoding="utf-8")
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is not None and self.stream is not sys.stdout:
+            self.stream.close()
+
+
+__all__ = ["MISSING_CATEGORY", "Feature", "Model", "main", "predict_file", "read_onnx_metadata", "read_records"]

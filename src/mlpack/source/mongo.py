@@ -1,0 +1,146 @@
+"""MongoDB over pymongo: connect with bounded waits, stream projected documents into columns."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import json_util
+from pymongo import MongoClient
+from pymongo.collection import Collection
+from pymongo.errors import ConfigurationError, InvalidURI, OperationFailure, PyMongoError
+
+from mlpack.config import SourceSection
+from mlpack.errors import ConfigError, ExternalError
+from mlpack.source.embedded import embedded_server
+
+# Unreachable servers must fail well inside the 30 s the CLI promises.
+SERVER_SELECTION_TIMEOUT_MS = 10_000
+BATCH_SIZE = 2_000
+_AUTH_FAILED = 18
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced, safe for messages and logs."""
+    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", uri)
+
+
+@contextlib.contextmanager
+def mongo_server(source: SourceSection) -> Iterator[str]:
+    """The connection string to use: the `uri_env` variable, else an embedded server if allowed."""
+    uri = os.environ.get(source.uri_env, "").strip()
+    if uri:
+        yield uri
+    elif source.embedded:
+        with embedded_server() as embedded_uri:
+            yield embedded_uri
+    else:
+        raise ConfigError(
+            f"environment variable {source.uri_env} is not set: set it to a MongoDB connection string "
+            "([source].uri_env names the variable), or set [source].embedded = true for a throwaway local server"
+        )
+
+
+def connect(uri: str, *, timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS) -> MongoClient[dict[str, Any]]:
+    """A client whose server answered a ping, so later failures are not connection problems."""
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, appname="mlpack"
+        )
+    except (InvalidURI, ConfigurationError, ValueError) as exc:
+        raise ConfigError(f"the MongoDB connection string {redact(uri)!r} is invalid: {exc}") from None
+    try:
+        client.admin.command("ping")
+    except OperationFailure as exc:
+        client.close()
+        if exc.code == _AUTH_FAILED:
+            raise ExternalError(f"MongoDB refused the login for {redact(uri)}: authentication failed") from None
+        raise ExternalError(f"MongoDB at {redact(uri)} refused the connection: {exc.details or exc}") from None
+    except PyMongoError as exc:
+        client.close()
+        raise ExternalError(
+            f"MongoDB at {redact(uri)} is unreachable (gave up after {timeout_ms / 1000:.0f} s): {_first_line(exc)}"
+        ) from None
+    return client
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).split(",", 1)[0].split("\n", 1)[0]
+
+
+@dataclass
+class RawColumns:
+    """Field values as found in the documents, one list per dotted path, in `_id` order.
+
+    Absent fields and nulls both read as None; `present` counts documents that had the field at
+    all, which is how a misspelt path is told apart from a sparse one.
+    """
+
+    ids: list[Any] = field(default_factory=list)
+    values: dict[str, list[Any]] = field(default_factory=dict)
+    present: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids)
+
+
+_ABSENT = object()
+
+
+def _lookup(document: dict[str, Any], parts: tuple[str, ...]) -> Any:
+    value: Any = document
+    for part in parts:
+        if not isinstance(value, dict):
+            return _ABSENT
+        value = value.get(part, _ABSENT)
+        if value is _ABSENT:
+            return _ABSENT
+    return value
+
+
+def parse_filter(query: dict[str, Any]) -> dict[str, Any]:
+    """Let the TOML filter use Extended JSON values such as {"$oid": ...} or {"$date": ...}."""
+    return json_util.loads(json.dumps(query))
+
+
+def load_columns(
+    collection: Collection[dict[str, Any]],
+    paths: list[str],
+    *,
+    query: dict[str, Any] | None = None,
+    limit: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> RawColumns:
+    """Stream the projected fields of matching documents into columns, without a per-row DataFrame."""
+    projection = dict.fromkeys(paths, 1)
+    split = [(path, tuple(path.split("."))) for path in paths]
+    columns = RawColumns(values={path: [] for path in paths}, present=dict.fromkeys(paths, 0))
+    appenders = [(path, parts, columns.values[path].append) for path, parts in split]
+    try:
+        cursor = collection.find(
+            parse_filter(query or {}), projection=projection, sort=[("_id", 1)], limit=limit, batch_size=BATCH_SIZE
+        )
+        for document in cursor:
+            columns.ids.append(document.get("_id"))
+            for path, parts, append in appenders:
+                value = _lookup(document, parts)
+                if value is _ABSENT:
+                    append(None)
+                else:
+                    columns.present[path] += 1
+                    append(value)
+            if progress is not None and len(columns.ids) % BATCH_SIZE == 0:
+                progress(len(columns.ids))
+    except OperationFailure as exc:
+        raise ConfigError(f"MongoDB rejected the query on {collection.full_name}: {exc.details or exc}") from None
+    except PyMongoError as exc:
+        raise ExternalError(f"reading {collection.full_name} failed: {_first_line(exc)}") from None
+    if progress is not None:
+        progress(len(columns.ids))
+    return columns

@@ -1,0 +1,166 @@
+"""Pipeline assembly, the seeded split, fitting, metrics and quality gates."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlpack.config import Config, Task
+from mlpack.errors import ConfigError, DataError, QualityGateError
+from mlpack.estimators import EstimatorSpec, make_estimator
+from mlpack.validate import Dataset
+
+
+@dataclass(frozen=True)
+class Metric:
+    task: Task
+    higher_is_better: bool
+    # (true values, predicted labels or values, class probabilities or None, classes) -> score
+    score: Callable[[np.ndarray, np.ndarray, np.ndarray | None, list[Any]], float]
+
+
+def _roc_auc(y: np.ndarray, _pred: np.ndarray, proba: np.ndarray | None, classes: list[Any]) -> float:
+    assert proba is not None
+    if len(classes) == 2:
+        return float(skm.roc_auc_score(y == classes[1], proba[:, 1]))
+    return float(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("classification", True, lambda y, p, _, __: float(skm.accuracy_score(y, p))),
+    "balanced_accuracy": Metric("classification", True, lambda y, p, _, __: float(skm.balanced_accuracy_score(y, p))),
+    "f1_macro": Metric("classification", True, lambda y, p, _, __: float(skm.f1_score(y, p, average="macro"))),
+    "precision_macro": Metric(
+        "classification", True, lambda y, p, _, __: float(skm.precision_score(y, p, average="macro", zero_division=0))
+    ),
+    "recall_macro": Metric("classification", True, lambda y, p, _, __: float(skm.recall_score(y, p, average="macro"))),
+    "roc_auc": Metric("classification", True, _roc_auc),
+    "log_loss": Metric("classification", False, lambda y, _, pr, c: float(skm.log_loss(y, pr, labels=c))),
+    "r2": Metric("regression", True, lambda y, p, _, __: float(skm.r2_score(y, p))),
+    "rmse": Metric("regression", False, lambda y, p, _, __: float(skm.root_mean_squared_error(y, p))),
+    "mae": Metric("regression", False, lambda y, p, _, __: float(skm.mean_absolute_error(y, p))),
+}
+
+DEFAULT_METRICS: dict[Task, list[str]] = {
+    "classification": ["accuracy", "f1_macro", "roc_auc"],
+    "regression": ["r2", "rmse", "mae"],
+}
+
+
+@dataclass
+class TrainedModel:
+    pipeline: Pipeline
+    spec: EstimatorSpec
+    metrics: dict[str, float]
+    classes: list[Any] | None
+    train_rows: int
+    test_frame: pd.DataFrame  # the test split as the pipeline sees it (columns = ONNX input names)
+    test_columns: dict[str, np.ndarray]  # the same rows keyed by feature path, as the runtime sees them
+    test_target: np.ndarray
+
+
+def metric_names(config: Config) -> list[str]:
+    """The metrics to compute, checked against the task; gates must name one of them."""
+    task = config.model.task
+    names = config.evaluation.metrics or DEFAULT_METRICS[task]
+    for name in [*names, *config.evaluation.gates]:
+        metric = METRICS.get(name)
+        if metric is None:
+            known = ", ".join(n for n, m in METRICS.items() if m.task == task)
+            raise ConfigError(f"[evaluation] unknown metric '{name}' (known for {task}: {known})")
+        if metric.task != task:
+            raise ConfigError(f"[evaluation] metric '{name}' is for {metric.task}, but [model].task is {task}")
+    return list(dict.fromkeys([*names, *config.evaluation.gates]))
+
+
+def build_pipeline(config: Config, input_names: dict[str, str], estimator: Any, spec: EstimatorSpec) -> Pipeline:
+    """Preprocessing of SPEC §2 in front of the estimator, all of it convertible to ONNX."""
+    features = config.features
+    transformers = []
+    if features.numeric:
+        numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+        if spec.scaled:
+            numeric_steps.append(("scale", StandardScaler()))
+        transformers.append(("numeric", Pipeline(numeric_steps), [input_names[p] for p in features.numeric]))
+    if features.categorical:
+        # Missing categories arrive as their own value (MISSING_CATEGORY), so no imputer is needed.
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        transformers.append(("categorical", encoder, [input_names[p] for p in features.categorical]))
+    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def _frame(columns: dict[str, np.ndarray], input_names: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({input_names[path]: values for path, values in columns.items()})
+
+
+def train(config: Config, dataset: Dataset, input_names: dict[str, str]) -> TrainedModel:
+    estimator, spec = make_estimator(config.estimator, config.model.task)
+    names = metric_names(config)
+    classification = config.model.task == "classification"
+    evaluation = config.evaluation
+    rows = np.arange(dataset.rows)
+    try:
+        train_rows, test_rows = train_test_split(
+            rows,
+            test_size=evaluation.test_size,
+            random_state=evaluation.seed,
+            stratify=dataset.target if classification else None,
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot split {dataset.rows} documents into train and test: {exc}") from None
+    columns = dataset.columns()
+    train_columns = {path: values[train_rows] for path, values in columns.items()}
+    test_columns = {path: values[test_rows] for path, values in columns.items()}
+    pipeline = build_pipeline(config, input_names, estimator, spec)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pipeline.fit(_frame(train_columns, input_names), dataset.target[train_rows])
+    except (ValueError, TypeError) as exc:
+        # scikit-learn validates params at fit time (InvalidParameterError is a ValueError).
+        raise ConfigError(f"[estimator] {config.estimator.class_path} could not be trained: {exc}") from None
+    test_frame = _frame(test_columns, input_names)
+    test_target = dataset.target[test_rows]
+    predicted = pipeline.predict(test_frame)
+    probabilities = pipeline.predict_proba(test_frame) if classification else None
+    classes = pipeline.classes_.tolist() if classification else None
+    scores = {
+        name: METRICS[name].score(test_target, predicted, probabilities, classes or []) for name in names
+    }
+    return TrainedModel(
+        pipeline=pipeline,
+        spec=spec,
+        metrics={name: round(value, 6) for name, value in scores.items()},
+        classes=classes,
+        train_rows=len(train_rows),
+        test_frame=test_frame,
+        test_columns=test_columns,
+        test_target=test_target,
+    )
+
+
+def check_gates(metrics: dict[str, float], gates: dict[str, float]) -> None:
+    """Gates are minimums for scores (accuracy) and maximums for errors (rmse)."""
+    failures = []
+    for name, limit in gates.items():
+        value = metrics[name]
+        higher = METRICS[name].higher_is_better
+        if math.isnan(value) or (value < limit if higher else value > limit):
+            relation = "at least" if higher else "at most"
+            failures.append(f"  - {name} = {value:.6g}, the gate requires {relation} {limit:g}")
+    if failures:
+        raise QualityGateError("quality gate failed", details="\n".join(["quality gates:", *failures]))

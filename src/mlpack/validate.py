@@ -1,0 +1,189 @@
+"""Check the loaded documents before training and turn them into typed columns.
+
+Every problem found is collected into one report, so a user fixes their data in one pass rather
+than one error per build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from mlpack.config import FeaturesSection, Task
+from mlpack.errors import DataError
+from mlpack.runtime import MISSING_CATEGORY
+from mlpack.source.mongo import RawColumns
+
+MIN_ROWS_PER_CLASS = 2
+
+
+@dataclass
+class Dataset:
+    """Typed training data: numeric columns as float64 (NaN = missing), categoricals as strings."""
+
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, np.ndarray]
+    target: np.ndarray
+    ids: list[Any]
+    fingerprint: str = ""
+
+    @property
+    def rows(self) -> int:
+        return len(self.target)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {**self.numeric, **self.categorical}
+
+
+@dataclass
+class ValidationReport:
+    rows: int
+    problems: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [f"data validation failed ({self.rows} documents):"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) or _is_decimal128(value)
+
+
+def _is_decimal128(value: Any) -> bool:
+    return type(value).__name__ == "Decimal128"
+
+
+def _to_float(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if _is_decimal128(value):
+        return float(value.to_decimal())
+    return float(value)
+
+
+def _example(ids: list[Any], index: int, value: Any) -> str:
+    return f"e.g. _id {ids[index]!s} has {value!r}"
+
+
+def _check_numeric(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+    bad = [i for i, v in enumerate(values) if v is not None and not _is_number(v)]
+    if bad:
+        report.problems.append(
+            f"numeric feature '{path}': {len(bad)} non-numeric value(s), {_example(ids, bad[0], values[bad[0]])}"
+        )
+        return None
+    return np.array([_to_float(v) for v in values], dtype=np.float64)
+
+
+def _check_categorical(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+    bad = [i for i, v in enumerate(values) if isinstance(v, (dict, list))]
+    if bad:
+        report.problems.append(
+            f"categorical feature '{path}': {len(bad)} value(s) are documents or arrays, not categories, "
+            f"{_example(ids, bad[0], values[bad[0]])}"
+        )
+        return None
+    column = np.empty(len(values), dtype=object)
+    column[:] = [MISSING_CATEGORY if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
+    return column
+
+
+def _check_target(
+    path: str, values: list[Any], ids: list[Any], task: Task, report: ValidationReport
+) -> np.ndarray | None:
+    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
+    if missing:
+        report.problems.append(
+            f"target '{path}': missing in {len(missing)} document(s), e.g. _id {ids[missing[0]]!s}"
+        )
+        return None
+    if task == "regression":
+        bad = [i for i, v in enumerate(values) if not _is_number(v) or isinstance(v, bool)]
+        if bad:
+            report.problems.append(
+                f"target '{path}': {len(bad)} non-numeric value(s) for a regression, "
+                f"{_example(ids, bad[0], values[bad[0]])}"
+            )
+            return None
+        return np.array([_to_float(v) for v in values], dtype=np.float64)
+    return _class_labels(path, values, ids, report)
+
+
+def _class_labels(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+    """Labels stay integers or strings, the two label types ONNX classifiers can emit."""
+    if all(isinstance(v, str) for v in values):
+        labels = np.array(values, dtype=object)
+    elif all(isinstance(v, Integral) or (isinstance(v, float) and v.is_integer()) for v in values):
+        labels = np.array([int(v) for v in values], dtype=np.int64)
+    else:
+        bad = next(i for i, v in enumerate(values) if not isinstance(v, (str, Integral)))
+        kinds = sorted({type(v).__name__ for v in values})
+        report.problems.append(
+            f"target '{path}': class labels must be all strings or all integers, found {', '.join(kinds)}, "
+            f"{_example(ids, bad, values[bad])}"
+        )
+        return None
+    counts = Counter(labels.tolist())
+    if len(counts) < 2:
+        report.problems.append(
+            f"target '{path}': only one class ({next(iter(counts))!r}) in the data; a classifier needs at least two"
+        )
+        return None
+    rare = sorted((str(label) for label, n in counts.items() if n < MIN_ROWS_PER_CLASS))
+    if rare:
+        report.problems.append(
+            f"target '{path}': class(es) {', '.join(rare)} have fewer than {MIN_ROWS_PER_CLASS} documents, "
+            "too few to split into train and test"
+        )
+        return None
+    return labels
+
+
+def fingerprint(dataset: Dataset, features: FeaturesSection) -> str:
+    """sha256 of the training data as the model saw it: column names, order, and values."""
+    digest = hashlib.sha256()
+    for path in features.numeric:
+        digest.update(f"numeric:{path}\0".encode())
+        digest.update(np.ascontiguousarray(dataset.numeric[path], dtype="<f8").tobytes())
+    for path in features.categorical:
+        digest.update(f"categorical:{path}\0".encode())
+        digest.update(json.dumps(dataset.categorical[path].tolist()).encode())
+    digest.update(f"target:{features.target}\0".encode())
+    digest.update(json.dumps(dataset.target.tolist()).encode())
+    return digest.hexdigest()
+
+
+def validate(raw: RawColumns, features: FeaturesSection, task: Task, *, source_label: str = "") -> Dataset:
+    """Typed columns for training, or a DataError whose details list every problem found."""
+    report = ValidationReport(rows=raw.rows)
+    if raw.rows == 0:
+        where = f" in {source_label}" if source_label else ""
+        raise DataError(f"no documents to train on: the query matched nothing{where}")
+    for path in [*features.inputs, features.target]:
+        if raw.present[path] == 0:
+            report.problems.append(f"field '{path}' is absent from all {raw.rows} documents (check the path)")
+    if report.problems:
+        raise DataError("the training data is not usable", details=report.render())
+    numeric = {path: _check_numeric(path, raw.values[path], raw.ids, report) for path in features.numeric}
+    categorical = {
+        path: _check_categorical(path, raw.values[path], raw.ids, report) for path in features.categorical
+    }
+    target = _check_target(features.target, raw.values[features.target], raw.ids, task, report)
+    if report.problems:
+        raise DataError("the training data is not usable", details=report.render())
+    dataset = Dataset(
+        numeric={k: v for k, v in numeric.items() if v is not None},
+        categorical={k: v for k, v in categorical.items() if v is not None},
+        target=target if target is not None else np.empty(0),
+        ids=raw.ids,
+    )
+    dataset.fingerprint = fingerprint(dataset, features)
+    return dataset
