@@ -32,10 +32,14 @@ from mlpack.package.wheel import build_distributions, render_project, twine_chec
 from mlpack.runtime import Model
 from mlpack.source import connect, load_columns, mongo_server
 from mlpack.source.seed import seed_collection
-from mlpack.train import check_gates, metric_names, train
-from mlpack.validate import validate
+from mlpack.train import TrainedModel, check_gates, metric_names, train
+from mlpack.validate import Dataset, validate
 
 Progress = Callable[[str], None]
+
+
+def _silent(_message: str) -> None:
+    pass
 
 
 @dataclass
@@ -104,7 +108,7 @@ def build(
     progress: Progress | None = None,
 ) -> BuildResult:
     started = time.monotonic()
-    say = progress or (lambda _message: None)
+    say = progress or _silent
     config = load_config(project)
     if version is not None:
         config = with_version(config, version)
@@ -134,12 +138,15 @@ def build(
                 progress=lambda rows: say(f"loaded {rows} documents"),
             )
             dataset = validate(raw, config.features, config.model.task, source_label=collection.full_name)
-            metadata = _base_metadata(config, resolved_version, created, dataset.rows, dataset.fingerprint)
+            metadata = base_metadata(config, resolved_version, created, dataset.rows, dataset.fingerprint)
             try:
-                result = _train_export_package(config, dataset, metadata, out_dir, say)
+                exported = make_model(config, dataset, metadata, say)
             except QualityGateError as exc:
-                records.record_rejected(metadata, config_text=config_text, reason=exc.message, details=exc.details)
+                records.record_rejected(
+                    {**metadata, **exc.metadata}, config_text=config_text, reason=exc.message, details=exc.details
+                )
                 raise
+            result = write_artifacts(config, exported, out_dir, say)
             records.record_built(result.metadata, result.report["artifacts"], config_text=config_text)
         finally:
             client.close()
@@ -147,7 +154,7 @@ def build(
     return result
 
 
-def _base_metadata(config: Config, version: str, created: datetime, rows: int, fingerprint: str) -> dict[str, Any]:
+def base_metadata(config: Config, version: str, created: datetime, rows: int, fingerprint: str) -> dict[str, Any]:
     source = config.source
     return {
         "name": config.model.name,
@@ -172,9 +179,16 @@ def _base_metadata(config: Config, version: str, created: datetime, rows: int, f
     }
 
 
-def _train_export_package(
-    config: Config, dataset: Any, metadata: dict[str, Any], out_dir: Path, say: Progress
-) -> BuildResult:
+@dataclass
+class ExportedModel:
+    trained: TrainedModel
+    onnx_bytes: bytes  # the ONNX file, metadata included
+    metadata: dict[str, Any]
+
+
+def make_model(config: Config, dataset: Dataset, metadata: dict[str, Any], say: Progress = _silent) -> ExportedModel:
+    """Train, gate, export and verify: validated data in, an ONNX model that agrees with scikit-learn out."""
+    metadata = dict(metadata)
     input_names = onnx_input_names(config.features.inputs)
     say(f"training {config.estimator.class_path.rsplit('.', 1)[-1]} on {dataset.rows} rows")
     trained = train(config, dataset, input_names)
@@ -182,23 +196,32 @@ def _train_export_package(
     metadata["features"] = feature_metadata(config.features, input_names)
     if trained.classes is not None:
         metadata["classes"] = trained.classes
-    check_gates(trained.metrics, config.evaluation.gates)
+    try:
+        check_gates(trained.metrics, config.evaluation.gates)
+        say("exporting to ONNX")
+        onnx_model = to_onnx(
+            trained, metadata["features"], opset=config.export.target_opset, graph_name=config.model.import_name
+        )
+        parity = parity_report(trained, Model(onnx_model.SerializeToString(), metadata), config.export.parity_tolerance)
+        metadata["parity"] = parity.as_dict()
+        check_parity(parity, classification=trained.classes is not None)
+    except QualityGateError as exc:
+        exc.metadata = metadata
+        raise
+    return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata)
 
-    say("exporting to ONNX")
-    onnx_model = to_onnx(trained, metadata["features"], opset=config.export.target_opset, graph_name=config.model.import_name)
-    parity = parity_report(trained, Model(onnx_model.SerializeToString(), metadata), config.export.parity_tolerance)
-    metadata["parity"] = parity.as_dict()
-    check_parity(parity, classification=trained.classes is not None)
-    onnx_bytes = with_metadata(onnx_model, metadata)
 
+def write_artifacts(config: Config, exported: ExportedModel, out_dir: Path, say: Progress = _silent) -> BuildResult:
+    """Wheel, sdist, ONNX file and report, staged in a scratch folder and then renamed into `out_dir`."""
+    metadata = exported.metadata
     stem = f"{config.model.name}-{metadata['version']}"
     with scratch_folder(out_dir) as stage:
         say("packaging the model wheel")
-        project = render_project(stage / "src", metadata, onnx_bytes, config.path.read_text(encoding="utf-8"))
+        project = render_project(stage / "src", metadata, exported.onnx_bytes, config.path.read_text(encoding="utf-8"))
         dists = build_distributions(project, stage / "dist", source_date_epoch=_epoch(metadata["created"]))
         twine_check([dists.wheel, dists.sdist])
         onnx_path = stage / f"{stem}.onnx"
-        onnx_path.write_bytes(onnx_bytes)
+        onnx_path.write_bytes(exported.onnx_bytes)
         staged = {"wheel": dists.wheel, "sdist": dists.sdist, "onnx": onnx_path}
         artifacts = {
             kind: {"file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}

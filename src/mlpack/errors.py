@@ -31,6 +31,10 @@ class QualityGateError(MlpackError):
 
     exit_code = 1
 
+    def __init__(self, message: str, *, details: str = "") -> None:
+        super().__init__(message, details=details)
+        self.metadata: dict[str, object] = {}  # metrics and parity of the rejected model, for the registry
+
 
 class ExternalError(MlpackError):
     """Something outside mlpack failed: the database, the package tools, the Docker engine."""

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,29 @@ def parse_filter(query: dict[str, Any]) -> dict[str, Any]:
     return json_util.loads(json.dumps(query))
 
 
+def collect(
+    documents: Iterable[dict[str, Any]], paths: list[str], progress: Callable[[int], None] | None = None
+) -> RawColumns:
+    """Columns of the given dotted paths from documents, in the order they come."""
+    split = [(path, tuple(path.split("."))) for path in paths]
+    columns = RawColumns(values={path: [] for path in paths}, present=dict.fromkeys(paths, 0))
+    appenders = [(path, parts, columns.values[path].append) for path, parts in split]
+    for document in documents:
+        columns.ids.append(document.get("_id"))
+        for path, parts, append in appenders:
+            value = _lookup(document, parts)
+            if value is _ABSENT:
+                append(None)
+            else:
+                columns.present[path] += 1
+                append(value)
+        if progress is not None and len(columns.ids) % BATCH_SIZE == 0:
+            progress(len(columns.ids))
+    if progress is not None:
+        progress(len(columns.ids))
+    return columns
+
+
 def load_columns(
     collection: Collection[dict[str, Any]],
     paths: list[str],
@@ -117,30 +140,17 @@ def load_columns(
     limit: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> RawColumns:
-    """Stream the projected fields of matching documents into columns, without a per-row DataFrame."""
-    projection = dict.fromkeys(paths, 1)
-    split = [(path, tuple(path.split("."))) for path in paths]
-    columns = RawColumns(values={path: [] for path in paths}, present=dict.fromkeys(paths, 0))
-    appenders = [(path, parts, columns.values[path].append) for path, parts in split]
+    """Stream the projected fields of matching documents into columns, without a per-row DataFrame.
+
+    Sorted by `_id` so that the same data always trains the same model.
+    """
     try:
         cursor = collection.find(
-            parse_filter(query or {}), projection=projection, sort=[("_id", 1)], limit=limit, batch_size=BATCH_SIZE
+            parse_filter(query or {}), projection=dict.fromkeys(paths, 1), sort=[("_id", 1)], limit=limit,
+            batch_size=BATCH_SIZE,
         )
-        for document in cursor:
-            columns.ids.append(document.get("_id"))
-            for path, parts, append in appenders:
-                value = _lookup(document, parts)
-                if value is _ABSENT:
-                    append(None)
-                else:
-                    columns.present[path] += 1
-                    append(value)
-            if progress is not None and len(columns.ids) % BATCH_SIZE == 0:
-                progress(len(columns.ids))
+        return collect(cursor, paths, progress)
     except OperationFailure as exc:
         raise ConfigError(f"MongoDB rejected the query on {collection.full_name}: {exc.details or exc}") from None
     except PyMongoError as exc:
         raise ExternalError(f"reading {collection.full_name} failed: {_first_line(exc)}") from None
-    if progress is not None:
-        progress(len(columns.ids))
-    return columns

@@ -1,0 +1,45 @@
+"""Synthetic subscriber documents shaped like a CRM collection: nested fields, categoricals, gaps.
+
+The label depends on the features (so models learn something real) plus seeded noise.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+CONTRACTS = ["monthly", "yearly", "two_year"]
+METHODS = ["card", "bank", "check"]
+
+NUMERIC = ["tenure_months", "billing.monthly_charges", "support_calls"]
+CATEGORICAL = ["contract", "billing.method"]
+
+
+def subscribers(n: int = 240, seed: int = 7, *, missing_every: int = 23) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    documents = []
+    for index in range(n):
+        tenure = rng.randint(0, 72)
+        charges = round(rng.uniform(20, 120), 2)
+        calls = rng.randint(0, 8)
+        contract = rng.choice(CONTRACTS)
+        method = rng.choice(METHODS)
+        risk = (contract == "monthly") * 1.5 + calls * 0.35 - tenure * 0.04 + (charges > 90) * 0.8
+        churned = risk + rng.gauss(0, 0.6) > 0.9
+        document: dict[str, Any] = {
+            "_id": index + 1,
+            "customer": f"c{index:05d}",
+            "tenure_months": tenure,
+            "support_calls": calls,
+            "contract": contract,
+            "billing": {"monthly_charges": charges, "method": method, "currency": "EUR"},
+            "churned": bool(churned),
+            "label": "churned" if churned else "stayed",
+            "lifetime_value": round(charges * tenure * 0.9 + calls * -15 + rng.gauss(0, 25), 2),
+        }
+        if missing_every and index % missing_every == 5:
+            document["tenure_months"] = None  # imputed
+        if missing_every and index % missing_every == 11:
+            del document["billing"]["method"]  # missing category
+        documents.append(document)
+    return documents

@@ -1,0 +1,104 @@
+"""mlpack.toml: the example parses; every kind of mistake is exit 2 with one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlpack.config import load_config, parse_config
+from mlpack.errors import ConfigError
+from tests.conftest import CHURN_CONFIG, REPO, assert_clean_error, artifacts_in
+
+
+def test_bundled_example_parses_to_typed_config() -> None:
+    config = load_config(REPO / "examples" / "wine")
+    assert config.model.name == "wine-cultivar"
+    assert config.model.import_name == "wine_cultivar"
+    assert config.source.embedded is True
+    assert config.features.numeric[1] == "acidity.malic_acid"
+    assert config.estimator.class_path == "sklearn.ensemble.RandomForestClassifier"
+    assert config.evaluation.gates == {"accuracy": 0.85}
+    assert isinstance(config.export.parity_tolerance, float)
+    assert config.registry.collection == "mlpack_models"
+
+
+def test_a_path_to_the_toml_file_works_too() -> None:
+    assert load_config(REPO / "examples" / "wine" / "mlpack.toml").model.name == "wine-cultivar"
+
+
+def test_defaults_fill_optional_sections() -> None:
+    config = parse_config({
+        "model": {"name": "m", "task": "regression"},
+        "source": {"database": "d", "collection": "c"},
+        "features": {"numeric": ["x"], "target": "y"},
+        "estimator": {"class": "sklearn.linear_model.Ridge"},
+    })
+    assert config.model.version == "auto"
+    assert config.source.uri_env == "MONGODB_URI"
+    assert config.evaluation.test_size == 0.2
+    assert config.export.target_opset == 17
+    assert config.image.port == 8080
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    project = tmp_path / "p"
+    project.mkdir(exist_ok=True)
+    (project / "mlpack.toml").write_text(text, encoding="utf-8")
+    return project
+
+
+BAD_CONFIGS = [
+    # (replace this, with that, message must contain)
+    ("[estimator]", "[estimater]", "unknown key [estimater] (did you mean 'estimator'?)"),
+    ('task = "classification"', 'task = "classification"\nverison = "1"', "unknown key [model].verison (did you mean 'version'?)"),
+    ('collection = "customers"', 'collection = "customers"\nlimit = "ten"', "[source].limit must be an integer, got 'ten'"),
+    ('collection = "customers"', 'collection = "customers"\nembedded = "yes"', "[source].embedded must be true or false"),
+    ('task = "classification"', 'task = "clustering"', "[model].task must be one of 'classification', 'regression'"),
+    ('version = "1.0.0"', 'version = "one"', "[model].version 'one' is not a PEP 440 version"),
+    ('name = "churn-model"', 'name = "churn model!"', "[model].name 'churn model!' is not a valid package name"),
+    ('database = "db"\n', "", "missing required key [source].database"),
+    ('target = "label"', 'target = 3', "[features].target must be a string, got 3"),
+    ('numeric = ["tenure_months"', 'numeric = [1, "tenure_months"', "[features].numeric[0] must be a string, got 1"),
+    ("test_size = 0.25", "test_size = 1.5", "[evaluation].test_size must be between 0 and 1"),
+    ("gates = { accuracy = 0.6 }", 'gates = { accuracy = "high" }', "[evaluation].gates.accuracy must be a number"),
+    ('categorical = ["contract", "billing.method"]', 'categorical = ["contract", "tenure_months"]', "'tenure_months' is listed twice"),
+    ("[evaluation]", "[evaluation]\n[evaluation.extra]", "unknown key [evaluation].extra"),
+    ('task = "classification"', 'task = "classification', "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BAD_CONFIGS, ids=[m[:40] for _, _, m in BAD_CONFIGS])
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path, run, old: str, new: str, message: str) -> None:
+    text = CHURN_CONFIG.format(database="db")
+    assert old in text
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "mlpack.toml").write_text(text.replace(old, new, 1), encoding="utf-8")
+    out = tmp_path / "out"
+    result = run("build", project, "--out", out)
+    assert_clean_error(result, 2, message)
+    assert result.err.count("\n") == 1, "one line, no report"
+    assert artifacts_in(out) == []
+
+
+def test_missing_project_and_missing_file_are_usage_errors(tmp_path: Path, run) -> None:
+    assert_clean_error(run("build", tmp_path / "nowhere"), 2, "project folder not found")
+    assert_clean_error(run("build", tmp_path), 2, "no mlpack.toml in")
+    assert_clean_error(run("build", tmp_path / "x.toml"), 2, "configuration file not found")
+
+
+def test_config_errors_are_exceptions_for_library_users() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key \[sorce\]"):
+        parse_config({"sorce": {}})
+
+
+def test_bad_version_flag_is_a_usage_error(tmp_path: Path, run) -> None:
+    project = write(tmp_path, CHURN_CONFIG.format(database="db"))
+    assert_clean_error(run("build", project, "--version", "v-one"), 2, "--version 'v-one' is not a PEP 440 version")
+
+
+def test_unknown_command_line_option_exits_2(run) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run("build", "--no-such-flag")
+    assert exit_info.value.code == 2

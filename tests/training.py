@@ -1,0 +1,37 @@
+"""Train and export in-process (no database): the build's own stages on given documents."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from mlpack.build import ExportedModel, base_metadata, make_model
+from mlpack.config import Config, parse_config
+from mlpack.runtime import Model
+from mlpack.source import collect
+from mlpack.validate import validate
+from tests.documents import CATEGORICAL, NUMERIC
+
+
+def config_for(estimator: str, task: str, params: dict[str, Any] | None = None, **sections: Any) -> Config:
+    target = "label" if task == "classification" else "lifetime_value"
+    raw: dict[str, Any] = {
+        "model": {"name": "test-model", "version": "1.0.0", "task": task},
+        "source": {"database": "db", "collection": "customers"},
+        "features": {"numeric": NUMERIC, "categorical": CATEGORICAL, "target": target},
+        "estimator": {"class": estimator, "params": params or {}},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return parse_config(raw)
+
+
+def export(config: Config, documents: list[dict[str, Any]]) -> ExportedModel:
+    raw = collect(documents, [*config.features.inputs, config.features.target])
+    dataset = validate(raw, config.features, config.model.task)
+    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return make_model(config, dataset, base_metadata(config, "1.0.0", created, dataset.rows, dataset.fingerprint))
+
+
+def runtime_model(exported: ExportedModel) -> Model:
+    return Model(exported.onnx_bytes, exported.metadata)
