@@ -15,7 +15,8 @@ NUMERIC = ["tenure_months", "billing.monthly_charges", "support_calls"]
 CATEGORICAL = ["contract", "billing.method"]
 
 
-def subscribers(n: int = 240, seed: int = 7, *, missing_every: int = 23) -> list[dict[str, Any]]:
+def subscribers(n: int = 240, seed: int = 7, *, missing_every: int = 23, absent: bool = True) -> list[dict[str, Any]]:
+    """`absent`: some documents lack billing.method entirely (as MongoDB stores sparse data); else it is null."""
     rng = random.Random(seed)
     documents = []
     for index in range(n):
@@ -40,6 +41,9 @@ def subscribers(n: int = 240, seed: int = 7, *, missing_every: int = 23) -> list
         if missing_every and index % missing_every == 5:
             document["tenure_months"] = None  # imputed
         if missing_every and index % missing_every == 11:
-            del document["billing"]["method"]  # missing category
+            if absent:
+                del document["billing"]["method"]  # missing category
+            else:
+                document["billing"]["method"] = None
         documents.append(document)
     return documents

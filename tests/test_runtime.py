@@ -1,0 +1,200 @@
+"""The wheel's runtime (SPEC §4): every input shape, bad input named, answers equal to scikit-learn."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mlpack.runtime
+from mlpack.build import ExportedModel
+from mlpack.runtime import Model
+from tests.documents import CATEGORICAL, NUMERIC, subscribers
+from tests.training import config_for, export, runtime_model
+
+# Predictions need every field present (null is fine); training tolerates absent ones.
+DOCUMENTS = subscribers(240, absent=False)
+
+
+@pytest.fixture(scope="module")
+def exported() -> ExportedModel:
+    config = config_for("sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 25, "random_state": 0})
+    return export(config, DOCUMENTS)
+
+
+@pytest.fixture
+def model(exported: ExportedModel) -> Model:
+    return runtime_model(exported)
+
+
+def sklearn_frame(exported: ExportedModel, records: list[dict[str, Any]]) -> pd.DataFrame:
+    """What scikit-learn would see for these records, built independently of the runtime."""
+    names = {f["name"]: f["input"] for f in exported.metadata["features"]}
+
+    def get(record: dict[str, Any], path: str) -> Any:
+        value: Any = record
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    columns: dict[str, Any] = {}
+    for path in NUMERIC:
+        columns[names[path]] = [math.nan if get(r, path) is None else float(get(r, path)) for r in records]
+    for path in CATEGORICAL:
+        columns[names[path]] = np.array(["__missing__" if get(r, path) is None else str(get(r, path)) for r in records], dtype=object)
+    return pd.DataFrame(columns)
+
+
+def test_runtime_imports_only_stdlib_numpy_and_onnxruntime() -> None:
+    tree = ast.parse(Path(mlpack.runtime.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    import sys
+
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
+    assert third_party == {"numpy", "onnxruntime"}
+
+
+def test_labels_and_probabilities_equal_scikit_learn_on_whole_documents(exported: ExportedModel, model: Model) -> None:
+    frame = sklearn_frame(exported, DOCUMENTS)
+    assert model.predict(DOCUMENTS) == exported.trained.pipeline.predict(frame).tolist()
+    np.testing.assert_allclose(model.predict_proba(DOCUMENTS), exported.trained.pipeline.predict_proba(frame), atol=1e-5)
+
+
+def test_one_record_gives_one_label(model: Model) -> None:
+    label = model.predict(DOCUMENTS[0])
+    assert label in ("churned", "stayed")
+    proba = model.predict_proba(DOCUMENTS[0])
+    assert len(proba) == 2 and abs(sum(proba) - 1) < 1e-5
+    assert model.classes == ["churned", "stayed"]
+
+
+def dotted(record: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def test_nested_dotted_columns_and_dataframe_inputs_agree(model: Model) -> None:
+    records = DOCUMENTS[:40]
+    expected = model.predict(records)
+    flat = [dotted(r) for r in records]
+    assert model.predict(flat) == expected
+    columns = {key: [r.get(key) for r in flat] for key in flat[0]}
+    assert model.predict(columns) == expected
+    assert model.predict(pd.DataFrame(flat)) == expected
+    assert model.predict(tuple(records)) == expected
+
+
+def test_fields_the_model_does_not_use_are_ignored(model: Model) -> None:
+    record = copy.deepcopy(DOCUMENTS[3])
+    plain = model.predict(record)
+    record.update({"notes": {"free": "text"}, "tags": ["a", "b"], "_id": "x"})
+    assert model.predict(record) == plain
+
+
+def test_none_and_nan_are_imputed_as_in_training(exported: ExportedModel, model: Model) -> None:
+    record = copy.deepcopy(DOCUMENTS[0])
+    record["tenure_months"] = None
+    record["billing"]["monthly_charges"] = float("nan")
+    record["contract"] = None
+    expected = exported.trained.pipeline.predict_proba(sklearn_frame(exported, [record]))[0]
+    np.testing.assert_allclose(model.predict_proba(record), expected, atol=1e-5)
+
+
+def test_unknown_category_is_ignored_not_an_error(model: Model) -> None:
+    record = copy.deepcopy(DOCUMENTS[0])
+    record["contract"] = "lifetime"
+    assert model.predict(record) in ("churned", "stayed")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"contract": "monthly"}, "missing field 'tenure_months'"),
+        ([DOCUMENTS[0], {"tenure_months": 3}], "record 1: missing field 'billing.monthly_charges'"),
+        ({**DOCUMENTS[0], "tenure_months": "twelve"}, "field 'tenure_months': expected a number, got 'twelve'"),
+        ({**DOCUMENTS[0], "support_calls": "3"}, "field 'support_calls': expected a number, got '3'"),
+        ({**DOCUMENTS[0], "support_calls": [1, 2]}, "field 'support_calls': expected a number, got [1, 2]"),
+        ({**DOCUMENTS[0], "tenure_months": [1, 2]}, "column 'billing.monthly_charges' must be a list of values"),
+        ({**DOCUMENTS[0], "contract": {"kind": "monthly"}}, "field 'contract': expected a category"),
+        ([DOCUMENTS[0], "not a record"], "record 1 is a str"),
+        ([], "no records given"),
+        ("tenure_months=3", "expected a record"),
+        ({"tenure_months": [1, 2], "support_calls": [1], "contract": ["a", "b"], "billing.monthly_charges": [1, 2],
+          "billing.method": ["card", "bank"]}, "column 'support_calls' has 1 values, expected 2"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_field(model: Model, data: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=None) as error:
+        model.predict(data)
+    assert message in str(error.value)
+
+
+def test_regression_model_has_no_probabilities() -> None:
+    config = config_for("sklearn.linear_model.Ridge", "regression")
+    model = runtime_model(export(config, DOCUMENTS))
+    value = model.predict(DOCUMENTS[0])
+    assert isinstance(value, float)
+    with pytest.raises(ValueError, match="regression model"):
+        model.predict_proba(DOCUMENTS[0])
+
+
+def test_one_session_shared_by_threads(exported: ExportedModel) -> None:
+    model = runtime_model(exported)
+    results: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        results.append((model.predict(DOCUMENTS[:20]), id(model.session)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({session for _, session in results}) == 1
+    assert all(labels == results[0][0] for labels, _ in results)
+
+
+def test_session_is_created_lazily(exported: ExportedModel) -> None:
+    model = runtime_model(exported)
+    assert model._session is None
+    model.predict(DOCUMENTS[0])
+    assert model._session is not None
+
+
+values = st.one_of(
+    st.none(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=False, width=32),
+    st.text(max_size=8), st.booleans(), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tenure=values, calls=values, contract=values, method=values, charges=values)
+def test_any_record_gives_a_label_or_a_value_error(model: Model, tenure: Any, calls: Any, contract: Any,
+                                                    method: Any, charges: Any) -> None:
+    record = {"tenure_months": tenure, "support_calls": calls, "contract": contract,
+              "billing": {"monthly_charges": charges, "method": method}}
+    try:
+        assert model.predict(record) in ("churned", "stayed")
+    except ValueError as error:
+        assert "field '" in str(error) or "column '" in str(error)
