@@ -117,14 +117,21 @@ def _check_target(
     return _class_labels(path, values, ids, report)
 
 
+def _same_label_kind(value: Any, strings: bool) -> bool:
+    if strings:
+        return isinstance(value, str)
+    return isinstance(value, Integral) or (isinstance(value, float) and value.is_integer())
+
+
 def _class_labels(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
     """Labels stay integers or strings, the two label types ONNX classifiers can emit."""
     if all(isinstance(v, str) for v in values):
         labels = np.array(values, dtype=object)
-    elif all(isinstance(v, Integral) or (isinstance(v, float) and v.is_integer()) for v in values):
+    elif all(_same_label_kind(v, strings=False) for v in values):
         labels = np.array([int(v) for v in values], dtype=np.int64)
     else:
-        bad = next(i for i, v in enumerate(values) if not isinstance(v, (str, Integral)))
+        strings = isinstance(values[0], str)
+        bad = next((i for i, v in enumerate(values) if not _same_label_kind(v, strings)), 0)
         kinds = sorted({type(v).__name__ for v in values})
         report.problems.append(
             f"target '{path}': class labels must be all strings or all integers, found {', '.join(kinds)}, "

@@ -1,0 +1,252 @@
+"""`mlpack build` end to end against a real MongoDB wire server, and its bad-input catalogue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+import pytest
+from pymongo import MongoClient
+
+import mlpack.runtime
+from mlpack.source.embedded import free_port
+from tests.conftest import REPO, Project, artifacts_in, assert_clean_error, run_process
+
+EXPECTED = [
+    "churn-model-1.0.0.json",
+    "churn-model-1.0.0.onnx",
+    "churn_model-1.0.0-py3-none-any.whl",
+    "churn_model-1.0.0.tar.gz",
+]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_build_writes_verified_artifacts_and_records_them(churn_project: Project, run, mongo_client: MongoClient[Any]) -> None:
+    out = churn_project.path / "dist"
+    result = run("build", churn_project.path, "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert artifacts_in(out) == EXPECTED  # default --out, and no scratch folder left behind
+
+    # The report: metadata of SPEC §3 plus sizes and digests of the real files.
+    report = json.loads((out / "churn-model-1.0.0.json").read_text())
+    assert report == {k: v for k, v in summary.items() if k not in ("paths", "seconds")}
+    for kind, entry in report["artifacts"].items():
+        assert sha256(out / entry["file"]) == entry["sha256"], kind
+        assert (out / entry["file"]).stat().st_size == entry["size"]
+    assert report["name"] == "churn-model" and report["version"] == "1.0.0" and report["task"] == "classification"
+    assert set(report["metrics"]) == {"accuracy", "f1_macro", "roc_auc"}
+    assert report["metrics"]["accuracy"] >= 0.6
+    assert report["classes"] == ["churned", "stayed"]
+    assert [f["name"] for f in report["features"]] == [
+        "tenure_months", "billing.monthly_charges", "support_calls", "contract", "billing.method"]
+    assert report["features"][1] == {"name": "billing.monthly_charges", "input": "billing_monthly_charges",
+                                     "kind": "numeric", "dtype": "float32"}
+    assert report["data"]["rows"] == 240 and len(report["data"]["sha256"]) == 64
+    assert report["data"]["database"] == churn_project.database
+    assert report["parity"]["within_tolerance"] and report["parity"]["label_disagreements"] == 0
+    assert set(report["versions"]) == {"mlpack", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "opset"}
+    assert report["created"].endswith("Z")
+
+    # The ONNX file carries the same metadata; one input per feature, plain probability tensor.
+    model = onnx.load(out / "churn-model-1.0.0.onnx")
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["mlpack.metadata"]) == {k: v for k, v in report.items() if k != "artifacts"}
+    assert props["name"] == "churn-model" and json.loads(props["metrics"]) == report["metrics"]
+    assert [i.name for i in model.graph.input] == [f["input"] for f in report["features"]]
+    assert [o.name for o in model.graph.output] == ["label", "probabilities"]
+
+    # The wheel: model, metadata, config, the runtime verbatim, a model card.
+    with zipfile.ZipFile(out / "churn_model-1.0.0-py3-none-any.whl") as wheel:
+        names = set(wheel.namelist())
+        assert {"churn_model/model.onnx", "churn_model/metadata.json", "churn_model/mlpack.toml",
+                "churn_model/_runtime.py", "churn_model/__init__.py", "churn_model/__main__.py"} <= names
+        assert wheel.read("churn_model/_runtime.py") == Path(mlpack.runtime.__file__).read_bytes()
+        assert wheel.read("churn_model/model.onnx") == (out / "churn-model-1.0.0.onnx").read_bytes()
+        wheel_meta = wheel.read("churn_model-1.0.0.dist-info/METADATA").decode()
+    assert "Requires-Dist: onnxruntime" in wheel_meta and "Requires-Dist: numpy" in wheel_meta
+    requires = [line for line in wheel_meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert len(requires) == 2, requires
+    assert "| accuracy |" in wheel_meta and "billing.monthly_charges" in wheel_meta  # the model card
+
+    # No credentials or connection strings in any artifact.
+    for path in out.iterdir():
+        assert churn_project.uri.encode() not in path.read_bytes()
+
+    # The registry holds the build with the same digests.
+    record = mongo_client[churn_project.database]["mlpack_models"].find_one({"name": "churn-model", "version": "1.0.0"})
+    assert record is not None and record["status"] == "built"
+    assert record["artifacts"]["wheel"]["sha256"] == report["artifacts"]["wheel"]["sha256"]
+    assert record["data"]["sha256"] == report["data"]["sha256"]
+
+
+def test_same_data_config_and_epoch_give_identical_bytes(churn_project: Project, run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    first, second = churn_project.path / "one", churn_project.path / "two"
+    assert run("build", churn_project.path, "--out", first, "-q").code == 0
+    assert run("build", churn_project.path, "--out", second, "-q", "--force").code == 0
+    for name in EXPECTED:
+        assert sha256(first / name) == sha256(second / name), name
+    assert json.loads((first / EXPECTED[0]).read_text())["created"] == "2026-01-01T00:00:00Z"
+
+
+def test_registered_version_is_refused_then_forced_and_auto_bumps(churn_project: Project, run) -> None:
+    out = churn_project.path / "dist"
+    assert run("build", churn_project.path, "-q").code == 0
+    before = {name: sha256(out / name) for name in EXPECTED}
+    again = run("build", churn_project.path)
+    assert_clean_error(again, 2, "churn-model 1.0.0 is already in the registry", "--force")
+    assert {name: sha256(out / name) for name in EXPECTED} == before
+
+    assert run("build", churn_project.path, "--version", "auto", "-q").code == 0
+    assert (out / "churn_model-1.0.1-py3-none-any.whl").is_file()
+    listing = run("models", "--config", churn_project.path, "--json")
+    assert [(r["version"], r["status"]) for r in json.loads(listing.out)] == [("1.0.0", "built"), ("1.0.1", "built")]
+    table = run("models", "churn-model", "--config", churn_project.path)
+    assert "1.0.1" in table.out and "built" in table.out
+
+
+def test_gate_failure_exits_1_writes_nothing_and_records_rejection(churn_project: Project, run,
+                                                                    mongo_client: MongoClient[Any]) -> None:
+    churn_project.edit("gates = { accuracy = 0.6 }", "gates = { accuracy = 0.999, f1_macro = 0.5 }")
+    out = churn_project.path / "dist"
+    result = run("build", churn_project.path)
+    assert_clean_error(result, 1, "quality gate failed", "accuracy = ", "requires at least 0.999")
+    assert "f1_macro" not in result.err  # a passing gate is not reported as failing
+    assert artifacts_in(out) == []
+    record = mongo_client[churn_project.database]["mlpack_models"].find_one({"version": "1.0.0"})
+    assert record is not None and record["status"] == "rejected" and "accuracy" in record["metrics"]
+    # A rejected build does not hold its version.
+    churn_project.edit("gates = { accuracy = 0.999, f1_macro = 0.5 }", "gates = { accuracy = 0.5 }")
+    assert run("build", churn_project.path, "-q").code == 0
+
+
+def test_error_gate_is_a_maximum(churn_project: Project, run) -> None:
+    churn_project.edit('task = "classification"', 'task = "regression"')
+    churn_project.edit('target = "label"', 'target = "lifetime_value"')
+    churn_project.edit("sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.RandomForestRegressor")
+    churn_project.edit("gates = { accuracy = 0.6 }", "gates = { rmse = 1.0 }")
+    assert_clean_error(run("build", churn_project.path), 1, "rmse = ", "requires at most 1")
+
+
+def test_parity_failure_exits_1(churn_project: Project, run) -> None:
+    churn_project.edit('task = "classification"', 'task = "regression"')
+    churn_project.edit('target = "label"', 'target = "lifetime_value"')
+    churn_project.edit("sklearn.ensemble.RandomForestClassifier", "sklearn.linear_model.LinearRegression")
+    churn_project.edit("params = { n_estimators = 30, random_state = 0 }", "params = {}")
+    churn_project.edit("gates = { accuracy = 0.6 }", "gates = {}\n[export]\nparity_tolerance = 0.0")
+    result = run("build", churn_project.path)
+    assert_clean_error(result, 1, "ONNX and scikit-learn disagree", "max |sklearn - onnx|")
+    assert artifacts_in(churn_project.path / "dist") == []
+
+
+def insert(mongo_client: MongoClient[Any], project: Project, documents: list[dict[str, Any]]) -> None:
+    mongo_client[project.database]["customers"].insert_many(documents)
+
+
+@pytest.mark.parametrize(
+    ("change", "documents", "messages"),
+    [
+        (None, [{"_id": 1001, "tenure_months": "n/a", "support_calls": 1, "contract": "monthly",
+                 "billing": {"monthly_charges": 1.0, "method": "card"}, "label": "stayed"}],
+         ["numeric feature 'tenure_months': 1 non-numeric value(s), e.g. _id 1001 has 'n/a'"]),
+        (None, [{"_id": 1002, "tenure_months": 3, "support_calls": 1, "contract": "monthly",
+                 "billing": {"monthly_charges": 1.0, "method": "card"}}],
+         ["target 'label': missing in 1 document(s), e.g. _id 1002"]),
+        (('"billing.method"]', '"billing.methd"]'), [], ["field 'billing.methd' is absent from all 240 documents"]),
+        (('collection = "customers"', 'collection = "customers"\nfilter = { contract = "none-such" }'), [],
+         ["no documents to train on"]),
+        (('collection = "customers"', 'collection = "customers"\nfilter = { label = "stayed" }'), [],
+         ["only one class ('stayed')"]),
+        (None, [{"_id": 1003, "tenure_months": 3, "support_calls": 1, "contract": {"a": 1},
+                 "billing": {"monthly_charges": 1.0, "method": "card"}, "label": "stayed"}],
+         ["categorical feature 'contract': 1 value(s) are documents or arrays"]),
+        (None, [{"_id": 1004, "tenure_months": 3, "support_calls": 1, "contract": "x",
+                 "billing": {"monthly_charges": 1.0, "method": "card"}, "label": 7}],
+         ["class labels must be all strings or all integers"]),
+    ],
+    ids=["non-numeric", "target-missing", "field-absent", "empty", "single-class", "categorical-doc", "mixed-labels"],
+)
+def test_bad_data_exits_1_with_a_report(churn_project: Project, run, mongo_client: MongoClient[Any],
+                                        change: tuple[str, str] | None, documents: list[dict[str, Any]],
+                                        messages: list[str]) -> None:
+    if change:
+        churn_project.edit(*change)
+    if documents:
+        insert(mongo_client, churn_project, documents)
+    result = run("build", churn_project.path)
+    assert_clean_error(result, 1, *messages)
+    assert artifacts_in(churn_project.path / "dist") == []
+
+
+def test_unset_uri_variable_is_a_usage_error(churn_project: Project, run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLPACK_TEST_URI")
+    assert_clean_error(run("build", churn_project.path), 2, "environment variable MLPACK_TEST_URI is not set",
+                       "embedded = true")
+
+
+def test_unreachable_database_exits_3_within_30_seconds(churn_project: Project, run,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLPACK_TEST_URI", f"mongodb://127.0.0.1:{free_port()}/")
+    started = time.monotonic()
+    result = run("build", churn_project.path)
+    assert_clean_error(result, 3, "is unreachable")
+    assert time.monotonic() - started < 30
+    assert artifacts_in(churn_project.path / "dist") == []
+
+
+def test_invalid_connection_string_is_a_usage_error(churn_project: Project, run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLPACK_TEST_URI", "postgres://u:pw@host/db")
+    result = run("build", churn_project.path)
+    assert_clean_error(result, 2, "connection string", "u:***@")
+    assert ":pw@" not in result.err
+
+
+def test_config_mistakes_fail_before_touching_the_database(churn_project: Project, run,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLPACK_TEST_URI", f"mongodb://127.0.0.1:{free_port()}/")  # would take 10 s to time out
+    churn_project.edit("sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.HistGradientBoostingClassifier")
+    started = time.monotonic()
+    assert_clean_error(run("build", churn_project.path), 2, "HistGradientBoostingClassifier is not supported")
+    churn_project.edit("sklearn.ensemble.HistGradientBoostingClassifier", "sklearn.svm.NuSVC")
+    assert_clean_error(run("build", churn_project.path), 2, "sklearn.svm.NuSVC is not a supported estimator")
+    churn_project.edit("sklearn.svm.NuSVC", "sklearn.ensemble.RandomForestClassifier")
+    churn_project.edit("gates = { accuracy = 0.6 }", "gates = { r2 = 0.6 }")
+    assert_clean_error(run("build", churn_project.path), 2, "metric 'r2' is for regression")
+    assert time.monotonic() - started < 5
+
+
+def test_json_mode_reports_errors_as_json(churn_project: Project, run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLPACK_TEST_URI")
+    result = run("build", churn_project.path, "--json")
+    assert result.code == 2
+    assert json.loads(result.out)["exit_code"] == 2
+
+
+def test_output_folder_that_is_a_file_is_a_usage_error(churn_project: Project, run) -> None:
+    blocker = churn_project.path / "blocker"
+    blocker.write_text("x")
+    assert_clean_error(run("build", churn_project.path, "--out", blocker / "dist"), 2, "cannot create the output folder")
+
+
+def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None:
+    """The README's first command, as a user runs it: no MONGODB_URI, embedded server, seed file."""
+    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+    env["MONGODB_URI"] = ""
+    result = run_process("build", REPO / "examples" / "wine", "--out", tmp_path / "dist", env=env)
+    assert result.code == 0, result.err
+    assert "built wine-cultivar 1.0.0" in result.out
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [
+        "wine-cultivar-1.0.0.json", "wine-cultivar-1.0.0.onnx",
+        "wine_cultivar-1.0.0-py3-none-any.whl", "wine_cultivar-1.0.0.tar.gz"]
+    report = json.loads((tmp_path / "dist" / "wine-cultivar-1.0.0.json").read_text())
+    assert report["data"]["rows"] == 178 and report["metrics"]["accuracy"] >= 0.85
