@@ -1,0 +1,105 @@
+"""`mlpack inspect`, `mlpack predict` and `mlpack estimators` on built artifacts."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mlpack.build import BuildResult, write_artifacts
+from tests.conftest import assert_clean_error, run_process
+from tests.documents import subscribers
+from tests.training import config_for, export
+
+RECORDS = subscribers(20, seed=5, absent=False)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    root = tmp_path_factory.mktemp("cli")
+    (root / "mlpack.toml").write_text("# test config\n", encoding="utf-8")
+    config = dataclasses.replace(
+        config_for("sklearn.linear_model.LogisticRegression", "classification"), path=root / "mlpack.toml"
+    )
+    return write_artifacts(config, export(config, subscribers(200)), root / "dist")
+
+
+@pytest.mark.parametrize("kind", ["onnx", "wheel"])
+def test_inspect_shows_the_metadata(built: BuildResult, run, kind: str) -> None:
+    result = run("inspect", built.artifacts[kind], "--json")
+    assert result.code == 0
+    assert json.loads(result.out) == built.metadata
+    human = run("inspect", built.artifacts[kind])
+    assert "test-model 1.0.0" in human.out and "billing.monthly_charges" in human.out and "accuracy" in human.out
+
+
+def test_predict_agrees_across_artifacts_and_formats(built: BuildResult, run, tmp_path: Path) -> None:
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in RECORDS), encoding="utf-8")
+    document = tmp_path / "in.json"
+    document.write_text(json.dumps({"instances": RECORDS}), encoding="utf-8")
+    table = tmp_path / "in.csv"
+    with table.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, ["tenure_months", "billing.monthly_charges", "support_calls", "contract",
+                                         "billing.method", "customer"])
+        writer.writeheader()
+        for r in RECORDS:
+            writer.writerow({"tenure_months": "" if r["tenure_months"] is None else r["tenure_months"],
+                             "billing.monthly_charges": r["billing"]["monthly_charges"],
+                             "support_calls": r["support_calls"], "contract": r["contract"],
+                             "billing.method": r["billing"]["method"] or "", "customer": r["customer"]})
+    answers = []
+    for artifact in (built.artifacts["onnx"], built.artifacts["wheel"]):
+        for source in (jsonl, document, table):
+            result = run("predict", artifact, "--input", source)
+            assert result.code == 0, result.err
+            answers.append([json.loads(line)["prediction"] for line in result.out.splitlines()])
+    assert len(answers[0]) == len(RECORDS)
+    assert all(answer == answers[0] for answer in answers)
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ('{"tenure_months": 1}\n', ".jsonl", "missing field 'billing.monthly_charges'"),
+        ("{not json}\n", ".jsonl", "line 1: not valid JSON"),
+        ("tenure_months,support_calls\nabc,1\n", ".csv", "line 2: field 'tenure_months': expected a number, got 'abc'"),
+    ],
+)
+def test_predict_bad_input_exits_1_naming_the_problem(built: BuildResult, run, tmp_path: Path, content: str,
+                                                      suffix: str, message: str) -> None:
+    source = tmp_path / f"bad{suffix}"
+    source.write_text(content, encoding="utf-8")
+    assert_clean_error(run("predict", built.artifacts["wheel"], "--input", source), 1, message)
+
+
+def test_bad_artifacts_are_usage_errors(built: BuildResult, run, tmp_path: Path) -> None:
+    assert_clean_error(run("inspect", tmp_path / "none.onnx"), 2, "artifact not found")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not onnx")
+    assert_clean_error(run("inspect", garbage), 2, "is not a readable ONNX model")
+    foreign = tmp_path / "foreign-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("foreign/__init__.py", "")
+    assert_clean_error(run("inspect", foreign), 2, "is not an mlpack model wheel")
+    text = tmp_path / "model.txt"
+    text.write_text("x")
+    assert_clean_error(run("inspect", text), 2, "expected a .onnx file or a model .whl")
+    assert_clean_error(run("predict", built.artifacts["onnx"], "--input", tmp_path / "absent.jsonl"), 2,
+                       "cannot read --input")
+
+
+def test_estimators_lists_the_registry(run) -> None:
+    result = run("estimators", "--json")
+    listing = json.loads(result.out)
+    assert listing["supported"]["sklearn.ensemble.RandomForestClassifier"] == "classification"
+    assert "sklearn.ensemble.HistGradientBoostingClassifier" in listing["unsupported"]
+
+
+def test_console_entry_point_and_module_are_the_same_program() -> None:
+    result = run_process("--version")
+    assert result.code == 0 and result.out.startswith("mlpack ")
