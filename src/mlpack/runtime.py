@@ -57,6 +57,25 @@ def _lookup(record: Mapping[str, Any], feature: Feature) -> Any:
     return value
 
 
+def _record_values(records: Sequence[Mapping[str, Any]], feature: Feature) -> list[Any]:
+    """One feature's values across records; the comprehensions are the fast path for 20k records."""
+    parts = feature.parts
+    try:
+        if len(parts) == 1:
+            return [record[feature.name] for record in records]
+        if len(parts) == 2:
+            outer, inner = parts
+            return [record[outer][inner] for record in records]
+    except (KeyError, TypeError, IndexError):
+        pass  # dotted keys, gaps or odd shapes: the careful path below sorts them out
+    values = [_lookup(record, feature) for record in records]
+    if _ABSENT in values:
+        index = values.index(_ABSENT)
+        where = f"record {index}: " if len(records) > 1 else ""
+        raise ValueError(f"{where}missing field '{feature.name}'")
+    return values
+
+
 def _is_listlike(value: Any) -> bool:
     return isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)
 
@@ -161,15 +180,7 @@ class Model:
         for index, record in enumerate(records):
             if not isinstance(record, Mapping):
                 raise ValueError(f"record {index} is a {type(record).__name__}, not an object of fields")
-        columns: dict[str, Sequence[Any]] = {}
-        for feature in self.features:
-            values = [_lookup(record, feature) for record in records]
-            if _ABSENT in values:
-                index = values.index(_ABSENT)
-                where = f"record {index}: " if len(records) > 1 else ""
-                raise ValueError(f"{where}missing field '{feature.name}'")
-            columns[feature.name] = values
-        return columns
+        return {feature.name: _record_values(records, feature) for feature in self.features}
 
     def _column_dict(self, data: Mapping[str, Any]) -> dict[str, Sequence[Any]]:
         columns: dict[str, Sequence[Any]] = {}
