@@ -119,6 +119,33 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from mlpack.lifecycle import publish
+
+    result = publish(args.project, version=args.version, dist=args.dist, repository_url=args.repository_url,
+                     repository=args.repository)
+    if args.json:
+        _print_json({"name": result.name, "version": result.version, "files": [str(f) for f in result.files],
+                     "repository": result.repository, "registry_checked": result.registry_checked})
+    elif not args.quiet:
+        print(f"published {result.name} {result.version} to {result.repository}")
+        for path in result.files:
+            print(f"  {path.name}")
+        if not result.registry_checked:
+            print("  (digests checked against the build report; no persistent registry to check against)")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mlpack.lifecycle import init_project
+
+    target = init_project(args.name, args.directory)
+    if not args.quiet:
+        print(f"created {target}")
+        print(f"next: cd {target} && ./init_setup.sh && .venv/bin/mlpack build")
+    return 0
+
+
 def cmd_estimators(args: argparse.Namespace) -> int:
     from mlpack.estimators import KNOWN_BROKEN, SUPPORTED
 
@@ -160,6 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("name", nargs="?", help="only this model")
     models.add_argument("--config", default=".", help="project folder or mlpack.toml naming the registry (default: .)")
     models.set_defaults(handler=cmd_models)
+
+    publish = commands.add_parser("publish", parents=[common], help="upload the built wheel and sdist with twine")
+    publish.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
+    publish.add_argument("--version", dest="version", help="the version to publish (default: [model].version)")
+    publish.add_argument("--dist", type=Path, help="folder holding the build (default: PROJECT/dist)")
+    target = publish.add_mutually_exclusive_group()
+    target.add_argument("--repository-url", help="the package index's upload URL")
+    target.add_argument("--repository", help="a repository named in ~/.pypirc")
+    publish.set_defaults(handler=cmd_publish)
+
+    init = commands.add_parser("init", parents=[common], help="scaffold a new model project")
+    init.add_argument("name", help="the model's name (also the folder created)")
+    init.add_argument("--directory", default=".", help="where to create it (default: .)")
+    init.set_defaults(handler=cmd_init)
 
     estimators = commands.add_parser("estimators", parents=[common], help="list the supported estimators")
     estimators.set_defaults(handler=cmd_estimators)

@@ -29,7 +29,7 @@ CONFIG_FILE = "mlpack.toml"
 Task = Literal["classification", "regression"]
 
 # PEP 508 distribution names; the import name is derived from it.
-_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+NAME_PATTERN = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def _check_type(value: Any, tp: Any, label: str) -> Any:
 def _check_semantics(config: Config, where: str) -> None:
     """Rules that span more than one value's type."""
     model, features = config.model, config.features
-    if not _NAME.match(model.name):
+    if not NAME_PATTERN.match(model.name):
         raise ConfigError(
             f"{where}: [model].name {model.name!r} is not a valid package name "
             "(letters, digits, '-', '_', '.'; starting and ending with a letter or digit)"
