@@ -6,6 +6,7 @@ otherwise they start SecantusDB on 127.0.0.1 for the session.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -141,6 +142,20 @@ def churn_project(
     project.write_config(CHURN_CONFIG)
     monkeypatch.setenv("MLPACK_TEST_URI", mongo_uri)
     return project
+
+
+@pytest.fixture(scope="session")
+def built_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A logistic-regression churn model's artifacts, built once (no database: the build's own stages)."""
+    from mlpack.build import write_artifacts
+    from tests.training import config_for, export
+
+    root = tmp_path_factory.mktemp("built")
+    (root / "mlpack.toml").write_text("# test config\n", encoding="utf-8")
+    config = dataclasses.replace(
+        config_for("sklearn.linear_model.LogisticRegression", "classification"), path=root / "mlpack.toml"
+    )
+    return write_artifacts(config, export(config, subscribers(200)), root / "dist")
 
 
 def assert_clean_error(result: Result, code: int, *needles: str) -> None:

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from mlpack.build import BuildResult, write_artifacts
+from mlpack.build import BuildResult
 from tests.conftest import assert_clean_error, run_process
 from tests.documents import subscribers
-from tests.training import config_for, export
 
 RECORDS = subscribers(20, seed=5, absent=False)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
-    root = tmp_path_factory.mktemp("cli")
-    (root / "mlpack.toml").write_text("# test config\n", encoding="utf-8")
-    config = dataclasses.replace(
-        config_for("sklearn.linear_model.LogisticRegression", "classification"), path=root / "mlpack.toml"
-    )
-    return write_artifacts(config, export(config, subscribers(200)), root / "dist")
+def built(built_model: BuildResult) -> BuildResult:
+    return built_model
 
 
 @pytest.mark.parametrize("kind", ["onnx", "wheel"])

@@ -82,3 +82,18 @@ def test_module_cli_predicts_a_file_and_names_bad_fields(installed: tuple, tmp_p
     assert failed.returncode == 1
     assert "field 'support_calls': expected a number" in failed.stderr and "Traceback" not in failed.stderr
     assert sys.executable != str(python)
+
+
+def test_installed_wheel_serves_with_only_its_own_dependencies(installed: tuple) -> None:
+    from tests.http_client import ServerProcess
+
+    python, exported, records = installed
+    process = ServerProcess([python, "-m", "test_model", "serve"])
+    try:
+        answer = process.request("POST", "/predict", records[:3])
+        assert answer.status == 200
+        frame = sklearn_frame(exported, records[:3])
+        assert answer.json()["predictions"] == exported.trained.pipeline.predict(frame).tolist()
+        assert process.request("POST", "/predict", {"tenure_months": 1}).status == 422
+    finally:
+        assert process.stop() == 0

@@ -6,6 +6,7 @@ folder inside `--out` (same file system) and renamed into place only once all st
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -176,6 +177,7 @@ def base_metadata(config: Config, version: str, created: datetime, rows: int, fi
             "sha256": fingerprint,
         },
         "versions": tool_versions(config.export.target_opset),
+        "serve": dataclasses.asdict(config.serve),
     }
 
 

@@ -91,6 +91,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mlpack.artifacts import open_model
+    from mlpack.server import serve
+
+    model = open_model(args.artifact)
+    try:
+        return serve(model, args.host, args.port, workers=args.workers, max_body_bytes=args.max_body_bytes)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from mlpack.lifecycle import list_models
 
@@ -182,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", "-i", required=True, help="input file ('-' = stdin)")
     predict.add_argument("--format", choices=["jsonl", "json", "csv"], help="default: from the file's suffix")
     predict.set_defaults(handler=cmd_predict)
+
+    serve = commands.add_parser("serve", help="serve a .onnx or model .whl over HTTP (SPEC §5)")
+    serve.add_argument("artifact", help="a .onnx or model .whl built by mlpack")
+    from mlpack.server import add_serve_arguments
+
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
 
     models = commands.add_parser("models", parents=[common], help="list the builds in the registry")
     models.add_argument("name", nargs="?", help="only this model")

@@ -94,6 +94,17 @@ class ImageSection:
 
 
 @dataclass(frozen=True)
+class ServeSection:
+    """Defaults baked into the model for its HTTP server; environment variables override them."""
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    inference_log: bool = False
+    inference_log_uri_env: str = "MLPACK_INFERENCE_LOG_URI"  # the URI itself never enters an artifact
+    inference_log_database: str = "mlpack"
+    inference_log_collection: str = "inference_log"
+
+
+@dataclass(frozen=True)
 class RegistrySection:
     enabled: bool = True
     collection: str = "mlpack_models"
@@ -108,6 +119,7 @@ class Config:
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
     export: ExportSection = field(default_factory=ExportSection)
     image: ImageSection = field(default_factory=ImageSection)
+    serve: ServeSection = field(default_factory=ServeSection)
     registry: RegistrySection = field(default_factory=RegistrySection)
     # Where the file was read from: relative paths (the seed) resolve against it.
     project_dir: Path = field(default=Path("."), metadata={"internal": True})
@@ -273,6 +285,8 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [evaluation].test_size must be between 0 and 1, got {config.evaluation.test_size}")
     if config.export.parity_tolerance < 0:
         raise ConfigError(f"{where}: [export].parity_tolerance must not be negative")
+    if config.serve.max_body_bytes < 1024:
+        raise ConfigError(f"{where}: [serve].max_body_bytes must be at least 1024")
     if not 1 <= config.image.port <= 65535:
         raise ConfigError(f"{where}: [image].port must be between 1 and 65535")
 

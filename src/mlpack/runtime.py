@@ -315,8 +315,8 @@ def predict_file(model: Model, source: TextIO, fmt: str, out: TextIO, *, batch: 
     return len(records)
 
 
-def main(model: Model, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """`python -m MODEL predict --input FILE`: the model's own command line."""
+def main(model: Model, argv: Sequence[str] | None = None, prog: str | None = None, server: Any = None) -> int:
+    """`python -m MODEL predict --input FILE` (and `serve`, given the server module): the model's CLI."""
     parser = argparse.ArgumentParser(prog=prog or model.name, description=f"{model.name} {model.version}")
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="predict for a JSON Lines, JSON or CSV file ('-' = stdin)")
@@ -324,7 +324,12 @@ def main(model: Model, argv: Sequence[str] | None = None, prog: str | None = Non
     predict.add_argument("--format", choices=["jsonl", "json", "csv"], help="default: from the file's suffix")
     predict.add_argument("--output", "-o", default="-", help="JSON Lines output file (default: stdout)")
     commands.add_parser("info", help="print the model's metadata")
+    if server is not None:
+        serve = commands.add_parser("serve", help="serve predictions over HTTP")
+        server.add_serve_arguments(serve)
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return int(server.serve(model, args.host, args.port, workers=args.workers, max_body_bytes=args.max_body_bytes))
     if args.command == "info":
         print(json.dumps(model.metadata, indent=2))
         return 0

@@ -1,8 +1,8 @@
-"""`python -m MODEL predict --input FILE`: the model's own command line."""
+"""`python -m MODEL predict --input FILE` and `python -m MODEL serve`: the model's own command line."""
 
 import sys
 
-from . import model
+from . import _server, model
 from ._runtime import main
 
-sys.exit(main(model, prog=f"python -m {__package__}"))
+sys.exit(main(model, prog=f"python -m {__package__}", server=_server))

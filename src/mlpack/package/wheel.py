@@ -15,7 +15,7 @@ from typing import Any
 import build
 import pyproject_hooks
 
-from mlpack import runtime
+from mlpack import runtime, server
 from mlpack.errors import ExternalError
 
 
@@ -106,6 +106,7 @@ def render_project(stage: Path, metadata: dict[str, Any], onnx_bytes: bytes, con
         if source.is_file() and source.suffix == ".py":
             shutil.copyfile(source, package / source.name)
     shutil.copyfile(runtime.__file__, package / "_runtime.py")
+    shutil.copyfile(server.__file__, package / "_server.py")
     (package / "model.onnx").write_bytes(onnx_bytes)
     (package / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (package / "mlpack.toml").write_text(config_text, encoding="utf-8")

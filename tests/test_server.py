@@ -1,0 +1,291 @@
+"""The HTTP server (SPEC §5) in a real process: routes, bad input, fuzzing, load, drain, inference log."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymongo import MongoClient
+
+from mlpack.artifacts import open_model
+from mlpack.build import BuildResult
+from mlpack.source.embedded import embedded_server
+from tests.documents import subscribers
+from tests.http_client import ServerProcess
+
+RECORDS = subscribers(30, seed=11, absent=False)
+
+
+@pytest.fixture(scope="module")
+def server(built_model: BuildResult) -> Iterator[ServerProcess]:
+    process = ServerProcess.mlpack(built_model.artifacts["wheel"], "--max-body-bytes", "65536")
+    yield process
+    assert process.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def expected(built_model: BuildResult) -> Any:
+    return open_model(built_model.artifacts["wheel"])
+
+
+def assert_still_serving(server: ServerProcess) -> None:
+    assert server.request("GET", "/healthz").status == 200
+    assert server.proc.poll() is None
+
+
+def test_predict_accepts_a_record_a_list_and_instances(server: ServerProcess, expected: Any) -> None:
+    one = server.request("POST", "/predict", RECORDS[0])
+    assert one.status == 200 and one.headers["content-type"] == "application/json"
+    body = one.json()
+    assert body["predictions"] == [expected.predict(RECORDS[0])]
+    assert len(body["probabilities"][0]) == 2
+    assert body["model"] == {"name": "test-model", "version": "1.0.0"}
+    many = server.request("POST", "/predict", RECORDS).json()
+    assert many["predictions"] == expected.predict(RECORDS)
+    assert server.request("POST", "/predict", {"instances": RECORDS}).json()["predictions"] == many["predictions"]
+    dotted = [{"tenure_months": r["tenure_months"], "support_calls": r["support_calls"], "contract": r["contract"],
+               "billing.monthly_charges": r["billing"]["monthly_charges"], "billing.method": r["billing"]["method"],
+               "unused": {"deep": [1, 2]}} for r in RECORDS]
+    assert server.request("POST", "/predict", dotted).json()["predictions"] == many["predictions"]
+
+
+def test_health_metadata_openapi(server: ServerProcess, built_model: BuildResult) -> None:
+    assert server.request("GET", "/healthz").json() == {"status": "ok"}
+    assert server.request("GET", "/readyz").json() == {"ready": True}
+    assert server.request("GET", "/metadata").json() == built_model.metadata
+    spec = server.request("GET", "/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    record = spec["components"]["schemas"]["Record"]
+    assert record["properties"]["billing"]["properties"]["monthly_charges"]["type"] == ["number", "null"]
+    assert "contract" in record["required"]
+    assert "422" in spec["paths"]["/predict"]["post"]["responses"]
+
+
+def test_metrics_count_requests_latency_predictions_and_errors(server: ServerProcess) -> None:
+    server.request("POST", "/predict", RECORDS[:3])
+    server.request("POST", "/predict", {"nope": 1})
+    text = server.request("GET", "/metrics").body.decode()
+    assert 'mlpack_requests_total{route="/predict",method="POST",status="200"}' in text
+    assert 'mlpack_requests_total{route="/predict",method="POST",status="422"}' in text
+    assert 'mlpack_request_duration_seconds_bucket{route="/predict",le="+Inf"}' in text
+    predictions = int(next(line.split()[-1] for line in text.splitlines() if line.startswith("mlpack_predictions_total")))
+    assert predictions >= 3
+    assert 'mlpack_errors_total{kind="client"}' in text and 'mlpack_errors_total{kind="server"} 0' in text
+
+
+def test_open_inference_protocol_v2(server: ServerProcess, expected: Any) -> None:
+    assert server.request("GET", "/v2/health/live").json() == {"live": True}
+    assert server.request("GET", "/v2/health/ready").status == 200
+    assert server.request("GET", "/v2/models/test-model/ready").status == 200
+    meta = server.request("GET", "/v2/models/test-model").json()
+    assert meta["name"] == "test-model" and meta["versions"] == ["1.0.0"]
+    assert {"name": "contract", "datatype": "BYTES", "shape": [-1, 1]} in meta["inputs"]
+    records = RECORDS[:4]
+    inputs = [
+        {"name": "tenure_months", "shape": [4, 1], "datatype": "FP32", "data": [[r["tenure_months"]] for r in records]},
+        {"name": "billing_monthly_charges", "shape": [4], "datatype": "FP32", "data": [r["billing"]["monthly_charges"] for r in records]},
+        {"name": "support_calls", "shape": [4], "datatype": "FP32", "data": [r["support_calls"] for r in records]},
+        {"name": "contract", "shape": [4], "datatype": "BYTES", "data": [r["contract"] for r in records]},
+        {"name": "billing.method", "shape": [4], "datatype": "BYTES", "data": [r["billing"]["method"] for r in records]},
+    ]
+    answer = server.request("POST", "/v2/models/test-model/infer", {"id": "r1", "inputs": inputs})
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert body["id"] == "r1" and body["model_name"] == "test-model"
+    labels = next(o for o in body["outputs"] if o["name"] == "label")
+    assert labels["data"] == expected.predict(records) and labels["shape"] == [4]
+    probabilities = next(o for o in body["outputs"] if o["name"] == "probabilities")
+    assert probabilities["shape"] == [4, 2] and len(probabilities["data"]) == 8
+    missing = server.request("POST", "/v2/models/test-model/infer", {"inputs": inputs[:2]})
+    assert missing.status == 400 and "missing input 'support_calls'" in missing.json()["error"]
+
+
+BAD_REQUESTS = [
+    # (method, path, raw body, headers, status, message fragment)
+    ("POST", "/predict", b"{not json", {}, 400, "not valid JSON"),
+    ("POST", "/predict", b"\xff\xfe\x00", {}, 400, "not valid JSON"),
+    ("POST", "/predict", b"42", {}, 422, "expected a record"),
+    ("POST", "/predict", b'"text"', {}, 422, "expected a record"),
+    ("POST", "/predict", b"[]", {}, 422, "no records given"),
+    ("POST", "/predict", b'{"instances": 5}', {}, 422, "'instances' must be a list"),
+    ("POST", "/predict", b'[1, 2]', {}, 422, "record 0 is a int"),
+    ("POST", "/predict", json.dumps({"contract": "monthly"}).encode(), {}, 422, "missing field 'tenure_months'"),
+    ("POST", "/predict", json.dumps({**RECORDS[0], "support_calls": "many"}).encode(), {}, 422,
+     "field 'support_calls': expected a number, got 'many'"),
+    ("POST", "/predict", json.dumps({**RECORDS[0], "contract": {"x": 1}}).encode(), {}, 422, "field 'contract'"),
+    ("POST", "/predict", b"[" * 100_000 + b"]" * 100_000, {}, 413, "over the limit"),
+    ("POST", "/predict", b"[" * 30_000 + b"]" * 30_000, {}, 400, "nested too deeply"),
+    ("POST", "/predict", b"x" * 70_000, {}, 413, "over the limit of 65536"),
+    ("GET", "/predict", None, {}, 405, "GET is not allowed on /predict"),
+    ("DELETE", "/metadata", None, {}, 405, "not allowed"),
+    ("GET", "/nowhere", None, {}, 404, "no route /nowhere"),
+    ("POST", "/v2/models/test-model/infer", b'{"inputs": "x"}', {}, 400, "expected {\"inputs\""),
+    ("POST", "/v2/models/test-model/infer", b'{"inputs": [{"name": "contract", "data": 3}]}', {}, 400, "data must be a list"),
+    ("POST", "/v2/models/other/infer", b"{}", {}, 404, "no route"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "raw", "headers", "status", "message"), BAD_REQUESTS,
+                         ids=[f"{m} {p} {s} {msg[:20]}" for m, p, _, _, s, msg in BAD_REQUESTS])
+def test_bad_requests_get_4xx_json_naming_the_problem(server: ServerProcess, method: str, path: str, raw: bytes | None,
+                                                      headers: dict[str, str], status: int, message: str) -> None:
+    answer = server.request(method, path, raw=raw, headers=headers)
+    assert answer.status == status, answer.body[:300]
+    assert message in answer.json()["error"]
+    assert_still_serving(server)
+
+
+def send_raw(server: ServerProcess, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_framing_mistakes_are_4xx(server: ServerProcess) -> None:
+    no_length = send_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n{}")
+    assert no_length.startswith(b"HTTP/1.1 411")
+    chunked = send_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 411")
+    negative = send_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+    assert negative.startswith(b"HTTP/1.1 400")
+    short = send_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}")
+    assert short.startswith(b"HTTP/1.1 400")
+    garbage = send_raw(server, b"\x00\x01GARBAGE\r\n\r\n")
+    assert garbage.startswith(b"HTTP/1.1 400") or garbage == b""
+    assert_still_serving(server)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+field_values = st.none() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=5) | st.booleans() | st.lists(st.integers(), max_size=2)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=json_values)
+def test_fuzzed_bodies_never_get_a_5xx(server: ServerProcess, body: Any) -> None:
+    answer = server.request("POST", "/predict", body)
+    assert answer.status < 500, answer.body
+    assert isinstance(answer.json(), dict)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tenure=field_values, calls=field_values, charges=field_values, contract=field_values, method=field_values)
+def test_fuzzed_records_never_get_a_5xx(server: ServerProcess, tenure: Any, calls: Any, charges: Any,
+                                        contract: Any, method: Any) -> None:
+    record = {"tenure_months": tenure, "support_calls": calls, "contract": contract,
+              "billing": {"monthly_charges": charges, "method": method}}
+    answer = server.request("POST", "/predict", [record, RECORDS[0]])
+    assert answer.status in (200, 422), answer.body
+    if answer.status == 200:
+        assert len(answer.json()["predictions"]) == 2
+
+
+def test_bounded_load_on_loopback_has_zero_errors(server: ServerProcess) -> None:
+    threads, per_thread = 16, 100
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        conn = server.connection()
+        local = []
+        for n in range(per_thread):
+            local.append(server.request("POST", "/predict", RECORDS[(index + n) % len(RECORDS)], connection=conn).status)
+        conn.close()
+        with lock:
+            statuses.extend(local)
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    elapsed = time.monotonic() - started
+    assert len(statuses) == threads * per_thread
+    assert set(statuses) == {200}
+    assert elapsed < 120
+
+
+def test_sigterm_drains_the_in_flight_request_then_exits_0(built_model: BuildResult) -> None:
+    process = ServerProcess.mlpack(built_model.artifacts["wheel"])
+    body = json.dumps(RECORDS).encode()
+    sock = socket.create_connection(("127.0.0.1", process.port), timeout=30)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
+    time.sleep(0.5)  # the request is in flight: headers read, body half sent
+    process.proc.send_signal(15)
+    time.sleep(0.5)
+    assert process.proc.poll() is None, "exited with a request in flight"
+    sock.sendall(body[100:])
+    response = b""
+    while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        response += chunk
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 200")
+    assert len(json.loads(response.split(b"\r\n\r\n", 1)[1])["predictions"]) == len(RECORDS)
+    assert process.proc.wait(30) == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", process.port), timeout=2).close()
+
+
+def test_workers_share_the_port(built_model: BuildResult, expected: Any) -> None:
+    process = ServerProcess.mlpack(built_model.artifacts["wheel"], "--workers", "2")
+    try:
+        for record in RECORDS[:10]:
+            assert process.request("POST", "/predict", record).json()["predictions"] == [expected.predict(record)]
+    finally:
+        assert process.stop() == 0
+
+
+def test_inference_log_writes_batches_and_survives_the_database_going_away(built_model: BuildResult,
+                                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    with embedded_server() as log_uri:
+        process = ServerProcess.mlpack(built_model.artifacts["wheel"], env={
+            "MLPACK_INFERENCE_LOG_URI": log_uri, "MLPACK_INFERENCE_LOG_DB": "telemetry"})
+        for record in RECORDS[:5]:
+            assert process.request("POST", "/predict", record).status == 200
+        client: MongoClient[dict[str, Any]] = MongoClient(log_uri)
+        collection = client["telemetry"]["inference_log"]
+        deadline = time.monotonic() + 15
+        while collection.count_documents({}) < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        logged = list(collection.find({}, {"_id": 0}))
+        client.close()
+        assert len(logged) == 5
+        assert logged[0]["model"] == "test-model" and logged[0]["route"] == "/predict"
+        assert logged[0]["predictions"] == [open_model(built_model.artifacts["wheel"]).predict(RECORDS[0])]
+    # The database is gone now: predictions still answer, fast; the losses are counted.
+    slowest = 0.0
+    for n in range(40):
+        started = time.monotonic()
+        assert process.request("POST", "/predict", RECORDS[n % len(RECORDS)]).status == 200
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.05)
+    assert slowest < 0.5
+    deadline = time.monotonic() + 20
+    dropped = 0
+    while time.monotonic() < deadline:
+        text = process.request("GET", "/metrics").body.decode()
+        dropped = int(next(line.split()[-1] for line in text.splitlines() if 'outcome="dropped"' in line))
+        if dropped > 0:
+            break
+        time.sleep(0.5)
+    assert dropped > 0
+    assert process.stop() == 0
