@@ -1,0 +1,203 @@
+"""HTTP serving: mlpack's server vs Starlette + uvicorn (same runtime) vs `mlflow models serve`.
+
+The same random forest (100 trees; 5 features, 2 of them categorical, nested fields) behind each
+server, single-record `POST` requests, measured with wrk on loopback at concurrency 1, 8 and 64
+(bounded: a few seconds per run). All servers run with one worker process.
+
+    python benchmarks/serve.py [--mlflow-python /path/to/venv/bin/python] [--seconds 5]
+
+MLflow needs its own environment (it pins its own stack):
+    python3 -m venv /tmp/mlflow-venv && /tmp/mlflow-venv/bin/pip install mlflow scikit-learn==1.9.1
+Starlette + uvicorn are optional here (`pip install starlette uvicorn`); missing ones are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from mlpack.source.embedded import free_port  # noqa: E402
+from tests.documents import subscribers  # noqa: E402
+from tests.training import config_for, export  # noqa: E402
+
+CONCURRENCY = (1, 8, 64)
+
+STARLETTE_APP = '''
+import json, sys
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+sys.path.insert(0, {src!r})
+from mlpack.runtime import Model
+model = Model({onnx!r}, json.load(open({meta!r}))).load()
+
+async def predict(request):
+    try:
+        body = await request.json()
+        labels, probabilities, _ = model.run(body)
+    except ValueError as exc:
+        return JSONResponse({{"error": str(exc)}}, status_code=422)
+    return JSONResponse({{"predictions": labels, "probabilities": probabilities,
+                         "model": {{"name": model.name, "version": model.version}}}})
+
+async def ready(request):
+    return JSONResponse({{"ready": True}})
+
+app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/readyz", ready)])
+'''
+
+MLFLOW_SAVE = '''
+import pickle, sys, mlflow.sklearn
+pipeline = pickle.load(open(sys.argv[1], "rb"))
+mlflow.sklearn.save_model(pipeline, sys.argv[2], serialization_format="cloudpickle")
+'''
+
+
+def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def wrk(url: str, body: str, connections: int, seconds: int, scratch: Path) -> dict[str, float]:
+    script = scratch / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("P50 %d\\nP99 %d\\nERR %d\\n", latency:percentile(50), latency:percentile(99),'
+        " summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\n"
+        "end\n"
+    )
+    threads = min(connections, 2)
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = int(re.search(r"^P50 (\d+)", out, re.M).group(1)) / 1000
+    p99 = int(re.search(r"^P99 (\d+)", out, re.M).group(1)) / 1000
+    errors = int(re.search(r"^ERR (\d+)", out, re.M).group(1))
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
+
+
+def start(command: list[str], ready_url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+    wait_for(ready_url, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mlflow-python", default="/tmp/mlflow-venv/bin/python")
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    scratch = Path(tempfile.mkdtemp(prefix="mlpack-bench-"))
+    config = config_for("sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 100, "random_state": 0})
+    exported = export(config, subscribers(400))
+    onnx_path, meta_path = scratch / "model.onnx", scratch / "metadata.json"
+    onnx_path.write_bytes(exported.onnx_bytes)
+    meta_path.write_text(json.dumps(exported.metadata))
+    record = subscribers(1, seed=3, absent=False)[0]
+    names = {f["name"]: f["input"] for f in exported.metadata["features"]}
+    flat = {names["tenure_months"]: record["tenure_months"], names["support_calls"]: record["support_calls"],
+            names["contract"]: record["contract"], names["billing.monthly_charges"]: record["billing"]["monthly_charges"],
+            names["billing.method"]: record["billing"]["method"]}
+
+    servers: dict[str, tuple[list[str], str, str, str, dict[str, str]]] = {}
+    port = free_port()
+    servers["mlpack"] = ([sys.executable, "-m", "mlpack", "serve", str(onnx_path), "--port", str(port)],
+                         f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{port}/predict", json.dumps(record),
+                         {"MLPACK_THREADS": "1"})
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        app_file = scratch / "starlette_app.py"
+        app_file.write_text(STARLETTE_APP.format(src=str(REPO / "src"), onnx=str(onnx_path), meta=str(meta_path)))
+        port = free_port()
+        servers["starlette+uvicorn"] = (
+            [sys.executable, "-m", "uvicorn", "starlette_app:app", "--port", str(port), "--log-level", "warning",
+             "--app-dir", str(scratch), "--no-access-log"],
+            f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{port}/predict", json.dumps(record),
+            {"MLPACK_THREADS": "1"})
+    except ImportError:
+        print("starlette/uvicorn not installed: skipped")
+    if Path(args.mlflow_python).is_file():
+        pickled = scratch / "pipeline.pkl"
+        pickled.write_bytes(pickle.dumps(exported.trained.pipeline))
+        subprocess.run([args.mlflow_python, "-c", MLFLOW_SAVE, str(pickled), str(scratch / "mlflow-model")], check=True,
+                       capture_output=True)
+        port = free_port()
+        mlflow = str(Path(args.mlflow_python).parent / "mlflow")
+        servers["mlflow"] = ([mlflow, "models", "serve", "-m", str(scratch / "mlflow-model"), "-p", str(port),
+                              "--env-manager", "local", "--workers", "1"],
+                             f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/invocations",
+                             json.dumps({"dataframe_records": [flat]}),
+                             {"PATH": f"{Path(args.mlflow_python).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    else:
+        print(f"no MLflow at {args.mlflow_python}: skipped")
+
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    for name, (command, ready, url, body, env) in servers.items():
+        proc = start(command, ready, env)
+        try:
+            check = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+            print(f"{name}: {urllib.request.urlopen(check, timeout=30).read()[:120]!r}")
+            results[name] = {c: wrk(url, body, c, args.seconds, scratch) for c in CONCURRENCY}
+        finally:
+            stop(proc)
+
+    print(f"\nsingle-record POST, {args.seconds} s per run, 1 worker each (wrk on loopback)")
+    print(f"{'server':<20}{'conns':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, by_conc in results.items():
+        for conc, r in by_conc.items():
+            print(f"{name:<20}{conc:>6}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8.0f}")
+    failed = False
+    for other in ("starlette+uvicorn", "mlflow"):
+        if other in results and "mlpack" in results:
+            for conc in CONCURRENCY:
+                ours, theirs = results["mlpack"][conc], results[other][conc]
+                ratio = ours["rps"] / theirs["rps"]
+                print(f"mlpack vs {other} @ {conc}: {ratio:.1f}x req/s, p99 {ours['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms")
+                if other == "mlflow":
+                    failed |= ratio < 2 or ours["p99_ms"] >= theirs["p99_ms"]
+    if "mlflow" in results:
+        print("target (>= 2x MLflow req/s with a lower p99):", "MISSED" if failed else "met")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
