@@ -30,6 +30,22 @@ def _check_exists(path: Path) -> None:
         raise ConfigError(f"artifact not found: {path}")
 
 
+def read_any_metadata(reference: str) -> dict[str, Any]:
+    """`mlpack inspect`: a .onnx file, a model .whl, a `docker save` archive, or an image in the engine."""
+    from mlpack.package.image import read_image_metadata
+
+    path = Path(reference)
+    if path.suffix in (".onnx", ".whl"):
+        return read_metadata(path)
+    if path.is_file():
+        if path.suffix != ".tar":
+            raise ConfigError(f"{path}: expected a .onnx file, a model .whl or a docker image archive (.tar)")
+        return read_image_metadata(reference)
+    if path.suffix == ".tar" or path.is_dir():
+        raise ConfigError(f"artifact not found: {path}")
+    return read_image_metadata(reference)  # an image tag or id in the Docker engine
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     _check_exists(path)

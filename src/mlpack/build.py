@@ -26,9 +26,10 @@ from bson import json_util
 import mlpack
 from mlpack import registry
 from mlpack.config import Config, load_config, with_version
-from mlpack.errors import ConfigError, MlpackError, QualityGateError
+from mlpack.errors import ConfigError, ExternalError, MlpackError, QualityGateError
 from mlpack.estimators import make_estimator
 from mlpack.export import check_parity, feature_metadata, onnx_input_names, parity_report, to_onnx, with_metadata
+from mlpack.package.image import build_image, engine_version, git_revision, write_context
 from mlpack.package.wheel import build_distributions, render_project, twine_check
 from mlpack.runtime import Model
 from mlpack.source import connect, load_columns, mongo_server
@@ -106,8 +107,11 @@ def build(
     out: str | Path | None = None,
     version: str | None = None,
     force: bool = False,
+    image: bool | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
+    """The whole build. `image`: True demands an image, False skips it, None builds one when the
+    config has an [image] table and an engine answers."""
     started = time.monotonic()
     say = progress or _silent
     config = load_config(project)
@@ -147,8 +151,14 @@ def build(
                     {**metadata, **exc.metadata}, config_text=config_text, reason=exc.message, details=exc.details
                 )
                 raise
-            result = write_artifacts(config, exported, out_dir, say)
-            records.record_built(result.metadata, result.report["artifacts"], config_text=config_text)
+            with_image = image if image is not None else config.image_configured
+            result = write_artifacts(config, exported, out_dir, say, image_context=with_image)
+            try:
+                if with_image:
+                    build_image_step(config, result, required=image is True, say=say)
+            finally:
+                records.record_built(result.metadata, result.report["artifacts"], config_text=config_text,
+                                     image=result.report.get("image"))
         finally:
             client.close()
     result.seconds = round(time.monotonic() - started, 2)
@@ -213,30 +223,79 @@ def make_model(config: Config, dataset: Dataset, metadata: dict[str, Any], say: 
     return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata)
 
 
-def write_artifacts(config: Config, exported: ExportedModel, out_dir: Path, say: Progress = _silent) -> BuildResult:
-    """Wheel, sdist, ONNX file and report, staged in a scratch folder and then renamed into `out_dir`."""
+def write_artifacts(
+    config: Config, exported: ExportedModel, out_dir: Path, say: Progress = _silent, *, image_context: bool = False
+) -> BuildResult:
+    """Wheel, sdist, ONNX file, report (and the image's build context), staged, then renamed into `out_dir`."""
     metadata = exported.metadata
     stem = f"{config.model.name}-{metadata['version']}"
+    epoch = _epoch(metadata["created"])
     with scratch_folder(out_dir) as stage:
         say("packaging the model wheel")
         project = render_project(stage / "src", metadata, exported.onnx_bytes, config.path.read_text(encoding="utf-8"))
-        dists = build_distributions(project, stage / "dist", source_date_epoch=_epoch(metadata["created"]))
+        dists = build_distributions(project, stage / "dist", source_date_epoch=epoch)
         twine_check([dists.wheel, dists.sdist])
         onnx_path = stage / f"{stem}.onnx"
         onnx_path.write_bytes(exported.onnx_bytes)
         staged = {"wheel": dists.wheel, "sdist": dists.sdist, "onnx": onnx_path}
-        artifacts = {
+        artifacts: dict[str, Any] = {
             kind: {"file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}
             for kind, path in staged.items()
         }
+        if image_context:
+            say("writing the image's build context (dependency wheels for the image)")
+            context = stage / f"{stem}.docker"
+            pinned = write_context(
+                context, wheel=dists.wheel, metadata=metadata, section=config.image,
+                revision=git_revision(config.project_dir), epoch=epoch, find_links=config.image.find_links,
+            )
+            staged["docker"] = context
+            artifacts["docker"] = {
+                "file": context.name, "dependencies": pinned,
+                "dockerfile_sha256": sha256_of(context / "Dockerfile"),
+            }
         report = {**metadata, "artifacts": artifacts}
         report_path = stage / f"{stem}.json"
-        report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _write_json(report_path, report)
         staged["report"] = report_path
         final = {kind: out_dir / path.name for kind, path in staged.items()}
         for kind, path in staged.items():
-            os.replace(path, final[kind])
+            _move_into_place(path, final[kind], stage)
     return BuildResult(metadata=metadata, artifacts=final, report=report)
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _move_into_place(source: Path, target: Path, stage: Path) -> None:
+    if target.is_dir():  # a rebuilt image context replaces the old folder, which os.replace cannot overwrite
+        os.replace(target, stage / f"replaced-{target.name}")
+    os.replace(source, target)
+
+
+def build_image_step(config: Config, result: BuildResult, *, required: bool, say: Progress = _silent) -> None:
+    """Build the image from the context in place; without an engine, fail only if the image was demanded."""
+    context = result.artifacts["docker"]
+    tag = config.image.tag_for(config.model.name, result.metadata["version"])
+    engine = engine_version()
+    if engine is None:
+        message = f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')})"
+        if required:
+            raise ExternalError(f"{message}: the image was not built; its build context is in {context}")
+        say(f"{message}: image not built (context in {context})")
+        result.report["image"] = {"built": False, "tag": tag, "reason": message}
+    else:
+        say(f"building image {tag} (Docker {engine}, no network)")
+        image = build_image(context, tag)
+        result.report["image"] = {"built": True, "tag": image.tag, "id": image.id, "size": image.size,
+                                  "layers": len(image.layers)}
+    with scratch_folder(result.artifacts["report"].parent) as stage:
+        staged = stage / result.artifacts["report"].name
+        _write_json(staged, result.report)
+        os.replace(staged, result.artifacts["report"])
+
+
 
 
 def _epoch(created: str) -> int:

@@ -36,7 +36,8 @@ def _print_json(document: Any) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from mlpack.build import build
 
-    result = build(args.project, out=args.out, version=args.version, force=args.force, progress=_progress(args))
+    result = build(args.project, out=args.out, version=args.version, force=args.force, image=args.image,
+                   progress=_progress(args))
     if args.json:
         _print_json({**result.report, "paths": {k: str(p) for k, p in result.artifacts.items()}, "seconds": result.seconds})
     elif not args.quiet:
@@ -47,13 +48,18 @@ def cmd_build(args: argparse.Namespace) -> int:
               f"label agreement {metadata['parity']['label_agreement']:.2%}")
         for path in result.artifacts.values():
             print(f"  {path}")
+        image = result.report.get("image")
+        if image and image["built"]:
+            print(f"image {image['tag']} ({image['size'] / 2**20:.0f} MiB, {image['id'][:19]})")
+        elif image:
+            print(f"image not built: {image['reason']}")
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from mlpack.artifacts import read_metadata
+    from mlpack.artifacts import read_any_metadata
 
-    metadata = read_metadata(args.artifact)
+    metadata = read_any_metadata(args.artifact)
     if args.json:
         _print_json(metadata)
         return 0
@@ -182,9 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, help="output folder (default: PROJECT/dist)")
     build.add_argument("--version", dest="version", help="model version, overriding [model].version")
     build.add_argument("--force", action="store_true", help="rebuild a version the registry already holds")
+    build.add_argument("--image", action=argparse.BooleanOptionalAction, default=None,
+                       help="build the Docker image (default: when the config has [image] and an engine answers)")
     build.set_defaults(handler=cmd_build)
 
-    inspect = commands.add_parser("inspect", parents=[common], help="show the metadata of a .onnx or model .whl")
+    inspect = commands.add_parser("inspect", parents=[common],
+                                  help="show the metadata of a .onnx, a model .whl, or an image (tag or archive)")
     inspect.add_argument("artifact")
     inspect.set_defaults(handler=cmd_inspect)
 

@@ -90,7 +90,13 @@ class ExportSection:
 class ImageSection:
     base: str = "python:3.11-slim"
     port: int = 8080
-    tag: str = ""
+    tag: str = ""  # default: NAME:VERSION
+    python: str = ""  # the base image's Python ("3.11"); default: read from a python:X.Y base tag
+    arch: str = ""  # x86_64 or aarch64; default: this machine's
+    find_links: str = ""  # a local folder of wheels for the image's dependencies (offline context)
+
+    def tag_for(self, name: str, version: str) -> str:
+        return self.tag or f"{name.lower()}:{version}"
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ class Config:
     # Where the file was read from: relative paths (the seed) resolve against it.
     project_dir: Path = field(default=Path("."), metadata={"internal": True})
     path: Path = field(default=Path(CONFIG_FILE), metadata={"internal": True})
+    image_configured: bool = field(default=False, metadata={"internal": True})  # an [image] table was written
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as the user would write it: TOML keys, no internal fields."""
@@ -158,7 +165,9 @@ def load_config(project: str | Path = ".") -> Config:
 
 def parse_config(raw: dict[str, Any], *, path: Path = Path(CONFIG_FILE)) -> Config:
     config = _read_section(Config, raw, where=str(path), section="")
-    config = dataclasses.replace(config, project_dir=path.parent.resolve(), path=path)
+    config = dataclasses.replace(
+        config, project_dir=path.parent.resolve(), path=path, image_configured=isinstance(raw.get("image"), dict)
+    )
     _check_semantics(config, str(path))
     return config
 
@@ -289,6 +298,10 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [serve].max_body_bytes must be at least 1024")
     if not 1 <= config.image.port <= 65535:
         raise ConfigError(f"{where}: [image].port must be between 1 and 65535")
+    if config.image.tag and not re.match(r"^[a-z0-9][a-z0-9._/:-]*$", config.image.tag):
+        raise ConfigError(f"{where}: [image].tag {config.image.tag!r} is not a valid image tag (lowercase name[:tag])")
+    if config.image.python and not re.match(r"^3\.\d+$", config.image.python):
+        raise ConfigError(f"{where}: [image].python must look like \"3.11\", got {config.image.python!r}")
 
 
 def _section_to_dict(obj: Any) -> dict[str, Any]:

