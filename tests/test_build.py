@@ -242,11 +242,13 @@ def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None
     """The README's first command, as a user runs it: no MONGODB_URI, embedded server, seed file."""
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     env["MONGODB_URI"] = ""
+    env["DOCKER_HOST"] = f"unix://{tmp_path / 'no-engine.sock'}"  # the image has its own tests
     result = run_process("build", REPO / "examples" / "wine", "--out", tmp_path / "dist", env=env)
     assert result.code == 0, result.err
     assert "built wine-cultivar 1.0.0" in result.out
+    assert "image not built: no Docker engine answers" in result.out
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [
-        "wine-cultivar-1.0.0.json", "wine-cultivar-1.0.0.onnx",
+        "wine-cultivar-1.0.0.docker", "wine-cultivar-1.0.0.json", "wine-cultivar-1.0.0.onnx",
         "wine_cultivar-1.0.0-py3-none-any.whl", "wine_cultivar-1.0.0.tar.gz"]
     report = json.loads((tmp_path / "dist" / "wine-cultivar-1.0.0.json").read_text())
     assert report["data"]["rows"] == 178 and report["metrics"]["accuracy"] >= 0.85
