@@ -136,6 +136,8 @@ def test_unknown_category_is_ignored_not_an_error(model: Model) -> None:
         ({**DOCUMENTS[0], "tenure_months": [1, 2]}, "column 'billing.monthly_charges' must be a list of values"),
         ({**DOCUMENTS[0], "contract": {"kind": "monthly"}}, "field 'contract': expected a category"),
         ([DOCUMENTS[0], "not a record"], "record 1 is a str"),
+        ({**DOCUMENTS[0], "support_calls": 10**400}, "field 'support_calls': 10000000000000000000... is too large"),
+        ({**DOCUMENTS[0], "contract": 10**5000}, "field 'contract': the value is too long for a category"),
         ([], "no records given"),
         ("tenure_months=3", "expected a record"),
         ({"tenure_months": [1, 2], "support_calls": [1], "contract": ["a", "b"], "billing.monthly_charges": [1, 2],

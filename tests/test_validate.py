@@ -74,3 +74,14 @@ def test_labels_of_mixed_kinds_name_an_offender() -> None:
     with pytest.raises(DataError) as error:
         validate(columns(docs), FEATURES, "classification")
     assert "_id odd" in error.value.details
+
+
+def test_numbers_too_large_for_the_model_are_reported() -> None:
+    docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": i % 2} for i in range(4)] + [{"_id": "big", "a": {"b": 10**400}, "c": "x", "y": 1}]
+    with pytest.raises(DataError) as error:
+        validate(columns(docs), FEATURES, "classification")
+    assert "numeric feature 'a.b': a value too large for a float, e.g. _id big" in error.value.details
+    docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": (i % 2) * 10**30} for i in range(4)]
+    with pytest.raises(DataError) as error:
+        validate(columns(docs), FEATURES, "classification")
+    assert "must fit in 64 bits" in error.value.details

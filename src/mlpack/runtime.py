@@ -92,7 +92,10 @@ def _numeric_input(feature: Feature, values: Sequence[Any]) -> np.ndarray:
             if value is None:
                 converted.append(math.nan)
             elif isinstance(value, (int, float, np.number)) and not isinstance(value, np.str_):
-                converted.append(float(value))
+                try:
+                    converted.append(float(value))
+                except OverflowError:
+                    raise ValueError(f"field '{feature.name}': {str(value)[:20]}... is too large a number") from None
             else:
                 where = f" (record {index})" if len(values) > 1 else ""
                 raise ValueError(f"field '{feature.name}'{where}: expected a number, got {value!r}")
@@ -105,7 +108,10 @@ def _category(feature: Feature, value: Any) -> str:
         return MISSING_CATEGORY
     if isinstance(value, (Mapping, list, tuple, np.ndarray)):
         raise ValueError(f"field '{feature.name}': expected a category (string or number), got {value!r}")
-    return str(value)
+    try:
+        return str(value)
+    except ValueError:  # an integer too long to print (Python's int_max_str_digits)
+        raise ValueError(f"field '{feature.name}': the value is too long for a category") from None
 
 
 def _categorical_input(feature: Feature, values: Sequence[Any]) -> np.ndarray:

@@ -232,7 +232,7 @@ def _parse_json(body: bytes | None) -> Any:
         raise ClientError(411, "a Content-Length header is required")
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, or an integer past Python's digit limit
         raise ClientError(400, f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ClientError(400, "the body is nested too deeply") from None

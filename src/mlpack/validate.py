@@ -80,7 +80,12 @@ def _check_numeric(path: str, values: list[Any], ids: list[Any], report: Validat
             f"numeric feature '{path}': {len(bad)} non-numeric value(s), {_example(ids, bad[0], values[bad[0]])}"
         )
         return None
-    return np.array([_to_float(v) for v in values], dtype=np.float64)
+    try:
+        return np.array([_to_float(v) for v in values], dtype=np.float64)
+    except OverflowError:
+        huge = next(i for i, v in enumerate(values) if isinstance(v, int) and abs(v) > 2**1023)
+        report.problems.append(f"numeric feature '{path}': a value too large for a float, e.g. _id {ids[huge]!s}")
+        return None
 
 
 def _check_categorical(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
@@ -128,7 +133,11 @@ def _class_labels(path: str, values: list[Any], ids: list[Any], report: Validati
     if all(isinstance(v, str) for v in values):
         labels = np.array(values, dtype=object)
     elif all(_same_label_kind(v, strings=False) for v in values):
-        labels = np.array([int(v) for v in values], dtype=np.int64)
+        try:
+            labels = np.array([int(v) for v in values], dtype=np.int64)
+        except OverflowError:
+            report.problems.append(f"target '{path}': integer class labels must fit in 64 bits")
+            return None
     else:
         strings = isinstance(values[0], str)
         bad = next((i for i, v in enumerate(values) if not _same_label_kind(v, strings)), 0)
