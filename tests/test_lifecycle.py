@@ -95,6 +95,26 @@ def test_publish_uploads_checked_files_and_marks_the_registry(
     assert_clean_error(refused, 3, "rejected the upload (400 Bad Request")
 
 
+def test_publish_to_a_repository_named_in_pypirc(churn_project: Project, run, package_index: str,
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".pypirc").write_text(
+        f"[distutils]\nindex-servers = local\n\n[local]\nrepository = {package_index}/\n"
+        f"username = {USER}\npassword = {PASSWORD}\n", encoding="utf-8")
+    monkeypatch.setenv("HOME", str(home))
+    churn_project.edit('version = "1.0.0"', 'version = "5.0.0"')
+    assert run("build", churn_project.path, "-q").code == 0
+    result = run("publish", churn_project.path, "--repository", "local")
+    assert result.code == 0, result.err
+    assert "published churn-model 5.0.0 to local" in result.out
+    assert_clean_error(run("publish", churn_project.path, "--repository", "local"), 2, "was already published")
+    churn_project.edit('version = "5.0.0"', 'version = "6.0.0"')
+    assert run("build", churn_project.path, "-q").code == 0
+    assert_clean_error(run("publish", churn_project.path, "--repository", "nowhere"), 2,
+                       "repository 'nowhere' is not configured in ~/.pypirc")
+
+
 def test_publish_refuses_files_the_registry_does_not_vouch_for(
     churn_project: Project, run, package_index: str, credentials: None, mongo_client: MongoClient[Any]
 ) -> None:

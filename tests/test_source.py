@@ -87,6 +87,9 @@ def test_bad_seed_line_leaves_the_collection_empty(tmp_path: Path, mongo_client:
     with pytest.raises(ConfigError, match=r"seed.jsonl:2: not a JSON document"):
         seed_collection(collection, seed)
     assert collection.count_documents({}) == 0
+    seed.write_text('{"a": 1}\n{"a": 100000000000000000000000000}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot be stored in MongoDB"):
+        seed_collection(collection, seed)
     with pytest.raises(ConfigError, match="seed file not found"):
         seed_collection(collection, tmp_path / "missing.jsonl")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bson import json_util
-from bson.errors import InvalidBSON
+from bson.errors import InvalidBSON, InvalidDocument
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
@@ -38,4 +38,6 @@ def seed_collection(collection: Collection, path: Path) -> int:
             collection.insert_many(documents[start : start + BATCH], ordered=True)
     except PyMongoError as exc:
         raise ExternalError(f"seeding {collection.full_name} from {path} failed: {exc}") from None
+    except (InvalidDocument, OverflowError) as exc:  # e.g. an integer past BSON's 64 bits
+        raise ConfigError(f"[source].seed {path}: a document cannot be stored in MongoDB: {exc}") from None
     return len(documents)
