@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +17,11 @@ from hypothesis import strategies as st
 from pymongo import MongoClient
 
 from mlpack.artifacts import open_model
-from mlpack.build import BuildResult
+from mlpack.build import BuildResult, write_artifacts
 from mlpack.source.embedded import embedded_server
 from tests.documents import subscribers
 from tests.http_client import ServerProcess
+from tests.training import config_for, export
 
 RECORDS = subscribers(30, seed=11, absent=False)
 
@@ -292,3 +295,30 @@ def test_inference_log_writes_batches_and_survives_the_database_going_away(built
         time.sleep(0.5)
     assert dropped > 0
     assert process.stop() == 0
+
+
+def test_inference_log_switched_on_by_the_models_config(tmp_path: Path, mongo_uri: str,
+                                                        mongo_client: MongoClient[dict[str, Any]]) -> None:
+    """[serve] in mlpack.toml names the variable and the collection; the URI stays in the environment."""
+    (tmp_path / "mlpack.toml").write_text("# test\n", encoding="utf-8")
+    config = dataclasses.replace(config_for(
+        "sklearn.linear_model.LogisticRegression", "classification",
+        serve={"inference_log": True, "inference_log_uri_env": "CRM_LOG_URI",
+               "inference_log_database": "mlpack_test_log", "inference_log_collection": "served"}),
+        path=tmp_path / "mlpack.toml")
+    built = write_artifacts(config, export(config, subscribers(120)), tmp_path / "dist")
+    assert built.metadata["serve"]["inference_log_uri_env"] == "CRM_LOG_URI"
+    assert mongo_uri not in (tmp_path / "dist" / "test-model-1.0.0.json").read_text()
+    mongo_client.drop_database("mlpack_test_log")
+    process = ServerProcess.mlpack(built.artifacts["onnx"], env={"CRM_LOG_URI": mongo_uri})
+    try:
+        assert process.request("POST", "/predict", RECORDS[:2]).status == 200
+        collection = mongo_client["mlpack_test_log"]["served"]
+        deadline = time.monotonic() + 15
+        while collection.count_documents({}) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        logged = collection.find_one({}, {"_id": 0})
+        assert logged is not None and len(logged["predictions"]) == 2 and logged["inputs"][0]["contract"] == RECORDS[0]["contract"]
+    finally:
+        assert process.stop() == 0
+        mongo_client.drop_database("mlpack_test_log")
