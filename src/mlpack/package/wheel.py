@@ -43,9 +43,14 @@ def _markdown_table(rows: list[tuple[str, ...]]) -> str:
 
 
 def _example_record(metadata: dict[str, Any]) -> str:
+    """Every feature, nested as in the source documents, with placeholder values."""
     example: dict[str, Any] = {}
-    for feature in metadata["features"][:3]:
-        example[feature["name"]] = 1.0 if feature["kind"] == "numeric" else "value"
+    for feature in metadata["features"]:
+        *parents, leaf = feature["name"].split(".")
+        node = example
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = 0.0 if feature["kind"] == "numeric" else "a category"
     return json.dumps(example)
 
 
