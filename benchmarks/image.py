@@ -42,8 +42,9 @@ def timed_build(context: Path, tag: str, *, cache: bool) -> float:
 
 def model_context(root: Path, version: str, seed: int) -> Path:
     (root / "mlpack.toml").write_text("[image]\n", encoding="utf-8")
-    config = config_for("sklearn.ensemble.RandomForestClassifier", "classification",
-                        {"n_estimators": 100, "random_state": 0})
+    config = config_for(
+        "sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 100, "random_state": 0}
+    )
     config = dataclasses.replace(config, path=root / "mlpack.toml", image_configured=True)
     exported = export(config, subscribers(400, seed=seed))
     exported.metadata["version"] = version
@@ -83,8 +84,10 @@ def main() -> int:
 
         added = (size - base_size) / 2**20
         print(f"base {BASE_IMAGE}: {base_size / 2**20:.0f} MiB; model image: {size / 2**20:.0f} MiB")
-        print(f"added over the base: {added:.0f} MiB (target <= {TARGET_ADDED_MIB} MiB; "
-              "MLflow's sklearn images run ~0.9-3 GB in all)")
+        print(
+            f"added over the base: {added:.0f} MiB (target <= {TARGET_ADDED_MIB} MiB; "
+            "MLflow's sklearn images run ~0.9-3 GB in all)"
+        )
         print(f"build, cold (no cache, no network): {cold:.1f} s")
         print(f"build after a retrain (new model, cache): {retrain:.1f} s; {reused}/{len(layers)} layers reused")
         print(f"container start to first ready answer: {first_answer:.2f} s")

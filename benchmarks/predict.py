@@ -37,8 +37,9 @@ def median_seconds(call, repeat: int) -> float:
 
 
 def main() -> int:
-    config = config_for("sklearn.ensemble.RandomForestClassifier", "classification",
-                        {"n_estimators": 100, "random_state": 0})
+    config = config_for(
+        "sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 100, "random_state": 0}
+    )
     exported = export(config, subscribers(400))
     model = runtime_model(exported).load()
     session = model.session

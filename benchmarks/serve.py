@@ -35,7 +35,7 @@ from tests.training import config_for, export  # noqa: E402
 
 CONCURRENCY = (1, 8, 64)
 
-STARLETTE_APP = '''
+STARLETTE_APP = """
 import json, sys
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -57,13 +57,13 @@ async def ready(request):
     return JSONResponse({{"ready": True}})
 
 app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/readyz", ready)])
-'''
+"""
 
-MLFLOW_SAVE = '''
+MLFLOW_SAVE = """
 import pickle, sys, mlflow.sklearn
 pipeline = pickle.load(open(sys.argv[1], "rb"))
 mlflow.sklearn.save_model(pipeline, sys.argv[2], serialization_format="cloudpickle")
-'''
+"""
 
 
 def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -86,12 +86,17 @@ def wrk(url: str, body: str, connections: int, seconds: int, scratch: Path) -> d
         f"wrk.body = {json.dumps(body)}\n"
         "done = function(summary, latency, requests)\n"
         '  io.write(string.format("P50 %d\\nP99 %d\\nERR %d\\n", latency:percentile(50), latency:percentile(99),'
-        " summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\n"
+        " summary.errors.status + summary.errors.connect + summary.errors.read"
+        " + summary.errors.write + summary.errors.timeout))\n"
         "end\n"
     )
     threads = min(connections, 2)
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = int(re.search(r"^P50 (\d+)", out, re.M).group(1)) / 1000
     p99 = int(re.search(r"^P99 (\d+)", out, re.M).group(1)) / 1000
@@ -100,8 +105,9 @@ def wrk(url: str, body: str, connections: int, seconds: int, scratch: Path) -> d
 
 
 def start(command: list[str], ready_url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
     wait_for(ready_url, proc)
     return proc
 
@@ -124,22 +130,32 @@ def main() -> int:
         sys.exit("wrk is needed: apt-get install wrk")
 
     scratch = Path(tempfile.mkdtemp(prefix="mlpack-bench-"))
-    config = config_for("sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 100, "random_state": 0})
+    config = config_for(
+        "sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 100, "random_state": 0}
+    )
     exported = export(config, subscribers(400))
     onnx_path, meta_path = scratch / "model.onnx", scratch / "metadata.json"
     onnx_path.write_bytes(exported.onnx_bytes)
     meta_path.write_text(json.dumps(exported.metadata))
     record = subscribers(1, seed=3, absent=False)[0]
     names = {f["name"]: f["input"] for f in exported.metadata["features"]}
-    flat = {names["tenure_months"]: record["tenure_months"], names["support_calls"]: record["support_calls"],
-            names["contract"]: record["contract"], names["billing.monthly_charges"]: record["billing"]["monthly_charges"],
-            names["billing.method"]: record["billing"]["method"]}
+    flat = {
+        names["tenure_months"]: record["tenure_months"],
+        names["support_calls"]: record["support_calls"],
+        names["contract"]: record["contract"],
+        names["billing.monthly_charges"]: record["billing"]["monthly_charges"],
+        names["billing.method"]: record["billing"]["method"],
+    }
 
     servers: dict[str, tuple[list[str], str, str, str, dict[str, str]]] = {}
     port = free_port()
-    servers["mlpack"] = ([sys.executable, "-m", "mlpack", "serve", str(onnx_path), "--port", str(port)],
-                         f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{port}/predict", json.dumps(record),
-                         {"MLPACK_THREADS": "1"})
+    servers["mlpack"] = (
+        [sys.executable, "-m", "mlpack", "serve", str(onnx_path), "--port", str(port)],
+        f"http://127.0.0.1:{port}/readyz",
+        f"http://127.0.0.1:{port}/predict",
+        json.dumps(record),
+        {"MLPACK_THREADS": "1"},
+    )
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
@@ -148,24 +164,55 @@ def main() -> int:
         app_file.write_text(STARLETTE_APP.format(src=str(REPO / "src"), onnx=str(onnx_path), meta=str(meta_path)))
         port = free_port()
         servers["starlette+uvicorn"] = (
-            [sys.executable, "-m", "uvicorn", "starlette_app:app", "--port", str(port), "--log-level", "warning",
-             "--app-dir", str(scratch), "--no-access-log"],
-            f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{port}/predict", json.dumps(record),
-            {"MLPACK_THREADS": "1"})
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "starlette_app:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--app-dir",
+                str(scratch),
+                "--no-access-log",
+            ],
+            f"http://127.0.0.1:{port}/readyz",
+            f"http://127.0.0.1:{port}/predict",
+            json.dumps(record),
+            {"MLPACK_THREADS": "1"},
+        )
     except ImportError:
         print("starlette/uvicorn not installed: skipped")
     if Path(args.mlflow_python).is_file():
         pickled = scratch / "pipeline.pkl"
         pickled.write_bytes(pickle.dumps(exported.trained.pipeline))
-        subprocess.run([args.mlflow_python, "-c", MLFLOW_SAVE, str(pickled), str(scratch / "mlflow-model")], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [args.mlflow_python, "-c", MLFLOW_SAVE, str(pickled), str(scratch / "mlflow-model")],
+            check=True,
+            capture_output=True,
+        )
         port = free_port()
         mlflow = str(Path(args.mlflow_python).parent / "mlflow")
-        servers["mlflow"] = ([mlflow, "models", "serve", "-m", str(scratch / "mlflow-model"), "-p", str(port),
-                              "--env-manager", "local", "--workers", "1"],
-                             f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/invocations",
-                             json.dumps({"dataframe_records": [flat]}),
-                             {"PATH": f"{Path(args.mlflow_python).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+        servers["mlflow"] = (
+            [
+                mlflow,
+                "models",
+                "serve",
+                "-m",
+                str(scratch / "mlflow-model"),
+                "-p",
+                str(port),
+                "--env-manager",
+                "local",
+                "--workers",
+                "1",
+            ],
+            f"http://127.0.0.1:{port}/ping",
+            f"http://127.0.0.1:{port}/invocations",
+            json.dumps({"dataframe_records": [flat]}),
+            {"PATH": f"{Path(args.mlflow_python).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+        )
     else:
         print(f"no MLflow at {args.mlflow_python}: skipped")
 
@@ -190,7 +237,8 @@ def main() -> int:
             for conc in CONCURRENCY:
                 ours, theirs = results["mlpack"][conc], results[other][conc]
                 ratio = ours["rps"] / theirs["rps"]
-                print(f"mlpack vs {other} @ {conc}: {ratio:.1f}x req/s, p99 {ours['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms")
+                p99 = f"p99 {ours['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms"
+                print(f"mlpack vs {other} @ {conc}: {ratio:.1f}x req/s, {p99}")
                 if other == "mlflow":
                     failed |= ratio < 2 or ours["p99_ms"] >= theirs["p99_ms"]
     if "mlflow" in results:

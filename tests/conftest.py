@@ -73,12 +73,18 @@ def run(capsys: pytest.CaptureFixture[str]) -> Any:
     return invoke
 
 
-def run_process(*argv: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
-                timeout: float = 300) -> Result:
+def run_process(
+    *argv: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> Result:
     """Run `python -m mlpack` as a user would, in its own process."""
     proc = subprocess.run(
         [sys.executable, "-m", "mlpack", *map(str, argv)],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -132,7 +138,10 @@ class Project:
 
 @pytest.fixture
 def churn_project(
-    tmp_path: Path, mongo_uri: str, mongo_client: MongoClient[dict[str, Any]], database_name: str,
+    tmp_path: Path,
+    mongo_uri: str,
+    mongo_client: MongoClient[dict[str, Any]],
+    database_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Project:
     """A project whose collection holds 240 synthetic subscribers; MLPACK_TEST_URI points at the server."""

@@ -30,9 +30,18 @@ def cache_dir() -> Path:
     return root
 
 
-def _run(command: list[str | Path], env: dict[str, str] | None = None, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, check=False, **kwargs)
+def _run(
+    command: list[str | Path], env: dict[str, str] | None = None, timeout: float = 600, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(c) for c in command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+        **kwargs,
+    )
 
 
 def _answers(env: dict[str, str]) -> bool:
@@ -92,8 +101,19 @@ def _ensure_base_image(env: dict[str, str], root: Path) -> None:
             if installed.returncode != 0:
                 raise EngineUnavailable(f"mmdebstrap is not installed and could not be: {installed.stderr[-300:]}")
         partial = root / "base.tar.partial"
-        made = _run(["mmdebstrap", "--variant=minbase", "--include=python3,python3-venv", "--format=tar", "bookworm",
-                     partial, "/etc/apt/sources.list.d/debian.sources"], stdin=subprocess.DEVNULL, timeout=900)
+        made = _run(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv",
+                "--format=tar",
+                "bookworm",
+                partial,
+                "/etc/apt/sources.list.d/debian.sources",
+            ],
+            stdin=subprocess.DEVNULL,
+            timeout=900,
+        )
         if made.returncode != 0:
             raise EngineUnavailable(f"mmdebstrap failed: {made.stderr[-500:]}")
         partial.rename(tarball)
@@ -119,10 +139,27 @@ def docker_engine() -> Iterator[dict[str, str]]:
     (root / "data").mkdir(exist_ok=True)
     log = (root / "dockerd.log").open("wb")
     daemon = subprocess.Popen(
-        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-         "-H", env["DOCKER_HOST"], "--pidfile", str(pidfile), "--bridge=none", "--iptables=false",
-         "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false", "--storage-driver=overlay2"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True,
+        [
+            "dockerd",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "-H",
+            env["DOCKER_HOST"],
+            "--pidfile",
+            str(pidfile),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+            "--userland-proxy=false",
+            "--storage-driver=overlay2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60

@@ -31,7 +31,10 @@ class ServerProcess:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [*map(str, command), "--host", "127.0.0.1", "--port", str(self.port)],
-            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.wait_ready()
 
@@ -43,7 +46,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.proc.stdout.read() if self.proc.stdout else ''}")
+                raise RuntimeError(
+                    f"server exited {self.proc.returncode}: {self.proc.stdout.read() if self.proc.stdout else ''}"
+                )
             try:
                 if self.request("GET", "/readyz").status == 200:
                     return
@@ -55,8 +60,16 @@ class ServerProcess:
     def connection(self, timeout: float = 30) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                headers: dict[str, str] | None = None, connection: http.client.HTTPConnection | None = None) -> Answer:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        connection: http.client.HTTPConnection | None = None,
+    ) -> Answer:
         own = connection is None
         conn = connection or self.connection()
         try:

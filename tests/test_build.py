@@ -30,7 +30,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_build_writes_verified_artifacts_and_records_them(churn_project: Project, run, mongo_client: MongoClient[Any]) -> None:
+def test_build_writes_verified_artifacts_and_records_them(
+    churn_project: Project, run, mongo_client: MongoClient[Any]
+) -> None:
     out = churn_project.path / "dist"
     result = run("build", churn_project.path, "--json")
     assert result.code == 0, result.err
@@ -48,9 +50,18 @@ def test_build_writes_verified_artifacts_and_records_them(churn_project: Project
     assert report["metrics"]["accuracy"] >= 0.6
     assert report["classes"] == ["churned", "stayed"]
     assert [f["name"] for f in report["features"]] == [
-        "tenure_months", "billing.monthly_charges", "support_calls", "contract", "billing.method"]
-    assert report["features"][1] == {"name": "billing.monthly_charges", "input": "billing_monthly_charges",
-                                     "kind": "numeric", "dtype": "float32"}
+        "tenure_months",
+        "billing.monthly_charges",
+        "support_calls",
+        "contract",
+        "billing.method",
+    ]
+    assert report["features"][1] == {
+        "name": "billing.monthly_charges",
+        "input": "billing_monthly_charges",
+        "kind": "numeric",
+        "dtype": "float32",
+    }
     assert report["data"]["rows"] == 240 and len(report["data"]["sha256"]) == 64
     assert report["data"]["database"] == churn_project.database
     assert report["parity"]["within_tolerance"] and report["parity"]["label_disagreements"] == 0
@@ -68,13 +79,21 @@ def test_build_writes_verified_artifacts_and_records_them(churn_project: Project
     # The wheel: model, metadata, config, the runtime verbatim, a model card.
     with zipfile.ZipFile(out / "churn_model-1.0.0-py3-none-any.whl") as wheel:
         names = set(wheel.namelist())
-        assert {"churn_model/model.onnx", "churn_model/metadata.json", "churn_model/mlpack.toml",
-                "churn_model/_runtime.py", "churn_model/__init__.py", "churn_model/__main__.py"} <= names
+        assert {
+            "churn_model/model.onnx",
+            "churn_model/metadata.json",
+            "churn_model/mlpack.toml",
+            "churn_model/_runtime.py",
+            "churn_model/__init__.py",
+            "churn_model/__main__.py",
+        } <= names
         assert wheel.read("churn_model/_runtime.py") == Path(mlpack.runtime.__file__).read_bytes()
         assert wheel.read("churn_model/model.onnx") == (out / "churn-model-1.0.0.onnx").read_bytes()
         wheel_meta = wheel.read("churn_model-1.0.0.dist-info/METADATA").decode()
     assert "Requires-Dist: onnxruntime" in wheel_meta and "Requires-Dist: numpy" in wheel_meta
-    requires = [line for line in wheel_meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    requires = [
+        line for line in wheel_meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
     assert len(requires) == 2, requires
     assert "| accuracy |" in wheel_meta and "billing.monthly_charges" in wheel_meta  # the model card
 
@@ -89,7 +108,9 @@ def test_build_writes_verified_artifacts_and_records_them(churn_project: Project
     assert record["data"]["sha256"] == report["data"]["sha256"]
 
 
-def test_same_data_config_and_epoch_give_identical_bytes(churn_project: Project, run, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_data_config_and_epoch_give_identical_bytes(
+    churn_project: Project, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
     first, second = churn_project.path / "one", churn_project.path / "two"
     assert run("build", churn_project.path, "--out", first, "-q").code == 0
@@ -115,8 +136,9 @@ def test_registered_version_is_refused_then_forced_and_auto_bumps(churn_project:
     assert "1.0.1" in table.out and "built" in table.out
 
 
-def test_gate_failure_exits_1_writes_nothing_and_records_rejection(churn_project: Project, run,
-                                                                    mongo_client: MongoClient[Any]) -> None:
+def test_gate_failure_exits_1_writes_nothing_and_records_rejection(
+    churn_project: Project, run, mongo_client: MongoClient[Any]
+) -> None:
     churn_project.edit("gates = { accuracy = 0.6 }", "gates = { accuracy = 0.999, f1_macro = 0.5 }")
     out = churn_project.path / "dist"
     result = run("build", churn_project.path)
@@ -156,29 +178,83 @@ def insert(mongo_client: MongoClient[Any], project: Project, documents: list[dic
 @pytest.mark.parametrize(
     ("change", "documents", "messages"),
     [
-        (None, [{"_id": 1001, "tenure_months": "n/a", "support_calls": 1, "contract": "monthly",
-                 "billing": {"monthly_charges": 1.0, "method": "card"}, "label": "stayed"}],
-         ["numeric feature 'tenure_months': 1 non-numeric value(s), e.g. _id 1001 has 'n/a'"]),
-        (None, [{"_id": 1002, "tenure_months": 3, "support_calls": 1, "contract": "monthly",
-                 "billing": {"monthly_charges": 1.0, "method": "card"}}],
-         ["target 'label': missing in 1 document(s), e.g. _id 1002"]),
+        (
+            None,
+            [
+                {
+                    "_id": 1001,
+                    "tenure_months": "n/a",
+                    "support_calls": 1,
+                    "contract": "monthly",
+                    "billing": {"monthly_charges": 1.0, "method": "card"},
+                    "label": "stayed",
+                }
+            ],
+            ["numeric feature 'tenure_months': 1 non-numeric value(s), e.g. _id 1001 has 'n/a'"],
+        ),
+        (
+            None,
+            [
+                {
+                    "_id": 1002,
+                    "tenure_months": 3,
+                    "support_calls": 1,
+                    "contract": "monthly",
+                    "billing": {"monthly_charges": 1.0, "method": "card"},
+                }
+            ],
+            ["target 'label': missing in 1 document(s), e.g. _id 1002"],
+        ),
         (('"billing.method"]', '"billing.methd"]'), [], ["field 'billing.methd' is absent from all 240 documents"]),
-        (('collection = "customers"', 'collection = "customers"\nfilter = { contract = "none-such" }'), [],
-         ["no documents to train on"]),
-        (('collection = "customers"', 'collection = "customers"\nfilter = { label = "stayed" }'), [],
-         ["only one class ('stayed')"]),
-        (None, [{"_id": 1003, "tenure_months": 3, "support_calls": 1, "contract": {"a": 1},
-                 "billing": {"monthly_charges": 1.0, "method": "card"}, "label": "stayed"}],
-         ["categorical feature 'contract': 1 value(s) are documents or arrays"]),
-        (None, [{"_id": 1004, "tenure_months": 3, "support_calls": 1, "contract": "x",
-                 "billing": {"monthly_charges": 1.0, "method": "card"}, "label": 7}],
-         ["class labels must be all strings or all integers"]),
+        (
+            ('collection = "customers"', 'collection = "customers"\nfilter = { contract = "none-such" }'),
+            [],
+            ["no documents to train on"],
+        ),
+        (
+            ('collection = "customers"', 'collection = "customers"\nfilter = { label = "stayed" }'),
+            [],
+            ["only one class ('stayed')"],
+        ),
+        (
+            None,
+            [
+                {
+                    "_id": 1003,
+                    "tenure_months": 3,
+                    "support_calls": 1,
+                    "contract": {"a": 1},
+                    "billing": {"monthly_charges": 1.0, "method": "card"},
+                    "label": "stayed",
+                }
+            ],
+            ["categorical feature 'contract': 1 value(s) are documents or arrays"],
+        ),
+        (
+            None,
+            [
+                {
+                    "_id": 1004,
+                    "tenure_months": 3,
+                    "support_calls": 1,
+                    "contract": "x",
+                    "billing": {"monthly_charges": 1.0, "method": "card"},
+                    "label": 7,
+                }
+            ],
+            ["class labels must be all strings or all integers"],
+        ),
     ],
     ids=["non-numeric", "target-missing", "field-absent", "empty", "single-class", "categorical-doc", "mixed-labels"],
 )
-def test_bad_data_exits_1_with_a_report(churn_project: Project, run, mongo_client: MongoClient[Any],
-                                        change: tuple[str, str] | None, documents: list[dict[str, Any]],
-                                        messages: list[str]) -> None:
+def test_bad_data_exits_1_with_a_report(
+    churn_project: Project,
+    run,
+    mongo_client: MongoClient[Any],
+    change: tuple[str, str] | None,
+    documents: list[dict[str, Any]],
+    messages: list[str],
+) -> None:
     if change:
         churn_project.edit(*change)
     if documents:
@@ -190,12 +266,14 @@ def test_bad_data_exits_1_with_a_report(churn_project: Project, run, mongo_clien
 
 def test_unset_uri_variable_is_a_usage_error(churn_project: Project, run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLPACK_TEST_URI")
-    assert_clean_error(run("build", churn_project.path), 2, "environment variable MLPACK_TEST_URI is not set",
-                       "embedded = true")
+    assert_clean_error(
+        run("build", churn_project.path), 2, "environment variable MLPACK_TEST_URI is not set", "embedded = true"
+    )
 
 
-def test_unreachable_database_exits_3_within_30_seconds(churn_project: Project, run,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_database_exits_3_within_30_seconds(
+    churn_project: Project, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLPACK_TEST_URI", f"mongodb://127.0.0.1:{free_port()}/")
     started = time.monotonic()
     result = run("build", churn_project.path)
@@ -204,15 +282,18 @@ def test_unreachable_database_exits_3_within_30_seconds(churn_project: Project, 
     assert artifacts_in(churn_project.path / "dist") == []
 
 
-def test_invalid_connection_string_is_a_usage_error(churn_project: Project, run, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_connection_string_is_a_usage_error(
+    churn_project: Project, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLPACK_TEST_URI", "postgres://u:pw@host/db")
     result = run("build", churn_project.path)
     assert_clean_error(result, 2, "connection string", "u:***@")
     assert ":pw@" not in result.err
 
 
-def test_config_mistakes_fail_before_touching_the_database(churn_project: Project, run,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_mistakes_fail_before_touching_the_database(
+    churn_project: Project, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLPACK_TEST_URI", f"mongodb://127.0.0.1:{free_port()}/")  # would take 10 s to time out
     churn_project.edit("sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.HistGradientBoostingClassifier")
     started = time.monotonic()
@@ -235,7 +316,9 @@ def test_json_mode_reports_errors_as_json(churn_project: Project, run, monkeypat
 def test_output_folder_that_is_a_file_is_a_usage_error(churn_project: Project, run) -> None:
     blocker = churn_project.path / "blocker"
     blocker.write_text("x")
-    assert_clean_error(run("build", churn_project.path, "--out", blocker / "dist"), 2, "cannot create the output folder")
+    assert_clean_error(
+        run("build", churn_project.path, "--out", blocker / "dist"), 2, "cannot create the output folder"
+    )
 
 
 def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None:
@@ -248,7 +331,11 @@ def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None
     assert "built wine-cultivar 1.0.0" in result.out
     assert "image not built: no Docker engine answers" in result.out
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [
-        "wine-cultivar-1.0.0.docker", "wine-cultivar-1.0.0.json", "wine-cultivar-1.0.0.onnx",
-        "wine_cultivar-1.0.0-py3-none-any.whl", "wine_cultivar-1.0.0.tar.gz"]
+        "wine-cultivar-1.0.0.docker",
+        "wine-cultivar-1.0.0.json",
+        "wine-cultivar-1.0.0.onnx",
+        "wine_cultivar-1.0.0-py3-none-any.whl",
+        "wine_cultivar-1.0.0.tar.gz",
+    ]
     report = json.loads((tmp_path / "dist" / "wine-cultivar-1.0.0.json").read_text())
     assert report["data"]["rows"] == 178 and report["metrics"]["accuracy"] >= 0.85

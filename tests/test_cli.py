@@ -37,14 +37,22 @@ def test_predict_agrees_across_artifacts_and_formats(built: BuildResult, run, tm
     document.write_text(json.dumps({"instances": RECORDS}), encoding="utf-8")
     table = tmp_path / "in.csv"
     with table.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, ["tenure_months", "billing.monthly_charges", "support_calls", "contract",
-                                         "billing.method", "customer"])
+        writer = csv.DictWriter(
+            stream,
+            ["tenure_months", "billing.monthly_charges", "support_calls", "contract", "billing.method", "customer"],
+        )
         writer.writeheader()
         for r in RECORDS:
-            writer.writerow({"tenure_months": "" if r["tenure_months"] is None else r["tenure_months"],
-                             "billing.monthly_charges": r["billing"]["monthly_charges"],
-                             "support_calls": r["support_calls"], "contract": r["contract"],
-                             "billing.method": r["billing"]["method"] or "", "customer": r["customer"]})
+            writer.writerow(
+                {
+                    "tenure_months": "" if r["tenure_months"] is None else r["tenure_months"],
+                    "billing.monthly_charges": r["billing"]["monthly_charges"],
+                    "support_calls": r["support_calls"],
+                    "contract": r["contract"],
+                    "billing.method": r["billing"]["method"] or "",
+                    "customer": r["customer"],
+                }
+            )
     answers = []
     for artifact in (built.artifacts["onnx"], built.artifacts["wheel"]):
         for source in (jsonl, document, table):
@@ -60,11 +68,14 @@ def test_predict_agrees_across_artifacts_and_formats(built: BuildResult, run, tm
     [
         ('{"tenure_months": 1}\n', ".jsonl", "missing field 'billing.monthly_charges'"),
         ("{not json}\n", ".jsonl", "line 1: not valid JSON"),
+        ("42", ".json", "expected a record, a list of records"),
+        ("[1, 2]", ".json", "record 0 is a int"),
         ("tenure_months,support_calls\nabc,1\n", ".csv", "line 2: field 'tenure_months': expected a number, got 'abc'"),
     ],
 )
-def test_predict_bad_input_exits_1_naming_the_problem(built: BuildResult, run, tmp_path: Path, content: str,
-                                                      suffix: str, message: str) -> None:
+def test_predict_bad_input_exits_1_naming_the_problem(
+    built: BuildResult, run, tmp_path: Path, content: str, suffix: str, message: str
+) -> None:
     source = tmp_path / f"bad{suffix}"
     source.write_text(content, encoding="utf-8")
     assert_clean_error(run("predict", built.artifacts["wheel"], "--input", source), 1, message)
@@ -82,8 +93,9 @@ def test_bad_artifacts_are_usage_errors(built: BuildResult, run, tmp_path: Path)
     text = tmp_path / "model.txt"
     text.write_text("x")
     assert_clean_error(run("inspect", text), 2, "expected a .onnx file, a model .whl or a docker image archive")
-    assert_clean_error(run("predict", built.artifacts["onnx"], "--input", tmp_path / "absent.jsonl"), 2,
-                       "cannot read --input")
+    assert_clean_error(
+        run("predict", built.artifacts["onnx"], "--input", tmp_path / "absent.jsonl"), 2, "cannot read --input"
+    )
 
 
 def test_estimators_lists_the_registry(run) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from mlpack.config import load_config, parse_config
 from mlpack.errors import ConfigError
-from tests.conftest import CHURN_CONFIG, REPO, assert_clean_error, artifacts_in
+from tests.conftest import CHURN_CONFIG, REPO, artifacts_in, assert_clean_error
 
 
 def test_bundled_example_parses_to_typed_config() -> None:
@@ -28,12 +28,14 @@ def test_a_path_to_the_toml_file_works_too() -> None:
 
 
 def test_defaults_fill_optional_sections() -> None:
-    config = parse_config({
-        "model": {"name": "m", "task": "regression"},
-        "source": {"database": "d", "collection": "c"},
-        "features": {"numeric": ["x"], "target": "y"},
-        "estimator": {"class": "sklearn.linear_model.Ridge"},
-    })
+    config = parse_config(
+        {
+            "model": {"name": "m", "task": "regression"},
+            "source": {"database": "d", "collection": "c"},
+            "features": {"numeric": ["x"], "target": "y"},
+            "estimator": {"class": "sklearn.linear_model.Ridge"},
+        }
+    )
     assert config.model.version == "auto"
     assert config.source.uri_env == "MONGODB_URI"
     assert config.evaluation.test_size == 0.2
@@ -51,18 +53,34 @@ def write(tmp_path: Path, text: str) -> Path:
 BAD_CONFIGS = [
     # (replace this, with that, message must contain)
     ("[estimator]", "[estimater]", "unknown key [estimater] (did you mean 'estimator'?)"),
-    ('task = "classification"', 'task = "classification"\nverison = "1"', "unknown key [model].verison (did you mean 'version'?)"),
-    ('collection = "customers"', 'collection = "customers"\nlimit = "ten"', "[source].limit must be an integer, got 'ten'"),
-    ('collection = "customers"', 'collection = "customers"\nembedded = "yes"', "[source].embedded must be true or false"),
+    (
+        'task = "classification"',
+        'task = "classification"\nverison = "1"',
+        "unknown key [model].verison (did you mean 'version'?)",
+    ),
+    (
+        'collection = "customers"',
+        'collection = "customers"\nlimit = "ten"',
+        "[source].limit must be an integer, got 'ten'",
+    ),
+    (
+        'collection = "customers"',
+        'collection = "customers"\nembedded = "yes"',
+        "[source].embedded must be true or false",
+    ),
     ('task = "classification"', 'task = "clustering"', "[model].task must be one of 'classification', 'regression'"),
     ('version = "1.0.0"', 'version = "one"', "[model].version 'one' is not a PEP 440 version"),
     ('name = "churn-model"', 'name = "churn model!"', "[model].name 'churn model!' is not a valid package name"),
     ('database = "db"\n', "", "missing required key [source].database"),
-    ('target = "label"', 'target = 3', "[features].target must be a string, got 3"),
+    ('target = "label"', "target = 3", "[features].target must be a string, got 3"),
     ('numeric = ["tenure_months"', 'numeric = [1, "tenure_months"', "[features].numeric[0] must be a string, got 1"),
     ("test_size = 0.25", "test_size = 1.5", "[evaluation].test_size must be between 0 and 1"),
     ("gates = { accuracy = 0.6 }", 'gates = { accuracy = "high" }', "[evaluation].gates.accuracy must be a number"),
-    ('categorical = ["contract", "billing.method"]', 'categorical = ["contract", "tenure_months"]', "'tenure_months' is listed twice"),
+    (
+        'categorical = ["contract", "billing.method"]',
+        'categorical = ["contract", "tenure_months"]',
+        "'tenure_months' is listed twice",
+    ),
     ("[evaluation]", "[evaluation]\n[evaluation.extra]", "unknown key [evaluation].extra"),
     ('task = "classification"', 'task = "classification', "not valid TOML"),
 ]

@@ -9,9 +9,9 @@ import pytest
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
+from mlpack.config import EstimatorSection
 from mlpack.errors import ConfigError
 from mlpack.estimators import KNOWN_BROKEN, SUPPORTED, make_estimator, spec_for
-from mlpack.config import EstimatorSection
 from tests.documents import subscribers
 from tests.training import config_for, export, runtime_model
 
@@ -21,8 +21,11 @@ DOCUMENTS = subscribers(300)
 @pytest.mark.parametrize("class_path", sorted(SUPPORTED))
 def test_supported_estimator_converts_with_parity(class_path: str) -> None:
     spec = SUPPORTED[class_path]
-    params = {"random_state": 0} if "random_state" in make_estimator(
-        EstimatorSection(class_path), spec.task)[0].get_params() else {}
+    params = (
+        {"random_state": 0}
+        if "random_state" in make_estimator(EstimatorSection(class_path), spec.task)[0].get_params()
+        else {}
+    )
     exported = export(config_for(class_path, spec.task, params), DOCUMENTS)
     parity = exported.metadata["parity"]
     assert parity["within_tolerance"], parity
@@ -34,7 +37,9 @@ def test_supported_estimator_converts_with_parity(class_path: str) -> None:
     # The exported file predicts through the runtime, with the metadata read back from the file itself.
     model = runtime_model(exported)
     assert len(model.predict(DOCUMENTS[:10])) == 10
-    scaler_present = "scale" in exported.trained.pipeline.named_steps["preprocess"].named_transformers_["numeric"].named_steps
+    scaler_present = (
+        "scale" in exported.trained.pipeline.named_steps["preprocess"].named_transformers_["numeric"].named_steps
+    )
     assert scaler_present == spec.scaled
 
 
@@ -72,7 +77,10 @@ def test_estimator_of_the_wrong_task_is_refused() -> None:
 
 def test_unknown_param_is_named_with_a_suggestion() -> None:
     section = EstimatorSection("sklearn.ensemble.RandomForestClassifier", {"n_estimator": 10})
-    with pytest.raises(ConfigError, match=r"params.n_estimator is not a parameter of RandomForestClassifier \(did you mean 'n_estimators'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"params.n_estimator is not a parameter of RandomForestClassifier \(did you mean 'n_estimators'",
+    ):
         make_estimator(section, "classification")
 
 

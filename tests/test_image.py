@@ -69,8 +69,9 @@ def wait_healthy(container: str, timeout: float = 60) -> str:
     return status
 
 
-def test_image_builds_runs_and_describes_itself(churn_project: Project, run, docker_env: dict[str, str],
-                                                mongo_client: MongoClient[Any], tmp_path: Path) -> None:
+def test_image_builds_runs_and_describes_itself(
+    churn_project: Project, run, docker_env: dict[str, str], mongo_client: MongoClient[Any], tmp_path: Path
+) -> None:
     port = free_port()
     with_image_section(churn_project, port)
     result = run("build", churn_project.path, "--image", "--json")
@@ -112,16 +113,24 @@ def test_image_builds_runs_and_describes_itself(churn_project: Project, run, doc
         assert wait_healthy(container) == "healthy"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
             assert json.load(answer) == {"status": "ok"}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=json.dumps(RECORD).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=json.dumps(RECORD).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             predictions = json.load(answer)["predictions"]
         assert predictions == open_model(churn_project.path / "dist" / "churn-model-1.0.0.onnx").predict(RECORD)
         uid = docker("exec", container, "/opt/model/bin/python", "-c", "import os; print(os.getuid())").stdout.strip()
         assert uid == "65532"
-        leftovers = docker("exec", container, "/opt/model/bin/python", "-c",
-                           "import pathlib; print(sum(1 for p in pathlib.Path('/opt').rglob('*.pyc')),"
-                           " any(pathlib.Path('/opt/model/bin').glob('pip*')))").stdout.split()
+        leftovers = docker(
+            "exec",
+            container,
+            "/opt/model/bin/python",
+            "-c",
+            "import pathlib; print(sum(1 for p in pathlib.Path('/opt').rglob('*.pyc')),"
+            " any(pathlib.Path('/opt/model/bin').glob('pip*')))",
+        ).stdout.split()
         assert leftovers == ["0", "False"]  # no bytecode churn, no pip in the runtime image
     finally:
         docker("stop", "--time", "20", container)
@@ -135,8 +144,9 @@ def test_image_builds_runs_and_describes_itself(churn_project: Project, run, doc
     assert image_inspect("churn-model:rebuilt")["RootFS"]["Layers"] == details["RootFS"]["Layers"]
 
 
-def test_retrain_reuses_the_dependency_layer(churn_project: Project, run, docker_env: dict[str, str],
-                                             mongo_client: MongoClient[Any]) -> None:
+def test_retrain_reuses_the_dependency_layer(
+    churn_project: Project, run, docker_env: dict[str, str], mongo_client: MongoClient[Any]
+) -> None:
     with_image_section(churn_project)
     assert run("build", churn_project.path, "--image", "-q").code == 0
     first = image_inspect("churn-model:1.0.0")["RootFS"]["Layers"]
@@ -151,9 +161,9 @@ def test_retrain_reuses_the_dependency_layer(churn_project: Project, run, docker
     assert first[-1] != second[-1]  # only the model layer is new
 
 
-def test_no_engine_with_image_demanded_exits_3_and_keeps_the_context(churn_project: Project, run,
-                                                                     monkeypatch: pytest.MonkeyPatch,
-                                                                     tmp_path: Path) -> None:
+def test_no_engine_with_image_demanded_exits_3_and_keeps_the_context(
+    churn_project: Project, run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with_image_section(churn_project)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
     result = run("build", churn_project.path, "--image")
@@ -162,8 +172,9 @@ def test_no_engine_with_image_demanded_exits_3_and_keeps_the_context(churn_proje
     assert (churn_project.path / "dist" / "churn_model-1.0.0-py3-none-any.whl").is_file()
 
 
-def test_no_engine_without_the_flag_builds_the_rest_and_says_so(churn_project: Project, run,
-                                                                monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_no_engine_without_the_flag_builds_the_rest_and_says_so(
+    churn_project: Project, run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with_image_section(churn_project)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
     result = run("build", churn_project.path)

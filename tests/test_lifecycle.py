@@ -35,9 +35,22 @@ def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     server = Path(sys.executable).parent / "pypi-server"
     proc = subprocess.Popen(
-        [server, "run", "-i", "127.0.0.1", "-p", str(port), "-P", root / "htpasswd", "-a", "update",
-         "--disable-fallback", root / "packages"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            server,
+            "run",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-P",
+            root / "htpasswd",
+            "-a",
+            "update",
+            "--disable-fallback",
+            root / "packages",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -48,7 +61,7 @@ def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 stop_process(proc)
-                raise RuntimeError("pypiserver did not start")
+                raise RuntimeError("pypiserver did not start") from None
             time.sleep(0.2)
     yield url
     stop_process(proc)
@@ -80,28 +93,48 @@ def test_publish_uploads_checked_files_and_marks_the_registry(
     # A user installs it from the index.
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", "--target", target,
-         "--index-url", f"{package_index}/simple/", "churn-model==1.0.0"],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            target,
+            "--index-url",
+            f"{package_index}/simple/",
+            "churn-model==1.0.0",
+        ],
+        check=True,
+        timeout=300,
     )
-    assert (target / "churn_model" / "model.onnx").read_bytes() == (churn_project.path / "dist" / "churn-model-1.0.0.onnx").read_bytes()
+    assert (target / "churn_model" / "model.onnx").read_bytes() == (
+        churn_project.path / "dist" / "churn-model-1.0.0.onnx"
+    ).read_bytes()
 
     # The same version again: the registry knows it went out, and says where.
     again = run("publish", churn_project.path, "--repository-url", f"{package_index}/")
     assert_clean_error(again, 2, "churn-model 1.0.0 was already published to http://127.0.0.1")
     # Were the registry to forget, the index itself refuses the duplicate.
-    mongo_client[churn_project.database]["mlpack_models"].update_one({"name": "churn-model"}, {"$set": {"status": "built"}})
+    mongo_client[churn_project.database]["mlpack_models"].update_one(
+        {"name": "churn-model"}, {"$set": {"status": "built"}}
+    )
     refused = run("publish", churn_project.path, "--repository-url", f"{package_index}/")
     assert_clean_error(refused, 3, "rejected the upload (400 Bad Request")
 
 
-def test_publish_to_a_repository_named_in_pypirc(churn_project: Project, run, package_index: str,
-                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_to_a_repository_named_in_pypirc(
+    churn_project: Project, run, package_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / ".pypirc").write_text(
         f"[distutils]\nindex-servers = local\n\n[local]\nrepository = {package_index}/\n"
-        f"username = {USER}\npassword = {PASSWORD}\n", encoding="utf-8")
+        f"username = {USER}\npassword = {PASSWORD}\n",
+        encoding="utf-8",
+    )
     monkeypatch.setenv("HOME", str(home))
     churn_project.edit('version = "1.0.0"', 'version = "5.0.0"')
     assert run("build", churn_project.path, "-q").code == 0
@@ -111,8 +144,11 @@ def test_publish_to_a_repository_named_in_pypirc(churn_project: Project, run, pa
     assert_clean_error(run("publish", churn_project.path, "--repository", "local"), 2, "was already published")
     churn_project.edit('version = "5.0.0"', 'version = "6.0.0"')
     assert run("build", churn_project.path, "-q").code == 0
-    assert_clean_error(run("publish", churn_project.path, "--repository", "nowhere"), 2,
-                       "repository 'nowhere' is not configured in ~/.pypirc")
+    assert_clean_error(
+        run("publish", churn_project.path, "--repository", "nowhere"),
+        2,
+        "repository 'nowhere' is not configured in ~/.pypirc",
+    )
 
 
 def test_publish_refuses_files_the_registry_does_not_vouch_for(
@@ -132,13 +168,17 @@ def test_publish_refuses_a_tampered_wheel(churn_project: Project, run, package_i
     assert run("build", churn_project.path, "-q").code == 0
     wheel = churn_project.path / "dist" / "churn_model-3.0.0-py3-none-any.whl"
     wheel.write_bytes(wheel.read_bytes() + b"\0")
-    assert_clean_error(run("publish", churn_project.path, "--repository-url", f"{package_index}/"), 2,
-                       "does not match its build report")
+    assert_clean_error(
+        run("publish", churn_project.path, "--repository-url", f"{package_index}/"),
+        2,
+        "does not match its build report",
+    )
 
 
 def test_publish_before_build_is_a_usage_error(churn_project: Project, run, package_index: str) -> None:
-    assert_clean_error(run("publish", churn_project.path, "--repository-url", f"{package_index}/"), 2,
-                       "run `mlpack build` first")
+    assert_clean_error(
+        run("publish", churn_project.path, "--repository-url", f"{package_index}/"), 2, "run `mlpack build` first"
+    )
 
 
 def test_wrong_credentials_and_unreachable_index_exit_3(
@@ -158,25 +198,45 @@ def test_wrong_credentials_and_unreachable_index_exit_3(
 
 def test_models_names_an_unknown_model(churn_project: Project, run) -> None:
     assert run("build", churn_project.path, "-q").code == 0
-    assert_clean_error(run("models", "churn-modle", "--config", churn_project.path), 2,
-                       "no model named 'churn-modle' in the registry (known: churn-model)")
+    assert_clean_error(
+        run("models", "churn-modle", "--config", churn_project.path),
+        2,
+        "no model named 'churn-modle' in the registry (known: churn-model)",
+    )
 
 
 def test_init_scaffolds_a_project_whose_own_tests_pass(tmp_path: Path, run) -> None:
     result = run("init", "fraud-score", "--directory", tmp_path)
     assert result.code == 0, result.err
     project = tmp_path / "fraud-score"
-    for relative in ["mlpack.toml", "README.md", "pyproject.toml", "requirements.txt", "requirements_dev.txt",
-                     "init_setup.sh", ".github/workflows/build.yml", "src/fraud_score_project/__init__.py",
-                     "tests/test_model.py", "experiment/README.md", "data/sample.jsonl", ".gitignore"]:
+    for relative in [
+        "mlpack.toml",
+        "README.md",
+        "pyproject.toml",
+        "requirements.txt",
+        "requirements_dev.txt",
+        "init_setup.sh",
+        ".github/workflows/build.yml",
+        "src/fraud_score_project/__init__.py",
+        "tests/test_model.py",
+        "experiment/README.md",
+        "data/sample.jsonl",
+        ".gitignore",
+    ]:
         assert (project / relative).is_file(), relative
     assert os.access(project / "init_setup.sh", os.X_OK)
     assert 'name = "fraud-score"' in (project / "mlpack.toml").read_text()
     assert "mongo:" in (project / ".github/workflows/build.yml").read_text()
     assert not list(tmp_path.glob(".*mlpack-init"))
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project,
-                           capture_output=True, text=True, env=env, timeout=600)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "1 passed" in tests.stdout
 
@@ -189,14 +249,17 @@ def test_init_refuses_to_overwrite_and_bad_names(tmp_path: Path, run) -> None:
     assert_clean_error(run("init", "bad name!", "--directory", tmp_path), 2, "is not a valid model name")
 
 
-def test_publish_with_a_throwaway_registry_checks_the_build_report(tmp_path: Path, run, package_index: str,
-                                                                   credentials: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_with_a_throwaway_registry_checks_the_build_report(
+    tmp_path: Path, run, package_index: str, credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The embedded demo's registry dies with its build: digests are checked against the report instead."""
     from tests.conftest import REPO
 
     monkeypatch.delenv("MONGODB_URI", raising=False)
     dist = tmp_path / "dist"
     assert run("build", REPO / "examples" / "wine", "--out", dist, "-q").code == 0
-    result = run("publish", REPO / "examples" / "wine", "--dist", dist, "--repository-url", f"{package_index}/", "--json")
+    result = run(
+        "publish", REPO / "examples" / "wine", "--dist", dist, "--repository-url", f"{package_index}/", "--json"
+    )
     assert result.code == 0, result.err
     assert json.loads(result.out)["registry_checked"] is False

@@ -27,7 +27,9 @@ DOCUMENTS = subscribers(240, absent=False)
 
 @pytest.fixture(scope="module")
 def exported() -> ExportedModel:
-    config = config_for("sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 25, "random_state": 0})
+    config = config_for(
+        "sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 25, "random_state": 0}
+    )
     return export(config, DOCUMENTS)
 
 
@@ -50,7 +52,9 @@ def sklearn_frame(exported: ExportedModel, records: list[dict[str, Any]]) -> pd.
     for path in NUMERIC:
         columns[names[path]] = [math.nan if get(r, path) is None else float(get(r, path)) for r in records]
     for path in CATEGORICAL:
-        columns[names[path]] = np.array(["__missing__" if get(r, path) is None else str(get(r, path)) for r in records], dtype=object)
+        columns[names[path]] = np.array(
+            ["__missing__" if get(r, path) is None else str(get(r, path)) for r in records], dtype=object
+        )
     return pd.DataFrame(columns)
 
 
@@ -71,7 +75,9 @@ def test_runtime_imports_only_stdlib_numpy_and_onnxruntime() -> None:
 def test_labels_and_probabilities_equal_scikit_learn_on_whole_documents(exported: ExportedModel, model: Model) -> None:
     frame = sklearn_frame(exported, DOCUMENTS)
     assert model.predict(DOCUMENTS) == exported.trained.pipeline.predict(frame).tolist()
-    np.testing.assert_allclose(model.predict_proba(DOCUMENTS), exported.trained.pipeline.predict_proba(frame), atol=1e-5)
+    np.testing.assert_allclose(
+        model.predict_proba(DOCUMENTS), exported.trained.pipeline.predict_proba(frame), atol=1e-5
+    )
 
 
 def test_one_record_gives_one_label(model: Model) -> None:
@@ -140,8 +146,16 @@ def test_unknown_category_is_ignored_not_an_error(model: Model) -> None:
         ({**DOCUMENTS[0], "contract": 10**5000}, "field 'contract': the value is too long for a category"),
         ([], "no records given"),
         ("tenure_months=3", "expected a record"),
-        ({"tenure_months": [1, 2], "support_calls": [1], "contract": ["a", "b"], "billing.monthly_charges": [1, 2],
-          "billing.method": ["card", "bank"]}, "column 'support_calls' has 1 values, expected 2"),
+        (
+            {
+                "tenure_months": [1, 2],
+                "support_calls": [1],
+                "contract": ["a", "b"],
+                "billing.monthly_charges": [1, 2],
+                "billing.method": ["card", "bank"],
+            },
+            "column 'support_calls' has 1 values, expected 2",
+        ),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_field(model: Model, data: Any, message: str) -> None:
@@ -185,17 +199,27 @@ def test_session_is_created_lazily(exported: ExportedModel) -> None:
 
 
 values = st.one_of(
-    st.none(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=False, width=32),
-    st.text(max_size=8), st.booleans(), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=False, width=32),
+    st.text(max_size=8),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tenure=values, calls=values, contract=values, method=values, charges=values)
-def test_any_record_gives_a_label_or_a_value_error(model: Model, tenure: Any, calls: Any, contract: Any,
-                                                    method: Any, charges: Any) -> None:
-    record = {"tenure_months": tenure, "support_calls": calls, "contract": contract,
-              "billing": {"monthly_charges": charges, "method": method}}
+def test_any_record_gives_a_label_or_a_value_error(
+    model: Model, tenure: Any, calls: Any, contract: Any, method: Any, charges: Any
+) -> None:
+    record = {
+        "tenure_months": tenure,
+        "support_calls": calls,
+        "contract": contract,
+        "billing": {"monthly_charges": charges, "method": method},
+    }
     try:
         assert model.predict(record) in ("churned", "stayed")
     except ValueError as error:

@@ -53,9 +53,17 @@ def test_predict_accepts_a_record_a_list_and_instances(server: ServerProcess, ex
     many = server.request("POST", "/predict", RECORDS).json()
     assert many["predictions"] == expected.predict(RECORDS)
     assert server.request("POST", "/predict", {"instances": RECORDS}).json()["predictions"] == many["predictions"]
-    dotted = [{"tenure_months": r["tenure_months"], "support_calls": r["support_calls"], "contract": r["contract"],
-               "billing.monthly_charges": r["billing"]["monthly_charges"], "billing.method": r["billing"]["method"],
-               "unused": {"deep": [1, 2]}} for r in RECORDS]
+    dotted = [
+        {
+            "tenure_months": r["tenure_months"],
+            "support_calls": r["support_calls"],
+            "contract": r["contract"],
+            "billing.monthly_charges": r["billing"]["monthly_charges"],
+            "billing.method": r["billing"]["method"],
+            "unused": {"deep": [1, 2]},
+        }
+        for r in RECORDS
+    ]
     assert server.request("POST", "/predict", dotted).json()["predictions"] == many["predictions"]
 
 
@@ -78,7 +86,9 @@ def test_metrics_count_requests_latency_predictions_and_errors(server: ServerPro
     assert 'mlpack_requests_total{route="/predict",method="POST",status="200"}' in text
     assert 'mlpack_requests_total{route="/predict",method="POST",status="422"}' in text
     assert 'mlpack_request_duration_seconds_bucket{route="/predict",le="+Inf"}' in text
-    predictions = int(next(line.split()[-1] for line in text.splitlines() if line.startswith("mlpack_predictions_total")))
+    predictions = int(
+        next(line.split()[-1] for line in text.splitlines() if line.startswith("mlpack_predictions_total"))
+    )
     assert predictions >= 3
     assert 'mlpack_errors_total{kind="client"}' in text and 'mlpack_errors_total{kind="server"} 0' in text
 
@@ -93,10 +103,20 @@ def test_open_inference_protocol_v2(server: ServerProcess, expected: Any) -> Non
     records = RECORDS[:4]
     inputs = [
         {"name": "tenure_months", "shape": [4, 1], "datatype": "FP32", "data": [[r["tenure_months"]] for r in records]},
-        {"name": "billing_monthly_charges", "shape": [4], "datatype": "FP32", "data": [r["billing"]["monthly_charges"] for r in records]},
+        {
+            "name": "billing_monthly_charges",
+            "shape": [4],
+            "datatype": "FP32",
+            "data": [r["billing"]["monthly_charges"] for r in records],
+        },
         {"name": "support_calls", "shape": [4], "datatype": "FP32", "data": [r["support_calls"] for r in records]},
         {"name": "contract", "shape": [4], "datatype": "BYTES", "data": [r["contract"] for r in records]},
-        {"name": "billing.method", "shape": [4], "datatype": "BYTES", "data": [r["billing"]["method"] for r in records]},
+        {
+            "name": "billing.method",
+            "shape": [4],
+            "datatype": "BYTES",
+            "data": [r["billing"]["method"] for r in records],
+        },
     ]
     answer = server.request("POST", "/v2/models/test-model/infer", {"id": "r1", "inputs": inputs})
     assert answer.status == 200, answer.body
@@ -118,13 +138,25 @@ BAD_REQUESTS = [
     ("POST", "/predict", b'"text"', {}, 422, "expected a record"),
     ("POST", "/predict", b"[]", {}, 422, "no records given"),
     ("POST", "/predict", b'{"instances": 5}', {}, 422, "'instances' must be a list"),
-    ("POST", "/predict", b'[1, 2]', {}, 422, "record 0 is a int"),
+    ("POST", "/predict", b"[1, 2]", {}, 422, "record 0 is a int"),
     ("POST", "/predict", json.dumps({"contract": "monthly"}).encode(), {}, 422, "missing field 'tenure_months'"),
-    ("POST", "/predict", json.dumps({**RECORDS[0], "support_calls": "many"}).encode(), {}, 422,
-     "field 'support_calls': expected a number, got 'many'"),
+    (
+        "POST",
+        "/predict",
+        json.dumps({**RECORDS[0], "support_calls": "many"}).encode(),
+        {},
+        422,
+        "field 'support_calls': expected a number, got 'many'",
+    ),
     ("POST", "/predict", json.dumps({**RECORDS[0], "contract": {"x": 1}}).encode(), {}, 422, "field 'contract'"),
-    ("POST", "/predict", json.dumps({**RECORDS[0], "support_calls": 10**400}).encode(), {}, 422,
-     "field 'support_calls': 10000000000000000000... is too large a number"),
+    (
+        "POST",
+        "/predict",
+        json.dumps({**RECORDS[0], "support_calls": 10**400}).encode(),
+        {},
+        422,
+        "field 'support_calls': 10000000000000000000... is too large a number",
+    ),
     ("POST", "/predict", b'{"n": ' + b"9" * 5000 + b"}", {}, 400, "not valid JSON"),
     ("POST", "/predict", b"[" * 100_000 + b"]" * 100_000, {}, 413, "over the limit"),
     ("POST", "/predict", b"[" * 30_000 + b"]" * 30_000, {}, 400, "nested too deeply"),
@@ -132,16 +164,27 @@ BAD_REQUESTS = [
     ("GET", "/predict", None, {}, 405, "GET is not allowed on /predict"),
     ("DELETE", "/metadata", None, {}, 405, "not allowed"),
     ("GET", "/nowhere", None, {}, 404, "no route /nowhere"),
-    ("POST", "/v2/models/test-model/infer", b'{"inputs": "x"}', {}, 400, "expected {\"inputs\""),
-    ("POST", "/v2/models/test-model/infer", b'{"inputs": [{"name": "contract", "data": 3}]}', {}, 400, "data must be a list"),
+    ("POST", "/v2/models/test-model/infer", b'{"inputs": "x"}', {}, 400, 'expected {"inputs"'),
+    (
+        "POST",
+        "/v2/models/test-model/infer",
+        b'{"inputs": [{"name": "contract", "data": 3}]}',
+        {},
+        400,
+        "data must be a list",
+    ),
     ("POST", "/v2/models/other/infer", b"{}", {}, 404, "no route"),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "raw", "headers", "status", "message"), BAD_REQUESTS,
-                         ids=[f"{m} {p} {s} {msg[:20]}" for m, p, _, _, s, msg in BAD_REQUESTS])
-def test_bad_requests_get_4xx_json_naming_the_problem(server: ServerProcess, method: str, path: str, raw: bytes | None,
-                                                      headers: dict[str, str], status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "headers", "status", "message"),
+    BAD_REQUESTS,
+    ids=[f"{m} {p} {s} {msg[:20]}" for m, p, _, _, s, msg in BAD_REQUESTS],
+)
+def test_bad_requests_get_4xx_json_naming_the_problem(
+    server: ServerProcess, method: str, path: str, raw: bytes | None, headers: dict[str, str], status: int, message: str
+) -> None:
     answer = server.request(method, path, raw=raw, headers=headers)
     assert answer.status == status, answer.body[:300]
     assert message in answer.json()["error"]
@@ -161,7 +204,9 @@ def send_raw(server: ServerProcess, data: bytes) -> bytes:
 def test_framing_mistakes_are_4xx(server: ServerProcess) -> None:
     no_length = send_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n{}")
     assert no_length.startswith(b"HTTP/1.1 411")
-    chunked = send_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    chunked = send_raw(
+        server, b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
     assert chunked.startswith(b"HTTP/1.1 411")
     negative = send_raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
     assert negative.startswith(b"HTTP/1.1 400")
@@ -177,7 +222,14 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
-field_values = st.none() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=5) | st.booleans() | st.lists(st.integers(), max_size=2)
+field_values = (
+    st.none()
+    | st.integers(-(2**64), 2**64)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
+    | st.booleans()
+    | st.lists(st.integers(), max_size=2)
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -190,10 +242,15 @@ def test_fuzzed_bodies_never_get_a_5xx(server: ServerProcess, body: Any) -> None
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tenure=field_values, calls=field_values, charges=field_values, contract=field_values, method=field_values)
-def test_fuzzed_records_never_get_a_5xx(server: ServerProcess, tenure: Any, calls: Any, charges: Any,
-                                        contract: Any, method: Any) -> None:
-    record = {"tenure_months": tenure, "support_calls": calls, "contract": contract,
-              "billing": {"monthly_charges": charges, "method": method}}
+def test_fuzzed_records_never_get_a_5xx(
+    server: ServerProcess, tenure: Any, calls: Any, charges: Any, contract: Any, method: Any
+) -> None:
+    record = {
+        "tenure_months": tenure,
+        "support_calls": calls,
+        "contract": contract,
+        "billing": {"monthly_charges": charges, "method": method},
+    }
     answer = server.request("POST", "/predict", [record, RECORDS[0]])
     assert answer.status in (200, 422), answer.body
     if answer.status == 200:
@@ -209,7 +266,9 @@ def test_bounded_load_on_loopback_has_zero_errors(server: ServerProcess) -> None
         conn = server.connection()
         local = []
         for n in range(per_thread):
-            local.append(server.request("POST", "/predict", RECORDS[(index + n) % len(RECORDS)], connection=conn).status)
+            local.append(
+                server.request("POST", "/predict", RECORDS[(index + n) % len(RECORDS)], connection=conn).status
+            )
         conn.close()
         with lock:
             statuses.extend(local)
@@ -230,8 +289,11 @@ def test_sigterm_drains_the_in_flight_request_then_exits_0(built_model: BuildRes
     process = ServerProcess.mlpack(built_model.artifacts["wheel"])
     body = json.dumps(RECORDS).encode()
     sock = socket.create_connection(("127.0.0.1", process.port), timeout=30)
-    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
+    sock.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:100]
+    )
     time.sleep(0.5)  # the request is in flight: headers read, body half sent
     process.proc.send_signal(15)
     time.sleep(0.5)
@@ -260,11 +322,14 @@ def test_workers_share_the_port(built_model: BuildResult, expected: Any) -> None
         assert process.stop() == 0
 
 
-def test_inference_log_writes_batches_and_survives_the_database_going_away(built_model: BuildResult,
-                                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_inference_log_writes_batches_and_survives_the_database_going_away(
+    built_model: BuildResult, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     with embedded_server() as log_uri:
-        process = ServerProcess.mlpack(built_model.artifacts["wheel"], env={
-            "MLPACK_INFERENCE_LOG_URI": log_uri, "MLPACK_INFERENCE_LOG_DB": "telemetry"})
+        process = ServerProcess.mlpack(
+            built_model.artifacts["wheel"],
+            env={"MLPACK_INFERENCE_LOG_URI": log_uri, "MLPACK_INFERENCE_LOG_DB": "telemetry"},
+        )
         for record in RECORDS[:5]:
             assert process.request("POST", "/predict", record).status == 200
         client: MongoClient[dict[str, Any]] = MongoClient(log_uri)
@@ -297,15 +362,24 @@ def test_inference_log_writes_batches_and_survives_the_database_going_away(built
     assert process.stop() == 0
 
 
-def test_inference_log_switched_on_by_the_models_config(tmp_path: Path, mongo_uri: str,
-                                                        mongo_client: MongoClient[dict[str, Any]]) -> None:
+def test_inference_log_switched_on_by_the_models_config(
+    tmp_path: Path, mongo_uri: str, mongo_client: MongoClient[dict[str, Any]]
+) -> None:
     """[serve] in mlpack.toml names the variable and the collection; the URI stays in the environment."""
     (tmp_path / "mlpack.toml").write_text("# test\n", encoding="utf-8")
-    config = dataclasses.replace(config_for(
-        "sklearn.linear_model.LogisticRegression", "classification",
-        serve={"inference_log": True, "inference_log_uri_env": "CRM_LOG_URI",
-               "inference_log_database": "mlpack_test_log", "inference_log_collection": "served"}),
-        path=tmp_path / "mlpack.toml")
+    config = dataclasses.replace(
+        config_for(
+            "sklearn.linear_model.LogisticRegression",
+            "classification",
+            serve={
+                "inference_log": True,
+                "inference_log_uri_env": "CRM_LOG_URI",
+                "inference_log_database": "mlpack_test_log",
+                "inference_log_collection": "served",
+            },
+        ),
+        path=tmp_path / "mlpack.toml",
+    )
     built = write_artifacts(config, export(config, subscribers(120)), tmp_path / "dist")
     assert built.metadata["serve"]["inference_log_uri_env"] == "CRM_LOG_URI"
     assert mongo_uri not in (tmp_path / "dist" / "test-model-1.0.0.json").read_text()
@@ -318,7 +392,11 @@ def test_inference_log_switched_on_by_the_models_config(tmp_path: Path, mongo_ur
         while collection.count_documents({}) < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         logged = collection.find_one({}, {"_id": 0})
-        assert logged is not None and len(logged["predictions"]) == 2 and logged["inputs"][0]["contract"] == RECORDS[0]["contract"]
+        assert (
+            logged is not None
+            and len(logged["predictions"]) == 2
+            and logged["inputs"][0]["contract"] == RECORDS[0]["contract"]
+        )
     finally:
         assert process.stop() == 0
         mongo_client.drop_database("mlpack_test_log")

@@ -62,11 +62,13 @@ def test_bad_query_operator_is_a_config_error(customers: Any) -> None:
         load_columns(customers, ["contract"], query={"contract": {"$nosuchop": 1}})
 
 
-def test_seed_loads_mongoexport_into_empty_collection_only(tmp_path: Path, mongo_client: MongoClient[dict[str, Any]],
-                                                          database_name: str) -> None:
+def test_seed_loads_mongoexport_into_empty_collection_only(
+    tmp_path: Path, mongo_client: MongoClient[dict[str, Any]], database_name: str
+) -> None:
     seed = tmp_path / "seed.jsonl"
     seed.write_text(
-        '{"_id": {"$oid": "000000000000000000000001"}, "n": {"$numberLong": "5"}, "when": {"$date": "2024-01-02T00:00:00Z"}}\n'
+        '{"_id": {"$oid": "000000000000000000000001"}, "n": {"$numberLong": "5"},'
+        ' "when": {"$date": "2024-01-02T00:00:00Z"}}\n'
         "\n"
         '{"_id": {"$oid": "000000000000000000000002"}, "n": 6}\n',
         encoding="utf-8",
@@ -79,8 +81,9 @@ def test_seed_loads_mongoexport_into_empty_collection_only(tmp_path: Path, mongo
     assert collection.count_documents({}) == 2
 
 
-def test_bad_seed_line_leaves_the_collection_empty(tmp_path: Path, mongo_client: MongoClient[dict[str, Any]],
-                                                   database_name: str) -> None:
+def test_bad_seed_line_leaves_the_collection_empty(
+    tmp_path: Path, mongo_client: MongoClient[dict[str, Any]], database_name: str
+) -> None:
     seed = tmp_path / "seed.jsonl"
     seed.write_text('{"a": 1}\n{"a": 2\n', encoding="utf-8")
     collection = mongo_client[database_name]["seeded"]
@@ -121,8 +124,9 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield uri.replace("mongodb://", "")
 
 
-def test_wrong_password_exits_3_without_leaking_it(auth_server: str, run, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_exits_3_without_leaking_it(
+    auth_server: str, run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = _auth_project(tmp_path)
     monkeypatch.setenv("MLPACK_AUTH_URI", f"mongodb://alice:wrongpass@{auth_server}?authMechanism=SCRAM-SHA-256")
     result = run("build", project, "--out", tmp_path / "out")

@@ -19,13 +19,23 @@ def columns(documents: list[dict]) -> object:
 
 
 def test_typed_columns_and_missing_values() -> None:
-    dataset = validate(columns([
-        {"_id": 1, "a": {"b": 1}, "c": "x", "y": "p"},
-        {"_id": 2, "a": {"b": None}, "c": None, "y": "q"},
-        {"_id": 3, "a": {}, "c": 5, "y": "p"},
-        {"_id": 4, "a": {"b": 2.5}, "c": "x", "y": "q"},
-    ]), FEATURES, "classification")
-    assert dataset.numeric["a.b"][0] == 1.0 and math.isnan(dataset.numeric["a.b"][1]) and math.isnan(dataset.numeric["a.b"][2])
+    dataset = validate(
+        columns(
+            [
+                {"_id": 1, "a": {"b": 1}, "c": "x", "y": "p"},
+                {"_id": 2, "a": {"b": None}, "c": None, "y": "q"},
+                {"_id": 3, "a": {}, "c": 5, "y": "p"},
+                {"_id": 4, "a": {"b": 2.5}, "c": "x", "y": "q"},
+            ]
+        ),
+        FEATURES,
+        "classification",
+    )
+    assert (
+        dataset.numeric["a.b"][0] == 1.0
+        and math.isnan(dataset.numeric["a.b"][1])
+        and math.isnan(dataset.numeric["a.b"][2])
+    )
     assert dataset.categorical["c"].tolist() == ["x", "__missing__", "5", "x"]
     assert dataset.target.tolist() == ["p", "q", "p", "q"]
     assert len(dataset.fingerprint) == 64
@@ -41,11 +51,17 @@ def test_fingerprint_changes_with_the_data() -> None:
 
 def test_all_problems_are_reported_together() -> None:
     with pytest.raises(DataError) as error:
-        validate(columns([
-            {"_id": "u1", "a": {"b": "high"}, "c": ["x"], "y": "p"},
-            {"_id": "u2", "a": {"b": 1}, "c": "x"},
-            {"_id": "u3", "a": {"b": "low"}, "c": "x", "y": "p"},
-        ]), FEATURES, "classification")
+        validate(
+            columns(
+                [
+                    {"_id": "u1", "a": {"b": "high"}, "c": ["x"], "y": "p"},
+                    {"_id": "u2", "a": {"b": 1}, "c": "x"},
+                    {"_id": "u3", "a": {"b": "low"}, "c": "x", "y": "p"},
+                ]
+            ),
+            FEATURES,
+            "classification",
+        )
     details = error.value.details
     assert "numeric feature 'a.b': 2 non-numeric value(s), e.g. _id u1 has 'high'" in details
     assert "categorical feature 'c': 1 value(s) are documents or arrays" in details
@@ -63,21 +79,27 @@ def test_integral_float_labels_become_integers_and_rare_classes_are_named() -> N
 
 
 def test_regression_target_must_be_numeric() -> None:
-    docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": i * 1.5} for i in range(5)] + [{"_id": 7, "a": {"b": 1}, "c": "x", "y": "big"}]
+    docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": i * 1.5} for i in range(5)] + [
+        {"_id": 7, "a": {"b": 1}, "c": "x", "y": "big"}
+    ]
     with pytest.raises(DataError) as error:
         validate(columns(docs), FEATURES, "regression")
     assert "1 non-numeric value(s) for a regression, e.g. _id 7 has 'big'" in error.value.details
 
 
 def test_labels_of_mixed_kinds_name_an_offender() -> None:
-    docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": i % 2} for i in range(4)] + [{"_id": "odd", "a": {"b": 1}, "c": "x", "y": {"k": 1}}]
+    docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": i % 2} for i in range(4)] + [
+        {"_id": "odd", "a": {"b": 1}, "c": "x", "y": {"k": 1}}
+    ]
     with pytest.raises(DataError) as error:
         validate(columns(docs), FEATURES, "classification")
     assert "_id odd" in error.value.details
 
 
 def test_numbers_too_large_for_the_model_are_reported() -> None:
-    docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": i % 2} for i in range(4)] + [{"_id": "big", "a": {"b": 10**400}, "c": "x", "y": 1}]
+    docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": i % 2} for i in range(4)] + [
+        {"_id": "big", "a": {"b": 10**400}, "c": "x", "y": 1}
+    ]
     with pytest.raises(DataError) as error:
         validate(columns(docs), FEATURES, "classification")
     assert "numeric feature 'a.b': a value too large for a float, e.g. _id big" in error.value.details

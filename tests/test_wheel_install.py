@@ -18,8 +18,21 @@ from tests.test_runtime import sklearn_frame
 from tests.training import config_for, export
 
 # What onnxruntime itself pulls in; anything else (scikit-learn, pandas, mlpack...) is a leak.
-ALLOWED = {"churn-model", "test-model", "onnxruntime", "numpy", "flatbuffers", "packaging", "protobuf",
-           "coloredlogs", "humanfriendly", "sympy", "mpmath", "pip", "setuptools"}
+ALLOWED = {
+    "churn-model",
+    "test-model",
+    "onnxruntime",
+    "numpy",
+    "flatbuffers",
+    "packaging",
+    "protobuf",
+    "coloredlogs",
+    "humanfriendly",
+    "sympy",
+    "mpmath",
+    "pip",
+    "setuptools",
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +46,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, l
     env = root / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     python = env / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(result.artifacts["wheel"])],
-                   check=True, timeout=600)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(result.artifacts["wheel"])],
+        check=True,
+        timeout=600,
+    )
     return python, exported, subscribers(60, seed=99, absent=False)
 
 
 def test_only_onnxruntime_and_numpy_are_installed(installed: tuple) -> None:
     python, _, _ = installed
-    listing = subprocess.run([python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True)
+    listing = subprocess.run(
+        [python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True
+    )
     names = {entry["name"].lower() for entry in json.loads(listing.stdout)}
     assert {"test-model", "onnxruntime", "numpy"} <= names
     assert names <= ALLOWED, names - ALLOWED
@@ -55,8 +73,9 @@ def test_installed_wheel_predicts_the_same_labels_as_scikit_learn(installed: tup
         " 'one': test_model.predict(records[0]), 'version': test_model.__version__, 'classes': test_model.classes,"
         " 'name': test_model.metadata['name']}))\n"
     )
-    answer = subprocess.run([python, "-c", script], input=json.dumps(records), capture_output=True, text=True,
-                            check=True, cwd=tmp_path)
+    answer = subprocess.run(
+        [python, "-c", script], input=json.dumps(records), capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     got = json.loads(answer.stdout)
     frame = sklearn_frame(exported, records)
     assert got["labels"] == exported.trained.pipeline.predict(frame).tolist()
@@ -70,15 +89,24 @@ def test_module_cli_predicts_a_file_and_names_bad_fields(installed: tuple, tmp_p
     python, exported, records = installed
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records[:5]), encoding="utf-8")
-    result = subprocess.run([python, "-m", "test_model", "predict", "--input", source], capture_output=True,
-                            text=True, check=True, cwd=tmp_path)
+    result = subprocess.run(
+        [python, "-m", "test_model", "predict", "--input", source],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["prediction"] for line in lines] == exported.trained.pipeline.predict(sklearn_frame(exported, records[:5])).tolist()
+    assert [line["prediction"] for line in lines] == exported.trained.pipeline.predict(
+        sklearn_frame(exported, records[:5])
+    ).tolist()
     assert set(lines[0]["probabilities"]) == {"churned", "stayed"}
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({**records[0], "support_calls": "many"}) + "\n", encoding="utf-8")
-    failed = subprocess.run([python, "-m", "test_model", "predict", "--input", bad], capture_output=True, text=True, cwd=tmp_path)
+    failed = subprocess.run(
+        [python, "-m", "test_model", "predict", "--input", bad], capture_output=True, text=True, cwd=tmp_path
+    )
     assert failed.returncode == 1
     assert "field 'support_calls': expected a number" in failed.stderr and "Traceback" not in failed.stderr
     assert sys.executable != str(python)

@@ -26,7 +26,7 @@ from bson import json_util
 import mlpack
 from mlpack import registry
 from mlpack.config import Config, load_config, with_version
-from mlpack.errors import ConfigError, ExternalError, MlpackError, QualityGateError
+from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.estimators import make_estimator
 from mlpack.export import check_parity, feature_metadata, onnx_input_names, parity_report, to_onnx, with_metadata
 from mlpack.package.image import build_image, engine_version, git_revision, write_context
@@ -157,8 +157,12 @@ def build(
                 if with_image:
                     build_image_step(config, result, required=image is True, say=say)
             finally:
-                records.record_built(result.metadata, result.report["artifacts"], config_text=config_text,
-                                     image=result.report.get("image"))
+                records.record_built(
+                    result.metadata,
+                    result.report["artifacts"],
+                    config_text=config_text,
+                    image=result.report.get("image"),
+                )
         finally:
             client.close()
     result.seconds = round(time.monotonic() - started, 2)
@@ -246,12 +250,18 @@ def write_artifacts(
             say("writing the image's build context (dependency wheels for the image)")
             context = stage / f"{stem}.docker"
             pinned = write_context(
-                context, wheel=dists.wheel, metadata=metadata, section=config.image,
-                revision=git_revision(config.project_dir), epoch=epoch, find_links=config.image.find_links,
+                context,
+                wheel=dists.wheel,
+                metadata=metadata,
+                section=config.image,
+                revision=git_revision(config.project_dir),
+                epoch=epoch,
+                find_links=config.image.find_links,
             )
             staged["docker"] = context
             artifacts["docker"] = {
-                "file": context.name, "dependencies": pinned,
+                "file": context.name,
+                "dependencies": pinned,
                 "dockerfile_sha256": sha256_of(context / "Dockerfile"),
             }
         report = {**metadata, "artifacts": artifacts}
@@ -288,18 +298,21 @@ def build_image_step(config: Config, result: BuildResult, *, required: bool, say
     else:
         say(f"building image {tag} (Docker {engine}, no network)")
         image = build_image(context, tag)
-        result.report["image"] = {"built": True, "tag": image.tag, "id": image.id, "size": image.size,
-                                  "layers": len(image.layers)}
+        result.report["image"] = {
+            "built": True,
+            "tag": image.tag,
+            "id": image.id,
+            "size": image.size,
+            "layers": len(image.layers),
+        }
     with scratch_folder(result.artifacts["report"].parent) as stage:
         staged = stage / result.artifacts["report"].name
         _write_json(staged, result.report)
         os.replace(staged, result.artifacts["report"])
 
 
-
-
 def _epoch(created: str) -> int:
     return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
 
 
-__all__ = ["BuildResult", "MlpackError", "build", "created_at", "preflight"]
+__all__ = ["BuildResult", "ExportedModel", "build", "build_image_step", "make_model", "write_artifacts"]

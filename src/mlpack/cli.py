@@ -36,16 +36,21 @@ def _print_json(document: Any) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from mlpack.build import build
 
-    result = build(args.project, out=args.out, version=args.version, force=args.force, image=args.image,
-                   progress=_progress(args))
+    result = build(
+        args.project, out=args.out, version=args.version, force=args.force, image=args.image, progress=_progress(args)
+    )
     if args.json:
-        _print_json({**result.report, "paths": {k: str(p) for k, p in result.artifacts.items()}, "seconds": result.seconds})
+        _print_json(
+            {**result.report, "paths": {k: str(p) for k, p in result.artifacts.items()}, "seconds": result.seconds}
+        )
     elif not args.quiet:
         metadata = result.metadata
         metrics = ", ".join(f"{name} {value:.4f}" for name, value in metadata["metrics"].items())
         print(f"built {metadata['name']} {metadata['version']} in {result.seconds:.1f} s ({metrics})")
-        print(f"parity: max |sklearn - onnx| {metadata['parity']['max_abs_diff']:.2g}, "
-              f"label agreement {metadata['parity']['label_agreement']:.2%}")
+        print(
+            f"parity: max |sklearn - onnx| {metadata['parity']['max_abs_diff']:.2g}, "
+            f"label agreement {metadata['parity']['label_agreement']:.2%}"
+        )
         for path in result.artifacts.values():
             print(f"  {path}")
         image = result.report.get("image")
@@ -71,7 +76,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"target: {metadata['target']}" + (f"  classes: {metadata['classes']}" if "classes" in metadata else ""))
     print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in metadata["metrics"].items()))
     data = metadata["data"]
-    print(f"data: {data['database']}.{data['collection']} filter {json.dumps(data['filter'])}, {data['rows']} rows, sha256 {data['sha256']}")
+    where = f"{data['database']}.{data['collection']} filter {json.dumps(data['filter'])}"
+    print(f"data: {where}, {data['rows']} rows, sha256 {data['sha256']}")
     parity = metadata["parity"]
     print(f"parity: max |sklearn - onnx| {parity['max_abs_diff']:.2g}, label agreement {parity['label_agreement']:.2%}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in metadata["versions"].items()))
@@ -139,11 +145,23 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from mlpack.lifecycle import publish
 
-    result = publish(args.project, version=args.version, dist=args.dist, repository_url=args.repository_url,
-                     repository=args.repository)
+    result = publish(
+        args.project,
+        version=args.version,
+        dist=args.dist,
+        repository_url=args.repository_url,
+        repository=args.repository,
+    )
     if args.json:
-        _print_json({"name": result.name, "version": result.version, "files": [str(f) for f in result.files],
-                     "repository": result.repository, "registry_checked": result.registry_checked})
+        _print_json(
+            {
+                "name": result.name,
+                "version": result.version,
+                "files": [str(f) for f in result.files],
+                "repository": result.repository,
+                "registry_checked": result.registry_checked,
+            }
+        )
     elif not args.quiet:
         print(f"published {result.name} {result.version} to {result.repository}")
         for path in result.files:
@@ -177,7 +195,7 @@ def cmd_estimators(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mlpack", description="MongoDB data to a verified ONNX model, a model wheel and an image.")
     parser.add_argument("--version", action="version", version=f"mlpack {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     common.add_argument("-v", "--verbose", action="store_true", help="show progress even when not on a terminal")
@@ -188,12 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, help="output folder (default: PROJECT/dist)")
     build.add_argument("--version", dest="version", help="model version, overriding [model].version")
     build.add_argument("--force", action="store_true", help="rebuild a version the registry already holds")
-    build.add_argument("--image", action=argparse.BooleanOptionalAction, default=None,
-                       help="build the Docker image (default: when the config has [image] and an engine answers)")
+    build.add_argument(
+        "--image",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build the Docker image (default: when the config has [image] and an engine answers)",
+    )
     build.set_defaults(handler=cmd_build)
 
-    inspect = commands.add_parser("inspect", parents=[common],
-                                  help="show the metadata of a .onnx, a model .whl, or an image (tag or archive)")
+    inspect = commands.add_parser(
+        "inspect", parents=[common], help="show the metadata of a .onnx, a model .whl, or an image (tag or archive)"
+    )
     inspect.add_argument("artifact")
     inspect.set_defaults(handler=cmd_inspect)
 

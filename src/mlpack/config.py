@@ -211,7 +211,7 @@ def _read_section(cls: type, raw: Any, *, where: str, section: str) -> Any:
                 raise ConfigError(f"{where}: missing required key {dotted}")
             continue
         expected = hints[f.name]
-        if dataclasses.is_dataclass(expected):
+        if isinstance(expected, type) and dataclasses.is_dataclass(expected):
             values[f.name] = _read_section(expected, raw[key], where=where, section=key)
         else:
             values[f.name] = _check_type(raw[key], expected, f"{where}: {dotted}")
@@ -277,7 +277,7 @@ def _check_semantics(config: Config, where: str) -> None:
             Version(model.version)
         except InvalidVersion:
             raise ConfigError(
-                f"{where}: [model].version {model.version!r} is not a PEP 440 version (e.g. \"1.0.0\") or \"auto\""
+                f'{where}: [model].version {model.version!r} is not a PEP 440 version (e.g. "1.0.0") or "auto"'
             ) from None
     if not features.inputs:
         raise ConfigError(f"{where}: [features] needs at least one of numeric or categorical")
@@ -301,7 +301,7 @@ def _check_semantics(config: Config, where: str) -> None:
     if config.image.tag and not re.match(r"^[a-z0-9][a-z0-9._/:-]*$", config.image.tag):
         raise ConfigError(f"{where}: [image].tag {config.image.tag!r} is not a valid image tag (lowercase name[:tag])")
     if config.image.python and not re.match(r"^3\.\d+$", config.image.python):
-        raise ConfigError(f"{where}: [image].python must look like \"3.11\", got {config.image.python!r}")
+        raise ConfigError(f'{where}: [image].python must look like "3.11", got {config.image.python!r}')
 
 
 def _section_to_dict(obj: Any) -> dict[str, Any]:

@@ -24,7 +24,8 @@ class EstimatorSpec:
     scaled: bool
 
 
-_C, _R = "classification", "regression"
+_C: Task = "classification"
+_R: Task = "regression"
 
 SUPPORTED: dict[str, EstimatorSpec] = {
     "sklearn.linear_model.LogisticRegression": EstimatorSpec(_C, scaled=True),

@@ -125,7 +125,9 @@ def with_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> bytes:
     """The ONNX file's bytes with the metadata in metadata_props: one JSON document, plus flat keys for viewers."""
     del model.metadata_props[:]
     entries = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
-    entries.update({key: value if isinstance(value, str) else json.dumps(value, sort_keys=True) for key, value in metadata.items()})
+    entries.update(
+        {key: value if isinstance(value, str) else json.dumps(value, sort_keys=True) for key, value in metadata.items()}
+    )
     onnx.helper.set_model_props(model, entries)
     model.doc_string = metadata.get("description", "")
     return model.SerializeToString(deterministic=True)

@@ -131,12 +131,21 @@ def publish(
             registry_checked = True
             _upload(files, repository_url, repository)
             registry.mark(
-                config.model.name, wanted, status="published",
-                published={"at": datetime.now(tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                           "repository": _redact_url(repository_url or repository or "pypi")},
+                config.model.name,
+                wanted,
+                status="published",
+                published={
+                    "at": datetime.now(tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "repository": _redact_url(repository_url or repository or "pypi"),
+                },
             )
-    return PublishResult(config.model.name, report["version"], files,
-                         _redact_url(repository_url or repository or "pypi"), registry_checked)
+    return PublishResult(
+        config.model.name,
+        report["version"],
+        files,
+        _redact_url(repository_url or repository or "pypi"),
+        registry_checked,
+    )
 
 
 def _upload(files: list[Path], repository_url: str | None, repository: str | None) -> None:
@@ -145,22 +154,32 @@ def _upload(files: list[Path], repository_url: str | None, repository: str | Non
         command += ["--repository-url", repository_url]
     elif repository:
         command += ["--repository", repository]
-    result = subprocess.run([*command, *map(str, files)], capture_output=True, text=True, check=False,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    result = subprocess.run(
+        [*command, *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     if result.returncode == 0:
         return
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).strip()
     target = _redact_url(repository_url or repository or "pypi")
     if re.search(r"\b(401|403)\b", output):
-        raise ExternalError(f"the package index {target} refused the credentials (set TWINE_USERNAME/TWINE_PASSWORD "
-                            "or a ~/.pypirc entry)")
+        raise ExternalError(
+            f"the package index {target} refused the credentials (set TWINE_USERNAME/TWINE_PASSWORD "
+            "or a ~/.pypirc entry)"
+        )
     if re.search(r"\b409\b|already exists", output, re.IGNORECASE):
         raise ExternalError(f"the package index {target} already has this version: publish a new one")
     if re.search(r"connection|max retries|name or service|timed out", output, re.IGNORECASE):
         raise ExternalError(f"the package index {target} is unreachable")
     if re.search(r"\b400\b", output):
-        raise ExternalError(f"the package index {target} rejected the upload (400 Bad Request; "
-                            "an index answers so when the version exists already)", details=output[-2000:])
+        raise ExternalError(
+            f"the package index {target} rejected the upload (400 Bad Request; "
+            "an index answers so when the version exists already)",
+            details=output[-2000:],
+        )
     if "is not defined in the config" in output or "Missing '" in output:
         raise ConfigError(f"repository {repository!r} is not configured in ~/.pypirc")
     raise ExternalError(f"twine upload to {target} failed", details=output[-2000:])

@@ -97,8 +97,14 @@ class Registry:
         except PyMongoError as exc:
             raise ExternalError(f"recording the build in {collection.full_name} failed: {exc}") from None
 
-    def record_built(self, metadata: dict[str, Any], artifacts: dict[str, Any], *, config_text: str,
-                     image: dict[str, Any] | None = None) -> None:
+    def record_built(
+        self,
+        metadata: dict[str, Any],
+        artifacts: dict[str, Any],
+        *,
+        config_text: str,
+        image: dict[str, Any] | None = None,
+    ) -> None:
         if self.collection is not None:
             record = {**_summary(metadata, config_text), "status": "built", "artifacts": artifacts}
             if image is not None:

@@ -178,9 +178,7 @@ class Model:
             if not data:
                 raise ValueError("no records given")
             return self._record_columns(data), False
-        raise ValueError(
-            f"expected a record (dict), a list of records or a dict of columns, got {type(data).__name__}"
-        )
+        raise ValueError(f"expected a record (dict), a list of records or a dict of columns, got {type(data).__name__}")
 
     def _record_columns(self, records: Sequence[Any]) -> dict[str, Sequence[Any]]:
         for index, record in enumerate(records):
@@ -261,7 +259,7 @@ def read_onnx_metadata(model: bytes | str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # -- reading input files ------------------------------------------------------------------------
-def read_records(stream: TextIO, fmt: str, model: Model) -> list[dict[str, Any]]:
+def read_records(stream: TextIO, fmt: str, model: Model) -> list[Any]:
     """Records from JSON Lines, a JSON document (record, list, or {"instances": [...]}) or CSV."""
     if fmt == "jsonl":
         records = []
@@ -279,7 +277,11 @@ def read_records(stream: TextIO, fmt: str, model: Model) -> list[dict[str, Any]]
             raise ValueError(f"not valid JSON: {exc.msg} (line {exc.lineno})") from None
         if isinstance(document, Mapping) and "instances" in document:
             document = document["instances"]
-        return [document] if isinstance(document, Mapping) else list(document)
+        if isinstance(document, Mapping):
+            return [dict(document)]
+        if not isinstance(document, list):
+            raise ValueError('expected a record, a list of records or {"instances": [...]}')
+        return document
     if fmt == "csv":
         return _csv_records(stream, model)
     raise ValueError(f"unknown input format {fmt!r}: use jsonl, json or csv")

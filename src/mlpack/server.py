@@ -15,6 +15,7 @@ request. SIGTERM stops accepting, lets in-flight requests finish, then exits 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -132,12 +133,26 @@ class InferenceLog:
     Needs pymongo, which the wheel's `[serve]` extra brings.
     """
 
-    def __init__(self, uri: str, database: str, collection: str, metrics: Metrics, *,
-                 batch: int = 200, capacity: int = 10_000, flush_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        database: str,
+        collection: str,
+        metrics: Metrics,
+        *,
+        batch: int = 200,
+        capacity: int = 10_000,
+        flush_seconds: float = 1.0,
+    ) -> None:
         from pymongo import MongoClient  # only when logging is on: the plain wheel has no pymongo
 
-        self._client: Any = MongoClient(uri, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000,
-                                        socketTimeoutMS=5000, appname="mlpack-inference-log")
+        self._client: Any = MongoClient(
+            uri,
+            serverSelectionTimeoutMS=2000,
+            connectTimeoutMS=2000,
+            socketTimeoutMS=5000,
+            appname="mlpack-inference-log",
+        )
         self._collection = self._client[database][collection]
         self._metrics = metrics
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
@@ -162,7 +177,8 @@ class InferenceLog:
             return None
         database = os.environ.get("MLPACK_INFERENCE_LOG_DB") or settings.get("inference_log_database", "mlpack")
         collection = os.environ.get("MLPACK_INFERENCE_LOG_COLLECTION") or settings.get(
-            "inference_log_collection", "inference_log")
+            "inference_log_collection", "inference_log"
+        )
         try:
             return cls(uri, database, collection, metrics)
         except ImportError:
@@ -170,8 +186,12 @@ class InferenceLog:
 
     def record(self, model: Any, route: str, inputs: Any, predictions: list[Any]) -> None:
         entry = {
-            "model": model.name, "version": model.version, "route": route,
-            "at": datetime.now(tz=timezone.utc), "inputs": inputs, "predictions": predictions,
+            "model": model.name,
+            "version": model.version,
+            "route": route,
+            "at": datetime.now(tz=timezone.utc),
+            "inputs": inputs,
+            "predictions": predictions,
         }
         try:
             self._queue.put_nowait(entry)
@@ -223,7 +243,7 @@ def _records_from_body(body: Any) -> Any:
         if not isinstance(body, list):
             raise ClientError(422, "'instances' must be a list of records")
     if not isinstance(body, (Mapping, list)):
-        raise ClientError(422, "expected a record (object), a list of records, or {\"instances\": [...]}")
+        raise ClientError(422, 'expected a record (object), a list of records, or {"instances": [...]}')
     return body
 
 
@@ -251,8 +271,14 @@ _V2_TYPES = {"numeric": "FP32", "categorical": "BYTES"}
 class App:
     """Routes → handlers; everything the HTTP layer needs to know about the model."""
 
-    def __init__(self, model: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 inference_log: InferenceLog | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        inference_log: InferenceLog | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.model = model
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics or Metrics()
@@ -266,7 +292,14 @@ class App:
             ("GET", "/readyz"): self.readiness,
             ("GET", "/metadata"): lambda _: (200, self.model.metadata),
             ("GET", "/openapi.json"): lambda _: (200, self.openapi()),
-            ("GET", "/v2"): lambda _: (200, {"name": "mlpack", "version": self.model.metadata.get("versions", {}).get("mlpack", ""), "extensions": []}),
+            ("GET", "/v2"): lambda _: (
+                200,
+                {
+                    "name": "mlpack",
+                    "version": self.model.metadata.get("versions", {}).get("mlpack", ""),
+                    "extensions": [],
+                },
+            ),
             ("GET", "/v2/health/live"): lambda _: (200, {"live": True}),
             ("GET", "/v2/health/ready"): self.readiness,
             ("GET", v2): lambda _: (200, self.v2_metadata()),
@@ -360,7 +393,7 @@ class App:
         """Open Inference Protocol v2: one input tensor per feature (by path or ONNX input name)."""
         self._require_ready()
         if not isinstance(body, Mapping) or not isinstance(body.get("inputs"), list):
-            raise ClientError(400, "expected {\"inputs\": [{\"name\", \"shape\", \"datatype\", \"data\"}, ...]}")
+            raise ClientError(400, 'expected {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
         by_name = {f.name: f for f in self.model.features} | {f.input: f for f in self.model.features}
         columns: dict[str, Any] = {}
         for index, tensor in enumerate(body["inputs"]):
@@ -388,16 +421,32 @@ class App:
         outputs = []
         if self.model.task == "classification":
             assert probabilities is not None
-            outputs.append({"name": "label", "datatype": "BYTES" if self._string_labels() else "INT64",
-                            "shape": [count], "data": labels})
+            outputs.append(
+                {
+                    "name": "label",
+                    "datatype": "BYTES" if self._string_labels() else "INT64",
+                    "shape": [count],
+                    "data": labels,
+                }
+            )
             width = len(probabilities[0]) if probabilities else 0
-            outputs.append({"name": "probabilities", "datatype": "FP32", "shape": [count, width],
-                            "data": [p for row in probabilities for p in row]})
+            outputs.append(
+                {
+                    "name": "probabilities",
+                    "datatype": "FP32",
+                    "shape": [count, width],
+                    "data": [p for row in probabilities for p in row],
+                }
+            )
         else:
             outputs.append({"name": "variable", "datatype": "FP32", "shape": [count], "data": _json_safe(labels)})
         if self.inference_log is not None:
             self.inference_log.record(self.model, "v2/infer", columns, labels)
-        answer: dict[str, Any] = {"model_name": self.model.name, "model_version": self.model.version, "outputs": outputs}
+        answer: dict[str, Any] = {
+            "model_name": self.model.name,
+            "model_version": self.model.version,
+            "outputs": outputs,
+        }
         if isinstance(body.get("id"), str):
             answer["id"] = body["id"]
         return 200, answer
@@ -416,36 +465,88 @@ class App:
             node["required"].append(feature.parts[-1])
         label = {"type": "string"} if self._string_labels() else {"type": "number"}
         response: dict[str, Any] = {
-            "type": "object", "required": ["predictions", "model"],
-            "properties": {"predictions": {"type": "array", "items": label},
-                           "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}},
+            "type": "object",
+            "required": ["predictions", "model"],
+            "properties": {
+                "predictions": {"type": "array", "items": label},
+                "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
+            },
         }
         if self.model.task == "classification":
-            response["properties"]["probabilities"] = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+            response["properties"]["probabilities"] = {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "number"}},
+            }
         error = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
         json_error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         return {
             "openapi": "3.1.0",
-            "info": {"title": self.model.name, "version": self.model.version,
-                     "description": self.model.metadata.get("description", "")},
+            "info": {
+                "title": self.model.name,
+                "version": self.model.version,
+                "description": self.model.metadata.get("description", ""),
+            },
             "paths": {
-                "/predict": {"post": {
-                    "summary": "Predict for one record, a list of records, or {\"instances\": [...]}",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                        {"$ref": "#/components/schemas/Record"},
-                        {"type": "array", "items": {"$ref": "#/components/schemas/Record"}, "minItems": 1},
-                        {"type": "object", "required": ["instances"], "properties": {"instances": {
-                            "type": "array", "items": {"$ref": "#/components/schemas/Record"}, "minItems": 1}}},
-                    ]}}}},
-                    "responses": {"200": {"description": "predictions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}}},
-                                  "400": {"description": "malformed JSON", **json_error},
-                                  "413": {"description": "body too large", **json_error},
-                                  "422": {"description": "a field is missing or of the wrong type", **json_error}},
-                }},
+                "/predict": {
+                    "post": {
+                        "summary": 'Predict for one record, a list of records, or {"instances": [...]}',
+                        "requestBody": {
+                            "required": True,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/Record"},
+                                            {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Record"},
+                                                "minItems": 1,
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["instances"],
+                                                "properties": {
+                                                    "instances": {
+                                                        "type": "array",
+                                                        "items": {"$ref": "#/components/schemas/Record"},
+                                                        "minItems": 1,
+                                                    }
+                                                },
+                                            },
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        "responses": {
+                            "200": {
+                                "description": "predictions",
+                                "content": {
+                                    "application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}
+                                },
+                            },
+                            "400": {"description": "malformed JSON", **json_error},
+                            "413": {"description": "body too large", **json_error},
+                            "422": {"description": "a field is missing or of the wrong type", **json_error},
+                        },
+                    }
+                },
                 "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}},
-                "/readyz": {"get": {"summary": "readiness", "responses": {"200": {"description": "ready"}, "503": {"description": "loading or draining"}}}},
-                "/metadata": {"get": {"summary": "the model's metadata", "responses": {"200": {"description": "metadata"}}}},
-                "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
+                "/readyz": {
+                    "get": {
+                        "summary": "readiness",
+                        "responses": {"200": {"description": "ready"}, "503": {"description": "loading or draining"}},
+                    }
+                },
+                "/metadata": {
+                    "get": {"summary": "the model's metadata", "responses": {"200": {"description": "metadata"}}}
+                },
+                "/metrics": {
+                    "get": {
+                        "summary": "Prometheus metrics",
+                        "responses": {"200": {"description": "text exposition format"}},
+                    }
+                },
             },
             "components": {"schemas": {"Record": record, "Prediction": response, "Error": error}},
         }
@@ -513,10 +614,13 @@ class HttpServer:
             await self._write(writer, *self.app.framing_error(400, "malformed request line or headers"), close=True)
             return False
         keep_alive = headers.get("connection", "").lower() != "close" and (
-            version == "HTTP/1.1" or headers.get("connection", "").lower() == "keep-alive")
+            version == "HTTP/1.1" or headers.get("connection", "").lower() == "keep-alive"
+        )
         body: bytes | None = None
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            await self._write(writer, *self.app.framing_error(411, "send the body with a Content-Length, not chunked"), close=True)
+            await self._write(
+                writer, *self.app.framing_error(411, "send the body with a Content-Length, not chunked"), close=True
+            )
             return False
         if "content-length" in headers:
             text = headers["content-length"]
@@ -526,13 +630,20 @@ class HttpServer:
             length = int(text)
             if length > self.app.max_body_bytes:
                 # The body is left unread, so the connection cannot carry another request.
-                await self._write(writer, *self.app.framing_error(
-                    413, f"body of {length} bytes is over the limit of {self.app.max_body_bytes}"), close=True)
+                await self._write(
+                    writer,
+                    *self.app.framing_error(
+                        413, f"body of {length} bytes is over the limit of {self.app.max_body_bytes}"
+                    ),
+                    close=True,
+                )
                 return False
             try:
                 body = await asyncio.wait_for(reader.readexactly(length), self.IDLE_TIMEOUT_S)
             except (asyncio.IncompleteReadError, asyncio.TimeoutError):
-                await self._write(writer, *self.app.framing_error(400, "the body ended before Content-Length bytes"), close=True)
+                await self._write(
+                    writer, *self.app.framing_error(400, "the body ended before Content-Length bytes"), close=True
+                )
                 return False
         if body is not None and len(body) > self.INLINE_BODY_BYTES:
             answer = await asyncio.get_running_loop().run_in_executor(None, self.app.respond, method, target, body)
@@ -543,10 +654,14 @@ class HttpServer:
         return keep_alive
 
     @staticmethod
-    async def _write(writer: asyncio.StreamWriter, status: int, content_type: str, payload: bytes, *, close: bool) -> None:
+    async def _write(
+        writer: asyncio.StreamWriter, status: int, content_type: str, payload: bytes, *, close: bool
+    ) -> None:
         phrase = HTTPStatus(status).phrase
-        head = (f"HTTP/1.1 {status} {phrase}\r\nServer: mlpack\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(payload)}\r\n{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n")
+        head = (
+            f"HTTP/1.1 {status} {phrase}\r\nServer: mlpack\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(payload)}\r\n{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
+        )
         writer.write(head.encode("latin-1") + payload)
         await writer.drain()
 
@@ -564,8 +679,7 @@ class HttpServer:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        server = await asyncio.start_server(self.handle_connection, sock=sock, limit=self.MAX_HEAD_BYTES,
-                                            backlog=1024)
+        server = await asyncio.start_server(self.handle_connection, sock=sock, limit=self.MAX_HEAD_BYTES, backlog=1024)
         await loop.run_in_executor(None, self.app.load)  # /healthz answers while the session loads
         log.info("%s", banner)
         await stop.wait()
@@ -583,8 +697,9 @@ class HttpServer:
         log.info("stopped%s", "" if drained else " (in-flight requests did not finish in time)")
 
 
-def serve(model: Any, host: str = "127.0.0.1", port: int = 8080, *, workers: int = 1,
-          max_body_bytes: int | None = None) -> int:
+def serve(
+    model: Any, host: str = "127.0.0.1", port: int = 8080, *, workers: int = 1, max_body_bytes: int | None = None
+) -> int:
     """Serve until SIGTERM or SIGINT; drain in-flight requests; return the exit code (0).
 
     With workers > 1 the listening socket is bound once and shared by forked processes, each with
@@ -592,7 +707,9 @@ def serve(model: Any, host: str = "127.0.0.1", port: int = 8080, *, workers: int
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = model.metadata.get("serve", {})
-    limit = max_body_bytes or int(os.environ.get("MLPACK_MAX_BODY_BYTES", settings.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)))
+    limit = max_body_bytes or int(
+        os.environ.get("MLPACK_MAX_BODY_BYTES", settings.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+    )
     sock = socket.create_server((host, port), reuse_port=False, backlog=1024)
     children: list[int] = []
     for _ in range(max(1, workers) - 1):
@@ -604,10 +721,8 @@ def serve(model: Any, host: str = "127.0.0.1", port: int = 8080, *, workers: int
 
     def stop_children() -> None:
         for pid in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # a worker that already exited
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     where = f"http://{host}:{sock.getsockname()[1]}"
     banner = f"serving {model.name} {model.version} on {where}" + (f" with {workers} workers" if workers > 1 else "")
@@ -617,8 +732,9 @@ def serve(model: Any, host: str = "127.0.0.1", port: int = 8080, *, workers: int
     return code
 
 
-def _run_process(model: Any, limit: int, sock: socket.socket, banner: str,
-                 on_stop: Callable[[], object] | None = None) -> int:
+def _run_process(
+    model: Any, limit: int, sock: socket.socket, banner: str, on_stop: Callable[[], object] | None = None
+) -> int:
     metrics = Metrics()
     app = App(model, max_body_bytes=limit, metrics=metrics)
     app.inference_log = InferenceLog.from_settings(model, metrics)
@@ -634,10 +750,18 @@ def _run_process(model: Any, limit: int, sock: socket.socket, banner: str,
 def add_serve_arguments(parser: Any) -> None:
     parser.add_argument("--host", default=os.environ.get("MLPACK_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("MLPACK_PORT", "8080")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("MLPACK_WORKERS", "1")),
-                        help="processes sharing the port (default: MLPACK_WORKERS or 1)")
-    parser.add_argument("--max-body-bytes", type=int, default=None,
-                        help=f"request body limit (default: MLPACK_MAX_BODY_BYTES or {DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("MLPACK_WORKERS", "1")),
+        help="processes sharing the port (default: MLPACK_WORKERS or 1)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help=f"request body limit (default: MLPACK_MAX_BODY_BYTES or {DEFAULT_MAX_BODY_BYTES})",
+    )
 
 
 __all__ = ["App", "ClientError", "HttpServer", "InferenceLog", "Metrics", "add_serve_arguments", "serve"]

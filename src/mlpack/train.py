@@ -138,9 +138,7 @@ def train(config: Config, dataset: Dataset, input_names: dict[str, str]) -> Trai
     predicted = pipeline.predict(test_frame)
     probabilities = pipeline.predict_proba(test_frame) if classification else None
     classes = pipeline.classes_.tolist() if classification else None
-    scores = {
-        name: METRICS[name].score(test_target, predicted, probabilities, classes or []) for name in names
-    }
+    scores = {name: METRICS[name].score(test_target, predicted, probabilities, classes or []) for name in names}
     return TrainedModel(
         pipeline=pipeline,
         spec=spec,

@@ -106,9 +106,7 @@ def _check_target(
 ) -> np.ndarray | None:
     missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
     if missing:
-        report.problems.append(
-            f"target '{path}': missing in {len(missing)} document(s), e.g. _id {ids[missing[0]]!s}"
-        )
+        report.problems.append(f"target '{path}': missing in {len(missing)} document(s), e.g. _id {ids[missing[0]]!s}")
         return None
     if task == "regression":
         bad = [i for i, v in enumerate(values) if not _is_number(v) or isinstance(v, bool)]
@@ -189,9 +187,7 @@ def validate(raw: RawColumns, features: FeaturesSection, task: Task, *, source_l
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
     numeric = {path: _check_numeric(path, raw.values[path], raw.ids, report) for path in features.numeric}
-    categorical = {
-        path: _check_categorical(path, raw.values[path], raw.ids, report) for path in features.categorical
-    }
+    categorical = {path: _check_categorical(path, raw.values[path], raw.ids, report) for path in features.categorical}
     target = _check_target(features.target, raw.values[features.target], raw.ids, task, report)
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())

@@ -46,7 +46,9 @@ class ImageTarget:
             python = match.group(1) if match else f"{sys.version_info.major}.{sys.version_info.minor}"
         arch = _ARCHES.get((section.arch or platform.machine()).lower())
         if arch is None:
-            raise ConfigError(f"[image].arch {section.arch or platform.machine()!r} is not supported (x86_64 or aarch64)")
+            raise ConfigError(
+                f"[image].arch {section.arch or platform.machine()!r} is not supported (x86_64 or aarch64)"
+            )
         return cls(python, arch)
 
     def pip_platform_args(self) -> list[str]:
@@ -86,15 +88,17 @@ def image_labels(metadata: dict[str, Any], revision: str) -> dict[str, str]:
 
 def git_revision(folder: Path) -> str:
     try:
-        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=False)
+        result = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def download_dependencies(wheel: Path, deps: Path, target: ImageTarget, *, pins: dict[str, str],
-                          find_links: str = "") -> dict[str, str]:
+def download_dependencies(
+    wheel: Path, deps: Path, target: ImageTarget, *, pins: dict[str, str], find_links: str = ""
+) -> dict[str, str]:
     """Every dependency of the model wheel as wheels for the image; returns {name: version}.
 
     `pins` hold the image to the onnxruntime and numpy the parity check ran with.
@@ -102,8 +106,20 @@ def download_dependencies(wheel: Path, deps: Path, target: ImageTarget, *, pins:
     deps.mkdir(parents=True)
     constraints = deps.parent / "constraints.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()), encoding="utf-8")
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               "--dest", str(deps), "--constraint", str(constraints), *target.pip_platform_args(), str(wheel)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--dest",
+        str(deps),
+        "--constraint",
+        str(constraints),
+        *target.pip_platform_args(),
+        str(wheel),
+    ]
     if find_links:
         command += ["--find-links", find_links]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -112,7 +128,9 @@ def download_dependencies(wheel: Path, deps: Path, target: ImageTarget, *, pins:
         raise ExternalError(
             f"could not fetch the image's dependencies ({', '.join(f'{n}=={v}' for n, v in pins.items())}) "
             f"for Python {target.python} on {target.arch} "
-            "(pip download needs the package index or its cache)", details=result.stderr[-3000:])
+            "(pip download needs the package index or its cache)",
+            details=result.stderr[-3000:],
+        )
     (deps / wheel.name).unlink(missing_ok=True)  # the model goes in its own layer, unpacked
     pinned = {}
     for found in sorted(deps.glob("*.whl")):
@@ -122,8 +140,16 @@ def download_dependencies(wheel: Path, deps: Path, target: ImageTarget, *, pins:
     return pinned
 
 
-def write_context(context: Path, *, wheel: Path, metadata: dict[str, Any], section: ImageSection,
-                  revision: str, epoch: int, find_links: str = "") -> dict[str, str]:
+def write_context(
+    context: Path,
+    *,
+    wheel: Path,
+    metadata: dict[str, Any],
+    section: ImageSection,
+    revision: str,
+    epoch: int,
+    find_links: str = "",
+) -> dict[str, str]:
     """The image's build context; returns the pinned dependency versions."""
     target = ImageTarget.for_section(section)
     context.mkdir(parents=True)
@@ -133,8 +159,12 @@ def write_context(context: Path, *, wheel: Path, metadata: dict[str, Any], secti
         archive.extractall(context / "model" / "opt" / "model-app")
     template = (packaging_dir() / "docker" / "Dockerfile.in").read_text(encoding="utf-8")
     dockerfile = Template(template).substitute(
-        mlpack_version=metadata["versions"]["mlpack"], name=metadata["name"], version=metadata["version"],
-        base=section.base, port=section.port, import_name=metadata["import_name"],
+        mlpack_version=metadata["versions"]["mlpack"],
+        name=metadata["name"],
+        version=metadata["version"],
+        base=section.base,
+        port=section.port,
+        import_name=metadata["import_name"],
         labels=_label_lines(image_labels(metadata, revision)),
     )
     (context / "Dockerfile").write_text(dockerfile, encoding="utf-8")
@@ -161,8 +191,13 @@ def engine_version() -> str | None:
     if cli is None:
         return None
     try:
-        result = subprocess.run([cli, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
-                                timeout=DOCKER_TIMEOUT_S, check=False)
+        result = subprocess.run(
+            [cli, "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=DOCKER_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return None
     version = result.stdout.strip()
@@ -173,8 +208,13 @@ def build_image(context: Path, tag: str) -> ImageResult:
     cli = docker_cli()
     if cli is None:
         raise ExternalError("the docker command is not installed")
-    result = subprocess.run([cli, "build", "--network", "none", "--tag", tag, str(context)],
-                            capture_output=True, text=True, check=False, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    result = subprocess.run(
+        [cli, "build", "--network", "none", "--tag", tag, str(context)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
     if result.returncode != 0:
         raise ExternalError(f"docker build of {tag} failed", details=(result.stdout + result.stderr)[-4000:])
     details = inspect_engine_image(tag)
@@ -186,8 +226,13 @@ def inspect_engine_image(reference: str) -> dict[str, Any]:
     if cli is None:
         raise ExternalError("the docker command is not installed")
     try:
-        result = subprocess.run([cli, "image", "inspect", reference], capture_output=True, text=True,
-                                timeout=DOCKER_TIMEOUT_S * 3, check=False)
+        result = subprocess.run(
+            [cli, "image", "inspect", reference],
+            capture_output=True,
+            text=True,
+            timeout=DOCKER_TIMEOUT_S * 3,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise ExternalError("the Docker engine did not answer") from None
     if result.returncode != 0:

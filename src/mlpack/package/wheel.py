@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -68,11 +69,14 @@ def render_model_card(metadata: dict[str, Any], template: str) -> str:
         import_name=import_name,
         example=_example_record(metadata),
         proba_usage=(
-            f"\n```python\n{import_name}.predict_proba(record)   # probabilities, in the order of {import_name}.classes\n```\n"
+            f"\n```python\n{import_name}.predict_proba(record)"
+            f"   # probabilities, in the order of {import_name}.classes\n```\n"
             if classes is not None
             else ""
         ),
-        features_table=_markdown_table([(f"`{f['name']}`", f["kind"], f"`{f['input']}`") for f in metadata["features"]]),
+        features_table=_markdown_table(
+            [(f"`{f['name']}`", f["kind"], f"`{f['input']}`") for f in metadata["features"]]
+        ),
         target=metadata["target"],
         classes_line=f"; classes: {', '.join(f'`{c}`' for c in classes)}" if classes is not None else "",
         test_share=f"{metadata['evaluation']['test_size']:.0%}",
@@ -119,7 +123,7 @@ def render_project(stage: Path, metadata: dict[str, Any], onnx_bytes: bytes, con
 
 
 def _runner(source_date_epoch: int) -> pyproject_hooks.SubprocessRunner:
-    def run(cmd: list[str], cwd: str | None = None, extra_environ: dict[str, str] | None = None) -> None:
+    def run(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
         env = {**os.environ, **(extra_environ or {}), "SOURCE_DATE_EPOCH": str(source_date_epoch)}
         result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -146,7 +150,9 @@ def build_distributions(project: Path, out_dir: Path, *, source_date_epoch: int)
 def twine_check(paths: list[Path]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "twine", "check", "--strict", *map(str, paths)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise ExternalError("twine check failed on the model package", details=(result.stdout + result.stderr).strip())

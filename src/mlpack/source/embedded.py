@@ -76,10 +76,23 @@ def embedded_server(storage: str = ":memory:", *, extra_args: tuple[str, ...] = 
         log = Path(scratch) / "server.log"
         with log.open("wb") as log_file:
             proc = subprocess.Popen(
-                [executable, "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
-                 "--log-level", "WARNING", *extra_args],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=scratch, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                [
+                    executable,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--storage-path",
+                    storage,
+                    "--log-level",
+                    "WARNING",
+                    *extra_args,
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=scratch,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )
         try:
             _wait_until_listening(proc, port, log)

@@ -146,7 +146,10 @@ def load_columns(
     """
     try:
         cursor = collection.find(
-            parse_filter(query or {}), projection=dict.fromkeys(paths, 1), sort=[("_id", 1)], limit=limit,
+            parse_filter(query or {}),
+            projection=dict.fromkeys(paths, 1),
+            sort=[("_id", 1)],
+            limit=limit,
             batch_size=BATCH_SIZE,
         )
         return collect(cursor, paths, progress)
