@@ -339,3 +339,17 @@ def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None
     ]
     report = json.loads((tmp_path / "dist" / "wine-cultivar-1.0.0.json").read_text())
     assert report["data"]["rows"] == 178 and report["metrics"]["accuracy"] >= 0.85
+
+
+def test_registry_can_be_renamed_or_turned_off(churn_project: Project, run, mongo_client: MongoClient[Any]) -> None:
+    database = mongo_client[churn_project.database]
+    churn_project.edit("[evaluation]", '[registry]\ncollection = "model_builds"\n\n[evaluation]')
+    assert run("build", churn_project.path, "-q").code == 0
+    assert database["model_builds"].count_documents({"name": "churn-model"}) == 1
+    assert "mlpack_models" not in database.list_collection_names()
+
+    churn_project.edit('collection = "model_builds"', "enabled = false")
+    assert run("build", churn_project.path, "-q").code == 0  # the same version again: nothing holds it
+    assert database["model_builds"].count_documents({}) == 1
+    churn_project.edit('version = "1.0.0"', 'version = "auto"')
+    assert_clean_error(run("build", churn_project.path), 2, '"auto" needs the registry')
