@@ -400,3 +400,22 @@ def test_inference_log_switched_on_by_the_models_config(
     finally:
         assert process.stop() == 0
         mongo_client.drop_database("mlpack_test_log")
+
+
+def test_expect_100_continue_is_answered_at_once(server: ServerProcess) -> None:
+    """curl sends `Expect: 100-continue` before bodies over 1 KiB and waits for the go-ahead."""
+    body = json.dumps(RECORDS).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        started = time.monotonic()
+        interim = sock.recv(100)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        assert time.monotonic() - started < 0.5
+        sock.sendall(body)
+        response = b""
+        while not response.endswith(b"}") and (chunk := sock.recv(65536)):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200")
