@@ -387,16 +387,20 @@ def test_inference_log_switched_on_by_the_models_config(
     process = ServerProcess.mlpack(built.artifacts["onnx"], env={"CRM_LOG_URI": mongo_uri})
     try:
         assert process.request("POST", "/predict", RECORDS[:2]).status == 200
+        # An unused field MongoDB cannot store: the prediction answers; only that log record is lost.
+        assert process.request("POST", "/predict", {**RECORDS[2], "note": 10**30}).status == 200
+        assert process.request("POST", "/predict", RECORDS[3]).status == 200
         collection = mongo_client["mlpack_test_log"]["served"]
         deadline = time.monotonic() + 15
-        while collection.count_documents({}) < 1 and time.monotonic() < deadline:
+        while collection.count_documents({}) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        logged = collection.find_one({}, {"_id": 0})
-        assert (
-            logged is not None
-            and len(logged["predictions"]) == 2
-            and logged["inputs"][0]["contract"] == RECORDS[0]["contract"]
-        )
+        time.sleep(1.5)  # one more flush interval: nothing else may arrive
+        logged = list(collection.find({}, {"_id": 0}))
+        assert len(logged) == 2
+        assert len(logged[0]["predictions"]) == 2 and logged[0]["inputs"][0]["contract"] == RECORDS[0]["contract"]
+        metrics = process.request("GET", "/metrics").body.decode()
+        assert 'mlpack_inference_log_records_total{outcome="dropped"} 1' in metrics
+        assert 'mlpack_inference_log_records_total{outcome="written"} 2' in metrics
     finally:
         assert process.stop() == 0
         mongo_client.drop_database("mlpack_test_log")

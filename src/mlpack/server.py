@@ -214,12 +214,29 @@ class InferenceLog:
                 self._write(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
+        from pymongo.errors import BulkWriteError
+
         try:
             self._collection.insert_many(batch, ordered=False)
             self._metrics.count_log(written=len(batch))
-        except Exception as exc:  # any database failure: count the loss, keep serving
+        except BulkWriteError as exc:  # the server refused some documents; the others are in
+            written = int(exc.details.get("nInserted", 0))
+            self._metrics.count_log(written=written, dropped=len(batch) - written)
+        except (OverflowError, ValueError, TypeError):
+            # A document the driver cannot encode (an integer past 64 bits in an unused field, say):
+            # write the batch one by one so that one odd request does not cost the others.
+            for entry in batch:
+                self._write_one(entry)
+        except Exception as exc:  # the database is slow or gone: count the loss, keep serving
             self._metrics.count_log(dropped=len(batch))
             log.warning("inference log: dropped %d records: %s", len(batch), str(exc).split("\n", 1)[0][:200])
+
+    def _write_one(self, entry: dict[str, Any]) -> None:
+        try:
+            self._collection.insert_one(entry)
+            self._metrics.count_log(written=1)
+        except Exception:
+            self._metrics.count_log(dropped=1)
 
     def close(self, timeout: float = 5.0) -> None:
         self._stopping.set()
