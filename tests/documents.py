@@ -47,3 +47,17 @@ def subscribers(n: int = 240, seed: int = 7, *, missing_every: int = 23, absent:
                 document["billing"]["method"] = None
         documents.append(document)
     return documents
+
+
+def fuzzed_subscriber(values: Any) -> Any:
+    """A hypothesis strategy: subscriber-shaped records whose fields take arbitrary `values`."""
+    from hypothesis import strategies as st
+
+    return st.fixed_dictionaries(
+        {
+            "tenure_months": values,
+            "support_calls": values,
+            "contract": values,
+            "billing": st.fixed_dictionaries({"monthly_charges": values, "method": values}),
+        }
+    )

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import mlpack.runtime
 from mlpack.build import ExportedModel
 from mlpack.runtime import Model
-from tests.documents import CATEGORICAL, NUMERIC, subscribers
+from tests.documents import CATEGORICAL, NUMERIC, fuzzed_subscriber, subscribers
 from tests.training import config_for, export, runtime_model
 
 # Predictions need every field present (null is fine); training tolerates absent ones.
@@ -210,16 +210,8 @@ values = st.one_of(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(tenure=values, calls=values, contract=values, method=values, charges=values)
-def test_any_record_gives_a_label_or_a_value_error(
-    model: Model, tenure: Any, calls: Any, contract: Any, method: Any, charges: Any
-) -> None:
-    record = {
-        "tenure_months": tenure,
-        "support_calls": calls,
-        "contract": contract,
-        "billing": {"monthly_charges": charges, "method": method},
-    }
+@given(record=fuzzed_subscriber(values))
+def test_any_record_gives_a_label_or_a_value_error(model: Model, record: dict[str, Any]) -> None:
     try:
         assert model.predict(record) in ("churned", "stayed")
     except ValueError as error:

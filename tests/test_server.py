@@ -19,7 +19,7 @@ from pymongo import MongoClient
 from mlpack.artifacts import open_model
 from mlpack.build import BuildResult, write_artifacts
 from mlpack.source.embedded import embedded_server
-from tests.documents import subscribers
+from tests.documents import fuzzed_subscriber, subscribers
 from tests.http_client import ServerProcess
 from tests.training import config_for, export
 
@@ -241,16 +241,8 @@ def test_fuzzed_bodies_never_get_a_5xx(server: ServerProcess, body: Any) -> None
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(tenure=field_values, calls=field_values, charges=field_values, contract=field_values, method=field_values)
-def test_fuzzed_records_never_get_a_5xx(
-    server: ServerProcess, tenure: Any, calls: Any, charges: Any, contract: Any, method: Any
-) -> None:
-    record = {
-        "tenure_months": tenure,
-        "support_calls": calls,
-        "contract": contract,
-        "billing": {"monthly_charges": charges, "method": method},
-    }
+@given(record=fuzzed_subscriber(field_values))
+def test_fuzzed_records_never_get_a_5xx(server: ServerProcess, record: dict[str, Any]) -> None:
     answer = server.request("POST", "/predict", [record, RECORDS[0]])
     assert answer.status in (200, 422), answer.body
     if answer.status == 200:
