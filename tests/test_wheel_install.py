@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
-from mlpack.build import write_artifacts
+from mlpack.build import ExportedModel, write_artifacts
 from tests.documents import subscribers
 from tests.test_runtime import sklearn_frame
 from tests.training import config_for, export
@@ -35,8 +37,15 @@ ALLOWED = {
 }
 
 
+class Installed(NamedTuple):
+    python: Path  # the fresh venv's interpreter, with the model wheel installed
+    exported: ExportedModel  # the scikit-learn pipeline it came from
+    records: list[dict[str, Any]]  # records it has not seen
+    wheel: Path
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, list[dict]]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("wheel")
     (root / "mlpack.toml").write_text("# test config\n", encoding="utf-8")
     config = config_for("sklearn.ensemble.GradientBoostingClassifier", "classification", {"random_state": 0})
@@ -51,11 +60,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, l
         check=True,
         timeout=600,
     )
-    return python, exported, subscribers(60, seed=99, absent=False)
+    return Installed(python, exported, subscribers(60, seed=99, absent=False), result.artifacts["wheel"])
 
 
-def test_only_onnxruntime_and_numpy_are_installed(installed: tuple) -> None:
-    python, _, _ = installed
+def test_only_onnxruntime_and_numpy_are_installed(installed: Installed) -> None:
+    python = installed.python
     listing = subprocess.run(
         [python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True
     )
@@ -64,8 +73,8 @@ def test_only_onnxruntime_and_numpy_are_installed(installed: tuple) -> None:
     assert names <= ALLOWED, names - ALLOWED
 
 
-def test_installed_wheel_predicts_the_same_labels_as_scikit_learn(installed: tuple, tmp_path: Path) -> None:
-    python, exported, records = installed
+def test_installed_wheel_predicts_the_same_labels_as_scikit_learn(installed: Installed, tmp_path: Path) -> None:
+    python, exported, records, _ = installed
     script = (
         "import json, sys, test_model\n"
         "records = json.load(sys.stdin)\n"
@@ -85,8 +94,8 @@ def test_installed_wheel_predicts_the_same_labels_as_scikit_learn(installed: tup
     assert max(abs(a - b) for row, erow in zip(got["proba"], expected) for a, b in zip(row, erow)) < 1e-4
 
 
-def test_module_cli_predicts_a_file_and_names_bad_fields(installed: tuple, tmp_path: Path) -> None:
-    python, exported, records = installed
+def test_module_cli_predicts_a_file_and_names_bad_fields(installed: Installed, tmp_path: Path) -> None:
+    python, exported, records, _ = installed
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records[:5]), encoding="utf-8")
     result = subprocess.run(
@@ -112,10 +121,10 @@ def test_module_cli_predicts_a_file_and_names_bad_fields(installed: tuple, tmp_p
     assert sys.executable != str(python)
 
 
-def test_installed_wheel_serves_with_only_its_own_dependencies(installed: tuple) -> None:
+def test_installed_wheel_serves_with_only_its_own_dependencies(installed: Installed) -> None:
     from tests.http_client import ServerProcess
 
-    python, exported, records = installed
+    python, exported, records, _ = installed
     process = ServerProcess([python, "-m", "test_model", "serve"])
     try:
         answer = process.request("POST", "/predict", records[:3])
@@ -125,3 +134,35 @@ def test_installed_wheel_serves_with_only_its_own_dependencies(installed: tuple)
         assert process.request("POST", "/predict", {"tenure_months": 1}).status == 422
     finally:
         assert process.stop() == 0
+
+
+def _interpreter(version: str) -> str | None:
+    """Another CPython on this machine (pyenv's or on PATH) that really runs, else None."""
+    candidates = [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python"))]
+    candidates.append(shutil.which(f"python{version}") or "")
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", "import venv"], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_wheel_predicts_on_the_oldest_and_newest_python(
+    installed: Installed, version: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    interpreter = _interpreter(version)
+    if interpreter is None:
+        pytest.skip(f"no Python {version} on this machine")
+    _, exported, records, wheel = installed
+    env = tmp_path / "venv"
+    subprocess.run([interpreter, "-m", "venv", env], check=True)
+    subprocess.run(
+        [env / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel],
+        check=True,
+        timeout=600,
+    )
+    script = "import json, sys, test_model; print(json.dumps(test_model.predict(json.load(sys.stdin))))"
+    answer = subprocess.run(
+        [env / "bin" / "python", "-c", script], input=json.dumps(records), capture_output=True, text=True, check=True
+    )
+    assert json.loads(answer.stdout) == exported.trained.pipeline.predict(sklearn_frame(exported, records)).tolist()

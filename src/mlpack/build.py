@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -57,10 +57,10 @@ def created_at() -> datetime:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch:
         try:
-            return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+            return datetime.fromtimestamp(int(epoch), tz=UTC)
         except ValueError:
             raise ConfigError(f"SOURCE_DATE_EPOCH must be an integer (seconds since 1970), got {epoch!r}") from None
-    return datetime.now(tz=timezone.utc).replace(microsecond=0)
+    return datetime.now(tz=UTC).replace(microsecond=0)
 
 
 def tool_versions(opset: int) -> dict[str, Any]:
@@ -312,7 +312,7 @@ def build_image_step(config: Config, result: BuildResult, *, required: bool, say
 
 
 def _epoch(created: str) -> int:
-    return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+    return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
 
 
 __all__ = ["BuildResult", "ExportedModel", "build", "build_image_step", "make_model", "write_artifacts"]

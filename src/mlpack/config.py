@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-import sys
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,11 +19,6 @@ from typing import Any, Literal
 from packaging.version import InvalidVersion, Version
 
 from mlpack.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CONFIG_FILE = "mlpack.toml"
 Task = Literal["classification", "regression"]

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -135,7 +135,7 @@ def publish(
                 wanted,
                 status="published",
                 published={
-                    "at": datetime.now(tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "at": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "repository": _redact_url(repository_url or repository or "pypi"),
                 },
             )

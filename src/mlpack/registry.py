@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
@@ -139,7 +139,7 @@ def _summary(metadata: dict[str, Any], config_text: str) -> dict[str, Any]:
         "name": metadata["name"],
         "version": metadata["version"],
         "created": metadata["created"],
-        "recorded": datetime.now(tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "recorded": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "task": metadata["task"],
         "metrics": metadata.get("metrics", {}),
         "data": {key: metadata["data"][key] for key in ("database", "collection", "rows", "sha256")},
