@@ -108,3 +108,12 @@ def test_estimators_lists_the_registry(run) -> None:
 def test_console_entry_point_and_module_are_the_same_program() -> None:
     result = run_process("--version")
     assert result.code == 0 and result.out.startswith("mlpack ")
+
+
+def test_serve_on_a_port_in_use_is_a_usage_error(built: BuildResult) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_process("serve", built.artifacts["onnx"], "--port", str(port), timeout=60)
+    assert_clean_error(result, 2, f"cannot listen on 127.0.0.1:{port}")
