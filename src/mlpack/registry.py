@@ -45,13 +45,14 @@ class Registry:
     def for_config(cls, database: Database[dict[str, Any]], section: RegistrySection) -> Registry:
         return cls(database[section.collection] if section.enabled else None)
 
-    def _guard(self, action: str) -> Collection[dict[str, Any]]:
+    def _indexed_collection(self) -> Collection[dict[str, Any]]:
+        """The collection, with its unique (name, version) index made on first write."""
         assert self.collection is not None
         if not self._indexed:
             try:
                 self.collection.create_index([("name", ASCENDING), ("version", ASCENDING)], unique=True)
             except PyMongoError as exc:
-                raise ExternalError(f"the registry {self.collection.full_name} cannot be {action}: {exc}") from None
+                raise ExternalError(f"the registry {self.collection.full_name} cannot be indexed: {exc}") from None
             self._indexed = True
         return self.collection
 
@@ -91,7 +92,7 @@ class Registry:
         return version
 
     def _write(self, record: dict[str, Any]) -> None:
-        collection = self._guard("written")
+        collection = self._indexed_collection()
         try:
             collection.replace_one({"name": record["name"], "version": record["version"]}, record, upsert=True)
         except PyMongoError as exc:
@@ -120,7 +121,7 @@ class Registry:
         self._write({**_summary(metadata, config_text), "status": "rejected", "reason": reason, "details": details})
 
     def mark(self, name: str, version: str, **fields: Any) -> None:
-        collection = self._guard("written")
+        collection = self._indexed_collection()
         try:
             collection.update_one({"name": name, "version": version}, {"$set": fields})
         except PyMongoError as exc:
