@@ -205,7 +205,11 @@ def insert(mongo_client: MongoClient[Any], project: Project, documents: list[dic
             ],
             ["target 'label': missing in 1 document(s), e.g. _id 1002"],
         ),
-        (('"billing.method"]', '"billing.methd"]'), [], ["field 'billing.methd' is absent from all 240 documents"]),
+        (
+            ('"billing.method"]', '"billing.methd"]'),
+            [],
+            ["field 'billing.methd' is absent from all 240 documents (did you mean 'billing.method'?)"],
+        ),
         (
             ('collection = "customers"', 'collection = "customers"\nfilter = { contract = "none-such" }'),
             [],

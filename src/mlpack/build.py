@@ -33,6 +33,7 @@ from mlpack.package.image import build_image, engine_version, git_revision, writ
 from mlpack.package.wheel import build_distributions, render_project, twine_check
 from mlpack.runtime import Model
 from mlpack.source import connect, load_columns, mongo_server
+from mlpack.source.mongo import sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.train import TrainedModel, check_gates, metric_names, train
 from mlpack.validate import Dataset, validate
@@ -142,7 +143,13 @@ def build(
                 limit=config.source.limit,
                 progress=lambda rows: say(f"loaded {rows} documents"),
             )
-            dataset = validate(raw, config.features, config.model.task, source_label=collection.full_name)
+            dataset = validate(
+                raw,
+                config.features,
+                config.model.task,
+                source_label=collection.full_name,
+                known_paths=lambda: sample_paths(collection, config.source.filter),
+            )
             metadata = base_metadata(config, resolved_version, created, dataset.rows, dataset.fingerprint)
             try:
                 exported = make_model(config, dataset, metadata, say)

@@ -6,10 +6,12 @@ than one error per build.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
@@ -175,15 +177,29 @@ def fingerprint(dataset: Dataset, features: FeaturesSection) -> str:
     return digest.hexdigest()
 
 
-def validate(raw: RawColumns, features: FeaturesSection, task: Task, *, source_label: str = "") -> Dataset:
-    """Typed columns for training, or a DataError whose details list every problem found."""
+def validate(
+    raw: RawColumns,
+    features: FeaturesSection,
+    task: Task,
+    *,
+    source_label: str = "",
+    known_paths: Callable[[], list[str]] | None = None,
+) -> Dataset:
+    """Typed columns for training, or a DataError whose details list every problem found.
+
+    `known_paths` gives the paths a sample document does have, asked only when a path is absent
+    everywhere, to suggest the one that was meant.
+    """
     report = ValidationReport(rows=raw.rows)
     if raw.rows == 0:
         where = f" in {source_label}" if source_label else ""
         raise DataError(f"no documents to train on: the query matched nothing{where}")
-    for path in [*features.inputs, features.target]:
-        if raw.present[path] == 0:
-            report.problems.append(f"field '{path}' is absent from all {raw.rows} documents (check the path)")
+    absent = [path for path in [*features.inputs, features.target] if raw.present[path] == 0]
+    candidates = known_paths() if absent and known_paths else []
+    for path in absent:
+        guess = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
+        hint = f"did you mean '{guess[0]}'?" if guess else "check the path"
+        report.problems.append(f"field '{path}' is absent from all {raw.rows} documents ({hint})")
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
     numeric = {path: _check_numeric(path, raw.values[path], raw.ids, report) for path in features.numeric}

@@ -104,6 +104,26 @@ def _lookup(document: dict[str, Any], parts: tuple[str, ...]) -> Any:
     return value
 
 
+def field_paths(document: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted path in a document, through sub-documents (not arrays)."""
+    paths = []
+    for key, value in document.items():
+        path = f"{prefix}{key}"
+        paths.append(path)
+        if isinstance(value, dict):
+            paths += field_paths(value, f"{path}.")
+    return paths
+
+
+def sample_paths(collection: Collection[dict[str, Any]], query: dict[str, Any] | None = None) -> list[str]:
+    """The field paths of one matching document: what a misspelt feature path can be compared with."""
+    try:
+        document = collection.find_one(parse_filter(query or {}))
+    except PyMongoError:
+        return []
+    return field_paths(document) if document else []
+
+
 def parse_filter(query: dict[str, Any]) -> dict[str, Any]:
     """Let the TOML filter use Extended JSON values such as {"$oid": ...} or {"$date": ...}."""
     return json_util.loads(json.dumps(query))
