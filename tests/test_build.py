@@ -307,6 +307,9 @@ def test_config_mistakes_fail_before_touching_the_database(
     churn_project.edit("sklearn.svm.NuSVC", "sklearn.ensemble.RandomForestClassifier")
     churn_project.edit("gates = { accuracy = 0.6 }", "gates = { r2 = 0.6 }")
     assert_clean_error(run("build", churn_project.path), 2, "metric 'r2' is for regression")
+    churn_project.edit("gates = { r2 = 0.6 }", "gates = { accuracy = 0.6 }")
+    churn_project.edit('collection = "customers"', 'collection = "customers"\nfilter = { _id = { "$oid" = "zz" } }')
+    assert_clean_error(run("build", churn_project.path), 2, "[source].filter is not a valid query", "'zz'")
     assert time.monotonic() - started < 5
 
 

@@ -169,3 +169,27 @@ class = "sklearn.linear_model.LogisticRegression"
         encoding="utf-8",
     )
     return project
+
+
+def test_toml_dates_in_the_filter_query_as_mongodb_dates(
+    mongo_client: MongoClient[dict[str, Any]], database_name: str
+) -> None:
+    import datetime as dt
+    import tomllib
+
+    from mlpack.source.mongo import filter_as_json, parse_filter
+
+    collection = mongo_client[database_name]["events"]
+    collection.insert_many(
+        [
+            {"_id": 1, "at": dt.datetime(2023, 12, 31, tzinfo=dt.UTC)},
+            {"_id": 2, "at": dt.datetime(2024, 1, 2, 12, tzinfo=dt.UTC)},
+        ]
+    )
+    query = tomllib.loads('f = { at = { "$gte" = 2024-01-01 } }')["f"]  # a TOML local date
+    assert load_columns(collection, ["at"], query=query).ids == [2]
+    query = tomllib.loads('f = { at = { "$lt" = 2024-01-01T00:00:00Z } }')["f"]
+    assert load_columns(collection, ["at"], query=query).ids == [1]
+    assert filter_as_json(query) == {"at": {"$lt": {"$date": "2024-01-01T00:00:00Z"}}}
+    with pytest.raises(ConfigError, match="a time of day"):
+        parse_filter(tomllib.loads("f = { t = 07:00:00 }")["f"])

@@ -21,8 +21,6 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-from bson import json_util
-
 import mlpack
 from mlpack import registry
 from mlpack.config import Config, load_config, with_version
@@ -33,7 +31,7 @@ from mlpack.package.image import build_image, engine_version, git_revision, writ
 from mlpack.package.wheel import build_distributions, render_project, twine_check
 from mlpack.runtime import Model
 from mlpack.source import connect, load_columns, mongo_server
-from mlpack.source.mongo import sample_paths
+from mlpack.source.mongo import filter_as_json, parse_filter, sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.train import TrainedModel, check_gates, metric_names, train
 from mlpack.validate import Dataset, validate
@@ -79,6 +77,7 @@ def preflight(config: Config) -> None:
     """Configuration mistakes that need no data are reported before any database is touched."""
     make_estimator(config.estimator, config.model.task)
     metric_names(config)
+    parse_filter(config.source.filter)
 
 
 def sha256_of(path: Path) -> str:
@@ -191,8 +190,7 @@ def base_metadata(config: Config, version: str, created: datetime, rows: int, fi
         "data": {
             "database": source.database,
             "collection": source.collection,
-            # Relaxed Extended JSON, so dates and ObjectIds in a filter survive the trip to JSON.
-            "filter": json.loads(json_util.dumps(source.filter)),
+            "filter": filter_as_json(source.filter),
             "limit": source.limit,
             "rows": rows,
             "sha256": fingerprint,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bson import json_util
+from bson.errors import BSONError
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import ConfigurationError, InvalidURI, OperationFailure, PyMongoError
@@ -124,9 +126,32 @@ def sample_paths(collection: Collection[dict[str, Any]], query: dict[str, Any] |
     return field_paths(document) if document else []
 
 
+def _toml_to_bson(value: Any) -> Any:
+    """TOML's own dates as MongoDB has them: a date is midnight UTC; a time of day has no BSON type."""
+    if isinstance(value, dict):
+        return {key: _toml_to_bson(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_toml_to_bson(item) for item in value]
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    if isinstance(value, datetime.date):
+        return datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC)
+    if isinstance(value, datetime.time):
+        raise ConfigError(f"[source].filter: a time of day ({value}) has no MongoDB type; use a full date-time")
+    return value
+
+
 def parse_filter(query: dict[str, Any]) -> dict[str, Any]:
-    """Let the TOML filter use Extended JSON values such as {"$oid": ...} or {"$date": ...}."""
-    return json_util.loads(json.dumps(query))
+    """The TOML filter as a MongoDB query; Extended JSON values ({"$oid": ...}, {"$date": ...}) work."""
+    try:
+        return json_util.loads(json_util.dumps(_toml_to_bson(query)))
+    except (BSONError, ValueError, TypeError) as exc:
+        raise ConfigError(f"[source].filter is not a valid query: {exc}") from None
+
+
+def filter_as_json(query: dict[str, Any]) -> Any:
+    """The filter for metadata: relaxed Extended JSON, so dates and ObjectIds survive as JSON."""
+    return json.loads(json_util.dumps(parse_filter(query), json_options=json_util.RELAXED_JSON_OPTIONS))
 
 
 def collect(
