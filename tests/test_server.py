@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openapi_spec_validator import validate as validate_openapi
 from pymongo import MongoClient
 
 from mlpack.artifacts import open_model
@@ -72,6 +73,7 @@ def test_health_metadata_openapi(server: ServerProcess, built_model: BuildResult
     assert server.request("GET", "/readyz").json() == {"ready": True}
     assert server.request("GET", "/metadata").json() == built_model.metadata
     spec = server.request("GET", "/openapi.json").json()
+    validate_openapi(spec)  # a valid OpenAPI 3.1 document, not just JSON
     assert spec["openapi"].startswith("3.")
     record = spec["components"]["schemas"]["Record"]
     assert record["properties"]["billing"]["properties"]["monthly_charges"]["type"] == ["number", "null"]
