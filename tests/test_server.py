@@ -99,6 +99,9 @@ def test_open_inference_protocol_v2(server: ServerProcess, expected: Any) -> Non
     assert server.request("GET", "/v2/health/live").json() == {"live": True}
     assert server.request("GET", "/v2/health/ready").status == 200
     assert server.request("GET", "/v2/models/test-model/ready").status == 200
+    assert server.request("GET", "/v2/models/test-model/versions/1.0.0/ready").status == 200
+    assert server.request("GET", "/v2/models/test-model/versions/9.9.9/ready").status == 404
+    assert server.request("GET", "/v2").json()["name"] == "mlpack"
     meta = server.request("GET", "/v2/models/test-model").json()
     assert meta["name"] == "test-model" and meta["versions"] == ["1.0.0"]
     assert {"name": "contract", "datatype": "BYTES", "shape": [-1, 1]} in meta["inputs"]

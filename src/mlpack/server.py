@@ -322,6 +322,7 @@ class App:
             ("GET", v2): lambda _: (200, self.v2_metadata()),
             ("GET", f"{v2}/versions/{model.version}"): lambda _: (200, self.v2_metadata()),
             ("GET", f"{v2}/ready"): self.readiness,
+            ("GET", f"{v2}/versions/{model.version}/ready"): self.readiness,
             ("POST", f"{v2}/infer"): self.v2_infer,
             ("POST", f"{v2}/versions/{model.version}/infer"): self.v2_infer,
         }
