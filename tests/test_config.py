@@ -120,3 +120,15 @@ def test_unknown_command_line_option_exits_2(run) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run("build", "--no-such-flag")
     assert exit_info.value.code == 2
+
+
+def test_the_readme_config_reference_is_a_valid_config() -> None:
+    import re
+    import tomllib
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## `mlpack.toml`\n\n```toml\n(.*?)```", readme, re.S)
+    assert block is not None
+    config = parse_config(tomllib.loads(block.group(1)))
+    assert config.features.categorical == ["contract", "billing.method"]
+    assert config.image_configured
