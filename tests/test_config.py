@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mlpack.build import preflight
 from mlpack.config import load_config, parse_config
 from mlpack.errors import ConfigError
 from tests.conftest import CHURN_CONFIG, REPO, artifacts_in, assert_clean_error
@@ -132,3 +135,52 @@ def test_the_readme_config_reference_is_a_valid_config() -> None:
     config = parse_config(tomllib.loads(block.group(1)))
     assert config.features.categorical == ["contract", "billing.method"]
     assert config.image_configured
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
+_values = st.recursive(
+    _scalars.filter(lambda v: v is not None),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_known = {
+    "model": ["name", "version", "task", "description"],
+    "source": ["database", "collection", "uri_env", "filter", "limit", "seed", "embedded"],
+    "features": ["target", "numeric", "categorical"],
+    "estimator": ["class", "params"],
+    "evaluation": ["test_size", "seed", "metrics", "gates"],
+    "export": ["target_opset", "parity_tolerance"],
+    "image": ["base", "port", "tag", "python", "arch"],
+    "serve": ["max_body_bytes", "inference_log"],
+}
+_sections = st.fixed_dictionaries(
+    {},
+    optional={
+        name: st.dictionaries(st.sampled_from([*keys, "extra"]), _values, max_size=len(keys)) | _values
+        for name, keys in _known.items()
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=_sections)
+def test_any_config_is_accepted_or_a_config_error(raw: dict) -> None:
+    """Whatever a user writes, the answer is a Config or a ConfigError naming something: no traceback."""
+    try:
+        parse_config(raw)
+    except ConfigError as error:
+        assert error.message and error.exit_code == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(section=st.sampled_from(sorted(_known)), key=st.data(), value=_values)
+def test_any_single_bad_value_in_a_valid_config_is_named(section: str, key: st.DataObject, value: object) -> None:
+    import tomllib
+
+    raw = tomllib.loads(CHURN_CONFIG.format(database="db"))
+    name = key.draw(st.sampled_from(_known[section]))
+    raw.setdefault(section, {})[name] = value
+    try:
+        preflight(parse_config(raw))  # the checks a build makes before touching the database
+    except ConfigError as error:
+        assert f"[{section}]" in error.message or "not valid" in error.message or name in error.message
