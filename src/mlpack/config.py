@@ -127,10 +127,6 @@ class Config:
     path: Path = field(default=Path(CONFIG_FILE), metadata={"internal": True})
     image_configured: bool = field(default=False, metadata={"internal": True})  # an [image] table was written
 
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as the user would write it: TOML keys, no internal fields."""
-        return _section_to_dict(self)
-
 
 def find_config_file(project: str | Path = ".") -> Path:
     """A project folder holds `mlpack.toml`; a path to a `.toml` file names it directly."""
@@ -297,11 +293,3 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [image].tag {config.image.tag!r} is not a valid image tag (lowercase name[:tag])")
     if config.image.python and not re.match(r"^3\.\d+$", config.image.python):
         raise ConfigError(f'{where}: [image].python must look like "3.11", got {config.image.python!r}')
-
-
-def _section_to_dict(obj: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in _user_fields(type(obj)):
-        value = getattr(obj, f.name)
-        out[_key(f)] = _section_to_dict(value) if dataclasses.is_dataclass(value) else value
-    return out

@@ -133,11 +133,6 @@ class Model:
         self._session: Any = None
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_onnx(cls, model: bytes | str | os.PathLike[str]) -> Model:
-        """A model whose metadata is read back from the ONNX file's metadata_props."""
-        return cls(model, read_onnx_metadata(model))
-
     @property
     def session(self) -> Any:
         if self._session is None:
