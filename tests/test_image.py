@@ -184,3 +184,21 @@ def test_no_engine_without_the_flag_builds_the_rest_and_says_so(
     assert report["image"]["built"] is False
     assert run("build", churn_project.path, "--no-image", "--version", "1.0.1", "-q").code == 0
     assert not (churn_project.path / "dist" / "churn-model-1.0.1.docker").exists()
+
+
+def test_context_from_a_local_wheelhouse_needs_no_package_index(
+    churn_project: Project, run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """[image].find_links: the whole build, image context included, works with the index unreachable."""
+    with_image_section(churn_project)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
+    assert run("build", churn_project.path, "-q").code == 0
+    wheelhouse = churn_project.path / "wheelhouse"
+    (churn_project.path / "dist" / "churn-model-1.0.0.docker" / "deps").rename(wheelhouse)
+    churn_project.edit("port = 8080", 'port = 8080\nfind_links = "wheelhouse"')
+    churn_project.edit('version = "1.0.0"', 'version = "1.0.1"')
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple/")  # nothing listens there
+    result = run("build", churn_project.path, "--json")
+    assert result.code == 0, result.err
+    deps = churn_project.path / "dist" / "churn-model-1.0.1.docker" / "deps"
+    assert sorted(p.name for p in deps.glob("*.whl")) == sorted(p.name for p in wheelhouse.glob("*.whl"))

@@ -261,7 +261,7 @@ def write_artifacts(
                 section=config.image,
                 revision=git_revision(config.project_dir),
                 epoch=epoch,
-                find_links=config.image.find_links,
+                find_links=_project_path(config, config.image.find_links),
             )
             staged["docker"] = context
             artifacts["docker"] = {
@@ -277,6 +277,11 @@ def write_artifacts(
         for kind, path in staged.items():
             _move_into_place(path, final[kind], stage)
     return BuildResult(metadata=metadata, artifacts=final, report=report)
+
+
+def _project_path(config: Config, value: str) -> str:
+    """A path from mlpack.toml, relative to the project folder."""
+    return str(config.project_dir / value) if value else ""
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:

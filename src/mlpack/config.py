@@ -88,7 +88,7 @@ class ImageSection:
     tag: str = ""  # default: NAME:VERSION
     python: str = ""  # the base image's Python ("3.11"); default: read from a python:X.Y base tag
     arch: str = ""  # x86_64 or aarch64; default: this machine's
-    find_links: str = ""  # a local folder of wheels for the image's dependencies (offline context)
+    find_links: str = ""  # a local folder of wheels for the image's dependencies: no package index is asked
 
     def tag_for(self, name: str, version: str) -> str:
         return self.tag or f"{name.lower()}:{version}"

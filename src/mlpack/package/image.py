@@ -120,8 +120,8 @@ def download_dependencies(
         *target.pip_platform_args(),
         str(wheel),
     ]
-    if find_links:
-        command += ["--find-links", find_links]
+    if find_links:  # a local wheelhouse: the context is then made with no network at all
+        command += ["--no-index", "--find-links", find_links]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     constraints.unlink()
     if result.returncode != 0:
