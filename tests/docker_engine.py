@@ -94,6 +94,8 @@ def _stop_stale(pidfile: Path) -> None:
 def _ensure_base_image(env: dict[str, str], root: Path) -> None:
     if _run(["docker", "image", "inspect", BASE_IMAGE], env).returncode == 0:
         return
+    if _run(["docker", "pull", BASE_IMAGE], env, timeout=300).returncode == 0:
+        return  # a registry answers (a developer's laptop, GitHub's runners)
     tarball = root / "base.tar"
     if not tarball.is_file():
         if shutil.which("mmdebstrap") is None:
@@ -125,9 +127,11 @@ def _ensure_base_image(env: dict[str, str], root: Path) -> None:
 @contextmanager
 def docker_engine() -> Iterator[dict[str, str]]:
     """Environment variables (DOCKER_HOST, PATH) that reach a working engine holding BASE_IMAGE."""
-    if os.environ.get("DOCKER_HOST") and _answers(dict(os.environ)):
-        env = {"DOCKER_HOST": os.environ["DOCKER_HOST"], "PATH": os.environ["PATH"]}
-        _ensure_base_image(env, cache_dir())
+    if _answers(dict(os.environ)):  # DOCKER_HOST, or the default socket, already reaches an engine
+        env = {"PATH": os.environ["PATH"]}
+        if "DOCKER_HOST" in os.environ:
+            env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+        _ensure_base_image({**os.environ, **env}, cache_dir())
         yield env
         return
     root = cache_dir()
