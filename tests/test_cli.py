@@ -106,8 +106,15 @@ def test_estimators_lists_the_registry(run) -> None:
 
 
 def test_console_entry_point_and_module_are_the_same_program() -> None:
-    result = run_process("--version")
-    assert result.code == 0 and result.out.startswith("mlpack ")
+    import subprocess
+    import sys
+
+    module = run_process("estimators", "--json")
+    script = subprocess.run(
+        [Path(sys.executable).parent / "mlpack", "estimators", "--json"], capture_output=True, text=True, check=False
+    )
+    assert module.code == script.returncode == 0
+    assert module.out == script.stdout and "RandomForestClassifier" in module.out
 
 
 def test_serve_on_a_port_in_use_is_a_usage_error(built: BuildResult) -> None:
