@@ -23,6 +23,7 @@ from mlpack.errors import ConfigError, ExternalError
 from mlpack.package.wheel import packaging_dir
 from mlpack.registry import HOLDING_STATUSES, Registry
 from mlpack.source import connect, mongo_server
+from mlpack.source.mongo import redact
 
 
 @contextmanager
@@ -55,10 +56,6 @@ class PublishResult:
     files: list[Path]
     repository: str
     registry_checked: bool
-
-
-def _redact_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
 
 
 def _registry_is_throwaway(config: Config) -> bool:
@@ -101,6 +98,7 @@ def publish(
     if wanted == "auto" and throwaway:
         raise ConfigError('version "auto" needs a persistent registry to know which build to publish: pass --version')
 
+    target = redact(repository_url or repository or "pypi")  # for messages and the registry
     registry_checked = False
     if throwaway:
         report, files = _built_files(config, wanted, dist_dir)
@@ -136,14 +134,14 @@ def publish(
                 status="published",
                 published={
                     "at": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "repository": _redact_url(repository_url or repository or "pypi"),
+                    "repository": target,
                 },
             )
     return PublishResult(
         config.model.name,
         report["version"],
         files,
-        _redact_url(repository_url or repository or "pypi"),
+        target,
         registry_checked,
     )
 
@@ -164,7 +162,7 @@ def _upload(files: list[Path], repository_url: str | None, repository: str | Non
     if result.returncode == 0:
         return
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).strip()
-    target = _redact_url(repository_url or repository or "pypi")
+    target = redact(repository_url or repository or "pypi")
     if re.search(r"\b(401|403)\b", output):
         raise ExternalError(
             f"the package index {target} refused the credentials (set TWINE_USERNAME/TWINE_PASSWORD "
