@@ -251,6 +251,8 @@ def _json_safe(value: Any) -> Any:
         return None
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
     return value
 
 
@@ -279,7 +281,7 @@ def _dump_json(document: Any) -> bytes:
     try:
         return json.dumps(document, allow_nan=False).encode()
     except ValueError:
-        return json.dumps(_json_safe(document)).encode()
+        return json.dumps(_json_safe(document), allow_nan=False).encode()
 
 
 _V2_TYPES = {"numeric": "FP32", "categorical": "BYTES"}
@@ -348,7 +350,7 @@ class App:
             labels, probabilities, _ = self.model.run(records)
         except ValueError as exc:
             raise ClientError(422, str(exc)) from None
-        answer: dict[str, Any] = {"predictions": _json_safe(labels)}
+        answer: dict[str, Any] = {"predictions": labels}
         if probabilities is not None:
             answer["probabilities"] = probabilities
         answer["model"] = {"name": self.model.name, "version": self.model.version}
@@ -457,7 +459,7 @@ class App:
                 }
             )
         else:
-            outputs.append({"name": "variable", "datatype": "FP32", "shape": [count], "data": _json_safe(labels)})
+            outputs.append({"name": "variable", "datatype": "FP32", "shape": [count], "data": labels})
         if self.inference_log is not None:
             self.inference_log.record(self.model, "v2/infer", columns, labels)
         answer: dict[str, Any] = {
@@ -701,8 +703,10 @@ class HttpServer:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        # Load before accepting: the socket already listens, so early clients wait in its backlog
+        # instead of meeting a 503, and with --workers no process takes requests it cannot answer.
+        await loop.run_in_executor(None, self.app.load)
         server = await asyncio.start_server(self.handle_connection, sock=sock, limit=self.MAX_HEAD_BYTES, backlog=1024)
-        await loop.run_in_executor(None, self.app.load)  # /healthz answers while the session loads
         log.info("%s", banner)
         await stop.wait()
         self.app.draining.set()
