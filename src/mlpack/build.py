@@ -24,6 +24,7 @@ from typing import Any
 import mlpack
 from mlpack import registry
 from mlpack.config import Config, load_config, with_version
+from mlpack.drift import baseline_of
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.estimators import make_estimator
 from mlpack.export import check_parity, feature_metadata, onnx_input_names, parity_report, to_onnx, with_metadata
@@ -223,13 +224,27 @@ def make_model(config: Config, dataset: Dataset, metadata: dict[str, Any], say: 
         onnx_model = to_onnx(
             trained, metadata["features"], opset=config.export.target_opset, graph_name=config.model.import_name
         )
-        parity = parity_report(trained, Model(onnx_model.SerializeToString(), metadata), config.export.parity_tolerance)
+        model = Model(onnx_model.SerializeToString(), metadata)
+        parity = parity_report(trained, model, config.export.parity_tolerance)
         metadata["parity"] = parity.as_dict()
         check_parity(parity, classification=trained.classes is not None)
     except QualityGateError as exc:
         exc.metadata = metadata
         raise
+    metadata["baseline"] = training_baseline(dataset, model, metadata)
     return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata)
+
+
+def training_baseline(dataset: Dataset, model: Model, metadata: dict[str, Any]) -> dict[str, Any]:
+    """SPEC §10's baseline: the distribution of each input and of the ONNX model's own predictions
+    over the data the model was built from, which the server and `mlpack monitor` compare live traffic to."""
+    columns = dataset.columns()
+    predictions: list[Any] = []
+    for start in range(0, dataset.rows, 50_000):  # bounded memory on large collections
+        chunk = {name: values[start : start + 50_000] for name, values in columns.items()}
+        predictions += model.run(chunk)[0]
+    profiled = {f["name"]: (f["kind"], columns[f["name"]]) for f in metadata["features"] if f["name"] in columns}
+    return baseline_of(profiled, predictions, metadata["task"], rows=dataset.rows)
 
 
 def write_artifacts(

@@ -1,0 +1,274 @@
+"""The training baseline and PSI (mlpack.drift), checked against a plain numpy reference written apart from it."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlpack import runtime
+from mlpack.drift import (
+    DriftWindow,
+    Profile,
+    baseline_of,
+    categorical_profile,
+    numeric_profile,
+    psi,
+)
+from tests.documents import subscribers
+
+
+# -- an independent reference: PSI as textbooks define it, with its own binning loop ----------------
+# (The baseline stores shares rounded to 6 decimals, hence a relative tolerance of 1e-5.)
+def reference_numeric_psi(train: np.ndarray, live: np.ndarray, bins: int = 10) -> float:
+    """Decile edges (observed values, below the maximum) of the training values; each side's share
+    per bin; sum (a - e) ln(a / e), zero shares -> 1e-4. Values in float32, as the model takes them."""
+    train = train[~np.isnan(train)].astype(np.float32).astype(np.float64)
+    live = live[~np.isnan(live)].astype(np.float32).astype(np.float64)
+    deciles = np.quantile(train, [i / bins for i in range(1, bins)], method="inverted_cdf")
+    inner = np.unique(deciles[deciles < train.max()])
+    # Right-closed intervals (low, high]: histogram a negated copy, whose bins are [-high, -low).
+    edges = np.concatenate([[-np.inf], inner, [np.inf]])
+    expected = _right_closed_histogram(train, edges)
+    actual = _right_closed_histogram(live, edges)
+    return _formula(expected / expected.sum(), actual / actual.sum())
+
+
+def _right_closed_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts = np.zeros(len(edges) - 1)
+    for value in values:
+        for index in range(len(edges) - 1):
+            if edges[index] < value <= edges[index + 1]:
+                counts[index] += 1
+                break
+    return counts
+
+
+def reference_categorical_psi(train: list[str], live: list[str]) -> float:
+    """Shares over the union of categories (missing left out), zeros -> 1e-4."""
+    train = [v for v in train if v != "__missing__"]
+    live = [v for v in live if v != "__missing__"]
+    categories = sorted(set(train) | set(live))
+    expected = np.array([train.count(c) for c in categories], dtype=float) / len(train)
+    actual = np.array([live.count(c) for c in categories], dtype=float) / len(live)
+    return _formula(expected, actual)
+
+
+def _formula(expected: np.ndarray, actual: np.ndarray) -> float:
+    total = 0.0
+    for e, a in zip(expected, actual):
+        e, a = max(e, 1e-4), max(a, 1e-4)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+def _numbers(n: int, seed: int, shift: float = 0.0, scale: float = 1.0, missing: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(50 + shift, 10 * scale, n).round(2)
+    values[rng.random(n) < missing] = np.nan
+    return values
+
+
+@pytest.mark.parametrize(
+    ("shift", "scale", "missing"),
+    [(0.0, 1.0, 0.0), (3.0, 1.0, 0.0), (10.0, 1.0, 0.1), (0.0, 2.5, 0.3), (-25.0, 0.5, 0.0)],
+)
+def test_numeric_psi_agrees_with_the_reference(shift: float, scale: float, missing: float) -> None:
+    train = _numbers(2000, 1, missing=0.05)
+    live = _numbers(700, 2, shift, scale, missing)
+    profile = Profile(numeric_profile(train))
+    ours = profile.psi(profile.counts_of(live))
+    assert ours is not None
+    assert ours == pytest.approx(reference_numeric_psi(train, live), rel=1e-5, abs=1e-6)
+
+
+def test_categorical_psi_agrees_with_the_reference_including_unknown_categories() -> None:
+    rng = random.Random(3)
+    train = rng.choices(["monthly", "yearly", "two_year", "__missing__"], weights=[5, 3, 2, 1], k=1500)
+    for live in (
+        rng.choices(["monthly", "yearly", "two_year"], weights=[5, 3, 2], k=500),
+        rng.choices(["monthly", "yearly", "two_year"], weights=[1, 3, 6], k=500),
+        rng.choices(["monthly", "yearly", "weekly", "__missing__"], weights=[4, 3, 3, 2], k=500),
+    ):
+        profile = Profile(categorical_profile(train))
+        ours = profile.psi(profile.counts_of(live))
+        assert ours == pytest.approx(reference_categorical_psi(train, live), rel=1e-5, abs=1e-6)
+
+
+def test_like_data_has_small_psi_and_shifted_data_large() -> None:
+    profile = Profile(numeric_profile(_numbers(3000, 1)))
+    same = profile.psi(profile.counts_of(_numbers(1000, 9)))
+    shifted = profile.psi(profile.counts_of(_numbers(1000, 9, shift=8)))
+    assert same is not None and shifted is not None
+    assert same < 0.05 < 0.2 < shifted
+
+
+def test_numeric_profile_edges_shares_and_missing_rate() -> None:
+    values = np.array([float(v) for v in range(1, 101)] + [math.nan] * 25)
+    profile = numeric_profile(values)
+    assert profile["missing"] == pytest.approx(0.2)
+    assert len(profile["edges"]) == 9 and profile["edges"] == sorted(profile["edges"])
+    assert sum(profile["shares"]) == pytest.approx(1.0)
+    assert all(share == pytest.approx(0.1) for share in profile["shares"])
+
+
+def test_repeated_values_give_fewer_bins_not_empty_ones() -> None:
+    profile = numeric_profile(np.array([0.0] * 50 + [1.0] * 30 + [2.0] * 20))
+    assert profile["edges"] == [0.0, 1.0]
+    assert profile["shares"] == [0.5, 0.3, 0.2]
+    live = Profile(profile)
+    assert live.bin_of(0.0) == 0 and live.bin_of(1.0) == 1 and live.bin_of(1.5) == 2 and live.bin_of(7.0) == 2
+
+
+def test_a_value_on_an_edge_is_binned_alike_one_by_one_and_in_bulk() -> None:
+    train = _numbers(500, 4)
+    profile = Profile(numeric_profile(train))
+    probes = np.array([*profile.edges, *(np.float32(e) for e in profile.edges), -1e9, 1e9, math.nan])
+    one_by_one = [profile.bin_of(float(v)) for v in probes]
+    assert one_by_one == profile.bins_of(probes).tolist()
+
+
+def test_categories_beyond_the_cap_share_one_other_bin() -> None:
+    values = ["a"] * 5 + ["b"] * 3 + ["c", "d"]
+    profile = categorical_profile(values, max_categories=2)
+    assert profile["categories"] == ["a", "b"] and profile["other"] is True
+    assert profile["shares"] == [0.5, 0.3, 0.2]
+    live = Profile(profile)
+    assert live.bin_of("c") == live.bin_of("zzz") == 2  # rare and unseen cannot be told apart past the cap
+
+
+def test_psi_of_nothing_is_none_and_bins_must_match() -> None:
+    assert psi([0.5, 0.5], [0, 0]) is None
+    assert psi([0, 0], [1, 1]) is None
+    with pytest.raises(ValueError, match="same bins"):
+        psi([0.5, 0.5], [1, 1, 1])
+    assert psi([0.2, 0.8], [0.2, 0.8]) == 0.0
+
+
+def test_baseline_of_profiles_known_kinds_and_the_predictions() -> None:
+    baseline = baseline_of(
+        {
+            "age": ("numeric", _numbers(100, 1)),
+            "plan": ("categorical", np.array(["a", "b", "a", "__missing__"] * 25, dtype=object)),
+            "notes": ("text", ["free text"] * 100),
+        },
+        [True, False, True, True] * 25,
+        "classification",
+        rows=100,
+    )
+    assert set(baseline["features"]) == {"age", "plan"}
+    assert baseline["features"]["plan"] == {
+        "kind": "categorical",
+        "categories": ["a", "b"],
+        "shares": [pytest.approx(2 / 3, abs=1e-6), pytest.approx(1 / 3, abs=1e-6)],
+        "missing": 0.25,
+    }
+    assert baseline["predictions"]["categories"] == ["true", "false"]
+    assert baseline["predictions"]["shares"] == [0.75, 0.25]
+    regression = baseline_of({}, list(np.linspace(0, 1, 50)), "regression", rows=50)
+    assert regression["predictions"]["kind"] == "numeric" and len(regression["predictions"]["edges"]) == 9
+
+
+# -- the server's window ------------------------------------------------------------------------------
+def _window(size: int = 100) -> DriftWindow:
+    baseline = baseline_of(
+        {
+            "x": ("numeric", _numbers(1000, 1)),
+            "c.kind": ("categorical", np.array(["a", "b"] * 500, dtype=object)),
+        },
+        ["yes", "no"] * 500,
+        "classification",
+        rows=1000,
+    )
+    return DriftWindow(baseline, {"x": "x", "c.kind": "c_kind"}, size=size)
+
+
+def _feeds(xs: list[float], kinds: list[str]) -> dict[str, np.ndarray]:
+    return {
+        "x": np.array(xs, dtype=np.float32).reshape(-1, 1),
+        "c_kind": np.array(kinds, dtype=object).reshape(-1, 1),
+    }
+
+
+def test_window_counts_the_same_one_by_one_as_in_batches() -> None:
+    rng = np.random.default_rng(5)
+    xs = [float(v) for v in rng.normal(55, 10, 250)] + [math.nan] * 10
+    kinds = [rng.choice(["a", "b", "z", "__missing__"]) for _ in xs]
+    labels = [rng.choice(["yes", "no"]) for _ in xs]
+    single, batched = _window(), _window()
+    for x, kind, label in zip(xs, kinds, labels):
+        single.observe(_feeds([x], [kind]), [label])
+    for start in range(0, len(xs), 37):
+        batched.observe(_feeds(xs[start : start + 37], kinds[start : start + 37]), labels[start : start + 37])
+    assert single.counts == batched.counts
+    summary = single.summary()
+    assert summary["x"]["values"] == 260 and summary["x"]["missing"] == 10
+    assert summary["c.kind"]["unknown"] == kinds.count("z")
+    assert summary["c.kind"]["missing"] == kinds.count("__missing__")
+    # The window holds the last 100 records only; its PSI is that of those records.
+    assert summary["x"]["window"] == 100
+    profile = single.profiles["x"]
+    assert summary["x"]["psi"] == pytest.approx(profile.psi(profile.counts_of(np.array(xs[-100:]))))
+
+
+def test_a_batch_larger_than_the_window_keeps_its_newest_records() -> None:
+    window = _window(size=10)
+    xs = [1000.0] * 15 + [0.0] * 10
+    window.observe(_feeds(xs, ["a"] * 25), ["yes"] * 25)
+    profile = window.profiles["x"]
+    offset = window.layout["x"]
+    assert list(window.counts[offset : offset + profile.slots]) == list(profile.counts_of(np.zeros(10)))
+
+
+def test_worker_buffers_add_up() -> None:
+    first, second = _window(), _window()
+    first.observe(_feeds([40.0, 60.0], ["a", "z"]), ["yes", "no"])
+    second.observe(_feeds([math.nan], ["b"]), ["no"])
+    total = first.summary(first.add([first.counts, second.counts]))
+    assert total["x"]["values"] == 3 and total["x"]["missing"] == 1
+    assert total["c.kind"]["unknown"] == 1
+
+
+def test_prometheus_lines_name_each_feature() -> None:
+    window = _window()
+    window.observe(_feeds([40.0, math.nan], ["a", "zz"]), ["yes", "no"])
+    text = "\n".join(window.prometheus())
+    assert 'mlpack_feature_missing_total{feature="x"} 1' in text
+    assert 'mlpack_feature_unknown_category_total{feature="c.kind"} 1' in text
+    assert 'mlpack_feature_drift_psi{feature="x"}' in text
+    assert "mlpack_prediction_drift_psi " in text
+    assert 'mlpack_drift_window_values{feature="x"} 1' in text
+
+
+# -- the baseline a build stores ----------------------------------------------------------------------
+def test_the_build_stores_a_baseline_of_its_data_and_predictions(built_model: Any) -> None:
+    documents = subscribers(200)
+    baseline = built_model.metadata["baseline"]
+    assert baseline["rows"] == 200 and baseline["bins"] == 10
+    tenure = baseline["features"]["tenure_months"]
+    assert tenure["missing"] == pytest.approx(sum(d["tenure_months"] is None for d in documents) / 200)
+    present = np.array([d["tenure_months"] for d in documents if d["tenure_months"] is not None], dtype=float)
+    assert tenure["shares"] == pytest.approx(
+        (
+            np.bincount(np.searchsorted(tenure["edges"], present), minlength=len(tenure["edges"]) + 1) / len(present)
+        ).tolist(),
+        abs=1e-6,
+    )
+    method = baseline["features"]["billing.method"]
+    methods = [d["billing"].get("method") for d in documents]
+    assert method["missing"] == pytest.approx(methods.count(None) / 200)
+    assert dict(zip(method["categories"], method["shares"])) == {
+        m: pytest.approx(methods.count(m) / (200 - methods.count(None)), abs=1e-6) for m in ("card", "bank", "check")
+    }
+    # The predictions' distribution is the model's own, over the same documents.
+    same_with_nulls = subscribers(200, absent=False)
+    labels = runtime.Model(built_model.artifacts["onnx"], built_model.metadata).predict(same_with_nulls)
+    predicted = baseline["predictions"]
+    assert dict(zip(predicted["categories"], predicted["shares"])) == {
+        label: pytest.approx(labels.count(label) / 200, abs=1e-6) for label in set(labels)
+    }
+    # The same baseline travels in the ONNX file's metadata.
+    assert runtime.read_onnx_metadata(built_model.artifacts["onnx"])["baseline"] == baseline
