@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mlpack import __version__
 from mlpack.errors import ConfigError, MlpackError
+from mlpack.redaction import redact
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,11 +31,12 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
         return None
     if not (args.verbose or sys.stderr.isatty()):
         return None
-    return lambda message: print(f"mlpack: {message}", file=sys.stderr, flush=True)
+    return lambda message: print(redact(f"mlpack: {message}"), file=sys.stderr, flush=True)
 
 
 def _print_json(document: Any) -> None:
-    print(json.dumps(document, indent=2, sort_keys=True, default=str))
+    # Every --json document passes here: a credential that reached one (an error quoting a URI) is hidden.
+    print(redact(json.dumps(document, indent=2, sort_keys=True, default=str)))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -226,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=["jsonl", "json", "csv"], help="default: from the file's suffix")
     predict.set_defaults(handler=cmd_predict)
 
-    serve = commands.add_parser("serve", help="serve a .onnx or model .whl over HTTP (SPEC §5)")
+    serve = commands.add_parser("serve", help="serve a .onnx or model .whl over HTTP")
     serve.add_argument("artifact", help="a .onnx or model .whl built by mlpack")
     from mlpack.server import add_serve_arguments
 
@@ -257,7 +263,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every `finally` runs: embedded servers stop,
+    their temporary folders and the build's scratch folder are removed."""
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    # Libraries warn with text that may quote a connection string: through `redact`, one line, no source.
+    print(redact(f"warning: {message}"), file=sys.stderr)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (`mlpack ... | head`): no traceback, and none at exit when Python flushes."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # also from --help or usage output
+        return _quiet_broken_pipe()
+    finally:
+        warnings.showwarning = shown
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -265,14 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MlpackError as exc:
         if getattr(args, "json", False):
             _print_json({"error": exc.message, "details": exc.details, "exit_code": exc.exit_code})
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {redact(exc.message)}", file=sys.stderr)
         if exc.details:
-            print(exc.details, file=sys.stderr)
+            print(redact(exc.details), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
-        # The reader went away (`mlpack predict ... | head`): not an error worth a traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return _quiet_broken_pipe()

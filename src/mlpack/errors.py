@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from mlpack.redaction import redact
+
 
 class MlpackError(Exception):
     """Base of every error mlpack reports to a user instead of a traceback."""
@@ -9,6 +16,9 @@ class MlpackError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, details: str = "") -> None:
+        # Messages quote URIs and foreign errors: whatever credential they carry is hidden here,
+        # for library callers too, and again by the CLI at output time.
+        message, details = redact(message), redact(details)
         super().__init__(message)
         self.message = message
         self.details = details  # a multi-line report printed after the message
@@ -40,3 +50,132 @@ class ExternalError(MlpackError):
     """Something outside mlpack failed: the database, the package tools, the Docker engine."""
 
     exit_code = 3
+
+
+# -- outside exceptions → mlpack errors, in one place ---------------------------------------------
+# Like httpx's `map_exceptions`: a call site says who it talks to (`outside("MongoDB", target=...)`),
+# and this table says what each foreign exception means for the user. Classes are named by their
+# qualified names, so this bottom module imports neither pymongo nor anything else it maps.
+
+
+@dataclass(frozen=True)
+class Context:
+    party: str  # who was being talked to: "MongoDB", "the Docker engine", "twine"
+    target: str = ""  # where, safe to print (a redacted URI, an image tag, a file)
+    action: str = ""  # what mlpack was doing: "connecting", "reading crm.customers"
+
+
+Handler = Callable[[BaseException, Context], "MlpackError | None"]
+
+
+def _summary(exc: BaseException) -> str:
+    """One complete sentence of a foreign error: pymongo's server-selection errors append a
+    topology description and timeouts, cut here at a clause boundary, never mid-word."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = re.split(r", Timeout: | \(configured timeouts|, Topology Description: ", text, maxsplit=1)[0]
+    return text if len(text) <= 300 else text[:297].rsplit(" ", 1)[0] + " ..."
+
+
+def _where(ctx: Context) -> str:
+    return f"{ctx.party} at {ctx.target}" if ctx.target else ctx.party
+
+
+def _invalid_connection_string(exc: BaseException, ctx: Context) -> MlpackError | None:
+    if ctx.action != "connecting":
+        return None
+    if "DNS" in str(exc):  # an SRV record that does not resolve: the name is well-formed, the world is not
+        return ExternalError(f"{_where(ctx)} cannot be found: {_summary(exc)}")
+    return ConfigError(f"the {ctx.party} connection string {ctx.target!r} is invalid: {_summary(exc)}")
+
+
+def _unreadable_file(exc: BaseException, ctx: Context) -> MlpackError | None:
+    if ctx.action != "connecting":
+        return None
+    return ConfigError(
+        f"a file named in the {ctx.party} connection string {ctx.target!r} cannot be read "
+        f"(tlsCertificateKeyFile, tlsCAFile, ...): {getattr(exc, 'strerror', None) or _summary(exc)}"
+    )
+
+
+def _operation_failure(exc: BaseException, ctx: Context) -> MlpackError:
+    code = getattr(exc, "code", None)
+    details = getattr(exc, "details", None) or {}
+    message = details.get("errmsg") if isinstance(details, dict) else None
+    if code == 18:  # AuthenticationFailed
+        return ExternalError(f"{ctx.party} refused the login for {ctx.target}: authentication failed")
+    if code == 13:  # Unauthorized
+        return ExternalError(f"{_where(ctx)} did not allow {ctx.action or 'the operation'}: {message or _summary(exc)}")
+    if ctx.action == "connecting":
+        return ExternalError(f"{_where(ctx)} refused the connection: {message or _summary(exc)}")
+    return ConfigError(f"{ctx.party} rejected {ctx.action or 'the operation'}: {message or _summary(exc)}")
+
+
+def _unreachable(exc: BaseException, ctx: Context) -> MlpackError:
+    return ExternalError(f"{_where(ctx)} is unreachable: {_summary(exc)}")
+
+
+def _invalid_name(exc: BaseException, ctx: Context) -> MlpackError:
+    return ConfigError(f"{ctx.party} refuses the name used for {ctx.action or 'the operation'}: {_summary(exc)}")
+
+
+def _unstorable(exc: BaseException, ctx: Context) -> MlpackError:
+    return ConfigError(f"a document cannot be stored in {ctx.party} ({ctx.action or 'writing'}): {_summary(exc)}")
+
+
+def _other_driver_error(exc: BaseException, ctx: Context) -> MlpackError:
+    what = f" while {ctx.action}" if ctx.action else ""
+    return ExternalError(f"{_where(ctx)} failed{what}: {_summary(exc)}")
+
+
+def _timed_out(exc: BaseException, ctx: Context) -> MlpackError:
+    return ExternalError(f"{_where(ctx)} did not answer in {getattr(exc, 'timeout', '?')} s")
+
+
+def _not_installed(exc: BaseException, ctx: Context) -> MlpackError | None:
+    if ctx.action != "running":
+        return None
+    return ExternalError(f"{ctx.party} is not installed or not on PATH ({getattr(exc, 'filename', '') or ''})")
+
+
+# Most specific first: the first entry whose class is in the exception's MRO and whose handler
+# answers wins. A handler returns None to say "not in this context".
+_TABLE: list[tuple[str, Handler]] = [
+    ("pymongo.errors.InvalidURI", _invalid_connection_string),
+    ("pymongo.errors.ConfigurationError", _invalid_connection_string),
+    ("builtins.FileNotFoundError", _not_installed),
+    ("builtins.OSError", _unreadable_file),
+    ("builtins.ValueError", _invalid_connection_string),
+    ("builtins.TypeError", _invalid_connection_string),
+    ("pymongo.errors.OperationFailure", _operation_failure),
+    ("pymongo.errors.InvalidName", _invalid_name),
+    ("bson.errors.InvalidDocument", _unstorable),
+    ("builtins.OverflowError", _unstorable),
+    ("pymongo.errors.ConnectionFailure", _unreachable),
+    ("pymongo.errors.PyMongoError", _other_driver_error),
+    ("subprocess.TimeoutExpired", _timed_out),
+]
+
+
+def translate(exc: BaseException, ctx: Context) -> MlpackError | None:
+    """The mlpack error a foreign exception means in this context, or None (a bug: let it show)."""
+    names = {f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__}
+    for qualname, handler in _TABLE:
+        if qualname in names:
+            error = handler(exc, ctx)
+            if error is not None:
+                return error
+    return None
+
+
+@contextmanager
+def outside(party: str, *, target: str = "", action: str = "") -> Iterator[None]:
+    """Run a call to an outside party; its exceptions leave as mlpack errors (see `_TABLE`)."""
+    try:
+        yield
+    except MlpackError:
+        raise
+    except Exception as exc:
+        error = translate(exc, Context(party, target, action))
+        if error is None:
+            raise
+        raise error from None  # the foreign text may quote credentials: it is not kept

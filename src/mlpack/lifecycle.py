@@ -21,9 +21,9 @@ from mlpack.build import sha256_of
 from mlpack.config import NAME_PATTERN, Config, ModelSection, load_config
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.package.wheel import packaging_dir
+from mlpack.redaction import remember_uri
 from mlpack.registry import HOLDING_STATUSES, Registry
 from mlpack.source import connect, mongo_server
-from mlpack.source.mongo import redact
 
 
 @contextmanager
@@ -98,7 +98,7 @@ def publish(
     if wanted == "auto" and throwaway:
         raise ConfigError('version "auto" needs a persistent registry to know which build to publish: pass --version')
 
-    target = redact(repository_url or repository or "pypi")  # for messages and the registry
+    target = remember_uri(repository_url or repository or "pypi")  # for messages and the registry
     registry_checked = False
     if throwaway:
         report, files = _built_files(config, wanted, dist_dir)
@@ -162,7 +162,7 @@ def _upload(files: list[Path], repository_url: str | None, repository: str | Non
     if result.returncode == 0:
         return
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).strip()
-    target = redact(repository_url or repository or "pypi")
+    target = remember_uri(repository_url or repository or "pypi")
     if re.search(r"\b(401|403)\b", output):
         raise ExternalError(
             f"the package index {target} refused the credentials (set TWINE_USERNAME/TWINE_PASSWORD "

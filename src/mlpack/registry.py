@@ -10,10 +10,9 @@ from packaging.version import InvalidVersion, Version
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
 
 from mlpack.config import RegistrySection
-from mlpack.errors import ConfigError, ExternalError
+from mlpack.errors import ConfigError, outside
 
 FIRST_VERSION = "1.0.0"
 # A rejected build leaves its record for the log, but does not hold the version.
@@ -49,29 +48,23 @@ class Registry:
         """The collection, with its unique (name, version) index made on first write."""
         assert self.collection is not None
         if not self._indexed:
-            try:
+            with outside("MongoDB", action=f"indexing the registry {self.collection.full_name}"):
                 self.collection.create_index([("name", ASCENDING), ("version", ASCENDING)], unique=True)
-            except PyMongoError as exc:
-                raise ExternalError(f"the registry {self.collection.full_name} cannot be indexed: {exc}") from None
             self._indexed = True
         return self.collection
 
     def find(self, name: str, version: str) -> dict[str, Any] | None:
         if self.collection is None:
             return None
-        try:
+        with outside("MongoDB", action=f"reading the registry {self.collection.full_name}"):
             return self.collection.find_one({"name": name, "version": version}, projection={"_id": 0})
-        except PyMongoError as exc:
-            raise ExternalError(f"reading the registry {self.collection.full_name} failed: {exc}") from None
 
     def list(self, name: str | None = None) -> list[dict[str, Any]]:
         if self.collection is None:
             return []
         query = {"name": name} if name else {}
-        try:
+        with outside("MongoDB", action=f"reading the registry {self.collection.full_name}"):
             documents = list(self.collection.find(query, projection={"_id": 0}))
-        except PyMongoError as exc:
-            raise ExternalError(f"reading the registry {self.collection.full_name} failed: {exc}") from None
         return sorted(documents, key=lambda d: (d["name"], _version_key(d["version"])))
 
     def resolve_version(self, name: str, version: str, *, force: bool = False) -> str:
@@ -93,10 +86,8 @@ class Registry:
 
     def _write(self, record: dict[str, Any]) -> None:
         collection = self._indexed_collection()
-        try:
+        with outside("MongoDB", action=f"recording the build in {collection.full_name}"):
             collection.replace_one({"name": record["name"], "version": record["version"]}, record, upsert=True)
-        except PyMongoError as exc:
-            raise ExternalError(f"recording the build in {collection.full_name} failed: {exc}") from None
 
     def record_built(
         self,
@@ -122,10 +113,8 @@ class Registry:
 
     def mark(self, name: str, version: str, **fields: Any) -> None:
         collection = self._indexed_collection()
-        try:
+        with outside("MongoDB", action=f"updating {collection.full_name}"):
             collection.update_one({"name": name, "version": version}, {"$set": fields})
-        except PyMongoError as exc:
-            raise ExternalError(f"updating {collection.full_name} failed: {exc}") from None
 
 
 def _version_key(text: str) -> tuple[int, Version | str]:

@@ -15,21 +15,20 @@ from bson import json_util
 from bson.errors import BSONError
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import ConfigurationError, InvalidURI, OperationFailure, PyMongoError
 
 from mlpack.config import SourceSection
-from mlpack.errors import ConfigError, ExternalError
+from mlpack.errors import ConfigError, MlpackError, outside
+from mlpack.redaction import remember_uri
 from mlpack.source.embedded import embedded_server
 
 # Unreachable servers must fail well inside the 30 s the CLI promises.
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 BATCH_SIZE = 2_000
-_AUTH_FAILED = 18
 
 
 def redact(uri: str) -> str:
-    """The URI with any password replaced, safe for messages and logs."""
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", uri)
+    """The URI safe for messages and logs (kept for callers; see `mlpack.redaction`)."""
+    return remember_uri(uri)
 
 
 @contextlib.contextmanager
@@ -37,6 +36,7 @@ def mongo_server(source: SourceSection) -> Iterator[str]:
     """The connection string to use: the `uri_env` variable, else an embedded server if allowed."""
     uri = os.environ.get(source.uri_env, "").strip()
     if uri:
+        remember_uri(uri)  # from here on no message, report or --json output can show its secrets
         yield uri
     elif source.embedded:
         with embedded_server() as embedded_uri:
@@ -50,29 +50,21 @@ def mongo_server(source: SourceSection) -> Iterator[str]:
 
 def connect(uri: str, *, timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS) -> MongoClient[dict[str, Any]]:
     """A client whose server answered a ping, so later failures are not connection problems."""
+    shown = remember_uri(uri)
+    # Timeouts the connection string sets itself win: a user who wrote them meant them.
+    written = {key.lower() for key in re.findall(r"[?&;]([^=&;]+)=", uri)}
+    timeouts: dict[str, Any] = {
+        key: timeout_ms for key in ("serverSelectionTimeoutMS", "connectTimeoutMS") if key.lower() not in written
+    }
+    with outside("MongoDB", target=shown, action="connecting"):
+        client: MongoClient[dict[str, Any]] = MongoClient(uri, appname="mlpack", **timeouts)
     try:
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, appname="mlpack"
-        )
-    except (InvalidURI, ConfigurationError, ValueError) as exc:
-        raise ConfigError(f"the MongoDB connection string {redact(uri)!r} is invalid: {exc}") from None
-    try:
-        client.admin.command("ping")
-    except OperationFailure as exc:
+        with outside("MongoDB", target=shown, action="connecting"):
+            client.admin.command("ping")
+    except MlpackError:
         client.close()
-        if exc.code == _AUTH_FAILED:
-            raise ExternalError(f"MongoDB refused the login for {redact(uri)}: authentication failed") from None
-        raise ExternalError(f"MongoDB at {redact(uri)} refused the connection: {exc.details or exc}") from None
-    except PyMongoError as exc:
-        client.close()
-        raise ExternalError(
-            f"MongoDB at {redact(uri)} is unreachable (gave up after {timeout_ms / 1000:.0f} s): {_first_line(exc)}"
-        ) from None
+        raise
     return client
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).split(",", 1)[0].split("\n", 1)[0]
 
 
 @dataclass
@@ -120,8 +112,9 @@ def field_paths(document: dict[str, Any], prefix: str = "") -> list[str]:
 def sample_paths(collection: Collection[dict[str, Any]], query: dict[str, Any] | None = None) -> list[str]:
     """The field paths of one matching document: what a misspelt feature path can be compared with."""
     try:
-        document = collection.find_one(parse_filter(query or {}))
-    except PyMongoError:
+        with outside("MongoDB", action=f"reading {collection.full_name}"):
+            document = collection.find_one(parse_filter(query or {}))
+    except MlpackError:
         return []
     return field_paths(document) if document else []
 
@@ -189,16 +182,9 @@ def load_columns(
 
     Sorted by `_id` so that the same data always trains the same model.
     """
-    try:
+    query = parse_filter(query or {})
+    with outside("MongoDB", action=f"the query on {collection.full_name}"):
         cursor = collection.find(
-            parse_filter(query or {}),
-            projection=dict.fromkeys(paths, 1),
-            sort=[("_id", 1)],
-            limit=limit,
-            batch_size=BATCH_SIZE,
+            query, projection=dict.fromkeys(paths, 1), sort=[("_id", 1)], limit=limit, batch_size=BATCH_SIZE
         )
         return collect(cursor, paths, progress)
-    except OperationFailure as exc:
-        raise ConfigError(f"MongoDB rejected the query on {collection.full_name}: {exc.details or exc}") from None
-    except PyMongoError as exc:
-        raise ExternalError(f"reading {collection.full_name} failed: {_first_line(exc)}") from None

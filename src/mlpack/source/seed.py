@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bson import json_util
-from bson.errors import InvalidBSON, InvalidDocument
+from bson.errors import InvalidBSON
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
 
-from mlpack.errors import ConfigError, ExternalError
+from mlpack.errors import ConfigError, outside
 
 BATCH = 1000
 
@@ -28,16 +27,13 @@ def seed_collection(collection: Collection, path: Path) -> int:
                 continue
             try:
                 document = json_util.loads(line)
-            except (ValueError, InvalidBSON) as exc:
+            except (ValueError, InvalidBSON, RecursionError) as exc:
                 raise ConfigError(f"[source].seed {path}:{number}: not a JSON document: {exc}") from None
             if not isinstance(document, dict):
                 raise ConfigError(f"[source].seed {path}:{number}: expected a JSON object")
             documents.append(document)
-    try:
+    # A document MongoDB cannot store (an integer past BSON's 64 bits) is a ConfigError naming the seed.
+    with outside("MongoDB", action=f"seeding {collection.full_name} from [source].seed {path}"):
         for start in range(0, len(documents), BATCH):
             collection.insert_many(documents[start : start + BATCH], ordered=True)
-    except PyMongoError as exc:
-        raise ExternalError(f"seeding {collection.full_name} from {path} failed: {exc}") from None
-    except (InvalidDocument, OverflowError) as exc:  # e.g. an integer past BSON's 64 bits
-        raise ConfigError(f"[source].seed {path}: a document cannot be stored in MongoDB: {exc}") from None
     return len(documents)
