@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as _dt
 import json
 import math
 import os
+import re
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -365,4 +367,62 @@ class _open_output:
             self.stream.close()
 
 
-__all__ = ["MISSING_CATEGORY", "Feature", "Model", "main", "predict_file", "read_onnx_metadata", "read_records"]
+# -- dates ----------------------------------------------------------------------------------------
+# A date enters the graph as int64 milliseconds since 1970 UTC (BSON's own representation); a
+# missing one as the smallest int64, since int64 has no NaN.
+MISSING_DATE = -(2**63)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_ONE_MS = _dt.timedelta(milliseconds=1)
+_ISO_FRACTION = re.compile(r"(\.\d+)")
+
+
+def date_milliseconds(value: Any) -> int:
+    """A date as milliseconds since 1970 UTC: a datetime (naive = UTC), an ISO 8601 string, or
+    Extended JSON {"$date": ...}; None or NaN is MISSING_DATE. Anything else is a ValueError."""
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING_DATE
+    if isinstance(value, _dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+        return (moment - _EPOCH) // _ONE_MS
+    if isinstance(value, _dt.date):
+        return (_dt.date(value.year, value.month, value.day) - _EPOCH.date()).days * 86_400_000
+    if isinstance(value, str):
+        return date_milliseconds(_parse_iso(value))
+    if isinstance(value, Mapping) and set(value) == {"$date"}:
+        inner = value["$date"]
+        if isinstance(inner, Mapping) and set(inner) == {"$numberLong"}:  # canonical Extended JSON
+            inner = inner["$numberLong"]
+            if isinstance(inner, str) and re.fullmatch(r"-?\d+", inner):
+                return int(inner)
+        elif isinstance(inner, int) and not isinstance(inner, bool):  # legacy Extended JSON
+            return inner
+        elif isinstance(inner, str):  # relaxed Extended JSON
+            return date_milliseconds(_parse_iso(inner))
+    raise ValueError(f'expected a date (a datetime, an ISO 8601 string or {{"$date": ...}}), got {value!r}')
+
+
+def _parse_iso(text: str) -> _dt.datetime:
+    """ISO 8601 with Python 3.9's fromisoformat: 'Z' and fractions of any length are normalised first."""
+    cleaned = text.strip()
+    if cleaned[-1:] in ("Z", "z"):
+        cleaned = cleaned[:-1] + "+00:00"
+    cleaned = _ISO_FRACTION.sub(lambda m: (m.group(1) + "000000")[:7], cleaned, count=1)
+    try:
+        if len(cleaned) == 10:
+            return _dt.datetime.combine(_dt.date.fromisoformat(cleaned), _dt.time())
+        return _dt.datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise ValueError(f"expected a date, got {text!r} (not ISO 8601, e.g. 2024-05-01T12:00:00Z)") from None
+
+
+__all__ = [
+    "MISSING_CATEGORY",
+    "MISSING_DATE",
+    "date_milliseconds",
+    "Feature",
+    "Model",
+    "main",
+    "predict_file",
+    "read_onnx_metadata",
+    "read_records",
+]

@@ -1,0 +1,209 @@
+"""skl2onnx converters for mlpack's own transformers, registered once with `register()`.
+
+skl2onnx's registry pattern (`update_registered_converter`: a parser declaring the operator's
+inputs and outputs, a shape calculator, a converter writing the nodes) rather than special cases
+in export.py. Each converter writes the very steps its transformer computes with `NumpyOps`,
+here with `OnnxOps`, so the graph and scikit-learn agree value for value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onnx import TensorProto
+from skl2onnx import update_registered_converter
+from skl2onnx._parse import _parse_sklearn
+from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
+from skl2onnx.common.data_types import FloatTensorType
+
+from mlpack.features.dates import DATE_PARTS, DateParts, date_parts
+from mlpack.features.derived import DerivedFeatures
+from mlpack.features.expressions import compute
+from mlpack.features.target import TRANSFORMS, TransformedTarget
+from mlpack.features.text import TextWords
+
+# StringNormalizer defaults to en_US.UTF-8, absent from slim images: the session would not load (FACTS.md).
+TEXT_LOCALE = "C.UTF-8"
+_ONNX_TYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64}
+_ONNX_TYPES["bool"] = TensorProto.BOOL
+
+
+class OnnxOps:
+    """`Ops` as ONNX nodes: each call adds one node and returns the name of its output."""
+
+    def __init__(self, scope: Any, container: Any) -> None:
+        self.scope = scope
+        self.container = container
+        self._constants: dict[tuple[str, float | int], str] = {}
+        self._literals: set[str] = set()
+
+    def _node(self, op: str, inputs: list[str], domain: str = "", version: int | None = None, **attrs: Any) -> str:
+        output = self.scope.get_unique_variable_name(f"mlpack_{op.lower()}")
+        name = self.scope.get_unique_operator_name(f"Mlpack{op}")
+        self.container.add_node(op, inputs, [output], op_domain=domain, op_version=version, name=name, **attrs)
+        return output
+
+    def _constant(self, onnx_type: int, kind: str, value: float | int) -> str:
+        key = (kind, value if value == value else "nan")  # NaN != NaN: key it by name
+        if key not in self._constants:
+            name = self.scope.get_unique_variable_name(f"mlpack_{kind}")
+            self.container.add_initializer(name, onnx_type, [], [value])
+            self._constants[key] = name  # type: ignore[index]
+        return self._constants[key]  # type: ignore[index]
+
+    def number(self, value: float) -> str:
+        name = self._constant(TensorProto.FLOAT, "number", float(value))
+        if value == value:
+            self._literals.add(name)
+        return name
+
+    def integer(self, value: int) -> str:
+        return self._constant(TensorProto.INT64, "integer", int(value))
+
+    def binary(self, op: str, left: str, right: str) -> str:
+        if op == "Mod":
+            return self._node("Mod", [left, right], fmod=0)
+        return self._node(op, [left, right])
+
+    def unary(self, op: str, operand: str) -> str:
+        return self._node(op, [operand])
+
+    def cast(self, value: str, dtype: str) -> str:
+        return self._node("Cast", [value], to=_ONNX_TYPES[dtype])
+
+    def where(self, condition: str, then: str, otherwise: str) -> str:
+        return self._node("Where", [condition, then, otherwise])
+
+    def equals_text(self, value: str, text: str) -> str:
+        # Equal has no string kernel before opset 19; LabelEncoder maps strings in every opset mlpack uses.
+        return self._node(
+            "LabelEncoder",
+            [value],
+            domain="ai.onnx.ml",
+            version=2,
+            keys_strings=[text],
+            values_floats=[1.0],
+            default_float=0.0,
+        )
+
+    def is_number_literal(self, value: str) -> bool:
+        return value in self._literals
+
+    def identity(self, value: str, output: str) -> None:
+        self.container.add_node("Identity", [value], [output], name=self.scope.get_unique_operator_name("MlpackOut"))
+
+
+# -- DerivedFeatures: every raw input in, the same inputs plus one float column per expression out --
+def _derived_parser(scope: Any, model: DerivedFeatures, inputs: list[Any], custom_parsers: Any = None) -> list[Any]:
+    operator = scope.declare_local_operator("MlpackDerivedFeatures", model)
+    by_column = {variable.raw_name: variable for variable in inputs}
+    for column in model.inputs_.values():
+        if column not in by_column:
+            raise RuntimeError(f"derived features read {column!r}, which is not an input of the graph")
+        operator.inputs.append(by_column[column])
+    for column in model.outputs_.values():
+        operator.outputs.append(scope.declare_local_variable(column, FloatTensorType([None, 1])))
+    # The raw inputs go on unchanged: the preprocessing after this step selects from both by name.
+    return [*inputs, *operator.outputs]
+
+
+def _derived_shapes(operator: Any) -> None:
+    rows = operator.inputs[0].type.shape[0] if operator.inputs else None
+    for output in operator.outputs:
+        output.type = FloatTensorType([rows, 1])
+
+
+def _derived_converter(scope: Any, operator: Any, container: Any) -> None:
+    model: DerivedFeatures = operator.raw_operator
+    ops = OnnxOps(scope, container)
+    inputs = {path: variable.onnx_name for path, variable in zip(model.inputs_, operator.inputs)}
+    values = compute(model.parsed_, ops, inputs)
+    for expression, output in zip(model.parsed_, operator.outputs):
+        ops.identity(values[expression.name], output.onnx_name)
+
+
+# -- DateParts: int64 milliseconds [N, k] → float [N, 6k] -------------------------------------------
+def _date_parts_shapes(operator: Any) -> None:
+    rows, columns = operator.inputs[0].type.shape
+    width = None if columns is None else columns * len(DATE_PARTS)
+    operator.outputs[0].type = FloatTensorType([rows, width])
+
+
+def _date_parts_converter(scope: Any, operator: Any, container: Any) -> None:
+    model: DateParts = operator.raw_operator
+    ops = OnnxOps(scope, container)
+    source = operator.inputs[0].onnx_name
+    blocks: list[str] = []
+    for index in range(model.n_features_in_):
+        indices = scope.get_unique_variable_name("mlpack_column")
+        container.add_initializer(indices, TensorProto.INT64, [1], [index])
+        column = ops._node("Gather", [source, indices], axis=1)  # [N, 1]
+        parts = date_parts(ops, column)
+        blocks.extend(parts[part] for part in DATE_PARTS)
+    container.add_node(
+        "Concat", blocks, [operator.outputs[0].onnx_name], axis=1, name=scope.get_unique_operator_name("MlpackDates")
+    )
+
+
+# -- TransformedTarget: the regressor's own converter, then the inverse transform ------------------
+def _target_parser(scope: Any, model: TransformedTarget, inputs: list[Any], custom_parsers: Any = None) -> list[Any]:
+    predicted = _parse_sklearn(scope, model.regressor_, inputs, custom_parsers=custom_parsers)
+    operator = scope.declare_local_operator("MlpackTransformedTarget", model)
+    operator.inputs.append(predicted[0])
+    operator.outputs.append(scope.declare_local_variable("variable", FloatTensorType([None, 1])))
+    return list(operator.outputs)
+
+
+def _target_shapes(operator: Any) -> None:
+    operator.outputs[0].type = FloatTensorType([operator.inputs[0].type.shape[0], 1])
+
+
+def _target_converter(scope: Any, operator: Any, container: Any) -> None:
+    model: TransformedTarget = operator.raw_operator
+    ops = OnnxOps(scope, container)
+    value = operator.inputs[0].onnx_name
+    for step in TRANSFORMS[model.func].onnx_inverse:
+        if step == "Exp":
+            value = ops.unary("Exp", value)
+        elif step == "Minus1":
+            value = ops.binary("Sub", value, ops.number(1.0))
+        elif step == "Square":
+            value = ops.binary("Mul", value, value)
+    ops.identity(value, operator.outputs[0].onnx_name)
+
+
+# -- TextWords: skl2onnx's own TfidfVectorizer converter, told to use a locale every system has -----
+def _text_shapes(operator: Any) -> None:
+    width = len(operator.raw_operator.vectorizer_.vocabulary_)
+    operator.outputs[0].type = FloatTensorType([operator.inputs[0].type.shape[0], width])
+
+
+def _text_converter(scope: Any, operator: Any, container: Any) -> None:
+    model: TextWords = operator.raw_operator
+    container.add_options(id(model.vectorizer_), {"locale": TEXT_LOCALE})
+    vectors = OnnxSubEstimator(
+        model.vectorizer_, operator.inputs[0], op_version=container.target_opset, output_names=operator.outputs[:1]
+    )
+    vectors.add_to(scope, container)
+
+
+_registered = False
+
+
+def register() -> None:
+    """Make skl2onnx convert mlpack's transformers (idempotent; export calls it before converting)."""
+    global _registered
+    if _registered:
+        return
+    update_registered_converter(
+        DerivedFeatures, "MlpackDerivedFeatures", _derived_shapes, _derived_converter, parser=_derived_parser
+    )
+    update_registered_converter(DateParts, "MlpackDateParts", _date_parts_shapes, _date_parts_converter)
+    update_registered_converter(
+        TransformedTarget, "MlpackTransformedTarget", _target_shapes, _target_converter, parser=_target_parser
+    )
+    update_registered_converter(TextWords, "MlpackTextWords", _text_shapes, _text_converter)
+    _registered = True
+
+
+__all__ = ["TEXT_LOCALE", "OnnxOps", "register"]
