@@ -187,6 +187,34 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from mlpack.monitor import monitor, render_text, write_html
+
+    report = monitor(
+        args.project,
+        since=args.since,
+        until=args.until,
+        threshold=args.threshold,
+        version=args.version,
+        dist=args.dist,
+        artifact=args.model,
+    )
+    if args.html:
+        write_html(report, args.html)
+    if args.json:
+        _print_json(report.as_dict())
+    elif not args.quiet:
+        print(render_text(report))
+    if report.records == 0:
+        print(f"error: no inference log records of {report.model} {report.version} in the window", file=sys.stderr)
+        return 1
+    if report.drifted:
+        names = ", ".join(row.name for row in report.drifted)
+        print(f"error: PSI above {report.threshold:g} for: {names}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_estimators(args: argparse.Namespace) -> int:
     from mlpack.estimators import KNOWN_BROKEN, SUPPORTED
 
@@ -257,6 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("name", help="the model's name (also the folder created)")
     init.add_argument("--directory", default=".", help="where to create it (default: .)")
     init.set_defaults(handler=cmd_init)
+
+    monitor = commands.add_parser(
+        "monitor", parents=[common], help="drift and live quality of a served model from its inference log"
+    )
+    monitor.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
+    monitor.add_argument("--since", help="start of the window: ISO 8601 time or a duration before now (24h, 7d)")
+    monitor.add_argument("--until", help="end of the window (default: now)")
+    monitor.add_argument("--threshold", type=float, default=0.2, help="PSI above which to exit 1 (default: 0.2)")
+    monitor.add_argument("--html", type=Path, help="also write a self-contained HTML report to this file")
+    monitor.add_argument("--version", dest="version", help="the model version (default: [model].version)")
+    monitor.add_argument("--dist", type=Path, help="folder holding the build report (default: PROJECT/dist)")
+    monitor.add_argument("--model", help="read the baseline from this .onnx or model .whl instead of the build report")
+    monitor.set_defaults(handler=cmd_monitor)
 
     estimators = commands.add_parser("estimators", parents=[common], help="list the supported estimators")
     estimators.set_defaults(handler=cmd_estimators)

@@ -105,7 +105,7 @@ def baseline_of(
         if maker is not None:
             features[name] = maker(values)
     if task == "classification":
-        prediction = categorical_profile([_label_text(v) for v in predictions])
+        prediction = categorical_profile([label_text(v) for v in predictions])
     else:
         prediction = numeric_profile(np.asarray(predictions, dtype=np.float64))
     return {"rows": rows, "bins": NUMERIC_BINS, "features": features, "predictions": prediction}
@@ -114,7 +114,7 @@ def baseline_of(
 _PROFILERS = {"numeric": numeric_profile, "categorical": categorical_profile}
 
 
-def _label_text(label: Any) -> str:
+def label_text(label: Any) -> str:
     """A class label as a category: booleans as true/false, like the runtime's categories."""
     if isinstance(label, bool):
         return "true" if label else "false"
@@ -290,7 +290,7 @@ class DriftWindow:
             slot = profile.bin_of(value)
             self._one(name, profile, slot, counts, position)
         if self.prediction is not None:
-            value = _label_text(label) if self.prediction.kind == "categorical" else float(label)
+            value = label_text(label) if self.prediction.kind == "categorical" else float(label)
             self._one(PREDICTIONS, self.prediction, self.prediction.bin_of(value), counts, position)
         self._position = (position + 1) % self.size
 
@@ -330,7 +330,7 @@ class DriftWindow:
     def _prediction_values(self, predictions: Sequence[Any]) -> Any:
         assert self.prediction is not None
         if self.prediction.kind == "categorical":
-            return [_label_text(p) for p in predictions]
+            return [label_text(p) for p in predictions]
         return np.asarray(predictions, dtype=np.float64)
 
     # -- reading ------------------------------------------------------------------------------------
