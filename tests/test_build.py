@@ -71,7 +71,12 @@ def test_build_writes_verified_artifacts_and_records_them(
     # The ONNX file carries the same metadata; one input per feature, plain probability tensor.
     model = onnx.load(out / "churn-model-1.0.0.onnx")
     props = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(props["mlpack.metadata"]) == {k: v for k, v in report.items() if k != "artifacts"}
+    assert json.loads(props["mlpack.metadata"]) == {
+        k: v for k, v in report.items() if k not in ("artifacts", "timings")
+    }
+    # Per-stage wall times (SPEC §3's report, issue #10): in the report only, never in the metadata.
+    assert set(report["timings"]["stages"]) == {"load", "validate", "train", "export", "parity", "package"}
+    assert all(seconds > 0 for seconds in report["timings"]["stages"].values())
     assert props["name"] == "churn-model" and json.loads(props["metrics"]) == report["metrics"]
     assert [i.name for i in model.graph.input] == [f["input"] for f in report["features"]]
     assert [o.name for o in model.graph.output] == ["label", "probabilities"]
@@ -116,6 +121,10 @@ def test_same_data_config_and_epoch_give_identical_bytes(
     assert run("build", churn_project.path, "--out", first, "-q").code == 0
     assert run("build", churn_project.path, "--out", second, "-q", "--force").code == 0
     for name in EXPECTED:
+        if name.endswith(".json"):  # the report: identical but for its stage timings
+            one, two = (json.loads((folder / name).read_text()) for folder in (first, second))
+            assert one.pop("timings") != two.pop("timings") and one == two
+            continue
         assert sha256(first / name) == sha256(second / name), name
     assert json.loads((first / EXPECTED[0]).read_text())["created"] == "2026-01-01T00:00:00Z"
 

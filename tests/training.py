@@ -27,7 +27,7 @@ def config_for(estimator: str, task: str, params: dict[str, Any] | None = None, 
 
 
 def export(config: Config, documents: list[dict[str, Any]]) -> ExportedModel:
-    raw = collect(documents, [*config.features.inputs, config.features.target])
+    raw = collect(documents, config.features.loaded)
     dataset = validate(raw, config.features, config.model.task)
     created = datetime(2026, 1, 1, tzinfo=UTC)
     return make_model(config, dataset, base_metadata(config, "1.0.0", created, dataset.rows, dataset.fingerprint))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mlpack
-from mlpack import registry
+from mlpack import experiments, registry
 from mlpack.config import Config, load_config, with_version
 from mlpack.drift import baseline_of
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
@@ -34,7 +34,8 @@ from mlpack.runtime import Model
 from mlpack.source import connect, load_columns, mongo_server
 from mlpack.source.mongo import filter_as_json, parse_filter, sample_paths
 from mlpack.source.seed import seed_collection
-from mlpack.train import TrainedModel, check_gates, metric_names, train
+from mlpack.timings import StageClock
+from mlpack.train import Split, TrainedModel, check_gates, metric_names, split, train
 from mlpack.validate import Dataset, validate
 
 Progress = Callable[[str], None]
@@ -50,6 +51,7 @@ class BuildResult:
     artifacts: dict[str, Path] = field(default_factory=dict)  # kind ("wheel", "onnx"...) → final path
     report: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    clock: StageClock = field(default_factory=StageClock)
 
 
 def created_at() -> datetime:
@@ -78,6 +80,7 @@ def preflight(config: Config) -> None:
     """Configuration mistakes that need no data are reported before any database is touched."""
     make_estimator(config.estimator, config.model.task)
     metric_names(config)
+    experiments.plan(config)  # [search] names, scoring, folds; [features].weight against the estimator
     parse_filter(config.source.filter)
 
 
@@ -122,6 +125,7 @@ def build(
     config_text = config.path.read_text(encoding="utf-8")
     out_dir = Path(out) if out is not None else config.project_dir / "dist"
     created = created_at()
+    clock = StageClock()
 
     with mongo_server(config.source) as uri:
         say("connecting to MongoDB")
@@ -136,33 +140,41 @@ def build(
                 if inserted:
                     say(f"seeded {collection.full_name} with {inserted} documents from {config.source.seed}")
             say(f"loading {collection.full_name}")
-            raw = load_columns(
-                collection,
-                [*config.features.inputs, config.features.target],
-                query=config.source.filter,
-                limit=config.source.limit,
-                progress=lambda rows: say(f"loaded {rows} documents"),
-            )
-            dataset = validate(
-                raw,
-                config.features,
-                config.model.task,
-                source_label=collection.full_name,
-                known_paths=lambda: sample_paths(collection, config.source.filter),
-            )
+            with clock.stage("load"):
+                raw = load_columns(
+                    collection,
+                    config.features.loaded,
+                    query=config.source.filter,
+                    limit=config.source.limit,
+                    progress=lambda rows: say(f"loaded {rows} documents"),
+                )
+            with clock.stage("validate"):
+                dataset = validate(
+                    raw,
+                    config.features,
+                    config.model.task,
+                    source_label=collection.full_name,
+                    known_paths=lambda: sample_paths(collection, config.source.filter),
+                )
             metadata = base_metadata(config, resolved_version, created, dataset.rows, dataset.fingerprint)
+            log = experiments.TrialLog(
+                database[config.registry.experiments] if config.registry.enabled else None,
+                name=config.model.name,
+                version=resolved_version,
+                estimator=config.estimator.class_path,
+            )
             try:
-                exported = make_model(config, dataset, metadata, say)
+                exported = make_model(config, dataset, metadata, say, log=log, clock=clock)
             except QualityGateError as exc:
                 records.record_rejected(
                     {**metadata, **exc.metadata}, config_text=config_text, reason=exc.message, details=exc.details
                 )
                 raise
             with_image = image if image is not None else config.image_configured
-            result = write_artifacts(config, exported, out_dir, say, image_context=with_image)
+            result = write_artifacts(config, exported, out_dir, say, image_context=with_image, clock=clock)
             try:
                 if with_image:
-                    build_image_step(config, result, required=image is True, say=say)
+                    build_image_step(config, result, required=image is True, say=say, clock=clock)
             finally:
                 records.record_built(
                     result.metadata,
@@ -206,14 +218,39 @@ class ExportedModel:
     trained: TrainedModel
     onnx_bytes: bytes  # the ONNX file, metadata included
     metadata: dict[str, Any]
+    rows: Split | None = None  # the train/test split the model was fitted and scored on
+    experiment: experiments.Experiment | None = None
 
 
-def make_model(config: Config, dataset: Dataset, metadata: dict[str, Any], say: Progress = _silent) -> ExportedModel:
-    """Train, gate, export and verify: validated data in, an ONNX model that agrees with scikit-learn out."""
+def make_model(
+    config: Config,
+    dataset: Dataset,
+    metadata: dict[str, Any],
+    say: Progress = _silent,
+    *,
+    log: experiments.TrialLog | None = None,
+    clock: StageClock | None = None,
+) -> ExportedModel:
+    """Cross-validate or search (each trial logged), train, gate, export and verify: validated data in,
+    an ONNX model that agrees with scikit-learn out."""
     metadata = dict(metadata)
+    clock = clock or StageClock()
     input_names = onnx_input_names(config.features.inputs)
-    say(f"training {config.estimator.class_path.rsplit('.', 1)[-1]} on {dataset.rows} rows")
-    trained = train(config, dataset, input_names)
+    rows = split(config, dataset)
+    log = log or experiments.TrialLog(
+        None, name=config.model.name, version=metadata["version"], estimator=config.estimator.class_path
+    )
+    with clock.stage("train"):
+        experiment = experiments.run(config, rows, input_names, log, say=say)
+        best = {**config.estimator.params, **experiment.best_params} if experiment else None
+        say(f"training {config.estimator.class_path.rsplit('.', 1)[-1]} on {dataset.rows} rows")
+        trained = train(config, dataset, input_names, rows=rows, params=best)
+    if experiment is not None:
+        clock.trials = experiment.timings()
+        metadata["estimator"] = {**metadata["estimator"], "params": trained.params}
+        metadata["cv"] = experiment.cv_summary()
+        if (summary := experiment.search_summary()) is not None:
+            metadata["search"] = summary
     metadata["metrics"] = trained.metrics
     metadata["features"] = feature_metadata(config.features, input_names)
     if trained.classes is not None:
@@ -221,18 +258,20 @@ def make_model(config: Config, dataset: Dataset, metadata: dict[str, Any], say: 
     try:
         check_gates(trained.metrics, config.evaluation.gates)
         say("exporting to ONNX")
-        onnx_model = to_onnx(
-            trained, metadata["features"], opset=config.export.target_opset, graph_name=config.model.import_name
-        )
+        with clock.stage("export"):
+            onnx_model = to_onnx(
+                trained, metadata["features"], opset=config.export.target_opset, graph_name=config.model.import_name
+            )
         model = Model(onnx_model.SerializeToString(), metadata)
-        parity = parity_report(trained, model, config.export.parity_tolerance)
+        with clock.stage("parity"):
+            parity = parity_report(trained, model, config.export.parity_tolerance)
         metadata["parity"] = parity.as_dict()
         check_parity(parity, classification=trained.classes is not None)
     except QualityGateError as exc:
         exc.metadata = metadata
         raise
     metadata["baseline"] = training_baseline(dataset, model, metadata)
-    return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata)
+    return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment)
 
 
 def training_baseline(dataset: Dataset, model: Model, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -248,17 +287,27 @@ def training_baseline(dataset: Dataset, model: Model, metadata: dict[str, Any]) 
 
 
 def write_artifacts(
-    config: Config, exported: ExportedModel, out_dir: Path, say: Progress = _silent, *, image_context: bool = False
+    config: Config,
+    exported: ExportedModel,
+    out_dir: Path,
+    say: Progress = _silent,
+    *,
+    image_context: bool = False,
+    clock: StageClock | None = None,
 ) -> BuildResult:
     """Wheel, sdist, ONNX file, report (and the image's build context), staged, then renamed into `out_dir`."""
     metadata = exported.metadata
     stem = f"{config.model.name}-{metadata['version']}"
     epoch = _epoch(metadata["created"])
+    clock = clock or StageClock()
     with scratch_folder(out_dir) as stage:
         say("packaging the model wheel")
-        project = render_project(stage / "src", metadata, exported.onnx_bytes, config.path.read_text(encoding="utf-8"))
-        dists = build_distributions(project, stage / "dist", source_date_epoch=epoch)
-        twine_check([dists.wheel, dists.sdist])
+        with clock.stage("package"):
+            project = render_project(
+                stage / "src", metadata, exported.onnx_bytes, config.path.read_text(encoding="utf-8")
+            )
+            dists = build_distributions(project, stage / "dist", source_date_epoch=epoch)
+            twine_check([dists.wheel, dists.sdist])
         onnx_path = stage / f"{stem}.onnx"
         onnx_path.write_bytes(exported.onnx_bytes)
         staged = {"wheel": dists.wheel, "sdist": dists.sdist, "onnx": onnx_path}
@@ -284,14 +333,14 @@ def write_artifacts(
                 "dependencies": pinned,
                 "dockerfile_sha256": sha256_of(context / "Dockerfile"),
             }
-        report = {**metadata, "artifacts": artifacts}
+        report = {**metadata, "artifacts": artifacts, "timings": clock.report()}
         report_path = stage / f"{stem}.json"
         _write_json(report_path, report)
         staged["report"] = report_path
         final = {kind: out_dir / path.name for kind, path in staged.items()}
         for kind, path in staged.items():
             _move_into_place(path, final[kind], stage)
-    return BuildResult(metadata=metadata, artifacts=final, report=report)
+    return BuildResult(metadata=metadata, artifacts=final, report=report, clock=clock)
 
 
 def _project_path(config: Config, value: str) -> str:
@@ -309,7 +358,9 @@ def _move_into_place(source: Path, target: Path, stage: Path) -> None:
     os.replace(source, target)
 
 
-def build_image_step(config: Config, result: BuildResult, *, required: bool, say: Progress = _silent) -> None:
+def build_image_step(
+    config: Config, result: BuildResult, *, required: bool, say: Progress = _silent, clock: StageClock | None = None
+) -> None:
     """Build the image from the context in place; without an engine, fail only if the image was demanded."""
     context = result.artifacts["docker"]
     tag = config.image.tag_for(config.model.name, result.metadata["version"])
@@ -322,7 +373,8 @@ def build_image_step(config: Config, result: BuildResult, *, required: bool, say
         result.report["image"] = {"built": False, "tag": tag, "reason": message}
     else:
         say(f"building image {tag} (Docker {engine}, no network)")
-        image = build_image(context, tag)
+        with (clock or result.clock).stage("image"):
+            image = build_image(context, tag)
         result.report["image"] = {
             "built": True,
             "tag": image.tag,
@@ -330,6 +382,7 @@ def build_image_step(config: Config, result: BuildResult, *, required: bool, say
             "size": image.size,
             "layers": len(image.layers),
         }
+    result.report["timings"] = (clock or result.clock).report()
     with scratch_folder(result.artifacts["report"].parent) as stage:
         staged = stage / result.artifacts["report"].name
         _write_json(staged, result.report)

@@ -57,6 +57,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"parity: max |sklearn - onnx| {metadata['parity']['max_abs_diff']:.2g}, "
             f"label agreement {metadata['parity']['label_agreement']:.2%}"
         )
+        search, cv = metadata.get("search"), metadata.get("cv")
+        if cv:
+            scoring = search["scoring"] if search else next(iter(cv["scores"]))
+            score = cv["scores"][scoring]
+            tried = f"search: {search['trials']} trials, best {json.dumps(search['best_params'])}; " if search else ""
+            print(f"{tried}{cv['folds']}-fold CV {scoring} {score['mean']:.4f} ± {score['std']:.4f}")
         for path in result.artifacts.values():
             print(f"  {path}")
         image = result.report.get("image")
@@ -146,6 +152,52 @@ def cmd_models(args: argparse.Namespace) -> int:
     for cells in table:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip())
     return 0
+
+
+def cmd_experiments(args: argparse.Namespace) -> int:
+    from mlpack.lifecycle import list_experiments
+
+    rows = list_experiments(args.config, args.name, args.version)
+    if args.json:
+        _print_json([_nan_to_none(row) for row in rows])
+        return 0
+    if not rows:
+        print("no trials logged")
+        return 0
+    header = ("name", "version", "run", "trial", "status", "score", "mean", "std", "fit s", "params")
+    table = [header] + [
+        (
+            row["name"],
+            row["version"],
+            row.get("run", ""),
+            f"{row['trial']}{'*' if row.get('best') else ''}",
+            row["status"],
+            row["scoring"],
+            _number(row.get("scores", {}).get(row["scoring"], {}).get("mean")),
+            _number(row.get("scores", {}).get(row["scoring"], {}).get("std")),
+            f"{row.get('fit_seconds', 0):.2f}",
+            json.dumps(row["params"], sort_keys=True) if row["params"] else "(configured)",
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(cells[i])) for cells in table) for i in range(len(header))]
+    for cells in table:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip())
+    print("* the best trial of its build, refit on the whole training split")
+    return 0
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def _nan_to_none(value: Any) -> Any:
+    """NaN is not JSON; a failed trial's scores print as null."""
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -271,6 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("name", nargs="?", help="only this model")
     models.add_argument("--config", default=".", help="project folder or mlpack.toml naming the registry (default: .)")
     models.set_defaults(handler=cmd_models)
+
+    experiments = commands.add_parser(
+        "experiments", parents=[common], help="list the logged trials of cross-validation and search, best first"
+    )
+    experiments.add_argument("name", nargs="?", help="only this model")
+    experiments.add_argument("--version", dest="version", help="only this version of it")
+    experiments.add_argument(
+        "--config", default=".", help="project folder or mlpack.toml naming the database (default: .)"
+    )
+    experiments.set_defaults(handler=cmd_experiments)
 
     publish = commands.add_parser("publish", parents=[common], help="upload the built wheel and sdist with twine")
     publish.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")

@@ -55,10 +55,16 @@ class FeaturesSection:
     target: str
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
+    weight: str = ""  # a per-document sample weight used in training; not a model input
 
     @property
     def inputs(self) -> list[str]:
         return [*self.numeric, *self.categorical]
+
+    @property
+    def loaded(self) -> list[str]:
+        """Every document path a build reads: the inputs, the target, and the weight if any."""
+        return [*self.inputs, self.target, *([self.weight] if self.weight else [])]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,19 @@ class EvaluationSection:
     seed: int = 0
     metrics: list[str] = field(default_factory=list)  # empty: the task's defaults
     gates: dict[str, float] = field(default_factory=dict)
+    cv: int = 0  # k-fold cross-validation on the training split; 0 = none
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """Hyper-parameter search over the estimator's params; every trial is logged (SPEC §9)."""
+
+    params: dict[str, list[Any]]
+    method: Literal["grid", "random"] = "grid"
+    scoring: str = ""  # default: the first metric
+    cv: int = 0  # folds; default: [evaluation].cv, else 3
+    n_iter: int = 10  # random search: how many points of the space
+    seed: int = 0  # random search's sampling, and the folds' shuffling
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,7 @@ class ServeSection:
 class RegistrySection:
     enabled: bool = True
     collection: str = "mlpack_models"
+    experiments: str = "mlpack_experiments"  # the trials of cross-validation and search
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,7 @@ class Config:
     features: FeaturesSection
     estimator: EstimatorSection
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
+    search: SearchSection | None = None
     export: ExportSection = field(default_factory=ExportSection)
     image: ImageSection = field(default_factory=ImageSection)
     serve: ServeSection = field(default_factory=ServeSection)
@@ -201,12 +222,21 @@ def _read_section(cls: type, raw: Any, *, where: str, section: str) -> Any:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{where}: missing required key {dotted}")
             continue
-        expected = hints[f.name]
+        expected = _optional_section(hints[f.name])
         if isinstance(expected, type) and dataclasses.is_dataclass(expected):
             values[f.name] = _read_section(expected, raw[key], where=where, section=key)
         else:
             values[f.name] = _check_type(raw[key], expected, f"{where}: {dotted}")
     return cls(**values)
+
+
+def _optional_section(tp: Any) -> Any:
+    """`SearchSection | None` (a table that may be left out) reads as the section itself."""
+    if isinstance(tp, types.UnionType):
+        sections = [t for t in typing.get_args(tp) if isinstance(t, type) and dataclasses.is_dataclass(t)]
+        if len(sections) == 1:
+            return sections[0]
+    return tp
 
 
 def _type_name(tp: Any) -> str:
@@ -217,6 +247,8 @@ def _type_name(tp: Any) -> str:
         return f"a list of {_type_name(typing.get_args(tp)[0])}s"
     if origin is dict:
         return "a table"
+    if tp is Any:
+        return "value"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
 
 
@@ -273,7 +305,7 @@ def _check_semantics(config: Config, where: str) -> None:
     if not features.inputs:
         raise ConfigError(f"{where}: [features] needs at least one of numeric or categorical")
     seen: set[str] = set()
-    for path in [*features.inputs, features.target]:
+    for path in features.loaded:
         if not path or path.startswith("$") or ".." in path or path.startswith(".") or path.endswith("."):
             raise ConfigError(f"{where}: [features] field path {path!r} is not a valid dotted path")
         if path in seen:
@@ -283,6 +315,7 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [source].limit must be 0 (all) or a positive integer")
     if not 0 < config.evaluation.test_size < 1:
         raise ConfigError(f"{where}: [evaluation].test_size must be between 0 and 1, got {config.evaluation.test_size}")
+    _check_experiments(config, where)
     if config.export.parity_tolerance < 0:
         raise ConfigError(f"{where}: [export].parity_tolerance must not be negative")
     if config.serve.max_body_bytes < 1024:
@@ -293,3 +326,22 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [image].tag {config.image.tag!r} is not a valid image tag (lowercase name[:tag])")
     if config.image.python and not re.match(r"^3\.\d+$", config.image.python):
         raise ConfigError(f'{where}: [image].python must look like "3.11", got {config.image.python!r}')
+
+
+def _check_experiments(config: Config, where: str) -> None:
+    """[evaluation].cv and [search]: fold counts, a non-empty space. Param names are checked against
+    the estimator itself (mlpack.experiments), which config knows nothing of."""
+    if config.evaluation.cv == 1 or config.evaluation.cv < 0:
+        raise ConfigError(f"{where}: [evaluation].cv must be 0 (no cross-validation) or at least 2 folds")
+    search = config.search
+    if search is None:
+        return
+    if not search.params:
+        raise ConfigError(f"{where}: [search].params is empty: give each parameter a list of values to try")
+    for name, values in search.params.items():
+        if not values:
+            raise ConfigError(f"{where}: [search].params.{name} is an empty list: give at least one value")
+    if search.cv == 1 or search.cv < 0:
+        raise ConfigError(f"{where}: [search].cv must be at least 2 folds (or left out: [evaluation].cv, else 3)")
+    if search.n_iter < 1:
+        raise ConfigError(f"{where}: [search].n_iter must be at least 1")

@@ -48,6 +48,19 @@ def list_models(project: str | Path, name: str | None = None) -> list[dict[str, 
         return rows
 
 
+def list_experiments(project: str | Path, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+    """The logged trials of cross-validation and search (SPEC §9), each build's best first."""
+    from mlpack.experiments import list_trials
+
+    config = load_config(project)
+    with mongo_server(config.source) as uri:
+        client = connect(uri)
+        try:
+            return list_trials(client[config.source.database][config.registry.experiments], name, version)
+        finally:
+            client.close()
+
+
 # -- publish ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PublishResult:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,7 @@ class TrainedModel:
     test_frame: pd.DataFrame  # the test split as the pipeline sees it (columns = ONNX input names)
     test_columns: dict[str, np.ndarray]  # the same rows keyed by feature path, as the runtime sees them
     test_target: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)  # the estimator's params as fitted
 
 
 def metric_names(config: Config) -> list[str]:
@@ -103,14 +105,40 @@ def build_pipeline(config: Config, input_names: dict[str, str], estimator: Any, 
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
-def _frame(columns: dict[str, np.ndarray], input_names: dict[str, str]) -> pd.DataFrame:
+def with_class_weight_labels(params: dict[str, Any], target: np.ndarray) -> dict[str, Any]:
+    """`class_weight = { 0 = 1.0, 1 = 5.0 }`: TOML keys are strings, integer classes are not; map them.
+
+    A key that names no class is a config error (scikit-learn's own message would not name the key).
+    """
+    weights = params.get("class_weight")
+    if not isinstance(weights, dict):
+        return params
+    by_text = {str(label): label for label in np.unique(target).tolist()}
+    mapped = {}
+    for key, value in weights.items():
+        if str(key) not in by_text:
+            known = ", ".join(sorted(by_text))
+            raise ConfigError(f"class_weight names {key!r}, which is not a class of the target (classes: {known})")
+        mapped[by_text[str(key)]] = value
+    return {**params, "class_weight": mapped}
+
+
+def frame(columns: dict[str, np.ndarray], input_names: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({input_names[path]: values for path, values in columns.items()})
 
 
-def train(config: Config, dataset: Dataset, input_names: dict[str, str]) -> TrainedModel:
-    estimator, spec = make_estimator(config.estimator, config.model.task)
-    names = metric_names(config)
-    classification = config.model.task == "classification"
+@dataclass
+class Split:
+    """The seeded train/test split; cross-validation and search only ever see the training part."""
+
+    train_columns: dict[str, np.ndarray]
+    train_target: np.ndarray
+    train_weight: np.ndarray | None
+    test_columns: dict[str, np.ndarray]
+    test_target: np.ndarray
+
+
+def split(config: Config, dataset: Dataset) -> Split:
     evaluation = config.evaluation
     rows = np.arange(dataset.rows)
     try:
@@ -118,36 +146,73 @@ def train(config: Config, dataset: Dataset, input_names: dict[str, str]) -> Trai
             rows,
             test_size=evaluation.test_size,
             random_state=evaluation.seed,
-            stratify=dataset.target if classification else None,
+            stratify=dataset.target if config.model.task == "classification" else None,
         )
     except ValueError as exc:
         raise DataError(f"cannot split {dataset.rows} documents into train and test: {exc}") from None
     columns = dataset.columns()
-    train_columns = {path: values[train_rows] for path, values in columns.items()}
-    test_columns = {path: values[test_rows] for path, values in columns.items()}
+    return Split(
+        train_columns={path: values[train_rows] for path, values in columns.items()},
+        train_target=dataset.target[train_rows],
+        train_weight=dataset.weight[train_rows] if dataset.weight is not None else None,
+        test_columns={path: values[test_rows] for path, values in columns.items()},
+        test_target=dataset.target[test_rows],
+    )
+
+
+def score_all(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Every named metric of a fitted pipeline on (x, y); a metric undefined on these rows is NaN."""
+    predicted = pipeline.predict(x)
+    classification = METRICS[names[0]].task == "classification"
+    probabilities = pipeline.predict_proba(x) if classification else None
+    classes = pipeline.classes_.tolist() if classification else []
+    scores = {}
+    for name in names:
+        try:
+            scores[name] = round(METRICS[name].score(y, predicted, probabilities, classes), 6)
+        except ValueError:  # e.g. roc_auc on rows of a single class
+            scores[name] = math.nan
+    return scores
+
+
+def train(
+    config: Config,
+    dataset: Dataset,
+    input_names: dict[str, str],
+    *,
+    rows: Split | None = None,
+    params: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit on the training split (with `params` over the configured ones, e.g. a search's best) and score on test."""
+    classification = config.model.task == "classification"
+    parts = rows if rows is not None else split(config, dataset)
+    chosen = config.estimator.params if params is None else params
+    if classification:
+        chosen = with_class_weight_labels(chosen, parts.train_target)
+    section = dataclasses.replace(config.estimator, params=chosen)
+    estimator, spec = make_estimator(section, config.model.task)
+    names = metric_names(config)
     pipeline = build_pipeline(config, input_names, estimator, spec)
+    fit_args = {"estimator__sample_weight": parts.train_weight} if parts.train_weight is not None else {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            pipeline.fit(_frame(train_columns, input_names), dataset.target[train_rows])
+            pipeline.fit(frame(parts.train_columns, input_names), parts.train_target, **fit_args)
     except (ValueError, TypeError) as exc:
         # scikit-learn validates params at fit time (InvalidParameterError is a ValueError).
         raise ConfigError(f"[estimator] {config.estimator.class_path} could not be trained: {exc}") from None
-    test_frame = _frame(test_columns, input_names)
-    test_target = dataset.target[test_rows]
-    predicted = pipeline.predict(test_frame)
-    probabilities = pipeline.predict_proba(test_frame) if classification else None
-    classes = pipeline.classes_.tolist() if classification else None
-    scores = {name: METRICS[name].score(test_target, predicted, probabilities, classes or []) for name in names}
+    test_frame = frame(parts.test_columns, input_names)
+    scores = score_all(pipeline, test_frame, parts.test_target, names)
     return TrainedModel(
         pipeline=pipeline,
         spec=spec,
-        metrics={name: round(value, 6) for name, value in scores.items()},
-        classes=classes,
-        train_rows=len(train_rows),
+        metrics=scores,
+        classes=pipeline.classes_.tolist() if classification else None,
+        train_rows=len(parts.train_target),
         test_frame=test_frame,
-        test_columns=test_columns,
-        test_target=test_target,
+        test_columns=parts.test_columns,
+        test_target=parts.test_target,
+        params=dict(config.estimator.params if params is None else params),
     )
 
 

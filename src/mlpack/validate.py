@@ -35,6 +35,7 @@ class Dataset:
     target: np.ndarray
     ids: list[Any]
     fingerprint: str = ""
+    weight: np.ndarray | None = None  # [features].weight: per-document sample weights (float64, finite, >= 0)
 
     @property
     def rows(self) -> int:
@@ -100,6 +101,30 @@ def _check_categorical(path: str, values: list[Any], ids: list[Any], report: Val
         return None
     column = np.empty(len(values), dtype=object)
     column[:] = [MISSING_CATEGORY if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
+    return column
+
+
+def _to_float_or_inf(value: Any) -> float:
+    try:
+        return _to_float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _check_weight(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+    """Sample weights: a number in every document, finite and not negative, not all zero."""
+    numbers = [_to_float_or_inf(v) if _is_number(v) and not isinstance(v, bool) else math.nan for v in values]
+    column = np.array(numbers, dtype=np.float64)
+    bad = [i for i, w in enumerate(numbers) if not math.isfinite(w) or w < 0]
+    if bad:
+        report.problems.append(
+            f"weight '{path}': {len(bad)} document(s) without a finite, non-negative number as weight, "
+            f"{_example(ids, bad[0], values[bad[0]])}"
+        )
+        return None
+    if not column.any():
+        report.problems.append(f"weight '{path}': every weight is 0")
+        return None
     return column
 
 
@@ -174,6 +199,9 @@ def fingerprint(dataset: Dataset, features: FeaturesSection) -> str:
         digest.update(json.dumps(dataset.categorical[path].tolist()).encode())
     digest.update(f"target:{features.target}\0".encode())
     digest.update(json.dumps(dataset.target.tolist()).encode())
+    if dataset.weight is not None:
+        digest.update(f"weight:{features.weight}\0".encode())
+        digest.update(np.ascontiguousarray(dataset.weight, dtype="<f8").tobytes())
     return digest.hexdigest()
 
 
@@ -194,7 +222,7 @@ def validate(
     if raw.rows == 0:
         where = f" in {source_label}" if source_label else ""
         raise DataError(f"no documents to train on: the query matched nothing{where}")
-    absent = [path for path in [*features.inputs, features.target] if raw.present[path] == 0]
+    absent = [path for path in features.loaded if raw.present[path] == 0]
     candidates = known_paths() if absent and known_paths else []
     for path in absent:
         guess = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
@@ -205,6 +233,7 @@ def validate(
     numeric = {path: _check_numeric(path, raw.values[path], raw.ids, report) for path in features.numeric}
     categorical = {path: _check_categorical(path, raw.values[path], raw.ids, report) for path in features.categorical}
     target = _check_target(features.target, raw.values[features.target], raw.ids, task, report)
+    weight = _check_weight(features.weight, raw.values[features.weight], raw.ids, report) if features.weight else None
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
     dataset = Dataset(
@@ -212,6 +241,7 @@ def validate(
         categorical={k: v for k, v in categorical.items() if v is not None},
         target=target if target is not None else np.empty(0),
         ids=raw.ids,
+        weight=weight,
     )
     dataset.fingerprint = fingerprint(dataset, features)
     return dataset

@@ -1,0 +1,380 @@
+"""Cross-validation and hyper-parameter search on the training split, every trial logged (SPEC §9).
+
+A *trial* is one point of the parameter space evaluated by k-fold cross-validation on the training
+split (never the test split). `[evaluation].cv` alone is a search of one point: the configured params.
+Each trial is written to MongoDB the moment it finishes, so a build killed half-way leaves the trials
+it ran. The best point is then refit on the whole training split by `train.train`.
+
+The loop is written out instead of using `GridSearchCV`: scikit-learn has no per-candidate callback,
+and logging as each trial finishes is the point. Folds and sampling are seeded, so a search is
+repeatable; `benchmarks/experiments.py` measures it against `GridSearchCV` on the same grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pymongo.collection import Collection
+from pymongo.errors import PyMongoError
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
+from sklearn.utils.validation import has_fit_parameter
+
+from mlpack.config import Config
+from mlpack.errors import ConfigError, DataError, ExternalError
+from mlpack.estimators import make_estimator
+from mlpack.train import METRICS, Split, build_pipeline, frame, metric_names, score_all, with_class_weight_labels
+
+DEFAULT_FOLDS = 3
+
+
+@dataclass
+class Trial:
+    number: int
+    params: dict[str, Any]  # the point of the space (empty for plain cross-validation)
+    folds: list[dict[str, float]] = field(default_factory=list)  # every metric, per fold
+    fit_seconds: list[float] = field(default_factory=list)  # per fold
+    status: str = "ok"  # "ok" | "failed"
+    error: str = ""
+
+    def scores(self) -> dict[str, dict[str, float]]:
+        """Mean and (population) standard deviation of every metric over the folds, as GridSearchCV reports."""
+        if not self.folds:
+            return {}
+        out = {}
+        for name in self.folds[0]:
+            values = np.array([fold[name] for fold in self.folds], dtype=np.float64)
+            out[name] = {"mean": round(float(np.mean(values)), 6), "std": round(float(np.std(values)), 6)}
+        return out
+
+    def score(self, scoring: str) -> float:
+        mean = self.scores().get(scoring, {}).get("mean", math.nan)
+        return float(mean)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run, settled before any data is read (so config mistakes are exit 2 up front)."""
+
+    kind: str  # "search" | "cv"
+    points: list[dict[str, Any]]
+    folds: int
+    scoring: str
+    higher_is_better: bool
+    seed: int
+    space: dict[str, list[Any]]
+    method: str
+
+
+def plan(config: Config) -> Plan | None:
+    """The trials a config asks for, or None without [evaluation].cv and [search]. Checks every name."""
+    search, evaluation = config.search, config.evaluation
+    estimator, _ = make_estimator(config.estimator, config.model.task)
+    check_sample_weight(config, estimator)
+    if search is None and not evaluation.cv:
+        return None
+    names = metric_names(config)
+    if search is None:
+        scoring = names[0]
+        return Plan("cv", [{}], evaluation.cv, scoring, METRICS[scoring].higher_is_better, evaluation.seed, {}, "cv")
+    scoring = search.scoring or names[0]
+    metric = METRICS.get(scoring)
+    if metric is None or metric.task != config.model.task:
+        known = ", ".join(n for n, m in METRICS.items() if m.task == config.model.task)
+        raise ConfigError(f"[search].scoring '{scoring}' is not a {config.model.task} metric (known: {known})")
+    _check_param_names(config, estimator)
+    if search.method == "grid":
+        points = list(ParameterGrid(search.params))
+    else:
+        size = len(ParameterGrid(search.params))
+        sampler = ParameterSampler(search.params, n_iter=min(search.n_iter, size), random_state=search.seed)
+        points = list(sampler)
+    # TOML hands over plain Python values; numpy scalars from the sampler would not go into MongoDB.
+    points = [{k: _plain(v) for k, v in sorted(point.items())} for point in points]
+    folds = search.cv or evaluation.cv or DEFAULT_FOLDS
+    return Plan(
+        "search", points, folds, scoring, metric.higher_is_better, evaluation.seed, search.params, search.method
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_param_names(config: Config, estimator: BaseEstimator) -> None:
+    assert config.search is not None
+    valid = sorted(estimator.get_params())
+    name = type(estimator).__name__
+    for param in config.search.params:
+        if param not in valid:
+            hint = difflib.get_close_matches(param, valid, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"[search].params.{param} is not a parameter of {name}{suggestion}")
+
+
+def check_sample_weight(config: Config, estimator: BaseEstimator) -> None:
+    """[features].weight needs an estimator whose fit takes sample_weight (KNeighbors*, MLP* do not)."""
+    if config.features.weight and not has_fit_parameter(estimator, "sample_weight"):
+        raise ConfigError(
+            f"[features].weight: {type(estimator).__name__} does not accept sample weights; "
+            "remove the weight or choose another estimator (`mlpack estimators`)"
+        )
+
+
+class TrialLog:
+    """Writes each finished trial to the experiments collection; None = logging off (registry disabled)."""
+
+    def __init__(
+        self, collection: Collection[dict[str, Any]] | None, *, name: str, version: str, estimator: str
+    ) -> None:
+        self.collection = collection
+        self.build = {"name": name, "version": version}
+        self.estimator = estimator
+        self.run = uuid.uuid4().hex[:12]  # one build's trials; a rebuild of the same version is a new run
+        self.started = _now()
+
+    def write(self, plan: Plan, trial: Trial, params: dict[str, Any]) -> None:
+        if self.collection is None:
+            return
+        document = {
+            **self.build,
+            "run": self.run,
+            "started": self.started,
+            "finished": _now(),
+            "kind": plan.kind,
+            "method": plan.method,
+            "trial": trial.number,
+            "params": trial.params,
+            "estimator": {"class": self.estimator, "params": params},
+            "folds": trial.folds,
+            "scores": trial.scores(),
+            "scoring": plan.scoring,
+            "score": trial.score(plan.scoring),
+            "higher_is_better": plan.higher_is_better,
+            "fit_seconds": round(sum(trial.fit_seconds), 4),
+            "fold_fit_seconds": [round(s, 4) for s in trial.fit_seconds],
+            "status": trial.status,
+        }
+        if trial.error:
+            document["error"] = trial.error
+        try:
+            self.collection.insert_one(document)
+        except PyMongoError as exc:
+            raise ExternalError(f"logging a trial to {self.collection.full_name} failed: {exc}") from None
+
+    def mark_best(self, trial: Trial) -> None:
+        if self.collection is None:
+            return
+        try:
+            self.collection.update_one({"run": self.run, "trial": trial.number}, {"$set": {"best": True}})
+        except PyMongoError as exc:
+            raise ExternalError(f"marking the best trial in {self.collection.full_name} failed: {exc}") from None
+
+
+def _now() -> str:
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Experiment:
+    plan: Plan
+    trials: list[Trial]
+    best: Trial
+    seconds: float
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return self.best.params
+
+    def cv_summary(self) -> dict[str, Any]:
+        """For the metadata: deterministic (no times), so artifacts stay byte-identical."""
+        return {"folds": self.plan.folds, "seed": self.plan.seed, "scores": self.best.scores()}
+
+    def search_summary(self) -> dict[str, Any] | None:
+        if self.plan.kind != "search":
+            return None
+        return {
+            "method": self.plan.method,
+            "space": self.plan.space,
+            "scoring": self.plan.scoring,
+            "folds": self.plan.folds,
+            "trials": len(self.trials),
+            "failed": sum(1 for t in self.trials if t.status != "ok"),
+            "best_trial": self.best.number,
+            "best_params": self.best.params,
+            "results": [
+                {
+                    "trial": t.number,
+                    "params": t.params,
+                    "status": t.status,
+                    "mean": _json_float(t.score(self.plan.scoring)),
+                    "std": _json_float(t.scores().get(self.plan.scoring, {}).get("std", math.nan)),
+                }
+                for t in ranked(self.trials, self.plan)
+            ],
+        }
+
+    def timings(self) -> list[dict[str, Any]]:
+        """Per trial wall time of fitting, for the build report (not the metadata: times vary)."""
+        return [{"trial": t.number, "fit_seconds": round(sum(t.fit_seconds), 4)} for t in self.trials]
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def ranked(trials: list[Trial], plan: Plan) -> list[Trial]:
+    """Best first; failed trials and NaN scores last, ties by trial number."""
+
+    def key(trial: Trial) -> tuple[int, float, int]:
+        value = trial.score(plan.scoring)
+        if trial.status != "ok" or math.isnan(value):
+            return (1, 0.0, trial.number)
+        return (0, -value if plan.higher_is_better else value, trial.number)
+
+    return sorted(trials, key=key)
+
+
+def _folds(config: Config, plan: Plan, target: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    if config.model.task == "classification":
+        splitter: Any = StratifiedKFold(n_splits=plan.folds, shuffle=True, random_state=plan.seed)
+    else:
+        splitter = KFold(n_splits=plan.folds, shuffle=True, random_state=plan.seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # "least populated class has only 2 members"
+            return list(splitter.split(np.zeros(len(target)), target))
+    except (ValueError, UserWarning) as exc:
+        raise DataError(
+            f"cannot cross-validate the {len(target)} training rows in {plan.folds} folds: {exc}",
+            details="lower [search].cv / [evaluation].cv, or add data",
+        ) from None
+
+
+def run(
+    config: Config,
+    split: Split,
+    input_names: dict[str, str],
+    log: TrialLog,
+    *,
+    say: Callable[[str], None] = lambda _m: None,
+) -> Experiment | None:
+    """Every trial of the plan on the training split, each logged as it finishes; the best one."""
+    the_plan = plan(config)
+    if the_plan is None:
+        return None
+    started = time.monotonic()
+    names = metric_names(config)
+    x_all = frame(split.train_columns, input_names)
+    y_all = split.train_target
+    weight = split.train_weight
+    folds = _folds(config, the_plan, y_all)
+    trials = []
+    for number, point in enumerate(the_plan.points):
+        params = {**config.estimator.params, **point}
+        say(f"trial {number + 1}/{len(the_plan.points)}: {point or 'configured params'}, {the_plan.folds} folds")
+        trial = _run_trial(config, number, point, params, folds, x_all, y_all, weight, input_names, names)
+        log.write(the_plan, trial, params)
+        trials.append(trial)
+    best = ranked(trials, the_plan)[0]
+    if best.status != "ok":
+        raise ConfigError(f"every trial failed to train; the first: {trials[0].error}")
+    log.mark_best(best)
+    return Experiment(the_plan, trials, best, round(time.monotonic() - started, 4))
+
+
+def _run_trial(
+    config: Config,
+    number: int,
+    point: dict[str, Any],
+    params: dict[str, Any],
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    x_all: Any,
+    y_all: np.ndarray,
+    weight: np.ndarray | None,
+    input_names: dict[str, str],
+    names: list[str],
+) -> Trial:
+    trial = Trial(number, point)
+    if config.model.task == "classification":
+        params = with_class_weight_labels(params, y_all)
+    section = dataclasses.replace(config.estimator, params=params)
+    for fit_rows, score_rows in folds:
+        estimator, spec = make_estimator(section, config.model.task)
+        pipeline = build_pipeline(config, input_names, estimator, spec)
+        fit_args = {"estimator__sample_weight": weight[fit_rows]} if weight is not None else {}
+        began = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                pipeline.fit(x_all.iloc[fit_rows], y_all[fit_rows], **fit_args)
+        except (ValueError, TypeError) as exc:  # a bad value in the space (InvalidParameterError is a ValueError)
+            trial.fit_seconds.append(time.perf_counter() - began)
+            trial.status, trial.error = "failed", f"{type(exc).__name__}: {exc}"
+            trial.folds = []
+            return trial
+        trial.fit_seconds.append(time.perf_counter() - began)
+        trial.folds.append(score_all(pipeline, x_all.iloc[score_rows], y_all[score_rows], names))
+    return trial
+
+
+def list_trials(collection: Collection[dict[str, Any]], name: str | None, version: str | None) -> list[dict[str, Any]]:
+    """Logged trials, one build run after another (by name, version, start), each run's trials best first.
+
+    An unknown name or version is a usage error listing what the collection does hold.
+    """
+    query: dict[str, Any] = {}
+    if name:
+        query["name"] = name
+    if version:
+        query["version"] = version
+    try:
+        documents = list(collection.find(query, projection={"_id": 0}))
+        names = sorted(map(str, collection.distinct("name"))) if not documents and query else []
+        versions = sorted(map(str, collection.distinct("version", {"name": name}))) if name in names else []
+    except PyMongoError as exc:
+        raise ExternalError(f"reading {collection.full_name} failed: {exc}") from None
+    if not documents and query:
+        where = f"in {collection.full_name}"
+        if name and name not in names:
+            raise ConfigError(f"no trials logged for {name!r} {where} (known models: {', '.join(names) or 'none'})")
+        label = f"{name} {version}" if name else f"version {version}"
+        known = f" (known versions: {', '.join(versions)})" if versions else ""
+        raise ConfigError(f"no trials logged for {label} {where}{known}")
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for document in documents:
+        runs.setdefault((document["name"], document["version"], document.get("run", "")), []).append(document)
+    ordered = sorted(
+        runs.values(), key=lambda run: (run[0]["name"], _version_order(run[0]["version"]), run[0].get("started", ""))
+    )
+    return [document for run in ordered for document in sorted(run, key=_trial_rank)]
+
+
+def _version_order(text: str) -> tuple[int, Any]:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (0, Version(text))
+    except InvalidVersion:
+        return (1, text)
+
+
+def _trial_rank(document: dict[str, Any]) -> tuple[int, float, int]:
+    value = document.get("score")
+    if document.get("status") != "ok" or value is None or math.isnan(value):
+        return (1, 0.0, document.get("trial", 0))
+    return (0, -value if document.get("higher_is_better", True) else value, document.get("trial", 0))
+
+
+__all__ = ["Experiment", "Plan", "Trial", "TrialLog", "check_sample_weight", "list_trials", "plan", "ranked", "run"]
