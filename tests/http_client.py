@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ class Answer:
 
 
 class ServerProcess:
-    def __init__(self, command: list[str | Path], *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str | Path],
+        *,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [*map(str, command), "--host", "127.0.0.1", "--port", str(self.port)],
@@ -35,12 +42,19 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,
         )
         self.wait_ready()
 
     @classmethod
-    def mlpack(cls, artifact: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
-        return cls([sys.executable, "-m", "mlpack", "serve", artifact, *extra], env=env)
+    def mlpack(
+        cls,
+        artifact: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> ServerProcess:
+        return cls([sys.executable, "-m", "mlpack", "serve", artifact, *extra], env=env, preexec_fn=preexec_fn)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -90,6 +104,13 @@ class ServerProcess:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        """The server's resident memory now (VmRSS) or at its peak (VmHWM), from /proc."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no {field} for process {self.proc.pid}")
 
     def output(self) -> str:
         return self.proc.stdout.read() if self.proc.stdout and self.proc.poll() is not None else ""

@@ -162,7 +162,16 @@ BAD_REQUESTS = [
         422,
         "field 'support_calls': 10000000000000000000... is too large a number",
     ),
-    ("POST", "/predict", b'{"n": ' + b"9" * 5000 + b"}", {}, 400, "not valid JSON"),
+    (
+        "POST",
+        "/predict",
+        json.dumps({**RECORDS[0], "support_calls": 0})
+        .replace('"support_calls": 0', '"support_calls": ' + "9" * 5000)
+        .encode(),
+        {},
+        422,
+        "field 'support_calls': expected a number, got an integer of 5000 digits",
+    ),
     ("POST", "/predict", b"[" * 100_000 + b"]" * 100_000, {}, 413, "over the limit"),
     ("POST", "/predict", b"[" * 30_000 + b"]" * 30_000, {}, 400, "nested too deeply"),
     ("POST", "/predict", b"x" * 70_000, {}, 413, "over the limit of 65536"),

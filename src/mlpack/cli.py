@@ -117,11 +117,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mlpack.artifacts import open_model
-    from mlpack.server import serve
+    from mlpack.server import serve_args
 
     model = open_model(args.artifact)
     try:
-        return serve(model, args.host, args.port, workers=args.workers, max_body_bytes=args.max_body_bytes)
+        return serve_args(model, args)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
 

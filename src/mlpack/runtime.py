@@ -29,7 +29,8 @@ import numpy as np
 
 MISSING_CATEGORY = "__missing__"  # what a missing categorical becomes, in training and here alike
 _ABSENT = object()
-_NUMERIC_KINDS = frozenset("fiub")
+_NUMERIC_KINDS = frozenset("fiu")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -87,19 +88,28 @@ def _numeric_input(feature: Feature, values: Sequence[Any]) -> np.ndarray:
         array = np.asarray(values)
     except (ValueError, TypeError):  # ragged nesting, e.g. a list among numbers
         array = np.empty(0, dtype=object)
-    if array.dtype.kind not in _NUMERIC_KINDS or array.ndim != 1 or len(array) != len(values):
+    if (
+        array.dtype.kind not in _NUMERIC_KINDS
+        or array.ndim != 1
+        or len(array) != len(values)
+        or bool((np.abs(array) > _FLOAT32_MAX).any())  # inf, or past float32; NaN compares False: missing
+        or bool in map(type, values)  # True/False are not numbers, even among numbers (np.asarray says 1.0)
+    ):
         # Rare path: None mixed with numbers (imputed), or a real mistake to name.
         converted = []
         for index, value in enumerate(values):
+            where = f" (record {index})" if len(values) > 1 else ""
             if value is None:
                 converted.append(math.nan)
-            elif isinstance(value, (int, float, np.number)) and not isinstance(value, np.str_):
+            elif isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_, np.str_)):
                 try:
-                    converted.append(float(value))
+                    number = float(value)
                 except OverflowError:
                     raise ValueError(f"field '{feature.name}': {str(value)[:20]}... is too large a number") from None
+                if abs(number) > _FLOAT32_MAX:
+                    raise ValueError(f"field '{feature.name}'{where}: {value!r} is not a finite float32 number")
+                converted.append(number)
             else:
-                where = f" (record {index})" if len(values) > 1 else ""
                 raise ValueError(f"field '{feature.name}'{where}: expected a number, got {value!r}")
         array = np.array(converted)
     return array.astype(np.float32, copy=False).reshape(-1, 1)
@@ -334,7 +344,7 @@ def main(model: Model, argv: Sequence[str] | None = None, prog: str | None = Non
         server.add_serve_arguments(serve)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return int(server.serve(model, args.host, args.port, workers=args.workers, max_body_bytes=args.max_body_bytes))
+        return int(server.serve_args(model, args))
     if args.command == "info":
         print(json.dumps(model.metadata, indent=2))
         return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
@@ -35,7 +37,49 @@ log = logging.getLogger("mlpack.server")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-DRAIN_TIMEOUT_S = 30.0
+# Methods that get a label of their own in /metrics; any other text a client sends is "other", so
+# no client can grow the label set (issue 13: 200k distinct methods grew RSS by 42 MB).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
+# A JSON value costs Python ~25-80 bytes however short its text ("{}," is 3 bytes, a dict 64): a body
+# may hold at most this many values per allowed record, counted (by its commas) before it is parsed.
+VALUES_PER_RECORD = 100
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server process allows; each from the CLI, else the environment, else [serve], else here."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_records: int = 10_000  # records (or v2 rows) in one request
+    large_bodies: int = 2  # bodies over 64 KiB read and parsed at once: bounds memory, not requests
+    max_connections: int = 4096  # open connections; more wait in the listen backlog
+    idle_timeout: float = 60.0  # s: for a request's head or body, or the next request on keep-alive
+    write_timeout: float = 30.0  # s: for a client to take an answer (one that never reads is cut off)
+    drain_timeout: float = 8.0  # s: SIGTERM waits this long for requests in flight; docker stop waits 10
+
+    @classmethod
+    def resolve(cls, settings: Mapping[str, Any], overrides: Mapping[str, Any]) -> Limits:
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            kind = int if spec.type in ("int", int) else float
+            env = f"MLPACK_{spec.name.upper()}"
+            for source, raw in (
+                (f"--{spec.name.replace('_', '-')}", overrides.get(spec.name)),
+                (env, os.environ.get(env) or None),
+                (f"[serve].{spec.name}", settings.get(spec.name)),
+            ):
+                if raw is None:
+                    continue
+                try:
+                    value = kind(raw)
+                except (TypeError, ValueError):
+                    value = 0
+                if not value > 0:  # also NaN
+                    print(f"error: {source} must be a positive {kind.__name__}, got {raw!r}", file=sys.stderr)
+                    raise SystemExit(2)
+                values[spec.name] = value
+                break
+        return cls(**values)
 
 
 class ClientError(Exception):
@@ -48,6 +92,11 @@ class ClientError(Exception):
 
 
 # -- metrics ------------------------------------------------------------------------------------
+def _label(value: str) -> str:
+    """A label value escaped as the Prometheus text format asks: backslash, quote, newline."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 class Metrics:
     """Prometheus counters and a latency histogram, guarded by one lock (updates are tiny)."""
 
@@ -62,6 +111,8 @@ class Metrics:
         self.log_written = 0
 
     def observe(self, route: str, method: str, status: int, seconds: float, predictions: int) -> None:
+        if method not in KNOWN_METHODS:
+            method = "other"  # client text never becomes a label: the label set stays bounded
         with self._lock:
             key = (route, method, status)
             self.requests[key] = self.requests.get(key, 0) + 1
@@ -88,23 +139,27 @@ class Metrics:
             lines = [
                 "# HELP mlpack_model_info The model being served.",
                 "# TYPE mlpack_model_info gauge",
-                f'mlpack_model_info{{name="{model.name}",version="{model.version}"}} 1',
+                f'mlpack_model_info{{name="{_label(model.name)}",version="{_label(model.version)}"}} 1',
                 "# HELP mlpack_requests_total HTTP requests by route, method and status.",
                 "# TYPE mlpack_requests_total counter",
             ]
             for (route, method, status), count in sorted(self.requests.items()):
-                lines.append(f'mlpack_requests_total{{route="{route}",method="{method}",status="{status}"}} {count}')
+                labels = f'route="{_label(route)}",method="{_label(method)}",status="{status}"'
+                lines.append(f"mlpack_requests_total{{{labels}}} {count}")
             lines += [
                 "# HELP mlpack_request_duration_seconds Request latency by route.",
                 "# TYPE mlpack_request_duration_seconds histogram",
             ]
-            for route, counts in sorted(self.latency_counts.items()):
+            for raw_route, counts in sorted(self.latency_counts.items()):
+                route = _label(raw_route)
                 cumulative = 0
                 for bound, count in zip((*LATENCY_BUCKETS, math.inf), counts):
                     cumulative += count
                     label = "+Inf" if bound == math.inf else repr(bound)
                     lines.append(f'mlpack_request_duration_seconds_bucket{{route="{route}",le="{label}"}} {cumulative}')
-                lines.append(f'mlpack_request_duration_seconds_sum{{route="{route}"}} {self.latency_sum[route]:.6f}')
+                lines.append(
+                    f'mlpack_request_duration_seconds_sum{{route="{route}"}} {self.latency_sum[raw_route]:.6f}'
+                )
                 lines.append(f'mlpack_request_duration_seconds_count{{route="{route}"}} {cumulative}')
             lines += [
                 "# HELP mlpack_predictions_total Records predicted.",
@@ -256,22 +311,53 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _records_from_body(body: Any) -> Any:
+def _records_from_body(body: Any, max_records: int) -> Any:
     if isinstance(body, Mapping) and "instances" in body:
         body = body["instances"]
         if not isinstance(body, list):
             raise ClientError(422, "'instances' must be a list of records")
     if not isinstance(body, (Mapping, list)):
         raise ClientError(422, 'expected a record (object), a list of records, or {"instances": [...]}')
+    if isinstance(body, list) and len(body) > max_records:
+        raise ClientError(413, f"{len(body)} records is over the limit of {max_records} per request")
     return body
 
 
-def _parse_json(body: bytes | None) -> Any:
+class _LongInteger:
+    """An integer past Python's digit limit: no feature can take it, and the runtime names the field."""
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+    __str__ = __repr__
+
+
+def _parse_int(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int_max_str_digits (4,300 by default)
+        return _LongInteger(text)
+
+
+def _parse_json(body: bytes | None, max_values: int) -> Any:
     if body is None:
         raise ClientError(411, "a Content-Length header is required")
+    # Counted before parsing: commas bound the number of values, and each costs Python far more
+    # memory than its text (12 bodies of 9.9 MB of "[{},{},...]" once took RSS to 1.8 GB).
+    if body.count(b",") >= max_values:
+        raise ClientError(413, f"the body holds more than {max_values} JSON values (limit: max_records x 100)")
     try:
-        return json.loads(body)
-    except ValueError as exc:  # JSONDecodeError, bad UTF-8, or an integer past Python's digit limit
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            if type(exc) is not ValueError:  # JSONDecodeError, UnicodeDecodeError: the body is bad
+                raise
+            # An integer too long to convert: parse again, keeping it for the runtime to name the field.
+            return json.loads(body, parse_int=_parse_int)
+    except ValueError as exc:  # JSONDecodeError or bad UTF-8
         raise ClientError(400, f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ClientError(400, "the body is nested too deeply") from None
@@ -294,12 +380,12 @@ class App:
         self,
         model: Any,
         *,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: Limits | None = None,
         inference_log: InferenceLog | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.model = model
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits or Limits()
         self.metrics = metrics or Metrics()
         self.inference_log = inference_log
         self.ready = threading.Event()
@@ -345,7 +431,7 @@ class App:
 
     def predict(self, body: Any) -> tuple[int, Any]:
         self._require_ready()
-        records = _records_from_body(body)
+        records = _records_from_body(body, self.limits.max_records)
         try:
             labels, probabilities, _ = self.model.run(records)
         except ValueError as exc:
@@ -373,7 +459,8 @@ class App:
                 if path in self.paths:
                     raise ClientError(405, f"{method} is not allowed on {path}")
                 raise ClientError(404, f"no route {path}")
-            status, answer = handler(_parse_json(body) if method == "POST" else None)
+            document = _parse_json(body, self.limits.max_records * VALUES_PER_RECORD) if method == "POST" else None
+            status, answer = handler(document)
             if status == 200 and isinstance(answer, dict):
                 predictions = len(answer.get("predictions", ()))
             return status, "application/json", _dump_json(answer)
@@ -429,6 +516,10 @@ class App:
                 if not all(isinstance(row, list) and len(row) == 1 for row in data):
                     raise ClientError(400, f"input '{tensor['name']}': expected shape [n, 1]")
                 data = [row[0] for row in data]
+            if len(data) > self.limits.max_records:
+                raise ClientError(
+                    413, f"input '{tensor['name']}': {len(data)} rows is over the limit of {self.limits.max_records}"
+                )
             columns[feature.name] = data
         missing = [f.name for f in self.model.features if f.name not in columns]
         if missing:
@@ -577,29 +668,77 @@ class HttpServer:
 
     One loop serves every connection in turn, so answers stay fair under many connections (a
     thread per connection let a few threads starve the rest: p99 345 ms at 64 connections). A
-    one-record prediction (~30 µs) runs inline; large bodies go to a thread so /healthz stays quick.
+    one-record prediction (~30 µs) runs inline; large bodies go to a thread so /healthz stays quick,
+    at most `Limits.large_bodies` at once: the others wait, unread, in their sockets' buffers.
     """
 
     INLINE_BODY_BYTES = 64 * 1024
-    IDLE_TIMEOUT_S = 60.0
     MAX_HEAD_BYTES = 64 * 1024
+    LARGE_BODY_WAIT_S = 2.0  # then 503 with Retry-After: the client retries rather than queueing forever
+    ACCEPT_LOG_INTERVAL_S = 10.0
+    LINGER_S = 2.0  # reading and dropping the rest of a refused body, at most
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.limits = app.limits
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
-        self.connections: set[asyncio.StreamWriter] = set()
+        self.connections: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
+        self._room = asyncio.Event()  # set while there is room for another connection
+        self._room.set()
+        self._large = asyncio.Semaphore(self.limits.large_bodies)
+
+    # -- connections ----------------------------------------------------------------------------
+    async def accept(self, sock: socket.socket) -> None:
+        """Accept connections until cancelled; out of file descriptors, back off and say so rarely.
+
+        asyncio's own accept loop logged a traceback for every refused accept (147 MB of log in 30 s
+        once the process ran out of descriptors); clients wait in the backlog meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        backoff, refused, last_logged = 0.0, 0, -math.inf
+        while True:
+            await self._room.wait()
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    continue  # the client gave up before we took it (ECONNABORTED and kin)
+                refused += 1
+                now = time.monotonic()
+                if now - last_logged >= self.ACCEPT_LOG_INTERVAL_S:
+                    log.warning("cannot accept connections (%s): backing off; %d refused so far", exc.strerror, refused)
+                    last_logged = now
+                backoff = min(1.0, backoff * 2 or 0.01)
+                await asyncio.sleep(backoff)
+                continue
+            backoff = 0.0
+            task = loop.create_task(self._serve_socket(conn))
+            del task  # kept in self.connections once it runs
+
+    async def _serve_socket(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=self.MAX_HEAD_BYTES)
+        except OSError:
+            conn.close()
+            return
+        await self.handle_connection(reader, writer)
 
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stalls
-        self.connections.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections[writer] = task
+        if len(self.connections) >= self.limits.max_connections:
+            self._room.clear()
         try:
             while not self.app.draining.is_set():
                 try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.IDLE_TIMEOUT_S)
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.idle_timeout)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     return
                 except asyncio.LimitOverrunError:
@@ -615,8 +754,9 @@ class HttpServer:
         except ConnectionError:
             return
         finally:
-            self.connections.discard(writer)
-            writer.close()
+            del self.connections[writer]
+            self._room.set()
+            writer.transport.abort()  # close now: nothing more will be written, and nothing waits for it
 
     async def _exchange(self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request's body, answer it; whether the connection may carry another."""
@@ -644,50 +784,109 @@ class HttpServer:
             return False
         if "content-length" in headers:
             text = headers["content-length"]
-            if not text.isdigit():
-                await self._write(writer, *self.app.framing_error(400, f"bad Content-Length {text!r}"), close=True)
+            if not (text.isascii() and text.isdigit()):
+                await self._write(writer, *self.app.framing_error(400, f"bad Content-Length {text[:40]!r}"), close=True)
                 return False
             length = int(text)
-            if length > self.app.max_body_bytes:
+            if length > self.limits.max_body_bytes:
                 # The body is left unread, so the connection cannot carry another request.
-                await self._write(
-                    writer,
-                    *self.app.framing_error(
-                        413, f"body of {length} bytes is over the limit of {self.app.max_body_bytes}"
-                    ),
-                    close=True,
-                )
+                message = f"body of {length} bytes is over the limit of {self.limits.max_body_bytes}"
+                await self._refuse(reader, writer, *self.app.framing_error(413, message))
                 return False
-            if headers.get("expect", "").lower() == "100-continue":
-                # curl asks before sending bodies over 1 KiB and would otherwise wait a second.
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                await writer.drain()
-            try:
-                body = await asyncio.wait_for(reader.readexactly(length), self.IDLE_TIMEOUT_S)
-            except (asyncio.IncompleteReadError, asyncio.TimeoutError):
-                await self._write(
-                    writer, *self.app.framing_error(400, "the body ended before Content-Length bytes"), close=True
-                )
+            if length > self.INLINE_BODY_BYTES:
+                return await self._large_exchange(method, target, headers, length, keep_alive, reader, writer)
+            body = await self._read_body(headers, length, reader, writer)
+            if body is None:
                 return False
-        if body is not None and len(body) > self.INLINE_BODY_BYTES:
-            answer = await asyncio.get_running_loop().run_in_executor(None, self.app.respond, method, target, body)
-        else:
-            answer = self.app.respond(method, target, body)
+        answer = self.app.respond(method, target, body)
+        return await self._answer(writer, answer, keep_alive)
+
+    async def _large_exchange(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        length: int,
+        keep_alive: bool,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """A body over 64 KiB: read only with a slot free, so bodies in memory are few whatever clients do."""
+        try:
+            await asyncio.wait_for(self._large.acquire(), self.LARGE_BODY_WAIT_S)
+        except asyncio.TimeoutError:
+            busy = self.app.framing_error(503, "the server is busy with other large requests: retry shortly")
+            await self._refuse(reader, writer, *busy)
+            return False
+        try:
+            body = await self._read_body(headers, length, reader, writer)
+            if body is None:
+                return False
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(None, self.app.respond, method, target, body)
+            del body
+        finally:
+            self._large.release()
+        return await self._answer(writer, answer, keep_alive)
+
+    async def _read_body(
+        self, headers: dict[str, str], length: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes | None:
+        if headers.get("expect", "").lower() == "100-continue":
+            # curl asks before sending bodies over 1 KiB and would otherwise wait a second.
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await self._drain(writer)
+        try:
+            return await asyncio.wait_for(reader.readexactly(length), self.limits.idle_timeout)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+            await self._write(
+                writer, *self.app.framing_error(400, "the body ended before Content-Length bytes"), close=True
+            )
+            return None
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, content_type: str, payload: bytes
+    ) -> None:
+        """Answer a request whose body stays unread, then read and drop what the client still sends.
+
+        Closing at once would reset the connection while the client is still sending, and it would
+        never see the answer; so linger a little, as nginx does, keeping nothing of what comes.
+        """
+        await self._write(writer, status, content_type, payload, close=True)
+        with contextlib.suppress(Exception):
+            writer.write_eof()
+        deadline = time.monotonic() + self.LINGER_S
+        with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+            while (left := deadline - time.monotonic()) > 0:
+                if not await asyncio.wait_for(reader.read(self.MAX_HEAD_BYTES), left):
+                    break
+
+    async def _answer(self, writer: asyncio.StreamWriter, answer: tuple[int, str, bytes], keep_alive: bool) -> bool:
         keep_alive = keep_alive and not self.app.draining.is_set()
         await self._write(writer, *answer, close=not keep_alive)
         return keep_alive
 
-    @staticmethod
     async def _write(
-        writer: asyncio.StreamWriter, status: int, content_type: str, payload: bytes, *, close: bool
+        self, writer: asyncio.StreamWriter, status: int, content_type: str, payload: bytes, *, close: bool
     ) -> None:
         phrase = HTTPStatus(status).phrase
+        retry = "Retry-After: 1\r\n" if status == 503 else ""
         head = (
             f"HTTP/1.1 {status} {phrase}\r\nServer: mlpack\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(payload)}\r\n{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
+            f"Content-Length: {len(payload)}\r\n{retry}"
+            f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
         )
         writer.write(head.encode("latin-1") + payload)
-        await writer.drain()
+        await self._drain(writer)
+
+    async def _drain(self, writer: asyncio.StreamWriter) -> None:
+        """Wait for the client to take what was written, but not forever (a client that never reads)."""
+        if writer.transport.get_write_buffer_size() == 0:
+            return  # the usual case: the kernel took it all at once
+        try:
+            await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionResetError("the client did not read the answer in time") from None
 
     def _enter(self) -> None:
         self.in_flight += 1
@@ -698,33 +897,74 @@ class HttpServer:
         if self.in_flight == 0:
             self.idle.set()
 
-    async def run(self, sock: socket.socket, banner: str, on_stop: Callable[[], object] | None = None) -> None:
+    # -- life cycle -----------------------------------------------------------------------------
+    async def run(
+        self,
+        sock: socket.socket,
+        banner: str,
+        on_stop: Callable[[], object] | None = None,
+        parent: int | None = None,
+    ) -> None:
+        """Serve until SIGTERM/SIGINT (or, for a worker, until its parent is gone), then drain."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        watchdog = loop.create_task(_watch_parent(parent, stop)) if parent is not None else None
         # Load before accepting: the socket already listens, so early clients wait in its backlog
         # instead of meeting a 503, and with --workers no process takes requests it cannot answer.
         await loop.run_in_executor(None, self.app.load)
-        server = await asyncio.start_server(self.handle_connection, sock=sock, limit=self.MAX_HEAD_BYTES, backlog=1024)
+        acceptor = loop.create_task(self.accept(sock))
         log.info("%s", banner)
         await stop.wait()
         self.app.draining.set()
         if on_stop is not None:
             on_stop()
-        server.close()  # no new connections; requests in flight carry on
+        acceptor.cancel()  # no new connections; requests in flight carry on
+        if watchdog is not None:
+            watchdog.cancel()
         try:
-            await asyncio.wait_for(self.idle.wait(), DRAIN_TIMEOUT_S)
+            await asyncio.wait_for(self.idle.wait(), self.limits.drain_timeout)
             drained = True
         except asyncio.TimeoutError:
             drained = False
-        for writer in list(self.connections):  # idle keep-alive connections
-            writer.close()
-        log.info("stopped%s", "" if drained else " (in-flight requests did not finish in time)")
+        tasks = list(self.connections.values())
+        for writer in list(self.connections):  # idle keep-alive connections, and any still stuck
+            writer.transport.abort()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(acceptor, *tasks, return_exceptions=True)  # their cancellation is expected
+        log.info(
+            "stopped%s",
+            "" if drained else f" ({self.in_flight} requests cut off after {self.limits.drain_timeout:g} s)",
+        )
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """A worker whose parent died (even by SIGKILL) stops too, instead of serving on unsupervised."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("the parent process %d is gone: stopping", parent)
+    stop.set()
+
+
+def _die_with_parent() -> None:
+    """On Linux the kernel sends SIGTERM when the parent dies: at once, not at the next watchdog tick."""
+    with contextlib.suppress(Exception):  # elsewhere (or without libc) the watchdog alone does it
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def serve(
-    model: Any, host: str = "127.0.0.1", port: int = 8080, *, workers: int = 1, max_body_bytes: int | None = None
+    model: Any,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    workers: int = 1,
+    max_body_bytes: int | None = None,
+    **limits: Any,
 ) -> int:
     """Serve until SIGTERM or SIGINT; drain in-flight requests; return the exit code (0).
 
@@ -732,16 +972,15 @@ def serve(
     its own onnxruntime session (created after the fork) and its own /metrics counters.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = model.metadata.get("serve", {})
-    limit = max_body_bytes or int(
-        os.environ.get("MLPACK_MAX_BODY_BYTES", settings.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
-    )
+    settings = Limits.resolve(model.metadata.get("serve", {}), {"max_body_bytes": max_body_bytes, **limits})
     sock = socket.create_server((host, port), reuse_port=False, backlog=1024)
+    parent = os.getpid()
     children: list[int] = []
     for _ in range(max(1, workers) - 1):
         pid = os.fork()
         if pid == 0:
-            code = _run_process(model, limit, sock, f"worker {os.getpid()} ready")
+            _die_with_parent()
+            code = _run_process(model, settings, sock, f"worker {os.getpid()} ready", parent=parent)
             os._exit(code)
         children.append(pid)
 
@@ -752,20 +991,31 @@ def serve(
 
     where = f"http://{host}:{sock.getsockname()[1]}"
     banner = f"serving {model.name} {model.version} on {where}" + (f" with {workers} workers" if workers > 1 else "")
-    code = _run_process(model, limit, sock, banner, stop_children)
+    code = _run_process(model, settings, sock, banner, stop_children)
     for pid in children:
         os.waitpid(pid, 0)
     return code
 
 
+def serve_args(model: Any, args: Any) -> int:
+    """`serve` with the options `add_serve_arguments` put on the command line."""
+    options = {spec.name: getattr(args, spec.name, None) for spec in fields(Limits)}
+    return serve(model, args.host, args.port, workers=args.workers, **options)
+
+
 def _run_process(
-    model: Any, limit: int, sock: socket.socket, banner: str, on_stop: Callable[[], object] | None = None
+    model: Any,
+    limits: Limits,
+    sock: socket.socket,
+    banner: str,
+    on_stop: Callable[[], object] | None = None,
+    parent: int | None = None,
 ) -> int:
     metrics = Metrics()
-    app = App(model, max_body_bytes=limit, metrics=metrics)
+    app = App(model, limits=limits, metrics=metrics)
     app.inference_log = InferenceLog.from_settings(model, metrics)
     try:
-        asyncio.run(HttpServer(app).run(sock, banner, on_stop))
+        asyncio.run(HttpServer(app).run(sock, banner, on_stop, parent))
     finally:
         sock.close()
         if app.inference_log is not None:
@@ -782,15 +1032,36 @@ def add_serve_arguments(parser: Any) -> None:
         default=int(os.environ.get("MLPACK_WORKERS", "1")),
         help="processes sharing the port (default: MLPACK_WORKERS or 1)",
     )
-    parser.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=None,
-        help=f"request body limit (default: MLPACK_MAX_BODY_BYTES or {DEFAULT_MAX_BODY_BYTES})",
-    )
+    defaults = Limits()
+    helps = {
+        "max_body_bytes": "request body limit in bytes",
+        "max_records": "records (or v2 rows) per request",
+        "large_bodies": "bodies over 64 KiB read and parsed at once (bounds memory)",
+        "max_connections": "open connections (more wait in the backlog)",
+        "idle_timeout": "seconds to wait for a request's head or body, or the next request",
+        "write_timeout": "seconds a client may take to read an answer",
+        "drain_timeout": "seconds SIGTERM waits for requests in flight",
+    }
+    for spec in fields(Limits):
+        parser.add_argument(
+            f"--{spec.name.replace('_', '-')}",
+            type=int if spec.type in ("int", int) else float,
+            default=None,
+            help=f"{helps[spec.name]} (default: MLPACK_{spec.name.upper()} or {getattr(defaults, spec.name)})",
+        )
 
 
-__all__ = ["App", "ClientError", "HttpServer", "InferenceLog", "Metrics", "add_serve_arguments", "serve"]
+__all__ = [
+    "App",
+    "ClientError",
+    "HttpServer",
+    "InferenceLog",
+    "Limits",
+    "Metrics",
+    "add_serve_arguments",
+    "serve",
+    "serve_args",
+]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("run the server with `python -m MODEL serve` or `mlpack serve ARTIFACT`")
