@@ -60,7 +60,7 @@ def package_name(value: str) -> str | None:
 def version(value: str) -> str | None:
     if len(value) > MAX_VERSION:
         return f"is {len(value)} characters long (at most {MAX_VERSION})"
-    if not value.isascii():
+    if not value.isascii() or re.search(r"\s", value):  # packaging strips whitespace; file names would not
         return 'is not a PEP 440 version (e.g. "1.0.0")'
     try:
         Version(value)
