@@ -16,8 +16,10 @@ from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringT
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from mlpack.errors import ConfigError
+from mlpack.features.categories import RareCategories
 from mlpack.features.converters import register
 from mlpack.features.dates import DATE_PARTS, DateParts
 from mlpack.features.derived import DerivedFeatures
@@ -274,3 +276,23 @@ def test_text_words_load_without_the_en_us_locale_and_match_scikit_learn() -> No
 def test_a_text_field_without_words_is_refused() -> None:
     with pytest.raises(NoWordsError):
         TextWords().fit(pd.DataFrame({"t": ["", "a", None, "!"]}))
+
+
+def test_rare_and_unseen_categories_share_one_other_column_in_the_graph_too() -> None:
+    values = ["a"] * 10 + ["b"] * 6 + ["c"] * 2 + ["d"] + ["__missing__"] * 3
+    frame = pd.DataFrame({"x": values, "y": ["p", "q"] * 11})
+    encode = Pipeline([("rare", RareCategories(max_categories=3)), ("onehot", OneHotEncoder(handle_unknown="ignore"))])
+    pipeline = Pipeline([("c", ColumnTransformer([("c", encode, ["x", "y"])], sparse_threshold=0.0))]).fit(frame)
+    assert pipeline[0].named_transformers_["c"][0].kept_ == [["a", "b"], ["p", "q"]]  # 2 kept + "other" = 3
+    model = convert_sklearn(
+        pipeline, initial_types=[("x", StringTensorType([None, 1])), ("y", StringTensorType([None, 1]))]
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    new = pd.DataFrame({"x": ["a", "c", "never seen", "__missing__", "b"], "y": ["q", "p", "zz", "p", "q"]})
+    feeds = {name: new[name].to_numpy(dtype=object).reshape(-1, 1) for name in new}
+    got = session.run(None, feeds)[0]
+    expected = pipeline.transform(new)
+    np.testing.assert_array_equal(got, expected)
+    assert expected.shape[1] == 3 + 2  # x: a, b, other; y: p, q (no rare value in training: no other)
+    assert got[1, :3].tolist() == got[2, :3].tolist() == [1, 0, 0]  # rare 'c' and unseen: __other__, a, b
+    assert got[2, 3:].tolist() == [0, 0]  # y never had an other: an unseen value is all zeros

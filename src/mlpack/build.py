@@ -27,7 +27,16 @@ from mlpack.config import Config, load_config, with_version
 from mlpack.drift import baseline_of
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.estimators import make_estimator
-from mlpack.export import check_parity, feature_metadata, onnx_input_names, parity_report, to_onnx, with_metadata
+from mlpack.export import (
+    check_parity,
+    derived_metadata,
+    feature_metadata,
+    input_metadata,
+    onnx_input_names,
+    parity_report,
+    to_onnx,
+    with_metadata,
+)
 from mlpack.package.image import build_image, engine_version, git_revision, write_context
 from mlpack.package.wheel import build_distributions, render_project, twine_check
 from mlpack.runtime import Model
@@ -253,6 +262,11 @@ def make_model(
             metadata["search"] = summary
     metadata["metrics"] = trained.metrics
     metadata["features"] = feature_metadata(config.features, input_names)
+    metadata["inputs"] = input_metadata(config.features, input_names)
+    if config.features.derived:
+        metadata["derived"] = derived_metadata(config.features)
+    if config.features.target_transform:
+        metadata["target_transform"] = config.features.target_transform
     if trained.classes is not None:
         metadata["classes"] = trained.classes
     try:
@@ -260,7 +274,7 @@ def make_model(
         say("exporting to ONNX")
         with clock.stage("export"):
             onnx_model = to_onnx(
-                trained, metadata["features"], opset=config.export.target_opset, graph_name=config.model.import_name
+                trained, metadata["inputs"], opset=config.export.target_opset, graph_name=config.model.import_name
             )
         model = Model(onnx_model.SerializeToString(), metadata)
         with clock.stage("parity"):

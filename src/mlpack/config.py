@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mlpack import names
+from packaging.version import InvalidVersion, Version
+
 from mlpack.errors import ConfigError
+from mlpack.features.expressions import Expression, Kind, input_fields, parse_derived
 
 CONFIG_FILE = "mlpack.toml"
 Task = Literal["classification", "regression"]
 
 # PEP 508 distribution names; the import name is derived from it.
-# ASCII only: with a Unicode pattern, IGNORECASE lets 'ſ' and the Kelvin sign pass (see mlpack.names).
-NAME_PATTERN = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
+NAME_PATTERN = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,52 @@ class FeaturesSection:
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     weight: str = ""  # a per-document sample weight used in training; not a model input
+    datetime: list[str] = field(default_factory=list)  # BSON dates → date parts, in the graph
+    text: list[str] = field(default_factory=list)  # free text → TF-IDF of words, in the graph
+    derived: dict[str, str] = field(default_factory=dict)  # name → expression (mlpack.features.expressions)
+    target_transform: Literal["", "log1p", "log", "sqrt"] = ""  # regression: fit on f(target)
+
+    @property
+    def declared_kinds(self) -> dict[str, Kind]:
+        """The kind of every field a [features] list names, as the expression language calls them."""
+        kinds: dict[str, Kind] = {path: "number" for path in self.numeric}
+        kinds.update({path: "category" for path in self.categorical})
+        kinds.update({path: "date" for path in self.datetime})
+        kinds.update({path: "text" for path in self.text})
+        return kinds
+
+    @functools.cached_property
+    def expressions(self) -> list[Expression]:
+        """[features.derived], parsed and checked (an ExpressionError, exit 2, names the feature)."""
+        return parse_derived(self.derived, self.declared_kinds)
+
+    @property
+    def expression_fields(self) -> dict[str, Kind]:
+        """Fields only the expressions read (no list names them), with the kind their use gives them."""
+        declared = self.declared_kinds
+        return {path: kind for path, kind in input_fields(self.expressions).items() if path not in declared}
 
     @property
     def inputs(self) -> list[str]:
-        return [*self.numeric, *self.categorical]
+        """Every document path the model reads: the inputs of its ONNX graph, in order."""
+        return [*self.numeric, *self.categorical, *self.datetime, *self.text, *self.expression_fields]
+
+    def input_kind(self, path: str) -> Kind:
+        return {**self.expression_fields, **self.declared_kinds}[path]
 
     @property
     def loaded(self) -> list[str]:
         """Every document path a build reads: the inputs, the target, and the weight if any."""
         return [*self.inputs, self.target, *([self.weight] if self.weight else [])]
+
+
+@dataclass(frozen=True)
+class PreprocessingSection:
+    numeric_impute: Literal["median", "mean", "constant"] = "median"
+    numeric_fill_value: float = 0.0  # with numeric_impute = "constant"
+    scale: Literal["auto", "standard", "robust", "none"] = "auto"  # auto: only scale-sensitive estimators
+    max_categories: int = 50  # rarer categories share one "other" column
+    text_max_words: int = 1000  # vocabulary cap per text field (words and two-word phrases)
 
 
 @dataclass(frozen=True)
@@ -111,11 +149,7 @@ class ImageSection:
     find_links: str = ""  # a local folder of wheels for the image's dependencies: no package index is asked
 
     def tag_for(self, name: str, version: str) -> str:
-        tag = self.tag or f"{name.lower()}:{names.tag_text(version)}"
-        problem = names.image_tag(tag)
-        if problem is not None:  # only the default can fail here: a written tag was checked on load
-            raise ConfigError(f"the image tag {tag!r} made from [model].name {problem}: set [image].tag")
-        return tag
+        return self.tag or f"{name.lower()}:{version}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +176,7 @@ class Config:
     source: SourceSection
     features: FeaturesSection
     estimator: EstimatorSection
+    preprocessing: PreprocessingSection = field(default_factory=PreprocessingSection)
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
     search: SearchSection | None = None
     export: ExportSection = field(default_factory=ExportSection)
@@ -175,8 +210,6 @@ def load_config(project: str | Path = ".") -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:  # tomllib reads nested arrays and tables recursively
-        raise ConfigError(f"{path}: values are nested too deeply to be a configuration") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
     return parse_config(raw, path=path)
@@ -193,10 +226,11 @@ def parse_config(raw: dict[str, Any], *, path: Path = Path(CONFIG_FILE)) -> Conf
 
 def with_version(config: Config, version: str) -> Config:
     """The config with the version given on the command line, checked like the file's own."""
-    problem = None if version == "auto" else names.version(version)
-    if problem is not None:
-        shown = repr(version) if len(version) <= 80 else repr(version[:60]) + "..."
-        raise ConfigError(f"--version {shown} {problem}, or 'auto'")
+    if version != "auto":
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise ConfigError(f"--version {version!r} is not a PEP 440 version (e.g. 1.2.0) or 'auto'") from None
     return dataclasses.replace(config, model=dataclasses.replace(config.model, version=version))
 
 
@@ -295,17 +329,30 @@ def _check_type(value: Any, tp: Any, label: str) -> Any:
 
 def _check_semantics(config: Config, where: str) -> None:
     """Rules that span more than one value's type."""
-    features = config.features
-    _check_named_values(config, where)
-    if not features.inputs:
-        raise ConfigError(f"{where}: [features] needs at least one of numeric or categorical")
+    model, features = config.model, config.features
+    if not NAME_PATTERN.match(model.name):
+        raise ConfigError(
+            f"{where}: [model].name {model.name!r} is not a valid package name "
+            "(letters, digits, '-', '_', '.'; starting and ending with a letter or digit)"
+        )
+    if model.version != "auto":
+        try:
+            Version(model.version)
+        except InvalidVersion:
+            raise ConfigError(
+                f'{where}: [model].version {model.version!r} is not a PEP 440 version (e.g. "1.0.0") or "auto"'
+            ) from None
+    listed = [*features.numeric, *features.categorical, *features.datetime, *features.text]
+    if not listed and not features.derived:
+        raise ConfigError(f"{where}: [features] needs at least one of numeric, categorical, datetime, text or derived")
     seen: set[str] = set()
-    for path in features.loaded:
+    for path in [*listed, features.target, *([features.weight] if features.weight else [])]:
         if not path or path.startswith("$") or ".." in path or path.startswith(".") or path.endswith("."):
             raise ConfigError(f"{where}: [features] field path {path!r} is not a valid dotted path")
         if path in seen:
             raise ConfigError(f"{where}: [features] field {path!r} is listed twice")
         seen.add(path)
+    _check_feature_engineering(config, where)
     if config.source.limit < 0:
         raise ConfigError(f"{where}: [source].limit must be 0 (all) or a positive integer")
     if not 0 < config.evaluation.test_size < 1:
@@ -317,9 +364,10 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [serve].max_body_bytes must be at least 1024")
     if not 1 <= config.image.port <= 65535:
         raise ConfigError(f"{where}: [image].port must be between 1 and 65535")
-    find_links = config.image.find_links
-    if find_links and not names.plain_path(find_links) and not (config.project_dir / find_links).is_dir():
-        raise ConfigError(f"{where}: [image].find_links {find_links!r} is not a folder (relative to the project)")
+    if config.image.tag and not re.match(r"^[a-z0-9][a-z0-9._/:-]*$", config.image.tag):
+        raise ConfigError(f"{where}: [image].tag {config.image.tag!r} is not a valid image tag (lowercase name[:tag])")
+    if config.image.python and not re.match(r"^3\.\d+$", config.image.python):
+        raise ConfigError(f'{where}: [image].python must look like "3.11", got {config.image.python!r}')
 
 
 def _check_experiments(config: Config, where: str) -> None:
@@ -341,36 +389,19 @@ def _check_experiments(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [search].n_iter must be at least 1")
 
 
-def _optional(check: names.Checker) -> names.Checker:
-    return lambda value: check(value) if value else None
-
-
-# Every value another tool reads (pip, twine, Docker, MongoDB), with the grammar it must satisfy:
-# checked before any data is read, each failure naming its key (exit 2).
-_NAMED_VALUES: list[tuple[str, Callable[[Config], str], names.Checker]] = [
-    ("[model].name", lambda c: c.model.name, names.package_name),
-    ("[model].version", lambda c: c.model.version, lambda v: None if v == "auto" else names.version(v)),
-    ("[model].description", lambda c: c.model.description, names.one_line),
-    ("[source].uri_env", lambda c: c.source.uri_env, names.env_name),
-    ("[source].database", lambda c: c.source.database, names.mongo_database),
-    ("[source].collection", lambda c: c.source.collection, names.mongo_collection),
-    ("[source].seed", lambda c: c.source.seed, names.plain_path),
-    ("[registry].collection", lambda c: c.registry.collection, names.mongo_collection),
-    ("[image].base", lambda c: c.image.base, names.image_reference),
-    ("[image].tag", lambda c: c.image.tag, _optional(names.image_tag)),
-    ("[image].python", lambda c: c.image.python, _optional(names.python_version)),
-    ("[image].arch", lambda c: c.image.arch, _optional(names.arch)),
-    ("[image].find_links", lambda c: c.image.find_links, names.plain_path),
-    ("[serve].inference_log_uri_env", lambda c: c.serve.inference_log_uri_env, names.env_name),
-    ("[serve].inference_log_database", lambda c: c.serve.inference_log_database, names.mongo_database),
-    ("[serve].inference_log_collection", lambda c: c.serve.inference_log_collection, names.mongo_collection),
-]
-
-
-def _check_named_values(config: Config, where: str) -> None:
-    for key, read, check in _NAMED_VALUES:
-        value = read(config)
-        problem = check(value)
-        if problem is not None:
-            shown = repr(value) if len(value) <= 80 else repr(value[:60]) + "..."
-            raise ConfigError(f"{where}: {key} {shown} {problem}")
+def _check_feature_engineering(config: Config, where: str) -> None:
+    features, preprocessing = config.features, config.preprocessing
+    try:
+        expression_fields = features.expression_fields  # parses [features.derived]: exit 2 on any mistake
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", details=exc.details) from None
+    if features.target in expression_fields or features.target in features.derived:
+        raise ConfigError(f"{where}: [features.derived] must not read the target '{features.target}'")
+    if features.target_transform and config.model.task != "regression":
+        raise ConfigError(
+            f"{where}: [features].target_transform is for regression; [model].task is {config.model.task}"
+        )
+    if preprocessing.max_categories < 2:
+        raise ConfigError(f"{where}: [preprocessing].max_categories must be at least 2")
+    if preprocessing.text_max_words < 1:
+        raise ConfigError(f"{where}: [preprocessing].text_max_words must be at least 1")

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import onnx
 from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
 
 from mlpack.config import FeaturesSection
 from mlpack.errors import ExternalError, QualityGateError
+from mlpack.features.converters import register as register_converters
 from mlpack.runtime import Model
 from mlpack.train import TrainedModel
 
@@ -36,19 +37,44 @@ def onnx_input_names(paths: list[str]) -> dict[str, str]:
     return names
 
 
+# How each kind of input enters the graph: (the metadata's "type", the tensor type). Dates are int64
+# milliseconds since 1970 UTC, BSON's own representation, so any client can feed them.
+INPUT_TYPES: dict[str, tuple[str, Any]] = {
+    "numeric": ("float32", FloatTensorType),
+    "categorical": ("string", StringTensorType),
+    "datetime": ("int64-ms", Int64TensorType),
+    "text": ("string", StringTensorType),
+}
+_KIND_NAMES = {"number": "numeric", "category": "categorical", "date": "datetime", "text": "text"}
+
+
+def input_metadata(features: FeaturesSection, input_names: dict[str, str]) -> list[dict[str, str]]:
+    """Every graph input: the ONNX name, the document path it reads, its type (and mlpack's kind)."""
+    entries = []
+    for path in features.inputs:
+        kind = _KIND_NAMES[features.input_kind(path)]
+        entries.append({"name": input_names[path], "path": path, "type": INPUT_TYPES[kind][0], "kind": kind})
+    return entries
+
+
 def feature_metadata(features: FeaturesSection, input_names: dict[str, str]) -> list[dict[str, str]]:
-    numeric = [{"name": p, "input": input_names[p], "kind": "numeric", "dtype": "float32"} for p in features.numeric]
-    categorical = [
-        {"name": p, "input": input_names[p], "kind": "categorical", "dtype": "string"} for p in features.categorical
+    """The listed features (name = document path); derived ones are under `derived`."""
+    listed = [
+        *[(p, "numeric") for p in features.numeric],
+        *[(p, "categorical") for p in features.categorical],
+        *[(p, "datetime") for p in features.datetime],
+        *[(p, "text") for p in features.text],
     ]
-    return [*numeric, *categorical]
+    return [{"name": p, "input": input_names[p], "kind": kind, "dtype": INPUT_TYPES[kind][0]} for p, kind in listed]
 
 
-def to_onnx(trained: TrainedModel, features: list[dict[str, str]], *, opset: int, graph_name: str) -> onnx.ModelProto:
-    initial_types = [
-        (f["input"], FloatTensorType([None, 1]) if f["kind"] == "numeric" else StringTensorType([None, 1]))
-        for f in features
-    ]
+def derived_metadata(features: FeaturesSection) -> list[dict[str, Any]]:
+    return [{"name": e.name, "expression": e.text, "reads": [*e.fields, *e.uses]} for e in features.expressions]
+
+
+def to_onnx(trained: TrainedModel, inputs: list[dict[str, str]], *, opset: int, graph_name: str) -> onnx.ModelProto:
+    register_converters()  # mlpack's own transformers (derived features, dates, text, target transform)
+    initial_types = [(entry["name"], INPUT_TYPES[entry["kind"]][1]([None, 1])) for entry in inputs]
     estimator = trained.pipeline.steps[-1][1]
     # A plain probability tensor instead of ZipMap: faster, and readable by Triton and ORT-web clients.
     options = {id(estimator): {"zipmap": False}} if trained.classes is not None else None

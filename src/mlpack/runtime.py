@@ -44,6 +44,11 @@ class Feature:
     def from_metadata(cls, entry: Mapping[str, Any]) -> Feature:
         return cls(entry["name"], entry["input"], entry["kind"], tuple(entry["name"].split(".")))
 
+    @classmethod
+    def from_input(cls, entry: Mapping[str, Any]) -> Feature:
+        """An entry of the metadata's `inputs`: {"name": ONNX input, "path": document path, "type", "kind"}."""
+        return cls(entry["path"], entry["name"], entry["kind"], tuple(entry["path"].split(".")))
+
 
 def _lookup(record: Mapping[str, Any], feature: Feature) -> Any:
     """A field by dotted key ("billing.method") or by nested path ({"billing": {"method": ...}})."""
@@ -131,6 +136,41 @@ def _categorical_input(feature: Feature, values: Sequence[Any]) -> np.ndarray:
     return np.array(strings, dtype=object).reshape(-1, 1)
 
 
+def _date_input(feature: Feature, values: Sequence[Any]) -> np.ndarray:
+    """Dates as int64 milliseconds since 1970 UTC, the graph's date input (MISSING_DATE = missing)."""
+    if isinstance(values, np.ndarray) and values.dtype == np.int64:  # columns already in the graph's form
+        return values.reshape(-1, 1)
+    milliseconds = []
+    for index, value in enumerate(values):
+        try:
+            milliseconds.append(date_milliseconds(value))
+        except ValueError as exc:
+            where = f" (record {index})" if len(values) > 1 else ""
+            raise ValueError(f"field '{feature.name}'{where}: {exc}") from None
+    return np.array(milliseconds, dtype=np.int64).reshape(-1, 1)
+
+
+def _text_input(feature: Feature, values: Sequence[Any]) -> np.ndarray:
+    texts = []
+    for index, value in enumerate(values):
+        if value is None or (isinstance(value, float) and value != value):
+            texts.append("")
+        elif isinstance(value, str):
+            texts.append(value)
+        else:
+            where = f" (record {index})" if len(values) > 1 else ""
+            raise ValueError(f"field '{feature.name}'{where}: expected text, got {value!r}")
+    return np.array(texts, dtype=object).reshape(-1, 1)
+
+
+_INPUTS = {
+    "numeric": _numeric_input,
+    "categorical": _categorical_input,
+    "datetime": _date_input,
+    "text": _text_input,
+}
+
+
 class Model:
     """One ONNX model with its mlpack metadata; the onnxruntime session is created on first use."""
 
@@ -141,7 +181,13 @@ class Model:
         self.version: str = self.metadata["version"]
         self.task: str = self.metadata["task"]
         self.classes: list[Any] | None = self.metadata.get("classes")
-        self.features = [Feature.from_metadata(entry) for entry in self.metadata["features"]]
+        # What the graph is fed: every input (derived features' fields, dates, text), or for models
+        # built before `inputs` existed, the features.
+        inputs = self.metadata.get("inputs")
+        if inputs:
+            self.features = [Feature.from_input(entry) for entry in inputs]
+        else:
+            self.features = [Feature.from_metadata(entry) for entry in self.metadata["features"]]
         self._session: Any = None
         self._lock = threading.Lock()
 
@@ -168,10 +214,7 @@ class Model:
         feeds: dict[str, np.ndarray] = {}
         for feature in self.features:
             values = columns[feature.name]
-            if feature.kind == "numeric":
-                feeds[feature.input] = _numeric_input(feature, values)
-            else:
-                feeds[feature.input] = _categorical_input(feature, values)
+            feeds[feature.input] = _INPUTS[feature.kind](feature, values)
         return feeds, single
 
     def _columns(self, data: Any) -> tuple[dict[str, Sequence[Any]], bool]:

@@ -370,7 +370,7 @@ def _dump_json(document: Any) -> bytes:
         return json.dumps(_json_safe(document), allow_nan=False).encode()
 
 
-_V2_TYPES = {"numeric": "FP32", "categorical": "BYTES"}
+_V2_TYPES = {"numeric": "FP32", "categorical": "BYTES", "datetime": "INT64", "text": "BYTES"}
 
 
 class App:

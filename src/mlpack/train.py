@@ -17,11 +17,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
 from mlpack.config import Config, Task
 from mlpack.errors import ConfigError, DataError, QualityGateError
 from mlpack.estimators import EstimatorSpec, make_estimator
+from mlpack.features.categories import RareCategories
+from mlpack.features.dates import DateParts
+from mlpack.features.derived import DerivedFeatures
+from mlpack.features.target import TransformedTarget
+from mlpack.features.text import NoWordsError, TextWords
 from mlpack.validate import Dataset
 
 
@@ -88,21 +93,85 @@ def metric_names(config: Config) -> list[str]:
     return list(dict.fromkeys([*names, *config.evaluation.gates]))
 
 
+_SCALERS: dict[str, Callable[[], Any]] = {"standard": StandardScaler, "robust": RobustScaler}
+
+
+def _numeric_steps(config: Config, spec: EstimatorSpec) -> list[tuple[str, Any]]:
+    """Impute, then scale: [preprocessing].scale, where "auto" scales only scale-sensitive estimators."""
+    prep = config.preprocessing
+    imputer = SimpleImputer(strategy=prep.numeric_impute, fill_value=prep.numeric_fill_value)
+    steps: list[tuple[str, Any]] = [("impute", imputer)]
+    scale = ("standard" if spec.scaled else "none") if prep.scale == "auto" else prep.scale
+    if scale != "none":
+        steps.append(("scale", _SCALERS[scale]()))
+    return steps
+
+
+def derived_columns(config: Config, input_names: dict[str, str]) -> dict[str, str]:
+    """Derived feature name → the pipeline column holding it (never an input's name)."""
+    taken = set(input_names.values())
+    columns = {}
+    for name in config.features.derived:
+        column = name if name not in taken else f"{name}_derived"
+        taken.add(column)
+        columns[name] = column
+    return columns
+
+
 def build_pipeline(config: Config, input_names: dict[str, str], estimator: Any, spec: EstimatorSpec) -> Pipeline:
-    """Preprocessing of SPEC §2 in front of the estimator, all of it convertible to ONNX."""
+    """Preprocessing of SPEC §2 and the feature engineering of mlpack.features in front of the
+    estimator, all of it convertible to ONNX (each piece has a registered converter)."""
     features = config.features
-    transformers = []
-    if features.numeric:
-        numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
-        if spec.scaled:
-            numeric_steps.append(("scale", StandardScaler()))
-        transformers.append(("numeric", Pipeline(numeric_steps), [input_names[p] for p in features.numeric]))
+    steps: list[tuple[str, Any]] = []
+    derived = derived_columns(config, input_names)
+    if features.derived:
+        kinds = {path: features.input_kind(path) for path in features.inputs}
+        steps.append(("derive", DerivedFeatures(dict(features.derived), kinds, {**input_names, **derived})))
+    transformers: list[tuple[str, Any, Any]] = []
+    numeric = [input_names[p] for p in features.numeric] + list(derived.values())
+    if numeric:
+        transformers.append(("numeric", Pipeline(_numeric_steps(config, spec)), numeric))
+    if features.datetime:
+        date_steps = [("parts", DateParts()), *_numeric_steps(config, spec)]
+        transformers.append(("datetime", Pipeline(date_steps), [input_names[p] for p in features.datetime]))
     if features.categorical:
         # Missing categories arrive as their own value (MISSING_CATEGORY), so no imputer is needed.
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        encoder = Pipeline(
+            [
+                ("rare", RareCategories(config.preprocessing.max_categories)),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
         transformers.append(("categorical", encoder, [input_names[p] for p in features.categorical]))
-    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
-    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+    for path in features.text:
+        # A single column name (not a list): the vectorizer wants one string per document.
+        words = TextWords(config.preprocessing.text_max_words, field=path)
+        transformers.append((f"text_{input_names[path]}", words, input_names[path]))
+    steps.append(("preprocess", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)))
+    if features.target_transform:
+        estimator = TransformedTarget(estimator, features.target_transform)
+    steps.append(("estimator", estimator))
+    return Pipeline(steps)
+
+
+def _check_derived(config: Config, train_frame: pd.DataFrame, input_names: dict[str, str]) -> None:
+    """A derived feature missing in every training document cannot be learned from: name it (exit 1)."""
+    if not config.features.derived:
+        return
+    features = config.features
+    derive = DerivedFeatures(
+        dict(features.derived),
+        {path: features.input_kind(path) for path in features.inputs},
+        {**input_names, **derived_columns(config, input_names)},
+    )
+    values = derive.fit_transform(train_frame)
+    for name, column in derived_columns(config, input_names).items():
+        if values[column].isna().all():
+            raise DataError(
+                f"derived feature '{name}' = {config.features.derived[name]!r} is missing (not a finite number) "
+                f"in all {len(values)} training documents: check the fields it reads and the operations "
+                "(division by zero, log of 0 or of negative numbers)"
+            )
 
 
 def with_class_weight_labels(params: dict[str, Any], target: np.ndarray) -> dict[str, Any]:
@@ -194,10 +263,14 @@ def train(
     names = metric_names(config)
     pipeline = build_pipeline(config, input_names, estimator, spec)
     fit_args = {"estimator__sample_weight": parts.train_weight} if parts.train_weight is not None else {}
+    train_frame = frame(parts.train_columns, input_names)
+    _check_derived(config, train_frame, input_names)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            pipeline.fit(frame(parts.train_columns, input_names), parts.train_target, **fit_args)
+            pipeline.fit(train_frame, parts.train_target, **fit_args)
+    except NoWordsError as exc:
+        raise DataError(str(exc)) from None
     except (ValueError, TypeError) as exc:
         # scikit-learn validates params at fit time (InvalidParameterError is a ValueError).
         raise ConfigError(f"[estimator] {config.estimator.class_path} could not be trained: {exc}") from None

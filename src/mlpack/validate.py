@@ -6,6 +6,7 @@ than one error per build.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import hashlib
 import json
@@ -20,7 +21,8 @@ import numpy as np
 
 from mlpack.config import FeaturesSection, Task
 from mlpack.errors import DataError
-from mlpack.runtime import MISSING_CATEGORY
+from mlpack.features.expressions import unknown_field
+from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, date_milliseconds
 from mlpack.source.mongo import RawColumns
 
 MIN_ROWS_PER_CLASS = 2
@@ -36,13 +38,15 @@ class Dataset:
     ids: list[Any]
     fingerprint: str = ""
     weight: np.ndarray | None = None  # [features].weight: per-document sample weights (float64, finite, >= 0)
+    dates: dict[str, np.ndarray] = field(default_factory=dict)  # int64 ms since 1970 UTC, MISSING_DATE = missing
+    texts: dict[str, np.ndarray] = field(default_factory=dict)  # strings, "" = missing
 
     @property
     def rows(self) -> int:
         return len(self.target)
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {**self.numeric, **self.categorical}
+        return {**self.numeric, **self.categorical, **self.dates, **self.texts}
 
 
 @dataclass
@@ -81,6 +85,7 @@ def _check_numeric(path: str, values: list[Any], ids: list[Any], report: Validat
     if bad:
         report.problems.append(
             f"numeric feature '{path}': {len(bad)} non-numeric value(s), {_example(ids, bad[0], values[bad[0]])}"
+            + (" (a date: list it under [features].datetime)" if isinstance(values[bad[0]], datetime.date) else "")
         )
         return None
     try:
@@ -125,6 +130,36 @@ def _check_weight(path: str, values: list[Any], ids: list[Any], report: Validati
     if not column.any():
         report.problems.append(f"weight '{path}': every weight is 0")
         return None
+    return column
+
+
+def _check_datetime(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+    """BSON dates (and ISO 8601 strings) → int64 milliseconds, as the graph receives them."""
+    milliseconds: list[int] = []
+    bad: list[int] = []
+    for index, value in enumerate(values):
+        try:
+            milliseconds.append(date_milliseconds(value))
+        except ValueError:
+            bad.append(index)
+            milliseconds.append(MISSING_DATE)
+    if bad:
+        report.problems.append(
+            f"datetime feature '{path}': {len(bad)} bad value(s) are not dates, {_example(ids, bad[0], values[bad[0]])}"
+        )
+        return None
+    return np.array(milliseconds, dtype=np.int64)
+
+
+def _check_text(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+    bad = [i for i, v in enumerate(values) if v is not None and not isinstance(v, str)]
+    if bad:
+        report.problems.append(
+            f"text feature '{path}': {len(bad)} value(s) are not strings, {_example(ids, bad[0], values[bad[0]])}"
+        )
+        return None
+    column = np.empty(len(values), dtype=object)
+    column[:] = ["" if v is None else v for v in values]
     return column
 
 
@@ -191,12 +226,18 @@ def _class_labels(path: str, values: list[Any], ids: list[Any], report: Validati
 def fingerprint(dataset: Dataset, features: FeaturesSection) -> str:
     """sha256 of the training data as the model saw it: column names, order, and values."""
     digest = hashlib.sha256()
-    for path in features.numeric:
+    for path, values in dataset.numeric.items():
         digest.update(f"numeric:{path}\0".encode())
-        digest.update(np.ascontiguousarray(dataset.numeric[path], dtype="<f8").tobytes())
-    for path in features.categorical:
+        digest.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+    for path, values in dataset.categorical.items():
         digest.update(f"categorical:{path}\0".encode())
-        digest.update(json.dumps(dataset.categorical[path].tolist()).encode())
+        digest.update(json.dumps(values.tolist()).encode())
+    for path, values in dataset.dates.items():
+        digest.update(f"datetime:{path}\0".encode())
+        digest.update(np.ascontiguousarray(values, dtype="<i8").tobytes())
+    for path, values in dataset.texts.items():
+        digest.update(f"text:{path}\0".encode())
+        digest.update(json.dumps(values.tolist()).encode())
     digest.update(f"target:{features.target}\0".encode())
     digest.update(json.dumps(dataset.target.tolist()).encode())
     if dataset.weight is not None:
@@ -227,11 +268,18 @@ def validate(
     for path in absent:
         guess = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
         hint = f"did you mean '{guess[0]}'?" if guess else "check the path"
+        if path in features.expression_fields:  # a name in an expression that is no field: the config is wrong
+            raise unknown_field(features.expressions, path, hint)
         report.problems.append(f"field '{path}' is absent from all {raw.rows} documents ({hint})")
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
-    numeric = {path: _check_numeric(path, raw.values[path], raw.ids, report) for path in features.numeric}
-    categorical = {path: _check_categorical(path, raw.values[path], raw.ids, report) for path in features.categorical}
+    by_kind: dict[str, list[str]] = {"number": [], "category": [], "date": [], "text": []}
+    for path in features.inputs:
+        by_kind[features.input_kind(path)].append(path)
+    numeric = {path: _check_numeric(path, raw.values[path], raw.ids, report) for path in by_kind["number"]}
+    categorical = {path: _check_categorical(path, raw.values[path], raw.ids, report) for path in by_kind["category"]}
+    dates = {path: _check_datetime(path, raw.values[path], raw.ids, report) for path in by_kind["date"]}
+    texts = {path: _check_text(path, raw.values[path], raw.ids, report) for path in by_kind["text"]}
     target = _check_target(features.target, raw.values[features.target], raw.ids, task, report)
     weight = _check_weight(features.weight, raw.values[features.weight], raw.ids, report) if features.weight else None
     if report.problems:
@@ -242,6 +290,8 @@ def validate(
         target=target if target is not None else np.empty(0),
         ids=raw.ids,
         weight=weight,
+        dates={k: v for k, v in dates.items() if v is not None},
+        texts={k: v for k, v in texts.items() if v is not None},
     )
     dataset.fingerprint = fingerprint(dataset, features)
     return dataset

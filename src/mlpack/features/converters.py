@@ -14,8 +14,9 @@ from onnx import TensorProto
 from skl2onnx import update_registered_converter
 from skl2onnx._parse import _parse_sklearn
 from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
-from skl2onnx.common.data_types import FloatTensorType
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
+from mlpack.features.categories import OTHER, RareCategories
 from mlpack.features.dates import DATE_PARTS, DateParts, date_parts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.expressions import compute
@@ -187,6 +188,37 @@ def _text_converter(scope: Any, operator: Any, container: Any) -> None:
     vectors.add_to(scope, container)
 
 
+# -- RareCategories: strings [N, k] → strings [N, k], unknown and rare values made OTHER -------------
+def _rare_shapes(operator: Any) -> None:
+    operator.outputs[0].type = StringTensorType(list(operator.inputs[0].type.shape))
+
+
+def _rare_converter(scope: Any, operator: Any, container: Any) -> None:
+    model: RareCategories = operator.raw_operator
+    ops = OnnxOps(scope, container)
+    source = operator.inputs[0].onnx_name
+    columns: list[str] = []
+    for index, kept in enumerate(model.kept_):
+        indices = scope.get_unique_variable_name("mlpack_column")
+        container.add_initializer(indices, TensorProto.INT64, [1], [index])
+        column = ops._node("Gather", [source, indices], axis=1)
+        # LabelEncoder gives every key its value and everything else the default: OTHER.
+        columns.append(
+            ops._node(
+                "LabelEncoder",
+                [column],
+                domain="ai.onnx.ml",
+                version=2,
+                keys_strings=kept,
+                values_strings=kept,
+                default_string=OTHER,
+            )
+        )
+    container.add_node(
+        "Concat", columns, [operator.outputs[0].onnx_name], axis=1, name=scope.get_unique_operator_name("MlpackRare")
+    )
+
+
 _registered = False
 
 
@@ -202,6 +234,7 @@ def register() -> None:
     update_registered_converter(
         TransformedTarget, "MlpackTransformedTarget", _target_shapes, _target_converter, parser=_target_parser
     )
+    update_registered_converter(RareCategories, "MlpackRareCategories", _rare_shapes, _rare_converter)
     update_registered_converter(TextWords, "MlpackTextWords", _text_shapes, _text_converter)
     _registered = True
 

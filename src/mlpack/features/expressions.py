@@ -515,6 +515,17 @@ def input_fields(expressions: list[Expression]) -> dict[str, Kind]:
     return fields
 
 
+def unknown_field(expressions: list[Expression], path: str, hint: str) -> ExpressionError:
+    """The error for a field no document has, pointing at its first use (exit 2: the expression is wrong)."""
+    for expression in expressions:
+        for found in _fields(expression.root):
+            if found.path == path:
+                return ExpressionError(
+                    expression.name, expression.text, found.at, f"unknown name '{path}': no document has it ({hint})"
+                )
+    raise KeyError(path)
+
+
 # -- computing ------------------------------------------------------------------------------------
 def compute(expressions: list[Expression], ops: Ops, inputs: Mapping[str, Value]) -> dict[str, Value]:
     """Each expression's float32 value, non-finite results made NaN. `inputs`: field path → value."""

@@ -28,8 +28,9 @@ class NoWordsError(ValueError):
 class TextWords(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """One text column (missing = "") → TF-IDF weights of its `max_words` most frequent n-grams."""
 
-    def __init__(self, max_words: int = 1000) -> None:
+    def __init__(self, max_words: int = 1000, field: str = "") -> None:
         self.max_words = max_words
+        self.field = field  # the document path, for messages
 
     def fit(self, X: Any, y: Any = None) -> TextWords:
         texts = _texts(X)
@@ -37,7 +38,10 @@ class TextWords(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         try:
             counts = np.asarray(counter.fit_transform(texts).sum(axis=0)).ravel()
         except ValueError:  # "empty vocabulary": no word anywhere
-            raise NoWordsError("no document has a word in this text field") from None
+            raise NoWordsError(
+                f"text feature '{self.field}': no training document has a word in it (a word is two or more "
+                "letters or digits); list it elsewhere or remove it"
+            ) from None
         totals = Counter(dict(zip(counter.get_feature_names_out(), counts.tolist())))
         vocabulary: dict[str, int] = {}
         for term, _ in sorted(totals.items(), key=lambda item: (-item[1], item[0])):

@@ -1,0 +1,211 @@
+"""Feature engineering end to end: `mlpack build` on MongoDB documents with derived expressions,
+dates, text and a target transform; then the .onnx alone (plain onnxruntime, no mlpack code) and
+the wheel, fed raw documents, agree with each other and with the formula the target was made by."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import math
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from pymongo import MongoClient
+
+from tests.conftest import Project, assert_clean_error
+
+WORDS = ["late", "delivery", "great", "service", "refund", "broken", "screen", "thanks"]
+EPOCH = dt.datetime(1970, 1, 1)
+
+CONFIG = """
+[model]
+name = "shop-model"
+version = "1.0.0"
+task = "regression"
+
+[source]
+uri_env = "MLPACK_TEST_URI"
+database = "{database}"
+collection = "orders"
+
+[features]
+categorical = ["contract"]
+datetime = ["signup"]
+text = ["subject"]
+target = "y"
+
+[features.derived]
+ratio = "price / carat"
+log_tenure = "log1p(tenure)"
+long_contract = "contract == 'two_year'"
+days_open = "days_between(signup, last.opened)"
+
+[estimator]
+class = "sklearn.linear_model.LinearRegression"
+
+[evaluation]
+test_size = 0.25
+gates = {{ r2 = 0.999 }}
+"""
+
+
+def formula(doc: dict[str, Any]) -> float:
+    """The exact function of derived features and date parts every target is made by."""
+    signup, opened = doc["signup"], doc["last"]["opened"]
+    return (
+        2.0 * doc["price"] / doc["carat"]
+        + 3.0 * math.log1p(doc["tenure"])
+        + 4.0 * (doc["contract"] == "two_year")
+        + 0.05 * ((opened - signup) / dt.timedelta(days=1))
+        + 0.5 * signup.month
+        + 0.25 * signup.hour
+        - 0.3 * signup.weekday()
+    )
+
+
+def orders(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    docs = []
+    for index in range(n):
+        # Whole milliseconds: what BSON stores.
+        signup = dt.datetime(2015, 1, 1) + dt.timedelta(milliseconds=int(rng.integers(0, 9 * 365 * 86_400_000)))
+        doc = {
+            "_id": index,
+            "price": round(float(rng.uniform(1, 20)), 2),
+            "carat": round(float(rng.uniform(0.5, 3)), 2),
+            "tenure": int(rng.integers(0, 72)),
+            "contract": str(rng.choice(["monthly", "one_year", "two_year"])),
+            "signup": signup,
+            "last": {"opened": signup + dt.timedelta(milliseconds=int(rng.integers(0, 400 * 86_400_000)))},
+            "subject": " ".join(rng.choice(WORDS, int(rng.integers(1, 5)))),
+        }
+        doc["y"] = formula(doc)
+        docs.append(doc)
+    return docs
+
+
+@pytest.fixture
+def shop(
+    tmp_path: Path, mongo_uri: str, mongo_client: MongoClient[Any], database_name: str, monkeypatch: Any
+) -> Project:
+    mongo_client[database_name]["orders"].insert_many(orders(160))
+    project = Project(tmp_path / "shop", database_name, mongo_uri)
+    project.path.mkdir()
+    project.write_config(CONFIG)
+    monkeypatch.setenv("MLPACK_TEST_URI", mongo_uri)
+    return project
+
+
+def _import_wheel(wheel: Path, into: Path) -> Any:
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(into)
+    sys.path.insert(0, str(into))
+    try:
+        return importlib.import_module("shop_model")
+    finally:
+        sys.path.remove(str(into))
+
+
+def _plain_onnx_feeds(metadata: dict[str, Any], doc: dict[str, Any]) -> dict[str, np.ndarray]:
+    """What a client in any language does: read `inputs` from the metadata, feed raw fields."""
+    feeds = {}
+    for entry in metadata["inputs"]:
+        value: Any = doc
+        for part in entry["path"].split("."):
+            value = value[part]
+        if entry["type"] == "float32":
+            feeds[entry["name"]] = np.array([[value]], dtype=np.float32)
+        elif entry["type"] == "string":
+            feeds[entry["name"]] = np.array([[value]], dtype=object)
+        else:
+            assert entry["type"] == "int64-ms"
+            feeds[entry["name"]] = np.array([[(value - EPOCH) // dt.timedelta(milliseconds=1)]], dtype=np.int64)
+    return feeds
+
+
+def test_derived_features_dates_and_text_are_computed_in_the_graph(shop: Project, run, tmp_path: Path) -> None:
+    result = run("build", shop.path, "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["metrics"]["r2"] >= 0.999  # a linear model fits an exact function of the graph's features
+    assert {(i["path"], i["type"]) for i in report["inputs"]} == {
+        ("contract", "string"),
+        ("signup", "int64-ms"),
+        ("subject", "string"),
+        ("price", "float32"),
+        ("carat", "float32"),
+        ("tenure", "float32"),
+        ("last.opened", "int64-ms"),
+    }
+    dist = shop.path / "dist"
+    wheel = _import_wheel(dist / "shop_model-1.0.0-py3-none-any.whl", tmp_path / "wheel")
+    session = ort.InferenceSession(str(dist / "shop-model-1.0.0.onnx"), providers=["CPUExecutionProvider"])
+    metadata = json.loads(session.get_modelmeta().custom_metadata_map["mlpack.metadata"])
+    assert metadata["inputs"] == report["inputs"]
+
+    for doc in orders(20, seed=99):  # documents the model never saw
+        expected = doc["y"]
+        from_wheel = wheel.predict({k: v for k, v in doc.items() if k not in ("_id", "y")})
+        from_onnx = float(session.run(None, _plain_onnx_feeds(metadata, doc))[0].ravel()[0])
+        assert from_onnx == pytest.approx(from_wheel, abs=1e-6)
+        assert from_wheel == pytest.approx(expected, abs=1e-3), doc
+        # The same date as a datetime, an ISO 8601 string and Extended JSON: the same prediction.
+        iso = doc["signup"].isoformat(timespec="milliseconds") + "Z"
+        for signup in (iso, {"$date": iso}, doc["signup"].replace(tzinfo=dt.UTC)):
+            assert wheel.predict({**doc, "signup": signup}) == from_wheel
+
+
+def test_target_transform_fits_in_log_space_and_answers_in_target_units(shop: Project, run, mongo_client) -> None:
+    collection = mongo_client[shop.database]["orders"]
+    for doc in collection.find():
+        # log(y) is linear in the features: only a model fitted on log(y) can be exact.
+        collection.update_one({"_id": doc["_id"]}, {"$set": {"y": math.exp(doc["y"] / 40)}})
+    shop.edit('target = "y"', 'target = "y"\ntarget_transform = "log"')
+    result = run("build", shop.path, "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["metrics"]["r2"] >= 0.999 and report["parity"]["within_tolerance"]
+    session = ort.InferenceSession(str(shop.path / "dist/shop-model-1.0.0.onnx"), providers=["CPUExecutionProvider"])
+    metadata = json.loads(session.get_modelmeta().custom_metadata_map["mlpack.metadata"])
+    for doc in orders(5, seed=7):
+        got = float(session.run(None, _plain_onnx_feeds(metadata, doc))[0].ravel()[0])
+        assert got == pytest.approx(math.exp(doc["y"] / 40), rel=1e-4)  # target units, inverse in the graph
+
+
+@pytest.mark.parametrize(
+    ("edit", "code", "needles"),
+    [
+        (
+            ('ratio = "price / carat"', 'ratio = "price / contract"'),
+            2,
+            ["[features.derived].ratio", "'contract' is a category", "price / contract", "^"],
+        ),
+        (('ratio = "price / carat"', 'ratio = "price / karat"'), 2, ["[features.derived].ratio", "'karat'"]),
+        (('categorical = ["contract"]', 'categorical = ["contract"]\nnumeric = ["signup"]'), 2, ["'signup'"]),
+    ],
+)
+def test_wrong_uses_name_the_feature(shop: Project, run, edit: tuple[str, str], code: int, needles: list[str]) -> None:
+    shop.edit(*edit)
+    assert_clean_error(run("build", shop.path), code, *needles)
+
+
+def test_a_date_field_fed_to_numeric_is_named(shop: Project, run) -> None:
+    shop.edit('datetime = ["signup"]', 'numeric = ["signup"]')
+    shop.edit('days_open = "days_between(signup, last.opened)"', 'days_open = "tenure * 2"')
+    assert_clean_error(run("build", shop.path), 1, "numeric feature 'signup'", "[features].datetime")
+
+
+def test_a_datetime_field_holding_non_dates_reports_count_and_an_id(shop: Project, run, mongo_client) -> None:
+    mongo_client[shop.database]["orders"].update_many({"_id": {"$in": [3, 4, 5]}}, {"$set": {"signup": "soon"}})
+    assert_clean_error(run("build", shop.path), 1, "datetime feature 'signup'", "3 bad value(s)", "_id 3", "'soon'")
+
+
+def test_a_text_field_without_words_is_named(shop: Project, run, mongo_client) -> None:
+    mongo_client[shop.database]["orders"].update_many({}, {"$set": {"subject": "?"}})
+    assert_clean_error(run("build", shop.path), 1, "text feature 'subject'", "no training document has a word")
