@@ -150,7 +150,7 @@ def test_no_secret_on_any_failure_path(
 def test_a_real_process_hides_them_too(tmp_path: Path) -> None:
     """The console program as a user runs it: warnings and errors from pymongo go through redaction."""
     project = _project(tmp_path)
-    for _case, template, secrets in SHAPES:
+    for _case, template, secrets in SHAPES[1:4]:  # each process pays the imports: three shapes suffice here
         if "{auth}" in template:
             continue
         uri = template.format(host=f"127.0.0.1:{free_port()}")

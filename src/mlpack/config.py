@@ -13,12 +13,12 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from packaging.version import InvalidVersion, Version
-
+from mlpack import names
 from mlpack.errors import ConfigError
 from mlpack.features.expressions import Expression, Kind, input_fields, parse_derived
 
@@ -26,7 +26,8 @@ CONFIG_FILE = "mlpack.toml"
 Task = Literal["classification", "regression"]
 
 # PEP 508 distribution names; the import name is derived from it.
-NAME_PATTERN = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# ASCII only: with a Unicode pattern, IGNORECASE lets 'ſ' and the Kelvin sign pass (see mlpack.names).
+NAME_PATTERN = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,11 @@ class ImageSection:
     find_links: str = ""  # a local folder of wheels for the image's dependencies: no package index is asked
 
     def tag_for(self, name: str, version: str) -> str:
-        return self.tag or f"{name.lower()}:{version}"
+        tag = self.tag or f"{name.lower()}:{names.tag_text(version)}"
+        problem = names.image_tag(tag)
+        if problem is not None:  # only the default can fail here: a written tag was checked on load
+            raise ConfigError(f"the image tag {tag!r} made from [model].name {problem}: set [image].tag")
+        return tag
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,8 @@ def load_config(project: str | Path = ".") -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib reads nested arrays and tables recursively
+        raise ConfigError(f"{path}: values are nested too deeply to be a configuration") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
     return parse_config(raw, path=path)
@@ -226,11 +233,10 @@ def parse_config(raw: dict[str, Any], *, path: Path = Path(CONFIG_FILE)) -> Conf
 
 def with_version(config: Config, version: str) -> Config:
     """The config with the version given on the command line, checked like the file's own."""
-    if version != "auto":
-        try:
-            Version(version)
-        except InvalidVersion:
-            raise ConfigError(f"--version {version!r} is not a PEP 440 version (e.g. 1.2.0) or 'auto'") from None
+    problem = None if version == "auto" else names.version(version)
+    if problem is not None:
+        shown = repr(version) if len(version) <= 80 else repr(version[:60]) + "..."
+        raise ConfigError(f"--version {shown} {problem}, or 'auto'")
     return dataclasses.replace(config, model=dataclasses.replace(config.model, version=version))
 
 
@@ -329,19 +335,8 @@ def _check_type(value: Any, tp: Any, label: str) -> Any:
 
 def _check_semantics(config: Config, where: str) -> None:
     """Rules that span more than one value's type."""
-    model, features = config.model, config.features
-    if not NAME_PATTERN.match(model.name):
-        raise ConfigError(
-            f"{where}: [model].name {model.name!r} is not a valid package name "
-            "(letters, digits, '-', '_', '.'; starting and ending with a letter or digit)"
-        )
-    if model.version != "auto":
-        try:
-            Version(model.version)
-        except InvalidVersion:
-            raise ConfigError(
-                f'{where}: [model].version {model.version!r} is not a PEP 440 version (e.g. "1.0.0") or "auto"'
-            ) from None
+    features = config.features
+    _check_named_values(config, where)
     listed = [*features.numeric, *features.categorical, *features.datetime, *features.text]
     if not listed and not features.derived:
         raise ConfigError(f"{where}: [features] needs at least one of numeric, categorical, datetime, text or derived")
@@ -364,10 +359,9 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [serve].max_body_bytes must be at least 1024")
     if not 1 <= config.image.port <= 65535:
         raise ConfigError(f"{where}: [image].port must be between 1 and 65535")
-    if config.image.tag and not re.match(r"^[a-z0-9][a-z0-9._/:-]*$", config.image.tag):
-        raise ConfigError(f"{where}: [image].tag {config.image.tag!r} is not a valid image tag (lowercase name[:tag])")
-    if config.image.python and not re.match(r"^3\.\d+$", config.image.python):
-        raise ConfigError(f'{where}: [image].python must look like "3.11", got {config.image.python!r}')
+    find_links = config.image.find_links
+    if find_links and not names.plain_path(find_links) and not (config.project_dir / find_links).is_dir():
+        raise ConfigError(f"{where}: [image].find_links {find_links!r} is not a folder (relative to the project)")
 
 
 def _check_experiments(config: Config, where: str) -> None:
@@ -387,6 +381,41 @@ def _check_experiments(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [search].cv must be at least 2 folds (or left out: [evaluation].cv, else 3)")
     if search.n_iter < 1:
         raise ConfigError(f"{where}: [search].n_iter must be at least 1")
+
+
+def _optional(check: names.Checker) -> names.Checker:
+    return lambda value: check(value) if value else None
+
+
+# Every value another tool reads (pip, twine, Docker, MongoDB), with the grammar it must satisfy:
+# checked before any data is read, each failure naming its key (exit 2).
+_NAMED_VALUES: list[tuple[str, Callable[[Config], str], names.Checker]] = [
+    ("[model].name", lambda c: c.model.name, names.package_name),
+    ("[model].version", lambda c: c.model.version, lambda v: None if v == "auto" else names.version(v)),
+    ("[model].description", lambda c: c.model.description, names.one_line),
+    ("[source].uri_env", lambda c: c.source.uri_env, names.env_name),
+    ("[source].database", lambda c: c.source.database, names.mongo_database),
+    ("[source].collection", lambda c: c.source.collection, names.mongo_collection),
+    ("[source].seed", lambda c: c.source.seed, names.plain_path),
+    ("[registry].collection", lambda c: c.registry.collection, names.mongo_collection),
+    ("[image].base", lambda c: c.image.base, names.image_reference),
+    ("[image].tag", lambda c: c.image.tag, _optional(names.image_tag)),
+    ("[image].python", lambda c: c.image.python, _optional(names.python_version)),
+    ("[image].arch", lambda c: c.image.arch, _optional(names.arch)),
+    ("[image].find_links", lambda c: c.image.find_links, names.plain_path),
+    ("[serve].inference_log_uri_env", lambda c: c.serve.inference_log_uri_env, names.env_name),
+    ("[serve].inference_log_database", lambda c: c.serve.inference_log_database, names.mongo_database),
+    ("[serve].inference_log_collection", lambda c: c.serve.inference_log_collection, names.mongo_collection),
+]
+
+
+def _check_named_values(config: Config, where: str) -> None:
+    for key, read, check in _NAMED_VALUES:
+        value = read(config)
+        problem = check(value)
+        if problem is not None:
+            shown = repr(value) if len(value) <= 80 else repr(value[:60]) + "..."
+            raise ConfigError(f"{where}: {key} {shown} {problem}")
 
 
 def _check_feature_engineering(config: Config, where: str) -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from mlpack import names
 from mlpack.build import sha256_of
-from mlpack.config import NAME_PATTERN, Config, ModelSection, load_config
+from mlpack.config import Config, ModelSection, load_config
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.package.wheel import packaging_dir
 from mlpack.redaction import remember_uri
@@ -199,8 +200,9 @@ def _upload(files: list[Path], repository_url: str | None, repository: str | Non
 # -- init -------------------------------------------------------------------------------------
 def init_project(name: str, parent: str | Path = ".") -> Path:
     """Scaffold a model project (SPEC §7) from packaging/project; never overwrites anything."""
-    if not NAME_PATTERN.match(name):
-        raise ConfigError(f"{name!r} is not a valid model name (letters, digits, '-', '_', '.')")
+    problem = names.package_name(name)
+    if problem is not None:
+        raise ConfigError(f"the model name {name[:80]!r} {problem}")
     target = Path(parent) / name
     if target.exists():
         raise ConfigError(f"{target} already exists: choose another name or folder")

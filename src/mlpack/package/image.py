@@ -22,6 +22,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from mlpack import names
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.package.wheel import packaging_dir
@@ -30,7 +31,7 @@ METADATA_LABEL = "io.mlpack.metadata"
 DOCKER_TIMEOUT_S = 10
 # Platform tags pip may pick for a glibc base image, newest first.
 _MANYLINUX = ["manylinux_2_28", "manylinux_2_27", "manylinux_2_24", "manylinux_2_17", "manylinux2014"]
-_ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+_ARCHES = names.ARCHES
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,20 @@ class ImageResult:
     layers: list[str]
 
 
+def dockerfile_string(value: str) -> str:
+    """A double-quoted Dockerfile word that the builder reads back as exactly `value`.
+
+    In double quotes the builder expands `$VAR`/`${VAR}` and takes `\\`, `\"` and `\\$` as escapes
+    (moby's shell lexer); every other character, non-ASCII included, is kept as written. A line
+    break cannot be written at all, so one is refused (config values are checked to be one line).
+    """
+    if "\n" in value or "\r" in value:
+        raise ConfigError(f"a line break cannot be written into a Dockerfile value: {value[:60]!r}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
 def _label_lines(labels: dict[str, str]) -> str:
-    # json.dumps gives a double-quoted string with backslash escapes, which LABEL reads as such.
-    return "LABEL " + " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
+    return "LABEL " + " \\\n      ".join(f"{key}={dockerfile_string(value)}" for key, value in labels.items())
 
 
 def image_labels(metadata: dict[str, Any], revision: str) -> dict[str, str]:
@@ -82,7 +94,8 @@ def image_labels(metadata: dict[str, Any], revision: str) -> dict[str, str]:
         "io.mlpack.task": metadata["task"],
         "io.mlpack.metrics": json.dumps(metadata["metrics"], sort_keys=True),
         "io.mlpack.data.sha256": metadata["data"]["sha256"],
-        METADATA_LABEL: json.dumps(metadata, sort_keys=True),
+        # ensure_ascii=False: the label holds the text itself, as `docker inspect` shows it.
+        METADATA_LABEL: json.dumps(metadata, sort_keys=True, ensure_ascii=False),
     }
 
 

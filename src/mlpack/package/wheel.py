@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,25 @@ def _markdown_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
 
 
+# Values from the config and the data go into the README (the model card PyPI renders): as text,
+# every ASCII punctuation character is backslash-escaped (CommonMark then shows it literally, so
+# `<script>` is text, never a tag); as code, the span's fence is longer than any backtick run inside.
+_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def _md_text(value: object) -> str:
+    return _MD_PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _md_code(value: object, *, in_table: bool = False) -> str:
+    text = " ".join(str(value).split())
+    if in_table:
+        text = text.replace("|", "\\|")  # GFM splits cells before reading code spans
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _example_record(metadata: dict[str, Any]) -> str:
     """Every feature, nested as in the source documents, with placeholder values."""
     example: dict[str, Any] = {}
@@ -52,7 +72,8 @@ def _example_record(metadata: dict[str, Any]) -> str:
         for parent in parents:
             node = node.setdefault(parent, {})
         node[leaf] = 0.0 if feature["kind"] == "numeric" else "a category"
-    return json.dumps(example)
+    # In a fenced code block: a backtick in a field name must not close the fence (\u0060 is JSON too).
+    return json.dumps(example).replace("`", "\\u0060")
 
 
 def render_model_card(metadata: dict[str, Any], template: str) -> str:
@@ -62,7 +83,7 @@ def render_model_card(metadata: dict[str, Any], template: str) -> str:
     return Template(template).substitute(
         name=metadata["name"],
         version=metadata["version"],
-        description=metadata.get("description") or f"A {metadata['task']} model.",
+        description=_md_text(metadata.get("description") or f"A {metadata['task']} model."),
         task=metadata["task"],
         mlpack_version=metadata["versions"]["mlpack"],
         created=metadata["created"],
@@ -75,22 +96,26 @@ def render_model_card(metadata: dict[str, Any], template: str) -> str:
             else ""
         ),
         features_table=_markdown_table(
-            [(f"`{f['name']}`", f["kind"], f"`{f['input']}`") for f in metadata["features"]]
+            [
+                (_md_code(f["name"], in_table=True), f["kind"], _md_code(f["input"], in_table=True))
+                for f in metadata["features"]
+            ]
         ),
-        target=metadata["target"],
-        classes_line=f"; classes: {', '.join(f'`{c}`' for c in classes)}" if classes is not None else "",
+        target=_md_code(metadata["target"]),
+        classes_line=f"; classes: {', '.join(_md_code(c) for c in classes)}" if classes is not None else "",
         test_share=f"{metadata['evaluation']['test_size']:.0%}",
         test_rows=parity["rows"],
-        metrics_table=_markdown_table([(name, f"{value:.4f}") for name, value in metadata["metrics"].items()]),
+        metrics_table=_markdown_table(
+            [(_md_text(name), f"{value:.4f}") for name, value in metadata["metrics"].items()]
+        ),
         parity_diff=f"{parity['max_abs_diff']:.3g}",
         parity_agreement=f"{parity['label_agreement']:.2%}",
-        database=data["database"],
-        collection=data["collection"],
-        filter=json.dumps(data["filter"]),
+        source=_md_code(f"{data['database']}.{data['collection']}"),
+        filter=_md_code(json.dumps(data["filter"], ensure_ascii=False)),
         rows=data["rows"],
         fingerprint=data["sha256"],
-        estimator=metadata["estimator"]["class"],
-        params=json.dumps(metadata["estimator"]["params"], sort_keys=True),
+        estimator=_md_code(metadata["estimator"]["class"]),
+        params=_md_code(json.dumps(metadata["estimator"]["params"], sort_keys=True, ensure_ascii=False)),
         versions_line=versions,
     )
 
