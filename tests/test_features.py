@@ -139,7 +139,7 @@ def test_date_parts_against_python_datetime_and_the_graph() -> None:
     frame = pd.DataFrame({"a": ms, "b": ms[::-1].copy()})
     parts = DateParts().fit(frame)
     expected = parts.transform(frame)
-    for row in [0, 1, 3, *range(4, 3000, 37)]:
+    for row in [0, 1, *range(3, 3000)]:
         moment = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=int(ms[row]))
         want = [
             moment.year,

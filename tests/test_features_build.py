@@ -186,7 +186,11 @@ def test_target_transform_fits_in_log_space_and_answers_in_target_units(shop: Pr
             2,
             ["[features.derived].ratio", "'contract' is a category", "price / contract", "^"],
         ),
-        (('ratio = "price / carat"', 'ratio = "price / karat"'), 2, ["[features.derived].ratio", "'karat'"]),
+        (
+            ('ratio = "price / carat"', 'ratio = "price / karat"'),
+            2,
+            ["[features.derived].ratio", "unknown name 'karat'", "did you mean 'carat'?", "price / karat"],
+        ),
         (('categorical = ["contract"]', 'categorical = ["contract"]\nnumeric = ["signup"]'), 2, ["'signup'"]),
     ],
 )
@@ -209,3 +213,14 @@ def test_a_datetime_field_holding_non_dates_reports_count_and_an_id(shop: Projec
 def test_a_text_field_without_words_is_named(shop: Project, run, mongo_client) -> None:
     mongo_client[shop.database]["orders"].update_many({}, {"$set": {"subject": "?"}})
     assert_clean_error(run("build", shop.path), 1, "text feature 'subject'", "no training document has a word")
+
+
+def test_a_target_outside_the_transform_domain_is_refused(shop: Project, run, mongo_client) -> None:
+    mongo_client[shop.database]["orders"].update_one({"_id": 7}, {"$set": {"y": 0.0}})
+    shop.edit('target = "y"', 'target = "y"\ntarget_transform = "log"')
+    assert_clean_error(run("build", shop.path), 1, "target 'y'", 'target_transform = "log"', "greater than 0", "_id 7")
+
+
+def test_a_derived_feature_missing_everywhere_is_named(shop: Project, run) -> None:
+    shop.edit('log_tenure = "log1p(tenure)"', 'log_tenure = "log(-1 - tenure)"')
+    assert_clean_error(run("build", shop.path), 1, "derived feature 'log_tenure'", "missing", "all 120 training")

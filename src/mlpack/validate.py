@@ -22,6 +22,7 @@ import numpy as np
 from mlpack.config import FeaturesSection, Task
 from mlpack.errors import DataError
 from mlpack.features.expressions import unknown_field
+from mlpack.features.target import TRANSFORMS
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, date_milliseconds
 from mlpack.source.mongo import RawColumns
 
@@ -163,6 +164,18 @@ def _check_text(path: str, values: list[Any], ids: list[Any], report: Validation
     return column
 
 
+def _check_target_domain(
+    features: FeaturesSection, target: np.ndarray, ids: list[Any], report: ValidationReport
+) -> None:
+    transform = TRANSFORMS[features.target_transform]
+    bad = np.flatnonzero(~transform.accepts(target))
+    if bad.size:
+        report.problems.append(
+            f"target '{features.target}': target_transform = \"{features.target_transform}\" needs values "
+            f"{transform.domain}, but {bad.size} are not, {_example(ids, int(bad[0]), float(target[bad[0]]))}"
+        )
+
+
 def _check_target(
     path: str, values: list[Any], ids: list[Any], task: Task, report: ValidationReport
 ) -> np.ndarray | None:
@@ -281,6 +294,8 @@ def validate(
     dates = {path: _check_datetime(path, raw.values[path], raw.ids, report) for path in by_kind["date"]}
     texts = {path: _check_text(path, raw.values[path], raw.ids, report) for path in by_kind["text"]}
     target = _check_target(features.target, raw.values[features.target], raw.ids, task, report)
+    if target is not None and features.target_transform:
+        _check_target_domain(features, target, raw.ids, report)
     weight = _check_weight(features.weight, raw.values[features.weight], raw.ids, report) if features.weight else None
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
