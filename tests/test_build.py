@@ -19,6 +19,7 @@ from mlpack.source.embedded import free_port
 from tests.conftest import REPO, Project, artifacts_in, assert_clean_error, run_process
 
 EXPECTED = [
+    "churn-model-1.0.0.html",
     "churn-model-1.0.0.json",
     "churn-model-1.0.0.onnx",
     "churn_model-1.0.0-py3-none-any.whl",
@@ -75,7 +76,7 @@ def test_build_writes_verified_artifacts_and_records_them(
         k: v for k, v in report.items() if k not in ("artifacts", "timings")
     }
     # Per-stage wall times (SPEC §3's report, issue #10): in the report only, never in the metadata.
-    assert set(report["timings"]["stages"]) == {"load", "validate", "train", "export", "parity", "package"}
+    assert set(report["timings"]["stages"]) == {"load", "validate", "train", "export", "parity", "card", "package"}
     assert all(seconds > 0 for seconds in report["timings"]["stages"].values())
     assert props["name"] == "churn-model" and json.loads(props["metrics"]) == report["metrics"]
     assert [i.name for i in model.graph.input] == [f["input"] for f in report["features"]]
@@ -126,7 +127,7 @@ def test_same_data_config_and_epoch_give_identical_bytes(
             assert one.pop("timings") != two.pop("timings") and one == two
             continue
         assert sha256(first / name) == sha256(second / name), name
-    assert json.loads((first / EXPECTED[0]).read_text())["created"] == "2026-01-01T00:00:00Z"
+    assert json.loads((first / "churn-model-1.0.0.json").read_text())["created"] == "2026-01-01T00:00:00Z"
 
 
 def test_registered_version_is_refused_then_forced_and_auto_bumps(churn_project: Project, run) -> None:
@@ -348,6 +349,7 @@ def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None
     assert "image not built: no Docker engine answers" in result.out
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [
         "wine-cultivar-1.0.0.docker",
+        "wine-cultivar-1.0.0.html",
         "wine-cultivar-1.0.0.json",
         "wine-cultivar-1.0.0.onnx",
         "wine_cultivar-1.0.0-py3-none-any.whl",

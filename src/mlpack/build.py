@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mlpack
-from mlpack import experiments, registry
+from mlpack import card, experiments, registry
 from mlpack.config import Config, load_config, with_version
 from mlpack.drift import baseline_of
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
@@ -315,16 +315,25 @@ def write_artifacts(
     epoch = _epoch(metadata["created"])
     clock = clock or StageClock()
     with scratch_folder(out_dir) as stage:
+        say("writing the model card (permutation importance on the test split)")
+        with clock.stage("card"):
+            card_path, card_tables = _model_card(exported, stage / f"{stem}.html")
         say("packaging the model wheel")
         with clock.stage("package"):
             project = render_project(
-                stage / "src", metadata, exported.onnx_bytes, config.path.read_text(encoding="utf-8")
+                stage / "src",
+                metadata,
+                exported.onnx_bytes,
+                config.path.read_text(encoding="utf-8"),
+                card_tables=card_tables,
             )
             dists = build_distributions(project, stage / "dist", source_date_epoch=epoch)
             twine_check([dists.wheel, dists.sdist])
         onnx_path = stage / f"{stem}.onnx"
         onnx_path.write_bytes(exported.onnx_bytes)
         staged = {"wheel": dists.wheel, "sdist": dists.sdist, "onnx": onnx_path}
+        if card_path is not None:
+            staged["card"] = card_path
         artifacts: dict[str, Any] = {
             kind: {"file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}
             for kind, path in staged.items()
@@ -355,6 +364,15 @@ def write_artifacts(
         for kind, path in staged.items():
             _move_into_place(path, final[kind], stage)
     return BuildResult(metadata=metadata, artifacts=final, report=report, clock=clock)
+
+
+def _model_card(exported: ExportedModel, path: Path) -> tuple[Path | None, str]:
+    """The HTML model card at `path`, and the same numbers as Markdown tables for the wheel's README."""
+    if exported.rows is None:
+        return None, ""
+    data = card.card_data(exported.trained, exported.rows, exported.metadata)
+    path.write_text(card.render_html(data, exported.metadata), encoding="utf-8")
+    return path, card.render_markdown(data, exported.metadata)
 
 
 def _project_path(config: Config, value: str) -> str:

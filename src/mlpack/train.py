@@ -36,6 +36,7 @@ class Metric:
     higher_is_better: bool
     # (true values, predicted labels or values, class probabilities or None, classes) -> score
     score: Callable[[np.ndarray, np.ndarray, np.ndarray | None, list[Any]], float]
+    uses_probabilities: bool = False  # only these need predict_proba (the model card skips it otherwise)
 
 
 def _roc_auc(y: np.ndarray, _pred: np.ndarray, proba: np.ndarray | None, classes: list[Any]) -> float:
@@ -53,8 +54,10 @@ METRICS: dict[str, Metric] = {
         "classification", True, lambda y, p, _, __: float(skm.precision_score(y, p, average="macro", zero_division=0))
     ),
     "recall_macro": Metric("classification", True, lambda y, p, _, __: float(skm.recall_score(y, p, average="macro"))),
-    "roc_auc": Metric("classification", True, _roc_auc),
-    "log_loss": Metric("classification", False, lambda y, _, pr, c: float(skm.log_loss(y, pr, labels=c))),
+    "roc_auc": Metric("classification", True, _roc_auc, uses_probabilities=True),
+    "log_loss": Metric(
+        "classification", False, lambda y, _, pr, c: float(skm.log_loss(y, pr, labels=c)), uses_probabilities=True
+    ),
     "r2": Metric("regression", True, lambda y, p, _, __: float(skm.r2_score(y, p))),
     "rmse": Metric("regression", False, lambda y, p, _, __: float(skm.root_mean_squared_error(y, p))),
     "mae": Metric("regression", False, lambda y, p, _, __: float(skm.mean_absolute_error(y, p))),

@@ -76,7 +76,7 @@ def _example_record(metadata: dict[str, Any]) -> str:
     return json.dumps(example).replace("`", "\\u0060")
 
 
-def render_model_card(metadata: dict[str, Any], template: str) -> str:
+def render_model_card(metadata: dict[str, Any], template: str, card_tables: str = "") -> str:
     data, parity, import_name = metadata["data"], metadata["parity"], metadata["import_name"]
     classes = metadata.get("classes")
     versions = ", ".join(f"{k} {v}" for k, v in metadata["versions"].items())
@@ -117,10 +117,13 @@ def render_model_card(metadata: dict[str, Any], template: str) -> str:
         estimator=_md_code(metadata["estimator"]["class"]),
         params=_md_code(json.dumps(metadata["estimator"]["params"], sort_keys=True, ensure_ascii=False)),
         versions_line=versions,
+        card_tables=card_tables,
     )
 
 
-def render_project(stage: Path, metadata: dict[str, Any], onnx_bytes: bytes, config_text: str) -> Path:
+def render_project(
+    stage: Path, metadata: dict[str, Any], onnx_bytes: bytes, config_text: str, *, card_tables: str = ""
+) -> Path:
     """Write the model package's source tree under `stage`; return its folder."""
     templates = packaging_dir() / "wheel"
     project = stage / f"{metadata['name']}-{metadata['version']}"
@@ -134,7 +137,7 @@ def render_project(stage: Path, metadata: dict[str, Any], onnx_bytes: bytes, con
         import_name=_toml_string(metadata["import_name"]),
     )
     (project / "pyproject.toml").write_text(pyproject, encoding="utf-8")
-    card = render_model_card(metadata, (templates / "README.md.in").read_text(encoding="utf-8"))
+    card = render_model_card(metadata, (templates / "README.md.in").read_text(encoding="utf-8"), card_tables)
     (project / "README.md").write_text(card, encoding="utf-8")
     for source in sorted((templates / "package").iterdir()):
         if source.is_file() and source.suffix == ".py":
