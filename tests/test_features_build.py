@@ -224,3 +224,32 @@ def test_a_target_outside_the_transform_domain_is_refused(shop: Project, run, mo
 def test_a_derived_feature_missing_everywhere_is_named(shop: Project, run) -> None:
     shop.edit('log_tenure = "log1p(tenure)"', 'log_tenure = "log(-1 - tenure)"')
     assert_clean_error(run("build", shop.path), 1, "derived feature 'log_tenure'", "missing", "all 120 training")
+
+
+def test_the_server_takes_dates_as_iso_strings_and_as_v2_int64_tensors(shop: Project, run) -> None:
+    from mlpack.runtime import Model, read_onnx_metadata
+    from mlpack.server import App
+
+    assert run("build", shop.path).code == 0
+    onnx_file = shop.path / "dist/shop-model-1.0.0.onnx"
+    app = App(Model(onnx_file, read_onnx_metadata(onnx_file)).load())
+    app.ready.set()
+    doc = orders(1, seed=5)[0]
+    record = {**doc, "signup": doc["signup"].isoformat() + "Z", "last": {"opened": doc["last"]["opened"].isoformat()}}
+    status, answer = app.predict(record)
+    assert status == 200 and answer["predictions"][0] == pytest.approx(doc["y"], abs=1e-3)
+    tensors = []
+    for entry in app.model.metadata["inputs"]:
+        value: Any = doc
+        for part in entry["path"].split("."):
+            value = value[part]
+        datatype = {"float32": "FP32", "string": "BYTES", "int64-ms": "INT64"}[entry["type"]]
+        if datatype == "INT64":
+            value = (value - EPOCH) // dt.timedelta(milliseconds=1)
+        tensors.append({"name": entry["name"], "shape": [1, 1], "datatype": datatype, "data": [value]})
+    status, answer = app.v2_infer({"inputs": tensors})
+    assert status == 200 and answer["outputs"][0]["data"][0] == pytest.approx(doc["y"], abs=1e-3)
+    signup = next(t for t in tensors if t["name"] == "signup")
+    signup["data"] = ["not a date"]
+    with pytest.raises(Exception, match="expected a date"):
+        app.v2_infer({"inputs": tensors})

@@ -370,6 +370,12 @@ def _dump_json(document: Any) -> bytes:
         return json.dumps(_json_safe(document), allow_nan=False).encode()
 
 
+# How a record gives each kind of input in JSON (dates: ISO 8601 or Extended JSON {"$date": ...}).
+_OPENAPI_TYPES: dict[str, Any] = {
+    "numeric": {"type": ["number", "null"]},
+    "datetime": {"type": ["string", "object", "null"]},
+    "text": {"type": ["string", "null"]},
+}
 _V2_TYPES = {"numeric": "FP32", "categorical": "BYTES", "datetime": "INT64", "text": "BYTES"}
 
 
@@ -520,6 +526,10 @@ class App:
                 raise ClientError(
                     413, f"input '{tensor['name']}': {len(data)} rows is over the limit of {self.limits.max_records}"
                 )
+            if feature.kind == "datetime" and tensor.get("datatype") == "INT64":
+                # An INT64 tensor holds milliseconds since 1970 UTC, as the graph does (JSON has no date):
+                # Extended JSON's {"$date": <ms>} says so to the runtime, which checks each value.
+                data = [{"$date": value} if type(value) is int else value for value in data]
             columns[feature.name] = data
         missing = [f.name for f in self.model.features if f.name not in columns]
         if missing:
@@ -571,7 +581,7 @@ class App:
                 if part not in node["required"]:
                     node["required"].append(part)
                 node = child
-            kind = {"type": ["number", "null"]} if feature.kind == "numeric" else {"type": ["string", "number", "null"]}
+            kind = _OPENAPI_TYPES.get(feature.kind, {"type": ["string", "number", "null"]})
             node["properties"][feature.parts[-1]] = {**kind, "description": f"{feature.kind} feature {feature.name}"}
             node["required"].append(feature.parts[-1])
         label = {"type": "string"} if self._string_labels() else {"type": "number"}
