@@ -156,6 +156,15 @@ def main() -> int:
         json.dumps(record),
         {"MLPACK_THREADS": "1"},
     )
+    # The same server with drift tracking off (SPEC §10's /metrics figures): what tracking costs.
+    port = free_port()
+    servers["mlpack (drift off)"] = (
+        [sys.executable, "-m", "mlpack", "serve", str(onnx_path), "--port", str(port)],
+        f"http://127.0.0.1:{port}/readyz",
+        f"http://127.0.0.1:{port}/predict",
+        json.dumps(record),
+        {"MLPACK_THREADS": "1", "MLPACK_DRIFT_WINDOW": "0"},
+    )
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
@@ -243,6 +252,14 @@ def main() -> int:
                     failed |= ratio < 2 or ours["p99_ms"] >= theirs["p99_ms"]
     if "mlflow" in results:
         print("target (>= 2x MLflow req/s with a lower p99):", "MISSED" if failed else "met")
+    if "mlpack (drift off)" in results:
+        within = True
+        for conc in CONCURRENCY:
+            on, off = results["mlpack"][conc], results["mlpack (drift off)"][conc]
+            rps, p99 = on["rps"] / off["rps"], on["p99_ms"] / off["p99_ms"]
+            print(f"drift tracking on vs off @ {conc}: {rps:.2f}x req/s, {p99:.2f}x p99")
+            within &= rps >= 0.9 and p99 <= 1.1
+        print("target (drift tracking within 10% of req/s and p99):", "met" if within else "MISSED")
     shutil.rmtree(scratch, ignore_errors=True)
     return 1 if failed else 0
 

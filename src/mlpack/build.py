@@ -296,7 +296,8 @@ def training_baseline(dataset: Dataset, model: Model, metadata: dict[str, Any]) 
     for start in range(0, dataset.rows, 50_000):  # bounded memory on large collections
         chunk = {name: values[start : start + 50_000] for name, values in columns.items()}
         predictions += model.run(chunk)[0]
-    profiled = {f["name"]: (f["kind"], columns[f["name"]]) for f in metadata["features"] if f["name"] in columns}
+    # Every graph input (fields read only by derived expressions too), by the document path it reads.
+    profiled = {entry["path"]: (entry["kind"], columns[entry["path"]]) for entry in metadata["inputs"]}
     return baseline_of(profiled, predictions, metadata["task"], rows=dataset.rows)
 
 

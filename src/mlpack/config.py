@@ -166,6 +166,7 @@ class ServeSection:
     inference_log_uri_env: str = "MLPACK_INFERENCE_LOG_URI"  # the URI itself never enters an artifact
     inference_log_database: str = "mlpack"
     inference_log_collection: str = "inference_log"
+    drift_window: int = 1000  # recent records per worker that /metrics' drift figures cover; 0 = off
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,8 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [export].parity_tolerance must not be negative")
     if config.serve.max_body_bytes < 1024:
         raise ConfigError(f"{where}: [serve].max_body_bytes must be at least 1024")
+    if config.serve.drift_window < 0:
+        raise ConfigError(f"{where}: [serve].drift_window must be 0 (off) or a number of records")
     if not 1 <= config.image.port <= 65535:
         raise ConfigError(f"{where}: [image].port must be between 1 and 65535")
     find_links = config.image.find_links

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -168,6 +168,19 @@ class Profile:
             return found
         return self.other_bin if self.other_bin >= 0 else self.unknown_bin
 
+    def binner(self) -> Callable[[Any], int]:
+        """`bin_of` as a closure over local names, for the one-record hot path."""
+        missing = self.missing_bin
+        if self.kind == "numeric":
+            edges, bisect_left = self.edges, bisect.bisect_left
+            if not self.value_bins:
+                return lambda value: missing
+            return lambda value: missing if value != value else bisect_left(edges, value)
+        lookup = {**self.index, MISSING_CATEGORY: missing}
+        fallback = self.other_bin if self.other_bin >= 0 else self.unknown_bin
+        get = lookup.get
+        return lambda value: get(value, fallback)
+
     def bins_of(self, values: Any) -> np.ndarray:
         """Bins of many values at once (numpy for numbers; a dict lookup per category)."""
         if self.kind == "numeric":
@@ -254,14 +267,14 @@ class DriftWindow:
         # Private to this process: which slot each of the last `size` records fell in, per feature.
         self._rings = {name: [-1] * self.size for name in self.layout}
         self._position = 0
+        self._plan = self._make_plan()
 
     @classmethod
     def for_model(cls, metadata: Mapping[str, Any], *, size: int = 1000, counts: Any = None) -> DriftWindow | None:
         baseline = metadata.get("baseline")
         if not baseline or size <= 0:
             return None
-        inputs = {f["name"]: f["input"] for f in metadata.get("features", [])}
-        return cls(baseline, inputs, size=size, counts=counts)
+        return cls(baseline, model_inputs(metadata), size=size, counts=counts)
 
     def observe(self, columns: Mapping[str, Any], predictions: Sequence[Any]) -> None:
         """Count one request: its model inputs (ONNX feeds by input name) and its predictions."""
@@ -283,31 +296,44 @@ class DriftWindow:
         self._position = (self._position + count - first) % self.size
 
     def _observe_one(self, columns: Mapping[str, Any], label: Any) -> None:
+        """The hot path (most requests carry one record): a precomputed plan, local names, no numpy calls."""
         counts, position = self.counts, self._position
-        for name, profile in self.profiles.items():
-            value = columns[self.inputs[name]]
-            value = value.item(0) if isinstance(value, np.ndarray) else value[0]
-            slot = profile.bin_of(value)
-            self._one(name, profile, slot, counts, position)
         if self.prediction is not None:
-            value = label_text(label) if self.prediction.kind == "categorical" else float(label)
-            self._one(PREDICTIONS, self.prediction, self.prediction.bin_of(value), counts, position)
+            label = label_text(label) if self.prediction.kind == "categorical" else float(label)
+        for key, binner, offset, ring, totals, missing, unknown in self._plan:
+            slot = binner(label if key is None else columns[key].item(0))
+            old = ring[position]
+            if old >= 0:
+                counts[offset + old] -= 1
+            counts[offset + slot] += 1
+            ring[position] = slot
+            counts[totals] += 1
+            if slot == missing:
+                counts[totals + 1] += 1
+            elif slot == unknown:
+                counts[totals + 2] += 1
         self._position = (position + 1) % self.size
 
-    def _one(self, name: str, profile: Profile, slot: int, counts: Any, position: int) -> None:
-        offset = self.layout[name]
-        ring = self._rings[name]
-        old = ring[position]
-        if old >= 0:
-            counts[offset + old] -= 1
-        counts[offset + slot] += 1
-        ring[position] = slot
-        totals = offset + profile.slots
-        counts[totals] += 1
-        if slot == profile.missing_bin:
-            counts[totals + 1] += 1
-        elif slot == profile.unknown_bin:
-            counts[totals + 2] += 1
+    def _make_plan(self) -> list[tuple[Any, ...]]:
+        """Per feature (then the predictions, key None): what `_observe_one` needs, looked up once."""
+        named: list[tuple[str, str | None, Profile]] = [(n, self.inputs[n], p) for n, p in self.profiles.items()]
+        if self.prediction is not None:
+            named.append((PREDICTIONS, None, self.prediction))
+        plan = []
+        for name, key, profile in named:
+            offset = self.layout[name]
+            plan.append(
+                (
+                    key,
+                    profile.binner(),
+                    offset,
+                    self._rings[name],
+                    offset + profile.slots,
+                    profile.missing_bin,
+                    profile.unknown_bin,
+                )
+            )
+        return plan
 
     def _count_totals(self, name: str, profile: Profile, bins: np.ndarray) -> None:
         totals = self.layout[name] + profile.slots
@@ -404,6 +430,13 @@ class DriftWindow:
 
 
 PREDICTIONS = "__predictions__"
+
+
+def model_inputs(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Document path → ONNX input name, from the metadata's `inputs` (or `features`, in older models)."""
+    if metadata.get("inputs"):
+        return {entry["path"]: entry["name"] for entry in metadata["inputs"]}
+    return {entry["name"]: entry["input"] for entry in metadata.get("features", [])}
 
 
 def _label(text: str) -> str:

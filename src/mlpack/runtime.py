@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -266,13 +266,23 @@ class Model:
         return columns
 
     # -- outputs --------------------------------------------------------------------------------
-    def run(self, data: Any) -> tuple[list[Any], list[list[float]] | None, bool]:
-        """Labels (or values), class probabilities (classification) and whether one record came in."""
+    def run(
+        self, data: Any, observe: Callable[[dict[str, np.ndarray], list[Any]], object] | None = None
+    ) -> tuple[list[Any], list[list[float]] | None, bool]:
+        """Labels (or values), class probabilities (classification) and whether one record came in.
+
+        `observe(feeds, labels)`, when given, sees the inputs exactly as the model read them (the
+        server's drift window counts them there rather than reading the records a second time).
+        """
         feeds, single = self.feeds(data)
         outputs = self.session.run(None, feeds)
         if self.task == "classification":
-            return outputs[0].tolist(), outputs[1].tolist(), single
-        return outputs[0].ravel().tolist(), None, single
+            labels, probabilities = outputs[0].tolist(), outputs[1].tolist()
+        else:
+            labels, probabilities = outputs[0].ravel().tolist(), None
+        if observe is not None:
+            observe(feeds, labels)
+        return labels, probabilities, single
 
     def predict(self, data: Any) -> Any:
         """One label (or value) for one record; a list for records, columns or a DataFrame."""

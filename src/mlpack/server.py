@@ -20,6 +20,7 @@ import errno
 import json
 import logging
 import math
+import mmap
 import os
 import queue
 import signal
@@ -32,6 +33,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
+
+from .drift import DriftWindow
 
 log = logging.getLogger("mlpack.server")
 
@@ -80,6 +83,9 @@ class Limits:
                 values[spec.name] = value
                 break
         return cls(**values)
+
+
+DEFAULT_DRIFT_WINDOW = 1000  # records per worker whose inputs and predictions /metrics compares to training
 
 
 class ClientError(Exception):
@@ -134,7 +140,7 @@ class Metrics:
             self.log_written += written
             self.log_dropped += dropped
 
-    def render(self, model: Any) -> str:
+    def render(self, model: Any, extra: list[str] | None = None) -> str:
         with self._lock:
             lines = [
                 "# HELP mlpack_model_info The model being served.",
@@ -176,7 +182,58 @@ class Metrics:
                 f'mlpack_inference_log_records_total{{outcome="written"}} {self.log_written}',
                 f'mlpack_inference_log_records_total{{outcome="dropped"}} {self.log_dropped}',
             ]
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, *(extra or [])]) + "\n"
+
+
+class DriftTracking:
+    """Per-feature data quality and drift for /metrics (SPEC §5, §10), totalled across worker processes.
+
+    Each process counts into its own slot of one anonymous shared memory block, mapped before the
+    workers fork, so every process can read every other's counts and a scrape of any of them
+    reports the server's totals; a slot has one writer, so no lock between processes is needed.
+    """
+
+    def __init__(self, metadata: Mapping[str, Any], size: int, slots: int = 1) -> None:
+        probe = DriftWindow.for_model(metadata, size=size)
+        if probe is None:
+            raise ValueError("the model has no training baseline")
+        self.metadata = metadata
+        self.size = size
+        self.length = probe.length
+        self._block = mmap.mmap(-1, max(1, self.length * slots) * 8)  # MAP_SHARED: forks see each other
+        view = memoryview(self._block).cast("q")
+        self.slots = [view[index * self.length : (index + 1) * self.length] for index in range(slots)]
+        self.window: DriftWindow | None = None
+        self._lock = threading.Lock()
+        self._failed = False
+
+    @classmethod
+    def from_settings(cls, model: Any, workers: int) -> DriftTracking | None:
+        settings = model.metadata.get("serve", {})
+        size = int(os.environ.get("MLPACK_DRIFT_WINDOW", settings.get("drift_window", DEFAULT_DRIFT_WINDOW)))
+        if size <= 0 or not model.metadata.get("baseline"):
+            return None  # switched off, or a model built before baselines existed
+        return cls(model.metadata, size, max(1, workers))
+
+    def attach(self, slot: int) -> None:
+        """Count this process's requests into `slot` (called in each process after the fork)."""
+        self.window = DriftWindow.for_model(self.metadata, size=self.size, counts=self.slots[slot])
+
+    def observe(self, feeds: Mapping[str, Any], labels: list[Any]) -> None:
+        if self.window is None:
+            return
+        try:
+            with self._lock:  # large bodies are answered on executor threads
+                self.window.observe(feeds, labels)
+        except Exception:  # counting must never cost a prediction
+            if not self._failed:
+                self._failed = True
+                log.exception("drift tracking failed; predictions carry on")
+
+    def render(self) -> list[str]:
+        if self.window is None:
+            return []
+        return self.window.prometheus(self.window.add(self.slots))
 
 
 # -- inference log ------------------------------------------------------------------------------
@@ -389,11 +446,14 @@ class App:
         limits: Limits | None = None,
         inference_log: InferenceLog | None = None,
         metrics: Metrics | None = None,
+        drift: DriftTracking | None = None,
     ) -> None:
         self.model = model
         self.limits = limits or Limits()
         self.metrics = metrics or Metrics()
         self.inference_log = inference_log
+        self.drift = drift
+        self._observe = drift.observe if drift is not None else None
         self.ready = threading.Event()
         self.draining = threading.Event()
         v2 = f"/v2/models/{model.name}"
@@ -439,7 +499,7 @@ class App:
         self._require_ready()
         records = _records_from_body(body, self.limits.max_records)
         try:
-            labels, probabilities, _ = self.model.run(records)
+            labels, probabilities, _ = self.model.run(records, self._observe)
         except ValueError as exc:
             raise ClientError(422, str(exc)) from None
         answer: dict[str, Any] = {"predictions": labels}
@@ -459,7 +519,8 @@ class App:
         try:
             if method == "GET" and path == "/metrics":
                 status = 200
-                return 200, "text/plain; version=0.0.4", self.metrics.render(self.model).encode()
+                extra = self.drift.render() if self.drift is not None else None
+                return 200, "text/plain; version=0.0.4", self.metrics.render(self.model, extra).encode()
             handler = self.routes.get((method, path))
             if handler is None:
                 if path in self.paths:
@@ -535,7 +596,7 @@ class App:
         if missing:
             raise ClientError(400, f"missing input '{missing[0]}'")
         try:
-            labels, probabilities, _ = self.model.run(columns)
+            labels, probabilities, _ = self.model.run(columns, self._observe)
         except ValueError as exc:
             raise ClientError(400, str(exc)) from None
         count = len(labels)
@@ -985,12 +1046,15 @@ def serve(
     settings = Limits.resolve(model.metadata.get("serve", {}), {"max_body_bytes": max_body_bytes, **limits})
     sock = socket.create_server((host, port), reuse_port=False, backlog=1024)
     parent = os.getpid()
+    drift = DriftTracking.from_settings(model, workers)  # before the fork: the workers share its memory
     children: list[int] = []
-    for _ in range(max(1, workers) - 1):
+    for slot in range(1, max(1, workers)):
         pid = os.fork()
         if pid == 0:
             _die_with_parent()
-            code = _run_process(model, settings, sock, f"worker {os.getpid()} ready", parent=parent)
+            code = _run_process(
+                model, settings, sock, f"worker {os.getpid()} ready", parent=parent, drift=drift, slot=slot
+            )
             os._exit(code)
         children.append(pid)
 
@@ -1001,7 +1065,7 @@ def serve(
 
     where = f"http://{host}:{sock.getsockname()[1]}"
     banner = f"serving {model.name} {model.version} on {where}" + (f" with {workers} workers" if workers > 1 else "")
-    code = _run_process(model, settings, sock, banner, stop_children)
+    code = _run_process(model, settings, sock, banner, stop_children, drift=drift, slot=0)
     for pid in children:
         os.waitpid(pid, 0)
     return code
@@ -1020,9 +1084,14 @@ def _run_process(
     banner: str,
     on_stop: Callable[[], object] | None = None,
     parent: int | None = None,
+    *,
+    drift: DriftTracking | None = None,
+    slot: int = 0,
 ) -> int:
     metrics = Metrics()
-    app = App(model, limits=limits, metrics=metrics)
+    if drift is not None:
+        drift.attach(slot)
+    app = App(model, limits=limits, metrics=metrics, drift=drift)
     app.inference_log = InferenceLog.from_settings(model, metrics)
     try:
         asyncio.run(HttpServer(app).run(sock, banner, on_stop, parent))
