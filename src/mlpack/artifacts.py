@@ -1,14 +1,140 @@
-"""Reading built artifacts back: the metadata and the model of a `.onnx` file or a model `.whl`."""
+"""Reading built artifacts back: the metadata and the model of a `.onnx` file, a model `.whl`,
+an image's build context (`NAME-VERSION.docker/`), a `docker save` archive or an image.
+
+Artifacts come from others, so nothing is read before its size is known: a wheel member's
+declared size and compression ratio are checked first (zipfile then stops at the declared size,
+so a member cannot lie its way past the check), and metadata must have the shape every reader
+relies on — anything else is "not an mlpack model", exit 2, never a TypeError or KeyError.
+"""
 
 from __future__ import annotations
 
 import json
+import numbers
+import os
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mlpack.errors import ConfigError
 from mlpack.runtime import Model, read_onnx_metadata
+
+MiB = 1 << 20
+MAX_METADATA_BYTES = 16 * MiB  # a real one is a few KiB to a few MiB (baseline bins, categories)
+MAX_MODEL_BYTES = 2048 * MiB  # protobuf, and so ONNX, cannot hold more in one file
+# Deflate reaches ~1000:1 on constant data; ONNX files and JSON compress 2-10:1. A large member
+# compressed far beyond that is a zip bomb.
+MAX_RATIO = 100
+_RATIO_APPLIES_FROM = 1 * MiB
+MAX_JSON_DEPTH = 64
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
+
+
+def _check_member(info: zipfile.ZipInfo, limit: int, where: Path) -> None:
+    name = info.filename
+    if info.file_size > limit:
+        raise ConfigError(
+            f"{where} is not an mlpack model wheel: {name} would unpack to {_size(info.file_size)} "
+            f"(more than the {_size(limit)} allowed)"
+        )
+    if info.file_size > _RATIO_APPLIES_FROM and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise ConfigError(
+            f"{where} is not an mlpack model wheel: {name} is compressed "
+            f"{info.file_size // max(info.compress_size, 1)}:1 (a zip bomb?)"
+        )
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, limit: int, where: Path) -> bytes:
+    _check_member(archive.getinfo(name), limit, where)
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, OSError, EOFError) as exc:
+        raise ConfigError(f"{where}: {name} cannot be unpacked: {exc}") from None
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth, counted without recursion and stopping past `limit`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def parse_metadata(raw: bytes | str, where: str) -> dict[str, Any]:
+    """metadata.json's bytes → the checked metadata, or ConfigError "not an mlpack model"."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        metadata = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{where} is not an mlpack model: its metadata is not JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is not an mlpack model: its metadata is nested too deeply") from None
+    return check_metadata(metadata, where)
+
+
+# The keys every reader of the metadata (inspect, predict, serve, the model card) relies on, with
+# the type each must have. Builds add more keys; these must be there.
+_Check = Callable[[Any], bool]
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _table_of(check: _Check) -> _Check:
+    return lambda value: isinstance(value, dict) and all(_is_str(k) and check(v) for k, v in value.items())
+
+
+def _list_of(check: _Check) -> _Check:
+    return lambda value: isinstance(value, list) and all(check(v) for v in value)
+
+
+def _record(**fields: _Check) -> _Check:
+    return lambda value: isinstance(value, dict) and all(k in value and c(value[k]) for k, c in fields.items())
+
+
+_METADATA_SHAPE: dict[str, _Check] = {
+    "name": lambda v: _is_str(v) and bool(v),
+    "version": lambda v: _is_str(v) and bool(v),
+    "task": lambda v: v in ("classification", "regression"),
+    "created": _is_str,
+    "target": _is_str,
+    "features": _list_of(_record(name=_is_str, kind=_is_str, input=_is_str)),
+    "metrics": _table_of(_is_number),
+    "estimator": _record(**{"class": _is_str, "params": lambda v: isinstance(v, dict)}),
+    "data": _record(database=_is_str, collection=_is_str, rows=_is_number, sha256=_is_str),
+    "parity": _record(max_abs_diff=_is_number, label_agreement=_is_number),
+    "versions": lambda v: isinstance(v, dict),
+}
+
+
+def check_metadata(metadata: Any, where: str) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{where} is not an mlpack model: its metadata is {type(metadata).__name__}, not an object")
+    if _depth(metadata, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ConfigError(f"{where} is not an mlpack model: its metadata is nested too deeply")
+    for key, check in _METADATA_SHAPE.items():
+        if key not in metadata:
+            raise ConfigError(f"{where} is not an mlpack model: its metadata has no {key!r}")
+        if not check(metadata[key]):
+            raise ConfigError(f"{where} is not an mlpack model: its metadata's {key!r} has the wrong shape")
+    return metadata
 
 
 def _wheel_members(path: Path) -> tuple[zipfile.ZipFile, str]:
@@ -17,9 +143,16 @@ def _wheel_members(path: Path) -> tuple[zipfile.ZipFile, str]:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ConfigError(f"{path} is not a readable wheel: {exc}") from None
-    for name in archive.namelist():
+    try:  # every member, so that no reader of this wheel (inspect, predict, serve) unpacks a bomb
+        for info in archive.infolist():
+            _check_member(info, MAX_MODEL_BYTES, path)
+    except ConfigError:
+        archive.close()
+        raise
+    names = set(archive.namelist())
+    for name in sorted(names):
         folder, _, leaf = name.rpartition("/")
-        if leaf == "metadata.json" and "/" not in folder and f"{folder}/model.onnx" in archive.namelist():
+        if leaf == "metadata.json" and "/" not in folder and f"{folder}/model.onnx" in names:
             return archive, folder
     archive.close()
     raise ConfigError(f"{path} is not an mlpack model wheel (no model.onnx with metadata.json inside)")
@@ -31,19 +164,37 @@ def _check_exists(path: Path) -> None:
 
 
 def read_any_metadata(reference: str) -> dict[str, Any]:
-    """`mlpack inspect`: a .onnx file, a model .whl, a `docker save` archive, or an image in the engine."""
+    """`mlpack inspect`: a .onnx file, a model .whl, an image build context (`.docker` folder), a
+    `docker save` archive, or an image in the engine."""
     from mlpack.package.image import read_image_metadata
 
     path = Path(reference)
     if path.suffix in (".onnx", ".whl"):
         return read_metadata(path)
+    if path.is_dir():
+        return read_context_metadata(path)
     if path.is_file():
         if path.suffix != ".tar":
-            raise ConfigError(f"{path}: expected a .onnx file, a model .whl or a docker image archive (.tar)")
-        return read_image_metadata(reference)
-    if path.suffix == ".tar" or path.is_dir():
+            raise ConfigError(
+                f"{path}: expected a .onnx file, a model .whl, an image build context (.docker folder) "
+                "or a docker image archive (.tar)"
+            )
+        return check_metadata(read_image_metadata(reference), str(path))
+    if path.suffix in (".tar", ".docker") or os.sep in reference:
         raise ConfigError(f"artifact not found: {path}")
-    return read_image_metadata(reference)  # an image tag or id in the Docker engine
+    return check_metadata(read_image_metadata(reference), f"image {reference}")  # a tag or id in the engine
+
+
+def read_context_metadata(folder: Path) -> dict[str, Any]:
+    """The metadata of the model an image build context (`NAME-VERSION.docker/`) packs."""
+    found = sorted((folder / "model" / "opt" / "model-app").glob("*/metadata.json"))
+    if len(found) != 1:
+        raise ConfigError(
+            f"{folder} is not an mlpack image build context (no model/opt/model-app/PACKAGE/metadata.json)"
+        )
+    if found[0].stat().st_size > MAX_METADATA_BYTES:
+        raise ConfigError(f"{folder} is not an mlpack image build context: its metadata.json is too large")
+    return parse_metadata(found[0].read_bytes(), str(folder))
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -52,14 +203,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if path.suffix == ".whl":
         archive, folder = _wheel_members(path)
         with archive:
-            return dict(json.loads(archive.read(f"{folder}/metadata.json")))
+            raw = _read_member(archive, f"{folder}/metadata.json", MAX_METADATA_BYTES, path)
+        return parse_metadata(raw, str(path))
     if path.suffix == ".onnx":
+        if path.stat().st_size > MAX_MODEL_BYTES:
+            raise ConfigError(f"{path} is larger than an ONNX file can be ({_size(MAX_MODEL_BYTES)})")
         try:
-            return read_onnx_metadata(path)
+            metadata = read_onnx_metadata(path)
         except ValueError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{path} is not an mlpack model: its metadata is nested too deeply") from None
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
             raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from None
+        return check_metadata(metadata, str(path))
     raise ConfigError(f"{path}: expected a .onnx file or a model .whl")
 
 
@@ -69,5 +226,11 @@ def open_model(path: str | Path) -> Model:
     if path.suffix == ".whl":
         archive, folder = _wheel_members(path)
         with archive:
-            return Model(archive.read(f"{folder}/model.onnx"), metadata)
+            onnx_bytes = _read_member(archive, f"{folder}/model.onnx", MAX_MODEL_BYTES, path)
+        try:
+            return Model(onnx_bytes, metadata)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is not an mlpack model wheel: {exc}") from None
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ConfigError(f"{path}: its model.onnx is not a readable ONNX model: {exc}") from None
     return Model(path, metadata)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -109,6 +110,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with source:
         try:
             predict_file(model, source, fmt, sys.stdout)
+        except RecursionError:
+            raise ConfigError(f"--input {args.input}: JSON nested too deeply to be records") from None
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+            raise ConfigError(f"--input {args.input}: not a readable CSV file: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--input {args.input}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except ValueError as exc:
             print(f"error: {args.input}: {exc}", file=sys.stderr)
             return 1

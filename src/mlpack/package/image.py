@@ -256,9 +256,27 @@ def inspect_engine_image(reference: str) -> dict[str, Any]:
 
 
 def metadata_from_labels(labels: dict[str, str] | None, where: str) -> dict[str, Any]:
-    if not labels or METADATA_LABEL not in labels:
+    if not isinstance(labels, dict) or not isinstance(labels.get(METADATA_LABEL), str):
         raise ConfigError(f"{where} has no mlpack metadata label (was it built by mlpack?)")
-    return dict(json.loads(labels[METADATA_LABEL]))
+    try:
+        metadata = json.loads(labels[METADATA_LABEL])
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{where}: its mlpack metadata label is not JSON: {type(exc).__name__}") from None
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{where}: its mlpack metadata label is not a JSON object")
+    return metadata
+
+
+MAX_ARCHIVE_JSON_BYTES = 16 << 20  # manifest.json and the image config are a few KiB
+
+
+def _tar_member(archive: tarfile.TarFile, name: str) -> bytes:
+    info = archive.getmember(name)
+    if not info.isfile() or info.size > MAX_ARCHIVE_JSON_BYTES:
+        raise ValueError(f"{name} is not a small JSON file")
+    stream = archive.extractfile(info)
+    assert stream is not None
+    return stream.read()
 
 
 def read_image_metadata(reference: str) -> dict[str, Any]:
@@ -266,12 +284,14 @@ def read_image_metadata(reference: str) -> dict[str, Any]:
     path = Path(reference)
     if path.is_file():
         try:
-            with tarfile.open(path) as archive:
-                manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
-                config = json.load(archive.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
-        except (tarfile.TarError, KeyError, ValueError, TypeError) as exc:
-            raise ConfigError(f"{path} is not a docker image archive: {exc}") from None
-        return metadata_from_labels(config.get("config", {}).get("Labels"), str(path))
+            # "r:" — `docker save` writes a plain tar; a compressed one would be unpacked to find members.
+            with tarfile.open(path, "r:") as archive:
+                manifest = json.loads(_tar_member(archive, "manifest.json"))
+                config = json.loads(_tar_member(archive, manifest[0]["Config"]))
+            labels = config.get("config", {}).get("Labels")
+        except (tarfile.TarError, KeyError, IndexError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            raise ConfigError(f"{path} is not a docker image archive: {type(exc).__name__} {exc}") from None
+        return metadata_from_labels(labels, str(path))
     if engine_version() is None:
         raise ExternalError(f"{reference!r} is not a file, and no Docker engine answers to look it up as an image")
     return metadata_from_labels(inspect_engine_image(reference)["Config"].get("Labels"), f"image {reference}")
