@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,28 +28,33 @@ MiB = 1 << 20
 BOMB_BYTES = 512 * MiB  # compresses to ~0.5 MiB
 
 
-class _MeasuredPopen(subprocess.Popen[bytes]):
-    """Popen whose reaping records the child's own rusage (os.wait4), not the sum of all children."""
-
-    peak_rss = 0
-
-    def _try_wait(self, wait_flags: int) -> tuple[int, int]:
-        try:
-            pid, status, usage = os.wait4(self.pid, wait_flags)
-        except ChildProcessError:
-            return (self.pid, 0)
-        if pid:
-            self.peak_rss = usage.ru_maxrss * 1024  # kilobytes on Linux
-        return (pid, status)
+# The child reports its own peak (VmHWM of its memory map, which starts at exec): the rusage a
+# parent gets (ru_maxrss) also counts the parent's pages the child held between fork and exec.
+_REPORTING_MAIN = """
+import atexit, os, sys
+def report():
+    status = open("/proc/self/status").read()
+    with open(os.environ["MLPACK_TEST_PEAK_FILE"], "w") as out:
+        out.write(status.split("VmHWM:")[1].split()[0])
+atexit.register(report)
+from mlpack.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _measured(*argv: str | Path) -> tuple[Result, int]:
-    """`python -m mlpack ARGS` in its own process: its result and its peak RSS in bytes."""
-    proc = _MeasuredPopen(
-        [sys.executable, "-m", "mlpack", *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = proc.communicate(timeout=300)
-    return Result(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")), proc.peak_rss
+    """`mlpack ARGS` in its own process: its result and its peak RSS in bytes."""
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak"
+        proc = subprocess.run(
+            [sys.executable, "-c", _REPORTING_MAIN, *map(str, argv)],
+            capture_output=True,
+            env={**os.environ, "MLPACK_TEST_PEAK_FILE": str(peak_file)},
+            timeout=300,
+            check=False,
+        )
+        peak = int(peak_file.read_text()) * 1024  # kB
+    return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")), peak
 
 
 def _rewrite_wheel(wheel: Path, target: Path, replace: dict[str, Callable[[zipfile.ZipFile, str], None]]) -> Path:
