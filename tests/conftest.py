@@ -177,3 +177,22 @@ def assert_clean_error(result: Result, code: int, *needles: str) -> None:
 def artifacts_in(folder: Path) -> list[str]:
     """Every entry in an output folder, hidden ones included: nothing half-written may be left."""
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local[2] SparkSession for the whole run (Spark takes seconds to start); skipped without pyspark."""
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers need this venv's packages
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("mlpack tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -285,6 +285,38 @@ def cmd_estimators(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from mlpack.score import ScoreRequest, score
+
+    request = ScoreRequest(
+        project=args.project,
+        into=args.into,
+        engine=args.engine,
+        master=args.master,
+        filter=args.filter,
+        batch_size=args.batch_size,
+        partitions=args.partitions,
+        version=args.version,
+        dist=args.dist,
+        on_error=args.on_error,
+    )
+    result = score(request, progress=_progress(args))
+    if args.json:
+        _print_json(result.summary())
+    elif not args.quiet:
+        model = result.model
+        print(
+            f"scored {result.written:,} of {result.matched:,} documents of {result.source} into {result.into} "
+            f"with {model['name']} {model['version']} ({args.engine}, {result.seconds:.1f} s, "
+            f"{result.documents_per_second:,.0f} documents/s)"
+        )
+        if result.skipped:
+            print(f"skipped {result.skipped} document(s) that could not be scored:")
+            for _id, message in result.errors:
+                print(f"  _id {_id!r}: {message}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mlpack", description="MongoDB data to a verified ONNX model, a model wheel and an image.")
     parser.add_argument("--version", action="version", version=f"mlpack {__version__}")
@@ -367,6 +399,26 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--dist", type=Path, help="folder holding the build report (default: PROJECT/dist)")
     monitor.add_argument("--model", help="read the baseline from this .onnx or model .whl instead of the build report")
     monitor.set_defaults(handler=cmd_monitor)
+
+    score = commands.add_parser(
+        "score", parents=[common], help="score a collection with the built wheel into another collection"
+    )
+    score.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
+    score.add_argument("--into", required=True, help="collection (same database) that receives the results")
+    score.add_argument("--engine", choices=["local", "spark"], default="local", help="default: local")
+    score.add_argument("--master", help="spark: the master URL (default: an active session, else local[*])")
+    score.add_argument("--filter", help="only documents matching this MongoDB query (Extended JSON)")
+    score.add_argument("--batch-size", type=int, default=1000, help="documents per prediction and write")
+    score.add_argument("--partitions", type=int, help="spark: _id ranges (default: 2 per core)")
+    score.add_argument("--version", dest="version", help="the built version to use (default: [model].version)")
+    score.add_argument("--dist", type=Path, help="folder holding the build (default: PROJECT/dist)")
+    score.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="a document the model cannot read: stop (default) or skip it and report it",
+    )
+    score.set_defaults(handler=cmd_score)
 
     estimators = commands.add_parser("estimators", parents=[common], help="list the supported estimators")
     estimators.set_defaults(handler=cmd_estimators)

@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -288,6 +288,41 @@ class Model:
         """One label (or value) for one record; a list for records, columns or a DataFrame."""
         labels, _, single = self.run(data)
         return labels[0] if single else labels
+
+    def predict_batches(self, frames: Iterable[Any]) -> Iterator[Any]:
+        """pandas DataFrames in, each with `prediction` (and `probabilities`) columns added, out.
+
+        The shape of Spark's `mapInPandas` and, one frame at a time, Dask's `map_partitions`. A
+        feature is read from its dotted column ("billing.method") or from a column of sub-documents
+        ("billing", as Spark hands over structs). Frames are never concatenated: memory stays one batch.
+        """
+        for frame in frames:
+            if len(frame) == 0:  # Spark sends empty batches; they keep their shape
+                empty: dict[str, list[Any]] = {"prediction": []}
+                if self.task == "classification":
+                    empty["probabilities"] = []
+                yield frame.assign(**empty)
+                continue
+            labels, probabilities, _ = self.run(self._frame_columns(frame))
+            added: dict[str, list[Any]] = {"prediction": labels}
+            if probabilities is not None:
+                added["probabilities"] = probabilities
+            yield frame.assign(**added)
+
+    def _frame_columns(self, frame: Any) -> dict[str, Sequence[Any]]:
+        columns: dict[str, Sequence[Any]] = {}
+        for feature in self.features:
+            if feature.name in frame.columns:
+                columns[feature.name] = frame[feature.name].tolist()
+            elif feature.parts[0] in frame.columns:
+                rest = Feature(feature.name, feature.input, feature.kind, feature.parts[1:])
+                outer = frame[feature.parts[0]].tolist()
+                columns[feature.name] = [None if v is None else _lookup(v, rest) for v in outer]
+                if _ABSENT in columns[feature.name]:
+                    raise ValueError(f"missing field '{feature.name}'")
+            else:
+                raise ValueError(f"missing column '{feature.name}'")
+        return columns
 
     def predict_proba(self, data: Any) -> Any:
         """Class probabilities in the order of `classes`: one row per record."""

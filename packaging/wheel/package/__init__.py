@@ -1,6 +1,6 @@
 """A model packaged by mlpack: predictions with onnxruntime and numpy only.
 
-`predict`, `predict_proba`, `classes`, `metadata` and `__version__` are the package's API; the
+`predict`, `predict_proba`, `predict_batches`, `classes`, `metadata` and `__version__` are the package's API; the
 onnxruntime session is created on the first prediction and shared by all threads.
 """
 
@@ -18,5 +18,6 @@ __version__ = metadata["version"]
 classes = model.classes
 predict = model.predict
 predict_proba = model.predict_proba
+predict_batches = model.predict_batches  # pandas DataFrames in and out (Spark mapInPandas, Dask)
 
-__all__ = ["Model", "classes", "metadata", "model", "predict", "predict_proba", "__version__"]
+__all__ = ["Model", "classes", "metadata", "model", "predict", "predict_batches", "predict_proba", "__version__"]

@@ -1,0 +1,311 @@
+"""`mlpack score`: a whole collection through the built model wheel, results upserted into another.
+
+The driver resolves the built wheel, checks the request, connects, and hands the job to an engine
+from `ENGINES`: `local` streams batches through the wheel in this process; `spark` splits the
+collection into `_id` ranges and runs one Spark task per range (mlpack.spark). Both score with
+`score_worker`, so they write the same documents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bson import json_util
+from bson.errors import BSONError
+from packaging.version import InvalidVersion, Version
+from pymongo.collection import Collection
+from pymongo.errors import OperationFailure, PyMongoError
+
+from mlpack.config import Config, load_config
+from mlpack.errors import ConfigError, DataError, ExternalError
+from mlpack.score_worker import ScoreSpec, SliceResult, describe_errors, file_sha256, load_wheel, score_documents
+from mlpack.source import connect, mongo_server
+
+DEFAULT_BATCH_SIZE = 1_000
+SAMPLES_PER_RANGE = 10  # as the MongoDB Spark connector's sample partitioner
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    project: str | Path = "."
+    into: str = ""
+    engine: str = "local"
+    master: str | None = None
+    filter: str | None = None  # Extended JSON; default: the whole source collection
+    batch_size: int = DEFAULT_BATCH_SIZE
+    partitions: int | None = None  # spark: how many _id ranges (default: 2 per core)
+    version: str | None = None
+    dist: str | Path | None = None
+    on_error: str = "fail"
+
+
+@dataclass
+class ScoreResult:
+    model: dict[str, str]
+    engine: str
+    source: str
+    into: str
+    matched: int
+    written: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    ranges: int = 1
+    errors: list[tuple[Any, str]] = field(default_factory=list)
+
+    @property
+    def documents_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "engine": self.engine,
+            "source": self.source,
+            "into": self.into,
+            "matched": self.matched,
+            "written": self.written,
+            "skipped": self.skipped,
+            "ranges": self.ranges,
+            "seconds": round(self.seconds, 3),
+            "documents_per_second": round(self.documents_per_second, 1),
+            "errors": [{"_id": json.loads(json_util.dumps(i)), "message": m} for i, m in self.errors],
+        }
+
+
+# -- the built wheel --------------------------------------------------------------------------
+def _wheel_stem(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()  # how wheel file names spell a distribution
+
+
+def find_wheel(config: Config, dist: Path, version: str | None) -> Path:
+    """The model wheel of one built version (default: the config's; "auto": the newest in `dist`)."""
+    wanted = version or config.model.version
+    stem = _wheel_stem(config.model.name)
+    if wanted == "auto":
+        found = []
+        for path in dist.glob(f"{stem}-*-py3-none-any.whl"):
+            try:
+                found.append((Version(path.name.split("-")[1]), path))
+            except InvalidVersion:
+                continue
+        if not found:
+            raise ConfigError(f"no built wheel of {config.model.name} in {dist}: run `mlpack build` first")
+        return max(found)[1]
+    wheel = dist / f"{stem}-{wanted}-py3-none-any.whl"
+    if not wheel.is_file():
+        raise ConfigError(
+            f"no built wheel of {config.model.name} {wanted} in {dist} (no {wheel.name}): run `mlpack build`"
+        )
+    report = dist / f"{config.model.name}-{wanted}.json"
+    if report.is_file():  # the build report vouches for the wheel: refuse a file that was changed since
+        recorded = json.loads(report.read_text(encoding="utf-8")).get("artifacts", {}).get("wheel", {})
+        if recorded.get("sha256") and recorded["sha256"] != file_sha256(wheel):
+            raise ConfigError(f"{wheel} does not match its build report {report.name} (sha256 differs): rebuild it")
+    return wheel
+
+
+# -- the request ------------------------------------------------------------------------------
+def parse_query(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        query = json_util.loads(text)
+    except (BSONError, ValueError, TypeError) as exc:
+        raise ConfigError(f"--filter is not valid (Extended) JSON: {exc}") from None
+    if not isinstance(query, dict):
+        raise ConfigError(f"--filter must be a JSON object (a MongoDB query), got {text!r}")
+    return query
+
+
+def check_target(into: str, source: str) -> None:
+    if not into or "$" in into or "\0" in into or into.startswith("system.") or len(into) > 200:
+        raise ConfigError(f"--into {into!r} is not a valid collection name")
+    if into == source:
+        raise ConfigError(f"--into {into!r} is the source collection: results must go to another collection")
+
+
+def _check_request(request: ScoreRequest) -> None:
+    if request.engine not in ENGINES:
+        raise ConfigError(f"unknown engine {request.engine!r} (known: {', '.join(ENGINES)})")
+    if request.batch_size < 1:
+        raise ConfigError(f"--batch-size must be a positive integer, got {request.batch_size}")
+    if request.on_error not in ("fail", "skip"):
+        raise ConfigError(f"--on-error must be 'fail' or 'skip', got {request.on_error!r}")
+    if request.engine != "spark" and (request.master or request.partitions):
+        raise ConfigError("--master and --partitions are for --engine spark")
+    if request.partitions is not None and request.partitions < 1:
+        raise ConfigError(f"--partitions must be a positive integer, got {request.partitions}")
+
+
+def projection_of(module: Any) -> list[str]:
+    """The document paths the model reads (nothing else crosses the network)."""
+    paths = [feature.name for feature in module.model.features]
+    return [path for path in paths if not any(path.startswith(f"{other}.") for other in paths)]
+
+
+# -- _id ranges (the sample partitioner) -----------------------------------------------------
+def _bracket(value: Any) -> str:
+    """MongoDB compares values in a range query only within one type bracket (numbers are one)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)) or type(value).__name__ in ("Int64", "Decimal128"):
+        return "number"
+    return type(value).__name__
+
+
+def id_ranges(collection: Collection[dict[str, Any]], query: dict[str, Any], count: int, parts: int) -> list[Any]:
+    """Up to `parts` queries on `_id` that split the matching documents into about equal ranges.
+
+    Boundaries come from a `$sample` of the `_id`s, sorted by the server, every SAMPLES_PER_RANGE-th
+    kept (what the MongoDB Spark connector's sample partitioner does). `_id`s of more than one type
+    are split with `$expr` comparisons, which use BSON's total order instead of type brackets.
+    """
+    parts = max(1, min(parts, count))
+    if parts == 1:
+        return [{}]
+    sample = [
+        d["_id"]
+        for d in collection.aggregate(
+            [{"$match": query}, {"$sample": {"size": parts * SAMPLES_PER_RANGE}}, {"$project": {"_id": 1}}]
+            + [{"$sort": {"_id": 1}}]
+        )
+    ]
+    step = len(sample) / parts
+    bounds: list[Any] = []
+    for index in range(1, parts):
+        candidate = sample[int(index * step)]
+        if not bounds or candidate != bounds[-1]:
+            bounds.append(candidate)
+    lowest = collection.find_one(query, {"_id": 1}, sort=[("_id", 1)])
+    highest = collection.find_one(query, {"_id": 1}, sort=[("_id", -1)])
+    one_bracket = lowest is not None and highest is not None and _bracket(lowest["_id"]) == _bracket(highest["_id"])
+    edges: list[Any] = [None, *bounds, None]
+    ranges = []
+    for low, high in zip(edges, edges[1:]):
+        if one_bracket:
+            condition = {}
+            if low is not None:
+                condition["$gte"] = low
+            if high is not None:
+                condition["$lt"] = high
+            ranges.append({"_id": condition} if condition else {})
+        else:
+            terms = []
+            if low is not None:
+                terms.append({"$gte": ["$_id", {"$literal": low}]})
+            if high is not None:
+                terms.append({"$lt": ["$_id", {"$literal": high}]})
+            ranges.append({"$expr": {"$and": terms}} if terms else {})
+    return ranges
+
+
+# -- engines ---------------------------------------------------------------------------------
+def _score_local(spec: ScoreSpec, wheel: Path, module: Any, collection: Any, count: int, say: Progress) -> SliceResult:
+    target = collection.database[spec.into]
+    cursor = collection.find(spec.query, projection=dict.fromkeys(spec.projection, 1), batch_size=spec.batch_size)
+    started = time.monotonic()
+    last = [started]
+
+    def report(done: SliceResult) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done.read == count:
+            last[0] = now
+            rate = done.read / (now - started) if now > started else 0.0
+            say(f"scored {done.read:,} of {count:,} documents ({rate:,.0f}/s)")
+
+    return score_documents(module, cursor, target, spec, progress=report)
+
+
+Engine = Callable[[ScoreSpec, Path, Any, Any, int, Progress], SliceResult]
+
+
+def _local_engine(request: ScoreRequest) -> Engine:
+    return _score_local
+
+
+def _spark_engine(request: ScoreRequest) -> Engine:
+    from mlpack.spark import spark_engine  # pyspark is an extra: imported only when asked for
+
+    return spark_engine(master=request.master, partitions=request.partitions)
+
+
+ENGINES: dict[str, Callable[[ScoreRequest], Engine]] = {"local": _local_engine, "spark": _spark_engine}
+
+
+def _silent(_message: str) -> None:
+    pass
+
+
+def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResult:
+    say = progress or _silent
+    _check_request(request)
+    engine = ENGINES[request.engine](request)
+    config = load_config(request.project)
+    check_target(request.into, config.source.collection)
+    query = parse_query(request.filter)
+    wheel = find_wheel(config, Path(request.dist) if request.dist else config.project_dir / "dist", request.version)
+    if config.source.embedded and not _uri_set(config):
+        raise ConfigError(
+            f"scoring needs the database that holds {config.source.collection}: set {config.source.uri_env} "
+            "(an embedded server lives for one build only)"
+        )
+    sha = file_sha256(wheel)
+    try:
+        module = load_wheel(wheel, sha)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"cannot load the model wheel {wheel}: {exc}") from None
+    with mongo_server(config.source) as uri:
+        spec = ScoreSpec(
+            uri=uri,
+            database=config.source.database,
+            source=config.source.collection,
+            into=request.into,
+            query=query,
+            projection=projection_of(module),
+            batch_size=request.batch_size,
+            skip_bad=request.on_error == "skip",
+            wheel_sha256=sha,
+        )
+        client = connect(uri)
+        try:
+            collection = client[spec.database][spec.source]
+            try:
+                count = collection.count_documents(query)
+            except OperationFailure as exc:
+                raise ConfigError(
+                    f"MongoDB rejected --filter on {collection.full_name}: {exc.details or exc}"
+                ) from None
+            model = {"name": module.model.name, "version": module.model.version}
+            result = ScoreResult(model, request.engine, collection.full_name, f"{spec.database}.{spec.into}", count)
+            say(f"scoring {count:,} documents of {collection.full_name} with {model['name']} {model['version']}")
+            started = time.monotonic()
+            try:
+                done = engine(spec, wheel, module, collection, count, say)
+            except OperationFailure as exc:
+                raise ExternalError(f"MongoDB refused the scoring job: {exc.details or exc}") from None
+            except PyMongoError as exc:
+                raise ExternalError(f"scoring {collection.full_name} failed: {str(exc).splitlines()[0]}") from None
+            result.seconds = time.monotonic() - started
+        finally:
+            client.close()
+    result.written, result.skipped, result.errors = done.written, done.skipped, done.errors
+    result.ranges = done.ranges
+    if done.failed:
+        raise DataError(
+            f"{done.skipped} document(s) could not be scored; {done.written} results were written "
+            "(rerun after fixing them, or pass --on-error skip: results are upserted, never duplicated)",
+            details=describe_errors(done.errors),
+        )
+    return result
+
+
+def _uri_set(config: Config) -> bool:
+    return bool(os.environ.get(config.source.uri_env, "").strip())
