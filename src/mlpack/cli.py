@@ -317,6 +317,31 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_k8s(args: argparse.Namespace) -> int:
+    from mlpack.deploy.k8s import K8sOptions, k8s, to_yaml
+
+    options = K8sOptions(
+        replicas=args.replicas,
+        max_replicas=args.max_replicas,
+        image=args.image,
+        port=args.port,
+        namespace=args.namespace,
+        kserve=args.kserve,
+    )
+    documents, footprint = k8s(args.artifact, options)
+    if args.json:
+        _print_json({"apiVersion": "v1", "kind": "List", "items": documents})
+    else:
+        sys.stdout.write(to_yaml(documents))
+    if not args.quiet:
+        print(
+            f"mlpack: sized from a measured server: {footprint.rss_bytes / 2**20:.0f} MiB resident, "
+            f"{footprint.peak_bytes / 2**20:.0f} MiB peak, model {footprint.model_bytes / 2**20:.1f} MiB",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mlpack", description="MongoDB data to a verified ONNX model, a model wheel and an image.")
     parser.add_argument("--version", action="version", version=f"mlpack {__version__}")
@@ -419,6 +444,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a document the model cannot read: stop (default) or skip it and report it",
     )
     score.set_defaults(handler=cmd_score)
+
+    kube = commands.add_parser(
+        "k8s", parents=[common], help="Kubernetes (or KServe) manifests for the model's image, on stdout"
+    )
+    kube.add_argument("artifact", help="the model .whl or .onnx (its server's memory is measured)")
+    kube.add_argument("--replicas", type=int, default=2, help="replicas, and the autoscaler's minimum (default: 2)")
+    kube.add_argument("--max-replicas", type=int, help="the autoscaler's maximum (default: 4 x --replicas)")
+    kube.add_argument("--image", help="the image reference (default: NAME:VERSION, as mlpack build tags it)")
+    kube.add_argument("--port", type=int, default=8080, help="the port the image serves on ([image].port)")
+    kube.add_argument("--namespace", help="put every object in this namespace")
+    kube.add_argument("--kserve", action="store_true", help="a KServe InferenceService (protocol v2) instead")
+    kube.set_defaults(handler=cmd_k8s)
 
     estimators = commands.add_parser("estimators", parents=[common], help="list the supported estimators")
     estimators.set_defaults(handler=cmd_estimators)

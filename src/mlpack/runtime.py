@@ -315,7 +315,7 @@ class Model:
             if feature.name in frame.columns:
                 columns[feature.name] = frame[feature.name].tolist()
             elif feature.parts[0] in frame.columns:
-                rest = Feature(feature.name, feature.input, feature.kind, feature.parts[1:])
+                rest = Feature(".".join(feature.parts[1:]), feature.input, feature.kind, feature.parts[1:])
                 outer = frame[feature.parts[0]].tolist()
                 columns[feature.name] = [None if v is None else _lookup(v, rest) for v in outer]
                 if _ABSENT in columns[feature.name]:

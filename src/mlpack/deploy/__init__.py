@@ -1,0 +1,1 @@
+"""Manifests for running a built model on other platforms (Kubernetes, KServe)."""

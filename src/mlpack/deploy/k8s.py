@@ -1,0 +1,415 @@
+"""`mlpack k8s`: Kubernetes manifests for a model's image, sized from the model and its measured memory.
+
+Plain Kubernetes: a Deployment (probes on /healthz and /readyz, non-root, read-only root file system
+with a small tmpfs at /tmp, no privilege escalation, no capabilities), a Service, a
+HorizontalPodAutoscaler and a PodDisruptionBudget. With `kserve=True`: a KServe ServingRuntime that
+speaks the v2 (Open Inference) protocol and an InferenceService using it with `protocolVersion: v2`.
+
+Memory is sized from a measurement, not a guess: the model's own server is started from the wheel
+(the image's entrypoint), answers one prediction, and its resident and peak memory are read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlpack.artifacts import read_metadata
+from mlpack.errors import ConfigError, ExternalError
+
+MIB = 1024 * 1024
+USER_ID = 65532  # the image's USER (packaging/docker/Dockerfile.in)
+TMPFS_MIB = 16  # the only writable path: /tmp, memory-backed, for Python and onnxruntime scratch
+START_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What one serving process measured: resident memory after a prediction, and its peak."""
+
+    model_bytes: int
+    rss_bytes: int
+    peak_bytes: int
+
+    @property
+    def memory_request(self) -> str:
+        return f"{_round_up(self.rss_bytes * 1.25, 16 * MIB) // MIB}Mi"
+
+    @property
+    def memory_limit(self) -> str:
+        # Peak (session creation copies the model) plus room for request bodies being parsed.
+        headroom = max(self.peak_bytes * 1.5, self.rss_bytes * 2) + 4 * self.model_bytes + 64 * MIB
+        return f"{_round_up(headroom, 16 * MIB) // MIB}Mi"
+
+
+@dataclass(frozen=True)
+class K8sOptions:
+    replicas: int = 2
+    max_replicas: int | None = None  # default: 4 × replicas
+    image: str | None = None  # default: NAME:VERSION, as `mlpack build` tags it
+    port: int = 8080
+    namespace: str | None = None
+    kserve: bool = False
+    cpu_target: int = 70  # HPA: average CPU utilisation, percent of the request
+
+
+def _round_up(value: float, step: int) -> int:
+    return int(math.ceil(value / step) * step)
+
+
+def dns_name(name: str) -> str:
+    """A model name as a Kubernetes object name (RFC 1035 label: Services need a leading letter)."""
+    text = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    if not text or not text[0].isalpha():
+        text = f"model-{text}".rstrip("-")
+    return text[:63].rstrip("-")
+
+
+def label_value(value: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", value)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", text)
+
+
+# -- measuring ------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _example_record(metadata: dict[str, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for feature in metadata["features"]:
+        *parents, leaf = feature["name"].split(".")
+        node = record
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = 1.0 if feature["kind"] == "numeric" else None  # None: a missing category, always valid
+    return record
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
+    return int(fields["VmRSS"]) * 1024, int(fields["VmHWM"]) * 1024
+
+
+def measure(artifact: Path, metadata: dict[str, Any]) -> Footprint:
+    """Start the model's server as the image does (`python -m NAME serve`), predict once, read its memory."""
+    with tempfile.TemporaryDirectory(prefix="mlpack-k8s-") as folder:
+        if artifact.suffix == ".whl":
+            with zipfile.ZipFile(artifact) as archive:
+                archive.extractall(folder)
+                model_bytes = archive.getinfo(f"{metadata['import_name']}/model.onnx").file_size
+            command = [sys.executable, "-m", metadata["import_name"], "serve"]
+        else:
+            model_bytes = artifact.stat().st_size
+            command = [sys.executable, "-m", "mlpack", "serve", str(artifact)]
+        port = _free_port()
+        env = {**os.environ, "PYTHONPATH": folder, "MLPACK_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        server = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            _wait_ready(server, port)
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/predict",
+                data=json.dumps([_example_record(metadata)] * 32).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                answer.read()
+            rss, peak = _memory(server.pid)
+        except (OSError, urllib.error.URLError) as exc:
+            raise ExternalError(f"could not measure the model's server ({' '.join(command[1:3])}): {exc}") from None
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+            if server.stderr:
+                server.stderr.close()
+    return Footprint(model_bytes=model_bytes, rss_bytes=rss, peak_bytes=peak)
+
+
+def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            error = server.stderr.read().decode(errors="replace")[-500:] if server.stderr else ""
+            raise ExternalError(f"the model's server exited before it was ready: {error.strip()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.1)
+    raise ExternalError(f"the model's server was not ready within {START_TIMEOUT_S} s")
+
+
+# -- manifests ------------------------------------------------------------------------------------
+def _labels(metadata: dict[str, Any], name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/version": label_value(metadata["version"]),
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/managed-by": "mlpack",
+    }
+
+
+def _annotations(metadata: dict[str, Any], footprint: Footprint) -> dict[str, str]:
+    return {
+        "mlpack.io/model": f"{metadata['name']} {metadata['version']}",
+        "mlpack.io/model-bytes": str(footprint.model_bytes),
+        "mlpack.io/measured-rss-bytes": str(footprint.rss_bytes),
+        "mlpack.io/measured-peak-bytes": str(footprint.peak_bytes),
+    }
+
+
+def _container(name: str, image: str, port: int, footprint: Footprint, *, probes: bool = True) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": [
+            {"name": "MLPACK_HOST", "value": "0.0.0.0"},
+            {"name": "MLPACK_PORT", "value": str(port)},
+            # One onnxruntime thread per pod, matching the CPU limit: scale out with replicas instead.
+            {"name": "MLPACK_THREADS", "value": "1"},
+        ],
+        "resources": {
+            "requests": {"cpu": "250m", "memory": footprint.memory_request},
+            "limits": {"cpu": "1", "memory": footprint.memory_limit},
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": USER_ID,
+            "runAsGroup": USER_ID,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if probes:
+        container["livenessProbe"] = {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 2,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        }
+        container["readinessProbe"] = {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 2,
+        }
+    return container
+
+
+def _pod_spec(container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 30,  # the server drains in-flight requests on SIGTERM
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": USER_ID,
+            "runAsGroup": USER_ID,
+            "fsGroup": USER_ID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": f"{TMPFS_MIB}Mi"}}],
+    }
+
+
+def _metadata(name: str, labels: dict[str, str], namespace: str | None, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels, **extra}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def manifests(metadata: dict[str, Any], footprint: Footprint, options: K8sOptions) -> list[dict[str, Any]]:
+    name = dns_name(metadata["name"])
+    image = options.image or f"{metadata['name'].lower()}:{metadata['version']}"
+    labels = _labels(metadata, name)
+    selector = {"app.kubernetes.io/name": name}
+    max_replicas = options.max_replicas or 4 * options.replicas
+    annotations = _annotations(metadata, footprint)
+    if options.kserve:
+        return _kserve(metadata, footprint, options, name, image, labels, annotations, max_replicas)
+    pod = _pod_spec(_container("model", image, options.port, footprint))
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(name, labels, options.namespace, annotations=annotations),
+            "spec": {
+                "replicas": options.replicas,
+                "selector": {"matchLabels": selector},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(name, labels, options.namespace),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _metadata(name, labels, options.namespace),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": options.replicas,
+                "maxReplicas": max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": options.cpu_target},
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _metadata(name, labels, options.namespace),
+            # One pod at a time may be evicted: drains proceed, and with 2+ replicas one always serves.
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+        },
+    ]
+
+
+def _kserve(
+    metadata: dict[str, Any],
+    footprint: Footprint,
+    options: K8sOptions,
+    name: str,
+    image: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    max_replicas: int,
+) -> list[dict[str, Any]]:
+    """A ServingRuntime holding the image (the model is inside it: no storageUri) and the InferenceService."""
+    runtime = f"mlpack-{name}"[:63].rstrip("-")
+    container = _container("kserve-container", image, options.port, footprint)
+    pod = _pod_spec(container)
+    return [
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "ServingRuntime",
+            "metadata": _metadata(runtime, labels, options.namespace, annotations=annotations),
+            "spec": {
+                "supportedModelFormats": [{"name": "mlpack-onnx", "version": "1", "autoSelect": False}],
+                "protocolVersions": ["v2"],
+                "containers": pod["containers"],
+                "volumes": pod["volumes"],
+                "securityContext": pod["securityContext"],
+            },
+        },
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": _metadata(name, labels, options.namespace, annotations=annotations),
+            "spec": {
+                "predictor": {
+                    "minReplicas": options.replicas,
+                    "maxReplicas": max_replicas,
+                    "model": {
+                        "modelFormat": {"name": "mlpack-onnx", "version": "1"},
+                        "runtime": runtime,
+                        "protocolVersion": "v2",
+                    },
+                }
+            },
+        },
+    ]
+
+
+# -- output -------------------------------------------------------------------------------------
+def to_yaml(documents: list[dict[str, Any]]) -> str:
+    """Multi-document YAML; every string double-quoted (a JSON string is a valid YAML scalar)."""
+    return "".join("---\n" + _yaml(document, 0) for document in documents)
+
+
+def _yaml(value: Any, indent: int) -> str:
+    pad = "  " * indent
+    lines = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{pad}{key}:\n{_yaml(item, indent + 1)}")
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}\n")
+    else:
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                body = _yaml(item, indent + 1)
+                lines.append(f"{pad}- {body[len(pad) + 2 :]}")
+            else:
+                lines.append(f"{pad}- {_scalar(item)}\n")
+    return "".join(lines)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return json.dumps(value)
+
+
+def k8s(artifact: str | Path, options: K8sOptions) -> tuple[list[dict[str, Any]], Footprint]:
+    path = Path(artifact)
+    if path.suffix not in (".whl", ".onnx"):
+        raise ConfigError(
+            f"{artifact}: expected the model .whl or .onnx (its memory is measured); name the image with --image"
+        )
+    if options.replicas < 1:
+        raise ConfigError(f"--replicas must be at least 1, got {options.replicas}")
+    if options.max_replicas is not None and options.max_replicas < options.replicas:
+        raise ConfigError(f"--max-replicas ({options.max_replicas}) must be at least --replicas ({options.replicas})")
+    if not 1 <= options.port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {options.port}")
+    if options.image is not None and not re.match(r"^[a-z0-9][a-z0-9._/:@-]*$", options.image):
+        raise ConfigError(f"--image {options.image!r} is not a valid image reference (lowercase name[:tag])")
+    if options.namespace is not None and dns_name(options.namespace) != options.namespace:
+        raise ConfigError(f"--namespace {options.namespace!r} is not a valid Kubernetes name")
+    metadata = read_metadata(path)
+    metadata.setdefault("import_name", re.sub(r"[-.]+", "_", metadata["name"]).lower())
+    footprint = measure(path, metadata)
+    return manifests(metadata, footprint, options), footprint

@@ -1,0 +1,197 @@
+"""`mlpack k8s`: manifests that validate against the Kubernetes schemas (kubernetes-validate --strict,
+offline), sized from a measured server, and an image that really runs the way they ask: as its own
+non-root user, with a read-only root file system and only a tmpfs at /tmp, in the real Docker engine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpack.source.embedded import free_port
+from tests.conftest import Project, assert_clean_error
+from tests.documents import subscribers
+from tests.test_image import docker, docker_env, engine, wait_healthy, with_image_section  # noqa: F401
+
+VALIDATOR = Path(sys.executable).with_name("kubernetes-validate")
+
+
+def validate(tmp_path: Path, documents: list[dict[str, Any]] | str, name: str = "manifests.yaml") -> str:
+    """kubernetes-validate --strict on the text; returns its output, raises with it on failure."""
+    path = tmp_path / name
+    path.write_text(documents if isinstance(documents, str) else json.dumps(documents[0]), encoding="utf-8")
+    result = subprocess.run(
+        [str(VALIDATOR), "--strict", str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    if result.returncode != 0:
+        raise AssertionError(result.stdout + result.stderr)
+    return result.stdout + result.stderr
+
+
+def k8s_documents(run, *args: Any) -> list[dict[str, Any]]:
+    result = run("k8s", *args, "--json")
+    assert result.code == 0, result.err
+    listing = json.loads(result.out)
+    assert listing["kind"] == "List"
+    return list(listing["items"])
+
+
+@pytest.fixture(scope="module")
+def wheel(built_model: Any) -> Path:
+    return Path(built_model.artifacts["wheel"])
+
+
+def test_manifests_validate_strictly_and_carry_the_hardening(wheel: Path, run, tmp_path: Path) -> None:
+    text = run("k8s", wheel, "--replicas", "3", "--namespace", "models")
+    assert text.code == 0, text.err
+    assert "sized from a measured server" in text.err
+    report = validate(tmp_path, text.out)
+    for kind in ("deployment", "service", "horizontalpodautoscaler", "poddisruptionbudget"):
+        assert f"passed for resource {kind}/test-model" in report, report
+
+    documents = k8s_documents(run, wheel, "--replicas", "3", "--namespace", "models", "--image", "reg.io/m:1")
+    kinds = [d["kind"] for d in documents]
+    assert kinds == ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+    assert all(d["metadata"]["namespace"] == "models" for d in documents)
+    deployment, service, autoscaler, budget = documents
+    assert deployment["spec"]["replicas"] == 3
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "reg.io/m:1"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"][0]["emptyDir"]["medium"] == "Memory"
+
+    # Memory is sized from the measurement the annotations record: request above resident, limit above peak.
+    notes = deployment["metadata"]["annotations"]
+    rss, peak = int(notes["mlpack.io/measured-rss-bytes"]), int(notes["mlpack.io/measured-peak-bytes"])
+    assert 20 * 2**20 < rss <= peak < 1024 * 2**20  # a Python process with numpy and onnxruntime loaded
+    assert int(notes["mlpack.io/model-bytes"]) == len(_model_bytes(wheel))
+    request = int(container["resources"]["requests"]["memory"].removesuffix("Mi")) * 2**20
+    limit = int(container["resources"]["limits"]["memory"].removesuffix("Mi")) * 2**20
+    assert rss < request < limit and peak < limit
+
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert autoscaler["spec"]["minReplicas"] == 3 and autoscaler["spec"]["maxReplicas"] == 12
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+
+    # The validator is strict: the same Deployment with one misspelt field fails.
+    container["readOnlyRootFileSystem"] = True
+    with pytest.raises(AssertionError, match="readOnlyRootFileSystem"):
+        validate(tmp_path, [deployment], "broken.json")
+
+
+def _model_bytes(wheel: Path) -> bytes:
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read("test_model/model.onnx")
+
+
+def test_kserve_inference_service_speaks_v2(wheel: Path, run, tmp_path: Path) -> None:
+    runtime, service = k8s_documents(run, wheel, "--kserve", "--replicas", "1")
+    assert service["apiVersion"] == "serving.kserve.io/v1beta1" and service["kind"] == "InferenceService"
+    predictor = service["spec"]["predictor"]
+    assert predictor["model"]["protocolVersion"] == "v2" and predictor["minReplicas"] == 1
+    assert runtime["kind"] == "ServingRuntime" and runtime["metadata"]["name"] == predictor["model"]["runtime"]
+    assert runtime["spec"]["protocolVersions"] == ["v2"]
+    assert predictor["model"]["modelFormat"]["name"] in [f["name"] for f in runtime["spec"]["supportedModelFormats"]]
+    (container,) = runtime["spec"]["containers"]
+    assert container["name"] == "kserve-container" and container["securityContext"]["readOnlyRootFilesystem"]
+    # KServe's CRDs are not in the Kubernetes schemas: the runtime's pod part is checked as the Pod it becomes.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kserve-check"},
+        "spec": {k: runtime["spec"][k] for k in ("containers", "volumes", "securityContext")},
+    }
+    assert "passed for resource pod/kserve-check" in validate(tmp_path, [pod], "pod.json")
+
+
+def test_bad_requests_are_named(wheel: Path, run, tmp_path: Path) -> None:
+    cases = [
+        (("--replicas", "0"), "--replicas must be at least 1"),
+        (("--replicas", "3", "--max-replicas", "2"), "--max-replicas (2) must be at least --replicas (3)"),
+        (("--image", "Bad Image"), "not a valid image reference"),
+        (("--port", "0"), "--port must be between 1 and 65535"),
+        (("--namespace", "Not_OK"), "not a valid Kubernetes name"),
+    ]
+    for args, message in cases:
+        assert_clean_error(run("k8s", wheel, *args), 2, message)
+    assert_clean_error(run("k8s", "churn-model:1.0.0"), 2, "expected the model .whl or .onnx")
+    assert_clean_error(run("k8s", tmp_path / "missing.whl"), 2, "artifact not found")
+    (tmp_path / "fake.whl").write_bytes(b"not a zip")
+    assert_clean_error(run("k8s", tmp_path / "fake.whl"), 2, "not a readable wheel")
+
+
+def test_the_image_runs_as_the_manifest_asks(
+    churn_project: Project,
+    run,
+    docker_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Read-only root, the image's own non-root user, no capabilities, no new privileges, a tmpfs at /tmp."""
+    port = free_port()
+    with_image_section(churn_project, port)
+    built = run("build", churn_project.path, "--image", "--json")
+    assert built.code == 0, built.err
+    wheel = churn_project.path / "dist" / "churn_model-1.0.0-py3-none-any.whl"
+    (deployment, *_) = k8s_documents(run, wheel, "--port", str(port))
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    tmpfs = f"/tmp:rw,noexec,nosuid,size={pod['volumes'][0]['emptyDir']['sizeLimit'].removesuffix('Mi')}m"
+    env = [arg for item in container["env"] for arg in ("--env", f"{item['name']}={item['value']}")]
+    name = f"mlpack-k8s-{port}"
+    docker(
+        "run", "--detach", "--name", name, "--network", "host",
+        "--read-only", "--tmpfs", tmpfs,
+        "--user", f"{security['runAsUser']}:{security['runAsGroup']}",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        *env,
+        container["image"],
+    )  # fmt: skip
+    try:
+        assert wait_healthy(name) == "healthy", docker("logs", name, check=False).stderr
+        for probe in ("livenessProbe", "readinessProbe"):
+            path = container[probe]["httpGet"]["path"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                assert answer.status == 200
+        record = subscribers(1, seed=5, absent=False)[0]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=json.dumps(record).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.load(answer)["predictions"][0] in ("churned", "stayed")
+        uid = docker("exec", name, "/opt/model/bin/python", "-c", "import os; print(os.getuid())").stdout.strip()
+        assert uid == "65532"
+        # Nothing but the tmpfs is writable: the root refuses a write, /tmp takes one.
+        denied = docker("exec", name, "/opt/model/bin/python", "-c", "open('/opt/x', 'w')", check=False)
+        assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+        docker("exec", name, "/opt/model/bin/python", "-c", "open('/tmp/x', 'w').write('ok')")
+        time.sleep(0.1)
+        assert docker("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
+    finally:
+        docker("rm", "--force", name, check=False)
