@@ -80,6 +80,8 @@ def test_local_engine_writes_the_wheels_predictions_and_a_rerun_adds_nothing(
     summary = json.loads(first.out)
     assert summary["matched"] == summary["written"] == 300 and summary["skipped"] == 0
     assert summary["model"] == {"name": "churn-model", "version": "1.0.0"} and summary["engine"] == "local"
+    assert set(summary["stage_seconds"]) == {"read", "predict", "write"}
+    assert all(spent > 0 for spent in summary["stage_seconds"].values())
     assert results(mongo_client, scored_project, "scores") == expected
     assert {row["prediction"] for row in expected} == {"churned", "stayed"}  # the model tells them apart
 
@@ -114,6 +116,7 @@ def test_spark_engine_writes_the_same_documents_as_the_local_engine(
     assert first.code == 0, first.err
     summary = json.loads(first.out)
     assert summary["engine"] == "spark" and summary["ranges"] == 5 and summary["written"] == 300
+    assert summary["stage_seconds"]["predict"] > 0  # added up over the tasks
     by_spark = results(mongo_client, scored_project, "by_spark")
     assert by_spark == results(mongo_client, scored_project, "by_local")
     assert by_spark == expected_results(scored_project, mongo_client)

@@ -59,6 +59,7 @@ class ScoreResult:
     seconds: float = 0.0
     ranges: int = 1
     errors: list[tuple[Any, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over tasks: parallel tasks overlap
 
     @property
     def documents_per_second(self) -> float:
@@ -76,6 +77,7 @@ class ScoreResult:
             "ranges": self.ranges,
             "seconds": round(self.seconds, 3),
             "documents_per_second": round(self.documents_per_second, 1),
+            "stage_seconds": {stage: round(spent, 3) for stage, spent in self.stage_seconds.items()},
             "errors": [{"_id": json.loads(json_util.dumps(i)), "message": m} for i, m in self.errors],
         }
 
@@ -297,7 +299,7 @@ def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResul
         finally:
             client.close()
     result.written, result.skipped, result.errors = done.written, done.skipped, done.errors
-    result.ranges = done.ranges
+    result.ranges, result.stage_seconds = done.ranges, done.seconds
     if done.failed:
         raise DataError(
             f"{done.skipped} document(s) could not be scored; {done.written} results were written "

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class SliceResult:
     errors: list[tuple[Any, str]] = field(default_factory=list)  # (_id, message), the first few
     failed: bool = False  # --on-error fail met a bad document and stopped
     ranges: int = 1  # how many slices were added up
+    # Time spent reading (the cursor), predicting and writing: where a slice's time went.
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("read", "predict", "write"), 0.0))
 
     def add(self, other: SliceResult) -> None:
         self.read += other.read
@@ -60,6 +63,8 @@ class SliceResult:
         self.errors = (self.errors + other.errors)[:MAX_ERROR_EXAMPLES]
         self.failed = self.failed or other.failed
         self.ranges += other.ranges
+        for stage, spent in other.seconds.items():
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -177,9 +182,19 @@ def score_documents(
 ) -> SliceResult:
     """Score documents batch by batch into the target collection; stops at a bad one unless skipping."""
     result = SliceResult()
-    for batch in _batches(documents, spec.batch_size):
+    batches = _batches(documents, spec.batch_size)
+    clock = time.perf_counter()
+    for batch in batches:
+        scored_at = time.perf_counter()
         result.read += len(batch)
-        result.written += _write(target, _score_batch(module, batch, spec.skip_bad, result))
+        results = _score_batch(module, batch, spec.skip_bad, result)
+        written_at = time.perf_counter()
+        result.written += _write(target, results)
+        now = time.perf_counter()
+        result.seconds["read"] += scored_at - clock
+        result.seconds["predict"] += written_at - scored_at
+        result.seconds["write"] += now - written_at
+        clock = now
         if progress is not None:
             progress(result)
         if result.failed:
@@ -208,7 +223,7 @@ def spark_task(spec: ScoreSpec, wheel_file: str, id_ranges: Iterable[dict[str, A
 
     for id_range in id_ranges:
         result = score_range(spec, SparkFiles.get(wheel_file), id_range)
-        yield {name: getattr(result, name) for name in ("read", "written", "skipped", "errors", "failed")}
+        yield {name: getattr(result, name) for name in ("read", "written", "skipped", "errors", "failed", "seconds")}
 
 
 def describe_errors(errors: list[tuple[Any, str]]) -> str:
