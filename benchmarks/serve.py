@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mlflow-python", default="/tmp/mlflow-venv/bin/python")
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument(
+        "--drift-rounds", type=int, default=3, help="alternating runs of drift tracking on and off (medians compared)"
+    )
+    parser.add_argument("--only-drift", action="store_true", help="only the drift tracking on/off comparison")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -226,6 +231,26 @@ def main() -> int:
         print(f"no MLflow at {args.mlflow_python}: skipped")
 
     results: dict[str, dict[int, dict[str, float]]] = {}
+    # Drift tracking on vs off: both servers up at once, wrk alternating between them round by
+    # round, medians compared, so that a busy machine's drifting speed does not favour either side.
+    on, off = servers.pop("mlpack"), servers.pop("mlpack (drift off)")
+    if args.only_drift:
+        servers.clear()
+    pair = [start(on[0], on[1], on[4]), start(off[0], off[1], off[4])]
+    try:
+        runs: dict[str, dict[int, list[dict[str, float]]]] = {"mlpack": {}, "mlpack (drift off)": {}}
+        for conc in CONCURRENCY:
+            for _ in range(max(1, args.drift_rounds)):
+                for name, spec in (("mlpack", on), ("mlpack (drift off)", off)):
+                    runs[name].setdefault(conc, []).append(wrk(spec[2], spec[3], conc, args.seconds, scratch))
+        for name, by_conc in runs.items():
+            results[name] = {
+                conc: {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
+                for conc, rounds in by_conc.items()
+            }
+    finally:
+        for proc in pair:
+            stop(proc)
     for name, (command, ready, url, body, env) in servers.items():
         proc = start(command, ready, env)
         try:
@@ -259,6 +284,8 @@ def main() -> int:
             rps, p99 = on["rps"] / off["rps"], on["p99_ms"] / off["p99_ms"]
             print(f"drift tracking on vs off @ {conc}: {rps:.2f}x req/s, {p99:.2f}x p99")
             within &= rps >= 0.9 and p99 <= 1.1
+        rounds = max(1, args.drift_rounds)
+        print(f"(medians of {rounds} alternating runs each)")
         print("target (drift tracking within 10% of req/s and p99):", "met" if within else "MISSED")
     shutil.rmtree(scratch, ignore_errors=True)
     return 1 if failed else 0
