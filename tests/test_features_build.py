@@ -8,6 +8,7 @@ import datetime as dt
 import importlib
 import json
 import math
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from pymongo import MongoClient
 
 from tests.conftest import Project, assert_clean_error
+from tests.test_wheel_install import _interpreter
 
 WORDS = ["late", "delivery", "great", "service", "refund", "broken", "screen", "thanks"]
 EPOCH = dt.datetime(1970, 1, 1)
@@ -253,3 +255,37 @@ def test_the_server_takes_dates_as_iso_strings_and_as_v2_int64_tensors(shop: Pro
     signup["data"] = ["not a date"]
     with pytest.raises(Exception, match="expected a date"):
         app.v2_infer({"inputs": tensors})
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_the_wheel_reads_dates_on_the_oldest_and_newest_python(
+    shop: Project, run, version: str, tmp_path: Path
+) -> None:
+    """Python 3.9's datetime.fromisoformat knows neither 'Z' nor short fractions: the runtime's reading must."""
+    interpreter = _interpreter(version)
+    if interpreter is None:
+        pytest.skip(f"no Python {version} on this machine")
+    assert run("build", shop.path).code == 0
+    env = tmp_path / "venv"
+    subprocess.run([interpreter, "-m", "venv", env], check=True)
+    wheel = shop.path / "dist/shop_model-1.0.0-py3-none-any.whl"
+    subprocess.run(
+        [env / "bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel],
+        check=True,
+        timeout=600,
+    )
+    docs = orders(10, seed=21)
+    records = []
+    for index, doc in enumerate(docs):
+        signup, opened = doc["signup"], doc["last"]["opened"]
+        forms = [
+            signup.isoformat() + "Z",
+            {"$date": signup.isoformat(timespec="milliseconds") + "Z"},
+            {"$date": {"$numberLong": str((signup - EPOCH) // dt.timedelta(milliseconds=1))}},
+        ]
+        records.append({**doc, "signup": forms[index % 3], "last": {"opened": opened.isoformat() + "+00:00"}, "y": 0})
+    script = "import json, sys, shop_model; print(json.dumps(shop_model.predict(json.load(sys.stdin))))"
+    answer = subprocess.run(
+        [env / "bin/python", "-c", script], input=json.dumps(records), capture_output=True, text=True, check=True
+    )
+    assert json.loads(answer.stdout) == pytest.approx([doc["y"] for doc in docs], abs=1e-3)
