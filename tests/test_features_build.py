@@ -229,8 +229,12 @@ def test_a_derived_feature_missing_everywhere_is_named(shop: Project, run) -> No
 
 
 def test_the_server_takes_dates_as_iso_strings_and_as_v2_int64_tensors(shop: Project, run) -> None:
+    from mlpack._serving import App, Request
     from mlpack.runtime import Model, read_onnx_metadata
-    from mlpack.server import App
+
+    def post(path: str, document: Any) -> tuple[int, Any]:
+        answer = app.respond(Request("POST", path, "", {}, json.dumps(document).encode()))
+        return answer.status, json.loads(answer.body)
 
     assert run("build", shop.path).code == 0
     onnx_file = shop.path / "dist/shop-model-1.0.0.onnx"
@@ -238,7 +242,7 @@ def test_the_server_takes_dates_as_iso_strings_and_as_v2_int64_tensors(shop: Pro
     app.ready.set()
     doc = orders(1, seed=5)[0]
     record = {**doc, "signup": doc["signup"].isoformat() + "Z", "last": {"opened": doc["last"]["opened"].isoformat()}}
-    status, answer = app.predict(record)
+    status, answer = post("/predict", record)
     assert status == 200 and answer["predictions"][0] == pytest.approx(doc["y"], abs=1e-3)
     tensors = []
     for entry in app.model.metadata["inputs"]:
@@ -249,12 +253,12 @@ def test_the_server_takes_dates_as_iso_strings_and_as_v2_int64_tensors(shop: Pro
         if datatype == "INT64":
             value = (value - EPOCH) // dt.timedelta(milliseconds=1)
         tensors.append({"name": entry["name"], "shape": [1, 1], "datatype": datatype, "data": [value]})
-    status, answer = app.v2_infer({"inputs": tensors})
+    status, answer = post("/v2/models/shop-model/infer", {"inputs": tensors})
     assert status == 200 and answer["outputs"][0]["data"][0] == pytest.approx(doc["y"], abs=1e-3)
     signup = next(t for t in tensors if t["name"] == "signup")
     signup["data"] = ["not a date"]
-    with pytest.raises(Exception, match="expected a date"):
-        app.v2_infer({"inputs": tensors})
+    status, answer = post("/v2/models/shop-model/infer", {"inputs": tensors})
+    assert status == 400 and "expected a date" in answer["error"]
 
 
 @pytest.mark.parametrize("version", ["3.9", "3.13"])

@@ -319,13 +319,40 @@ def test_sigterm_drains_the_in_flight_request_then_exits_0(built_model: BuildRes
         socket.create_connection(("127.0.0.1", process.port), timeout=2).close()
 
 
-def test_workers_share_the_port(built_model: BuildResult, expected: Any) -> None:
+def scraped(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_workers_share_the_port_and_every_scrape_counts_every_request(built_model: BuildResult, expected: Any) -> None:
+    """Issue 11: each worker kept its own /metrics, so successive scrapes disagreed."""
     process = ServerProcess.mlpack(built_model.artifacts["wheel"], "--workers", "2")
     try:
-        for record in RECORDS[:10]:
-            assert process.request("POST", "/predict", record).json()["predictions"] == [expected.predict(record)]
+        pids = set()
+        for n in range(40):  # a new connection each: the kernel hands them to both workers
+            record = RECORDS[n % len(RECORDS)]
+            answer = process.request("POST", "/predict", [record, record])
+            assert answer.json()["predictions"] == [expected.predict(record)] * 2
+        assert process.request("POST", "/predict", {"nope": 1}).status == 422
+        for _ in range(4):
+            text = process.request("GET", "/metrics").body.decode()
+            assert scraped(text, "mlpack_requests_total", route="/predict", method="POST", status="200") == 40
+            assert scraped(text, "mlpack_requests_total", route="/predict", method="POST", status="422") == 1
+            assert scraped(text, "mlpack_predictions_total") == 80
+            assert scraped(text, "mlpack_request_duration_seconds_count", route="/predict") == 41
+            assert scraped(text, "mlpack_errors_total", kind="client") == 1
+        for line in Path(f"/proc/{process.proc.pid}/task/{process.proc.pid}/children").read_text().split():
+            pids.add(int(line))
+        assert len(pids) == 1
     finally:
         assert process.stop() == 0
+    output = process.output()
+    assert "worker" in output and "with 2 workers" in output and "Traceback" not in output
 
 
 def test_inference_log_writes_batches_and_survives_the_database_going_away(
@@ -429,3 +456,30 @@ def test_expect_100_continue_is_answered_at_once(server: ServerProcess) -> None:
         while not response.endswith(b"}") and (chunk := sock.recv(65536)):
             response += chunk
     assert response.startswith(b"HTTP/1.1 200")
+
+
+def test_the_shipped_server_imports_only_stdlib_numpy_and_itself() -> None:
+    """Every module of `_serving` is copied into the wheel, which needs only onnxruntime and numpy."""
+    import ast
+    import sys
+
+    import mlpack._serving
+
+    package = Path(mlpack._serving.__file__).parent
+    modules = sorted(package.glob("*.py"))
+    assert {m.stem for m in modules} >= {"wire", "http", "app", "v2", "openapi", "metrics", "inference_log"}
+    for module in [*modules, package.parent / "drift.py"]:  # drift.py ships beside _serving
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                outside = node.level == 2 and node.module == "drift"  # the one sibling the wheel ships too
+                assert node.level in (0, 1) or outside, f"{module.name} reaches outside the package"
+                if node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+        outside = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
+        allowed = {"numpy", "onnxruntime"} | ({"pymongo"} if module.stem == "inference_log" else set())
+        assert outside <= allowed, f"{module.name} imports {outside - allowed}"
+        if module.parent == package:
+            assert len(module.read_text(encoding="utf-8").splitlines()) < 400, f"{module.name} is too long to read"

@@ -62,12 +62,12 @@ def test_a_forged_method_cannot_inject_a_series_into_metrics(server: ServerProce
 
 
 def test_label_values_are_escaped_for_the_text_format() -> None:
-    from mlpack.server import Metrics
+    from mlpack._serving import Metrics
 
     class Named:
         name, version = 'a"b\\c\nd', "1"
 
-    metrics = Metrics()
+    metrics = Metrics(['/x"y'])
     metrics.observe('/x"y', "GET", 200, 0.001, 0)
     text = metrics.render(Named())
     families = {f.name: f for f in text_string_to_metric_families(text)}

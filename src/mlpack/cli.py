@@ -123,8 +123,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from mlpack._serving import serve_args
     from mlpack.artifacts import open_model
-    from mlpack.server import serve_args
 
     model = open_model(args.artifact)
     try:
@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve a .onnx or model .whl over HTTP")
     serve.add_argument("artifact", help="a .onnx or model .whl built by mlpack")
-    from mlpack.server import add_serve_arguments
+    from mlpack._serving import add_serve_arguments
 
     add_serve_arguments(serve)
     serve.set_defaults(handler=cmd_serve)

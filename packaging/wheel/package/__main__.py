@@ -2,7 +2,7 @@
 
 import sys
 
-from . import _server, model
+from . import _serving, model
 from ._runtime import main
 
-sys.exit(main(model, prog=f"python -m {__package__}", server=_server))
+sys.exit(main(model, prog=f"python -m {__package__}", server=_serving))

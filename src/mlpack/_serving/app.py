@@ -1,0 +1,148 @@
+"""Routes → the model: what each URL does (SPEC §5), independent of how HTTP reaches it.
+
+`App.respond(request)` turns one parsed request into one answer and counts it; every failure is an
+answer too (4xx for the client's mistakes, 500 for a bug, logged). The HTTP layer (`http.py`) calls
+it and knows nothing of the routes; the routes know nothing of sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Dict, Optional, Tuple
+
+from .inference_log import InferenceLog
+from .metrics import Metrics
+from .openapi import openapi_document
+from .v2 import OpenInference
+from .wire import JSON, ClientError, Limits, Request, Response, dump_json, parse_json
+
+log = logging.getLogger("mlpack.server")
+
+Handler = Callable[[Request], Response]
+METRICS_TYPE = "text/plain; version=0.0.4"
+
+
+def ok(document: Any) -> Response:
+    return Response(200, dump_json(document))
+
+
+def records_from_body(body: Any, max_records: int) -> Any:
+    if isinstance(body, Mapping) and "instances" in body:
+        body = body["instances"]
+        if not isinstance(body, list):
+            raise ClientError(422, "'instances' must be a list of records")
+    if not isinstance(body, (Mapping, list)):
+        raise ClientError(422, 'expected a record (object), a list of records, or {"instances": [...]}')
+    if isinstance(body, list) and len(body) > max_records:
+        raise ClientError(413, f"{len(body)} records is over the limit of {max_records} per request")
+    return body
+
+
+class App:
+    """Everything the HTTP layer needs to know about the model: `load`, `respond`, `refuse`."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        limits: Optional[Limits] = None,
+        metrics: Optional[Metrics] = None,
+        inference_log: Optional[InferenceLog] = None,
+    ) -> None:
+        self.model = model
+        self.limits = limits or Limits()
+        self.inference_log = inference_log
+        self.ready = threading.Event()
+        self.draining = threading.Event()
+        self.v2 = OpenInference(self)
+        self.routes: Dict[Tuple[str, str], Handler] = {
+            ("POST", "/predict"): self.predict,
+            ("GET", "/healthz"): lambda _: ok({"status": "ok"}),
+            ("GET", "/readyz"): self.readiness,
+            ("GET", "/metadata"): lambda _: ok(self.model.metadata),
+            ("GET", "/openapi.json"): lambda _: ok(openapi_document(self.model)),
+            ("GET", "/metrics"): lambda _: Response(200, self.metrics.render(self.model).encode(), METRICS_TYPE),
+            **self.v2.routes(),
+        }
+        self.allowed: Dict[str, Tuple[str, ...]] = {}
+        for method, path in self.routes:
+            self.allowed[path] = (*self.allowed.get(path, ()), method)
+        self.metrics = metrics or Metrics(list(self.allowed))
+
+    # -- the HTTP layer's side ------------------------------------------------------------------
+    def load(self) -> None:
+        self.model.load()
+        self.ready.set()
+
+    def respond(self, request: Request) -> Response:
+        """One request → one answer; every failure becomes an answer, and every answer is counted."""
+        started = time.perf_counter()
+        route = request.path if request.path in self.allowed else "other"
+        answer = Response(500, b"")
+        try:
+            answer = self._route(request)
+        except ClientError as error:
+            answer = Response.error(error.status, error.message, error.headers)
+        except Exception:  # a bug, never the client's doing: answer, log, keep serving
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            answer = Response.error(500, "internal error")
+        finally:
+            seconds = time.perf_counter() - started
+            self.metrics.observe(route, request.method, answer.status, seconds, answer.predictions)
+        return answer
+
+    def refuse(self, status: int, message: str) -> Response:
+        """A request the HTTP layer turned away before any route saw it (framing, size), counted."""
+        self.metrics.observe("other", "-", status, 0.0, 0)
+        return Response.error(status, message)
+
+    def _route(self, request: Request) -> Response:
+        handler = self.routes.get((request.method, request.path))
+        if handler is not None:
+            return handler(request)
+        allowed = self.allowed.get(request.path)
+        if allowed is None:
+            raise ClientError(404, f"no route {request.path}")
+        raise ClientError(
+            405, f"{request.method} is not allowed on {request.path}", (("Allow", ", ".join(sorted(allowed))),)
+        )
+
+    # -- routes ---------------------------------------------------------------------------------
+    def document(self, request: Request) -> Any:
+        """The request's JSON body, within the limits."""
+        return parse_json(request.body, self.limits.max_values)
+
+    def require_ready(self) -> None:
+        if not self.ready.is_set():
+            raise ClientError(503, "the model is still loading", (("Retry-After", "1"),))
+
+    def readiness(self, _request: Request) -> Response:
+        if self.ready.is_set() and not self.draining.is_set():
+            return ok({"ready": True})
+        return Response(503, dump_json({"ready": False}), JSON, (("Retry-After", "1"),))
+
+    def run(self, data: Any, invalid: int = 422) -> Tuple[Any, Any, bool]:
+        """The model on records or columns, observers fed; a ValueError is the client's (`invalid`)."""
+        observe = self.metrics.observe_feeds if self.metrics.observers else None
+        try:
+            return self.model.run(data, observe)  # type: ignore[no-any-return]
+        except ValueError as exc:
+            raise ClientError(invalid, str(exc)) from None
+
+    def predict(self, request: Request) -> Response:
+        self.require_ready()
+        records = records_from_body(self.document(request), self.limits.max_records)
+        labels, probabilities, _ = self.run(records)
+        answer: Dict[str, Any] = {"predictions": labels}
+        if probabilities is not None:
+            answer["probabilities"] = probabilities
+        answer["model"] = {"name": self.model.name, "version": self.model.version}
+        if self.inference_log is not None:
+            self.inference_log.record(self.model, "/predict", records, labels)
+        return Response(200, dump_json(answer), predictions=len(labels))
+
+
+__all__ = ["App", "records_from_body"]

@@ -1,0 +1,133 @@
+"""Open Inference Protocol v2 (KServe / Triton clients): metadata, readiness and inference routes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Dict, List, Tuple
+
+from .wire import ClientError, Request, Response, dump_json
+
+_DATATYPES = {"numeric": "FP32", "categorical": "BYTES", "datetime": "INT64", "text": "BYTES"}
+
+
+def _ok(document: Any) -> Response:
+    return Response(200, dump_json(document))
+
+
+class OpenInference:
+    """The v2 routes of one model; `app` gives readiness, limits, the model run and the inference log."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.model = app.model
+
+    def routes(self) -> Dict[Tuple[str, str], Any]:
+        model = f"/v2/models/{self.model.name}"
+        versioned = f"{model}/versions/{self.model.version}"
+        return {
+            ("GET", "/v2"): lambda _: _ok(self.server_metadata()),
+            ("GET", "/v2/health/live"): lambda _: _ok({"live": True}),
+            ("GET", "/v2/health/ready"): self.app.readiness,
+            ("GET", model): lambda _: _ok(self.model_metadata()),
+            ("GET", versioned): lambda _: _ok(self.model_metadata()),
+            ("GET", f"{model}/ready"): self.app.readiness,
+            ("GET", f"{versioned}/ready"): self.app.readiness,
+            ("POST", f"{model}/infer"): self.infer,
+            ("POST", f"{versioned}/infer"): self.infer,
+        }
+
+    def server_metadata(self) -> Dict[str, Any]:
+        version = self.model.metadata.get("versions", {}).get("mlpack", "")
+        return {"name": "mlpack", "version": version, "extensions": []}
+
+    def _label_type(self) -> str:
+        return "BYTES" if any(isinstance(c, str) for c in (self.model.classes or [])) else "INT64"
+
+    def model_metadata(self) -> Dict[str, Any]:
+        if self.model.task == "classification":
+            width = len(self.model.classes or [])
+            outputs = [
+                {"name": "label", "datatype": self._label_type(), "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, width]},
+            ]
+        else:
+            outputs = [{"name": "variable", "datatype": "FP32", "shape": [-1]}]
+        return {
+            "name": self.model.name,
+            "versions": [self.model.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [{"name": f.name, "datatype": _DATATYPES[f.kind], "shape": [-1, 1]} for f in self.model.features],
+            "outputs": outputs,
+        }
+
+    # -- inference ------------------------------------------------------------------------------
+    def infer(self, request: Request) -> Response:
+        """One input tensor per feature (by its path or its ONNX input name); others are ignored."""
+        self.app.require_ready()
+        body = self.app.document(request)
+        if not isinstance(body, Mapping) or not isinstance(body.get("inputs"), list):
+            raise ClientError(400, 'expected {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
+        columns = self._columns(body["inputs"])
+        labels, probabilities, _ = self.app.run(columns, invalid=400)
+        if self.app.inference_log is not None:
+            self.app.inference_log.record(self.model, "v2/infer", columns, labels)
+        answer: Dict[str, Any] = {
+            "model_name": self.model.name,
+            "model_version": self.model.version,
+            "outputs": self._outputs(labels, probabilities),
+        }
+        if isinstance(body.get("id"), str):
+            answer["id"] = body["id"]
+        return Response(200, dump_json(answer), predictions=len(labels))
+
+    def _columns(self, tensors: List[Any]) -> Dict[str, Any]:
+        features = {f.name: f for f in self.model.features}
+        features.update({f.input: f for f in self.model.features})
+        columns: Dict[str, Any] = {}
+        for index, tensor in enumerate(tensors):
+            if not isinstance(tensor, Mapping) or not isinstance(tensor.get("name"), str):
+                raise ClientError(400, f"inputs[{index}] must be an object with a name")
+            feature = features.get(tensor["name"])
+            if feature is None:
+                continue  # inputs the model does not use are ignored, as in /predict
+            data = self._values(tensor)
+            if feature.kind == "datetime" and tensor.get("datatype") == "INT64":
+                # An INT64 tensor holds milliseconds since 1970 UTC, as the graph does (JSON has no date):
+                # Extended JSON's {"$date": <ms>} says so to the runtime, which checks each value.
+                data = [{"$date": value} if type(value) is int else value for value in data]
+            columns[feature.name] = data
+        missing = [f.name for f in self.model.features if f.name not in columns]
+        if missing:
+            raise ClientError(400, f"missing input '{missing[0]}'")
+        return columns
+
+    def _values(self, tensor: Mapping[str, Any]) -> List[Any]:
+        name, data = tensor["name"], tensor.get("data")
+        if not isinstance(data, list):
+            raise ClientError(400, f"input '{name}': data must be a list")
+        if data and isinstance(data[0], list):  # [[v], [v]] for shape [n, 1]
+            if not all(isinstance(row, list) and len(row) == 1 for row in data):
+                raise ClientError(400, f"input '{name}': expected shape [n, 1]")
+            data = [row[0] for row in data]
+        limit = self.app.limits.max_records
+        if len(data) > limit:
+            raise ClientError(413, f"input '{name}': {len(data)} rows is over the limit of {limit}")
+        return data
+
+    def _outputs(self, labels: List[Any], probabilities: Any) -> List[Dict[str, Any]]:
+        count = len(labels)
+        if self.model.task != "classification":
+            return [{"name": "variable", "datatype": "FP32", "shape": [count], "data": labels}]
+        width = len(probabilities[0]) if probabilities else 0
+        return [
+            {"name": "label", "datatype": self._label_type(), "shape": [count], "data": labels},
+            {
+                "name": "probabilities",
+                "datatype": "FP32",
+                "shape": [count, width],
+                "data": [p for row in probabilities for p in row],
+            },
+        ]
+
+
+__all__ = ["OpenInference"]

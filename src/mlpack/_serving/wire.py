@@ -1,0 +1,157 @@
+"""What every layer of the server shares: requests, answers, client errors, JSON in and out, limits.
+
+The bottom of the `_serving` package: it imports nothing from the rest of it, so the HTTP framing
+(`http.py`) and the routes (`app.py`) can both use it without importing each other.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Optional, Tuple
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# A JSON value costs Python ~25-80 bytes however short its text ("{}," is 3 bytes, a dict 64): a body
+# may hold at most this many values per allowed record, counted (by its commas) before it is parsed.
+VALUES_PER_RECORD = 100
+JSON = "application/json"
+
+
+class ClientError(Exception):
+    """A request the client must change: answered with `status` and a JSON error body."""
+
+    def __init__(self, status: int, message: str, headers: Tuple[Tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]  # names in lower case
+    body: Optional[bytes]  # None: the request had no Content-Length
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: Tuple[Tuple[str, str], ...] = field(default=())
+    predictions: int = 0  # records predicted, for mlpack_predictions_total
+
+    @classmethod
+    def error(cls, status: int, message: str, headers: Tuple[Tuple[str, str], ...] = ()) -> Response:
+        return cls(status, dump_json({"error": message}), JSON, headers)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server process allows; each from the CLI, else the environment, else [serve], else here."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_records: int = 10_000  # records (or v2 rows) in one request
+    large_bodies: int = 2  # bodies over 64 KiB read and parsed at once: bounds memory, not requests
+    max_connections: int = 4096  # open connections; more wait in the listen backlog
+    idle_timeout: float = 60.0  # s: for a request's head or body, or the next request on keep-alive
+    write_timeout: float = 30.0  # s: for a client to take an answer (one that never reads is cut off)
+    drain_timeout: float = 8.0  # s: SIGTERM waits this long for requests in flight; docker stop waits 10
+
+    @property
+    def max_values(self) -> int:
+        return self.max_records * VALUES_PER_RECORD
+
+    @classmethod
+    def resolve(cls, settings: Mapping[str, Any], overrides: Mapping[str, Any]) -> Limits:
+        values: Dict[str, Any] = {}
+        for spec in fields(cls):
+            kind = int if spec.type in ("int", int) else float
+            env = f"MLPACK_{spec.name.upper()}"
+            for source, raw in (
+                (f"--{spec.name.replace('_', '-')}", overrides.get(spec.name)),
+                (env, os.environ.get(env) or None),
+                (f"[serve].{spec.name}", settings.get(spec.name)),
+            ):
+                if raw is None:
+                    continue
+                try:
+                    value = kind(raw)
+                except (TypeError, ValueError):
+                    value = 0
+                if not value > 0:  # also NaN
+                    print(f"error: {source} must be a positive {kind.__name__}, got {raw!r}", file=sys.stderr)
+                    raise SystemExit(2)
+                values[spec.name] = value
+                break
+        return cls(**values)
+
+
+# -- JSON in ------------------------------------------------------------------------------------
+class _LongInteger:
+    """An integer past Python's digit limit: no feature can take it, and the runtime names the field."""
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+    __str__ = __repr__
+
+
+def _parse_int(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int_max_str_digits (4,300 by default)
+        return _LongInteger(text)
+
+
+def parse_json(body: Optional[bytes], max_values: int) -> Any:
+    if body is None:
+        raise ClientError(411, "a Content-Length header is required")
+    # Counted before parsing: commas bound the number of values, and each costs Python far more
+    # memory than its text (12 bodies of 9.9 MB of "[{},{},...]" once took RSS to 1.8 GB).
+    if body.count(b",") >= max_values:
+        raise ClientError(413, f"the body holds more than {max_values} JSON values (limit: max_records x 100)")
+    try:
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            if type(exc) is not ValueError:  # JSONDecodeError, UnicodeDecodeError: the body is bad
+                raise
+            # An integer too long to convert: parse again, keeping it for the runtime to name the field.
+            return json.loads(body, parse_int=_parse_int)
+    except ValueError as exc:  # JSONDecodeError or bad UTF-8
+        raise ClientError(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ClientError(400, "the body is nested too deeply") from None
+
+
+# -- JSON out -----------------------------------------------------------------------------------
+def json_safe(value: Any) -> Any:
+    """Floats that JSON cannot carry (NaN, inf) as null, so every answer is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    return value
+
+
+def dump_json(document: Any) -> bytes:
+    try:
+        return json.dumps(document, allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(json_safe(document), allow_nan=False).encode()
+
+
+__all__ = ["ClientError", "Limits", "Request", "Response", "dump_json", "json_safe", "parse_json"]

@@ -1,0 +1,144 @@
+"""`serve`: one process, or forked workers sharing the listening socket, until SIGTERM.
+
+SIGTERM stops accepting, lets requests in flight finish (up to `Limits.drain_timeout`), then exits 0.
+With `--workers N` the socket is bound once and shared; each process loads its own onnxruntime
+session after the fork, counts into its own row of the shared metrics, and exits if the parent dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, List, Optional
+
+from .app import App
+from .drift_tracking import DriftTracking
+from .http import HttpServer
+from .inference_log import InferenceLog
+from .metrics import Metrics
+from .wire import Limits
+
+log = logging.getLogger("mlpack.server")
+
+
+def serve(
+    model: Any,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    workers: int = 1,
+    max_body_bytes: Optional[int] = None,
+    **limits: Any,
+) -> int:
+    """Serve until SIGTERM or SIGINT; drain in-flight requests; return the exit code (0)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Limits.resolve(model.metadata.get("serve", {}), {"max_body_bytes": max_body_bytes, **limits})
+    workers = max(1, workers)
+    sock = socket.create_server((host, port), reuse_port=False, backlog=1024)
+    # Made before the fork: every worker counts into the same shared memory, each in its own row.
+    drift = DriftTracking.from_settings(model, workers)
+    metrics = Metrics(list(App(model, limits=settings).allowed), slots=workers, observers=[drift] if drift else [])
+    parent = os.getpid()
+    children: List[int] = []
+    for slot in range(1, workers):
+        pid = os.fork()
+        if pid == 0:
+            _die_with_parent()
+            code = _run_process(model, settings, metrics, slot, sock, f"worker {os.getpid()} ready", parent=parent)
+            os._exit(code)
+        children.append(pid)
+
+    def stop_children() -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):  # a worker that already exited
+                os.kill(pid, signal.SIGTERM)
+
+    where = f"http://{host}:{sock.getsockname()[1]}"
+    banner = f"serving {model.name} {model.version} on {where}" + (f" with {workers} workers" if workers > 1 else "")
+    code = _run_process(model, settings, metrics, 0, sock, banner, stop_children)
+    for pid in children:
+        os.waitpid(pid, 0)
+    return code
+
+
+def serve_args(model: Any, args: Any) -> int:
+    """`serve` with the options `add_serve_arguments` put on the command line."""
+    options = {spec.name: getattr(args, spec.name, None) for spec in fields(Limits)}
+    return serve(model, args.host, args.port, workers=args.workers, **options)
+
+
+def _run_process(
+    model: Any,
+    limits: Limits,
+    metrics: Metrics,
+    slot: int,
+    sock: socket.socket,
+    banner: str,
+    on_stop: Optional[Callable[[], object]] = None,
+    parent: Optional[int] = None,
+) -> int:
+    metrics.attach(slot)
+    app = App(model, limits=limits, metrics=metrics)
+    app.inference_log = InferenceLog.from_settings(model, metrics.count_log)
+    watch = (lambda stop: _watch_parent(parent, stop)) if parent is not None else None
+    try:
+        asyncio.run(HttpServer(app).run(sock, banner, on_stop, watch))
+    finally:
+        sock.close()
+        if app.inference_log is not None:
+            app.inference_log.close()
+    return 0
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """A worker whose parent died (even by SIGKILL) stops too, instead of serving on unsupervised."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("the parent process %d is gone: stopping", parent)
+    stop.set()
+
+
+def _die_with_parent() -> None:
+    """On Linux the kernel sends SIGTERM when the parent dies: at once, not at the next watchdog tick."""
+    with contextlib.suppress(Exception):  # elsewhere (or without libc) the watchdog alone does it
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+def add_serve_arguments(parser: Any) -> None:
+    parser.add_argument("--host", default=os.environ.get("MLPACK_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MLPACK_PORT", "8080")))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("MLPACK_WORKERS", "1")),
+        help="processes sharing the port (default: MLPACK_WORKERS or 1)",
+    )
+    defaults = Limits()
+    helps = {
+        "max_body_bytes": "request body limit in bytes",
+        "max_records": "records (or v2 rows) per request",
+        "large_bodies": "bodies over 64 KiB read and parsed at once (bounds memory)",
+        "max_connections": "open connections (more wait in the backlog)",
+        "idle_timeout": "seconds to wait for a request's head or body, or the next request",
+        "write_timeout": "seconds a client may take to read an answer",
+        "drain_timeout": "seconds SIGTERM waits for requests in flight",
+    }
+    for spec in fields(Limits):
+        parser.add_argument(
+            f"--{spec.name.replace('_', '-')}",
+            type=int if spec.type in ("int", int) else float,
+            default=None,
+            help=f"{helps[spec.name]} (default: MLPACK_{spec.name.upper()} or {getattr(defaults, spec.name)})",
+        )
+
+
+__all__ = ["add_serve_arguments", "serve", "serve_args"]
