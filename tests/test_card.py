@@ -18,6 +18,7 @@ from sklearn import metrics as skm
 
 from mlpack.build import BuildResult, write_artifacts
 from tests.documents import subscribers
+from tests.test_features_build import shop  # noqa: F401  (the fixture: orders with dates, text, derived features)
 from tests.training import config_for, export
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -222,3 +223,22 @@ def test_the_card_renders_in_headless_chromium(classifier: BuildResult, tmp_path
     # Copied next to the build for a human to look at (the issue asks us to; see the notes).
     if os.environ.get("MLPACK_KEEP_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["MLPACK_KEEP_SCREENSHOT"])
+
+
+def test_search_and_card_with_derived_features_dates_and_text(shop: Any, run) -> None:  # noqa: F811
+    """Issue #9's feature kinds go through the search's folds and the card like plain columns do."""
+    import json
+
+    shop.edit('class = "sklearn.linear_model.LinearRegression"', 'class = "sklearn.linear_model.Ridge"')
+    shop.config.write_text(
+        shop.config.read_text() + "\n[search]\nparams = { alpha = [0.0001, 30.0] }\ncv = 3\n", encoding="utf-8"
+    )
+    result = run("build", shop.path, "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["search"]["best_params"] == {"alpha": 0.0001} and report["metrics"]["r2"] >= 0.999
+    html = (shop.path / "dist" / "shop-model-1.0.0.html").read_text(encoding="utf-8")
+    assert_self_contained(html)
+    assert {"Predicted vs actual", "Residuals", "Permutation importance", "contract"} <= set(svg_titles(html))
+    for feature in ("signup", "subject", "contract"):
+        assert f"<title>{feature}: " in html  # each input has its importance bar
