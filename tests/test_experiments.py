@@ -129,6 +129,34 @@ def test_a_build_killed_after_the_search_leaves_its_trials(
     assert finals == []
 
 
+def test_a_build_killed_during_the_search_keeps_the_trials_that_finished(
+    churn_project: Project, mongo_client: MongoClient[Any]
+) -> None:
+    """Trials are written one by one, not at the end: kill as soon as the first one lands."""
+    churn_project.edit("n_estimators = 30", "n_estimators = 150")  # slower trials: a window to kill in
+    append(churn_project, GRID)
+    experiments = mongo_client[churn_project.database]["mlpack_experiments"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlpack", "build", str(churn_project.path), "-q"],
+        env={**os.environ, "MLPACK_TEST_URI": churn_project.uri},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while experiments.count_documents({}) < 1:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+    trials = list(experiments.find({}))
+    assert 1 <= len(trials) < 4, len(trials)
+    assert all(t["status"] == "ok" and len(t["folds"]) == 3 for t in trials)  # whole trials, never partial
+
+
 def test_cross_validation_alone_is_one_logged_trial_with_mean_and_std_of_every_metric(
     churn_project: Project, run, mongo_client: MongoClient[Any]
 ) -> None:
@@ -332,3 +360,30 @@ def test_make_model_without_a_log_still_searches() -> None:
     exported = make_model(raw_config, dataset, metadata)
     assert exported.metadata["search"]["scoring"] == "r2" and exported.metadata["search"]["trials"] == 2
     assert exported.metadata["search"]["folds"] == 3
+
+
+def test_an_error_metric_ranks_lowest_first() -> None:
+    from tests.documents import subscribers
+
+    config = config_for(
+        "sklearn.linear_model.Ridge",
+        "regression",
+        search={"params": {"alpha": [0.01, 1e6]}, "scoring": "rmse", "cv": 3},
+    )
+    exported = export(config, subscribers(150))
+    assert exported.experiment is not None
+    by_alpha = {t.params["alpha"]: t.score("rmse") for t in exported.experiment.trials}
+    assert by_alpha[0.01] < by_alpha[1e6]  # a huge penalty fits worse
+    assert exported.metadata["search"]["best_params"] == {"alpha": 0.01}
+    assert [r["params"]["alpha"] for r in exported.metadata["search"]["results"]] == [0.01, 1e6]
+
+
+def test_disabled_registry_logs_nothing_and_the_summary_is_printed(
+    churn_project: Project, run, mongo_client: MongoClient[Any]
+) -> None:
+    append(churn_project, "\n[registry]\nenabled = false\n" + GRID.replace("min_samples_leaf = [1, 8]", "n_jobs = [1]"))
+    result = run("build", churn_project.path, "-v")
+    assert result.code == 0, result.err
+    assert "search: 2 trials, best {" in result.out and "3-fold CV f1_macro" in result.out
+    assert "trial 1/2" in result.err  # progress names each trial
+    assert trials_of(mongo_client, churn_project) == []
