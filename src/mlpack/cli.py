@@ -491,7 +491,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        return _main(argv)
+        try:
+            code = _main(argv)
+        finally:  # also for argparse's SystemExit (--help, usage): a reader that left shows here, not at exit
+            sys.stdout.flush()
+        return code
     except BrokenPipeError:  # also from --help or usage output
         return _quiet_broken_pipe()
     finally:
