@@ -242,3 +242,26 @@ def test_search_and_card_with_derived_features_dates_and_text(shop: Any, run) ->
     assert {"Predicted vs actual", "Residuals", "Permutation importance", "contract"} <= set(svg_titles(html))
     for feature in ("signup", "subject", "contract"):
         assert f"<title>{feature}: " in html  # each input has its importance bar
+
+
+def test_large_test_splits_are_thinned_for_the_picture_not_for_the_numbers() -> None:
+    from mlpack import card
+
+    config = config_for("sklearn.linear_model.LogisticRegression", "classification", evaluation={"test_size": 0.3})
+    exported = export(config, subscribers(20000, missing_every=0))
+    assert exported.rows is not None and len(exported.trained.test_target) == 6000
+    data = card.card_data(exported.trained, exported.rows, exported.metadata)
+    assert len(data.roc[0].xs) <= card.MAX_CURVE_POINTS and len(data.pr[0].xs) <= card.MAX_CURVE_POINTS
+    assert data.roc[0].area == pytest.approx(exported.metadata["metrics"]["roc_auc"], abs=1e-6)  # the full curve's
+    assert data.roc[0].xs[0] == 0.0 and data.roc[0].xs[-1] == 1.0  # the ends are kept
+    assert sum(map(sum, data.confusion)) == 6000
+
+    config = config_for(
+        "sklearn.linear_model.Ridge", "regression", evaluation={"test_size": 0.3}, export={"parity_tolerance": 1e-3}
+    )
+    exported = export(config, subscribers(8000, missing_every=0))
+    assert exported.rows is not None
+    data = card.card_data(exported.trained, exported.rows, exported.metadata)
+    assert len(data.actual) == card.MAX_POINTS == len(data.predicted)
+    html = card.render_html(data, exported.metadata)
+    assert html.count("<circle") == 2 * card.MAX_POINTS  # predicted-vs-actual and residuals

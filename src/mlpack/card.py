@@ -26,6 +26,8 @@ from mlpack.train import METRICS, Split, TrainedModel
 
 IMPORTANCE_REPEATS = 5
 MAX_POINTS = 2000  # scatter plots of larger test splits show an even sample of this many points
+MAX_CURVE_POINTS = 500  # ROC/PR curves of large test splits keep an even sample of their vertices
+MAX_IMPORTANCE_ROWS = 5000  # permutation importance on an even sample of larger test splits (time)
 TOP_CATEGORIES = 12
 BINS = 20
 
@@ -100,10 +102,11 @@ def _importances(trained: TrainedModel, metadata: dict[str, Any], scoring: str, 
         value = metric.score(y, estimator.predict(x), proba, classes)
         return sign * value if math.isfinite(value) else 0.0
 
+    keep = _even_sample(len(trained.test_target), MAX_IMPORTANCE_ROWS)
     result = permutation_importance(
         trained.pipeline,
-        trained.test_frame,
-        trained.test_target,
+        trained.test_frame.iloc[keep],
+        trained.test_target[keep],
         scoring=score,
         n_repeats=IMPORTANCE_REPEATS,
         random_state=seed,
@@ -161,9 +164,11 @@ def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
         fpr, tpr, _ = skm.roc_curve(truth, proba[:, index])
         precision, recall, _ = skm.precision_recall_curve(truth, proba[:, index])
         label = str(classes[index])
-        data.roc.append(Curve(label, _rounded(fpr), _rounded(tpr), round(float(skm.auc(fpr, tpr)), 6)))
+        area = round(float(skm.auc(fpr, tpr)), 6)  # from the full curve, before thinning it for the picture
+        roc_keep, pr_keep = _even_sample(len(fpr), MAX_CURVE_POINTS), _even_sample(len(recall), MAX_CURVE_POINTS)
+        data.roc.append(Curve(label, _rounded(fpr[roc_keep]), _rounded(tpr[roc_keep]), area))
         average = float(skm.average_precision_score(truth, proba[:, index]))
-        data.pr.append(Curve(label, _rounded(recall), _rounded(precision), round(average, 6)))
+        data.pr.append(Curve(label, _rounded(recall[pr_keep]), _rounded(precision[pr_keep]), round(average, 6)))
     for name, target in (("train", rows.train_target), ("test", rows.test_target)):
         counted = Counter(target.tolist())
         data.balance[name] = {str(c): int(counted.get(c, 0)) for c in classes}
@@ -184,10 +189,11 @@ def _regression(data: CardData, trained: TrainedModel) -> None:
     data.predicted = _rounded(predicted[keep])
 
 
-def _even_sample(n: int) -> np.ndarray:
-    if n <= MAX_POINTS:
+def _even_sample(n: int, most: int = MAX_POINTS) -> np.ndarray:
+    """Row indexes: all of them, or `most` spread evenly (first and last included), deterministically."""
+    if n <= most:
         return np.arange(n)
-    return np.linspace(0, n - 1, MAX_POINTS).round().astype(int)
+    return np.unique(np.linspace(0, n - 1, most).round().astype(int))
 
 
 def _rounded(values: Any) -> list[float]:
