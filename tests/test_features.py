@@ -273,6 +273,18 @@ def test_text_words_load_without_the_en_us_locale_and_match_scikit_learn() -> No
     )
 
 
+@pytest.mark.parametrize("max_words", [1, 2, 3, 50])
+def test_any_vocabulary_cap_gives_a_graph_that_loads_and_matches(max_words: int) -> None:
+    texts = np.array(["red apple pie", "green apple", "red red wine", "pie", ""] * 4, dtype=object)
+    frame = pd.DataFrame({"t": texts})
+    pipeline = Pipeline([("c", ColumnTransformer([("t", TextWords(max_words=max_words), "t")]))]).fit(frame)
+    model = convert_sklearn(pipeline, initial_types=[("t", StringTensorType([None, 1]))])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"t": texts.reshape(-1, 1)})[0]
+    assert got.shape[1] == min(max_words, 10)  # 5 words + 5 phrases here
+    np.testing.assert_allclose(got, pipeline.transform(frame), atol=1e-6)
+
+
 def test_a_text_field_without_words_is_refused() -> None:
     with pytest.raises(NoWordsError):
         TextWords().fit(pd.DataFrame({"t": ["", "a", None, "!"]}))
@@ -296,3 +308,48 @@ def test_rare_and_unseen_categories_share_one_other_column_in_the_graph_too() ->
     assert expected.shape[1] == 3 + 2  # x: a, b, other; y: p, q (no rare value in training: no other)
     assert got[1, :3].tolist() == got[2, :3].tolist() == [1, 0, 0]  # rare 'c' and unseen: __other__, a, b
     assert got[2, 3:].tolist() == [0, 0]  # y never had an other: an unseen value is all zeros
+
+
+def _random_expressions() -> Any:
+    """Well-typed expressions of every construct, nested, as text."""
+    from hypothesis import strategies as st
+
+    leaves = st.one_of(
+        st.sampled_from(["price", "carat", "-price", "2", "0.5", "0", "1e3"]),
+        st.sampled_from(["year(signup)", "month(opened)", "hour(signup)", "dayofweek(opened)", "day(signup)"]),
+        st.sampled_from(["days_between(signup, opened)", "(contract == 'monthly')", "isnull(signup)"]),
+    )
+
+    def extend(inner: Any) -> Any:
+        unary = st.sampled_from(["log", "log1p", "exp", "sqrt", "abs", "floor", "ceil", "-", "not ", "isnull"])
+        binary = st.sampled_from(["+", "-", "*", "/", "**", "<", "<=", ">", ">=", "==", "!=", "and", "or"])
+        pair = st.sampled_from(["min", "max"])
+        return st.one_of(
+            st.builds(lambda f, a: f"({f}({a}))", unary, inner),
+            st.builds(lambda a, op, b: f"({a} {op} {b})", inner, binary, inner),
+            st.builds(lambda f, a, b: f"{f}({a}, {b})", pair, inner, inner),
+            st.builds(lambda c, a, b: f"where({c}, {a}, {b})", inner, inner, inner),
+            st.builds(lambda a, b, c: f"clip({a}, {b}, {c})", inner, inner, inner),
+        )
+
+    return st.recursive(leaves, extend, max_leaves=8)
+
+
+def test_random_expressions_compute_the_same_in_the_graph_and_in_numpy() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    columns = _columns(rows=60, seed=4)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(_random_expressions(), min_size=1, max_size=4))
+    def check(texts: list[str]) -> None:
+        expressions = {f"e{i}": f"{text} + 0 * price" for i, text in enumerate(texts)}  # always reads a field
+        expected = evaluate(parse_derived(expressions, KINDS), columns)
+        got = _graph_values(expressions, columns)
+        for index, name in enumerate(expressions):
+            np.testing.assert_allclose(
+                got[:, index], expected[name], rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=expressions[name]
+            )
+
+    check()

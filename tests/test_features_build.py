@@ -19,6 +19,7 @@ import onnxruntime as ort
 import pytest
 from pymongo import MongoClient
 
+from mlpack.config import parse_config
 from tests.conftest import Project, assert_clean_error
 from tests.test_wheel_install import _interpreter
 
@@ -293,3 +294,17 @@ def test_the_wheel_reads_dates_on_the_oldest_and_newest_python(
         [env / "bin/python", "-c", script], input=json.dumps(records), capture_output=True, text=True, check=True
     )
     assert json.loads(answer.stdout) == pytest.approx([doc["y"] for doc in docs], abs=1e-3)
+
+
+def test_feature_engineering_builds_are_byte_identical() -> None:
+    """Same data and config → the same .onnx bytes (the converters name every node deterministically)."""
+    import tomllib
+
+    from tests.training import export
+
+    raw = tomllib.loads(CONFIG.format(database="db"))
+    raw["preprocessing"] = {"text_max_words": 5}
+    config = parse_config(raw)
+    first, second = export(config, orders(80)), export(config, orders(80))
+    assert first.onnx_bytes == second.onnx_bytes
+    assert first.metadata["derived"][0] == {"name": "ratio", "expression": "price / carat", "reads": ["price", "carat"]}

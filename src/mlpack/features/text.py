@@ -50,7 +50,10 @@ class TextWords(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 continue
             for word in needed:
                 vocabulary.setdefault(word, len(vocabulary))
-        self.vectorizer_ = TfidfVectorizer(ngram_range=NGRAMS, vocabulary=vocabulary, dtype=np.float32).fit(texts)
+        # A vocabulary without any two-word phrase must say so: onnxruntime refuses to load a TfIdfVectorizer
+        # node whose max n-gram length (2) has no n-gram counts of that length.
+        ngrams = NGRAMS if any(" " in term for term in vocabulary) else (1, 1)
+        self.vectorizer_ = TfidfVectorizer(ngram_range=ngrams, vocabulary=vocabulary, dtype=np.float32).fit(texts)
         self.n_features_in_ = 1
         return self
 
