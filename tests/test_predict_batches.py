@@ -98,7 +98,11 @@ def test_spark_map_in_pandas_with_the_wheel_shipped_as_a_zip(built_model: Any, s
     out_schema = StructType(
         [*schema.fields, StructField("prediction", StringType()), StructField("probabilities", ArrayType(DoubleType()))]
     )
-    scored = frame.mapInPandas(test_model.predict_batches, out_schema).orderBy("_id").collect()
+    try:
+        scored = frame.mapInPandas(test_model.predict_batches, out_schema).orderBy("_id").collect()
+    finally:  # addPyFile also put the zip on this process's path: leave no trace for other tests
+        sys.modules.pop("test_model", None)
+        sys.path[:] = [entry for entry in sys.path if not entry.endswith("test_model.zip")]
     assert [row["prediction"] for row in scored] == test_model.predict(DOCUMENTS)
     probabilities = test_model.predict_proba(DOCUMENTS)
     for row, expected in zip(scored, probabilities):
