@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from mlpack import runtime
-from mlpack.drift import (
-    DriftWindow,
+from mlpack._serving.drift import (
     Profile,
     baseline_of,
     categorical_profile,
     numeric_profile,
     psi,
 )
+from mlpack._serving.drift_window import DriftWindow
 from tests.documents import subscribers
 
 
@@ -303,7 +303,7 @@ def test_drift_imports_only_stdlib_and_numpy() -> None:
     import sys
     from pathlib import Path
 
-    from mlpack import drift
+    from mlpack._serving import drift
 
     imported = set()
     for node in ast.walk(ast.parse(Path(drift.__file__).read_text(encoding="utf-8"))):

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlpack._serving.drift import Profile
 from mlpack.build import BuildResult
-from mlpack.drift import Profile
 from tests.documents import subscribers
 from tests.http_client import ServerProcess
 from tests.test_drift import reference_categorical_psi, reference_numeric_psi

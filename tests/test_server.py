@@ -468,14 +468,13 @@ def test_the_shipped_server_imports_only_stdlib_numpy_and_itself() -> None:
     package = Path(mlpack._serving.__file__).parent
     modules = sorted(package.glob("*.py"))
     assert {m.stem for m in modules} >= {"wire", "http", "app", "v2", "openapi", "metrics", "inference_log"}
-    for module in [*modules, package.parent / "drift.py"]:  # drift.py ships beside _serving
+    for module in modules:
         imported: set[str] = set()
         for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
-                outside = node.level == 2 and node.module == "drift"  # the one sibling the wheel ships too
-                assert node.level in (0, 1) or outside, f"{module.name} reaches outside the package"
+                assert node.level in (0, 1), f"{module.name} reaches outside the package"
                 if node.level == 0 and node.module:
                     imported.add(node.module.split(".")[0])
         outside = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}

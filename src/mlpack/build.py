@@ -23,8 +23,8 @@ from typing import Any
 
 import mlpack
 from mlpack import card, experiments, registry
+from mlpack._serving.drift import baseline_of
 from mlpack.config import Config, load_config, with_version
-from mlpack.drift import baseline_of
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.estimators import make_estimator
 from mlpack.export import (

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, List, Optional
 
-from ..drift import DriftWindow  # shipped beside _serving in the wheel, as in mlpack
+from .drift_window import DriftWindow
 
 log = logging.getLogger("mlpack.server")
 

@@ -17,7 +17,7 @@ from typing import Any
 import build
 import pyproject_hooks
 
-from mlpack import _serving, drift, runtime
+from mlpack import _serving, runtime
 from mlpack.errors import ExternalError
 
 
@@ -144,7 +144,6 @@ def render_project(
             shutil.copyfile(source, package / source.name)
     shutil.copyfile(runtime.__file__, package / "_runtime.py")
     shutil.copytree(Path(_serving.__file__).parent, package / "_serving", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copyfile(drift.__file__, package / "drift.py")  # _serving imports it as ..drift
     (package / "model.onnx").write_bytes(onnx_bytes)
     (package / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (package / "mlpack.toml").write_text(config_text, encoding="utf-8")
