@@ -101,8 +101,23 @@ def test_bad_artifacts_are_usage_errors(built: BuildResult, run, tmp_path: Path)
 def test_estimators_lists_the_registry(run) -> None:
     result = run("estimators", "--json")
     listing = json.loads(result.out)
-    assert listing["supported"]["sklearn.ensemble.RandomForestClassifier"] == "classification"
-    assert "sklearn.ensemble.HistGradientBoostingClassifier" in listing["unsupported"]
+    assert listing["supported"]["sklearn.ensemble.RandomForestClassifier"]["task"] == "classification"
+    assert listing["supported"]["sklearn.svm.LinearSVC"]["probabilities"] is False
+    assert listing["supported"]["sklearn.svm.SVC"]["defaults"] == {"probability": True}
+    assert listing["supported"]["xgboost.XGBRegressor"] == {
+        "task": "regression",
+        "scaled": False,
+        "probabilities": None,
+        "defaults": {},
+        "extra": "boosting",
+        "installed": True,  # the test extra installs the boosting extra
+        "note": "",
+    }
+    assert "catboost.CatBoostClassifier" in listing["unsupported"]
+    text = run("estimators")
+    assert text.code == 0
+    assert "sklearn.svm.LinearSVC" in text.out and "labels only" in text.out
+    assert "needs mlpack-onnx[boosting] (installed)" in text.out
 
 
 def test_console_entry_point_and_module_are_the_same_program() -> None:

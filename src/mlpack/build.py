@@ -26,7 +26,7 @@ from mlpack import card, experiments, registry
 from mlpack._serving.drift import baseline_of
 from mlpack.config import Config, load_config, with_version
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
-from mlpack.estimators import make_estimator
+from mlpack.estimators import has_probabilities, make_estimator
 from mlpack.export import (
     check_parity,
     derived_metadata,
@@ -269,6 +269,7 @@ def make_model(
         metadata["target_transform"] = config.features.target_transform
     if trained.classes is not None:
         metadata["classes"] = trained.classes
+        metadata["probabilities"] = has_probabilities(trained.pipeline)
     try:
         check_gates(trained.metrics, config.evaluation.gates)
         say("exporting to ONNX")

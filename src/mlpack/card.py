@@ -22,6 +22,7 @@ from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 
 from mlpack import charts
+from mlpack.estimators import has_probabilities
 from mlpack.train import METRICS, Split, TrainedModel
 
 IMPORTANCE_REPEATS = 5
@@ -154,9 +155,13 @@ def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
     data.classes = [str(c) for c in classes]
     predicted = trained.pipeline.predict(trained.test_frame)
     data.confusion = skm.confusion_matrix(trained.test_target, predicted, labels=classes).tolist()
-    proba = trained.pipeline.predict_proba(trained.test_frame)
     # Binary: the curves of the second class (scikit-learn's positive class); more: one vs rest each.
+    # A classifier without probabilities (LinearSVC) has no curves to draw.
     positives = [1] if len(classes) == 2 else list(range(len(classes)))
+    if not has_probabilities(trained.pipeline):
+        positives = []
+    else:
+        proba = trained.pipeline.predict_proba(trained.test_frame)
     for index in positives:
         truth = np.asarray(trained.test_target == classes[index])
         if truth.all() or not truth.any():

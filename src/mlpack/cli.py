@@ -275,13 +275,25 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_estimators(args: argparse.Namespace) -> int:
-    from mlpack.estimators import KNOWN_BROKEN, SUPPORTED
+    from mlpack.estimators import catalogue
 
+    listing = catalogue()
     if args.json:
-        _print_json({"supported": {k: v.task for k, v in SUPPORTED.items()}, "unsupported": KNOWN_BROKEN})
+        _print_json(listing)
         return 0
-    for path, spec in SUPPORTED.items():
-        print(f"{path:<48} {spec.task}{'  (scaled inputs)' if spec.scaled else ''}")
+    for path, entry in listing["supported"].items():
+        notes = [
+            *(["scaled inputs"] if entry["scaled"] else []),
+            *(["labels only"] if entry["probabilities"] is False else []),
+            *(f"{key}={value!r}" for key, value in entry["defaults"].items()),
+        ]
+        if entry["extra"]:
+            installed = "installed" if entry["installed"] else "not installed"
+            notes.append(f"needs mlpack-onnx[{entry['extra']}] ({installed})")
+        print(f"{path:<50} {entry['task']:<15} {'; '.join(notes)}".rstrip())
+    print("\nnot supported (any class not listed above is refused too: only parity-tested estimators are):")
+    for path, reason in listing["unsupported"].items():
+        print(f"{path:<50} {reason}")
     return 0
 
 

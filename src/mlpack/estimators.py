@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass
+import importlib.util
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from sklearn.base import BaseEstimator
 
+from mlpack import converters
 from mlpack.config import EstimatorSection, Task
 from mlpack.errors import ConfigError
 
@@ -22,44 +26,145 @@ class EstimatorSpec:
     task: Task
     # Scale-sensitive models get a StandardScaler; trees must not (it breaks float32 parity, FACTS.md).
     scaled: bool
+    # Params mlpack sets unless the config sets them, each for a reason given in its entry below.
+    defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Whether, with its defaults, it gives class probabilities (LinearSVC gives only labels).
+    probabilities: bool = True
+    # The mlpack-onnx extra that installs its library, when scikit-learn is not enough.
+    extra: str | None = None
+    # Registers the skl2onnx converter mlpack provides for it, before it is constructed.
+    register: Callable[[], None] | None = None
+    # The class actually trained, when mlpack adapts the configured one (module.Class).
+    trained_class: str | None = None
+    # The ai.onnx.ml opset its converter writes, when it cannot write the newest (onnxmltools).
+    ml_opset: int | None = None
+    # skl2onnx options for a classifier: a plain probability tensor instead of ZipMap (faster, and
+    # readable by Triton and ORT-web clients).
+    converter_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"zipmap": False}))
+    # Exceptions its fit raises for bad params besides ValueError/TypeError (module.Class).
+    fit_errors: tuple[str, ...] = ()
+    note: str = ""
 
 
 _C: Task = "classification"
 _R: Task = "regression"
 
+
+def _defaults(**params: Any) -> Mapping[str, Any]:
+    return MappingProxyType(params)
+
+
+# onnxmltools 1.16 writes the TreeEnsemble ops of ai.onnx.ml 3 and refuses to convert into a model
+# that declares a newer version of that domain (which skl2onnx does for target_opset 17).
+_ONNXMLTOOLS_ML_OPSET = 3
+
 SUPPORTED: dict[str, EstimatorSpec] = {
+    # -- linear models, SVMs, neural networks: scale-sensitive ----------------------------------
     "sklearn.linear_model.LogisticRegression": EstimatorSpec(_C, scaled=True),
+    "sklearn.linear_model.SGDClassifier": EstimatorSpec(
+        _C,
+        scaled=True,
+        # log_loss gives probabilities (the default hinge loss gives none).
+        defaults=_defaults(loss="log_loss"),
+        note="probabilities with loss log_loss (mlpack's default) or modified_huber",
+    ),
+    "sklearn.svm.SVC": EstimatorSpec(
+        _C,
+        scaled=True,
+        # probability=True fits Platt scaling, so the model answers probabilities like the others.
+        defaults=_defaults(probability=True),
+    ),
+    "sklearn.svm.LinearSVC": EstimatorSpec(
+        _C,
+        scaled=True,
+        probabilities=False,
+        # Its converter has no zipmap option, but skl2onnx's Pipeline parser adds zipmap=True to a
+        # final classifier that has no options, then refuses it: naming any valid option avoids that.
+        converter_options=_defaults(nocl=False),
+        note="labels only: no class probabilities (use SVC for them)",
+    ),
+    "sklearn.neural_network.MLPClassifier": EstimatorSpec(_C, scaled=True),
     "sklearn.neighbors.KNeighborsClassifier": EstimatorSpec(_C, scaled=True),
-    "sklearn.tree.DecisionTreeClassifier": EstimatorSpec(_C, scaled=False),
-    "sklearn.ensemble.RandomForestClassifier": EstimatorSpec(_C, scaled=False),
-    "sklearn.ensemble.ExtraTreesClassifier": EstimatorSpec(_C, scaled=False),
-    "sklearn.ensemble.GradientBoostingClassifier": EstimatorSpec(_C, scaled=False),
     "sklearn.linear_model.LinearRegression": EstimatorSpec(_R, scaled=True),
     "sklearn.linear_model.Ridge": EstimatorSpec(_R, scaled=True),
     "sklearn.linear_model.Lasso": EstimatorSpec(_R, scaled=True),
     "sklearn.linear_model.ElasticNet": EstimatorSpec(_R, scaled=True),
+    "sklearn.linear_model.SGDRegressor": EstimatorSpec(_R, scaled=True),
+    "sklearn.svm.SVR": EstimatorSpec(_R, scaled=True),
+    "sklearn.svm.LinearSVR": EstimatorSpec(_R, scaled=True),
+    "sklearn.neural_network.MLPRegressor": EstimatorSpec(_R, scaled=True),
     "sklearn.neighbors.KNeighborsRegressor": EstimatorSpec(_R, scaled=True),
+    # -- naive Bayes: per-feature Gaussians are unchanged by scaling --------------------------
+    "sklearn.naive_bayes.GaussianNB": EstimatorSpec(_C, scaled=False),
+    # -- trees: unscaled ------------------------------------------------------------------------
+    "sklearn.tree.DecisionTreeClassifier": EstimatorSpec(_C, scaled=False),
+    "sklearn.ensemble.RandomForestClassifier": EstimatorSpec(_C, scaled=False),
+    "sklearn.ensemble.ExtraTreesClassifier": EstimatorSpec(_C, scaled=False),
+    "sklearn.ensemble.GradientBoostingClassifier": EstimatorSpec(_C, scaled=False),
+    "sklearn.ensemble.HistGradientBoostingClassifier": EstimatorSpec(
+        _C, scaled=False, register=converters.register_hist_gradient_boosting
+    ),
     "sklearn.tree.DecisionTreeRegressor": EstimatorSpec(_R, scaled=False),
     "sklearn.ensemble.RandomForestRegressor": EstimatorSpec(_R, scaled=False),
     "sklearn.ensemble.ExtraTreesRegressor": EstimatorSpec(_R, scaled=False),
     "sklearn.ensemble.GradientBoostingRegressor": EstimatorSpec(_R, scaled=False),
+    "sklearn.ensemble.HistGradientBoostingRegressor": EstimatorSpec(
+        _R, scaled=False, register=converters.register_hist_gradient_boosting
+    ),
+    # -- XGBoost and LightGBM, converted by onnxmltools (the `boosting` extra) ------------------
+    "xgboost.XGBClassifier": EstimatorSpec(
+        _C,
+        scaled=False,
+        extra="boosting",
+        register=converters.register_xgboost,
+        trained_class="mlpack.xgboost_labels.LabelledXGBClassifier",  # XGBoost takes only labels 0..n-1
+        ml_opset=_ONNXMLTOOLS_ML_OPSET,
+    ),
+    "xgboost.XGBRegressor": EstimatorSpec(
+        _R, scaled=False, extra="boosting", register=converters.register_xgboost, ml_opset=_ONNXMLTOOLS_ML_OPSET
+    ),
+    "lightgbm.LGBMClassifier": EstimatorSpec(
+        _C,
+        scaled=False,
+        # LightGBM logs every fit to stdout ("[LightGBM] [Info] ..."), which would garble --json output.
+        defaults=_defaults(verbose=-1),
+        extra="boosting",
+        register=converters.register_lightgbm,
+        fit_errors=("lightgbm.basic.LightGBMError",),
+        ml_opset=_ONNXMLTOOLS_ML_OPSET,
+    ),
+    "lightgbm.LGBMRegressor": EstimatorSpec(
+        _R,
+        scaled=False,
+        defaults=_defaults(verbose=-1),
+        extra="boosting",
+        register=converters.register_lightgbm,
+        fit_errors=("lightgbm.basic.LightGBMError",),
+        ml_opset=_ONNXMLTOOLS_ML_OPSET,
+    ),
 }
 
-# Known not to convert correctly with the pinned versions: refused up front with the reason.
-KNOWN_BROKEN: dict[str, str] = {
-    "sklearn.ensemble.HistGradientBoostingClassifier": (
-        "skl2onnx 1.20.0 with scikit-learn 1.9.1 and onnx 1.23.2 fails to convert it "
-        "('Expected an int, got a boolean'); use GradientBoostingClassifier"
+# Refused up front, with the reason (shown by `mlpack estimators` and in the error). Any other
+# class is refused too: mlpack admits only what tests/test_estimators.py checks for parity.
+UNSUPPORTED: dict[str, str] = {
+    "catboost.CatBoostClassifier": (
+        "there is no skl2onnx converter to register for it: onnxmltools only calls CatBoost's own "
+        "exporter, which converts a bare model, not one inside mlpack's preprocessing pipeline; "
+        "use lightgbm.LGBMClassifier or xgboost.XGBClassifier"
     ),
-    "sklearn.ensemble.HistGradientBoostingRegressor": (
-        "skl2onnx 1.20.0 with scikit-learn 1.9.1 and onnx 1.23.2 fails to convert it; use GradientBoostingRegressor"
+    "catboost.CatBoostRegressor": (
+        "there is no skl2onnx converter to register for it (see CatBoostClassifier); "
+        "use lightgbm.LGBMRegressor or xgboost.XGBRegressor"
     ),
 }
+
+# The modules each extra must provide (checked without importing them).
+_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"boosting": ("onnxmltools", "xgboost", "lightgbm")}
 
 
 def spec_for(class_path: str, task: Task) -> EstimatorSpec:
-    if class_path in KNOWN_BROKEN:
-        raise ConfigError(f"[estimator].class {class_path} is not supported: {KNOWN_BROKEN[class_path]}")
+    if class_path in UNSUPPORTED:
+        raise ConfigError(f"[estimator].class {class_path} is not supported: {UNSUPPORTED[class_path]}")
     spec = SUPPORTED.get(class_path)
     if spec is None:
         by_short_name = {path.rsplit(".", 1)[1]: path for path in SUPPORTED}
@@ -73,15 +178,71 @@ def spec_for(class_path: str, task: Task) -> EstimatorSpec:
     return spec
 
 
-def make_estimator(section: EstimatorSection, task: Task) -> tuple[BaseEstimator, EstimatorSpec]:
-    """The configured estimator, constructed with its params; bad params name themselves."""
+def _import_class(class_path: str, spec: EstimatorSpec) -> Any:
+    module_name, class_name = class_path.rsplit(".", 1)
+    try:
+        if spec.register is not None:
+            spec.register()
+        return getattr(importlib.import_module(module_name), class_name)
+    except ImportError as exc:
+        if spec.extra is None:
+            raise
+        raise ConfigError(
+            f"[estimator].class {class_path} needs the '{spec.extra}' extra "
+            f"(pip install 'mlpack-onnx[{spec.extra}]'): {exc}"
+        ) from None
+
+
+def make_estimator(section: EstimatorSection, task: Task, *, seed: int = 0) -> tuple[BaseEstimator, EstimatorSpec]:
+    """The configured estimator, constructed with its params; bad params name themselves.
+
+    Params: mlpack's defaults for the estimator, then the config's. An estimator with a
+    `random_state` gets `seed` unless the config sets one, so that the same data and config
+    train the same model (and give byte-identical artifacts).
+    """
     spec = spec_for(section.class_path, task)
-    module_name, class_name = section.class_path.rsplit(".", 1)
-    estimator_class: Any = getattr(importlib.import_module(module_name), class_name)
+    estimator_class = _import_class(section.class_path, spec)
+    class_name = section.class_path.rsplit(".", 1)[1]
     valid = set(estimator_class().get_params())
     for param in section.params:
         if param not in valid:
             hint = difflib.get_close_matches(param, sorted(valid), n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             raise ConfigError(f"[estimator].params.{param} is not a parameter of {class_name}{suggestion}")
-    return estimator_class(**section.params), spec
+    params = {**spec.defaults, **section.params}
+    if "random_state" in valid:
+        params.setdefault("random_state", seed)
+    trained_class = _import_class(spec.trained_class, spec) if spec.trained_class else estimator_class
+    return trained_class(**params), spec
+
+
+def fit_errors(spec: EstimatorSpec) -> tuple[type[Exception], ...]:
+    """What a fit with bad params raises: scikit-learn's ValueError/TypeError, and the library's own."""
+    errors: list[type[Exception]] = [ValueError, TypeError]
+    for path in spec.fit_errors:
+        module_name, class_name = path.rsplit(".", 1)
+        errors.append(getattr(importlib.import_module(module_name), class_name))
+    return tuple(errors)
+
+
+def catalogue() -> dict[str, Any]:
+    """What `mlpack estimators` shows: each supported estimator with what it needs, and the refused ones."""
+    supported = {}
+    for path, spec in SUPPORTED.items():
+        modules = (path.split(".", 1)[0], *_EXTRA_MODULES.get(spec.extra or "", ()))
+        supported[path] = {
+            "task": spec.task,
+            "scaled": spec.scaled,
+            "probabilities": spec.probabilities if spec.task == "classification" else None,
+            "defaults": dict(spec.defaults),
+            "extra": spec.extra,
+            "installed": all(importlib.util.find_spec(module) is not None for module in modules),
+            "note": spec.note,
+        }
+    return {"supported": supported, "unsupported": dict(UNSUPPORTED)}
+
+
+def has_probabilities(estimator: Any) -> bool:
+    """Whether a (fitted or configured) classifier answers class probabilities: SVC only with
+    probability=True, SGDClassifier only with a probabilistic loss, LinearSVC never."""
+    return hasattr(estimator, "predict_proba")

@@ -33,7 +33,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from mlpack.config import Config
 from mlpack.errors import ConfigError, DataError, ExternalError
-from mlpack.estimators import make_estimator
+from mlpack.estimators import fit_errors, make_estimator
 from mlpack.train import METRICS, Split, build_pipeline, frame, metric_names, score_all, with_class_weight_labels
 
 DEFAULT_FOLDS = 3
@@ -311,7 +311,7 @@ def _run_trial(
         params = with_class_weight_labels(params, y_all)
     section = dataclasses.replace(config.estimator, params=params)
     for fit_rows, score_rows in folds:
-        estimator, spec = make_estimator(section, config.model.task)
+        estimator, spec = make_estimator(section, config.model.task, seed=config.evaluation.seed)
         pipeline = build_pipeline(config, input_names, estimator, spec)
         fit_args = {"estimator__sample_weight": weight[fit_rows]} if weight is not None else {}
         began = time.perf_counter()
@@ -319,7 +319,7 @@ def _run_trial(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 pipeline.fit(x_all.iloc[fit_rows], y_all[fit_rows], **fit_args)
-        except (ValueError, TypeError) as exc:  # a bad value in the space (InvalidParameterError is a ValueError)
+        except fit_errors(spec) as exc:  # a bad value in the space (InvalidParameterError is a ValueError)
             trial.fit_seconds.append(time.perf_counter() - began)
             trial.status, trial.error = "failed", f"{type(exc).__name__}: {exc}"
             trial.folds = []

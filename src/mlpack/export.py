@@ -14,6 +14,7 @@ from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringT
 
 from mlpack.config import FeaturesSection
 from mlpack.errors import ExternalError, QualityGateError
+from mlpack.estimators import has_probabilities
 from mlpack.features.converters import register as register_converters
 from mlpack.runtime import Model
 from mlpack.train import TrainedModel
@@ -76,15 +77,49 @@ def to_onnx(trained: TrainedModel, inputs: list[dict[str, str]], *, opset: int, 
     register_converters()  # mlpack's own transformers (derived features, dates, text, target transform)
     initial_types = [(entry["name"], INPUT_TYPES[entry["kind"]][1]([None, 1])) for entry in inputs]
     estimator = trained.pipeline.steps[-1][1]
-    # A plain probability tensor instead of ZipMap: faster, and readable by Triton and ORT-web clients.
-    options = {id(estimator): {"zipmap": False}} if trained.classes is not None else None
+    probabilities = trained.classes is not None and has_probabilities(estimator)
+    options = {id(estimator): dict(trained.spec.converter_options)} if trained.classes is not None else None
+    target_opset: int | dict[str, int] = opset
+    if trained.spec.ml_opset is not None:
+        target_opset = {"": opset, "ai.onnx.ml": trained.spec.ml_opset}
     try:
-        model = convert_sklearn(trained.pipeline, initial_types=initial_types, target_opset=opset, options=options)
+        model = convert_sklearn(
+            trained.pipeline, initial_types=initial_types, target_opset=target_opset, options=options
+        )
     except Exception as exc:  # skl2onnx raises bare RuntimeError/TypeError/etc. for unconvertible models
-        raise ExternalError(f"skl2onnx could not convert the pipeline: {type(exc).__name__}: {exc}") from None
+        raise ExternalError(f"skl2onnx could not convert the pipeline: {_short(exc)}") from None
+    if trained.classes is not None and not probabilities:
+        # Its second output holds decision scores, not probabilities: the graph answers labels only.
+        _keep_outputs(model, [model.graph.output[0].name])
     # skl2onnx names the graph with a random UUID; a fixed name keeps builds byte-identical.
     model.graph.name = graph_name
     return model
+
+
+def _short(exc: BaseException) -> str:
+    """An exception in one line: skl2onnx's messages can hold every attribute of a node (megabytes)."""
+    lines = str(exc).strip().splitlines() or [""]
+    text = f"{type(exc).__name__}: {lines[0][:300]}{' ...' if len(lines) > 1 or len(lines[0]) > 300 else ''}"
+    return f"{text} (caused by {_short(exc.__cause__)})" if exc.__cause__ is not None else text
+
+
+def _keep_outputs(model: onnx.ModelProto, names: list[str]) -> None:
+    """Drop the graph's other outputs and the nodes that only they needed."""
+    kept = [output for output in model.graph.output if output.name in names]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    needed = set(names)
+    nodes = []
+    for node in reversed(model.graph.node):
+        if needed.intersection(node.output):
+            nodes.append(node)
+            needed.update(node.input)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(nodes))
+    used = needed | {i for node in model.graph.node for i in node.input}
+    initializers = [tensor for tensor in model.graph.initializer if tensor.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(initializers)
 
 
 @dataclass(frozen=True)
@@ -109,6 +144,17 @@ def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> Pari
     relative for regression values above 1, where float32 cannot be closer than about 6e-8 × |value|.
     """
     labels, probabilities, _ = model.run(trained.test_columns)
+    if trained.classes is not None and probabilities is None:
+        # Labels only (LinearSVC): every disagreement counts, as there are no probabilities to show a tie.
+        agree = np.asarray(labels) == trained.pipeline.predict(trained.test_frame)
+        return ParityReport(
+            rows=len(agree),
+            max_abs_diff=0.0,
+            tolerance=tolerance,
+            within_tolerance=True,
+            label_agreement=round(float(np.mean(agree)), 6),
+            label_disagreements=int(np.sum(~agree)),
+        )
     if trained.classes is not None:
         expected = trained.pipeline.predict_proba(trained.test_frame)
         actual = np.asarray(probabilities, dtype=np.float64)

@@ -181,6 +181,8 @@ class Model:
         self.version: str = self.metadata["version"]
         self.task: str = self.metadata["task"]
         self.classes: list[Any] | None = self.metadata.get("classes")
+        # A classifier without class probabilities (LinearSVC) says so; older models always had them.
+        self.probabilities: bool = self.task == "classification" and self.metadata.get("probabilities", True)
         # What the graph is fed: every input (derived features' fields, dates, text), or for models
         # built before `inputs` existed, the features.
         inputs = self.metadata.get("inputs")
@@ -277,7 +279,7 @@ class Model:
         feeds, single = self.feeds(data)
         outputs = self.session.run(None, feeds)
         if self.task == "classification":
-            labels, probabilities = outputs[0].tolist(), outputs[1].tolist()
+            labels, probabilities = outputs[0].tolist(), outputs[1].tolist() if self.probabilities else None
         else:
             labels, probabilities = outputs[0].ravel().tolist(), None
         if observe is not None:
@@ -328,6 +330,9 @@ class Model:
         """Class probabilities in the order of `classes`: one row per record."""
         if self.task != "classification":
             raise ValueError(f"{self.name} is a regression model: it has no class probabilities")
+        if not self.probabilities:
+            estimator = self.metadata.get("estimator", {}).get("class", "its estimator")
+            raise ValueError(f"{self.name} gives labels only: {estimator} has no class probabilities")
         _, probabilities, single = self.run(data)
         assert probabilities is not None
         return probabilities[0] if single else probabilities

@@ -21,7 +21,7 @@ from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
 from mlpack.config import Config, Task
 from mlpack.errors import ConfigError, DataError, QualityGateError
-from mlpack.estimators import EstimatorSpec, make_estimator
+from mlpack.estimators import EstimatorSpec, fit_errors, has_probabilities, make_estimator
 from mlpack.features.categories import RareCategories
 from mlpack.features.dates import DateParts
 from mlpack.features.derived import DerivedFeatures
@@ -83,9 +83,13 @@ class TrainedModel:
 
 
 def metric_names(config: Config) -> list[str]:
-    """The metrics to compute, checked against the task; gates must name one of them."""
+    """The metrics to compute, checked against the task and the estimator; gates must name one of them."""
     task = config.model.task
-    names = config.evaluation.metrics or DEFAULT_METRICS[task]
+    estimator, _ = make_estimator(config.estimator, task)
+    probabilities = task == "classification" and has_probabilities(estimator)
+    names = config.evaluation.metrics or [
+        name for name in DEFAULT_METRICS[task] if probabilities or not METRICS[name].uses_probabilities
+    ]
     for name in [*names, *config.evaluation.gates]:
         metric = METRICS.get(name)
         if metric is None:
@@ -93,6 +97,11 @@ def metric_names(config: Config) -> list[str]:
             raise ConfigError(f"[evaluation] unknown metric '{name}' (known for {task}: {known})")
         if metric.task != task:
             raise ConfigError(f"[evaluation] metric '{name}' is for {metric.task}, but [model].task is {task}")
+        if metric.uses_probabilities and not probabilities:
+            raise ConfigError(
+                f"[evaluation] metric '{name}' needs class probabilities, which "
+                f"{config.estimator.class_path.rsplit('.', 1)[-1]} with these params does not give"
+            )
     return list(dict.fromkeys([*names, *config.evaluation.gates]))
 
 
@@ -236,7 +245,7 @@ def score_all(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, names: list[st
     """Every named metric of a fitted pipeline on (x, y); a metric undefined on these rows is NaN."""
     predicted = pipeline.predict(x)
     classification = METRICS[names[0]].task == "classification"
-    probabilities = pipeline.predict_proba(x) if classification else None
+    probabilities = pipeline.predict_proba(x) if classification and has_probabilities(pipeline) else None
     classes = pipeline.classes_.tolist() if classification else []
     scores = {}
     for name in names:
@@ -262,7 +271,7 @@ def train(
     if classification:
         chosen = with_class_weight_labels(chosen, parts.train_target)
     section = dataclasses.replace(config.estimator, params=chosen)
-    estimator, spec = make_estimator(section, config.model.task)
+    estimator, spec = make_estimator(section, config.model.task, seed=config.evaluation.seed)
     names = metric_names(config)
     pipeline = build_pipeline(config, input_names, estimator, spec)
     fit_args = {"estimator__sample_weight": parts.train_weight} if parts.train_weight is not None else {}
@@ -274,7 +283,7 @@ def train(
             pipeline.fit(train_frame, parts.train_target, **fit_args)
     except NoWordsError as exc:
         raise DataError(str(exc)) from None
-    except (ValueError, TypeError) as exc:
+    except fit_errors(spec) as exc:
         # scikit-learn validates params at fit time (InvalidParameterError is a ValueError).
         raise ConfigError(f"[estimator] {config.estimator.class_path} could not be trained: {exc}") from None
     test_frame = frame(parts.test_columns, input_names)

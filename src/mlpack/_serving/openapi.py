@@ -34,7 +34,7 @@ def openapi_document(model: Any) -> Dict[str, Any]:
             "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
         },
     }
-    if model.task == "classification":
+    if model.probabilities:
         response["properties"]["probabilities"] = {
             "type": "array",
             "items": {"type": "array", "items": {"type": "number"}},

@@ -49,7 +49,7 @@ class OpenInference:
             outputs = [
                 {"name": "label", "datatype": self._label_type(), "shape": [-1]},
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, width]},
-            ]
+            ][: 2 if self.model.probabilities else 1]  # a classifier without probabilities: labels only
         else:
             outputs = [{"name": "variable", "datatype": "FP32", "shape": [-1]}]
         return {
@@ -118,9 +118,12 @@ class OpenInference:
         count = len(labels)
         if self.model.task != "classification":
             return [{"name": "variable", "datatype": "FP32", "shape": [count], "data": labels}]
+        label = {"name": "label", "datatype": self._label_type(), "shape": [count], "data": labels}
+        if probabilities is None:  # a classifier without probabilities (LinearSVC)
+            return [label]
         width = len(probabilities[0]) if probabilities else 0
         return [
-            {"name": "label", "datatype": self._label_type(), "shape": [count], "data": labels},
+            label,
             {
                 "name": "probabilities",
                 "datatype": "FP32",

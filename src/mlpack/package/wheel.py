@@ -92,7 +92,7 @@ def render_model_card(metadata: dict[str, Any], template: str, card_tables: str 
         proba_usage=(
             f"\n```python\n{import_name}.predict_proba(record)"
             f"   # probabilities, in the order of {import_name}.classes\n```\n"
-            if classes is not None
+            if classes is not None and metadata.get("probabilities", True)
             else ""
         ),
         features_table=_markdown_table(
