@@ -309,10 +309,10 @@ def test_config_mistakes_fail_before_touching_the_database(
     churn_project: Project, run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLPACK_TEST_URI", f"mongodb://127.0.0.1:{free_port()}/")  # would take 10 s to time out
-    churn_project.edit("sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.HistGradientBoostingClassifier")
+    churn_project.edit("sklearn.ensemble.RandomForestClassifier", "catboost.CatBoostClassifier")
     started = time.monotonic()
-    assert_clean_error(run("build", churn_project.path), 2, "HistGradientBoostingClassifier is not supported")
-    churn_project.edit("sklearn.ensemble.HistGradientBoostingClassifier", "sklearn.svm.NuSVC")
+    assert_clean_error(run("build", churn_project.path), 2, "catboost.CatBoostClassifier is not supported")
+    churn_project.edit("catboost.CatBoostClassifier", "sklearn.svm.NuSVC")
     assert_clean_error(run("build", churn_project.path), 2, "sklearn.svm.NuSVC is not a supported estimator")
     churn_project.edit("sklearn.svm.NuSVC", "sklearn.ensemble.RandomForestClassifier")
     churn_project.edit("gates = { accuracy = 0.6 }", "gates = { r2 = 0.6 }")
