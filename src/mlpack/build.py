@@ -21,6 +21,8 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 import mlpack
 from mlpack import card, experiments, registry
 from mlpack._serving.drift import baseline_of
@@ -144,6 +146,9 @@ def build(
             collection = database[config.source.collection]
             records = registry.Registry.for_config(database, config.registry)
             resolved_version = records.resolve_version(config.model.name, config.model.version, force=force)
+            if config.model.version == "auto" and out_dir.is_dir():
+                taken = [resolved_version, registry.next_patch(versions_in(out_dir, config.model.name))]
+                resolved_version = max(taken, key=Version)
             if config.source.seed:
                 inserted = seed_collection(collection, config.project_dir / config.source.seed)
                 if inserted:
@@ -180,7 +185,7 @@ def build(
                 )
                 raise
             with_image = image if image is not None else config.image_configured
-            result = write_artifacts(config, exported, out_dir, say, image_context=with_image, clock=clock)
+            result = write_artifacts(config, exported, out_dir, say, image_context=with_image, clock=clock, force=force)
             try:
                 if with_image:
                     build_image_step(config, result, required=image is True, say=say, clock=clock)
@@ -310,8 +315,12 @@ def write_artifacts(
     *,
     image_context: bool = False,
     clock: StageClock | None = None,
+    force: bool = False,
 ) -> BuildResult:
-    """Wheel, sdist, ONNX file, report (and the image's build context), staged, then renamed into `out_dir`."""
+    """Wheel, sdist, ONNX file, report (and the image's build context), staged, then renamed into `out_dir`.
+
+    An artifact already in `out_dir` under the same name is replaced only when it is byte-identical
+    (a reproducible rebuild) or `force` is given: nothing else ever silently overwrites a build."""
     metadata = exported.metadata
     stem = f"{config.model.name}-{metadata['version']}"
     epoch = _epoch(metadata["created"])
@@ -363,6 +372,8 @@ def write_artifacts(
         _write_json(report_path, report)
         staged["report"] = report_path
         final = {kind: out_dir / path.name for kind, path in staged.items()}
+        if not force:
+            _refuse_to_replace_a_different_build(staged, final, artifacts)
         for kind, path in staged.items():
             _move_into_place(path, final[kind], stage)
     return BuildResult(metadata=metadata, artifacts=final, report=report, clock=clock)
@@ -384,6 +395,32 @@ def _project_path(config: Config, value: str) -> str:
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _refuse_to_replace_a_different_build(
+    staged: dict[str, Path], final: dict[str, Path], artifacts: dict[str, Any]
+) -> None:
+    for kind in ("wheel", "sdist", "onnx"):
+        target = final[kind]
+        if target.is_file() and sha256_of(target) != artifacts[kind]["sha256"]:
+            raise ConfigError(
+                f"{target} already exists and holds a different build of the same name and version: "
+                'build another version (--version, or version = "auto"), or pass --force to replace it'
+            )
+
+
+def versions_in(out_dir: Path, name: str) -> list[str]:
+    """The versions of `name` whose build reports are in `out_dir`: "auto" counts them as taken too,
+    so a throwaway registry (the embedded demo server) never hands out a version dist/ holds."""
+    found = []
+    for report in out_dir.glob(f"{name}-*.json"):
+        try:
+            document = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(document, dict) and document.get("name") == name and isinstance(document.get("version"), str):
+            found.append(document["version"])
+    return found
 
 
 def _move_into_place(source: Path, target: Path, stage: Path) -> None:
