@@ -367,7 +367,9 @@ def test_registry_can_be_renamed_or_turned_off(churn_project: Project, run, mong
     assert "mlpack_models" not in database.list_collection_names()
 
     churn_project.edit('collection = "model_builds"', "enabled = false")
-    assert run("build", churn_project.path, "-q").code == 0  # the same version again: nothing holds it
+    # The same version again: no registry holds it, but dist/ does (a different build: new `created`).
+    assert_clean_error(run("build", churn_project.path), 2, "already exists and holds a different build")
+    assert run("build", churn_project.path, "-q", "--force").code == 0
     assert database["model_builds"].count_documents({}) == 1
     churn_project.edit('version = "1.0.0"', 'version = "auto"')
     assert_clean_error(run("build", churn_project.path), 2, '"auto" needs the registry')
