@@ -105,6 +105,12 @@ def wrk(url: str, body: str, connections: int, seconds: int, scratch: Path) -> d
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), all threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(command: list[str], ready_url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
@@ -241,8 +247,12 @@ def main() -> int:
         runs: dict[str, dict[int, list[dict[str, float]]]] = {"mlpack": {}, "mlpack (drift off)": {}}
         for conc in CONCURRENCY:
             for _ in range(max(1, args.drift_rounds)):
-                for name, spec in (("mlpack", on), ("mlpack (drift off)", off)):
-                    runs[name].setdefault(conc, []).append(wrk(spec[2], spec[3], conc, args.seconds, scratch))
+                for (name, spec), proc in zip((("mlpack", on), ("mlpack (drift off)", off)), pair):
+                    before = cpu_seconds(proc.pid)
+                    run = wrk(spec[2], spec[3], conc, args.seconds, scratch)
+                    # CPU the server spent per request (all its threads): steadier than req/s on a busy machine.
+                    run["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - before) / max(1.0, run["rps"] * args.seconds)
+                    runs[name].setdefault(conc, []).append(run)
         for name, by_conc in runs.items():
             results[name] = {
                 conc: {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
@@ -282,7 +292,9 @@ def main() -> int:
         for conc in CONCURRENCY:
             on, off = results["mlpack"][conc], results["mlpack (drift off)"][conc]
             rps, p99 = on["rps"] / off["rps"], on["p99_ms"] / off["p99_ms"]
-            print(f"drift tracking on vs off @ {conc}: {rps:.2f}x req/s, {p99:.2f}x p99")
+            ratio = on["cpu_us"] / off["cpu_us"]
+            cpu = f"server CPU per request {on['cpu_us']:.0f} vs {off['cpu_us']:.0f} us ({ratio:.2f}x)"
+            print(f"drift tracking on vs off @ {conc}: {rps:.2f}x req/s, {p99:.2f}x p99; {cpu}")
             within &= rps >= 0.9 and p99 <= 1.1
         rounds = max(1, args.drift_rounds)
         print(f"(medians of {rounds} alternating runs each)")
