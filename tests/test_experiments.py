@@ -387,3 +387,20 @@ def test_disabled_registry_logs_nothing_and_the_summary_is_printed(
     assert "search: 2 trials, best {" in result.out and "3-fold CV f1_macro" in result.out
     assert "trial 1/2" in result.err  # progress names each trial
     assert trials_of(mongo_client, churn_project) == []
+
+
+def test_a_scoring_metric_outside_the_reported_ones_is_still_computed_and_ranks() -> None:
+    from tests.documents import subscribers
+
+    config = config_for(
+        "sklearn.tree.DecisionTreeClassifier",
+        "classification",
+        {"random_state": 0},
+        evaluation={"metrics": ["accuracy"]},
+        search={"params": {"max_depth": [1, 4]}, "scoring": "balanced_accuracy", "cv": 3},
+    )
+    exported = export(config, subscribers(160))
+    assert exported.experiment is not None
+    scores = {t.params["max_depth"]: t.score("balanced_accuracy") for t in exported.experiment.trials}
+    assert all(not np.isnan(v) for v in scores.values())
+    assert exported.metadata["search"]["best_params"] == {"max_depth": max(scores, key=lambda d: scores[d])}

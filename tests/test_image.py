@@ -79,6 +79,9 @@ def test_image_builds_runs_and_describes_itself(
     report = json.loads(result.out)
     image = report["image"]
     assert image["built"] and image["tag"] == "churn-model:1.0.0" and image["id"].startswith("sha256:")
+    assert report["timings"]["stages"]["image"] > 0  # the engine's build is a timed stage (issue #10)
+    on_disk = json.loads((churn_project.path / "dist" / "churn-model-1.0.0.json").read_text())
+    assert on_disk["timings"] == report["timings"] and on_disk["image"] == image
     context = churn_project.path / "dist" / "churn-model-1.0.0.docker"
     dockerfile = (context / "Dockerfile").read_text()
     assert "USER 65532:65532" in dockerfile and f"EXPOSE {port}" in dockerfile and "HEALTHCHECK" in dockerfile

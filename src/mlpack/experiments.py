@@ -275,7 +275,8 @@ def run(
     if the_plan is None:
         return None
     started = time.monotonic()
-    names = metric_names(config)
+    # Every reported metric, and the scoring one even when [evaluation].metrics leaves it out.
+    names = list(dict.fromkeys([*metric_names(config), the_plan.scoring]))
     x_all = frame(split.train_columns, input_names)
     y_all = split.train_target
     weight = split.train_weight
