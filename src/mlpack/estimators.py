@@ -41,6 +41,8 @@ class EstimatorSpec:
     # skl2onnx options for a classifier: a plain probability tensor instead of ZipMap (faster, and
     # readable by Triton and ORT-web clients).
     converter_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"zipmap": False}))
+    # A boosted regressor whose trees onnxruntime must add in double precision (export.py says why).
+    sum_in_double: bool = False
     # Exceptions its fit raises for bad params besides ValueError/TypeError (module.Class).
     fit_errors: tuple[str, ...] = ()
     note: str = ""
@@ -107,9 +109,9 @@ SUPPORTED: dict[str, EstimatorSpec] = {
     "sklearn.tree.DecisionTreeRegressor": EstimatorSpec(_R, scaled=False),
     "sklearn.ensemble.RandomForestRegressor": EstimatorSpec(_R, scaled=False),
     "sklearn.ensemble.ExtraTreesRegressor": EstimatorSpec(_R, scaled=False),
-    "sklearn.ensemble.GradientBoostingRegressor": EstimatorSpec(_R, scaled=False),
+    "sklearn.ensemble.GradientBoostingRegressor": EstimatorSpec(_R, scaled=False, sum_in_double=True),
     "sklearn.ensemble.HistGradientBoostingRegressor": EstimatorSpec(
-        _R, scaled=False, register=converters.register_hist_gradient_boosting
+        _R, scaled=False, register=converters.register_hist_gradient_boosting, sum_in_double=True
     ),
     # -- XGBoost and LightGBM, converted by onnxmltools (the `boosting` extra) ------------------
     "xgboost.XGBClassifier": EstimatorSpec(
@@ -121,7 +123,13 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
     ),
     "xgboost.XGBRegressor": EstimatorSpec(
-        _R, scaled=False, extra="boosting", register=converters.register_xgboost, ml_opset=_ONNXMLTOOLS_ML_OPSET
+        _R,
+        scaled=False,
+        extra="boosting",
+        register=converters.register_xgboost,
+        ml_opset=_ONNXMLTOOLS_ML_OPSET,
+        sum_in_double=True,
+        note="XGBoost itself sums its trees in float32: on large targets raise [export].parity_tolerance",
     ),
     "lightgbm.LGBMClassifier": EstimatorSpec(
         _C,
@@ -141,6 +149,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         register=converters.register_lightgbm,
         fit_errors=("lightgbm.basic.LightGBMError",),
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
+        sum_in_double=True,
     ),
 }
 

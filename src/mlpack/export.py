@@ -91,6 +91,8 @@ def to_onnx(trained: TrainedModel, inputs: list[dict[str, str]], *, opset: int, 
     if trained.classes is not None and not probabilities:
         # Its second output holds decision scores, not probabilities: the graph answers labels only.
         _keep_outputs(model, [model.graph.output[0].name])
+    if trained.spec.sum_in_double:
+        _sum_trees_in_double(model)
     # skl2onnx names the graph with a random UUID; a fixed name keeps builds byte-identical.
     model.graph.name = graph_name
     return model
@@ -101,6 +103,40 @@ def _short(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines() or [""]
     text = f"{type(exc).__name__}: {lines[0][:300]}{' ...' if len(lines) > 1 or len(lines[0]) > 300 else ''}"
     return f"{text} (caused by {_short(exc.__cause__)})" if exc.__cause__ is not None else text
+
+
+def _sum_trees_in_double(model: onnx.ModelProto) -> None:
+    """Make each TreeEnsembleRegressor add its trees in double precision.
+
+    A boosted ensemble's prediction is a sum of many terms that can be far larger than the result
+    (a base score of 2,000 and leaves of ±500 giving 1.0): onnxruntime sums in the type of the
+    thresholds, and in float32 that sum is off by a few units of the terms' last place, which the
+    parity check (relative to the result) rejects. With the thresholds and weights as double
+    tensors (ai.onnx.ml 3) and the node's input cast to double, onnxruntime sums in double; the
+    output stays float32. Measured on 1,000 documents, defaults: GradientBoostingRegressor
+    1.8e-4 -> 4.6e-5, HistGradientBoostingRegressor 2.3e-4 -> 7.9e-5 (relative, float -> double).
+    """
+    from onnx import helper, numpy_helper
+
+    for domain in model.opset_import:
+        if domain.domain == "ai.onnx.ml" and domain.version < 3:
+            domain.version = 3  # the *_as_tensor attributes; older ai.onnx.ml ops are unchanged by it
+    for node in list(model.graph.node):
+        if node.op_type != "TreeEnsembleRegressor":
+            continue
+        attributes = {attribute.name: attribute for attribute in node.attribute}
+        for name in ("nodes_values", "target_weights", "base_values"):
+            if name in attributes:
+                values = np.asarray(helper.get_attribute_value(attributes[name]), dtype=np.float64)
+                node.attribute.remove(attributes[name])
+                tensor = numpy_helper.from_array(values, name=f"{name}_as_tensor")
+                node.attribute.append(helper.make_attribute(f"{name}_as_tensor", tensor))
+        source = node.input[0]
+        cast = helper.make_node(
+            "Cast", [source], [f"{source}_as_double"], to=onnx.TensorProto.DOUBLE, name=f"{node.name}_cast"
+        )
+        node.input[0] = f"{source}_as_double"
+        model.graph.node.insert(list(model.graph.node).index(node), cast)
 
 
 def _keep_outputs(model: onnx.ModelProto, names: list[str]) -> None:
