@@ -5,10 +5,12 @@ from mlpack (only itself, relatively) and takes the model as an argument. Layers
 
     wire.py           requests, answers, client errors, JSON in and out, limits (shared by all)
     metrics.py        Prometheus counters in shared memory (totals across workers), observers
+    drift_tracking.py the observer for per-feature data quality and drift (drift.py beside _serving)
     inference_log.py  requests and predictions to MongoDB, off the request path
     openapi.py, v2.py the OpenAPI document; the Open Inference Protocol v2 routes
     app.py            routes → model; answers and counts every request
-    http.py           HTTP/1.1 framing on asyncio; takes a handler, never imports the app
+    framing.py        request heads by RFC 9112 (as strict as h11)
+    http.py           HTTP/1.1 connections on asyncio; takes a handler, never imports the app
     workers.py        serve(): processes, signals, the command-line options
 """
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Dict, Optional, Tuple
 
 from .inference_log import InferenceLog
-from .metrics import Metrics
+from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
 from .v2 import OpenInference
 from .wire import JSON, ClientError, Limits, Request, Response, dump_json, parse_json
@@ -100,15 +100,17 @@ class App:
         return Response.error(status, message)
 
     def _route(self, request: Request) -> Response:
-        handler = self.routes.get((request.method, request.path))
+        method = "GET" if request.method == "HEAD" else request.method  # the HTTP layer drops HEAD's body
+        handler = self.routes.get((method, request.path))
         if handler is not None:
             return handler(request)
+        if request.method not in KNOWN_METHODS:
+            raise ClientError(501, "unknown method")  # client text, not echoed
         allowed = self.allowed.get(request.path)
         if allowed is None:
             raise ClientError(404, f"no route {request.path}")
-        raise ClientError(
-            405, f"{request.method} is not allowed on {request.path}", (("Allow", ", ".join(sorted(allowed))),)
-        )
+        methods = sorted({*allowed, *(("HEAD",) if "GET" in allowed else ())})
+        raise ClientError(405, f"{request.method} is not allowed on {request.path}", (("Allow", ", ".join(methods)),))
 
     # -- routes ---------------------------------------------------------------------------------
     def document(self, request: Request) -> Any:

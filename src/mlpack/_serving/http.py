@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
+from .framing import FramingError, body_length, parse_head, read_head
 from .wire import Limits, Request, Response
 
 try:
@@ -48,32 +49,6 @@ class Handler(Protocol):
     def refuse(self, status: int, message: str) -> Response:
         """The answer to a request turned away by the HTTP layer itself (counted by the handler)."""
         raise NotImplementedError
-
-
-class FramingError(Exception):
-    """The request cannot be read as HTTP/1.1: answered, then the connection is closed."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def parse_head(head: bytes) -> Tuple[str, str, str, Dict[str, str]]:
-    """The request line and headers of one request (up to and including the blank line)."""
-    try:
-        request_line, *header_lines = head.decode("latin-1").split("\r\n")
-        method, target, version = request_line.split(" ")
-        if not version.startswith("HTTP/1."):
-            raise ValueError(version)
-        headers = {}
-        for line in header_lines:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-    except ValueError:
-        raise FramingError(400, "malformed request line or headers") from None
-    return method, target, version, headers
 
 
 class HttpServer:
@@ -149,11 +124,14 @@ class HttpServer:
         try:
             while not self.handler.draining.is_set():
                 try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.idle_timeout)
+                    head = await asyncio.wait_for(read_head(reader, self.MAX_HEAD_BYTES), self.limits.idle_timeout)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     return
-                except asyncio.LimitOverrunError:
+                except (asyncio.LimitOverrunError, ValueError):  # a line longer than the stream's limit
                     await self._write(writer, self.handler.refuse(431, "request headers are too large"), close=True)
+                    return
+                except FramingError as error:
+                    await self._write(writer, self.handler.refuse(error.status, error.message), close=True)
                     return
                 self._enter()
                 try:
@@ -169,11 +147,11 @@ class HttpServer:
             self._room.set()
             writer.transport.abort()  # close now: nothing more will be written, and nothing waits for it
 
-    async def _exchange(self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _exchange(self, head: List[str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request's body, answer it; whether the connection may carry another."""
         try:
             method, target, version, headers = parse_head(head)
-            length = self._body_length(headers)
+            length = body_length(headers)
         except FramingError as error:
             await self._write(writer, self.handler.refuse(error.status, error.message), close=True)
             return False
@@ -186,31 +164,21 @@ class HttpServer:
             await self._refuse(reader, writer, self.handler.refuse(413, message))
             return False
         if length is not None and length > self.INLINE_BODY_BYTES:
-            return await self._large_exchange(method, path, query, headers, length, keep_alive, reader, writer)
+            return await self._large_exchange(method, path, query, version, headers, length, keep_alive, reader, writer)
         body = None
         if length is not None:
-            body = await self._read_body(headers, length, reader, writer)
+            body = await self._read_body(version, headers, length, reader, writer)
             if body is None:
                 return False
         answer = self.handler.respond(Request(method, path, query, headers, body))
-        return await self._answer(writer, answer, keep_alive)
-
-    @staticmethod
-    def _body_length(headers: Dict[str, str]) -> Optional[int]:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            raise FramingError(411, "send the body with a Content-Length, not chunked")
-        text = headers.get("content-length")
-        if text is None:
-            return None
-        if not (text.isascii() and text.isdigit()):
-            raise FramingError(400, f"bad Content-Length {text[:40]!r}")
-        return int(text)
+        return await self._answer(writer, answer, keep_alive, head_only=method == "HEAD")
 
     async def _large_exchange(
         self,
         method: str,
         path: str,
         query: str,
+        version: str,
         headers: Dict[str, str],
         length: int,
         keep_alive: bool,
@@ -225,7 +193,7 @@ class HttpServer:
             await self._refuse(reader, writer, busy)
             return False
         try:
-            body = await self._read_body(headers, length, reader, writer)
+            body = await self._read_body(version, headers, length, reader, writer)
             if body is None:
                 return False
             request = Request(method, path, query, headers, body)
@@ -237,9 +205,14 @@ class HttpServer:
         return await self._answer(writer, answer, keep_alive)
 
     async def _read_body(
-        self, headers: Dict[str, str], length: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        version: str,
+        headers: Dict[str, str],
+        length: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> Optional[bytes]:
-        if headers.get("expect", "").lower() == "100-continue":
+        if headers.get("expect", "").lower() == "100-continue" and version == "HTTP/1.1":
             # curl asks before sending bodies over 1 KiB and would otherwise wait a second.
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await self._drain(writer)
@@ -265,12 +238,16 @@ class HttpServer:
                 if not await asyncio.wait_for(reader.read(self.MAX_HEAD_BYTES), left):
                     break
 
-    async def _answer(self, writer: asyncio.StreamWriter, answer: Response, keep_alive: bool) -> bool:
+    async def _answer(
+        self, writer: asyncio.StreamWriter, answer: Response, keep_alive: bool, head_only: bool = False
+    ) -> bool:
         keep_alive = keep_alive and not self.handler.draining.is_set()
-        await self._write(writer, answer, close=not keep_alive)
+        await self._write(writer, answer, close=not keep_alive, head_only=head_only)
         return keep_alive
 
-    async def _write(self, writer: asyncio.StreamWriter, answer: Response, *, close: bool) -> None:
+    async def _write(
+        self, writer: asyncio.StreamWriter, answer: Response, *, close: bool, head_only: bool = False
+    ) -> None:
         extra = "".join(f"{name}: {value}\r\n" for name, value in answer.headers)
         if answer.status == 503 and "Retry-After" not in extra:
             extra += "Retry-After: 1\r\n"
@@ -279,7 +256,7 @@ class HttpServer:
             f"Content-Type: {answer.content_type}\r\nContent-Length: {len(answer.body)}\r\n{extra}"
             f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
         )
-        writer.write(head.encode("latin-1") + answer.body)
+        writer.write(head.encode("latin-1") + (b"" if head_only else answer.body))  # HEAD: the length, no body
         await self._drain(writer)
 
     async def _drain(self, writer: asyncio.StreamWriter) -> None:
@@ -341,4 +318,4 @@ class HttpServer:
         log.info("stopped%s", "" if drained else cut)
 
 
-__all__ = ["FramingError", "Handler", "HttpServer", "parse_head"]
+__all__ = ["Handler", "HttpServer"]
