@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -47,6 +48,12 @@ class EstimatorSpec:
     fit_errors: tuple[str, ...] = ()
     note: str = ""
 
+
+# SVC's probability=True is mlpack's default (so SVC answers probabilities like the others);
+# scikit-learn 1.9 deprecates it for removal in 1.11, and pyproject pins 1.9.1. Its warnings, at fit
+# and when skl2onnx reads probA_/probB_, would tell the user about a param they did not set.
+warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message="Attribute `prob[AB]_` was deprecated", category=FutureWarning)
 
 _C: Task = "classification"
 _R: Task = "regression"
