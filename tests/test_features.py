@@ -18,6 +18,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from mlpack.config import parse_config
 from mlpack.errors import ConfigError
 from mlpack.features.categories import RareCategories
 from mlpack.features.converters import register
@@ -353,3 +354,31 @@ def test_random_expressions_compute_the_same_in_the_graph_and_in_numpy() -> None
             )
 
     check()
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"features": {"target_transform": "log"}}, "[features].target_transform is for regression"),
+        ({"features": {"target_transform": "cube"}}, "[features].target_transform must be one of"),
+        ({"preprocessing": {"max_categories": 1}}, "[preprocessing].max_categories must be at least 2"),
+        ({"preprocessing": {"text_max_words": 0}}, "[preprocessing].text_max_words must be at least 1"),
+        ({"preprocessing": {"scale": "minmax"}}, "[preprocessing].scale must be one of"),
+        ({"preprocessing": {"numeric_imput": "mean"}}, "did you mean 'numeric_impute'"),
+        ({"features": {"derived": {"leak": "label == 'x'"}}}, "must not read the target 'label'"),
+        ({"features": {"derived": {"x": "log(tenure"}}}, "[features.derived].x: syntax error"),
+        ({"features": {"derived": {"contract": "tenure * 2"}}}, "already a field listed in [features]"),
+    ],
+)
+def test_feature_engineering_config_mistakes_are_exit_2_before_any_data(change: dict[str, Any], needle: str) -> None:
+    raw: dict[str, Any] = {
+        "model": {"name": "m", "version": "1.0.0", "task": "classification"},
+        "source": {"database": "db", "collection": "c"},
+        "features": {"numeric": ["tenure"], "categorical": ["contract"], "target": "label"},
+        "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+    }
+    for section, values in change.items():
+        raw.setdefault(section, {}).update(values)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert needle in caught.value.message
