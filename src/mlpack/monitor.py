@@ -274,30 +274,73 @@ def analyse(documents: Iterable[Mapping[str, Any]], metadata: Mapping[str, Any],
     )
     truths: list[Any] = []
     guesses: list[Any] = []
-    for document in documents:
-        report.requests += 1
-        try:
-            feeds, single = model.feeds(_records_of(document))
-        except (ValueError, TypeError, KeyError, AttributeError):
-            report.unreadable += 1
-            continue
-        predictions = document.get("predictions") or []
-        count = len(next(iter(feeds.values()))) if feeds else 0
-        if count != len(predictions):
-            report.unreadable += 1
-            continue
-        report.records += count
+
+    def count(feeds: Mapping[str, Any], predictions: list[Any]) -> None:
         for name, tally in tallies.items():
             tally.add(feeds[inputs[name]])
         prediction.add([label_text(p) for p in predictions] if classification else predictions)
-        for index, label in _feedback_of(document, count):
+
+    def one_by_one(batch: list[Mapping[str, Any]]) -> None:
+        """Each document read on its own: the careful path, which can tell which one is unreadable."""
+        for document in batch:
+            try:
+                feeds, _ = model.feeds(_records_of(document))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                report.unreadable += 1
+                continue
+            predictions = list(document.get("predictions") or [])
+            if len(next(iter(feeds.values()))) != len(predictions):
+                report.unreadable += 1
+                continue
+            report.records += len(predictions)
+            count(feeds, predictions)
+
+    def together(batch: list[Mapping[str, Any]]) -> None:
+        """Requests of records read in one `feeds` call (a per-document call cost ~0.5 ms on 10k logs)."""
+        records: list[Any] = []
+        predictions: list[Any] = []
+        for document in batch:
+            inputs_ = document.get("inputs")
+            records += inputs_ if isinstance(inputs_, list) else [inputs_]
+            predictions += list(document.get("predictions") or [])
+        try:
+            feeds, _ = model.feeds(records)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            one_by_one(batch)
+            return
+        report.records += len(predictions)
+        count(feeds, predictions)
+
+    batch: list[Mapping[str, Any]] = []
+    size = 0
+    for document in documents:
+        report.requests += 1
+        inputs_ = document.get("inputs")
+        predictions = document.get("predictions") or []
+        records = len(inputs_) if isinstance(inputs_, list) else 1
+        for index, label in _feedback_of(document, len(predictions)):
             truths.append(label)
             guesses.append(predictions[index])
+        if isinstance(inputs_, (list, Mapping)) and records == len(predictions) and not _is_columns(inputs_):
+            batch.append(document)
+            size += records
+            if size >= CHUNK:
+                together(batch)
+                batch, size = [], 0
+        else:  # v2 columns, or something odd: on its own
+            one_by_one([document])
+    if batch:
+        together(batch)
     for name, tally in tallies.items():
         report.features.append(tally.result(threshold, float(baseline["features"][name].get("missing", 0.0))))
     report.predictions = prediction.result(threshold, 0.0)
     report.feedback = _live_metrics(truths, guesses, metadata)
     return report
+
+
+def _is_columns(inputs: Any) -> bool:
+    """A v2 request is logged as columns ({feature: [values]}), not as records."""
+    return isinstance(inputs, Mapping) and any(isinstance(v, list) for v in inputs.values())
 
 
 def _feedback_of(document: Mapping[str, Any], count: int) -> Iterator[tuple[int, Any]]:
