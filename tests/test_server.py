@@ -482,3 +482,96 @@ def test_the_shipped_server_imports_only_stdlib_numpy_and_itself() -> None:
         assert outside <= allowed, f"{module.name} imports {outside - allowed}"
         if module.parent == package:
             assert len(module.read_text(encoding="utf-8").splitlines()) < 400, f"{module.name} is too long to read"
+
+
+def test_predictions_carry_ids_and_feedback_is_stored_beside_them(built_model: BuildResult) -> None:
+    """Issue 11 item 5: every /predict answer has an id; POST /feedback puts the truth next to the logged record."""
+    with embedded_server() as log_uri:
+        process = ServerProcess.mlpack(
+            built_model.artifacts["wheel"],
+            env={"MLPACK_INFERENCE_LOG_URI": log_uri, "MLPACK_INFERENCE_LOG_DB": "telemetry"},
+        )
+        try:
+            one = process.request("POST", "/predict", RECORDS[0]).json()
+            two = process.request("POST", "/predict", RECORDS[1:3]).json()
+            v2 = process.request("POST", "/v2/models/test-model/infer", {"inputs": v2_inputs(RECORDS[3:4])}).json()
+            ids = [one["id"], two["id"], v2["id"]]
+            assert all(isinstance(i, str) and len(i) == 32 for i in ids) and len(set(ids)) == 3
+            accepted = [
+                process.request("POST", "/feedback", {"id": one["id"], "label": "churned"}),
+                process.request("POST", "/feedback", {"id": two["id"], "index": 1, "label": "stayed"}),
+                process.request("POST", "/feedback", {"id": v2["id"], "label": "stayed"}),
+                process.request("POST", "/feedback", {"id": "0" * 32, "label": "stayed"}),  # never answered
+            ]
+            assert [a.status for a in accepted] == [202] * 4
+            assert accepted[1].json() == {"id": two["id"], "index": 1, "status": "accepted"}
+            for body, field in FEEDBACK_MISTAKES:
+                answer = process.request("POST", "/feedback", body)
+                assert answer.status == 422 and f"field '{field}'" in answer.json()["error"], (body, answer.body)
+            client: MongoClient[dict[str, Any]] = MongoClient(log_uri)
+            collection = client["telemetry"]["inference_log"]
+            deadline = time.monotonic() + 15
+            while collection.count_documents({"feedback": {"$exists": True}}) < 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            logged = {doc["_id"]: doc for doc in collection.find()}
+            client.close()
+            assert set(logged) == set(ids)
+            assert logged[one["id"]]["predictions"] == one["predictions"]
+            assert [(f["index"], f["label"]) for f in logged[one["id"]]["feedback"]] == [(0, "churned")]
+            assert [(f["index"], f["label"]) for f in logged[two["id"]]["feedback"]] == [(1, "stayed")]
+            assert logged[v2["id"]]["route"] == "v2/infer" and logged[v2["id"]]["feedback"][0]["label"] == "stayed"
+            text = process.request("GET", "/metrics").body.decode()
+            assert scraped(text, "mlpack_feedback_total", outcome="stored") == 3
+            assert scraped(text, "mlpack_feedback_total", outcome="unknown") == 1
+        finally:
+            assert process.stop() == 0
+
+
+FEEDBACK_MISTAKES = [
+    ({"label": "stayed"}, "id"),
+    ({"id": 5, "label": "stayed"}, "id"),
+    ({"id": "x" * 65, "label": "stayed"}, "id"),
+    ({"id": "abc"}, "label"),
+    ({"id": "abc", "label": None}, "label"),
+    ({"id": "abc", "label": ["a"]}, "label"),
+    ({"id": "abc", "label": "a", "index": -1}, "index"),
+    ({"id": "abc", "label": "a", "index": "0"}, "index"),
+    ({"id": "abc", "label": "a", "index": True}, "index"),
+]
+
+
+def test_feedback_without_the_inference_log_says_so(server: ServerProcess) -> None:
+    answer = server.request("POST", "/predict", RECORDS[0]).json()
+    refused = server.request("POST", "/feedback", {"id": answer["id"], "label": "stayed"})
+    assert refused.status == 501 and "inference log" in refused.json()["error"]
+    assert server.request("POST", "/feedback", [1]).status == 422
+
+
+def v2_inputs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "tenure_months",
+            "datatype": "FP32",
+            "shape": [len(records)],
+            "data": [r["tenure_months"] for r in records],
+        },
+        {
+            "name": "billing.monthly_charges",
+            "datatype": "FP32",
+            "shape": [len(records)],
+            "data": [r["billing"]["monthly_charges"] for r in records],
+        },
+        {
+            "name": "support_calls",
+            "datatype": "FP32",
+            "shape": [len(records)],
+            "data": [r["support_calls"] for r in records],
+        },
+        {"name": "contract", "datatype": "BYTES", "shape": [len(records)], "data": [r["contract"] for r in records]},
+        {
+            "name": "billing.method",
+            "datatype": "BYTES",
+            "shape": [len(records)],
+            "data": [r["billing"]["method"] for r in records],
+        },
+    ]

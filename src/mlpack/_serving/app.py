@@ -17,7 +17,7 @@ from .inference_log import InferenceLog
 from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
 from .v2 import OpenInference
-from .wire import JSON, ClientError, Limits, Request, Response, dump_json, parse_json
+from .wire import JSON, ClientError, Limits, Request, Response, dump_json, new_id, parse_json
 
 log = logging.getLogger("mlpack.server")
 
@@ -60,6 +60,7 @@ class App:
         self.v2 = OpenInference(self)
         self.routes: Dict[Tuple[str, str], Handler] = {
             ("POST", "/predict"): self.predict,
+            ("POST", "/feedback"): self.feedback,
             ("GET", "/healthz"): lambda _: ok({"status": "ok"}),
             ("GET", "/readyz"): self.readiness,
             ("GET", "/metadata"): lambda _: ok(self.model.metadata),
@@ -138,13 +139,33 @@ class App:
         self.require_ready()
         records = records_from_body(self.document(request), self.limits.max_records)
         labels, probabilities, _ = self.run(records)
-        answer: Dict[str, Any] = {"predictions": labels}
+        prediction_id = new_id()
+        answer: Dict[str, Any] = {"id": prediction_id, "predictions": labels}
         if probabilities is not None:
             answer["probabilities"] = probabilities
         answer["model"] = {"name": self.model.name, "version": self.model.version}
         if self.inference_log is not None:
-            self.inference_log.record(self.model, "/predict", records, labels)
+            self.inference_log.record(self.model, "/predict", records, labels, prediction_id)
         return Response(200, dump_json(answer), predictions=len(labels))
+
+    def feedback(self, request: Request) -> Response:
+        """The true outcome of an answered prediction: `{"id", "label"[, "index"]}`, stored beside it."""
+        body = self.document(request)
+        if not isinstance(body, Mapping):
+            raise ClientError(422, 'expected {"id": <the id /predict answered>, "label": <the true outcome>}')
+        prediction_id, label, index = body.get("id"), body.get("label"), body.get("index", 0)
+        if not isinstance(prediction_id, str) or not 0 < len(prediction_id) <= 64:
+            raise ClientError(422, "field 'id': expected the id string a /predict answer carried")
+        if label is None or isinstance(label, (list, dict)) or (isinstance(label, str) and len(label) > 1000):
+            raise ClientError(422, "field 'label': expected the true outcome (a class or a number)")
+        if type(index) is not int or not 0 <= index < self.limits.max_records:
+            raise ClientError(422, "field 'index': expected the record's position in its request (default 0)")
+        if self.inference_log is None:
+            raise ClientError(
+                501, "feedback is stored in the inference log, which is off: set MLPACK_INFERENCE_LOG_URI"
+            )
+        self.inference_log.feedback(prediction_id, index, label)
+        return Response(202, dump_json({"id": prediction_id, "index": index, "status": "accepted"}))
 
 
 __all__ = ["App", "records_from_body"]

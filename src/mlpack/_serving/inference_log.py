@@ -9,11 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 log = logging.getLogger("mlpack.server")
 
-Counter = Callable[..., None]  # count(written=n) / count(dropped=n)
+Counter = Callable[..., None]  # count(written=n, dropped=n, feedback_stored=n, ...)
 
 
 class InferenceLog:
@@ -46,7 +46,7 @@ class InferenceLog:
         )
         self._collection = self._client[database][collection]
         self._count = count
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[Tuple[str, Any]] = queue.Queue(maxsize=capacity)
         self._batch = batch
         self._flush_seconds = flush_seconds
         self._stopping = threading.Event()
@@ -75,8 +75,10 @@ class InferenceLog:
         except ImportError:
             raise SystemExit(f"inference logging needs pymongo: pip install '{model.name}[serve]'") from None
 
-    def record(self, model: Any, route: str, inputs: Any, predictions: list[Any]) -> None:
+    def record(self, model: Any, route: str, inputs: Any, predictions: List[Any], prediction_id: str) -> None:
+        """Queue one answered request; its `_id` is the id the client got, for feedback to find it."""
         entry = {
+            "_id": prediction_id,
             "model": model.name,
             "version": model.version,
             "route": route,
@@ -84,14 +86,22 @@ class InferenceLog:
             "inputs": inputs,
             "predictions": predictions,
         }
+        self._put(("record", entry), dropped=1)
+
+    def feedback(self, prediction_id: str, index: int, label: Any) -> None:
+        """Queue a true outcome, to be stored next to the logged prediction (`feedback`, a list)."""
+        entry = {"index": index, "label": label, "at": datetime.now(tz=timezone.utc)}
+        self._put(("feedback", (prediction_id, entry)), feedback_dropped=1)
+
+    def _put(self, item: Tuple[str, Any], **lost: int) -> None:
         try:
-            self._queue.put_nowait(entry)
+            self._queue.put_nowait(item)
         except queue.Full:
-            self._count(dropped=1)
+            self._count(**lost)
 
     def _run(self) -> None:
         while not (self._stopping.is_set() and self._queue.empty()):
-            batch: list[dict[str, Any]] = []
+            batch: List[Tuple[str, Any]] = []
             deadline = time.monotonic() + self._flush_seconds
             while len(batch) < self._batch:
                 remaining = deadline - time.monotonic()
@@ -101,10 +111,14 @@ class InferenceLog:
                     batch.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
-            if batch:
-                self._write(batch)
+            records = [entry for kind, entry in batch if kind == "record"]
+            if records:  # first: feedback in the same batch may be about them
+                self._write(records)
+            for kind, entry in batch:
+                if kind == "feedback":
+                    self._store_feedback(*entry)
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _write(self, batch: List[Dict[str, Any]]) -> None:
         from pymongo.errors import BulkWriteError
 
         try:
@@ -122,12 +136,23 @@ class InferenceLog:
             self._count(dropped=len(batch))
             log.warning("inference log: dropped %d records: %s", len(batch), str(exc).split("\n", 1)[0][:200])
 
-    def _write_one(self, entry: dict[str, Any]) -> None:
+    def _write_one(self, entry: Dict[str, Any]) -> None:
         try:
             self._collection.insert_one(entry)
             self._count(written=1)
         except Exception:
             self._count(dropped=1)
+
+    def _store_feedback(self, prediction_id: str, entry: Dict[str, Any]) -> None:
+        try:
+            result = self._collection.update_one({"_id": prediction_id}, {"$push": {"feedback": entry}})
+        except Exception:  # gone, slow, or a label the driver cannot encode
+            self._count(feedback_dropped=1)
+            return
+        if result.matched_count:
+            self._count(feedback_stored=1)
+        else:  # an id never given, or a prediction whose record was dropped
+            self._count(feedback_unknown=1)
 
     def close(self, timeout: float = 5.0) -> None:
         self._stopping.set()

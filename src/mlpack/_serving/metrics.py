@@ -38,6 +38,7 @@ _METHODS = (*KNOWN_METHODS, "other", "-")  # "-": refused before the method was 
 _STATUSES = tuple(sorted(int(status) for status in HTTPStatus))
 _ERROR_KINDS = ("client", "server")
 _LOG_OUTCOMES = ("written", "dropped")
+_FEEDBACK_OUTCOMES = ("stored", "unknown", "dropped")  # unknown: no logged prediction has that id
 
 
 def label(value: str) -> str:
@@ -92,6 +93,7 @@ class Metrics:
             "predictions": 1,
             "errors": len(_ERROR_KINDS),
             "log": len(_LOG_OUTCOMES),
+            "feedback": len(_FEEDBACK_OUTCOMES),
         }
         self._at: dict[str, int] = {}
         offset = 0
@@ -124,11 +126,21 @@ class Metrics:
             if status >= 400:
                 row[at["errors"] + int(status >= 500)] += 1
 
-    def count_log(self, written: int = 0, dropped: int = 0) -> None:
-        at = self._at["log"]
+    def count_log(
+        self,
+        written: int = 0,
+        dropped: int = 0,
+        feedback_stored: int = 0,
+        feedback_unknown: int = 0,
+        feedback_dropped: int = 0,
+    ) -> None:
+        """Inference log outcomes, counted by its writer thread."""
+        log_at, feedback_at, row = self._at["log"], self._at["feedback"], self.counters.row
         with self._lock:
-            self.counters.row[at] += written
-            self.counters.row[at + 1] += dropped
+            for index, count in enumerate((written, dropped)):
+                row[log_at + index] += count
+            for index, count in enumerate((feedback_stored, feedback_unknown, feedback_dropped)):
+                row[feedback_at + index] += count
 
     def observe_feeds(self, feeds: Mapping[str, np.ndarray], predictions: List[Any]) -> None:
         for observer in self.observers:
@@ -181,6 +193,12 @@ class Metrics:
             *(
                 f'mlpack_inference_log_records_total{{outcome="{outcome}"}} {int(totals[log_at + i])}'
                 for i, outcome in enumerate(_LOG_OUTCOMES)
+            ),
+            "# HELP mlpack_feedback_total True outcomes sent to POST /feedback: stored, unknown id, or dropped.",
+            "# TYPE mlpack_feedback_total counter",
+            *(
+                f'mlpack_feedback_total{{outcome="{outcome}"}} {int(totals[self._at["feedback"] + i])}'
+                for i, outcome in enumerate(_FEEDBACK_OUTCOMES)
             ),
         ]
         for observer in self.observers:

@@ -28,8 +28,9 @@ def openapi_document(model: Any) -> Dict[str, Any]:
     label = {"type": "string"} if any(isinstance(c, str) for c in (model.classes or [])) else {"type": "number"}
     response: dict[str, Any] = {
         "type": "object",
-        "required": ["predictions", "model"],
+        "required": ["id", "predictions", "model"],
         "properties": {
+            "id": {"type": "string", "description": "this prediction's id, for POST /feedback"},
             "predictions": {"type": "array", "items": label},
             "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
         },
@@ -88,6 +89,32 @@ def openapi_document(model: Any) -> Dict[str, Any]:
                         "400": {"description": "malformed JSON", **json_error},
                         "413": {"description": "body too large", **json_error},
                         "422": {"description": "a field is missing or of the wrong type", **json_error},
+                    },
+                }
+            },
+            "/feedback": {
+                "post": {
+                    "summary": "The true outcome of an answered prediction, stored beside it in the inference log",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["id", "label"],
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "label": {"type": ["string", "number", "boolean"]},
+                                        "index": {"type": "integer", "minimum": 0, "default": 0},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {"description": "accepted: written to the inference log shortly"},
+                        "422": {"description": "a field is missing or of the wrong type", **json_error},
+                        "501": {"description": "the inference log is off", **json_error},
                     },
                 }
             },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Dict, List, Tuple
 
-from .wire import ClientError, Request, Response, dump_json
+from .wire import ClientError, Request, Response, dump_json, new_id
 
 _DATATYPES = {"numeric": "FP32", "categorical": "BYTES", "datetime": "INT64", "text": "BYTES"}
 
@@ -69,15 +69,16 @@ class OpenInference:
             raise ClientError(400, 'expected {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
         columns = self._columns(body["inputs"])
         labels, probabilities, _ = self.app.run(columns, invalid=400)
+        prediction_id = new_id()
         if self.app.inference_log is not None:
-            self.app.inference_log.record(self.model, "v2/infer", columns, labels)
+            self.app.inference_log.record(self.model, "v2/infer", columns, labels, prediction_id)
         answer: Dict[str, Any] = {
+            # The protocol echoes the client's own id; without one, the id /feedback takes.
+            "id": body["id"] if isinstance(body.get("id"), str) else prediction_id,
             "model_name": self.model.name,
             "model_version": self.model.version,
             "outputs": self._outputs(labels, probabilities),
         }
-        if isinstance(body.get("id"), str):
-            answer["id"] = body["id"]
         return Response(200, dump_json(answer), predictions=len(labels))
 
     def _columns(self, tensors: List[Any]) -> Dict[str, Any]:

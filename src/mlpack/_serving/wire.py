@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
@@ -94,6 +95,11 @@ class Limits:
         return cls(**values)
 
 
+def new_id() -> str:
+    """A prediction id: random, so ids from several workers or restarts never collide."""
+    return uuid.uuid4().hex
+
+
 # -- JSON in ------------------------------------------------------------------------------------
 class _LongInteger:
     """An integer past Python's digit limit: no feature can take it, and the runtime names the field."""
@@ -154,4 +160,4 @@ def dump_json(document: Any) -> bytes:
         return json.dumps(json_safe(document), allow_nan=False).encode()
 
 
-__all__ = ["ClientError", "Limits", "Request", "Response", "dump_json", "json_safe", "parse_json"]
+__all__ = ["ClientError", "Limits", "Request", "Response", "dump_json", "json_safe", "new_id", "parse_json"]
