@@ -4,6 +4,7 @@ an unreachable database, the `.docker` folder and a fresh `mlpack init`."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,31 @@ def test_no_help_text_cites_the_spec() -> None:
         )
         assert shown.returncode == 0, shown.stderr
         assert "SPEC" not in shown.stdout, (command, shown.stdout)
+
+
+def test_init_points_the_scaffold_at_the_running_mlpack(run: Any, tmp_path: Path) -> None:
+    """mlpack-onnx is not on this machine's index; the scaffold pins this version and knows where
+    this installation came from (PEP 610 direct_url.json), so init_setup.sh can fall back to it."""
+    from importlib.metadata import distribution
+
+    import mlpack
+
+    assert run("init", "first-model", "--directory", tmp_path).code == 0
+    project = tmp_path / "first-model"
+    assert f"mlpack-onnx[embedded]=={mlpack.__version__}" in (project / "requirements.txt").read_text()
+    source = json.loads(distribution("mlpack-onnx").read_text("direct_url.json") or "{}")["url"]
+    script = (project / "init_setup.sh").read_text()
+    assert f"mlpack-onnx[embedded] @ {source}" in script
+    assert subprocess.run(["bash", "-n", project / "init_setup.sh"], check=False).returncode == 0
+
+
+@pytest.mark.skipif(not os.environ.get("MLPACK_SLOW_TESTS"), reason="creates a venv and installs every dependency")
+def test_init_next_step_works_where_mlpack_is_not_published(tmp_path: Path) -> None:
+    """The printed next step, verbatim, on a machine whose index lacks mlpack-onnx (6.5 min here)."""
+    created = subprocess.run(
+        [sys.executable, "-m", "mlpack", "init", "first-model"], cwd=tmp_path, capture_output=True, text=True
+    )
+    next_step = created.stdout.splitlines()[-1].removeprefix("next: ")
+    done = subprocess.run(["bash", "-c", next_step], cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "built first-model 1.0.0" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -198,6 +199,33 @@ def _upload(files: list[Path], repository_url: str | None, repository: str | Non
 
 
 # -- init -------------------------------------------------------------------------------------
+DISTRIBUTION = "mlpack-onnx"
+
+
+def _running_mlpack() -> dict[str, str]:
+    """How a new project installs the mlpack that scaffolded it: its version from the package
+    index when the index has it, else this very installation (PEP 610's direct_url.json says
+    where a local or editable install came from), so the printed next step works before any
+    release is published."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from mlpack import __version__
+
+    local = ""
+    try:
+        direct = distribution(DISTRIBUTION).read_text("direct_url.json")
+    except PackageNotFoundError:  # running from a checkout on sys.path: that checkout is the source
+        direct = json.dumps({"url": Path(__file__).resolve().parents[2].as_uri(), "dir_info": {}})
+    if direct:
+        try:
+            url = json.loads(direct).get("url", "")
+        except ValueError:
+            url = ""
+        if url.startswith("file://"):
+            local = f"{DISTRIBUTION}[embedded] @ {url}"
+    return {"mlpack_version": __version__, "mlpack_local": shlex.quote(local)}  # a shell word in init_setup.sh
+
+
 def init_project(name: str, parent: str | Path = ".") -> Path:
     """Scaffold a model project (SPEC §7) from packaging/project; never overwrites anything."""
     problem = names.package_name(name)
@@ -207,7 +235,7 @@ def init_project(name: str, parent: str | Path = ".") -> Path:
     if target.exists():
         raise ConfigError(f"{target} already exists: choose another name or folder")
     import_name = ModelSection(name=name, task="classification").import_name
-    values = {"name": name, "import_name": import_name}
+    values = {"name": name, "import_name": import_name, **_running_mlpack()}
     template_root = packaging_dir() / "project"
     staging = target.with_name(f".{name}.mlpack-init")
     shutil.rmtree(staging, ignore_errors=True)
