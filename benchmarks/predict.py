@@ -3,7 +3,9 @@
 Same model (random forest, 100 trees, 5 features incl. 2 categoricals and nested fields), same
 onnxruntime session settings (1 intra-op thread) for the runtime and the raw baseline. Raw feeds
 are prepared outside the clock, so the ratio is the whole cost of taking records as users give them.
-A second model adds feature engineering (four [features.derived] expressions and a datetime field
+"Realistic" records are documents as a real collection holds them: None in numeric and categorical
+fields, absent fields, a null sub-document, 3.0 next to 3, and fields the model does not use.
+A third model adds feature engineering (four [features.derived] expressions and a datetime field
 given as Python datetimes): the same targets must hold with the features computed in the graph.
 
     python benchmarks/predict.py            # prints medians and ratios; exit 1 if a target is missed
@@ -27,7 +29,7 @@ from tests.documents import subscribers  # noqa: E402
 from tests.test_runtime import sklearn_frame  # noqa: E402
 from tests.training import config_for, export, runtime_model  # noqa: E402
 
-TARGETS = {"1 record vs raw": 2.0, "20k records vs raw": 1.5}
+TARGETS = {"1 record vs raw": 1.5, "20k records vs raw": 1.5}  # issue 8: 1.5x is the floor, aim for 1.1x
 MIN_SPEEDUP_VS_SKLEARN = 50.0
 
 
@@ -52,6 +54,23 @@ DERIVED = {
 def with_signup(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     start = dt.datetime(2020, 1, 1)
     return [{**doc, "signup": start + dt.timedelta(hours=7 * i + 3)} for i, doc in enumerate(documents)]
+
+
+def realistic(n: int, seed: int = 7, absent: bool = True) -> list[dict[str, Any]]:
+    """Documents with gaps of every kind, extra fields and mixed number types (record 0 has them all)."""
+    documents = subscribers(n, seed=seed, missing_every=7, absent=True)
+    for index, document in enumerate(documents):
+        document["notes"] = {"free": f"called on day {index % 30}", "tags": ["a", "b"]}
+        document["_id"] = f"doc-{index}"
+        if index % 5 == 0:
+            document["support_calls"] = float(document["support_calls"])  # 3.0 next to 3
+        if index % 9 == 0:
+            del document["support_calls"]  # absent
+        if index % 13 == 0:
+            document["contract"] = None
+        if index % 31 == 0:
+            document["billing"] = None  # a null sub-document: both nested fields missing
+    return documents
 
 
 def frame_for(exported: Any, records: list[dict[str, Any]]) -> Any:
@@ -100,6 +119,7 @@ def main() -> int:
     )
     models = {
         "plain": measure(plain, subscribers),
+        "plain, realistic records": measure(plain, realistic),
         "derived features + a date": measure(engineered, lambda *a, **k: with_signup(subscribers(*a, **k))),
     }
     failed = False

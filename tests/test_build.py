@@ -7,6 +7,7 @@ import json
 import os
 import time
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,19 @@ def test_build_writes_verified_artifacts_and_records_them(
         "contract",
         "billing.method",
     ]
-    assert report["features"][1] == {
+    charges = report["features"][1]
+    assert {k: charges[k] for k in ("name", "input", "kind", "dtype")} == {
         "name": "billing.monthly_charges",
         "input": "billing_monthly_charges",
         "kind": "numeric",
         "dtype": "float32",
     }
+    assert 20 <= charges["imputed"] <= 120 and charges["missing"] == 0  # the median of charges in 20..120
+    method = report["features"][4]  # per category its training count; the missing ones counted apart
+    assert set(method["categories"]) == {"card", "bank", "check"}
+    assert sum(method["categories"].values()) + method["missing"] == 240 - report["parity"]["rows"]
+    shares = {entry["label"]: entry["share"] for entry in report["class_balance"]}
+    assert set(shares) == {"churned", "stayed"} and abs(sum(shares.values()) - 1) < 1e-6
     assert report["data"]["rows"] == 240 and len(report["data"]["sha256"]) == 64
     assert report["data"]["database"] == churn_project.database
     assert report["parity"]["within_tolerance"] and report["parity"]["label_disagreements"] == 0
@@ -185,6 +193,15 @@ def insert(mongo_client: MongoClient[Any], project: Project, documents: list[dic
     mongo_client[project.database]["customers"].insert_many(documents)
 
 
+_GOOD = {
+    "tenure_months": 3,
+    "support_calls": 1,
+    "contract": "monthly",
+    "billing": {"monthly_charges": 1.0, "method": "card"},
+    "label": "stayed",
+}
+
+
 @pytest.mark.parametrize(
     ("change", "documents", "messages"),
     [
@@ -200,7 +217,7 @@ def insert(mongo_client: MongoClient[Any], project: Project, documents: list[dic
                     "label": "stayed",
                 }
             ],
-            ["numeric feature 'tenure_months': 1 non-numeric value(s), e.g. _id 1001 has 'n/a'"],
+            ["numeric feature 'tenure_months': 1 bad value(s), e.g. _id 1001: expected a number, got 'n/a'"],
         ),
         (
             None,
@@ -242,7 +259,7 @@ def insert(mongo_client: MongoClient[Any], project: Project, documents: list[dic
                     "label": "stayed",
                 }
             ],
-            ["categorical feature 'contract': 1 value(s) are documents or arrays"],
+            ["categorical feature 'contract': 1 bad value(s), e.g. _id 1003: expected a category"],
         ),
         (
             None,
@@ -256,10 +273,39 @@ def insert(mongo_client: MongoClient[Any], project: Project, documents: list[dic
                     "label": 7,
                 }
             ],
-            ["class labels must be all strings or all integers"],
+            ["class labels must be all strings, all integers or all booleans"],
+        ),
+        (
+            None,
+            [{**_GOOD, "_id": 1005, "contract": datetime(2024, 1, 1, tzinfo=UTC)}],
+            [
+                "categorical feature 'contract': 1 bad value(s), e.g. _id 1005: a date is not a category",
+                "[features].datetime",
+            ],
+        ),
+        (
+            None,
+            [{**_GOOD, "_id": 1006, "support_calls": True}],
+            ["numeric feature 'support_calls': 1 bad value(s), e.g. _id 1006: expected a number, got True (a boolean"],
+        ),
+        (
+            None,
+            [{**_GOOD, "_id": 1008, "support_calls": float("inf")}],
+            ["numeric feature 'support_calls': 1 bad value(s), e.g. _id 1008: inf is not a finite number"],
         ),
     ],
-    ids=["non-numeric", "target-missing", "field-absent", "empty", "single-class", "categorical-doc", "mixed-labels"],
+    ids=[
+        "non-numeric",
+        "target-missing",
+        "field-absent",
+        "empty",
+        "single-class",
+        "categorical-doc",
+        "mixed-labels",
+        "date-as-category",
+        "boolean-as-number",
+        "infinity",
+    ],
 )
 def test_bad_data_exits_1_with_a_report(
     churn_project: Project,

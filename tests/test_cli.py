@@ -64,21 +64,27 @@ def test_predict_agrees_across_artifacts_and_formats(built: BuildResult, run, tm
 
 
 @pytest.mark.parametrize(
-    ("content", "suffix", "message"),
+    ("content", "suffix", "flags", "message"),
     [
-        ('{"tenure_months": 1}\n', ".jsonl", "missing field 'billing.monthly_charges'"),
-        ("{not json}\n", ".jsonl", "line 1: not valid JSON"),
-        ("42", ".json", "expected a record, a list of records"),
-        ("[1, 2]", ".json", "record 0 is a int"),
-        ("tenure_months,support_calls\nabc,1\n", ".csv", "line 2: field 'tenure_months': expected a number, got 'abc'"),
+        ('{"tenure_months": 1}\n', ".jsonl", ["--strict"], "line 1: field 'billing.monthly_charges': absent"),
+        ('{"contract": "weekly"}\n', ".jsonl", ["--strict"], "line 1: field 'tenure_months': absent (strict"),
+        ("{not json}\n", ".jsonl", [], "line 1: not valid JSON"),
+        ("42", ".json", [], "expected a record, a list of records"),
+        ("[1, 2]", ".json", [], "line 1: expected an object of fields, got int"),
+        ("tenure_months,support_calls\nabc,1\n", ".csv", [], "line 2: field 'tenure_months': expected a number"),
+        ("tenure_months\n1,2\n", ".csv", [], "line 2: more values than columns in the header"),
+        ('{"support_calls": true}\n', ".jsonl", [], "line 1: field 'support_calls': expected a number, got True"),
     ],
 )
 def test_predict_bad_input_exits_1_naming_the_problem(
-    built: BuildResult, run, tmp_path: Path, content: str, suffix: str, message: str
+    built: BuildResult, run, tmp_path: Path, content: str, suffix: str, flags: list[str], message: str
 ) -> None:
     source = tmp_path / f"bad{suffix}"
     source.write_text(content, encoding="utf-8")
-    assert_clean_error(run("predict", built.artifacts["wheel"], "--input", source), 1, message)
+    output = tmp_path / "out.jsonl"
+    result = run("predict", built.artifacts["wheel"], "--input", source, "--output", output, *flags)
+    assert_clean_error(result, 1, message)
+    assert not output.exists() and not list(tmp_path.glob(".mlpack-predict-*"))  # nothing half-written
 
 
 def test_bad_artifacts_are_usage_errors(built: BuildResult, run, tmp_path: Path) -> None:

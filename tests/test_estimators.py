@@ -6,6 +6,7 @@ Ensembles are kept small (few trees) so the whole registry trains in seconds.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import sys
@@ -18,8 +19,8 @@ import pytest
 
 from mlpack.build import write_artifacts
 from mlpack.config import EstimatorSection
-from mlpack.errors import ConfigError, ExternalError
-from mlpack.estimators import SUPPORTED, make_estimator, spec_for
+from mlpack.errors import ConfigError, ExternalError, QualityGateError
+from mlpack.estimators import SUPPORTED, UNSUPPORTED, EstimatorSpec, make_estimator, spec_for
 from mlpack.export import parity_report, to_onnx
 from mlpack.runtime import Model
 from tests.conftest import Project, assert_clean_error, run_process
@@ -192,6 +193,36 @@ def test_seed_makes_unseeded_estimators_reproducible() -> None:
     assert estimator.get_params()["random_state"] == 7 and estimator.get_params()["probability"] is True
     chosen, _ = make_estimator(EstimatorSection("sklearn.svm.SVC", {"random_state": 3}), "classification", seed=7)
     assert chosen.get_params()["random_state"] == 3
+
+
+KNN_CLASSIFIER = "sklearn.neighbors.KNeighborsClassifier"
+
+
+def test_knn_classifier_is_refused_because_neighbour_ties_break_parity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why it is refused (issue 8), and what the parity failure says when such a model is exported anyway."""
+    with pytest.raises(ConfigError, match="ties between equidistant neighbours"):
+        spec_for(KNN_CLASSIFIER, "classification")
+    monkeypatch.delitem(UNSUPPORTED, KNN_CLASSIFIER)
+    monkeypatch.setitem(SUPPORTED, KNN_CLASSIFIER, EstimatorSpec("classification", scaled=True))
+    coarse = copy.deepcopy(DOCUMENTS)  # whole-number features, as in most real tables: neighbours tie
+    for document in coarse:
+        billing = document.get("billing") or {}
+        if billing.get("monthly_charges") is not None:
+            billing["monthly_charges"] = round(billing["monthly_charges"] / 25)
+        if document.get("tenure_months") is not None:
+            document["tenure_months"] //= 12
+    with pytest.raises(QualityGateError) as error:
+        export(config_for(KNN_CLASSIFIER, "classification"), coarse)
+    assert "diagnosis: ties:" in error.value.details
+    assert "equidistant k-th and (k+1)-th neighbours" in error.value.details
+
+
+def test_parity_failure_from_float32_rounding_is_called_float_precision() -> None:
+    config = config_for("sklearn.linear_model.LogisticRegression", "classification", export={"parity_tolerance": 0.0})
+    with pytest.raises(QualityGateError) as error:
+        export(config, DOCUMENTS)
+    assert "diagnosis: float precision" in error.value.details
+    assert "[export].parity_tolerance" in error.value.details
 
 
 def test_unknown_estimator_names_it_and_suggests() -> None:

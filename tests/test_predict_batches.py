@@ -43,11 +43,13 @@ def test_frames_in_frames_out_with_predictions_and_probabilities(package: Any) -
     nested = pd.DataFrame(DOCUMENTS[:10])
     assert next(package.predict_batches([nested]))["prediction"].tolist() == package.predict(DOCUMENTS[:10])
 
-    # Empty batches (Spark sends them) keep their shape; a missing column is named.
+    # Empty batches (Spark sends them) keep their shape.
     empty = next(package.predict_batches([dotted_frame(DOCUMENTS).iloc[:0]]))
     assert len(empty) == 0 and {"prediction", "probabilities"} <= set(empty.columns)
-    with pytest.raises(ValueError, match="missing column 'contract'"):
-        next(package.predict_batches([dotted_frame(DOCUMENTS).drop(columns=["contract"])]))
+    # A missing column is a column of missing values, as an absent field is (issue 8).
+    without = dotted_frame(DOCUMENTS).drop(columns=["contract"])
+    expected = package.predict([{k: v for k, v in d.items() if k != "contract"} for d in DOCUMENTS])
+    assert next(package.predict_batches([without]))["prediction"].tolist() == expected
     with pytest.raises(ValueError, match="tenure_months"):
         next(package.predict_batches([dotted_frame(DOCUMENTS).assign(tenure_months="many")]))
 

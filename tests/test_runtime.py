@@ -6,6 +6,7 @@ import ast
 import copy
 import math
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +135,16 @@ def test_unknown_category_is_ignored_not_an_error(model: Model) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"contract": "monthly"}, "missing field 'tenure_months'"),
-        ([DOCUMENTS[0], {"tenure_months": 3}], "record 1: missing field 'billing.monthly_charges'"),
         ({**DOCUMENTS[0], "tenure_months": "twelve"}, "field 'tenure_months': expected a number, got 'twelve'"),
         ({**DOCUMENTS[0], "support_calls": "3"}, "field 'support_calls': expected a number, got '3'"),
         ({**DOCUMENTS[0], "support_calls": [1, 2]}, "field 'support_calls': expected a number, got [1, 2]"),
-        ({**DOCUMENTS[0], "tenure_months": [1, 2]}, "column 'billing.monthly_charges' must be a list of values"),
+        ({**DOCUMENTS[0], "tenure_months": [1, 2]}, "field 'tenure_months': expected a number, got [1, 2]"),
+        ([DOCUMENTS[0], {**DOCUMENTS[1], "support_calls": "x"}], "record 1: field 'support_calls': expected a number"),
+        ({**DOCUMENTS[0], "support_calls": True}, "field 'support_calls': expected a number, got True"),
+        ({**DOCUMENTS[0], "support_calls": float("inf")}, "field 'support_calls': inf is not a finite number"),
+        ({**DOCUMENTS[0], "support_calls": 1e39}, "field 'support_calls': 1e+39 is not a finite number"),
+        ({**DOCUMENTS[0], "contract": datetime(2024, 1, 1)}, "field 'contract': a date is not a category"),
+        ({**DOCUMENTS[0], "contract": datetime(2024, 1, 1)}, "[features].datetime"),
         ({**DOCUMENTS[0], "contract": {"kind": "monthly"}}, "field 'contract': expected a category"),
         ([DOCUMENTS[0], "not a record"], "record 1 is a str"),
         ({**DOCUMENTS[0], "support_calls": 10**400}, "field 'support_calls': 10000000000000000000... is too large"),
@@ -213,6 +218,10 @@ values = st.one_of(
 @given(record=fuzzed_subscriber(values))
 def test_any_record_gives_a_label_or_a_value_error(model: Model, record: dict[str, Any]) -> None:
     try:
-        assert model.predict(record) in ("churned", "stayed")
+        answer = model.predict(record)
     except ValueError as error:
-        assert "field '" in str(error) or "column '" in str(error)
+        # A record whose fields all hold lists reads as a dict of columns: then it may have no rows.
+        assert "field '" in str(error) or "column '" in str(error) or str(error) == "no records given"
+        return
+    labels = answer if isinstance(answer, list) else [answer]
+    assert set(labels) <= {"churned", "stayed"}

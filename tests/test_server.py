@@ -83,7 +83,7 @@ def test_health_metadata_openapi(server: ServerProcess, built_model: BuildResult
 
 def test_metrics_count_requests_latency_predictions_and_errors(server: ServerProcess) -> None:
     server.request("POST", "/predict", RECORDS[:3])
-    server.request("POST", "/predict", {"nope": 1})
+    server.request("POST", "/predict", {"tenure_months": "nope"})
     text = server.request("GET", "/metrics").body.decode()
     assert 'mlpack_requests_total{route="/predict",method="POST",status="200"}' in text
     assert 'mlpack_requests_total{route="/predict",method="POST",status="422"}' in text
@@ -144,7 +144,16 @@ BAD_REQUESTS = [
     ("POST", "/predict", b"[]", {}, 422, "no records given"),
     ("POST", "/predict", b'{"instances": 5}', {}, 422, "'instances' must be a list"),
     ("POST", "/predict", b"[1, 2]", {}, 422, "record 0 is a int"),
-    ("POST", "/predict", json.dumps({"contract": "monthly"}).encode(), {}, 422, "missing field 'tenure_months'"),
+    ("POST", "/predict?strict=true", b'{"contract": "monthly"}', {}, 422, "field 'tenure_months': absent (strict"),
+    (
+        "POST",
+        "/predict?strict=true",
+        json.dumps({**RECORDS[0], "contract": "weekly"}).encode(),
+        {},
+        422,
+        "field 'contract': category 'weekly' was not seen in training",
+    ),
+    ("POST", "/predict?strict=maybe", b'{"contract": "monthly"}', {}, 400, "strict must be true or false"),
     (
         "POST",
         "/predict",
@@ -338,7 +347,7 @@ def test_workers_share_the_port_and_every_scrape_counts_every_request(built_mode
             record = RECORDS[n % len(RECORDS)]
             answer = process.request("POST", "/predict", [record, record])
             assert answer.json()["predictions"] == [expected.predict(record)] * 2
-        assert process.request("POST", "/predict", {"nope": 1}).status == 422
+        assert process.request("POST", "/predict", {"tenure_months": "nope"}).status == 422
         for _ in range(4):
             text = process.request("GET", "/metrics").body.decode()
             assert scraped(text, "mlpack_requests_total", route="/predict", method="POST", status="200") == 40

@@ -63,8 +63,8 @@ def test_all_problems_are_reported_together() -> None:
             "classification",
         )
     details = error.value.details
-    assert "numeric feature 'a.b': 2 non-numeric value(s), e.g. _id u1 has 'high'" in details
-    assert "categorical feature 'c': 1 value(s) are documents or arrays" in details
+    assert "numeric feature 'a.b': 2 bad value(s), e.g. _id u1: expected a number, got 'high'" in details
+    assert "categorical feature 'c': 1 bad value(s), e.g. _id u1: expected a category" in details
     assert "target 'y': missing in 1 document(s), e.g. _id u2" in details
     assert error.value.exit_code == 1
 
@@ -84,7 +84,7 @@ def test_regression_target_must_be_numeric() -> None:
     ]
     with pytest.raises(DataError) as error:
         validate(columns(docs), FEATURES, "regression")
-    assert "1 non-numeric value(s) for a regression, e.g. _id 7 has 'big'" in error.value.details
+    assert "1 value(s) are not numbers for a regression, e.g. _id 7: expected a number" in error.value.details
 
 
 def test_labels_of_mixed_kinds_name_an_offender() -> None:
@@ -102,7 +102,7 @@ def test_numbers_too_large_for_the_model_are_reported() -> None:
     ]
     with pytest.raises(DataError) as error:
         validate(columns(docs), FEATURES, "classification")
-    assert "numeric feature 'a.b': a value too large for a float, e.g. _id big" in error.value.details
+    assert "numeric feature 'a.b': 1 bad value(s), e.g. _id big: 1000" in error.value.details
     docs = [{"_id": i, "a": {"b": i}, "c": "x", "y": (i % 2) * 10**30} for i in range(4)]
     with pytest.raises(DataError) as error:
         validate(columns(docs), FEATURES, "classification")

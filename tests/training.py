@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from mlpack.build import ExportedModel, base_metadata, make_model
+from mlpack.build import ExportedModel, make_model
 from mlpack.config import Config, parse_config
 from mlpack.runtime import Model
 from mlpack.source import collect
@@ -28,9 +28,8 @@ def config_for(estimator: str, task: str, params: dict[str, Any] | None = None, 
 
 def export(config: Config, documents: list[dict[str, Any]]) -> ExportedModel:
     raw = collect(documents, config.features.loaded)
-    dataset = validate(raw, config.features, config.model.task)
-    created = datetime(2026, 1, 1, tzinfo=UTC)
-    return make_model(config, dataset, base_metadata(config, "1.0.0", created, dataset.rows, dataset.fingerprint))
+    dataset = validate(raw, config.features, config.model.task, max_categories=config.preprocessing.max_categories)
+    return make_model(config, dataset, version="1.0.0", created=datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def runtime_model(exported: ExportedModel) -> Model:

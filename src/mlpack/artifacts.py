@@ -16,10 +16,10 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mlpack.errors import ConfigError
-from mlpack.runtime import Model, read_onnx_metadata
+from mlpack.runtime import Metadata, Model, read_onnx_metadata
 
 MiB = 1 << 20
 MAX_METADATA_BYTES = 16 * MiB  # a real one is a few KiB to a few MiB (baseline bins, categories)
@@ -72,7 +72,7 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def parse_metadata(raw: bytes | str, where: str) -> dict[str, Any]:
+def parse_metadata(raw: bytes | str, where: str) -> Metadata:
     """metadata.json's bytes → the checked metadata, or ConfigError "not an mlpack model"."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
@@ -124,7 +124,7 @@ _METADATA_SHAPE: dict[str, _Check] = {
 }
 
 
-def check_metadata(metadata: Any, where: str) -> dict[str, Any]:
+def check_metadata(metadata: Any, where: str) -> Metadata:
     if not isinstance(metadata, dict):
         raise ConfigError(f"{where} is not an mlpack model: its metadata is {type(metadata).__name__}, not an object")
     if _depth(metadata, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
@@ -134,7 +134,7 @@ def check_metadata(metadata: Any, where: str) -> dict[str, Any]:
             raise ConfigError(f"{where} is not an mlpack model: its metadata has no {key!r}")
         if not check(metadata[key]):
             raise ConfigError(f"{where} is not an mlpack model: its metadata's {key!r} has the wrong shape")
-    return metadata
+    return cast(Metadata, metadata)  # checked above: the shape of the contract the runtime declares
 
 
 def _wheel_members(path: Path) -> tuple[zipfile.ZipFile, str]:
@@ -163,7 +163,7 @@ def _check_exists(path: Path) -> None:
         raise ConfigError(f"artifact not found: {path}")
 
 
-def read_any_metadata(reference: str) -> dict[str, Any]:
+def read_any_metadata(reference: str) -> Metadata:
     """`mlpack inspect`: a .onnx file, a model .whl, an image build context (`.docker` folder), a
     `docker save` archive, or an image in the engine."""
     from mlpack.package.image import read_image_metadata
@@ -185,7 +185,7 @@ def read_any_metadata(reference: str) -> dict[str, Any]:
     return check_metadata(read_image_metadata(reference), f"image {reference}")  # a tag or id in the engine
 
 
-def read_context_metadata(folder: Path) -> dict[str, Any]:
+def read_context_metadata(folder: Path) -> Metadata:
     """The metadata of the model an image build context (`NAME-VERSION.docker/`) packs."""
     found = sorted((folder / "model" / "opt" / "model-app").glob("*/metadata.json"))
     if len(found) != 1:
@@ -197,7 +197,7 @@ def read_context_metadata(folder: Path) -> dict[str, Any]:
     return parse_metadata(found[0].read_bytes(), str(folder))
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
+def read_metadata(path: str | Path) -> Metadata:
     path = Path(path)
     _check_exists(path)
     if path.suffix == ".whl":

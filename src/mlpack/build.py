@@ -6,7 +6,6 @@ folder inside `--out` (same file system) and renamed into place only once all st
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -17,33 +16,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
 
-import mlpack
 from mlpack import card, experiments, registry
 from mlpack._serving.drift import baseline_of
 from mlpack.config import Config, load_config, with_version
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
-from mlpack.estimators import has_probabilities, make_estimator
-from mlpack.export import (
-    check_parity,
-    derived_metadata,
-    feature_metadata,
-    input_metadata,
-    onnx_input_names,
-    parity_report,
-    to_onnx,
-    with_metadata,
-)
+from mlpack.estimators import make_estimator
+from mlpack.export import check_parity, onnx_input_names, parity_report, to_onnx, with_metadata
+from mlpack.metadata import build_metadata
 from mlpack.package.image import build_image, engine_version, git_revision, write_context
 from mlpack.package.wheel import build_distributions, render_project, twine_check
-from mlpack.runtime import Model
+from mlpack.runtime import Metadata, Model
 from mlpack.source import connect, load_columns, mongo_server
-from mlpack.source.mongo import filter_as_json, parse_filter, sample_paths
+from mlpack.source.mongo import parse_filter, sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.timings import StageClock
 from mlpack.train import Split, TrainedModel, check_gates, metric_names, split, train
@@ -58,7 +47,7 @@ def _silent(_message: str) -> None:
 
 @dataclass
 class BuildResult:
-    metadata: dict[str, Any]
+    metadata: Metadata
     artifacts: dict[str, Path] = field(default_factory=dict)  # kind ("wheel", "onnx"...) → final path
     report: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -74,17 +63,6 @@ def created_at() -> datetime:
         except ValueError:
             raise ConfigError(f"SOURCE_DATE_EPOCH must be an integer (seconds since 1970), got {epoch!r}") from None
     return datetime.now(tz=UTC).replace(microsecond=0)
-
-
-def tool_versions(opset: int) -> dict[str, Any]:
-    return {
-        "mlpack": mlpack.__version__,
-        "scikit-learn": installed_version("scikit-learn"),
-        "skl2onnx": installed_version("skl2onnx"),
-        "onnx": installed_version("onnx"),
-        "onnxruntime": installed_version("onnxruntime"),
-        "opset": opset,
-    }
 
 
 def preflight(config: Config) -> None:
@@ -167,10 +145,12 @@ def build(
                     raw,
                     config.features,
                     config.model.task,
+                    max_categories=config.preprocessing.max_categories,
                     source_label=collection.full_name,
                     known_paths=lambda: sample_paths(collection, config.source.filter),
                 )
-            metadata = base_metadata(config, resolved_version, created, dataset.rows, dataset.fingerprint)
+            for warning in dataset.warnings:
+                say(f"warning: {warning}")
             log = experiments.TrialLog(
                 database[config.registry.experiments] if config.registry.enabled else None,
                 name=config.model.name,
@@ -178,10 +158,15 @@ def build(
                 estimator=config.estimator.class_path,
             )
             try:
-                exported = make_model(config, dataset, metadata, say, log=log, clock=clock)
+                exported = make_model(
+                    config, dataset, version=resolved_version, created=created, say=say, log=log, clock=clock
+                )
             except QualityGateError as exc:
                 records.record_rejected(
-                    {**metadata, **exc.metadata}, config_text=config_text, reason=exc.message, details=exc.details
+                    exc.metadata or build_metadata(config, dataset, version=resolved_version, created=created),
+                    config_text=config_text,
+                    reason=exc.message,
+                    details=exc.details,
                 )
                 raise
             with_image = image if image is not None else config.image_configured
@@ -202,36 +187,11 @@ def build(
     return result
 
 
-def base_metadata(config: Config, version: str, created: datetime, rows: int, fingerprint: str) -> dict[str, Any]:
-    source = config.source
-    return {
-        "name": config.model.name,
-        "import_name": config.model.import_name,
-        "version": version,
-        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "task": config.model.task,
-        "description": config.model.description,
-        "target": config.features.target,
-        "estimator": {"class": config.estimator.class_path, "params": config.estimator.params},
-        "evaluation": {"test_size": config.evaluation.test_size, "seed": config.evaluation.seed},
-        "data": {
-            "database": source.database,
-            "collection": source.collection,
-            "filter": filter_as_json(source.filter),
-            "limit": source.limit,
-            "rows": rows,
-            "sha256": fingerprint,
-        },
-        "versions": tool_versions(config.export.target_opset),
-        "serve": dataclasses.asdict(config.serve),
-    }
-
-
 @dataclass
 class ExportedModel:
     trained: TrainedModel
     onnx_bytes: bytes  # the ONNX file, metadata included
-    metadata: dict[str, Any]
+    metadata: Metadata
     rows: Split | None = None  # the train/test split the model was fitted and scored on
     experiment: experiments.Experiment | None = None
 
@@ -239,20 +199,20 @@ class ExportedModel:
 def make_model(
     config: Config,
     dataset: Dataset,
-    metadata: dict[str, Any],
-    say: Progress = _silent,
     *,
+    version: str,
+    created: datetime,
+    say: Progress = _silent,
     log: experiments.TrialLog | None = None,
     clock: StageClock | None = None,
 ) -> ExportedModel:
     """Cross-validate or search (each trial logged), train, gate, export and verify: validated data in,
     an ONNX model that agrees with scikit-learn out."""
-    metadata = dict(metadata)
     clock = clock or StageClock()
     input_names = onnx_input_names(config.features.inputs)
     rows = split(config, dataset)
     log = log or experiments.TrialLog(
-        None, name=config.model.name, version=metadata["version"], estimator=config.estimator.class_path
+        None, name=config.model.name, version=version, estimator=config.estimator.class_path
     )
     with clock.stage("train"):
         experiment = experiments.run(config, rows, input_names, log, say=say)
@@ -261,20 +221,13 @@ def make_model(
         trained = train(config, dataset, input_names, rows=rows, params=best)
     if experiment is not None:
         clock.trials = experiment.timings()
-        metadata["estimator"] = {**metadata["estimator"], "params": trained.params}
-        metadata["cv"] = experiment.cv_summary()
-        if (summary := experiment.search_summary()) is not None:
-            metadata["search"] = summary
-    metadata["metrics"] = trained.metrics
-    metadata["features"] = feature_metadata(config.features, input_names)
-    metadata["inputs"] = input_metadata(config.features, input_names)
-    if config.features.derived:
-        metadata["derived"] = derived_metadata(config.features)
-    if config.features.target_transform:
-        metadata["target_transform"] = config.features.target_transform
-    if trained.classes is not None:
-        metadata["classes"] = trained.classes
-        metadata["probabilities"] = has_probabilities(trained.pipeline)
+
+    def metadata_with(**later: Any) -> Metadata:
+        return build_metadata(
+            config, dataset, version=version, created=created, trained=trained, experiment=experiment, **later
+        )
+
+    metadata = metadata_with()
     try:
         check_gates(trained.metrics, config.evaluation.gates)
         say("exporting to ONNX")
@@ -285,16 +238,16 @@ def make_model(
         model = Model(onnx_model.SerializeToString(), metadata)
         with clock.stage("parity"):
             parity = parity_report(trained, model, config.export.parity_tolerance)
-        metadata["parity"] = parity.as_dict()
+        metadata = metadata_with(parity=parity)
         check_parity(parity, classification=trained.classes is not None)
     except QualityGateError as exc:
-        exc.metadata = metadata
+        exc.metadata = dict(metadata)
         raise
-    metadata["baseline"] = training_baseline(dataset, model, metadata)
+    metadata = metadata_with(parity=parity, baseline=training_baseline(dataset, model, metadata))
     return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment)
 
 
-def training_baseline(dataset: Dataset, model: Model, metadata: dict[str, Any]) -> dict[str, Any]:
+def training_baseline(dataset: Dataset, model: Model, metadata: Metadata) -> dict[str, Any]:
     """SPEC §10's baseline: the distribution of each input and of the ONNX model's own predictions
     over the data the model was built from, which the server and `mlpack monitor` compare live traffic to."""
     columns = dataset.columns()

@@ -23,6 +23,7 @@ from sklearn.inspection import permutation_importance
 
 from mlpack import charts
 from mlpack.estimators import has_probabilities
+from mlpack.runtime import Metadata
 from mlpack.train import METRICS, Split, TrainedModel
 
 IMPORTANCE_REPEATS = 5
@@ -76,7 +77,7 @@ class CardData:
     residuals: dict[str, float] = field(default_factory=dict)
 
 
-def card_data(trained: TrainedModel, rows: Split, metadata: dict[str, Any]) -> CardData:
+def card_data(trained: TrainedModel, rows: Split, metadata: Metadata) -> CardData:
     """Everything the card shows, computed once (the HTML and the README render the same numbers)."""
     scoring = next(iter(metadata["metrics"]))
     seed = int(metadata.get("evaluation", {}).get("seed", 0))
@@ -93,7 +94,7 @@ def card_data(trained: TrainedModel, rows: Split, metadata: dict[str, Any]) -> C
     return data
 
 
-def _importances(trained: TrainedModel, metadata: dict[str, Any], scoring: str, seed: int) -> list[Importance]:
+def _importances(trained: TrainedModel, metadata: Metadata, scoring: str, seed: int) -> list[Importance]:
     metric = METRICS[scoring]
     classes = trained.classes or []
     sign = 1.0 if metric.higher_is_better else -1.0  # an error that grows is a score that drops
@@ -120,7 +121,7 @@ def _importances(trained: TrainedModel, metadata: dict[str, Any], scoring: str, 
     return sorted(found, key=lambda i: (-i.mean, i.feature))
 
 
-def _distributions(rows: Split, metadata: dict[str, Any]) -> list[Distribution]:
+def _distributions(rows: Split, metadata: Metadata) -> list[Distribution]:
     out = []
     for feature in metadata["features"]:
         values = rows.train_columns.get(feature["name"])
@@ -216,7 +217,7 @@ def _params_text(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True) if params else "(configured)"
 
 
-def _search_markdown(metadata: dict[str, Any]) -> str:
+def _search_markdown(metadata: Metadata) -> str:
     search, cv = metadata.get("search"), metadata.get("cv")
     parts = []
     if search:
@@ -246,7 +247,7 @@ def _search_markdown(metadata: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def render_markdown(data: CardData, metadata: dict[str, Any]) -> str:
+def render_markdown(data: CardData, metadata: Metadata) -> str:
     """The card's numbers as Markdown tables, for the wheel's README."""
     parts = []
     search = _search_markdown(metadata)
@@ -434,7 +435,7 @@ def _distribution_plots(data: CardData) -> list[str]:
     return figures
 
 
-def _search_html(metadata: dict[str, Any]) -> str:
+def _search_html(metadata: Metadata) -> str:
     search, cv = metadata.get("search"), metadata.get("cv")
     parts = []
     if search:
@@ -463,7 +464,7 @@ def _search_html(metadata: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def render_html(data: CardData, metadata: dict[str, Any]) -> str:
+def render_html(data: CardData, metadata: Metadata) -> str:
     name, version = metadata["name"], metadata["version"]
     parity = metadata.get("parity", {})
     source = metadata["data"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import signal
@@ -99,27 +98,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from mlpack.artifacts import open_model
-    from mlpack.runtime import format_of, predict_file
+    from mlpack.runtime import run_predict
 
-    model = open_model(args.artifact)
-    fmt = args.format or format_of(args.input)
-    try:
-        source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ConfigError(f"cannot read --input {args.input}: {exc.strerror}") from None
-    with source:
-        try:
-            predict_file(model, source, fmt, sys.stdout)
-        except RecursionError:
-            raise ConfigError(f"--input {args.input}: JSON nested too deeply to be records") from None
-        except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
-            raise ConfigError(f"--input {args.input}: not a readable CSV file: {exc}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"--input {args.input}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except ValueError as exc:
-            print(f"error: {args.input}: {exc}", file=sys.stderr)
-            return 1
-    return 0
+    # The model wheel's own `python -m MODEL predict` runs the same function: one behaviour, two doors.
+    return run_predict(open_model(args.artifact), args, sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -355,6 +337,8 @@ def cmd_k8s(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mlpack.runtime import add_predict_arguments  # shared with the model wheel's own CLI
+
     parser = _Parser(prog="mlpack", description="MongoDB data to a verified ONNX model, a model wheel and an image.")
     parser.add_argument("--version", action="version", version=f"mlpack {__version__}")
     common = _Parser(add_help=False)
@@ -384,8 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", parents=[common], help="predict for a JSON Lines, JSON or CSV file")
     predict.add_argument("artifact", help="a .onnx or model .whl built by mlpack")
-    predict.add_argument("--input", "-i", required=True, help="input file ('-' = stdin)")
-    predict.add_argument("--format", choices=["jsonl", "json", "csv"], help="default: from the file's suffix")
+    add_predict_arguments(predict)
     predict.set_defaults(handler=cmd_predict)
 
     serve = commands.add_parser("serve", help="serve a .onnx or model .whl over HTTP")

@@ -63,6 +63,8 @@ class FeaturesSection:
     text: list[str] = field(default_factory=list)  # free text → TF-IDF of words, in the graph
     derived: dict[str, str] = field(default_factory=dict)  # name → expression (mlpack.features.expressions)
     target_transform: Literal["", "log1p", "log", "sqrt"] = ""  # regression: fit on f(target)
+    # Names for the classes, keyed by the class's canonical text ("0", "true"): predictions use them.
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def declared_kinds(self) -> dict[str, Kind]:
@@ -349,6 +351,8 @@ def _check_semantics(config: Config, where: str) -> None:
             raise ConfigError(f"{where}: [features] field {path!r} is listed twice")
         seen.add(path)
     _check_feature_engineering(config, where)
+    if features.labels and config.model.task != "classification":
+        raise ConfigError(f"{where}: [features].labels names classes, but [model].task is {config.model.task}")
     if config.source.limit < 0:
         raise ConfigError(f"{where}: [source].limit must be 0 (all) or a positive integer")
     if not 0 < config.evaluation.test_size < 1:

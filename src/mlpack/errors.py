@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from mlpack.redaction import redact
 
@@ -43,7 +44,7 @@ class QualityGateError(MlpackError):
 
     def __init__(self, message: str, *, details: str = "") -> None:
         super().__init__(message, details=details)
-        self.metadata: dict[str, object] = {}  # metrics and parity of the rejected model, for the registry
+        self.metadata: dict[str, Any] = {}  # metrics and parity of the rejected model, for the registry
 
 
 class ExternalError(MlpackError):

@@ -16,7 +16,7 @@ from mlpack.config import FeaturesSection
 from mlpack.errors import ExternalError, QualityGateError
 from mlpack.estimators import has_probabilities
 from mlpack.features.converters import register as register_converters
-from mlpack.runtime import Model
+from mlpack.runtime import FeatureInfo, InputInfo, Metadata, Model
 from mlpack.train import TrainedModel
 
 METADATA_KEY = "mlpack.metadata"
@@ -49,16 +49,16 @@ INPUT_TYPES: dict[str, tuple[str, Any]] = {
 _KIND_NAMES = {"number": "numeric", "category": "categorical", "date": "datetime", "text": "text"}
 
 
-def input_metadata(features: FeaturesSection, input_names: dict[str, str]) -> list[dict[str, str]]:
+def input_metadata(features: FeaturesSection, input_names: dict[str, str]) -> list[InputInfo]:
     """Every graph input: the ONNX name, the document path it reads, its type (and mlpack's kind)."""
-    entries = []
+    entries: list[InputInfo] = []
     for path in features.inputs:
         kind = _KIND_NAMES[features.input_kind(path)]
         entries.append({"name": input_names[path], "path": path, "type": INPUT_TYPES[kind][0], "kind": kind})
     return entries
 
 
-def feature_metadata(features: FeaturesSection, input_names: dict[str, str]) -> list[dict[str, str]]:
+def feature_metadata(features: FeaturesSection, input_names: dict[str, str]) -> list[FeatureInfo]:
     """The listed features (name = document path); derived ones are under `derived`."""
     listed = [
         *[(p, "numeric") for p in features.numeric],
@@ -73,7 +73,7 @@ def derived_metadata(features: FeaturesSection) -> list[dict[str, Any]]:
     return [{"name": e.name, "expression": e.text, "reads": [*e.fields, *e.uses]} for e in features.expressions]
 
 
-def to_onnx(trained: TrainedModel, inputs: list[dict[str, str]], *, opset: int, graph_name: str) -> onnx.ModelProto:
+def to_onnx(trained: TrainedModel, inputs: list[InputInfo], *, opset: int, graph_name: str) -> onnx.ModelProto:
     register_converters()  # mlpack's own transformers (derived features, dates, text, target transform)
     initial_types = [(entry["name"], INPUT_TYPES[entry["kind"]][1]([None, 1])) for entry in inputs]
     estimator = trained.pipeline.steps[-1][1]
@@ -168,6 +168,8 @@ class ParityReport:
     # Disagreeing labels where scikit-learn's top two probabilities are not tied: a real disagreement.
     # (At an exact tie, float32 rounding may pick the other class; that is not a conversion error.)
     label_disagreements: int = 0
+    # What kind of disagreement, when there is one: ties, float precision, or a real conversion bug.
+    diagnosis: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,7 +196,10 @@ def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> Pari
     if trained.classes is not None:
         expected = trained.pipeline.predict_proba(trained.test_frame)
         actual = np.asarray(probabilities, dtype=np.float64)
-        agree = np.asarray(labels) == trained.pipeline.predict(trained.test_frame)
+        # The runtime answers with the classes as users see them (True, label names): compare those.
+        as_user = dict(zip(trained.classes, model.classes or trained.classes))
+        sklearn_labels = [as_user[code] for code in trained.pipeline.predict(trained.test_frame).tolist()]
+        agree = np.array([a == b and type(a) is type(b) for a, b in zip(labels, sklearn_labels)])
         agreement = float(np.mean(agree))
         top_two = np.sort(expected, axis=1)[:, -2:]
         tied = (top_two[:, 1] - top_two[:, 0]) <= 2 * tolerance
@@ -206,14 +211,52 @@ def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> Pari
         disagreements = 0
     difference = np.abs(actual - expected)
     within = bool(np.all(difference <= tolerance * np.maximum(1.0, np.abs(expected))))
+    max_diff = float(difference.max()) if difference.size else 0.0
+    diagnosis = "" if within and disagreements == 0 else _diagnose(trained, max_diff)
     return ParityReport(
         rows=len(expected),
-        max_abs_diff=float(difference.max()) if difference.size else 0.0,
+        max_abs_diff=max_diff,
         tolerance=tolerance,
         within_tolerance=within,
         label_agreement=round(agreement, 6),
         label_disagreements=disagreements,
+        diagnosis=diagnosis,
     )
+
+
+FLOAT32_NOISE = 1e-3  # differences this small come from float32 arithmetic, not from a different model
+
+
+def _diagnose(trained: TrainedModel, max_diff: float) -> str:
+    """Say what kind of disagreement it is, so the user knows whether to loosen, change or report."""
+    ties = _neighbour_ties(trained)
+    if ties:
+        return (
+            f"ties: {ties} of {len(trained.test_frame)} test rows have equidistant k-th and (k+1)-th neighbours, "
+            "which scikit-learn and onnxruntime break differently; use another estimator"
+        )
+    if max_diff <= FLOAT32_NOISE:
+        return (
+            f"float precision: the largest difference ({max_diff:.2g}) is float32 rounding (ONNX computes in "
+            "float32); raise [export].parity_tolerance if it is acceptable"
+        )
+    return (
+        f"a real disagreement ({max_diff:.3g}, far beyond float32 rounding): the ONNX graph computes something "
+        "else than scikit-learn; please report it with the estimator and its params"
+    )
+
+
+def _neighbour_ties(trained: TrainedModel) -> int:
+    """Test rows whose k-th and (k+1)-th nearest training neighbours are at the same distance."""
+    estimator = trained.pipeline.steps[-1][1]
+    if not hasattr(estimator, "kneighbors") or not hasattr(estimator, "n_neighbors"):
+        return 0
+    k = int(estimator.n_neighbors)
+    if k + 1 > getattr(estimator, "n_samples_fit_", 0):
+        return 0
+    features = trained.pipeline[:-1].transform(trained.test_frame)
+    distances, _ = estimator.kneighbors(features, n_neighbors=k + 1)
+    return int(np.sum(np.isclose(distances[:, k - 1], distances[:, k], rtol=1e-6, atol=1e-9)))
 
 
 def check_parity(report: ParityReport, classification: bool) -> None:
@@ -225,11 +268,12 @@ def check_parity(report: ParityReport, classification: bool) -> None:
         f"{', relative to |value| above 1' if not classification else ''})\n"
         f"  - label agreement = {report.label_agreement:.2%}"
         + (f", {report.label_disagreements} row(s) disagree without a tie" if report.label_disagreements else "")
+        + (f"\n  - diagnosis: {report.diagnosis}" if report.diagnosis else "")
     )
     raise QualityGateError("ONNX and scikit-learn disagree beyond [export].parity_tolerance", details=details)
 
 
-def with_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> bytes:
+def with_metadata(model: onnx.ModelProto, metadata: Metadata) -> bytes:
     """The ONNX file's bytes with the metadata in metadata_props: one JSON document, plus flat keys for viewers."""
     del model.metadata_props[:]
     entries = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
@@ -237,5 +281,5 @@ def with_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> bytes:
         {key: value if isinstance(value, str) else json.dumps(value, sort_keys=True) for key, value in metadata.items()}
     )
     onnx.helper.set_model_props(model, entries)
-    model.doc_string = metadata.get("description", "")
+    model.doc_string = metadata["description"]
     return model.SerializeToString(deterministic=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,7 +92,7 @@ class Registry:
 
     def record_built(
         self,
-        metadata: dict[str, Any],
+        metadata: Mapping[str, Any],
         artifacts: dict[str, Any],
         *,
         config_text: str,
@@ -103,7 +104,7 @@ class Registry:
                 record["image"] = image
             self._write(record)
 
-    def record_rejected(self, metadata: dict[str, Any], *, config_text: str, reason: str, details: str) -> None:
+    def record_rejected(self, metadata: Mapping[str, Any], *, config_text: str, reason: str, details: str) -> None:
         if self.collection is None:
             return
         existing = self.find(metadata["name"], metadata["version"])
@@ -124,7 +125,7 @@ def _version_key(text: str) -> tuple[int, Version | str]:
         return (1, text)
 
 
-def _summary(metadata: dict[str, Any], config_text: str) -> dict[str, Any]:
+def _summary(metadata: Mapping[str, Any], config_text: str) -> dict[str, Any]:
     return {
         "name": metadata["name"],
         "version": metadata["version"],

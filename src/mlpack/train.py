@@ -27,6 +27,7 @@ from mlpack.features.dates import DateParts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.target import TransformedTarget
 from mlpack.features.text import NoWordsError, TextWords
+from mlpack.runtime import category_text
 from mlpack.validate import Dataset
 
 
@@ -76,6 +77,8 @@ class TrainedModel:
     metrics: dict[str, float]
     classes: list[Any] | None
     train_rows: int
+    train_columns: dict[str, np.ndarray]  # the training split keyed by feature path (metadata: categories, missing)
+    train_target: np.ndarray
     test_frame: pd.DataFrame  # the test split as the pipeline sees it (columns = ONNX input names)
     test_columns: dict[str, np.ndarray]  # the same rows keyed by feature path, as the runtime sees them
     test_target: np.ndarray
@@ -186,21 +189,57 @@ def _check_derived(config: Config, train_frame: pd.DataFrame, input_names: dict[
             )
 
 
-def with_class_weight_labels(params: dict[str, Any], target: np.ndarray) -> dict[str, Any]:
+def class_value(code: Any, dataset: Dataset) -> Any:
+    """A class as the data had it: the training code 1 of a boolean target is True."""
+    return bool(code) if dataset.target_kind == "bool" else code
+
+
+def class_names(codes: list[Any], dataset: Dataset, config: Config) -> list[Any]:
+    """The classes as predict() returns them: as in the data, or by their [features].labels names."""
+    labels = config.features.labels
+    values = [class_value(code, dataset) for code in codes]
+    if not labels:
+        return values
+    texts = [category_text(value) for value in values]
+    unknown = [key for key in labels if key not in texts]
+    if unknown:
+        raise ConfigError(
+            f"[features].labels names class {unknown[0]!r}, which is not in the data "
+            f'(classes: {", ".join(texts)}; keys are the classes\' text, e.g. "0" or "true")'
+        )
+    unnamed = [text for text in texts if text not in labels]
+    if unnamed:
+        raise ConfigError(f"[features].labels has no name for class {unnamed[0]!r}: name every class or none")
+    names = [labels[text] for text in texts]
+    if len(set(names)) != len(names):
+        raise ConfigError("[features].labels gives two classes the same name")
+    return names
+
+
+def with_class_weight_labels(
+    params: dict[str, Any], target: np.ndarray, dataset: Dataset | None = None, config: Config | None = None
+) -> dict[str, Any]:
     """`class_weight = { 0 = 1.0, 1 = 5.0 }`: TOML keys are strings, integer classes are not; map them.
 
-    A key that names no class is a config error (scikit-learn's own message would not name the key).
+    A key may be the class's canonical text ("1", "true") or, given the config, its [features].labels
+    name. A key that names no class is a config error (scikit-learn's own message would not name the key).
     """
     weights = params.get("class_weight")
     if not isinstance(weights, dict):
         return params
-    by_text = {str(label): label for label in np.unique(target).tolist()}
+    codes = np.unique(target).tolist()
+    by_text: dict[str, Any] = {}
+    for code in codes:
+        by_text[category_text(class_value(code, dataset) if dataset is not None else code)] = code
+    if dataset is not None and config is not None:
+        by_text.update({str(name): code for code, name in zip(codes, class_names(codes, dataset, config))})
     mapped = {}
     for key, value in weights.items():
-        if str(key) not in by_text:
-            known = ", ".join(sorted(by_text))
+        text = key if isinstance(key, str) else category_text(key)
+        if text not in by_text:
+            known = ", ".join(by_text)
             raise ConfigError(f"class_weight names {key!r}, which is not a class of the target (classes: {known})")
-        mapped[by_text[str(key)]] = value
+        mapped[by_text[text]] = value
     return {**params, "class_weight": mapped}
 
 
@@ -269,7 +308,7 @@ def train(
     parts = rows if rows is not None else split(config, dataset)
     chosen = config.estimator.params if params is None else params
     if classification:
-        chosen = with_class_weight_labels(chosen, parts.train_target)
+        chosen = with_class_weight_labels(chosen, parts.train_target, dataset, config)
     section = dataclasses.replace(config.estimator, params=chosen)
     estimator, spec = make_estimator(section, config.model.task, seed=config.evaluation.seed)
     names = metric_names(config)
@@ -294,6 +333,8 @@ def train(
         metrics=scores,
         classes=pipeline.classes_.tolist() if classification else None,
         train_rows=len(parts.train_target),
+        train_columns=parts.train_columns,
+        train_target=parts.train_target,
         test_frame=test_frame,
         test_columns=parts.test_columns,
         test_target=parts.test_target,

@@ -6,7 +6,6 @@ than one error per build.
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import hashlib
 import json
@@ -14,8 +13,8 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from numbers import Integral, Real
-from typing import Any
+from numbers import Integral
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,10 +22,11 @@ from mlpack.config import FeaturesSection, Task
 from mlpack.errors import DataError
 from mlpack.features.expressions import unknown_field
 from mlpack.features.target import TRANSFORMS
-from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, date_milliseconds
+from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, category_text, date_milliseconds, to_number
 from mlpack.source.mongo import RawColumns
 
 MIN_ROWS_PER_CLASS = 2
+TargetKind = Literal["bool", "int", "str", "float"]
 
 
 @dataclass
@@ -35,12 +35,14 @@ class Dataset:
 
     numeric: dict[str, np.ndarray]
     categorical: dict[str, np.ndarray]
-    target: np.ndarray
+    target: np.ndarray  # class codes (int64, booleans as 0/1, or str) or float64 values
     ids: list[Any]
     fingerprint: str = ""
     weight: np.ndarray | None = None  # [features].weight: per-document sample weights (float64, finite, >= 0)
     dates: dict[str, np.ndarray] = field(default_factory=dict)  # int64 ms since 1970 UTC, MISSING_DATE = missing
     texts: dict[str, np.ndarray] = field(default_factory=dict)  # strings, "" = missing
+    target_kind: TargetKind = "float"  # what the target's values were: predictions come back as that
+    warnings: list[str] = field(default_factory=list)  # not fatal; in the report and on the terminal
 
     @property
     def rows(self) -> int:
@@ -61,65 +63,61 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) or _is_decimal128(value)
-
-
-def _is_decimal128(value: Any) -> bool:
-    return type(value).__name__ == "Decimal128"
-
-
-def _to_float(value: Any) -> float:
-    if value is None:
-        return math.nan
-    if _is_decimal128(value):
-        return float(value.to_decimal())
-    return float(value)
-
-
 def _example(ids: list[Any], index: int, value: Any) -> str:
-    return f"e.g. _id {ids[index]!s} has {value!r}"
+    return f"e.g. _id {ids[index]!s} has {_shown(value)}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_all(values: list[Any], read: Callable[[Any], Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+    """Every value through the runtime's reading; the failures as (index, reason)."""
+    out: list[Any] = []
+    bad: list[tuple[int, str]] = []
+    for index, value in enumerate(values):
+        try:
+            out.append(read(value))
+        except ValueError as exc:
+            bad.append((index, str(exc)))
+            out.append(None)
+    return out, bad
+
+
+def _report_bad(kind: str, path: str, bad: list[tuple[int, str]], ids: list[Any]) -> str:
+    index, reason = bad[0]
+    return f"{kind} feature '{path}': {len(bad)} bad value(s), e.g. _id {ids[index]!s}: {reason}"
 
 
 def _check_numeric(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
-    bad = [i for i, v in enumerate(values) if v is not None and not _is_number(v)]
+    numbers, bad = _read_all(values, to_number)
     if bad:
-        report.problems.append(
-            f"numeric feature '{path}': {len(bad)} non-numeric value(s), {_example(ids, bad[0], values[bad[0]])}"
-            + (" (a date: list it under [features].datetime)" if isinstance(values[bad[0]], datetime.date) else "")
-        )
+        report.problems.append(_report_bad("numeric", path, bad, ids))
         return None
-    try:
-        return np.array([_to_float(v) for v in values], dtype=np.float64)
-    except OverflowError:
-        huge = next(i for i, v in enumerate(values) if isinstance(v, int) and abs(v) > 2**1023)
-        report.problems.append(f"numeric feature '{path}': a value too large for a float, e.g. _id {ids[huge]!s}")
-        return None
+    return np.array(numbers, dtype=np.float64)
 
 
 def _check_categorical(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
-    bad = [i for i, v in enumerate(values) if isinstance(v, (dict, list))]
+    texts, bad = _read_all(values, category_text)
     if bad:
-        report.problems.append(
-            f"categorical feature '{path}': {len(bad)} value(s) are documents or arrays, not categories, "
-            f"{_example(ids, bad[0], values[bad[0]])}"
-        )
+        report.problems.append(_report_bad("categorical", path, bad, ids))
         return None
     column = np.empty(len(values), dtype=object)
-    column[:] = [MISSING_CATEGORY if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
+    column[:] = texts
     return column
 
 
-def _to_float_or_inf(value: Any) -> float:
+def _number_or_nan(value: Any) -> float:
     try:
-        return _to_float(value)
-    except OverflowError:
-        return math.inf
+        return to_number(value)
+    except ValueError:
+        return math.nan
 
 
 def _check_weight(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
     """Sample weights: a number in every document, finite and not negative, not all zero."""
-    numbers = [_to_float_or_inf(v) if _is_number(v) and not isinstance(v, bool) else math.nan for v in values]
+    numbers = [_number_or_nan(v) for v in values]
     column = np.array(numbers, dtype=np.float64)
     bad = [i for i, w in enumerate(numbers) if not math.isfinite(w) or w < 0]
     if bad:
@@ -176,50 +174,67 @@ def _check_target_domain(
         )
 
 
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _check_target(
     path: str, values: list[Any], ids: list[Any], task: Task, report: ValidationReport
-) -> np.ndarray | None:
-    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v))]
+) -> tuple[np.ndarray, TargetKind] | None:
+    missing = [i for i, v in enumerate(values) if _is_missing(v)]
     if missing:
         report.problems.append(f"target '{path}': missing in {len(missing)} document(s), e.g. _id {ids[missing[0]]!s}")
         return None
     if task == "regression":
-        bad = [i for i, v in enumerate(values) if not _is_number(v) or isinstance(v, bool)]
+        numbers, bad = _read_all(values, to_number)
         if bad:
+            index, reason = bad[0]
             report.problems.append(
-                f"target '{path}': {len(bad)} non-numeric value(s) for a regression, "
-                f"{_example(ids, bad[0], values[bad[0]])}"
+                f"target '{path}': {len(bad)} value(s) are not numbers for a regression, e.g. _id {ids[index]!s}: "
+                f"{reason}"
             )
             return None
-        return np.array([_to_float(v) for v in values], dtype=np.float64)
+        return np.array(numbers, dtype=np.float64), "float"
     return _class_labels(path, values, ids, report)
 
 
-def _same_label_kind(value: Any, strings: bool) -> bool:
-    if strings:
-        return isinstance(value, str)
-    return isinstance(value, Integral) or (isinstance(value, float) and value.is_integer())
+def _label_kind(value: Any) -> TargetKind | None:
+    """bool, int (whole floats count: 1.0 is class 1) or str; None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (Integral, np.integer)) or (isinstance(value, float) and value.is_integer()):
+        return "int"
+    if isinstance(value, str):
+        return "str"
+    return None
 
 
-def _class_labels(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
-    """Labels stay integers or strings, the two label types ONNX classifiers can emit."""
-    if all(isinstance(v, str) for v in values):
+def _class_labels(
+    path: str, values: list[Any], ids: list[Any], report: ValidationReport
+) -> tuple[np.ndarray, TargetKind] | None:
+    """Labels become the codes ONNX classifiers can emit: integers (booleans as 0/1) or strings.
+
+    The kind is kept so that predictions come back as the data had them (True stays True).
+    """
+    kinds = [_label_kind(v) for v in values]
+    kind = kinds[0]
+    if kind is None or any(k != kind for k in kinds):
+        bad = next(i for i, k in enumerate(kinds) if k is None or k != kind)
+        found = sorted({type(v).__name__ for v in values})
+        report.problems.append(
+            f"target '{path}': class labels must be all strings, all integers or all booleans, "
+            f"found {', '.join(found)}, {_example(ids, bad, values[bad])}"
+        )
+        return None
+    labels: np.ndarray
+    if kind == "str":
         labels = np.array(values, dtype=object)
-    elif all(_same_label_kind(v, strings=False) for v in values):
+    else:
         try:
             labels = np.array([int(v) for v in values], dtype=np.int64)
         except OverflowError:
             report.problems.append(f"target '{path}': integer class labels must fit in 64 bits")
             return None
-    else:
-        strings = isinstance(values[0], str)
-        bad = next((i for i, v in enumerate(values) if not _same_label_kind(v, strings)), 0)
-        kinds = sorted({type(v).__name__ for v in values})
-        report.problems.append(
-            f"target '{path}': class labels must be all strings or all integers, found {', '.join(kinds)}, "
-            f"{_example(ids, bad, values[bad])}"
-        )
-        return None
     counts = Counter(labels.tolist())
     if len(counts) < 2:
         report.problems.append(
@@ -233,7 +248,7 @@ def _class_labels(path: str, values: list[Any], ids: list[Any], report: Validati
             "too few to split into train and test"
         )
         return None
-    return labels
+    return labels, kind
 
 
 def fingerprint(dataset: Dataset, features: FeaturesSection) -> str:
@@ -259,11 +274,52 @@ def fingerprint(dataset: Dataset, features: FeaturesSection) -> str:
     return digest.hexdigest()
 
 
+MOSTLY_MISSING = 0.5  # a numeric feature missing in more documents than this gets a warning
+RARE_CLASS = 0.01  # a class with a smaller share of the documents gets a warning
+MIN_ROWS_FOR_ID_WARNING = 20  # "one distinct value per document" means little on a handful of rows
+
+
+def data_warnings(dataset: Dataset, features: FeaturesSection, task: Task, max_categories: int) -> list[str]:
+    """Things that train but probably not as meant: the user reads them in the report and on the terminal."""
+    warnings = []
+    for path, column in dataset.categorical.items():
+        present = column[column != MISSING_CATEGORY]
+        distinct = len(set(present.tolist()))
+        if len(present) >= MIN_ROWS_FOR_ID_WARNING and distinct == len(present):
+            warnings.append(
+                f"categorical feature '{path}' has a different value in every document ({distinct}): it looks "
+                "like an id or free text; list free text under [features].text, or drop the field"
+            )
+        elif distinct > max_categories:
+            warnings.append(
+                f"categorical feature '{path}' has {distinct} distinct values, more than "
+                f"[preprocessing].max_categories ({max_categories}): each becomes a column; is it free text or an id?"
+            )
+    for path, values in dataset.numeric.items():
+        share = float(np.mean(np.isnan(values))) if len(values) else 0.0
+        if share > MOSTLY_MISSING:
+            warnings.append(
+                f"numeric feature '{path}' is missing in {share:.0%} of the documents: "
+                "most of its values will be the imputed median"
+            )
+    if task == "classification":
+        counts = Counter(dataset.target.tolist())
+        for label, count in sorted(counts.items(), key=lambda item: item[1]):
+            share = count / dataset.rows
+            if share < RARE_CLASS:
+                warnings.append(
+                    f"class {label!r} of target '{features.target}' is {share:.2%} of the documents "
+                    f"({count} of {dataset.rows}): the model may never predict it"
+                )
+    return warnings
+
+
 def validate(
     raw: RawColumns,
     features: FeaturesSection,
     task: Task,
     *,
+    max_categories: int = 50,
     source_label: str = "",
     known_paths: Callable[[], list[str]] | None = None,
 ) -> Dataset:
@@ -295,18 +351,21 @@ def validate(
     texts = {path: _check_text(path, raw.values[path], raw.ids, report) for path in by_kind["text"]}
     target = _check_target(features.target, raw.values[features.target], raw.ids, task, report)
     if target is not None and features.target_transform:
-        _check_target_domain(features, target, raw.ids, report)
+        _check_target_domain(features, target[0], raw.ids, report)
     weight = _check_weight(features.weight, raw.values[features.weight], raw.ids, report) if features.weight else None
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
+    assert target is not None
     dataset = Dataset(
         numeric={k: v for k, v in numeric.items() if v is not None},
         categorical={k: v for k, v in categorical.items() if v is not None},
-        target=target if target is not None else np.empty(0),
+        target=target[0],
         ids=raw.ids,
         weight=weight,
         dates={k: v for k, v in dates.items() if v is not None},
         texts={k: v for k, v in texts.items() if v is not None},
+        target_kind=target[1],
     )
     dataset.fingerprint = fingerprint(dataset, features)
+    dataset.warnings = data_warnings(dataset, features, task, max_categories)
     return dataset

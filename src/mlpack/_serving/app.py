@@ -127,18 +127,20 @@ class App:
             return ok({"ready": True})
         return Response(503, dump_json({"ready": False}), JSON, (("Retry-After", "1"),))
 
-    def run(self, data: Any, invalid: int = 422) -> Tuple[Any, Any, bool]:
+    def run(self, data: Any, invalid: int = 422, strict: bool = False) -> Tuple[Any, Any, bool]:
         """The model on records or columns, observers fed; a ValueError is the client's (`invalid`)."""
         observe = self.metrics.observe_feeds if self.metrics.observers else None
         try:
-            return self.model.run(data, observe)  # type: ignore[no-any-return]
+            return self.model.run(data, observe, strict=strict)  # type: ignore[no-any-return]
         except ValueError as exc:
             raise ClientError(invalid, str(exc)) from None
 
     def predict(self, request: Request) -> Response:
         self.require_ready()
+        # ?strict=true: absent fields and unknown categories are refused, as predict(..., strict=True)
+        strict = strict_query(request.query)
         records = records_from_body(self.document(request), self.limits.max_records)
-        labels, probabilities, _ = self.run(records)
+        labels, probabilities, _ = self.run(records, strict=strict)
         prediction_id = new_id()
         answer: Dict[str, Any] = {"id": prediction_id, "predictions": labels}
         if probabilities is not None:
@@ -168,4 +170,17 @@ class App:
         return Response(202, dump_json({"id": prediction_id, "index": index, "status": "accepted"}))
 
 
-__all__ = ["App", "records_from_body"]
+def strict_query(query: str) -> bool:
+    """The `strict` query parameter: absent or false → False; true, 1 or bare → True; else a 400."""
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == "strict":
+            if value.lower() in ("true", "1", ""):
+                return True
+            if value.lower() in ("false", "0"):
+                return False
+            raise ClientError(400, f"query parameter strict must be true or false, got {value[:20]!r}")
+    return False
+
+
+__all__ = ["App", "records_from_body", "strict_query"]

@@ -30,6 +30,7 @@ from typing import Any
 
 from mlpack.artifacts import read_metadata
 from mlpack.errors import ConfigError, ExternalError
+from mlpack.runtime import Metadata
 
 MIB = 1024 * 1024
 USER_ID = 65532  # the image's USER (packaging/docker/Dockerfile.in)
@@ -91,7 +92,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _example_record(metadata: dict[str, Any]) -> dict[str, Any]:
+def _example_record(metadata: Metadata) -> dict[str, Any]:
     record: dict[str, Any] = {}
     for feature in metadata["features"]:
         *parents, leaf = feature["name"].split(".")
@@ -108,7 +109,7 @@ def _memory(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"]) * 1024, int(fields["VmHWM"]) * 1024
 
 
-def measure(artifact: Path, metadata: dict[str, Any]) -> Footprint:
+def measure(artifact: Path, metadata: Metadata) -> Footprint:
     """Start the model's server as the image does (`python -m NAME serve`), predict once, read its memory."""
     with tempfile.TemporaryDirectory(prefix="mlpack-k8s-") as folder:
         if artifact.suffix == ".whl":
@@ -168,7 +169,7 @@ def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
 
 
 # -- manifests ------------------------------------------------------------------------------------
-def _labels(metadata: dict[str, Any], name: str) -> dict[str, str]:
+def _labels(metadata: Metadata, name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/version": label_value(metadata["version"]),
@@ -177,7 +178,7 @@ def _labels(metadata: dict[str, Any], name: str) -> dict[str, str]:
     }
 
 
-def _annotations(metadata: dict[str, Any], footprint: Footprint) -> dict[str, str]:
+def _annotations(metadata: Metadata, footprint: Footprint) -> dict[str, str]:
     return {
         "mlpack.io/model": f"{metadata['name']} {metadata['version']}",
         "mlpack.io/model-bytes": str(footprint.model_bytes),
@@ -253,7 +254,7 @@ def _metadata(name: str, labels: dict[str, str], namespace: str | None, **extra:
     return meta
 
 
-def manifests(metadata: dict[str, Any], footprint: Footprint, options: K8sOptions) -> list[dict[str, Any]]:
+def manifests(metadata: Metadata, footprint: Footprint, options: K8sOptions) -> list[dict[str, Any]]:
     name = dns_name(metadata["name"])
     image = options.image or f"{metadata['name'].lower()}:{metadata['version']}"
     labels = _labels(metadata, name)
@@ -315,7 +316,7 @@ def manifests(metadata: dict[str, Any], footprint: Footprint, options: K8sOption
 
 
 def _kserve(
-    metadata: dict[str, Any],
+    metadata: Metadata,
     footprint: Footprint,
     options: K8sOptions,
     name: str,

@@ -26,6 +26,7 @@ from mlpack import names
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.package.wheel import packaging_dir
+from mlpack.runtime import Metadata
 
 METADATA_LABEL = "io.mlpack.metadata"
 DOCKER_TIMEOUT_S = 10
@@ -84,12 +85,12 @@ def _label_lines(labels: dict[str, str]) -> str:
     return "LABEL " + " \\\n      ".join(f"{key}={dockerfile_string(value)}" for key, value in labels.items())
 
 
-def image_labels(metadata: dict[str, Any], revision: str) -> dict[str, str]:
+def image_labels(metadata: Metadata, revision: str) -> dict[str, str]:
     return {
         "org.opencontainers.image.title": metadata["name"],
         "org.opencontainers.image.version": metadata["version"],
         "org.opencontainers.image.created": metadata["created"],
-        "org.opencontainers.image.description": metadata.get("description", ""),
+        "org.opencontainers.image.description": metadata["description"],
         "org.opencontainers.image.revision": revision,
         "io.mlpack.task": metadata["task"],
         "io.mlpack.metrics": json.dumps(metadata["metrics"], sort_keys=True),
@@ -157,7 +158,7 @@ def write_context(
     context: Path,
     *,
     wheel: Path,
-    metadata: dict[str, Any],
+    metadata: Metadata,
     section: ImageSection,
     revision: str,
     epoch: int,

@@ -19,6 +19,7 @@ import pyproject_hooks
 
 from mlpack import _serving, runtime
 from mlpack.errors import ExternalError
+from mlpack.runtime import FeatureInfo, Metadata
 
 
 def packaging_dir() -> Path:
@@ -40,7 +41,7 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def _markdown_table(rows: list[tuple[str, ...]]) -> str:
+def _markdown_table(rows: Sequence[tuple[str, ...]]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
 
 
@@ -63,7 +64,7 @@ def _md_code(value: object, *, in_table: bool = False) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def _example_record(metadata: dict[str, Any]) -> str:
+def _example_record(metadata: Metadata) -> str:
     """Every feature, nested as in the source documents, with placeholder values."""
     example: dict[str, Any] = {}
     for feature in metadata["features"]:
@@ -76,7 +77,34 @@ def _example_record(metadata: dict[str, Any]) -> str:
     return json.dumps(example).replace("`", "\\u0060")
 
 
-def render_model_card(metadata: dict[str, Any], template: str, card_tables: str = "") -> str:
+def _feature_row(feature: FeatureInfo) -> tuple[str, ...]:
+    """One row of the card's inputs table: what a missing value becomes, or the categories with counts."""
+    if feature["kind"] == "numeric":
+        imputed = feature.get("imputed")
+        known = f"imputed {imputed:.6g}" if imputed is not None else ""
+    else:
+        categories = feature.get("categories", {})
+        shown = ", ".join(f"{_md_text(name)} ({count})" for name, count in list(categories.items())[:20])
+        more = f", … {len(categories) - 20} more" if len(categories) > 20 else ""
+        known = shown + more + ("; missing is its own category" if categories else "")
+    missing = str(feature["missing"]) if "missing" in feature else ""
+    name, column = _md_code(feature["name"], in_table=True), _md_code(feature["input"], in_table=True)
+    return (name, feature["kind"], column, missing, known.replace("|", "\\|"))
+
+
+def _class_table(metadata: Metadata) -> str:
+    """Per class its share of the training split (classification)."""
+    balance = metadata.get("class_balance")
+    if not balance:
+        return ""
+    rows = [
+        (_md_code(entry["label"], in_table=True), str(entry["count"]), f"{entry['share']:.1%}") for entry in balance
+    ]
+    header = "\nClass balance in the training split:\n\n| class | documents | share |\n|---|---|---|\n"
+    return header + _markdown_table(rows) + "\n"
+
+
+def render_model_card(metadata: Metadata, template: str, card_tables: str = "") -> str:
     data, parity, import_name = metadata["data"], metadata["parity"], metadata["import_name"]
     classes = metadata.get("classes")
     versions = ", ".join(f"{k} {v}" for k, v in metadata["versions"].items())
@@ -95,12 +123,8 @@ def render_model_card(metadata: dict[str, Any], template: str, card_tables: str 
             if classes is not None and metadata.get("probabilities", True)
             else ""
         ),
-        features_table=_markdown_table(
-            [
-                (_md_code(f["name"], in_table=True), f["kind"], _md_code(f["input"], in_table=True))
-                for f in metadata["features"]
-            ]
-        ),
+        features_table=_markdown_table([_feature_row(f) for f in metadata["features"]]),
+        class_table=_class_table(metadata),
         target=_md_code(metadata["target"]),
         classes_line=f"; classes: {', '.join(_md_code(c) for c in classes)}" if classes is not None else "",
         test_share=f"{metadata['evaluation']['test_size']:.0%}",
@@ -122,7 +146,7 @@ def render_model_card(metadata: dict[str, Any], template: str, card_tables: str 
 
 
 def render_project(
-    stage: Path, metadata: dict[str, Any], onnx_bytes: bytes, config_text: str, *, card_tables: str = ""
+    stage: Path, metadata: Metadata, onnx_bytes: bytes, config_text: str, *, card_tables: str = ""
 ) -> Path:
     """Write the model package's source tree under `stage`; return its folder."""
     templates = packaging_dir() / "wheel"

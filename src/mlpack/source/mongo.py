@@ -19,6 +19,7 @@ from pymongo.collection import Collection
 from mlpack.config import SourceSection
 from mlpack.errors import ConfigError, MlpackError, outside
 from mlpack.redaction import remember_uri
+from mlpack.runtime import ABSENT, lookup
 from mlpack.source.embedded import embedded_server
 
 # Unreachable servers must fail well inside the 30 s the CLI promises.
@@ -84,20 +85,6 @@ class RawColumns:
         return len(self.ids)
 
 
-_ABSENT = object()
-
-
-def _lookup(document: dict[str, Any], parts: tuple[str, ...]) -> Any:
-    value: Any = document
-    for part in parts:
-        if not isinstance(value, dict):
-            return _ABSENT
-        value = value.get(part, _ABSENT)
-        if value is _ABSENT:
-            return _ABSENT
-    return value
-
-
 def field_paths(document: dict[str, Any], prefix: str = "") -> list[str]:
     """Every dotted path in a document, through sub-documents (not arrays)."""
     paths = []
@@ -157,8 +144,8 @@ def collect(
     for document in documents:
         columns.ids.append(document.get("_id"))
         for path, parts, append in appenders:
-            value = _lookup(document, parts)
-            if value is _ABSENT:
+            value = lookup(document, path, parts)  # the runtime's reading: training reads as prediction does
+            if value is ABSENT:
                 append(None)
             else:
                 columns.present[path] += 1

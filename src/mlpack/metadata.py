@@ -1,0 +1,143 @@
+"""The model's metadata, built in ONE function from what the build knows.
+
+The contract itself (`Metadata`, a TypedDict) is declared in the runtime, because every model
+wheel carries it; this module fills it. A new key is added to the TypedDict first, then here;
+readers use the typed keys (optional ones with `.get` or `in`), so mypy catches a misspelt key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import datetime
+from importlib.metadata import version as installed_version
+from typing import Any
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+
+import mlpack
+from mlpack.config import Config
+from mlpack.estimators import has_probabilities
+from mlpack.experiments import Experiment
+from mlpack.export import ParityReport, derived_metadata, feature_metadata, input_metadata, onnx_input_names
+from mlpack.runtime import MISSING_CATEGORY, ClassShare, FeatureInfo, Metadata, ParityInfo
+from mlpack.source.mongo import filter_as_json
+from mlpack.train import TrainedModel, class_names
+from mlpack.validate import Dataset
+
+
+def tool_versions(opset: int) -> dict[str, Any]:
+    return {
+        "mlpack": mlpack.__version__,
+        "scikit-learn": installed_version("scikit-learn"),
+        "skl2onnx": installed_version("skl2onnx"),
+        "onnx": installed_version("onnx"),
+        "onnxruntime": installed_version("onnxruntime"),
+        "opset": opset,
+    }
+
+
+def build_metadata(
+    config: Config,
+    dataset: Dataset,
+    *,
+    version: str,
+    created: datetime,
+    trained: TrainedModel | None = None,
+    parity: ParityReport | None = None,
+    baseline: dict[str, Any] | None = None,
+    experiment: Experiment | None = None,
+) -> Metadata:
+    """The metadata of SPEC §3. Called as the build learns more: after training, then with the parity."""
+    source = config.source
+    input_names = onnx_input_names(config.features.inputs)
+    metadata: Metadata = {
+        "name": config.model.name,
+        "import_name": config.model.import_name,
+        "version": version,
+        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "task": config.model.task,
+        "description": config.model.description,
+        "target": config.features.target,
+        "features": feature_metadata(config.features, input_names),
+        "estimator": {"class": config.estimator.class_path, "params": config.estimator.params},
+        "evaluation": {"test_size": config.evaluation.test_size, "seed": config.evaluation.seed},
+        "data": {
+            "database": source.database,
+            "collection": source.collection,
+            "filter": filter_as_json(source.filter),
+            "limit": source.limit,
+            "rows": dataset.rows,
+            "sha256": dataset.fingerprint,
+        },
+        "versions": tool_versions(config.export.target_opset),
+        "serve": dataclasses.asdict(config.serve),
+        "warnings": list(dataset.warnings),
+        "inputs": input_metadata(config.features, input_names),
+    }
+    if config.features.derived:
+        metadata["derived"] = derived_metadata(config.features)
+    if config.features.target_transform:
+        metadata["target_transform"] = config.features.target_transform
+    if trained is not None:
+        metadata["estimator"] = {"class": config.estimator.class_path, "params": trained.params}
+        metadata["metrics"] = trained.metrics
+        metadata["features"] = [_with_training_facts(entry, trained) for entry in metadata["features"]]
+        if trained.classes is not None:
+            labels = class_names(trained.classes, dataset, config)
+            metadata["classes"] = labels
+            metadata["class_codes"] = list(trained.classes)
+            metadata["class_balance"] = _class_balance(trained, labels)
+            metadata["probabilities"] = has_probabilities(trained.pipeline)
+    if parity is not None:
+        metadata["parity"] = ParityInfo(**dataclasses.asdict(parity))  # type: ignore[typeddict-item]
+    if experiment is not None:
+        metadata["cv"] = experiment.cv_summary()
+        summary = experiment.search_summary()
+        if summary is not None:
+            metadata["search"] = summary
+    if baseline is not None:
+        metadata["baseline"] = baseline
+    return metadata
+
+
+def _with_training_facts(entry: FeatureInfo, trained: TrainedModel) -> FeatureInfo:
+    """Per feature: what a missing value becomes, how often it was missing, the known categories."""
+    column = trained.train_columns[entry["name"]]
+    facts: FeatureInfo = {**entry}
+    if entry["kind"] == "numeric":
+        facts["missing"] = int(np.isnan(column).sum())
+        facts["imputed"] = _imputed_values(trained.pipeline).get(entry["input"])
+    else:
+        counts = Counter(column.tolist())
+        facts["missing"] = counts.pop(MISSING_CATEGORY, 0)
+        facts["categories"] = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return facts
+
+
+def _imputed_values(pipeline: Pipeline) -> dict[str, float | None]:
+    """ONNX input name → the fitted imputer's fill value, read from the pipeline that was exported."""
+    found: dict[str, float | None] = {}
+    preprocess = pipeline.steps[0][1]
+    if not isinstance(preprocess, ColumnTransformer):
+        return found
+    for _name, transformer, columns in preprocess.transformers_:
+        steps = transformer.steps if isinstance(transformer, Pipeline) else [("", transformer)]
+        for _, step in steps:
+            if isinstance(step, SimpleImputer) and isinstance(columns, list):
+                for column, value in zip(columns, step.statistics_.tolist()):
+                    found[column] = None if value != value else float(value)
+    return found
+
+
+def _class_balance(trained: TrainedModel, names: list[Any]) -> list[ClassShare]:
+    counts = Counter(trained.train_target.tolist())
+    total = max(1, len(trained.train_target))
+    assert trained.classes is not None
+    return [
+        {"label": name, "code": code, "count": counts[code], "share": round(counts[code] / total, 6)}
+        for code, name in zip(trained.classes, names)
+    ]
