@@ -312,3 +312,27 @@ def test_drift_imports_only_stdlib_and_numpy() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert {name for name in imported if name not in sys.stdlib_module_names} == {"numpy"}
+
+
+def test_dates_are_binned_as_the_graph_takes_them() -> None:
+    """int64 milliseconds since 1970, the smallest int64 for a missing date."""
+    from mlpack._serving.drift import MISSING_DATE, datetime_profile
+    from mlpack.runtime import MISSING_DATE as RUNTIME_MISSING_DATE
+
+    assert MISSING_DATE == RUNTIME_MISSING_DATE
+    rng = np.random.default_rng(8)
+    start = 1_700_000_000_000
+    train = (start + rng.integers(0, 365 * 86_400_000, 800)).astype(np.int64)
+    train[::20] = MISSING_DATE
+    live = (start + 200 * 86_400_000 + rng.integers(0, 365 * 86_400_000, 300)).astype(np.int64)
+    live[::7] = MISSING_DATE
+    entry = datetime_profile(train)
+    assert entry["kind"] == "datetime" and entry["missing"] == pytest.approx(40 / 800)
+    profile = Profile(entry)
+    assert profile.labels[0].startswith("(-inf, 2023-") and profile.labels[-1].endswith(", +inf]")
+    counts = profile.counts_of(live)
+    assert counts[profile.missing_bin] == len(live[::7])
+    as_float = lambda a: np.where(a == MISSING_DATE, np.nan, a.astype(np.float64))  # noqa: E731
+    assert profile.psi(counts) == pytest.approx(reference_numeric_psi(as_float(train), as_float(live)), rel=1e-5)
+    probes = np.array([int(e) for e in profile.edges] + [MISSING_DATE, start], dtype=np.int64)
+    assert [profile.bin_of(int(v)) for v in probes] == profile.bins_of(probes).tolist()

@@ -24,6 +24,8 @@ Python 3.9 syntax.
 from __future__ import annotations
 
 import bisect
+import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +35,7 @@ NUMERIC_BINS = 10
 MAX_CATEGORIES = 1000  # more categories than this: the rarest share one "other" bin
 EPSILON = 1e-4  # shares of zero are clipped to this before the logarithm
 MISSING_CATEGORY = "__missing__"  # how the runtime spells a missing categorical (runtime.MISSING_CATEGORY)
+MISSING_DATE = -(2**63)  # how the runtime feeds a missing date (runtime.MISSING_DATE; int64 has no NaN)
 OTHER = "__other__"
 UNKNOWN = "__unknown__"
 DEFAULT_THRESHOLD = 0.2  # PSI above 0.2 is the usual "significant shift"
@@ -110,7 +113,19 @@ def baseline_of(
     return {"rows": rows, "bins": NUMERIC_BINS, "features": features, "predictions": prediction}
 
 
-_PROFILERS = {"numeric": numeric_profile, "categorical": categorical_profile}
+def datetime_profile(values: Any, bins: int = NUMERIC_BINS) -> dict[str, Any]:
+    """Quantile bins of dates, as the graph takes them (int64 milliseconds since 1970, MISSING_DATE = missing)."""
+    return {**numeric_profile(_date_numbers(values), bins), "kind": "datetime"}
+
+
+def _date_numbers(values: Any) -> np.ndarray:
+    array = np.asarray(values).ravel()
+    numbers = array.astype(np.float64)
+    numbers[array == MISSING_DATE] = np.nan
+    return numbers
+
+
+_PROFILERS = {"numeric": numeric_profile, "categorical": categorical_profile, "datetime": datetime_profile}
 
 
 def label_text(label: Any) -> str:
@@ -138,9 +153,10 @@ class Profile:
         self.kind: str = entry["kind"]
         self.missing_rate = float(entry.get("missing", 0.0))
         shares = [float(s) for s in entry.get("shares", [])]
-        if self.kind == "numeric":
+        self.binned = self.kind in ("numeric", "datetime")  # quantile bins, not categories
+        if self.binned:
             self.edges = [float(e) for e in entry.get("edges", [])]
-            self.labels = _interval_labels(self.edges) if shares else []
+            self.labels = _interval_labels(self.edges, dates=self.kind == "datetime") if shares else []
             self.unknown_bin = -1
         else:
             categories = [str(c) for c in entry.get("categories", [])]
@@ -156,7 +172,9 @@ class Profile:
 
     def bin_of(self, value: Any) -> int:
         """The bin of one value: a float32 model input as a float (NaN = missing), or a canonical category."""
-        if self.kind == "numeric":
+        if self.binned:
+            if self.kind == "datetime":
+                value = math.nan if value == MISSING_DATE else float(np.float32(value))
             if value != value or not self.value_bins:  # NaN
                 return self.missing_bin
             return bisect.bisect_left(self.edges, value)
@@ -169,9 +187,10 @@ class Profile:
 
     def bins_of(self, values: Any) -> np.ndarray:
         """Bins of many values at once (numpy for numbers; a dict lookup per category)."""
-        if self.kind == "numeric":
+        if self.binned:
             # As float32, like the model's inputs and the baseline's edges (see numeric_profile).
-            array = np.asarray(values, dtype=np.float32).astype(np.float64).ravel()
+            numbers = _date_numbers(values) if self.kind == "datetime" else values
+            array = np.asarray(numbers, dtype=np.float32).astype(np.float64).ravel()
             if not self.value_bins:
                 return np.full(len(array), self.missing_bin, dtype=np.int64)
             bins = _numeric_bins(self.edges, array)
@@ -189,9 +208,14 @@ class Profile:
         return psi(self.expected, np.asarray(counts, dtype=np.float64)[: self.value_bins])
 
 
-def _interval_labels(edges: Sequence[float]) -> list[str]:
-    bounds = ["-inf", *(f"{e:g}" for e in edges), "+inf"]
+def _interval_labels(edges: Sequence[float], *, dates: bool = False) -> list[str]:
+    shown = [_date_text(e) if dates else f"{e:g}" for e in edges]
+    bounds = ["-inf", *shown, "+inf"]
     return [f"({low}, {high}]" for low, high in zip(bounds, bounds[1:])]
+
+
+def _date_text(milliseconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(milliseconds / 1000))
 
 
 def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray) -> float | None:
@@ -224,6 +248,7 @@ __all__ = [
     "Profile",
     "baseline_of",
     "categorical_profile",
+    "datetime_profile",
     "label_text",
     "model_inputs",
     "numeric_profile",
