@@ -76,15 +76,26 @@ def served(
     server = ServerProcess.mlpack(built.artifacts["wheel"], env=env)
     try:
         streams = []
+        answers: list[dict[str, Any]] = []
         for stream in (like_stream(), shifted_stream()):
             start = datetime.now(tz=UTC)
             for record in stream[:100]:  # one record per request, as most clients send them
-                assert server.request("POST", "/predict", record).status == 200
+                answer = server.request("POST", "/predict", record)
+                assert answer.status == 200
+                answers.append(answer.json())
             for first in range(100, len(stream), 20):  # and a few batches
                 assert server.request("POST", "/predict", stream[first : first + 20]).status == 200
             time.sleep(0.05)
             streams.append((_stamp(start), _stamp(datetime.now(tz=UTC))))
             time.sleep(0.05)
+        # True outcomes for 40 of the like stream's answers: 30 as predicted, 10 the other class.
+        truths = []
+        for number, answer in enumerate(answers[:40]):
+            predicted = answer["predictions"][0]
+            truths.append(predicted if number % 4 else ("stayed" if predicted == "churned" else "churned"))
+            assert server.request("POST", "/feedback", {"id": answer["id"], "label": truths[-1]}).status == 202
+        # A client sending an outcome again (a retry) is counted once.
+        assert server.request("POST", "/feedback", {"id": answers[1]["id"], "label": truths[1]}).status == 202
     finally:
         assert server.stop() == 0  # SIGTERM flushes the log
     assert mongo_client[LOG_DB]["inference_log"].count_documents({}) == 2 * (100 + 3)
@@ -150,6 +161,17 @@ def test_json_report_psi_matches_an_independent_reference(served: Served, monito
     assert report["records"] == len(stream) and report["requests"] == 103
     assert set(report["drifted"]) >= {"tenure_months", "contract", "billing.method"}
     assert report["predictions"]["psi"] is not None
+
+
+def test_feedback_sent_to_the_server_gives_live_metrics(served: Served, monitor: Any) -> None:
+    result = monitor(*_window(served.like), "--json")
+    assert result.code == 0, result.err
+    feedback = json.loads(result.out)["feedback"]
+    assert feedback["labels"] == 40
+    assert feedback["metrics"]["accuracy"] == pytest.approx(30 / 40)
+    assert feedback["build_metrics"] == served.built.metadata["metrics"]
+    text = monitor(*_window(served.like))
+    assert "live metrics on 40 feedback labels: accuracy" in text.out
 
 
 def test_html_report_is_self_contained(served: Served, monitor: Any, tmp_path: Path) -> None:

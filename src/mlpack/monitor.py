@@ -346,16 +346,18 @@ def _is_columns(inputs: Any) -> bool:
 def _feedback_of(document: Mapping[str, Any], count: int) -> Iterator[tuple[int, Any]]:
     """(record index, true label) pairs a client sent back for this logged request.
 
-    `feedback` is either one entry (a one-record request) or a list of entries with an `index`.
+    `feedback` is the list the server's POST /feedback pushes {index, label, at} onto (or one entry).
     """
     feedback = document.get("feedback")
     entries = feedback if isinstance(feedback, list) else [feedback] if isinstance(feedback, Mapping) else []
+    latest: dict[int, Any] = {}  # a record's outcome sent again (a retry, a correction): the last one counts
     for entry in entries:
         if not isinstance(entry, Mapping) or "label" not in entry:
             continue
         index = entry.get("index", 0)
         if isinstance(index, int) and 0 <= index < count:
-            yield index, entry["label"]
+            latest[index] = entry["label"]
+    yield from latest.items()
 
 
 def _live_metrics(truths: list[Any], guesses: list[Any], metadata: Mapping[str, Any]) -> Feedback:
