@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Dict, List, Tuple
 
-from .wire import ClientError, Request, Response, dump_json, new_id
+from . import binary
+from .wire import ClientError, Request, Response, dump_json, new_id, parse_json
 
 _DATATYPES = {"numeric": "FP32", "categorical": "BYTES", "datetime": "INT64", "text": "BYTES"}
 
@@ -38,10 +39,13 @@ class OpenInference:
 
     def server_metadata(self) -> Dict[str, Any]:
         version = self.model.metadata.get("versions", {}).get("mlpack", "")
-        return {"name": "mlpack", "version": version, "extensions": []}
+        return {"name": "mlpack", "version": version, "extensions": ["binary_tensor_data"]}
 
     def _label_type(self) -> str:
-        return "BYTES" if any(isinstance(c, str) for c in (self.model.classes or [])) else "INT64"
+        classes = self.model.classes or []
+        if classes and all(isinstance(c, bool) for c in classes):
+            return "BOOL"
+        return "BYTES" if any(isinstance(c, str) for c in classes) else "INT64"
 
     def model_metadata(self) -> Dict[str, Any]:
         if self.model.task == "classification":
@@ -62,45 +66,99 @@ class OpenInference:
 
     # -- inference ------------------------------------------------------------------------------
     def infer(self, request: Request) -> Response:
-        """One input tensor per feature (by its path or its ONNX input name); others are ignored."""
+        """One input tensor per feature (by its path or its ONNX input name); others are ignored.
+
+        Tensors come as JSON `data` or, with the binary extension, as raw bytes after the JSON header.
+        """
         self.app.require_ready()
-        body = self.app.document(request)
+        header_length = request.headers.get(binary.HEADER)
+        if header_length is None:
+            header, raw = request.body, memoryview(b"")
+        else:
+            header, raw = binary.split(request.body, header_length)
+        body = parse_json(header, self.app.limits.max_values)
         if not isinstance(body, Mapping) or not isinstance(body.get("inputs"), list):
             raise ClientError(400, 'expected {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
-        columns = self._columns(body["inputs"])
+        columns = self._columns(body["inputs"], raw)
         labels, probabilities, _ = self.app.run(columns, invalid=400)
         prediction_id = new_id()
         if self.app.inference_log is not None:
             self.app.inference_log.record(self.model, "v2/infer", columns, labels, prediction_id)
+        outputs = self._requested(body, self._outputs(labels, probabilities))
         answer: Dict[str, Any] = {
             # The protocol echoes the client's own id; without one, the id /feedback takes.
             "id": body["id"] if isinstance(body.get("id"), str) else prediction_id,
             "model_name": self.model.name,
             "model_version": self.model.version,
-            "outputs": self._outputs(labels, probabilities),
+            "outputs": [output for output, _ in outputs],
         }
-        return Response(200, dump_json(answer), predictions=len(labels))
+        return self._answer(answer, outputs, len(labels))
 
-    def _columns(self, tensors: List[Any]) -> Dict[str, Any]:
+    def _columns(self, tensors: List[Any], raw: memoryview) -> Dict[str, Any]:
         features = {f.name: f for f in self.model.features}
         features.update({f.input: f for f in self.model.features})
         columns: Dict[str, Any] = {}
+        offset = 0
         for index, tensor in enumerate(tensors):
             if not isinstance(tensor, Mapping) or not isinstance(tensor.get("name"), str):
                 raise ClientError(400, f"inputs[{index}] must be an object with a name")
+            parameters = tensor.get("parameters")
+            size = parameters.get("binary_data_size") if isinstance(parameters, Mapping) else None
+            if size is not None:  # its data is the next `size` bytes after the JSON header
+                if type(size) is not int or size < 0 or offset + size > len(raw):
+                    raise ClientError(400, f"input '{tensor['name']}': binary_data_size does not fit the body")
+                data = binary.decode(tensor, raw[offset : offset + size], tensor["name"], self.app.limits.max_records)
+                offset += size
+            else:
+                data = self._values(tensor)
             feature = features.get(tensor["name"])
             if feature is None:
                 continue  # inputs the model does not use are ignored, as in /predict
-            data = self._values(tensor)
             if feature.kind == "datetime" and tensor.get("datatype") == "INT64":
                 # An INT64 tensor holds milliseconds since 1970 UTC, as the graph does (JSON has no date):
                 # Extended JSON's {"$date": <ms>} says so to the runtime, which checks each value.
                 data = [{"$date": value} if type(value) is int else value for value in data]
             columns[feature.name] = data
+        if offset != len(raw):
+            raise ClientError(400, f"{len(raw) - offset} bytes of binary data belong to no input")
         missing = [f.name for f in self.model.features if f.name not in columns]
         if missing:
             raise ClientError(400, f"missing input '{missing[0]}'")
         return columns
+
+    @staticmethod
+    def _requested(body: Mapping[str, Any], outputs: List[Dict[str, Any]]) -> List[Tuple[Dict[str, Any], bool]]:
+        """The outputs the request asks for, each with whether it wants its data in binary."""
+        parameters = body.get("parameters")
+        default = isinstance(parameters, Mapping) and parameters.get("binary_data_output") is True
+        asked = body.get("outputs")
+        if asked is None:
+            return [(output, default) for output in outputs]
+        if not isinstance(asked, list) or not all(isinstance(a, Mapping) and "name" in a for a in asked):
+            raise ClientError(400, 'expected "outputs": [{"name": ...}, ...]')
+        by_name = {output["name"]: output for output in outputs}
+        chosen = []
+        for request in asked:
+            if request["name"] not in by_name:
+                raise ClientError(400, f"no output '{str(request['name'])[:40]}': this model has {sorted(by_name)}")
+            parameters = request.get("parameters")
+            wanted = parameters.get("binary_data", default) if isinstance(parameters, Mapping) else default
+            chosen.append((by_name[request["name"]], wanted is True))
+        return chosen
+
+    @staticmethod
+    def _answer(answer: Dict[str, Any], outputs: List[Tuple[Dict[str, Any], bool]], count: int) -> Response:
+        chunks = []
+        for output, in_binary in outputs:
+            if in_binary:
+                chunk = binary.encode(output["datatype"], output.pop("data"))
+                output["parameters"] = {"binary_data_size": len(chunk)}
+                chunks.append(chunk)
+        header = dump_json(answer)
+        if not chunks:
+            return Response(200, header, predictions=count)
+        headers = (("Inference-Header-Content-Length", str(len(header))),)
+        return Response(200, header + b"".join(chunks), "application/octet-stream", headers, predictions=count)
 
     def _values(self, tensor: Mapping[str, Any]) -> List[Any]:
         name, data = tensor["name"], tensor.get("data")
