@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -162,36 +161,44 @@ def test_the_image_runs_as_the_manifest_asks(
     security = container["securityContext"]
     tmpfs = f"/tmp:rw,noexec,nosuid,size={pod['volumes'][0]['emptyDir']['sizeLimit'].removesuffix('Mi')}m"
     env = [arg for item in container["env"] for arg in ("--env", f"{item['name']}={item['value']}")]
-    name = f"mlpack-k8s-{port}"
-    docker(
-        "run", "--detach", "--name", name, "--network", "host",
-        "--read-only", "--tmpfs", tmpfs,
+    hardening = [
+        "--read-only",
         "--user", f"{security['runAsUser']}:{security['runAsGroup']}",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         *env,
-        container["image"],
-    )  # fmt: skip
+    ]  # fmt: skip
+    name = f"mlpack-k8s-{port}"
+    docker("run", "--detach", "--name", name, "--network", "host", "--tmpfs", tmpfs, *hardening, container["image"])
     try:
-        assert wait_healthy(name) == "healthy", docker("logs", name, check=False).stderr
-        for probe in ("livenessProbe", "readinessProbe"):
-            path = container[probe]["httpGet"]["path"]
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-                assert answer.status == 200
-        record = subscribers(1, seed=5, absent=False)[0]
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/predict",
-            data=json.dumps(record).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            assert json.load(answer)["predictions"][0] in ("churned", "stayed")
+        _answers_probes_and_predictions(name, port, container)
         uid = docker("exec", name, "/opt/model/bin/python", "-c", "import os; print(os.getuid())").stdout.strip()
         assert uid == "65532"
         # Nothing but the tmpfs is writable: the root refuses a write, /tmp takes one.
         denied = docker("exec", name, "/opt/model/bin/python", "-c", "open('/opt/x', 'w')", check=False)
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr
         docker("exec", name, "/opt/model/bin/python", "-c", "open('/tmp/x', 'w').write('ok')")
-        time.sleep(0.1)
+    finally:
+        docker("rm", "--force", name, check=False)
+
+    # The server itself writes nothing at all: it runs with no writable path (the tmpfs is a margin).
+    docker("run", "--detach", "--name", name, "--network", "host", *hardening, container["image"])
+    try:
+        _answers_probes_and_predictions(name, port, container)
         assert docker("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
     finally:
         docker("rm", "--force", name, check=False)
+
+
+def _answers_probes_and_predictions(name: str, port: int, container: dict[str, Any]) -> None:
+    assert wait_healthy(name) == "healthy", docker("logs", name, check=False).stderr
+    for probe in ("livenessProbe", "readinessProbe"):
+        path = container[probe]["httpGet"]["path"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            assert answer.status == 200
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/predict",
+        data=json.dumps(subscribers(1, seed=5, absent=False)[0]).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.load(answer)["predictions"][0] in ("churned", "stayed")

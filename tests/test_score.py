@@ -89,8 +89,10 @@ def test_local_engine_writes_the_wheels_predictions_and_a_rerun_adds_nothing(
     target = mongo_client[scored_project.database]["scores"]
     target.delete_many({"_id": {"$gt": 200}})
     target.update_many({"_id": {"$lt": 20}}, {"$set": {"prediction": "stale", "extra": 1}})
-    again = run("score", scored_project.path, "--into", "scores", "-q")
-    assert again.code == 0 and again.out == "", again.err
+    again = run("score", scored_project.path, "--into", "scores", "-v")
+    assert again.code == 0, again.err
+    assert "mlpack: scored 300 of 300 documents" in again.err  # progress (-v: also when not on a terminal)
+    assert again.out.startswith(f"scored 300 of 300 documents of {scored_project.database}.customers into ")
     assert target.count_documents({}) == 300
     assert results(mongo_client, scored_project, "scores") == expected
 
