@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,11 @@ def test_bad_requests_are_named_and_write_nothing(
     for args, code, message in cases:
         assert_clean_error(run("score", project, *args), code, message)
     assert_clean_error(run("score", tmp_path / "nowhere", "--into", "x"), 2, "project folder not found")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "pyspark", None)  # as if the [spark] extra were not installed
+        assert_clean_error(
+            run("score", project, "--into", "x", "--engine", "spark"), 2, "pip install 'mlpack-onnx[spark]'"
+        )
     assert "x" not in mongo_client[scored_project.database].list_collection_names()
 
 
