@@ -6,6 +6,7 @@ so a value lands in the bin the build's baseline and `mlpack monitor` use.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -17,6 +18,8 @@ import numpy as np
 from .drift import Profile, label_text, model_inputs
 
 PREDICTIONS = "__predictions__"  # the window's name for the model's own predictions
+
+log = logging.getLogger("mlpack.server")
 
 
 class DriftWindow:
@@ -96,9 +99,15 @@ class DriftWindow:
             self._thread.start()
 
     def _flush_forever(self) -> None:
+        failed = False
         while True:
             time.sleep(self.FLUSH_SECONDS)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a batch that cannot be counted is dropped; counting carries on
+                if not failed:
+                    failed = True
+                    log.exception("drift window: a batch of requests could not be counted")
 
     def flush(self) -> None:
         """Bin every queued request into the counts."""
