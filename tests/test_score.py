@@ -19,7 +19,7 @@ from pymongo import MongoClient
 
 from mlpack.artifacts import open_model
 from mlpack.build import build
-from mlpack.score import id_ranges
+from mlpack.partition import id_ranges
 from tests.conftest import CHURN_CONFIG, Project, assert_clean_error, run_process
 from tests.documents import subscribers
 

@@ -20,17 +20,23 @@ from typing import Any
 from bson import json_util
 from bson.errors import BSONError
 from packaging.version import InvalidVersion, Version
-from pymongo.collection import Collection
-from pymongo.errors import OperationFailure, PyMongoError
 
 from mlpack.config import Config, load_config
-from mlpack.errors import ConfigError, DataError, ExternalError
-from mlpack.score_worker import ScoreSpec, SliceResult, describe_errors, file_sha256, load_wheel, score_documents
+from mlpack.errors import ConfigError, DataError, outside
+from mlpack.redaction import display_uri
+from mlpack.score_worker import (
+    Engine,
+    Progress,
+    ScoreSpec,
+    SliceResult,
+    describe_errors,
+    file_sha256,
+    load_wheel,
+    score_documents,
+)
 from mlpack.source import connect, mongo_server
 
 DEFAULT_BATCH_SIZE = 1_000
-SAMPLES_PER_RANGE = 10  # as the MongoDB Spark connector's sample partitioner
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -153,62 +159,6 @@ def projection_of(module: Any) -> list[str]:
     return [path for path in paths if not any(path.startswith(f"{other}.") for other in paths)]
 
 
-# -- _id ranges (the sample partitioner) -----------------------------------------------------
-def _bracket(value: Any) -> str:
-    """MongoDB compares values in a range query only within one type bracket (numbers are one)."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)) or type(value).__name__ in ("Int64", "Decimal128"):
-        return "number"
-    return type(value).__name__
-
-
-def id_ranges(collection: Collection[dict[str, Any]], query: dict[str, Any], count: int, parts: int) -> list[Any]:
-    """Up to `parts` queries on `_id` that split the matching documents into about equal ranges.
-
-    Boundaries come from a `$sample` of the `_id`s, sorted by the server, every SAMPLES_PER_RANGE-th
-    kept (what the MongoDB Spark connector's sample partitioner does). `_id`s of more than one type
-    are split with `$expr` comparisons, which use BSON's total order instead of type brackets.
-    """
-    parts = max(1, min(parts, count))
-    if parts == 1:
-        return [{}]
-    sample = [
-        d["_id"]
-        for d in collection.aggregate(
-            [{"$match": query}, {"$sample": {"size": parts * SAMPLES_PER_RANGE}}, {"$project": {"_id": 1}}]
-            + [{"$sort": {"_id": 1}}]
-        )
-    ]
-    step = len(sample) / parts
-    bounds: list[Any] = []
-    for index in range(1, parts):
-        candidate = sample[int(index * step)]
-        if not bounds or candidate != bounds[-1]:
-            bounds.append(candidate)
-    lowest = collection.find_one(query, {"_id": 1}, sort=[("_id", 1)])
-    highest = collection.find_one(query, {"_id": 1}, sort=[("_id", -1)])
-    one_bracket = lowest is not None and highest is not None and _bracket(lowest["_id"]) == _bracket(highest["_id"])
-    edges: list[Any] = [None, *bounds, None]
-    ranges = []
-    for low, high in zip(edges, edges[1:]):
-        if one_bracket:
-            condition = {}
-            if low is not None:
-                condition["$gte"] = low
-            if high is not None:
-                condition["$lt"] = high
-            ranges.append({"_id": condition} if condition else {})
-        else:
-            terms = []
-            if low is not None:
-                terms.append({"$gte": ["$_id", {"$literal": low}]})
-            if high is not None:
-                terms.append({"$lt": ["$_id", {"$literal": high}]})
-            ranges.append({"$expr": {"$and": terms}} if terms else {})
-    return ranges
-
-
 # -- engines ---------------------------------------------------------------------------------
 def _score_local(spec: ScoreSpec, wheel: Path, module: Any, collection: Any, count: int, say: Progress) -> SliceResult:
     target = collection.database[spec.into]
@@ -224,9 +174,6 @@ def _score_local(spec: ScoreSpec, wheel: Path, module: Any, collection: Any, cou
             say(f"scored {done.read:,} of {count:,} documents ({rate:,.0f}/s)")
 
     return score_documents(module, cursor, target, spec, progress=report)
-
-
-Engine = Callable[[ScoreSpec, Path, Any, Any, int, Progress], SliceResult]
 
 
 def _local_engine(request: ScoreRequest) -> Engine:
@@ -279,22 +226,14 @@ def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResul
         client = connect(uri)
         try:
             collection = client[spec.database][spec.source]
-            try:
+            with outside("MongoDB", target=display_uri(uri), action=f"--filter on {collection.full_name}"):
                 count = collection.count_documents(query)
-            except OperationFailure as exc:
-                raise ConfigError(
-                    f"MongoDB rejected --filter on {collection.full_name}: {exc.details or exc}"
-                ) from None
             model = {"name": module.model.name, "version": module.model.version}
             result = ScoreResult(model, request.engine, collection.full_name, f"{spec.database}.{spec.into}", count)
             say(f"scoring {count:,} documents of {collection.full_name} with {model['name']} {model['version']}")
             started = time.monotonic()
-            try:
+            with outside("MongoDB", target=display_uri(uri), action=f"scoring {collection.full_name} into {spec.into}"):
                 done = engine(spec, wheel, module, collection, count, say)
-            except OperationFailure as exc:
-                raise ExternalError(f"MongoDB refused the scoring job: {exc.details or exc}") from None
-            except PyMongoError as exc:
-                raise ExternalError(f"scoring {collection.full_name} failed: {str(exc).splitlines()[0]}") from None
             result.seconds = time.monotonic() - started
         finally:
             client.close()

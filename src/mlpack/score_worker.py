@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,11 @@ class SliceResult:
         self.ranges += other.ranges
         for stage, spent in other.seconds.items():
             self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
+
+
+Progress = Callable[[str], None]
+# An engine scores the request's documents: (spec, wheel, loaded package, source collection, count, progress).
+Engine = Callable[[ScoreSpec, Path, Any, Any, int, Progress], SliceResult]
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

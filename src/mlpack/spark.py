@@ -1,6 +1,6 @@
 """`mlpack score --engine spark`: one Spark task per `_id` range, each scoring with the model wheel.
 
-The driver splits the matching documents into `_id` ranges (`score.id_ranges`), ships the model
+The driver splits the matching documents into `_id` ranges (`partition.id_ranges`), ships the model
 wheel itself to the executors (`SparkContext.addFile`) and runs `score_worker.spark_task` once per
 range. `score_worker` travels by value (cloudpickle), so executors need pyspark, pymongo,
 onnxruntime and numpy, not mlpack. Writes are upserts, so a retried task rewrites the same documents.
@@ -20,8 +20,8 @@ from typing import Any
 
 from mlpack import score_worker
 from mlpack.errors import ConfigError, ExternalError
-from mlpack.score import Engine, Progress, id_ranges
-from mlpack.score_worker import ScoreSpec, SliceResult
+from mlpack.partition import id_ranges
+from mlpack.score_worker import Engine, Progress, ScoreSpec, SliceResult
 
 RANGES_PER_CORE = 2  # a core that finishes its range early takes another while the slowest runs
 
