@@ -1,6 +1,6 @@
 """`mlpack k8s`: manifests that validate against the Kubernetes schemas (kubernetes-validate --strict,
-offline), sized from a measured server, and an image that really runs the way they ask: as its own
-non-root user, with a read-only root file system and only a tmpfs at /tmp, in the real Docker engine.
+offline), sized from a measured server. That the image runs the way they ask (its own non-root user,
+read-only root, a tmpfs at /tmp) is tested in the real Docker engine, in tests/test_image.py.
 """
 
 from __future__ import annotations
@@ -8,16 +8,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlpack.source.embedded import free_port
-from tests.conftest import Project, assert_clean_error
-from tests.documents import subscribers
-from tests.test_image import docker, docker_env, engine, wait_healthy, with_image_section  # noqa: F401
+from tests.conftest import assert_clean_error
 
 VALIDATOR = Path(sys.executable).with_name("kubernetes-validate")
 
@@ -141,64 +137,3 @@ def test_bad_requests_are_named(wheel: Path, run, tmp_path: Path) -> None:
     assert_clean_error(run("k8s", tmp_path / "missing.whl"), 2, "artifact not found")
     (tmp_path / "fake.whl").write_bytes(b"not a zip")
     assert_clean_error(run("k8s", tmp_path / "fake.whl"), 2, "not a readable wheel")
-
-
-def test_the_image_runs_as_the_manifest_asks(
-    churn_project: Project,
-    run,
-    docker_env: dict[str, str],  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    """Read-only root, the image's own non-root user, no capabilities, no new privileges, a tmpfs at /tmp."""
-    port = free_port()
-    with_image_section(churn_project, port)
-    built = run("build", churn_project.path, "--image", "--json")
-    assert built.code == 0, built.err
-    wheel = churn_project.path / "dist" / "churn_model-1.0.0-py3-none-any.whl"
-    (deployment, *_) = k8s_documents(run, wheel, "--port", str(port))
-    pod = deployment["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    security = container["securityContext"]
-    tmpfs = f"/tmp:rw,noexec,nosuid,size={pod['volumes'][0]['emptyDir']['sizeLimit'].removesuffix('Mi')}m"
-    env = [arg for item in container["env"] for arg in ("--env", f"{item['name']}={item['value']}")]
-    hardening = [
-        "--read-only",
-        "--user", f"{security['runAsUser']}:{security['runAsGroup']}",
-        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        *env,
-    ]  # fmt: skip
-    name = f"mlpack-k8s-{port}"
-    docker("run", "--detach", "--name", name, "--network", "host", "--tmpfs", tmpfs, *hardening, container["image"])
-    try:
-        _answers_probes_and_predictions(name, port, container)
-        uid = docker("exec", name, "/opt/model/bin/python", "-c", "import os; print(os.getuid())").stdout.strip()
-        assert uid == "65532"
-        # Nothing but the tmpfs is writable: the root refuses a write, /tmp takes one.
-        denied = docker("exec", name, "/opt/model/bin/python", "-c", "open('/opt/x', 'w')", check=False)
-        assert denied.returncode != 0 and "Read-only file system" in denied.stderr
-        docker("exec", name, "/opt/model/bin/python", "-c", "open('/tmp/x', 'w').write('ok')")
-    finally:
-        docker("rm", "--force", name, check=False)
-
-    # The server itself writes nothing at all: it runs with no writable path (the tmpfs is a margin).
-    docker("run", "--detach", "--name", name, "--network", "host", *hardening, container["image"])
-    try:
-        _answers_probes_and_predictions(name, port, container)
-        assert docker("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
-    finally:
-        docker("rm", "--force", name, check=False)
-
-
-def _answers_probes_and_predictions(name: str, port: int, container: dict[str, Any]) -> None:
-    assert wait_healthy(name) == "healthy", docker("logs", name, check=False).stderr
-    for probe in ("livenessProbe", "readinessProbe"):
-        path = container[probe]["httpGet"]["path"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-            assert answer.status == 200
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/predict",
-        data=json.dumps(subscribers(1, seed=5, absent=False)[0]).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        assert json.load(answer)["predictions"][0] in ("churned", "stayed")
