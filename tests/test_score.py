@@ -30,9 +30,12 @@ WHEEL = "churn_model-1.0.0-py3-none-any.whl"
 def scored_project(
     tmp_path_factory: pytest.TempPathFactory, mongo_uri: str, mongo_client: MongoClient[Any]
 ) -> Iterator[Project]:
-    """The churn project built once; its collection holds 300 subscribers, some with null fields."""
+    """The churn project built once: 300 subscribers, some with null or absent fields, a few with no
+    billing sub-document at all (absent fields are missing values, imputed as in training)."""
     database = f"mlpack_score_{os.getpid()}"
-    documents = subscribers(300, seed=11, absent=False)
+    documents = subscribers(300, seed=11)
+    for document in documents[::50]:
+        del document["billing"]
     mongo_client[database]["customers"].insert_many(documents)
     project = Project(tmp_path_factory.mktemp("score") / "churn", database, mongo_uri)
     project.path.mkdir()
