@@ -21,7 +21,7 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 
-from mlpack import charts
+from mlpack import charts, markdown
 from mlpack.estimators import has_probabilities
 from mlpack.runtime import Metadata
 from mlpack.train import METRICS, Split, TrainedModel
@@ -254,21 +254,23 @@ def render_markdown(data: CardData, metadata: Metadata) -> str:
     if search:
         parts.append(search)
     if data.confusion:
-        header = ("actual \\ predicted", *data.classes)
-        rows = [(label, *map(str, row)) for label, row in zip(data.classes, data.confusion)]
+        header = ("actual \\ predicted", *map(markdown.text, data.classes))
+        rows = [(markdown.text(label), *map(str, row)) for label, row in zip(data.classes, data.confusion)]
         parts.append("### Confusion matrix (test split)\n\n" + _table(header, rows))
         if data.roc:
-            curves = [(c.label, f"{c.area:.4f}", f"{p.area:.4f}") for c, p in zip(data.roc, data.pr)]
+            curves = [(markdown.text(c.label), f"{c.area:.4f}", f"{p.area:.4f}") for c, p in zip(data.roc, data.pr)]
             parts.append(
                 "### ROC and precision-recall (test split)\n\n"
                 + _table(("class", "ROC AUC", "average precision"), curves)
             )
-        balance = [(c, str(data.balance["train"][c]), str(data.balance["test"][c])) for c in data.classes]
+        balance = [
+            (markdown.text(c), str(data.balance["train"][c]), str(data.balance["test"][c])) for c in data.classes
+        ]
         parts.append("### Class balance\n\n" + _table(("class", "train", "test"), balance))
     if data.residuals:
         rows = [(name, f"{value:.4g}") for name, value in data.residuals.items()]
         parts.append("### Residuals (test split, actual − predicted)\n\n" + _table(("statistic", "value"), rows))
-    rows = [(f"`{i.feature}`", f"{i.mean:.4f}", f"{i.std:.4f}") for i in data.importances]
+    rows = [(markdown.code(i.feature), f"{i.mean:.4f}", f"{i.std:.4f}") for i in data.importances]
     parts.append(
         f"### Permutation importance (test split, {data.scoring}, {IMPORTANCE_REPEATS} repeats)\n\n"
         f"The drop in {data.scoring} when one feature's values are shuffled.\n\n"
@@ -276,7 +278,7 @@ def render_markdown(data: CardData, metadata: Metadata) -> str:
     )
     numeric = [
         (
-            f"`{d.feature}`",
+            markdown.code(d.feature),
             *(f"{d.stats.get(k, math.nan):.4g}" for k in ("min", "median", "mean", "max")),
             str(d.missing),
         )
@@ -289,7 +291,11 @@ def render_markdown(data: CardData, metadata: Metadata) -> str:
             + _table(("feature", "min", "median", "mean", "max", "missing"), numeric)
         )
     categorical = [
-        (f"`{d.feature}`", ", ".join(f"{name} ({n})" for name, n in d.categories[:6]), str(d.missing))
+        (
+            markdown.code(d.feature),
+            ", ".join(f"{markdown.text(name)} ({n})" for name, n in d.categories[:6]),
+            str(d.missing),
+        )
         for d in data.distributions
         if d.kind == "categorical"
     ]

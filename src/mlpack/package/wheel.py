@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import build
 import pyproject_hooks
 
-from mlpack import _serving, runtime
+from mlpack import _serving, markdown, runtime
 from mlpack.errors import ExternalError
 from mlpack.runtime import FeatureInfo, Metadata
 
@@ -42,26 +41,8 @@ def _toml_string(value: str) -> str:
 
 
 def _markdown_table(rows: Sequence[tuple[str, ...]]) -> str:
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
-
-
-# Values from the config and the data go into the README (the model card PyPI renders): as text,
-# every ASCII punctuation character is backslash-escaped (CommonMark then shows it literally, so
-# `<script>` is text, never a tag); as code, the span's fence is longer than any backtick run inside.
-_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-
-
-def _md_text(value: object) -> str:
-    return _MD_PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
-
-
-def _md_code(value: object, *, in_table: bool = False) -> str:
-    text = " ".join(str(value).split())
-    if in_table:
-        text = text.replace("|", "\\|")  # GFM splits cells before reading code spans
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    # The header and its rule are in the template; a '|' inside a cell must not split it.
+    return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |" for cells in rows)
 
 
 def _example_record(metadata: Metadata) -> str:
@@ -84,12 +65,12 @@ def _feature_row(feature: FeatureInfo) -> tuple[str, ...]:
         known = f"imputed {imputed:.6g}" if imputed is not None else ""
     else:
         categories = feature.get("categories", {})
-        shown = ", ".join(f"{_md_text(name)} ({count})" for name, count in list(categories.items())[:20])
+        shown = ", ".join(f"{markdown.text(name)} ({count})" for name, count in list(categories.items())[:20])
         more = f", … {len(categories) - 20} more" if len(categories) > 20 else ""
         known = shown + more + ("; missing is its own category" if categories else "")
     missing = str(feature["missing"]) if "missing" in feature else ""
-    name, column = _md_code(feature["name"], in_table=True), _md_code(feature["input"], in_table=True)
-    return (name, feature["kind"], column, missing, known.replace("|", "\\|"))
+    name, column = markdown.code(feature["name"]), markdown.code(feature["input"])
+    return (name, feature["kind"], column, missing, known)
 
 
 def _class_table(metadata: Metadata) -> str:
@@ -97,9 +78,7 @@ def _class_table(metadata: Metadata) -> str:
     balance = metadata.get("class_balance")
     if not balance:
         return ""
-    rows = [
-        (_md_code(entry["label"], in_table=True), str(entry["count"]), f"{entry['share']:.1%}") for entry in balance
-    ]
+    rows = [(markdown.code(entry["label"]), str(entry["count"]), f"{entry['share']:.1%}") for entry in balance]
     header = "\nClass balance in the training split:\n\n| class | documents | share |\n|---|---|---|\n"
     return header + _markdown_table(rows) + "\n"
 
@@ -111,7 +90,7 @@ def render_model_card(metadata: Metadata, template: str, card_tables: str = "") 
     return Template(template).substitute(
         name=metadata["name"],
         version=metadata["version"],
-        description=_md_text(metadata.get("description") or f"A {metadata['task']} model."),
+        description=markdown.text(metadata.get("description") or f"A {metadata['task']} model."),
         task=metadata["task"],
         mlpack_version=metadata["versions"]["mlpack"],
         created=metadata["created"],
@@ -125,21 +104,21 @@ def render_model_card(metadata: Metadata, template: str, card_tables: str = "") 
         ),
         features_table=_markdown_table([_feature_row(f) for f in metadata["features"]]),
         class_table=_class_table(metadata),
-        target=_md_code(metadata["target"]),
-        classes_line=f"; classes: {', '.join(_md_code(c) for c in classes)}" if classes is not None else "",
+        target=markdown.code(metadata["target"]),
+        classes_line=f"; classes: {', '.join(markdown.code(c) for c in classes)}" if classes is not None else "",
         test_share=f"{metadata['evaluation']['test_size']:.0%}",
         test_rows=parity["rows"],
         metrics_table=_markdown_table(
-            [(_md_text(name), f"{value:.4f}") for name, value in metadata["metrics"].items()]
+            [(markdown.text(name), f"{value:.4f}") for name, value in metadata["metrics"].items()]
         ),
         parity_diff=f"{parity['max_abs_diff']:.3g}",
         parity_agreement=f"{parity['label_agreement']:.2%}",
-        source=_md_code(f"{data['database']}.{data['collection']}"),
-        filter=_md_code(json.dumps(data["filter"], ensure_ascii=False)),
+        source=markdown.code(f"{data['database']}.{data['collection']}"),
+        filter=markdown.code(json.dumps(data["filter"], ensure_ascii=False)),
         rows=data["rows"],
         fingerprint=data["sha256"],
-        estimator=_md_code(metadata["estimator"]["class"]),
-        params=_md_code(json.dumps(metadata["estimator"]["params"], sort_keys=True, ensure_ascii=False)),
+        estimator=markdown.code(metadata["estimator"]["class"]),
+        params=markdown.code(json.dumps(metadata["estimator"]["params"], sort_keys=True, ensure_ascii=False)),
         versions_line=versions,
         card_tables=card_tables,
     )
