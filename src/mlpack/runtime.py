@@ -921,6 +921,8 @@ def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO) -> int:
     except ValueError as exc:
         print(f"error: {args.input}: {exc}", file=stderr)
         return 1
+    except BrokenPipeError:  # the reader left (`| head`): the callers end quietly
+        raise
     except OSError as exc:
         print(f"error: cannot write {args.output}: {exc.strerror}", file=stderr)
         return 2
