@@ -237,7 +237,8 @@ def test_unreadable_log_documents_are_counted_and_skipped(served: Served) -> Non
     good = like_stream(3)
     documents = [
         {"inputs": good, "predictions": ["stayed"] * 3},
-        {"inputs": {"contract": ["a", "b"]}, "predictions": ["stayed"] * 2},  # columns missing
+        # columns of different lengths (an absent column alone is missing values, not an error)
+        {"inputs": {"contract": ["a", "b"], "tenure_months": [1]}, "predictions": ["stayed"] * 2},
         {"inputs": "not a record", "predictions": ["stayed"]},
         {"inputs": good[0], "predictions": []},  # predictions do not match the inputs
     ]

@@ -291,6 +291,7 @@ class Feature:
 def _values(records: Sequence[Mapping[str, Any]], feature: Feature, strict: bool) -> List[Any]:
     """One feature's values across records: absent → None (strict: an error); the fast path is one comprehension."""
     name, parts = feature.name, feature.parts
+    careful = strict or len(parts) > 2
     try:
         if len(parts) == 1:
             values = [record.get(name) for record in records]
@@ -301,18 +302,36 @@ def _values(records: Sequence[Mapping[str, Any]], feature: Feature, strict: bool
             values = [None] * len(records)
         has_none = None in values
     except (AttributeError, TypeError, ValueError):  # odd shapes, or arrays where values belong
-        values, has_none = [None] * len(records), True
-    if has_none:  # absent, null, a dotted key, or a deeper path: read those records carefully
+        values, has_none, careful = [None] * len(records), True, True
+    if has_none and not careful:
+        # Absent and null both read as None here; only a dotted key ("billing.method") can still
+        # hold a value, and a top-level field has no other spelling.
+        if len(parts) == 2:
+            for index in _none_positions(values):
+                values[index] = records[index].get(name)
+        return values
+    if has_none:  # strict (absent is an error), odd shapes or a deeper path: read those records carefully
         many = len(records) > 1
-        for index, value in enumerate(values):
-            if value is None:
-                found = lookup(records[index], name, parts)
-                if found is ABSENT:
-                    if strict:
-                        raise feature.problem("absent (strict: every field must be given)", index, many)
-                    found = None
-                values[index] = found
+        for index in _none_positions(values):
+            found = lookup(records[index], name, parts)
+            if found is ABSENT:
+                if strict:
+                    raise feature.problem("absent (strict: every field must be given)", index, many)
+                found = None
+            values[index] = found
     return values
+
+
+def _none_positions(values: List[Any]) -> List[int]:
+    """Where the Nones are; list.index scans in C, so a few gaps in 20k values cost little."""
+    positions: List[int] = []
+    index = -1
+    try:
+        while True:
+            index = values.index(None, index + 1)
+            positions.append(index)
+    except ValueError:
+        return positions
 
 
 _EMPTY: Mapping[str, Any] = {}
@@ -523,9 +542,10 @@ class Model:
         return lists > scalars
 
     def _record_columns(self, records: Sequence[Any], strict: bool) -> Dict[str, Sequence[Any]]:
-        for index, record in enumerate(records):
-            if not isinstance(record, Mapping):
-                raise ValueError(f"record {index} is a {type(record).__name__}, not an object of fields")
+        if set(map(type, records)) != {dict}:  # plain dicts (JSON, find()) skip the per-record check
+            for index, record in enumerate(records):
+                if not isinstance(record, Mapping):
+                    raise ValueError(f"record {index} is a {type(record).__name__}, not an object of fields")
         return {feature.name: _values(records, feature, strict) for feature in self.features}
 
     def _column_dict(self, data: Mapping[str, Any], strict: bool) -> Dict[str, Sequence[Any]]:
