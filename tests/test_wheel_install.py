@@ -131,7 +131,12 @@ def test_installed_wheel_serves_with_only_its_own_dependencies(installed: Instal
         assert answer.status == 200
         frame = sklearn_frame(exported, records[:3])
         assert answer.json()["predictions"] == exported.trained.pipeline.predict(frame).tolist()
-        assert process.request("POST", "/predict", {"tenure_months": 1}).status == 422
+        # Absent fields are missing values, imputed as in training; strict mode and wrong types refuse.
+        assert process.request("POST", "/predict", {"tenure_months": 1}).status == 200
+        strict = process.request("POST", "/predict?strict=true", {"tenure_months": 1})
+        assert strict.status == 422 and b"absent" in strict.body
+        wrong = process.request("POST", "/predict", {"tenure_months": "soon"})
+        assert wrong.status == 422 and b"tenure_months" in wrong.body
     finally:
         assert process.stop() == 0
 
