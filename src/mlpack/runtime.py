@@ -384,6 +384,14 @@ def _date_input(feature: Feature, values: Sequence[Any], strict: bool) -> np.nda
     """Dates as int64 milliseconds since 1970 UTC, the graph's date input (MISSING_DATE = missing)."""
     if isinstance(values, np.ndarray) and values.dtype == np.int64:  # columns already in the graph's form
         return values.reshape(-1, 1)
+    try:
+        # The common case in one comprehension: pymongo gives naive (UTC) datetimes, gaps are None.
+        # Anything else (aware datetimes, strings, Extended JSON) raises here and takes the loop below.
+        fast = [MISSING_DATE if value is None else (value - _NAIVE_EPOCH) // _ONE_MS for value in values]
+        if all(type(ms) is int for ms in fast):
+            return np.array(fast, dtype=np.int64).reshape(-1, 1)
+    except (TypeError, ValueError, OverflowError):
+        pass
     milliseconds = []
     for index, value in enumerate(values):
         try:
@@ -1004,6 +1012,7 @@ class _Output:
 MISSING_DATE = -(2**63)
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _ONE_MS = _dt.timedelta(milliseconds=1)
+_NAIVE_EPOCH = _dt.datetime(1970, 1, 1)  # naive datetimes are UTC, as pymongo returns them
 _ISO_FRACTION = re.compile(r"(\.\d+)")
 
 
