@@ -17,7 +17,7 @@ from mlpack._serving.drift import (
     numeric_profile,
     psi,
 )
-from mlpack._serving.drift_window import DriftWindow
+from mlpack._serving.drift_window import PREDICTIONS, DriftWindow
 from tests.documents import subscribers
 
 
@@ -173,7 +173,7 @@ def test_baseline_of_profiles_known_kinds_and_the_predictions() -> None:
 
 
 # -- the server's window ------------------------------------------------------------------------------
-def _window(size: int = 100, *, background: bool = False) -> DriftWindow:
+def _window(size: int = 100) -> DriftWindow:
     baseline = baseline_of(
         {
             "x": ("numeric", _numbers(1000, 1)),
@@ -183,7 +183,7 @@ def _window(size: int = 100, *, background: bool = False) -> DriftWindow:
         "classification",
         rows=1000,
     )
-    return DriftWindow(baseline, {"x": "x", "c.kind": "c_kind"}, size=size, background=background)
+    return DriftWindow(baseline, {"x": "x", "c.kind": "c_kind"}, size=size)
 
 
 def _feeds(xs: list[float], kinds: list[str]) -> dict[str, np.ndarray]:
@@ -203,9 +203,7 @@ def test_window_counts_the_same_one_by_one_as_in_batches() -> None:
         single.observe(_feeds([x], [kind]), [label])
     for start in range(0, len(xs), 37):
         batched.observe(_feeds(xs[start : start + 37], kinds[start : start + 37]), labels[start : start + 37])
-    single.flush()
-    batched.flush()
-    assert np.array_equal(single.counts, batched.counts)
+    assert np.array_equal(single.buffer, batched.buffer)  # value by value or numpy: the same bins
     summary = single.summary()
     assert summary["x"]["values"] == 260 and summary["x"]["missing"] == 10
     assert summary["c.kind"]["unknown"] == kinds.count("z")
@@ -216,41 +214,43 @@ def test_window_counts_the_same_one_by_one_as_in_batches() -> None:
     assert summary["x"]["psi"] == pytest.approx(profile.psi(profile.counts_of(np.array(xs[-100:]))))
 
 
-def test_queued_requests_are_counted_by_the_thread_within_a_second_or_at_a_full_batch() -> None:
-    import time
-
-    window = _window(background=True)
+def test_every_request_is_counted_before_observe_returns() -> None:
+    # Nothing is queued: a scrape right after a request sees it, in either path.
+    window = _window()
     window.observe(_feeds([40.0], ["a"]), ["yes"])
-    assert window.counts.sum() == 0  # queued: the request path only appends
-    deadline = time.monotonic() + 3 * DriftWindow.FLUSH_SECONDS
-    while window.counts.sum() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert window.counts[window.layout["x"] + window.profiles["x"].slots] == 1  # values_total of x
+    assert window.summary()["x"]["values"] == 1
+    many = DriftWindow.SMALL + 1
+    window.observe(_feeds([40.0] * many, ["a"] * many), ["yes"] * many)
+    assert window.summary()["x"]["values"] == 1 + many
+    assert window.summary()[PREDICTIONS]["window"] == 1 + many
 
-    quiet = _window()  # no thread: a full batch is counted on the request path
-    for _ in range(DriftWindow.BATCH - 1):
-        quiet.observe(_feeds([40.0], ["a"]), ["yes"])
-    assert quiet.counts.sum() == 0
-    quiet.observe(_feeds([40.0], ["a"]), ["yes"])
-    assert quiet.counts[quiet.layout["x"] + quiet.profiles["x"].slots] == DriftWindow.BATCH
+
+def test_small_and_large_requests_share_one_window() -> None:
+    # The window slides across both paths: 8 single records, then a batch that overflows it.
+    window = _window(size=10)
+    for _ in range(8):
+        window.observe(_feeds([1000.0], ["a"]), ["yes"])
+    window.observe(_feeds([0.0] * 20, ["b"] * 20), ["no"] * 20)
+    window.observe(_feeds([1000.0], ["a"]), ["yes"])
+    profile = window.profiles["x"]
+    expected = profile.counts_of(np.array([0.0] * 9 + [1000.0]))
+    assert list(window.tally()["x"][0]) == list(expected)
+    assert window.summary()["c.kind"]["window"] == 10
 
 
 def test_a_batch_larger_than_the_window_keeps_its_newest_records() -> None:
     window = _window(size=10)
     xs = [1000.0] * 15 + [0.0] * 10
     window.observe(_feeds(xs, ["a"] * 25), ["yes"] * 25)
-    window.flush()
     profile = window.profiles["x"]
-    offset = window.layout["x"]
-    assert list(window.counts[offset : offset + profile.slots]) == list(profile.counts_of(np.zeros(10)))
+    assert list(window.tally()["x"][0]) == list(profile.counts_of(np.zeros(10)))
 
 
 def test_worker_buffers_add_up() -> None:
     first, second = _window(), _window()
     first.observe(_feeds([40.0, 60.0], ["a", "z"]), ["yes", "no"])
     second.observe(_feeds([math.nan], ["b"]), ["no"])
-    second.flush()  # its own process's thread would, within a second
-    total = first.summary(first.add([first.counts, second.counts]))
+    total = first.summary(first.tally([first.buffer, second.buffer]))
     assert total["x"]["values"] == 3 and total["x"]["missing"] == 1
     assert total["c.kind"]["unknown"] == 1
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from typing import Any
 
 import numpy as np
@@ -105,10 +104,7 @@ def test_workers_report_the_servers_totals(built_model: BuildResult) -> None:
         for record in records:
             # A connection per request (the helper opens one each time): the kernel hands them to both workers.
             assert server.request("POST", "/predict", record).status == 200
-        # A worker counts its queued requests within a second (DriftWindow.FLUSH_SECONDS) of them.
-        deadline = time.monotonic() + 5
-        while scrape(server)['mlpack_feature_values_total{feature="contract"}'] < 40 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # A request is counted before it is answered: the very next scrapes, whichever worker answers them, see all 40.
         scrapes = [scrape(server) for _ in range(4)]
     finally:
         assert server.stop() == 0

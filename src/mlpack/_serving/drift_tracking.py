@@ -28,12 +28,12 @@ class DriftTracking:
         probe = DriftWindow.for_model(metadata, size=size)
         if probe is None:
             raise ValueError("the model has no training baseline")
-        self.metadata = metadata
-        self.size = size
         self.length = probe.length
         self._block = mmap.mmap(-1, max(1, self.length * slots) * 8)  # MAP_SHARED: forks see each other
         view = memoryview(self._block).cast("q")
         self.slots = [view[index * self.length : (index + 1) * self.length] for index in range(slots)]
+        # Every slot laid out (empty rings) before any worker forks: a scrape reads them all.
+        self.windows = [DriftWindow.for_model(metadata, size=size, counts=slot) for slot in self.slots]
         self.window: Optional[DriftWindow] = None
         self._lock = threading.Lock()
         self._failed = False
@@ -48,7 +48,7 @@ class DriftTracking:
 
     def attach(self, slot: int) -> None:
         """Count this process's requests into `slot` (called in each process after the fork)."""
-        self.window = DriftWindow.for_model(self.metadata, size=self.size, counts=self.slots[slot])
+        self.window = self.windows[slot]
 
     def observe(self, feeds: Mapping[str, Any], labels: List[Any]) -> None:
         if self.window is None:
@@ -64,7 +64,7 @@ class DriftTracking:
     def render(self) -> List[str]:
         if self.window is None:
             return []
-        return self.window.prometheus(self.window.add(self.slots))
+        return self.window.prometheus(self.window.tally(self.slots))
 
 
 __all__ = ["DriftTracking"]
