@@ -70,8 +70,9 @@ class DriftWindow:
         self.buffer[rings:] = -1
         self._cells = self.buffer.data  # item writes: several times numpy's speed
         # Per feature: (key in the observed columns, None for the predictions), binning function,
-        # where its missing total sits (the unknown total follows), where its ring starts.
-        self._plan: list[tuple[str | None, Profile, Callable[[Any], int], int, int]] = []
+        # where its missing total sits (the unknown total follows), where its ring starts, and its
+        # missing and unknown bins.
+        self._plan: list[tuple[str | None, Callable[[Any], int], int, int, int, int]] = []
         self.layout: dict[str, tuple[int, int]] = {}  # name → (its totals, its ring) in `buffer`
         for index, (name, profile) in enumerate(self.named):
             totals, ring = 1 + 2 * index, rings + index * self.size
@@ -80,7 +81,7 @@ class DriftWindow:
             bin_of: Callable[[Any], int] = profile.bin_of
             if name == PREDICTIONS and not profile.binned:
                 bin_of = _labels_binned_by(profile)
-            self._plan.append((key, profile, bin_of, totals, ring))
+            self._plan.append((key, bin_of, totals, ring, profile.missing_bin, profile.unknown_bin))
         self._position = 0
 
     @classmethod
@@ -100,10 +101,20 @@ class DriftWindow:
             self._observe_batch(columns, predictions)
             return
         cells, size, start = self._cells, self.size, self._position
-        for key, profile, bin_of, totals, ring in self._plan:
+        if count == 1:  # the common case, without the inner loop: ~3 us for six features
+            for key, bin_of, totals, ring, missing, unknown in self._plan:
+                slot = bin_of(predictions[0] if key is None else columns[key].item())
+                cells[ring + start] = slot
+                if slot == missing:
+                    cells[totals] += 1
+                elif slot == unknown:
+                    cells[totals + 1] += 1
+            cells[0] += 1
+            self._position = start + 1 if start + 1 < size else 0
+            return
+        for key, bin_of, totals, ring, missing, unknown in self._plan:
             values = predictions if key is None else columns[key].ravel().tolist()
             position = start
-            missing, unknown = profile.missing_bin, profile.unknown_bin
             for value in values:
                 slot = bin_of(value)
                 cells[ring + position] = slot
@@ -120,7 +131,7 @@ class DriftWindow:
         first = max(0, count - self.size)  # only the newest `size` records can stay in the window
         positions = (self._position + np.arange(count - first)) % self.size
         buffer = self.buffer
-        for key, profile, _, totals, ring in self._plan:
+        for (key, _, totals, ring, _, _), (_, profile) in zip(self._plan, self.named):
             if key is not None:
                 bins = profile.bins_of(np.asarray(columns[key]).ravel())
             elif profile.binned:
