@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -184,6 +184,26 @@ class Profile:
         if found is not None:
             return found
         return self.other_bin if self.other_bin >= 0 else self.unknown_bin
+
+    def binner(self) -> Callable[[Any], int]:
+        """`bin_of` as one small function with this profile's tables bound in: the server calls it for
+        every value of every one-record request, where each branch and attribute read shows."""
+        missing = self.missing_bin
+        if self.binned:
+            if not self.value_bins:
+                return lambda value: missing
+            edges, find = self.edges, bisect.bisect_left
+            if self.kind == "datetime":
+                return lambda value: missing if value == MISSING_DATE else find(edges, float(np.float32(value)))
+            return lambda value: find(edges, value) if value == value else missing  # NaN != NaN
+        table: dict[Any, int] = {**self.index, MISSING_CATEGORY: missing, None: missing}
+        fallback = self.other_bin if self.other_bin >= 0 else self.unknown_bin
+        return lambda value: table.get(value, fallback)
+
+    def label_binner(self) -> Callable[[Any], int]:
+        """`binner` for class labels, which may be booleans or numbers: binned as their text."""
+        find = self.binner()
+        return lambda label: find(label if label.__class__ is str else label_text(label))
 
     def bins_of(self, values: Any) -> np.ndarray:
         """Bins of many values at once (numpy for numbers; a dict lookup per category)."""

@@ -78,9 +78,7 @@ class DriftWindow:
             totals, ring = 1 + 2 * index, rings + index * self.size
             self.layout[name] = (totals, ring)
             key = self.inputs.get(name)
-            bin_of: Callable[[Any], int] = profile.bin_of
-            if name == PREDICTIONS and not profile.binned:
-                bin_of = _labels_binned_by(profile)
+            bin_of = profile.label_binner() if name == PREDICTIONS and not profile.binned else profile.binner()
             self._plan.append((key, bin_of, totals, ring, profile.missing_bin, profile.unknown_bin))
         self._position = 0
 
@@ -219,12 +217,6 @@ class DriftWindow:
                 f"mlpack_prediction_drift_psi {_number(prediction['psi'])}",
             ]
         return lines
-
-
-def _labels_binned_by(profile: Profile) -> Callable[[Any], int]:
-    """Class labels are binned as their text: booleans as true/false, like the runtime's categories."""
-    bin_of = profile.bin_of
-    return lambda label: bin_of(label_text(label))
 
 
 def _label(text: str) -> str:
