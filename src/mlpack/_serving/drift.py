@@ -24,6 +24,7 @@ Python 3.9 syntax.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -156,6 +157,7 @@ class Profile:
         self.binned = self.kind in ("numeric", "datetime")  # quantile bins, not categories
         if self.binned:
             self.edges = [float(e) for e in entry.get("edges", [])]
+            self._edges = np.asarray(self.edges, dtype=np.float64)
             self.labels = _interval_labels(self.edges, dates=self.kind == "datetime") if shares else []
             self.unknown_bin = -1
         else:
@@ -169,6 +171,9 @@ class Profile:
         self.value_bins = len(shares)
         self.missing_bin = self.value_bins
         self.slots = self.value_bins + 1
+        if not self.binned:  # category → bin, the spellings of a missing category included; else `_fallback`
+            self._table: dict[Any, int] = {**self.index, MISSING_CATEGORY: self.missing_bin, None: self.missing_bin}
+            self._fallback = self.other_bin if self.other_bin >= 0 else self.unknown_bin
 
     def bin_of(self, value: Any) -> int:
         """The bin of one value: a float32 model input as a float (NaN = missing), or a canonical category."""
@@ -196,8 +201,7 @@ class Profile:
             if self.kind == "datetime":
                 return lambda value: missing if value == MISSING_DATE else find(edges, float(np.float32(value)))
             return lambda value: find(edges, value) if value == value else missing  # NaN != NaN
-        table: dict[Any, int] = {**self.index, MISSING_CATEGORY: missing, None: missing}
-        fallback = self.other_bin if self.other_bin >= 0 else self.unknown_bin
+        table, fallback = self._table, self._fallback
         return lambda value: table.get(value, fallback)
 
     def label_binner(self) -> Callable[[Any], int]:
@@ -206,18 +210,19 @@ class Profile:
         return lambda label: find(label if label.__class__ is str else label_text(label))
 
     def bins_of(self, values: Any) -> np.ndarray:
-        """Bins of many values at once (numpy for numbers; a dict lookup per category)."""
+        """Bins of many values at once (numpy for numbers; `binner`'s dict lookup per category)."""
         if self.binned:
-            # As float32, like the model's inputs and the baseline's edges (see numeric_profile).
+            # As float32, like the model's inputs and the baseline's edges (see numeric_profile);
+            # the edges are float32 values, so comparing in float64 changes nothing.
             numbers = _date_numbers(values) if self.kind == "datetime" else values
-            array = np.asarray(numbers, dtype=np.float32).astype(np.float64).ravel()
+            array = np.asarray(numbers, dtype=np.float32).ravel()
             if not self.value_bins:
                 return np.full(len(array), self.missing_bin, dtype=np.int64)
-            bins = _numeric_bins(self.edges, array)
-            bins[np.isnan(array)] = self.missing_bin
+            bins = self._edges.searchsorted(array, side="left")  # as _numeric_bins
+            bins[array != array] = self.missing_bin  # NaN
             return bins
         flat = values.ravel().tolist() if isinstance(values, np.ndarray) else list(values)
-        return np.fromiter((self.bin_of(v) for v in flat), dtype=np.int64, count=len(flat))
+        return np.fromiter(map(self._table.get, flat, itertools.repeat(self._fallback)), np.int64, count=len(flat))
 
     def counts_of(self, values: Any) -> np.ndarray:
         """How many values fall in each slot (value bins, then missing)."""

@@ -126,22 +126,29 @@ class DriftWindow:
 
     def _observe_batch(self, columns: Mapping[str, Any], predictions: Sequence[Any]) -> None:
         count = len(predictions)
-        first = max(0, count - self.size)  # only the newest `size` records can stay in the window
-        positions = (self._position + np.arange(count - first)) % self.size
+        kept = min(count, self.size)  # only the newest `size` records can stay in the window
+        start = self._position
+        # Where the kept records go in each ring: one slice, or two when they wrap around its end.
+        pieces = [(start, 0, min(kept, self.size - start))]
+        if pieces[0][2] < kept:
+            pieces.append((0, pieces[0][2], kept))
         buffer = self.buffer
-        for (key, _, totals, ring, _, _), (_, profile) in zip(self._plan, self.named):
+        for (key, _, totals, ring, missing, unknown), (_, profile) in zip(self._plan, self.named):
             if key is not None:
-                bins = profile.bins_of(np.asarray(columns[key]).ravel())
+                bins = profile.bins_of(columns[key])
             elif profile.binned:
                 bins = profile.bins_of(np.asarray(predictions, dtype=np.float64))
-            else:
-                bins = profile.bins_of([label_text(p) for p in predictions])
-            buffer[totals] += int(np.count_nonzero(bins == profile.missing_bin))
-            if profile.unknown_bin >= 0:
-                buffer[totals + 1] += int(np.count_nonzero(bins == profile.unknown_bin))
-            buffer[ring + positions] = bins[first:]
+            else:  # class labels as their text (booleans as true/false)
+                bins = profile.bins_of([p if p.__class__ is str else label_text(p) for p in predictions])
+            slots = np.bincount(bins, minlength=profile.slots)
+            buffer[totals] += int(slots[missing])
+            if unknown >= 0:
+                buffer[totals + 1] += int(slots[unknown])
+            newest = bins[count - kept :]
+            for at, low, high in pieces:
+                buffer[ring + at : ring + at + high - low] = newest[low:high]
         buffer[0] += count
-        self._position = int((self._position + count - first) % self.size)
+        self._position = (start + kept) % self.size
 
     # -- reading -----------------------------------------------------------------------------------
     def tally(self, buffers: Sequence[Any] | None = None) -> dict[str, tuple[np.ndarray, list[int]]]:
