@@ -16,11 +16,12 @@ import logging
 import math
 import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TypeVar
 
 from .framing import FramingError, body_length, parse_head, read_head
 from .wire import Limits, Request, Response
@@ -31,6 +32,19 @@ except ImportError:  # pragma: no cover
     Protocol = object  # type: ignore[assignment]
 
 log = logging.getLogger("mlpack.server")
+T = TypeVar("T")
+
+if sys.version_info >= (3, 11):
+
+    async def within(awaitable: Awaitable[T], seconds: float) -> T:
+        """`asyncio.wait_for` without its cost on the request path: wait_for wraps the awaitable in
+        a task of its own before 3.12 (two of them per request took ~3 extra loop turns each);
+        `asyncio.timeout` cancels the current task instead. Raises TimeoutError when the time is up."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # Python 3.9 and 3.10, which the model wheels still support
+    within = asyncio.wait_for
 
 
 class Handler(Protocol):
@@ -124,7 +138,7 @@ class HttpServer:
         try:
             while not self.handler.draining.is_set():
                 try:
-                    head = await asyncio.wait_for(read_head(reader, self.MAX_HEAD_BYTES), self.limits.idle_timeout)
+                    head = await within(read_head(reader, self.MAX_HEAD_BYTES), self.limits.idle_timeout)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     return
                 except (asyncio.LimitOverrunError, ValueError):  # a line longer than the stream's limit
@@ -217,7 +231,7 @@ class HttpServer:
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await self._drain(writer)
         try:
-            return await asyncio.wait_for(reader.readexactly(length), self.limits.idle_timeout)
+            return await within(reader.readexactly(length), self.limits.idle_timeout)
         except (asyncio.IncompleteReadError, asyncio.TimeoutError):
             refused = self.handler.refuse(400, "the body ended before Content-Length bytes")
             await self._write(writer, refused, close=True)
@@ -264,7 +278,7 @@ class HttpServer:
         if writer.transport.get_write_buffer_size() == 0:
             return  # the usual case: the kernel took it all at once
         try:
-            await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
+            await within(writer.drain(), self.limits.write_timeout)
         except asyncio.TimeoutError:
             raise ConnectionResetError("the client did not read the answer in time") from None
 
