@@ -33,7 +33,7 @@ class DriftTracking:
         view = memoryview(self._block).cast("q")
         self.slots = [view[index * self.length : (index + 1) * self.length] for index in range(slots)]
         # Every slot laid out (empty rings) before any worker forks: a scrape reads them all.
-        self.windows = [DriftWindow.for_model(metadata, size=size, counts=slot) for slot in self.slots]
+        self.windows = [DriftWindow.for_model(metadata, size=size, buffer=slot) for slot in self.slots]
         self.window: Optional[DriftWindow] = None
         self._lock = threading.Lock()
         self._failed = False

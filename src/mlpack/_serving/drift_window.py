@@ -46,11 +46,11 @@ class DriftWindow:
         inputs: Mapping[str, str],
         *,
         size: int = 1000,
-        counts: Any = None,
+        buffer: Any = None,
     ) -> None:
         """`inputs`: feature name → the key its values have in the observed columns (the ONNX input).
 
-        `counts`: a writable buffer of `length` int64 (e.g. a slot of shared memory), else private.
+        `buffer`: writable memory for `length` int64 (e.g. a slot of shared memory), else private.
         """
         self.size = max(1, int(size))
         features = baseline.get("features", {})
@@ -63,8 +63,8 @@ class DriftWindow:
         rings = 1 + 2 * len(self.named)  # where the rings start: after records seen and the totals
         self.length = rings + self.size * len(self.named)
         self.buffer: np.ndarray = (
-            np.frombuffer(counts, dtype=np.int64, count=self.length)
-            if counts is not None
+            np.frombuffer(buffer, dtype=np.int64, count=self.length)
+            if buffer is not None
             else np.zeros(self.length, np.int64)
         )
         self.buffer[rings:] = -1
@@ -83,11 +83,11 @@ class DriftWindow:
         self._position = 0
 
     @classmethod
-    def for_model(cls, metadata: Mapping[str, Any], *, size: int = 1000, counts: Any = None) -> DriftWindow | None:
+    def for_model(cls, metadata: Mapping[str, Any], *, size: int = 1000, buffer: Any = None) -> DriftWindow | None:
         baseline = metadata.get("baseline")
         if not baseline or size <= 0:
             return None
-        return cls(baseline, model_inputs(metadata), size=size, counts=counts)
+        return cls(baseline, model_inputs(metadata), size=size, buffer=buffer)
 
     # -- counting (the request path) -----------------------------------------------------------------
     def observe(self, columns: Mapping[str, Any], predictions: Sequence[Any]) -> None:
