@@ -276,3 +276,62 @@ def test_every_request_h11_rejects_mlpack_rejects(server: ServerProcess, data: b
         return
     got = answers(exchange(server.port, data))
     assert not got or got[0][0] >= 400 or got[0][0] == 100 and (len(got) == 1 or got[1][0] >= 400), (data, got)
+
+
+# -- the connection's buffer, without a server ----------------------------------------------------
+def _head_of(*pieces: bytes, eof: bool = True, then: Any = None) -> Any:
+    """Run `Incoming.head` (then `then(incoming)`) on a stream fed `pieces` one chunk per loop turn."""
+    import asyncio
+
+    from mlpack._serving.framing import Incoming
+
+    async def main() -> Any:
+        reader = asyncio.StreamReader(limit=64 * 1024)
+
+        async def feed() -> None:
+            for piece in pieces:
+                reader.feed_data(piece)
+                await asyncio.sleep(0)  # the reader takes each piece as its own chunk
+            if eof:
+                reader.feed_eof()
+
+        feeding = asyncio.ensure_future(feed())
+        incoming = Incoming(reader)
+        try:
+            head = await asyncio.wait_for(incoming.head(64 * 1024), 5)
+            return head if then is None else (head, *(await then(incoming)))
+        finally:
+            feeding.cancel()
+
+    return asyncio.run(main())
+
+
+def test_pipelined_requests_and_split_bodies_are_read_in_order() -> None:
+    first = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789"
+    second = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def body_then_next(incoming: Any) -> tuple[bytes, list[str]]:
+        return await incoming.readexactly(10), await incoming.head(64 * 1024)
+
+    head, body, following = _head_of(first[:60], first[60:] + second[:5], second[5:], then=body_then_next)
+    assert head == ["POST /predict HTTP/1.1", "Host: x", "Content-Length: 10"]
+    assert body == b"0123456789"  # split across two chunks
+    assert following == ["GET /healthz HTTP/1.1", "Host: x"]  # its start arrived with the body
+
+
+def test_a_head_sent_a_byte_at_a_time_is_read_in_linear_time() -> None:
+    head = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 500) for i in range(100)) + b"\r\n"
+    started = time.perf_counter()
+    lines = _head_of(*(head[i : i + 1] for i in range(len(head))))
+    assert len(lines) == 101 and lines[-1].startswith("X-99: v")
+    assert time.perf_counter() - started < 3  # rescanning the whole buffer for each byte is quadratic
+
+
+def test_bare_line_feeds_are_refused_before_the_head_is_complete() -> None:
+    from mlpack._serving.framing import FramingError
+
+    for sent in (b"GET / HTTP/1.1\nHost: x\n", b"GET / HTTP/1.1\r\nHost: x\nX-A", b"GET / HTTP/1.1\r\nX: a\rb"):
+        with pytest.raises(FramingError, match="CRLF"):
+            _head_of(sent, eof=False)  # the stream stays open: refused without waiting for more
+    # A CR at the very end may be the first half of a CRLF: wait for the rest.
+    assert _head_of(b"GET / HTTP/1.1\r", b"\nHost: x\r\n\r\n") == ["GET / HTTP/1.1", "Host: x"]

@@ -1,4 +1,4 @@
-"""HTTP/1.1 request heads by RFC 9112: read line by line, checked as strictly as h11.
+"""HTTP/1.1 request heads by RFC 9112: read whole, checked as strictly as h11.
 
 A test feeds h11 and this module thousands of mutated requests: every one h11 refuses is refused
 here too (each a 4xx/5xx naming the problem, and the connection closed).
@@ -29,29 +29,73 @@ MAX_TARGET_BYTES = 8 * 1024
 MAX_HEADERS = 100
 
 
-async def read_head(reader: asyncio.StreamReader, limit: int) -> List[str]:
-    """The request line and header lines of one request, each without its CRLF.
+class Incoming:
+    """What a connection has sent that no request has taken yet: the StreamReader's interface for
+    heads and bodies, over a buffer of our own.
 
-    Line by line, so that a bare LF is refused at once rather than waited on until the timeout.
+    A head is read in as few awaits as the client took to send it (usually one), and found whole
+    with one search for the blank line, instead of one `readuntil` per line: that cost ~3.5 us a
+    line, more than the rest of the parsing. Line ends are checked on everything received so far,
+    so a request with bare LF line ends is refused at once rather than waited on until the timeout.
     """
-    lines: List[str] = []
-    total = 0
-    while True:
-        line = await reader.readuntil(b"\n")
-        total += len(line)
-        if total > limit:
-            raise FramingError(431, "request headers are too large")
-        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
-            raise FramingError(400, "a request line ends with CRLF, and holds no other CR or LF")
-        if len(line) == 2:
-            if lines:
-                return lines
-            # RFC 9112 2.2 lets a server skip empty lines before a request; h11 refuses them, and so
-            # do we: a stray CRLF after a body is what a miscounted Content-Length leaves behind.
-            raise FramingError(400, "an empty line where a request line belongs")
-        if len(lines) > MAX_HEADERS:
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.buffer = bytearray()
+
+    async def head(self, limit: int) -> List[str]:
+        """The request line and header lines of the next request, each without its CRLF."""
+        buffer = self.buffer
+        scanned = 0  # bytes already checked, so that a head sent a byte at a time costs O(n), not O(n²)
+        while True:
+            if buffer[:2] == b"\r\n":
+                # RFC 9112 2.2 lets a server skip empty lines before a request; h11 refuses them, and so
+                # do we: a stray CRLF after a body is what a miscounted Content-Length leaves behind.
+                raise FramingError(400, "an empty line where a request line belongs")
+            end = buffer.find(b"\r\n\r\n", max(0, scanned - 3))
+            # Up to the blank line; else all received so far but a last CR, whose LF may come next.
+            seen = end + 2 if end >= 0 else len(buffer) - buffer.endswith(b"\r")
+            if seen > limit:
+                raise FramingError(431, "request headers are too large")
+            crlf = buffer.count(b"\r\n", scanned, seen)
+            if buffer.count(b"\n", scanned, seen) != crlf or buffer.count(b"\r", scanned, seen) != crlf:
+                raise FramingError(400, "a request line ends with CRLF, and holds no other CR or LF")
+            if end >= 0:
+                break
+            scanned = seen
+            chunk = await self.reader.read(self.CHUNK)
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(buffer), None)
+            buffer += chunk
+        lines = buffer[:end].decode("latin-1").split("\r\n")
+        del buffer[: end + 4]
+        if len(lines) > MAX_HEADERS + 1:
             raise FramingError(431, f"more than {MAX_HEADERS} header lines")
-        lines.append(line[:-2].decode("latin-1"))
+        return lines
+
+    async def readexactly(self, count: int) -> bytes:
+        """The next `count` bytes (a body); IncompleteReadError if the connection ends first."""
+        buffer = self.buffer
+        if len(buffer) >= count:
+            data = bytes(buffer[:count])
+            del buffer[:count]
+            return data
+        taken = bytes(buffer)
+        buffer.clear()
+        try:
+            return taken + await self.reader.readexactly(count - len(taken))
+        except asyncio.IncompleteReadError as exc:
+            raise asyncio.IncompleteReadError(taken + exc.partial, count) from None
+
+    async def read(self, count: int) -> bytes:
+        """Up to `count` bytes, as soon as any are there; b"" at the end of the stream."""
+        if self.buffer:
+            data = bytes(self.buffer[:count])
+            del self.buffer[:count]
+            return data
+        return await self.reader.read(count)
 
 
 def parse_head(lines: List[str]) -> Tuple[str, str, str, Dict[str, str]]:
@@ -120,4 +164,4 @@ def body_length(headers: Dict[str, str]) -> Optional[int]:
     return int(value)
 
 
-__all__ = ["FramingError", "body_length", "parse_head", "read_head"]
+__all__ = ["FramingError", "Incoming", "body_length", "parse_head"]

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from typing import Any, Dict, List, Optional, TypeVar
 
-from .framing import FramingError, body_length, parse_head, read_head
+from .framing import FramingError, Incoming, body_length, parse_head
 from .wire import Limits, Request, Response
 
 try:
@@ -135,10 +135,11 @@ class HttpServer:
         self.connections[writer] = task
         if len(self.connections) >= self.limits.max_connections:
             self._room.clear()
+        incoming = Incoming(reader)
         try:
             while not self.handler.draining.is_set():
                 try:
-                    head = await within(read_head(reader, self.MAX_HEAD_BYTES), self.limits.idle_timeout)
+                    head = await within(incoming.head(self.MAX_HEAD_BYTES), self.limits.idle_timeout)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     return
                 except (asyncio.LimitOverrunError, ValueError):  # a line longer than the stream's limit
@@ -149,7 +150,7 @@ class HttpServer:
                     return
                 self._enter()
                 try:
-                    keep_open = await self._exchange(head, reader, writer)
+                    keep_open = await self._exchange(head, incoming, writer)
                 finally:
                     self._leave()
                 if not keep_open:
@@ -161,7 +162,7 @@ class HttpServer:
             self._room.set()
             writer.transport.abort()  # close now: nothing more will be written, and nothing waits for it
 
-    async def _exchange(self, head: List[str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _exchange(self, head: List[str], reader: Incoming, writer: asyncio.StreamWriter) -> bool:
         """Read one request's body, answer it; whether the connection may carry another."""
         try:
             method, target, version, headers = parse_head(head)
@@ -196,7 +197,7 @@ class HttpServer:
         headers: Dict[str, str],
         length: int,
         keep_alive: bool,
-        reader: asyncio.StreamReader,
+        reader: Incoming,
         writer: asyncio.StreamWriter,
     ) -> bool:
         """A body over 64 KiB: read only with a slot free, so bodies in memory are few whatever clients do."""
@@ -223,7 +224,7 @@ class HttpServer:
         version: str,
         headers: Dict[str, str],
         length: int,
-        reader: asyncio.StreamReader,
+        reader: Incoming,
         writer: asyncio.StreamWriter,
     ) -> Optional[bytes]:
         if headers.get("expect", "").lower() == "100-continue" and version == "HTTP/1.1":
@@ -237,7 +238,7 @@ class HttpServer:
             await self._write(writer, refused, close=True)
             return None
 
-    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: Response) -> None:
+    async def _refuse(self, reader: Incoming, writer: asyncio.StreamWriter, answer: Response) -> None:
         """Answer a request whose body stays unread, then read and drop what the client still sends.
 
         Closing at once would reset the connection while the client is still sending, and it would
