@@ -140,29 +140,35 @@ def test_categories_beyond_the_cap_share_one_other_bin() -> None:
     assert live.bin_of("c") == live.bin_of("zzz") == 2  # rare and unseen cannot be told apart past the cap
 
 
-def test_the_servers_fast_binner_agrees_with_bin_of_for_every_kind() -> None:
-    """The server bins one-record requests with `binner()`; it must put each value where `bin_of`
-    (and the batch path, `bins_of`) does: edges, NaN, missing dates, unknown and capped categories."""
-    from mlpack._serving.drift import MISSING_CATEGORY, MISSING_DATE, datetime_profile
+def test_one_value_at_a_time_bins_as_numpy_does_for_every_kind() -> None:
+    """The server bins one-record requests value by value (`binner`, also `bin_of`) and larger ones
+    with numpy (`bins_of`): both must put each value in the same bin — edges, NaN, missing dates."""
+    from mlpack._serving.drift import MISSING_DATE, datetime_profile
 
     numeric = Profile(numeric_profile(_numbers(500, 4)))
     numbers = [*numeric.edges, -1e9, 1e9, math.nan, 0.0]
     dates = Profile(datetime_profile(np.arange(1_700_000_000_000, 1_700_000_000_000 + 86_400_000 * 50, 86_400_000)))
     moments = [int(e) for e in dates.edges] + [MISSING_DATE, 1_600_000_000_000, 1_800_000_000_000]
     empty = Profile(numeric_profile(np.array([math.nan, math.nan])))
-    capped = Profile(categorical_profile(["a"] * 5 + ["b"] * 3 + ["c"], max_categories=2))
-    plain = Profile(categorical_profile(["a", "b", "b"]))
-    texts = ["a", "b", "c", "zzz", "", MISSING_CATEGORY, None]
-    for profile, values in [
-        (numeric, numbers),
-        (dates, moments),
-        (empty, [1.0, math.nan]),
-        (capped, texts),
-        (plain, texts),
+    for profile, values, dtype in [
+        (numeric, numbers, np.float32),
+        (dates, moments, np.int64),
+        (empty, [1.0, math.nan], np.float32),
     ]:
-        fast = profile.binner()
-        assert [fast(v) for v in values] == [profile.bin_of(v) for v in values], profile.kind
-    assert [numeric.binner()(v) for v in numbers] == numeric.bins_of(np.array(numbers)).tolist()
+        one_by_one = [profile.binner()(v) for v in values]
+        assert one_by_one == profile.bins_of(np.array(values, dtype=dtype)).tolist(), profile.kind
+    assert numeric.binner()(math.nan) == numeric.missing_bin and dates.binner()(MISSING_DATE) == dates.missing_bin
+
+
+def test_categories_bin_by_frequency_then_other_unknown_and_missing() -> None:
+    from mlpack._serving.drift import MISSING_CATEGORY
+
+    plain = Profile(categorical_profile(["a", "b", "b"]))  # b is the more frequent: bin 0
+    capped = Profile(categorical_profile(["a"] * 5 + ["b"] * 3 + ["c"], max_categories=2))
+    texts = ["a", "b", "c", "zzz", "", MISSING_CATEGORY, None]
+    assert [plain.binner()(t) for t in texts] == [1, 0, 2, 2, 2, 3, 3]  # unknown 2, missing 3
+    assert [capped.binner()(t) for t in texts] == [0, 1, 2, 2, 2, 4, 4]  # other 2 (unknown 3 unused), missing 4
+    assert plain.bins_of(np.array(texts, dtype=object)).tolist() == [1, 0, 2, 2, 2, 3, 3]
     labels = Profile(categorical_profile(["true", "false", "1"]))
     assert [labels.label_binner()(v) for v in (True, False, 1, "1", "true", 2)] == [
         labels.bin_of(t) for t in ("true", "false", "1", "1", "true", "2")

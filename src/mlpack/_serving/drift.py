@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -174,25 +173,16 @@ class Profile:
         if not self.binned:  # category → bin, the spellings of a missing category included; else `_fallback`
             self._table: dict[Any, int] = {**self.index, MISSING_CATEGORY: self.missing_bin, None: self.missing_bin}
             self._fallback = self.other_bin if self.other_bin >= 0 else self.unknown_bin
+        self._bin = self.binner()
 
     def bin_of(self, value: Any) -> int:
         """The bin of one value: a float32 model input as a float (NaN = missing), or a canonical category."""
-        if self.binned:
-            if self.kind == "datetime":
-                value = math.nan if value == MISSING_DATE else float(np.float32(value))
-            if value != value or not self.value_bins:  # NaN
-                return self.missing_bin
-            return bisect.bisect_left(self.edges, value)
-        if value == MISSING_CATEGORY or value is None:
-            return self.missing_bin
-        found = self.index.get(value)
-        if found is not None:
-            return found
-        return self.other_bin if self.other_bin >= 0 else self.unknown_bin
+        return self._bin(value)
 
     def binner(self) -> Callable[[Any], int]:
-        """`bin_of` as one small function with this profile's tables bound in: the server calls it for
-        every value of every one-record request, where each branch and attribute read shows."""
+        """The bin of one value (`bin_of`), as one small function with this profile's tables bound in:
+        the server calls it for every value of every one-record request, where each branch and
+        attribute read shows."""
         missing = self.missing_bin
         if self.binned:
             if not self.value_bins:
