@@ -175,6 +175,48 @@ def test_categories_bin_by_frequency_then_other_unknown_and_missing() -> None:
     ]
 
 
+def test_free_text_drifts_by_its_length() -> None:
+    from mlpack._serving.drift import text_profile
+
+    rng = random.Random(4)
+    words = ["late", "delivery", "great", "service", "refund", "broken"]
+    short = [" ".join(rng.choices(words, k=rng.randint(1, 6))) for _ in range(600)] + [None, ""] * 50
+    entry = text_profile(short)
+    assert entry["kind"] == "text" and entry["missing"] == pytest.approx(100 / 700)
+    profile = Profile(entry)
+    like = [" ".join(rng.choices(words, k=rng.randint(1, 6))) for _ in range(400)]
+    pasted = [" ".join(rng.choices(words, k=rng.randint(30, 60))) for _ in range(400)]
+    assert profile.psi(profile.counts_of(like)) < 0.1
+    assert profile.psi(profile.counts_of(pasted)) > 1.0  # documents pasted into a subject line
+    lengths = [float(len(t)) if t else math.nan for t in short]
+    assert profile.psi(profile.counts_of(pasted)) == pytest.approx(
+        reference_numeric_psi(np.array(lengths), np.array([float(len(t)) for t in pasted])), rel=1e-5
+    )
+    values = ["", None, "a", *like[:20], *pasted[:5]]
+    assert [profile.binner()(v) for v in values] == profile.bins_of(np.array(values, dtype=object)).tolist()
+    assert profile.binner()("") == profile.binner()(None) == profile.missing_bin
+
+
+def test_the_window_counts_text_features_like_the_others() -> None:
+    from mlpack._serving.drift import text_profile
+
+    baseline = baseline_of(
+        {"note": ("text", ["ok", "fine thanks", "", "late delivery again"] * 50)},
+        ["a", "b"] * 100,
+        "classification",
+        rows=200,
+    )
+    assert baseline["features"]["note"] == text_profile(["ok", "fine thanks", "", "late delivery again"] * 50)
+    single, batched = DriftWindow(baseline, {"note": "note"}), DriftWindow(baseline, {"note": "note"})
+    notes = ["ok", "", "a much longer note than any seen in training"] * 10
+    for note in notes:
+        single.observe({"note": np.array([[note]], dtype=object)}, ["a"])
+    batched.observe({"note": np.array(notes, dtype=object).reshape(-1, 1)}, ["a"] * len(notes))
+    assert np.array_equal(single.buffer, batched.buffer)
+    summary = single.summary()["note"]
+    assert summary["values"] == 30 and summary["missing"] == 10 and summary["psi"] > 1.0
+
+
 def test_psi_of_nothing_is_none_and_bins_must_match() -> None:
     assert psi([0.5, 0.5], [0, 0]) is None
     assert psi([0, 0], [1, 1]) is None
@@ -189,12 +231,14 @@ def test_baseline_of_profiles_known_kinds_and_the_predictions() -> None:
             "age": ("numeric", _numbers(100, 1)),
             "plan": ("categorical", np.array(["a", "b", "a", "__missing__"] * 25, dtype=object)),
             "notes": ("text", ["free text"] * 100),
+            "photo": ("image", [b"..."] * 100),  # a kind with no profile is left out
         },
         [True, False, True, True] * 25,
         "classification",
         rows=100,
     )
-    assert set(baseline["features"]) == {"age", "plan"}
+    assert set(baseline["features"]) == {"age", "plan", "notes"}
+    assert baseline["features"]["notes"] == {"kind": "text", "edges": [], "shares": [1.0], "missing": 0.0}
     assert baseline["features"]["plan"] == {
         "kind": "categorical",
         "categories": ["a", "b"],

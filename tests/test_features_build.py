@@ -151,6 +151,9 @@ def test_derived_features_dates_and_text_are_computed_in_the_graph(shop: Project
     session = ort.InferenceSession(str(dist / "shop-model-1.0.0.onnx"), providers=["CPUExecutionProvider"])
     metadata = json.loads(session.get_modelmeta().custom_metadata_map["mlpack.metadata"])
     assert metadata["inputs"] == report["inputs"]
+    # Free text has a drift baseline too: quantile bins of its length in characters.
+    subject = metadata["baseline"]["features"]["subject"]
+    assert subject["kind"] == "text" and subject["edges"] and sum(subject["shares"]) == pytest.approx(1, abs=1e-4)
 
     for doc in orders(20, seed=99):  # documents the model never saw
         expected = doc["y"]

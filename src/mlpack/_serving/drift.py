@@ -6,7 +6,9 @@ One module holds both sides of the comparison so that the build, the server's `/
 - `baseline_of(...)` (build time) profiles the data a model was built from: per numeric feature the
   edges of 10 quantile bins and the share of values in each, per categorical feature the share of
   each category, the missing rate of every feature, and the distribution of the model's predictions
-  (class shares, or quantile bins of the regression value). It is stored in the metadata as `baseline`.
+  (class shares, or quantile bins of the regression value); a free-text feature is profiled by its
+  length in characters (quantile bins; an empty text is missing, as the graph reads it). It is stored
+  in the metadata as `baseline`.
 - `Profile` reads one baseline entry back and puts live values into its bins.
 - `psi(expected, actual)` compares two distributions over the same bins.
 - `drift_window.DriftWindow` keeps the bins of the most recent records a server answered, for `/metrics`.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -99,7 +102,7 @@ def baseline_of(
     """The training baseline stored in the metadata.
 
     `columns`: feature name → (kind, values), numeric values as floats with NaN for missing and
-    categorical values as the runtime's canonical strings. Kinds without a profile (text) are left out.
+    categorical values as the runtime's canonical strings, text as strings (None or "" missing).
     """
     features = {}
     for name, (kind, values) in columns.items():
@@ -125,7 +128,24 @@ def _date_numbers(values: Any) -> np.ndarray:
     return numbers
 
 
-_PROFILERS = {"numeric": numeric_profile, "categorical": categorical_profile, "datetime": datetime_profile}
+def text_profile(values: Any, bins: int = NUMERIC_BINS) -> dict[str, Any]:
+    """Quantile bins of free text's length in characters: a change in what people write (a form
+    that now truncates, a new language, pasted documents) shows as drift without tokenising."""
+    return {**numeric_profile(_text_lengths(values), bins), "kind": "text"}
+
+
+def _text_lengths(values: Any) -> np.ndarray:
+    flat = values.ravel().tolist() if isinstance(values, np.ndarray) else values
+    # The graph reads None (and NaN) as "", so an empty text is missing here too.
+    return np.array([len(v) if isinstance(v, str) and v else math.nan for v in flat], dtype=np.float64)
+
+
+_PROFILERS = {
+    "numeric": numeric_profile,
+    "categorical": categorical_profile,
+    "datetime": datetime_profile,
+    "text": text_profile,
+}
 
 
 def label_text(label: Any) -> str:
@@ -141,6 +161,13 @@ def _numeric_bins(edges: Sequence[float], present: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(edges, dtype=np.float64), present, side="left")
 
 
+def _as_is(values: Any) -> Any:
+    return values
+
+
+_NUMBERS_OF = {"datetime": _date_numbers, "text": _text_lengths}  # kinds binned by a number derived from them
+
+
 class Profile:
     """One baseline entry, read back: expected shares and the bin of a live value.
 
@@ -153,7 +180,7 @@ class Profile:
         self.kind: str = entry["kind"]
         self.missing_rate = float(entry.get("missing", 0.0))
         shares = [float(s) for s in entry.get("shares", [])]
-        self.binned = self.kind in ("numeric", "datetime")  # quantile bins, not categories
+        self.binned = self.kind in ("numeric", "datetime", "text")  # quantile bins, not categories
         if self.binned:
             self.edges = [float(e) for e in entry.get("edges", [])]
             self._edges = np.asarray(self.edges, dtype=np.float64)
@@ -190,6 +217,8 @@ class Profile:
             edges, find = self.edges, bisect.bisect_left
             if self.kind == "datetime":
                 return lambda value: missing if value == MISSING_DATE else find(edges, float(np.float32(value)))
+            if self.kind == "text":
+                return lambda value: find(edges, len(value)) if value and value.__class__ is str else missing
             return lambda value: find(edges, value) if value == value else missing  # NaN != NaN
         table, fallback = self._table, self._fallback
         return lambda value: table.get(value, fallback)
@@ -204,7 +233,7 @@ class Profile:
         if self.binned:
             # As float32, like the model's inputs and the baseline's edges (see numeric_profile);
             # the edges are float32 values, so comparing in float64 changes nothing.
-            numbers = _date_numbers(values) if self.kind == "datetime" else values
+            numbers = _NUMBERS_OF.get(self.kind, _as_is)(values)
             array = np.asarray(numbers, dtype=np.float32).ravel()
             if not self.value_bins:
                 return np.full(len(array), self.missing_bin, dtype=np.int64)
@@ -267,5 +296,6 @@ __all__ = [
     "label_text",
     "model_inputs",
     "numeric_profile",
+    "text_profile",
     "psi",
 ]
