@@ -218,7 +218,7 @@ class Profile:
             if self.kind == "datetime":
                 return lambda value: missing if value == MISSING_DATE else find(edges, float(np.float32(value)))
             if self.kind == "text":
-                return lambda value: find(edges, len(value)) if value and value.__class__ is str else missing
+                return lambda value: find(edges, len(value)) if value and isinstance(value, str) else missing
             return lambda value: find(edges, value) if value == value else missing  # NaN != NaN
         table, fallback = self._table, self._fallback
         return lambda value: table.get(value, fallback)

@@ -57,7 +57,7 @@ class Incoming:
             end = buffer.find(b"\r\n\r\n", max(0, scanned - 3))
             # Up to the blank line; else all received so far but a last CR, whose LF may come next.
             seen = end + 2 if end >= 0 else len(buffer) - buffer.endswith(b"\r")
-            if seen > limit:
+            if (end + 4 if end >= 0 else len(buffer)) > limit:  # the blank line counts
                 raise FramingError(431, "request headers are too large")
             crlf = buffer.count(b"\r\n", scanned, seen)
             if buffer.count(b"\n", scanned, seen) != crlf or buffer.count(b"\r", scanned, seen) != crlf:

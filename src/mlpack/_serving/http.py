@@ -144,9 +144,6 @@ class HttpServer:
                     head = await within(incoming.head(self.MAX_HEAD_BYTES), self.limits.idle_timeout)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     return
-                except (asyncio.LimitOverrunError, ValueError):  # a line longer than the stream's limit
-                    await self._write(writer, self.handler.refuse(431, "request headers are too large"), close=True)
-                    return
                 except FramingError as error:
                     await self._write(writer, self.handler.refuse(error.status, error.message), close=True)
                     return
