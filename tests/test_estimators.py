@@ -79,7 +79,9 @@ def test_supported_estimator_converts_with_parity(class_path: str) -> None:
     parity = exported.metadata["parity"]
     print(f"parity {class_path}: {json.dumps(parity, sort_keys=True)}")  # the figures, with pytest -s
     assert parity["within_tolerance"], parity
-    assert parity["rows"] == 60  # test_size 0.2 of 300
+    # Every row: the 240 training rows and the 60 of the test split (test_size 0.2 of 300).
+    assert (parity["rows"], parity["train_rows"], parity["test_rows"]) == (300, 240, 60)
+    assert parity["train_failures"] == parity["test_failures"] == 0
     if spec.task == "classification":
         assert parity["label_disagreements"] == 0
         assert parity["label_agreement"] >= 0.98  # ties may round either way in float32
@@ -92,7 +94,11 @@ def test_supported_estimator_converts_with_parity(class_path: str) -> None:
     if spec.task == "classification":
         assert set(predictions) <= {"churned", "stayed"}  # the data's own labels, also for XGBoost
     scaler_present = (
-        "scale" in exported.trained.pipeline.named_steps["preprocess"].named_transformers_["numeric"].named_steps
+        "scale"
+        in exported.trained.pipeline.named_steps["features"]
+        .preprocessing_.named_steps["preprocess"]
+        .named_transformers_["numeric"]
+        .named_steps
     )
     assert scaler_present == spec.scaled
     # Only standard operators: the model wheel needs onnxruntime, not xgboost or lightgbm.

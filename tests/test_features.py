@@ -288,7 +288,7 @@ def test_any_vocabulary_cap_gives_a_graph_that_loads_and_matches(max_words: int)
 
 def test_a_text_field_without_words_is_refused() -> None:
     with pytest.raises(NoWordsError):
-        TextWords().fit(pd.DataFrame({"t": ["", "a", None, "!"]}))
+        TextWords().fit(pd.DataFrame({"t": ["", "_", None, "!", "— …"]}))  # one letter ("a") is a word
 
 
 def test_rare_and_unseen_categories_share_one_other_column_in_the_graph_too() -> None:

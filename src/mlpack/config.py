@@ -96,8 +96,9 @@ class FeaturesSection:
 
     @property
     def loaded(self) -> list[str]:
-        """Every document path a build reads: the inputs, the target, and the weight if any."""
-        return [*self.inputs, self.target, *([self.weight] if self.weight else [])]
+        """Every document path a build reads, once each: the inputs, the target, and the weight if any
+        (a weight or target that an expression also reads is loaded once, or its values would shift)."""
+        return list(dict.fromkeys([*self.inputs, self.target, *([self.weight] if self.weight else [])]))
 
 
 @dataclass(frozen=True)

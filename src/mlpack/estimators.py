@@ -46,6 +46,9 @@ class EstimatorSpec:
     sum_in_double: bool = False
     # Exceptions its fit raises for bad params besides ValueError/TypeError (module.Class).
     fit_errors: tuple[str, ...] = ()
+    # The library's own parameter names, which it takes through **kwargs and get_params() does not
+    # list (LightGBM's `verbose`, XGBoost's `eta`): accepted as the library accepts them.
+    native_params: Callable[[], frozenset[str]] | None = None
     note: str = ""
 
 
@@ -54,6 +57,34 @@ class EstimatorSpec:
 # and when skl2onnx reads probA_/probB_, would tell the user about a param they did not set.
 warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
 warnings.filterwarnings("ignore", message="Attribute `prob[AB]_` was deprecated", category=FutureWarning)
+
+def _lightgbm_params() -> frozenset[str]:
+    """Every parameter name and alias LightGBM's C library knows (its own list, as lgb.train reads it)."""
+    from lightgbm.basic import _ConfigAliases
+
+    return frozenset(name for names in _ConfigAliases._get_all_param_aliases().values() for name in names)
+
+
+def _xgboost_params() -> frozenset[str]:
+    """Every parameter of XGBoost's learner, read from the configuration of a one-tree booster."""
+    import json
+
+    import numpy as np
+    import xgboost
+
+    booster = xgboost.train({}, xgboost.DMatrix(np.zeros((2, 1)), label=[0.0, 1.0]), 1)
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str):  # parameters are strings in the config; sections are objects
+                    names.add(key)
+                walk(value)
+
+    walk(json.loads(booster.save_config()))
+    return frozenset(names)
+
 
 _C: Task = "classification"
 _R: Task = "regression"
@@ -127,6 +158,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         register=converters.register_xgboost,
         trained_class="mlpack.xgboost_labels.LabelledXGBClassifier",  # XGBoost takes only labels 0..n-1
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
+        native_params=_xgboost_params,
     ),
     "xgboost.XGBRegressor": EstimatorSpec(
         _R,
@@ -135,6 +167,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         register=converters.register_xgboost,
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
         sum_in_double=True,
+        native_params=_xgboost_params,
         note="XGBoost itself sums its trees in float32: on large targets raise [export].parity_tolerance",
     ),
     "lightgbm.LGBMClassifier": EstimatorSpec(
@@ -146,6 +179,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         register=converters.register_lightgbm,
         fit_errors=("lightgbm.basic.LightGBMError",),
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
+        native_params=_lightgbm_params,
     ),
     "lightgbm.LGBMRegressor": EstimatorSpec(
         _R,
@@ -156,6 +190,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         fit_errors=("lightgbm.basic.LightGBMError",),
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
         sum_in_double=True,
+        native_params=_lightgbm_params,
     ),
 }
 
@@ -223,6 +258,8 @@ def make_estimator(section: EstimatorSection, task: Task, *, seed: int = 0) -> t
     estimator_class = _import_class(section.class_path, spec)
     class_name = section.class_path.rsplit(".", 1)[1]
     valid = set(estimator_class().get_params())
+    if spec.native_params is not None and any(param not in valid for param in section.params):
+        valid |= spec.native_params()
     for param in section.params:
         if param not in valid:
             hint = difflib.get_close_matches(param, sorted(valid), n=1)

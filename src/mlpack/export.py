@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import onnx
 from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+from sklearn.pipeline import Pipeline
 
 from mlpack.config import FeaturesSection
 from mlpack.errors import ExternalError, QualityGateError
 from mlpack.estimators import has_probabilities
 from mlpack.features.converters import register as register_converters
+from mlpack.features.graph import INPUT_TYPES, GraphFeatures, initial_types
 from mlpack.runtime import FeatureInfo, InputInfo, Metadata, Model
 from mlpack.train import TrainedModel
 
@@ -38,14 +39,6 @@ def onnx_input_names(paths: list[str]) -> dict[str, str]:
     return names
 
 
-# How each kind of input enters the graph: (the metadata's "type", the tensor type). Dates are int64
-# milliseconds since 1970 UTC, BSON's own representation, so any client can feed them.
-INPUT_TYPES: dict[str, tuple[str, Any]] = {
-    "numeric": ("float32", FloatTensorType),
-    "categorical": ("string", StringTensorType),
-    "datetime": ("int64-ms", Int64TensorType),
-    "text": ("string", StringTensorType),
-}
 _KIND_NAMES = {"number": "numeric", "category": "categorical", "date": "datetime", "text": "text"}
 
 
@@ -75,8 +68,10 @@ def derived_metadata(features: FeaturesSection) -> list[dict[str, Any]]:
 
 def to_onnx(trained: TrainedModel, inputs: list[InputInfo], *, opset: int, graph_name: str) -> onnx.ModelProto:
     register_converters()  # mlpack's own transformers (derived features, dates, text, target transform)
-    initial_types = [(entry["name"], INPUT_TYPES[entry["kind"]][1]([None, 1])) for entry in inputs]
+    features: GraphFeatures = trained.pipeline.named_steps["features"]
     estimator = trained.pipeline.steps[-1][1]
+    # The very preprocessing the estimator was trained through, with the estimator's nodes after it.
+    exported = Pipeline([*features.preprocessing_.steps, ("estimator", estimator)])
     probabilities = trained.classes is not None and has_probabilities(estimator)
     options = {id(estimator): dict(trained.spec.converter_options)} if trained.classes is not None else None
     target_opset: int | dict[str, int] = opset
@@ -84,7 +79,10 @@ def to_onnx(trained: TrainedModel, inputs: list[InputInfo], *, opset: int, graph
         target_opset = {"": opset, "ai.onnx.ml": trained.spec.ml_opset}
     try:
         model = convert_sklearn(
-            trained.pipeline, initial_types=initial_types, target_opset=target_opset, options=options
+            exported,
+            initial_types=initial_types([(entry["name"], entry["kind"]) for entry in inputs]),
+            target_opset=target_opset,
+            options=options,
         )
     except Exception as exc:  # skl2onnx raises bare RuntimeError/TypeError/etc. for unconvertible models
         raise ExternalError(f"skl2onnx could not convert the pipeline: {_short(exc)}") from None
@@ -93,8 +91,12 @@ def to_onnx(trained: TrainedModel, inputs: list[InputInfo], *, opset: int, graph
         _keep_outputs(model, [model.graph.output[0].name])
     if trained.spec.sum_in_double:
         _sum_trees_in_double(model)
-    # skl2onnx names the graph with a random UUID; a fixed name keeps builds byte-identical.
+    # skl2onnx names the graph with a random UUID, and lists opset domains in the order of a Python
+    # set (which changes with the hash seed): a fixed name and a sorted list keep builds byte-identical.
     model.graph.name = graph_name
+    domains = sorted(model.opset_import, key=lambda entry: entry.domain)
+    del model.opset_import[:]
+    model.opset_import.extend(domains)
     return model
 
 
@@ -160,68 +162,95 @@ def _keep_outputs(model: onnx.ModelProto, names: list[str]) -> None:
 
 @dataclass(frozen=True)
 class ParityReport:
-    rows: int
+    rows: int  # every row compared: the training rows and the test split
     max_abs_diff: float
     tolerance: float
     within_tolerance: bool
-    label_agreement: float  # share of test rows where labels (or values, within tolerance) agree
+    label_agreement: float  # share of rows where labels (or values, within tolerance) agree
     # Disagreeing labels where scikit-learn's top two probabilities are not tied: a real disagreement.
     # (At an exact tie, float32 rounding may pick the other class; that is not a conversion error.)
     label_disagreements: int = 0
     # What kind of disagreement, when there is one: ties, float precision, or a real conversion bug.
     diagnosis: str = ""
+    train_rows: int = 0
+    test_rows: int = 0
+    # Rows beyond the tolerance (or disagreeing without a tie), by split.
+    train_failures: int = 0
+    test_failures: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Comparison:
+    """One split compared row by row."""
+
+    difference: np.ndarray  # |sklearn - onnx| per row (the largest over classes; 0 for labels only)
+    beyond: np.ndarray  # bool per row: the difference is beyond the tolerance
+    flipped: np.ndarray  # bool per row: another label, and scikit-learn's top two are not tied
+    agree: np.ndarray  # bool per row: the same label (or value, within tolerance)
+
+    @property
+    def failures(self) -> int:
+        return int(np.sum(self.beyond | self.flipped))
+
+
 def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> ParityReport:
-    """Compare scikit-learn with the ONNX model run through the wheel's own runtime on the test split.
+    """Compare scikit-learn with the ONNX model, run through the wheel's own runtime, on every row:
+    the training rows and the test split (a model that ships must agree on what it learnt from too).
 
     The check is |sklearn - onnx| <= tolerance * max(1, |sklearn|): absolute for probabilities,
     relative for regression values above 1, where float32 cannot be closer than about 6e-8 × |value|.
     """
-    labels, probabilities, _ = model.run(trained.test_columns)
-    if trained.classes is not None and probabilities is None:
-        # Labels only (LinearSVC): every disagreement counts, as there are no probabilities to show a tie.
-        agree = np.asarray(labels) == trained.pipeline.predict(trained.test_frame)
-        return ParityReport(
-            rows=len(agree),
-            max_abs_diff=0.0,
-            tolerance=tolerance,
-            within_tolerance=True,
-            label_agreement=round(float(np.mean(agree)), 6),
-            label_disagreements=int(np.sum(~agree)),
-        )
-    if trained.classes is not None:
-        expected = trained.pipeline.predict_proba(trained.test_frame)
-        actual = np.asarray(probabilities, dtype=np.float64)
-        # The runtime answers with the classes as users see them (True, label names): compare those.
-        as_user = dict(zip(trained.classes, model.classes or trained.classes))
-        sklearn_labels = [as_user[code] for code in trained.pipeline.predict(trained.test_frame).tolist()]
-        agree = np.array([a == b and type(a) is type(b) for a, b in zip(labels, sklearn_labels)])
-        agreement = float(np.mean(agree))
-        top_two = np.sort(expected, axis=1)[:, -2:]
-        tied = (top_two[:, 1] - top_two[:, 0]) <= 2 * tolerance
-        disagreements = int(np.sum(~agree & ~tied))
-    else:
-        expected = trained.pipeline.predict(trained.test_frame).astype(np.float64)
-        actual = np.asarray(labels, dtype=np.float64)
-        agreement = float(np.mean(np.isclose(actual, expected, rtol=tolerance, atol=tolerance)))
-        disagreements = 0
-    difference = np.abs(actual - expected)
-    within = bool(np.all(difference <= tolerance * np.maximum(1.0, np.abs(expected))))
+    train = _compare(trained, model, trained.train_columns, trained.train_frame, tolerance)
+    test = _compare(trained, model, trained.test_columns, trained.test_frame, tolerance)
+    difference = np.concatenate([train.difference, test.difference])
+    agree = np.concatenate([train.agree, test.agree])
     max_diff = float(difference.max()) if difference.size else 0.0
-    diagnosis = "" if within and disagreements == 0 else _diagnose(trained, max_diff)
+    within = not (train.beyond.any() or test.beyond.any())
+    disagreements = int(train.flipped.sum() + test.flipped.sum())
     return ParityReport(
-        rows=len(expected),
+        rows=len(agree),
         max_abs_diff=max_diff,
         tolerance=tolerance,
         within_tolerance=within,
-        label_agreement=round(agreement, 6),
+        label_agreement=round(float(np.mean(agree)) if agree.size else 1.0, 6),
         label_disagreements=disagreements,
-        diagnosis=diagnosis,
+        diagnosis="" if within and disagreements == 0 else _diagnose(trained, max_diff),
+        train_rows=len(train.agree),
+        test_rows=len(test.agree),
+        train_failures=train.failures,
+        test_failures=test.failures,
     )
+
+
+def _compare(
+    trained: TrainedModel, model: Model, columns: dict[str, np.ndarray], frame: Any, tolerance: float
+) -> _Comparison:
+    labels, probabilities, _ = model.run(columns)
+    none = np.zeros(len(labels), dtype=bool)
+    if trained.classes is not None and probabilities is None:
+        # Labels only (LinearSVC): every disagreement counts, as there are no probabilities to show a tie.
+        agree = np.asarray(labels) == trained.pipeline.predict(frame)
+        return _Comparison(np.zeros(len(labels)), none, ~agree, agree)
+    if trained.classes is not None:
+        expected = trained.pipeline.predict_proba(frame)
+        actual = np.asarray(probabilities, dtype=np.float64).reshape(expected.shape)
+        # The runtime answers with the classes as users see them (True, label names): compare those.
+        as_user = dict(zip(trained.classes, model.classes or trained.classes))
+        sklearn_labels = [as_user[code] for code in trained.pipeline.predict(frame).tolist()]
+        agree = np.array([a == b and type(a) is type(b) for a, b in zip(labels, sklearn_labels)], dtype=bool)
+        top_two = np.sort(expected, axis=1)[:, -2:]
+        tied = (top_two[:, 1] - top_two[:, 0]) <= 2 * tolerance
+        gaps = np.abs(actual - expected)
+        beyond = np.any(gaps > tolerance * np.maximum(1.0, np.abs(expected)), axis=1)
+        return _Comparison(gaps.max(axis=1, initial=0.0), beyond, ~agree & ~tied, agree)
+    expected = trained.pipeline.predict(frame).astype(np.float64)
+    actual = np.asarray(labels, dtype=np.float64)
+    difference = np.abs(actual - expected)
+    beyond = difference > tolerance * np.maximum(1.0, np.abs(expected))
+    return _Comparison(difference, beyond, none, np.isclose(actual, expected, rtol=tolerance, atol=tolerance))
 
 
 FLOAT32_NOISE = 1e-3  # differences this small come from float32 arithmetic, not from a different model
@@ -263,7 +292,8 @@ def check_parity(report: ParityReport, classification: bool) -> None:
     if report.within_tolerance and report.label_disagreements == 0:
         return
     details = (
-        f"parity on {report.rows} test rows:\n"
+        f"parity on {report.rows} rows ({report.train_rows} training, {report.test_rows} test; "
+        f"{report.train_failures} and {report.test_failures} of them off):\n"
         f"  - max |sklearn - onnx| = {report.max_abs_diff:.3g} (tolerance {report.tolerance:g}"
         f"{', relative to |value| above 1' if not classification else ''})\n"
         f"  - label agreement = {report.label_agreement:.2%}"

@@ -119,17 +119,23 @@ def _with_training_facts(entry: FeatureInfo, trained: TrainedModel) -> FeatureIn
 
 
 def _imputed_values(pipeline: Pipeline) -> dict[str, float | None]:
-    """ONNX input name → the fitted imputer's fill value, read from the pipeline that was exported."""
+    """ONNX input name → what the graph fills in for a missing value: the fitted imputer's statistic as
+    the float32 the graph holds (a float64 median is not one), found by type wherever it sits."""
     found: dict[str, float | None] = {}
-    preprocess = pipeline.steps[0][1]
-    if not isinstance(preprocess, ColumnTransformer):
+    features = pipeline.named_steps.get("features")
+    preprocessing = getattr(features, "preprocessing_", None)
+    if preprocessing is None:
         return found
-    for _name, transformer, columns in preprocess.transformers_:
-        steps = transformer.steps if isinstance(transformer, Pipeline) else [("", transformer)]
-        for _, step in steps:
-            if isinstance(step, SimpleImputer) and isinstance(columns, list):
-                for column, value in zip(columns, step.statistics_.tolist()):
-                    found[column] = None if value != value else float(value)
+    for step in preprocessing.named_steps.values():
+        if not isinstance(step, ColumnTransformer):
+            continue
+        for _name, transformer, columns in step.transformers_:
+            inner = transformer.steps if isinstance(transformer, Pipeline) else [("", transformer)]
+            for _, part in inner:
+                # (A date's imputer fills its parts, not its column: those have no single value.)
+                if isinstance(part, SimpleImputer) and isinstance(columns, list) and len(columns) == len(part.statistics_):
+                    for column, value in zip(columns, part.statistics_.tolist()):
+                        found[column] = None if value != value else float(str(np.float32(value)))  # shortest text of it
     return found
 
 

@@ -93,6 +93,10 @@ class ParityInfo(TypedDict, total=False):
     label_agreement: float
     label_disagreements: int
     diagnosis: str
+    train_rows: int
+    test_rows: int
+    train_failures: int
+    test_failures: int
 
 
 class _MetadataRequired(TypedDict):

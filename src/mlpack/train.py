@@ -20,11 +20,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
 from mlpack.config import Config, Task
-from mlpack.errors import ConfigError, DataError, QualityGateError
+from mlpack.errors import ConfigError, DataError, ExternalError, QualityGateError
 from mlpack.estimators import EstimatorSpec, fit_errors, has_probabilities, make_estimator
 from mlpack.features.categories import RareCategories
 from mlpack.features.dates import DateParts
 from mlpack.features.derived import DerivedFeatures
+from mlpack.features.graph import GraphConversionError, GraphFeatures
 from mlpack.features.target import TransformedTarget
 from mlpack.features.text import NoWordsError, TextWords
 from mlpack.runtime import category_text
@@ -79,6 +80,7 @@ class TrainedModel:
     train_rows: int
     train_columns: dict[str, np.ndarray]  # the training split keyed by feature path (metadata: categories, missing)
     train_target: np.ndarray
+    train_frame: pd.DataFrame  # the training split as the pipeline sees it (columns = ONNX input names)
     test_frame: pd.DataFrame  # the test split as the pipeline sees it (columns = ONNX input names)
     test_columns: dict[str, np.ndarray]  # the same rows keyed by feature path, as the runtime sees them
     test_target: np.ndarray
@@ -133,9 +135,33 @@ def derived_columns(config: Config, input_names: dict[str, str]) -> dict[str, st
     return columns
 
 
+def target_opset(config: Config, spec: EstimatorSpec) -> int | dict[str, int]:
+    """The opsets the export writes: [export].target_opset, and the estimator's ai.onnx.ml when its converter needs one."""
+    if spec.ml_opset is not None:
+        return {"": config.export.target_opset, "ai.onnx.ml": spec.ml_opset}
+    return config.export.target_opset
+
+
+def graph_inputs(config: Config, input_names: dict[str, str]) -> list[tuple[str, str]]:
+    """The graph's inputs in order: (ONNX input name, kind), one per field a feature reads."""
+    kinds = {"number": "numeric", "category": "categorical", "date": "datetime", "text": "text"}
+    return [(input_names[path], kinds[config.features.input_kind(path)]) for path in config.features.inputs]
+
+
 def build_pipeline(config: Config, input_names: dict[str, str], estimator: Any, spec: EstimatorSpec) -> Pipeline:
-    """Preprocessing of SPEC §2 and the feature engineering of mlpack.features in front of the
-    estimator, all of it convertible to ONNX (each piece has a registered converter)."""
+    """The estimator behind `GraphFeatures`: the preprocessing of the README and the feature
+    engineering of mlpack.features, fitted in scikit-learn and computed by its ONNX graph, so the
+    estimator trains on the values the shipped model feeds it (features/graph.py says why)."""
+    preprocessing = preprocessing_pipeline(config, input_names, spec)
+    features = GraphFeatures(preprocessing, graph_inputs(config, input_names), target_opset(config, spec))
+    if config.features.target_transform:
+        estimator = TransformedTarget(estimator, config.features.target_transform)
+    return Pipeline([("features", features), ("estimator", estimator)])
+
+
+def preprocessing_pipeline(config: Config, input_names: dict[str, str], spec: EstimatorSpec) -> Pipeline:
+    """Derived features, then per kind: impute and scale, date parts, rare categories and one-hot, text
+    TF-IDF; each piece has a registered skl2onnx converter."""
     features = config.features
     steps: list[tuple[str, Any]] = []
     derived = derived_columns(config, input_names)
@@ -163,9 +189,6 @@ def build_pipeline(config: Config, input_names: dict[str, str], estimator: Any, 
         words = TextWords(config.preprocessing.text_max_words, field=path)
         transformers.append((f"text_{input_names[path]}", words, input_names[path]))
     steps.append(("preprocess", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)))
-    if features.target_transform:
-        estimator = TransformedTarget(estimator, features.target_transform)
-    steps.append(("estimator", estimator))
     return Pipeline(steps)
 
 
@@ -322,6 +345,8 @@ def train(
             pipeline.fit(train_frame, parts.train_target, **fit_args)
     except NoWordsError as exc:
         raise DataError(str(exc)) from None
+    except GraphConversionError as exc:
+        raise ExternalError(f"skl2onnx could not convert the preprocessing: {exc}") from None
     except fit_errors(spec) as exc:
         # scikit-learn validates params at fit time (InvalidParameterError is a ValueError).
         raise ConfigError(f"[estimator] {config.estimator.class_path} could not be trained: {exc}") from None
@@ -335,6 +360,7 @@ def train(
         train_rows=len(parts.train_target),
         train_columns=parts.train_columns,
         train_target=parts.train_target,
+        train_frame=train_frame,
         test_frame=test_frame,
         test_columns=parts.test_columns,
         test_target=parts.test_target,

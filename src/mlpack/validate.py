@@ -329,6 +329,12 @@ def validate(
     everywhere, to suggest the one that was meant.
     """
     report = ValidationReport(rows=raw.rows)
+    uneven = [path for path in features.loaded if len(raw.values.get(path, ())) != raw.rows]
+    if uneven:  # never train on values shifted onto other documents
+        raise DataError(
+            f"field '{uneven[0]}' was read {len(raw.values.get(uneven[0], ()))} times from {raw.rows} documents; "
+            "the loader is out of step with the documents, nothing was trained"
+        )
     if raw.rows == 0:
         where = f" in {source_label}" if source_label else ""
         raise DataError(f"no documents to train on: the query matched nothing{where}")

@@ -21,7 +21,7 @@ from mlpack.features.dates import DATE_PARTS, DateParts, date_parts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.expressions import compute
 from mlpack.features.target import TRANSFORMS, TransformedTarget
-from mlpack.features.text import TextWords
+from mlpack.features.text import GRAPH_WORD, TextWords
 
 # StringNormalizer defaults to en_US.UTF-8, absent from slim images: the session would not load (FACTS.md).
 TEXT_LOCALE = "C.UTF-8"
@@ -181,7 +181,7 @@ def _text_shapes(operator: Any) -> None:
 
 def _text_converter(scope: Any, operator: Any, container: Any) -> None:
     model: TextWords = operator.raw_operator
-    container.add_options(id(model.vectorizer_), {"locale": TEXT_LOCALE})
+    container.add_options(id(model.vectorizer_), {"locale": TEXT_LOCALE, "tokenexp": GRAPH_WORD})
     vectors = OnnxSubEstimator(
         model.vectorizer_, operator.inputs[0], op_version=container.target_opset, output_names=operator.outputs[:1]
     )

@@ -1,6 +1,14 @@
 """`[features].text`: TF-IDF of words (unigrams and bigrams) with a capped vocabulary, in the graph.
 
-`TextWords` wraps scikit-learn's TfidfVectorizer for two measured reasons:
+A word is a run of Unicode letters and digits, one letter included ("b" in "datsun b-210"):
+scikit-learn's default pattern drops one-letter words before it forms bigrams, while the graph's
+tokenizer keeps their positions, and re2's `\w` (the graph's) is ASCII-only where Python's is not,
+so "forêts" was one word in training and "for" + "ts" in the graph. `WORD` (Python's `re`) and
+`GRAPH_WORD` (re2, in the graph) say the same thing in the two dialects. The estimator trains on the
+graph's own output (features/graph.py), so any string the two still split differently costs a
+vocabulary slot, never a mismatch between training and serving.
+
+`TextWords` wraps scikit-learn's TfidfVectorizer for two more measured reasons:
 - skl2onnx computes a bigram wrongly when one of its words is not itself in the vocabulary,
   which `max_features` allows (measured: 0.61 off on a 6-term vocabulary; 4e-8 when every word
   of every bigram is in it). So the vocabulary is chosen here, closed under "a bigram's words".
@@ -19,10 +27,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 NGRAMS = (1, 2)
+WORD = r"(?u)[^\W_]+"  # letters and digits (Python: \w less the underscore)
+GRAPH_WORD = r"[\pL\pN]+"  # the same in re2, the graph's regex dialect
 
 
 class NoWordsError(ValueError):
-    """No document of the training data has a word (two letters or digits) in this field."""
+    """No document of the training data has a word (letters or digits) in this field."""
 
 
 class TextWords(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -34,12 +44,12 @@ class TextWords(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def fit(self, X: Any, y: Any = None) -> TextWords:
         texts = _texts(X)
-        counter = CountVectorizer(ngram_range=NGRAMS)
+        counter = CountVectorizer(ngram_range=NGRAMS, token_pattern=WORD)
         try:
             counts = np.asarray(counter.fit_transform(texts).sum(axis=0)).ravel()
         except ValueError:  # "empty vocabulary": no word anywhere
             raise NoWordsError(
-                f"text feature '{self.field}': no training document has a word in it (a word is two or more "
+                f"text feature '{self.field}': no training document has a word in it (a word is a run of "
                 "letters or digits); list it elsewhere or remove it"
             ) from None
         totals = Counter(dict(zip(counter.get_feature_names_out(), counts.tolist())))
@@ -53,7 +63,9 @@ class TextWords(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         # A vocabulary without any two-word phrase must say so: onnxruntime refuses to load a TfIdfVectorizer
         # node whose max n-gram length (2) has no n-gram counts of that length.
         ngrams = NGRAMS if any(" " in term for term in vocabulary) else (1, 1)
-        self.vectorizer_ = TfidfVectorizer(ngram_range=ngrams, vocabulary=vocabulary, dtype=np.float32).fit(texts)
+        self.vectorizer_ = TfidfVectorizer(
+            ngram_range=ngrams, vocabulary=vocabulary, token_pattern=WORD, dtype=np.float32
+        ).fit(texts)
         self.n_features_in_ = 1
         return self
 

@@ -137,7 +137,8 @@ def filter_as_json(query: dict[str, Any]) -> Any:
 def collect(
     documents: Iterable[dict[str, Any]], paths: list[str], progress: Callable[[int], None] | None = None
 ) -> RawColumns:
-    """Columns of the given dotted paths from documents, in the order they come."""
+    """Columns of the given dotted paths from documents, in the order they come (a path given twice is read once)."""
+    paths = list(dict.fromkeys(paths))
     split = [(path, tuple(path.split("."))) for path in paths]
     columns = RawColumns(values={path: [] for path in paths}, present=dict.fromkeys(paths, 0))
     appenders = [(path, parts, columns.values[path].append) for path, parts in split]

@@ -1,0 +1,109 @@
+"""The preprocessing as the ONNX graph computes it: what the estimator is trained on.
+
+scikit-learn and onnxruntime do not compute the same features from the same documents, bit for
+bit: `np.log` and onnxruntime's `Log` differ by one float32 ulp on about a third of values, a
+median imputed in float64 is not the float32 the graph fills in, and a tokenizer written with
+Python's `re` and one written with re2 split some strings differently. A tree whose threshold
+lies between two such roundings sends the document down another branch. So mlpack never trains
+an estimator on scikit-learn's features: `GraphFeatures` fits the preprocessing in scikit-learn
+(vocabularies, medians, categories, scales), converts it to ONNX, and its `transform` runs that
+graph in onnxruntime. The estimator learns from exactly the float32 values that the shipped
+graph will feed it, and the exported model is this graph with the estimator's nodes after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.pipeline import Pipeline
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+
+from mlpack.features.converters import register as register_converters
+
+# How each kind of input enters the graph: (the metadata's "type", the tensor type, the numpy dtype).
+# Dates are int64 milliseconds since 1970 UTC, BSON's own representation, so any client can feed them.
+INPUT_TYPES: dict[str, tuple[str, Any, Any]] = {
+    "numeric": ("float32", FloatTensorType, np.float32),
+    "categorical": ("string", StringTensorType, object),
+    "datetime": ("int64-ms", Int64TensorType, np.int64),
+    "text": ("string", StringTensorType, object),
+}
+
+
+class GraphConversionError(RuntimeError):
+    """skl2onnx could not convert the preprocessing (the message is one line)."""
+
+
+def initial_types(inputs: Sequence[tuple[str, str]]) -> list[tuple[str, Any]]:
+    """skl2onnx's initial types for (ONNX input name, kind) pairs, one [N, 1] tensor each."""
+    return [(name, INPUT_TYPES[kind][1]([None, 1])) for name, kind in inputs]
+
+
+class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """`preprocessing` (a Pipeline of mlpack's transformers) fitted in scikit-learn, applied by onnxruntime.
+
+    `inputs`: the graph's (ONNX input name, kind) pairs, in order; `opset`: the target opset(s) the
+    export uses, so the estimator sees the very nodes that ship.
+    """
+
+    def __init__(
+        self, preprocessing: Pipeline, inputs: Sequence[tuple[str, str]] = (), opset: int | Mapping[str, int] = 17
+    ) -> None:
+        self.preprocessing = preprocessing
+        self.inputs = inputs
+        self.opset = opset
+
+    def fit(self, X: Any, y: Any = None) -> GraphFeatures:
+        self.preprocessing_ = clone(self.preprocessing).fit(X, y)
+        self.onnx_ = self._convert()
+        self._session: Any = None
+        self.n_features_in_ = len(self.inputs)
+        return self
+
+    def _convert(self) -> bytes:
+        register_converters()
+        opset = dict(self.opset) if isinstance(self.opset, Mapping) else self.opset
+        try:
+            model = convert_sklearn(self.preprocessing_, initial_types=initial_types(self.inputs), target_opset=opset)
+        except Exception as exc:  # skl2onnx raises bare RuntimeError/TypeError/etc.
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise GraphConversionError(f"{type(exc).__name__}: {first}") from None
+        model.graph.name = "mlpack_features"  # skl2onnx's default is a random UUID
+        return bytes(model.SerializeToString(deterministic=True))
+
+    @property
+    def session(self) -> Any:
+        if getattr(self, "_session", None) is None:
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            self._session = onnxruntime.InferenceSession(self.onnx_, options, providers=["CPUExecutionProvider"])
+        return self._session
+
+    def feeds(self, X: Any) -> dict[str, np.ndarray]:
+        """The graph's input tensors from a frame whose columns are the ONNX input names."""
+        out = {}
+        for name, kind in self.inputs:
+            out[name] = np.asarray(X[name].to_numpy(), dtype=INPUT_TYPES[kind][2]).reshape(-1, 1)
+        return out
+
+    def transform(self, X: Any) -> np.ndarray:
+        features = self.session.run(None, self.feeds(X))[0]
+        # float64 holds every float32 exactly; estimators that would train in float32 (MLP) keep float64.
+        return np.asarray(features, dtype=np.float64)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.preprocessing_.get_feature_names_out(), dtype=object)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_session"] = None  # an onnxruntime session does not pickle; it is made again on use
+        return state
+
+
+__all__ = ["INPUT_TYPES", "GraphConversionError", "GraphFeatures", "initial_types"]
