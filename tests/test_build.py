@@ -69,7 +69,7 @@ def test_build_writes_verified_artifacts_and_records_them(
     assert 20 <= charges["imputed"] <= 120 and charges["missing"] == 0  # the median of charges in 20..120
     method = report["features"][4]  # per category its training count; the missing ones counted apart
     assert set(method["categories"]) == {"card", "bank", "check"}
-    assert sum(method["categories"].values()) + method["missing"] == 240 - report["parity"]["rows"]
+    assert sum(method["categories"].values()) + method["missing"] == report["parity"]["train_rows"] == 180
     shares = {entry["label"]: entry["share"] for entry in report["class_balance"]}
     assert set(shares) == {"churned", "stayed"} and abs(sum(shares.values()) - 1) < 1e-6
     assert report["data"]["rows"] == 240 and len(report["data"]["sha256"]) == 64

@@ -79,7 +79,7 @@ def test_classification_card_has_its_plots_and_the_right_numbers(classifier: Bui
     # The confusion matrix is scikit-learn's on the test split, cell by cell.
     from mlpack import card
 
-    exported_rows = classifier.metadata["parity"]["rows"]
+    exported_rows = classifier.metadata["parity"]["test_rows"]
     matrix_cells = re.search(r'aria-label="Confusion matrix".*?</svg>', html, re.S)
     assert matrix_cells is not None
     counts = [
@@ -144,7 +144,7 @@ def test_regression_card_and_readme_tables(regressor: BuildResult) -> None:
     assert {"Predicted vs actual", "Residuals", "Permutation importance"} <= set(titles)
     assert "Confusion matrix" not in titles and "ROC curve" not in titles
     points = re.search(r'aria-label="Predicted vs actual".*?</svg>', html, re.S)
-    assert points is not None and points.group().count("<circle") == regressor.metadata["parity"]["rows"]
+    assert points is not None and points.group().count("<circle") == regressor.metadata["parity"]["test_rows"]
 
     readme = readme_of(regressor)
     assert "### Residuals (test split, actual − predicted)" in readme

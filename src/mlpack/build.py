@@ -243,11 +243,11 @@ def make_model(
     except QualityGateError as exc:
         exc.metadata = dict(metadata)
         raise
-    metadata = metadata_with(parity=parity, baseline=training_baseline(dataset, model, metadata))
+    metadata = metadata_with(parity=parity, baseline=training_baseline(dataset, model, metadata, config.preprocessing.max_categories))
     return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment)
 
 
-def training_baseline(dataset: Dataset, model: Model, metadata: Metadata) -> dict[str, Any]:
+def training_baseline(dataset: Dataset, model: Model, metadata: Metadata, max_categories: int) -> dict[str, Any]:
     """SPEC §10's baseline: the distribution of each input and of the ONNX model's own predictions
     over the data the model was built from, which the server and `mlpack monitor` compare live traffic to."""
     columns = dataset.columns()
@@ -257,7 +257,10 @@ def training_baseline(dataset: Dataset, model: Model, metadata: Metadata) -> dic
         predictions += model.run(chunk)[0]
     # Every graph input (fields read only by derived expressions too), by the document path it reads.
     profiled = {entry["path"]: (entry["kind"], columns[entry["path"]]) for entry in metadata["inputs"]}
-    return baseline_of(profiled, predictions, metadata["task"], rows=dataset.rows)
+    known = {f["name"]: set(f["categories"]) for f in metadata["features"] if "categories" in f}
+    return baseline_of(
+        profiled, predictions, metadata["task"], rows=dataset.rows, max_categories=max_categories, known=known
+    )
 
 
 def write_artifacts(

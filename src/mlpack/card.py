@@ -141,13 +141,16 @@ def _distributions(rows: Split, metadata: Metadata) -> list[Distribution]:
                     "max": round(float(present.max()), 6),
                 }
             out.append(entry)
-        else:
+        elif feature["kind"] == "categorical":
+            # Only the categories the model tells apart (metadata's list): no rarer value of the training
+            # data (an id, a name) reaches the card. Text fields have no values chart, for the same reason.
             from mlpack.runtime import MISSING_CATEGORY
 
             counted = Counter(str(v) for v in values)
             missing = counted.pop(MISSING_CATEGORY, 0)
-            top = sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:TOP_CATEGORIES]
-            out.append(Distribution(feature["name"], "categorical", missing, len(values), categories=top))
+            known = feature.get("categories", {})
+            top = sorted(((k, n) for k, n in counted.items() if k in known), key=lambda item: (-item[1], item[0]))
+            out.append(Distribution(feature["name"], "categorical", missing, len(values), categories=top[:TOP_CATEGORIES]))
     return out
 
 
@@ -486,9 +489,10 @@ def render_html(data: CardData, metadata: Metadata) -> str:
         f'<p class="sub">{escape(metadata.get("description") or "")} — a {escape(metadata["task"])} model built '
         f"{escape(metadata['created'])} by mlpack {escape(str(metadata['versions']['mlpack']))}</p>",
         "<h2>Evaluation</h2>",
-        f"<p>Held-out test split ({parity.get('rows', '?')} documents):</p>",
+        f"<p>Held-out test split ({parity.get('test_rows', parity.get('rows', '?'))} documents):</p>",
         _html_table(("metric", "value"), metrics),
-        f"<p>ONNX vs scikit-learn on the same rows: max difference {parity.get('max_abs_diff', math.nan):.3g}, "
+        f"<p>ONNX vs scikit-learn on every document, {parity.get('train_rows', '?')} of training and "
+        f"{parity.get('test_rows', '?')} of test: max difference {parity.get('max_abs_diff', math.nan):.3g}, "
         f"label agreement {parity.get('label_agreement', math.nan):.2%}.</p>",
         '<div class="plots">',
         *_plots(data),

@@ -23,7 +23,8 @@ from mlpack.config import Config
 from mlpack.estimators import has_probabilities
 from mlpack.experiments import Experiment
 from mlpack.export import ParityReport, derived_metadata, feature_metadata, input_metadata, onnx_input_names
-from mlpack.runtime import MISSING_CATEGORY, ClassShare, FeatureInfo, Metadata, ParityInfo
+from mlpack.features.categories import kept_categories
+from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, ClassShare, FeatureInfo, Metadata, ParityInfo
 from mlpack.source.mongo import filter_as_json
 from mlpack.train import TrainedModel, class_names
 from mlpack.validate import Dataset
@@ -85,7 +86,7 @@ def build_metadata(
     if trained is not None:
         metadata["estimator"] = {"class": config.estimator.class_path, "params": trained.params}
         metadata["metrics"] = trained.metrics
-        metadata["features"] = [_with_training_facts(entry, trained) for entry in metadata["features"]]
+        metadata["features"] = [_with_training_facts(entry, trained, config.preprocessing.max_categories) for entry in metadata["features"]]
         if trained.classes is not None:
             labels = class_names(trained.classes, dataset, config)
             metadata["classes"] = labels
@@ -104,17 +105,28 @@ def build_metadata(
     return metadata
 
 
-def _with_training_facts(entry: FeatureInfo, trained: TrainedModel) -> FeatureInfo:
-    """Per feature: what a missing value becomes, how often it was missing, the known categories."""
+def _with_training_facts(entry: FeatureInfo, trained: TrainedModel, max_categories: int) -> FeatureInfo:
+    """Per feature: what a missing value becomes, how often it was missing, the categories the model
+    tells apart (and how many training values share the "other" column). Never a text field's values:
+    its vocabulary is in the graph, as the model needs it, and nowhere else."""
     column = trained.train_columns[entry["name"]]
     facts: FeatureInfo = {**entry}
     if entry["kind"] == "numeric":
         facts["missing"] = int(np.isnan(column).sum())
         facts["imputed"] = _imputed_values(trained.pipeline).get(entry["input"])
-    else:
+    elif entry["kind"] == "text":
+        facts["missing"] = int(sum(1 for value in column.tolist() if not value))
+    elif entry["kind"] == "categorical":
         counts = Counter(column.tolist())
-        facts["missing"] = counts.pop(MISSING_CATEGORY, 0)
-        facts["categories"] = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        # MISSING_CATEGORY is one of the model's categories; it is counted as missing, not listed.
+        kept = kept_categories(column.tolist(), max_categories)
+        facts["missing"] = counts.get(MISSING_CATEGORY, 0)
+        facts["categories"] = {name: counts[name] for name in kept if name != MISSING_CATEGORY}
+        others = len(column) - sum(counts[name] for name in kept)
+        if others:
+            facts["other"] = others
+    else:  # dates: how many were missing
+        facts["missing"] = int(np.sum(np.asarray(column) == MISSING_DATE))
     return facts
 
 

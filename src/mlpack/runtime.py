@@ -53,7 +53,8 @@ class _FeatureRequired(TypedDict):
 class FeatureInfo(_FeatureRequired, total=False):
     imputed: Optional[float]  # numeric: the value a missing one becomes (the training median)
     missing: int  # documents of the training split without a value
-    categories: Dict[str, int]  # categorical: known category (canonical text) → training count
+    categories: Dict[str, int]  # categorical: the categories the model tells apart (canonical text) → training count
+    other: int  # categorical: training values rarer than those, sharing one "other" column
 
 
 class InputInfo(TypedDict):

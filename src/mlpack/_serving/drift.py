@@ -29,8 +29,8 @@ import bisect
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -75,8 +75,11 @@ def numeric_profile(values: Any, bins: int = NUMERIC_BINS) -> dict[str, Any]:
     return {"kind": "numeric", "edges": edges, "shares": _shares(counts), "missing": round(missing, 6)}
 
 
-def categorical_profile(values: Sequence[Any], max_categories: int = MAX_CATEGORIES) -> dict[str, Any]:
-    """The share of each category among present values; the rarest beyond `max_categories` as one bin."""
+def categorical_profile(
+    values: Sequence[Any], max_categories: int = MAX_CATEGORIES, known: Optional[Collection[str]] = None
+) -> dict[str, Any]:
+    """The share of each category among present values; the rarest beyond `max_categories` as one bin.
+    `known`: the categories the model tells apart; any other value is counted in the "other" bin."""
     texts = [str(v) for v in values]
     present = [t for t in texts if t != MISSING_CATEGORY]
     missing = 1.0 - len(present) / len(texts) if texts else 0.0
@@ -84,7 +87,11 @@ def categorical_profile(values: Sequence[Any], max_categories: int = MAX_CATEGOR
     for text in present:
         counted[text] = counted.get(text, 0) + 1
     ranked = sorted(counted.items(), key=lambda item: (-item[1], item[0]))  # frequent first, then by name
-    kept, rest = ranked[:max_categories], ranked[max_categories:]
+    # As the model's own rule: all when they fit, else the most frequent max - 1 and one "other" bin.
+    cut = len(ranked) if len(ranked) <= max_categories else max_categories - 1
+    kept, rest = ranked[:cut], ranked[cut:]
+    if known is not None:
+        kept, rest = [i for i in ranked if i[0] in known], [i for i in ranked if i[0] not in known]
     categories = [name for name, _ in kept]
     counts = [count for _, count in kept]
     profile: dict[str, Any] = {"kind": "categorical", "categories": categories}
@@ -97,18 +104,29 @@ def categorical_profile(values: Sequence[Any], max_categories: int = MAX_CATEGOR
 
 
 def baseline_of(
-    columns: Mapping[str, tuple[str, Any]], predictions: Sequence[Any], task: str, *, rows: int
+    columns: Mapping[str, tuple[str, Any]],
+    predictions: Sequence[Any],
+    task: str,
+    *,
+    rows: int,
+    max_categories: int = MAX_CATEGORIES,
+    known: Optional[Mapping[str, Collection[str]]] = None,
 ) -> dict[str, Any]:
     """The training baseline stored in the metadata.
+
+    `max_categories`, `known`: the model's own cap ([preprocessing].max_categories) and, per feature,
+    the categories it tells apart, so the baseline lists no other value of the training data (the
+    rest share its "other" bin, as in the graph).
 
     `columns`: feature name → (kind, values), numeric values as floats with NaN for missing and
     categorical values as the runtime's canonical strings, text as strings (None or "" missing).
     """
     features = {}
     for name, (kind, values) in columns.items():
-        maker = _PROFILERS.get(kind)
-        if maker is not None:
-            features[name] = maker(values)
+        if kind == "categorical":
+            features[name] = categorical_profile(values, max_categories, (known or {}).get(name))
+        elif kind in _PROFILERS:
+            features[name] = _PROFILERS[kind](values)
     if task == "classification":
         prediction = categorical_profile([label_text(v) for v in predictions])
     else:

@@ -16,6 +16,17 @@ from sklearn.base import BaseEstimator, TransformerMixin
 OTHER = "__other__"
 
 
+def kept_categories(values: list[Any], max_categories: int) -> list[str]:
+    """The values the model tells apart, most frequent first: all of them when there are at most
+    `max_categories`, else the `max_categories - 1` most frequent (the rest share OTHER's column).
+    The metadata, the card and the drift baseline list these and no more: a rarer value is no part
+    of the model, and listing it would copy training data (customer ids, names) into every artifact."""
+    counts = Counter(values)
+    ranked = sorted(counts, key=lambda value: (-counts[value], str(value)))
+    keep = ranked if len(ranked) <= max_categories else ranked[: max_categories - 1]
+    return [str(value) for value in keep]
+
+
 class RareCategories(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """String columns → the same columns with all but the `max_categories - 1` most frequent values
     made OTHER, when a column has more than `max_categories` distinct values."""
@@ -27,10 +38,7 @@ class RareCategories(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         columns = np.asarray(X, dtype=object)
         self.kept_: list[list[str]] = []
         for index in range(columns.shape[1]):
-            counts = Counter(columns[:, index].tolist())
-            ranked = sorted(counts, key=lambda value: (-counts[value], str(value)))
-            keep = ranked if len(ranked) <= self.max_categories else ranked[: self.max_categories - 1]
-            self.kept_.append(sorted(str(value) for value in keep))
+            self.kept_.append(sorted(kept_categories(columns[:, index].tolist(), self.max_categories)))
         self.n_features_in_ = columns.shape[1]
         return self
 

@@ -107,7 +107,8 @@ def render_model_card(metadata: Metadata, template: str, card_tables: str = "") 
         target=markdown.code(metadata["target"]),
         classes_line=f"; classes: {', '.join(markdown.code(c) for c in classes)}" if classes is not None else "",
         test_share=f"{metadata['evaluation']['test_size']:.0%}",
-        test_rows=parity["rows"],
+        test_rows=parity.get("test_rows", parity["rows"]),
+        parity_train_rows=parity.get("train_rows", 0),
         metrics_table=_markdown_table(
             [(markdown.text(name), f"{value:.4f}") for name, value in metadata["metrics"].items()]
         ),
