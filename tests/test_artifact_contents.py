@@ -8,7 +8,6 @@ Every artifact is scanned, compressed ones (wheel, sdist) after decompressing th
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import tarfile

@@ -47,8 +47,12 @@ def _assert_parity_on_every_row(exported: Any, rows: int) -> dict[str, Any]:
 def test_one_letter_words_between_bigram_words_agree_on_every_row() -> None:
     # scikit-learn's default tokenizer dropped "x" and formed "alpha beta"/"beta alpha", the graph did
     # not: 50% label agreement. Both orders must now be told apart, in the graph as in training.
-    documents = [{"text": "alpha x beta", "label": "A"} if i % 2 else {"text": "beta x alpha", "label": "B"} for i in range(200)]
-    exported = export(_config({"text": ["text"], "target": "label"}, "sklearn.linear_model.LogisticRegression"), documents)
+    documents = [
+        {"text": "alpha x beta", "label": "A"} if i % 2 else {"text": "beta x alpha", "label": "B"} for i in range(200)
+    ]
+    exported = export(
+        _config({"text": ["text"], "target": "label"}, "sklearn.linear_model.LogisticRegression"), documents
+    )
     parity = _assert_parity_on_every_row(exported, 200)
     assert parity["label_agreement"] == 1.0
     assert exported.metadata["metrics"]["accuracy"] == 1.0
@@ -108,13 +112,28 @@ def test_random_forest_on_a_log_agrees_on_every_row() -> None:
 
 def test_xgboost_on_job_titles_with_accents_and_one_letter_words_agrees_on_every_row() -> None:
     rng = np.random.default_rng(2)
-    words = ["senior", "data", "engineer", "analyst", "manager", "x", "düsseldorf", "sales", "i", "ops", "forêts", "日本"]
+    words = [
+        "senior",
+        "data",
+        "engineer",
+        "analyst",
+        "manager",
+        "x",
+        "düsseldorf",
+        "sales",
+        "i",
+        "ops",
+        "forêts",
+        "日本",
+    ]
     documents = []
     for _ in range(1200):
         title = " ".join(rng.choice(words, rng.integers(1, 5)))
         salary = float(50 + 10 * title.count("senior") + 5 * len(title.split()) + rng.normal())
         documents.append({"title": title, "salary": salary})
-    config = _config({"text": ["title"], "target": "salary"}, "xgboost.XGBRegressor", {"n_estimators": 100}, task="regression")
+    config = _config(
+        {"text": ["title"], "target": "salary"}, "xgboost.XGBRegressor", {"n_estimators": 100}, task="regression"
+    )
     exported = export(config, documents)
     _assert_parity_on_every_row(exported, 1200)
     vocabulary = exported.trained.pipeline.named_steps["features"].preprocessing_.named_steps["preprocess"]
@@ -124,9 +143,20 @@ def test_xgboost_on_job_titles_with_accents_and_one_letter_words_agrees_on_every
 
 # -- any Unicode text: the .onnx and the scikit-learn pipeline answer alike -----------------------
 _TEXTS = [
-    "Braund, Mr. Owen Harris", "Cumings, Mrs. John Bradley (Florence Briggs Thayer)", "datsun b-210",
-    "forêts düsseldorf", "macunaíma", "日本語 テキスト", "naïve café 😀", "i x y z", "İstanbul ǅemal",
-    "ß straße", "e\u0301cole", "a-b_c--d", "!!! ???", "",
+    "Braund, Mr. Owen Harris",
+    "Cumings, Mrs. John Bradley (Florence Briggs Thayer)",
+    "datsun b-210",
+    "forêts düsseldorf",
+    "macunaíma",
+    "日本語 テキスト",
+    "naïve café 😀",
+    "i x y z",
+    "İstanbul ǅemal",
+    "ß straße",
+    "e\u0301cole",
+    "a-b_c--d",
+    "!!! ???",
+    "",
 ]
 
 
@@ -136,7 +166,9 @@ def text_model() -> Any:
     documents = []
     for i in range(400):
         text = " ".join(rng.choice(_TEXTS, 2))
-        documents.append({"text": text, "n": float(i % 9), "label": "yes" if ("ö" in text or "x" in text) ^ (i % 7 == 0) else "no"})
+        documents.append(
+            {"text": text, "n": float(i % 9), "label": "yes" if ("ö" in text or "x" in text) ^ (i % 7 == 0) else "no"}
+        )
     config = _config({"text": ["text"], "numeric": ["n"], "target": "label"}, "sklearn.linear_model.LogisticRegression")
     exported = export(config, documents)
     _assert_parity_on_every_row(exported, 400)
@@ -144,7 +176,11 @@ def text_model() -> Any:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(st.text(), st.sampled_from(_TEXTS), st.text(alphabet="xyzäö日 -!_\t\u0301")), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.one_of(st.text(), st.sampled_from(_TEXTS), st.text(alphabet="xyzäö日 -!_\t\u0301")), min_size=1, max_size=8
+    )
+)
 def test_any_unicode_text_gets_the_same_probabilities_from_the_onnx_file_and_scikit_learn(
     text_model: Any, texts: list[str]
 ) -> None:
@@ -160,7 +196,9 @@ def test_any_unicode_text_gets_the_same_probabilities_from_the_onnx_file_and_sci
 def test_a_weight_that_an_expression_reads_is_loaded_once_and_rows_stay_aligned() -> None:
     documents = [{"x": float(i % 13), "w": float(1 + i % 3), "y": float((i % 13) * 2 + (i % 3))} for i in range(300)]
     config = _config(
-        {"numeric": ["x"], "derived": {"xw": "x * w"}, "weight": "w", "target": "y"}, "sklearn.linear_model.Ridge", task="regression"
+        {"numeric": ["x"], "derived": {"xw": "x * w"}, "weight": "w", "target": "y"},
+        "sklearn.linear_model.Ridge",
+        task="regression",
     )
     assert config.features.loaded.count("w") == 1
     exported = export(config, documents)
@@ -197,7 +235,9 @@ def test_boosting_libraries_take_their_own_parameter_names(class_path: str, para
     ("class_path", "typo", "meant"),
     [("lightgbm.LGBMClassifier", "verbse", "verbose"), ("xgboost.XGBRegressor", "etta", "eta")],
 )
-def test_a_misspelt_boosting_parameter_is_still_refused_with_a_suggestion(class_path: str, typo: str, meant: str) -> None:
+def test_a_misspelt_boosting_parameter_is_still_refused_with_a_suggestion(
+    class_path: str, typo: str, meant: str
+) -> None:
     task = "classification" if "Classifier" in class_path else "regression"
     section = _config({"numeric": ["x"], "target": "y"}, class_path, {typo: 1}, task=task).estimator
     with pytest.raises(ConfigError, match=f"params.{typo} is not a parameter of .* \\(did you mean '{meant}'\\?\\)"):
@@ -206,9 +246,12 @@ def test_a_misspelt_boosting_parameter_is_still_refused_with_a_suggestion(class_
 
 def test_imputed_values_are_known_with_derived_features() -> None:
     # The derived step comes first in the pipeline; the imputer is found by its type, not its place.
-    documents = [{"a": float(i) if i % 5 else None, "b": float(i % 7 + 1), "label": "p" if i % 3 else "q"} for i in range(120)]
+    documents = [
+        {"a": float(i) if i % 5 else None, "b": float(i % 7 + 1), "label": "p" if i % 3 else "q"} for i in range(120)
+    ]
     config = _config(
-        {"numeric": ["a", "b"], "derived": {"ratio": "a / b"}, "target": "label"}, "sklearn.linear_model.LogisticRegression"
+        {"numeric": ["a", "b"], "derived": {"ratio": "a / b"}, "target": "label"},
+        "sklearn.linear_model.LogisticRegression",
     )
     exported = export(config, documents)
     imputed = {f["name"]: f["imputed"] for f in exported.metadata["features"]}

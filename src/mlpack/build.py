@@ -243,7 +243,9 @@ def make_model(
     except QualityGateError as exc:
         exc.metadata = dict(metadata)
         raise
-    metadata = metadata_with(parity=parity, baseline=training_baseline(dataset, model, metadata, config.preprocessing.max_categories))
+    metadata = metadata_with(
+        parity=parity, baseline=training_baseline(dataset, model, metadata, config.preprocessing.max_categories)
+    )
     return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment)
 
 

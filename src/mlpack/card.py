@@ -150,7 +150,9 @@ def _distributions(rows: Split, metadata: Metadata) -> list[Distribution]:
             missing = counted.pop(MISSING_CATEGORY, 0)
             known = feature.get("categories", {})
             top = sorted(((k, n) for k, n in counted.items() if k in known), key=lambda item: (-item[1], item[0]))
-            out.append(Distribution(feature["name"], "categorical", missing, len(values), categories=top[:TOP_CATEGORIES]))
+            out.append(
+                Distribution(feature["name"], "categorical", missing, len(values), categories=top[:TOP_CATEGORIES])
+            )
     return out
 
 

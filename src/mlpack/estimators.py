@@ -58,6 +58,7 @@ class EstimatorSpec:
 warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
 warnings.filterwarnings("ignore", message="Attribute `prob[AB]_` was deprecated", category=FutureWarning)
 
+
 def _lightgbm_params() -> frozenset[str]:
     """Every parameter name and alias LightGBM's C library knows (its own list, as lgb.train reads it)."""
     from lightgbm.basic import _ConfigAliases

@@ -34,7 +34,9 @@ from sklearn.utils.validation import has_fit_parameter
 from mlpack.config import Config
 from mlpack.errors import ConfigError, DataError, ExternalError
 from mlpack.estimators import fit_errors, make_estimator
-from mlpack.train import METRICS, Split, build_pipeline, frame, metric_names, score_all, with_class_weight_labels
+from mlpack.features.graph import GraphConversionError
+from mlpack.features.text import NoWordsError
+from mlpack.train import METRICS, Split, final, frame, graph_features, metric_names, score_all, with_class_weight_labels
 
 DEFAULT_FOLDS = 3
 
@@ -277,15 +279,15 @@ def run(
     started = time.monotonic()
     # Every reported metric, and the scoring one even when [evaluation].metrics leaves it out.
     names = list(dict.fromkeys([*metric_names(config), the_plan.scoring]))
-    x_all = frame(split.train_columns, input_names)
     y_all = split.train_target
-    weight = split.train_weight
-    folds = _folds(config, the_plan, y_all)
+    folds = _fold_features(
+        config, _folds(config, the_plan, y_all), frame(split.train_columns, input_names), y_all, input_names
+    )
     trials = []
     for number, point in enumerate(the_plan.points):
         params = {**config.estimator.params, **point}
         say(f"trial {number + 1}/{len(the_plan.points)}: {point or 'configured params'}, {the_plan.folds} folds")
-        trial = _run_trial(config, number, point, params, folds, x_all, y_all, weight, input_names, names)
+        trial = _run_trial(config, number, point, params, folds, y_all, split.train_weight, names)
         log.write(the_plan, trial, params)
         trials.append(trial)
     best = ranked(trials, the_plan)[0]
@@ -295,87 +297,75 @@ def run(
     return Experiment(the_plan, trials, best, round(time.monotonic() - started, 4))
 
 
+@dataclass(frozen=True)
+class _Fold:
+    """One fold's rows and the graph's features of them: the preprocessing is fitted once per fold and
+    shared by every trial (the search space holds estimator params, which it does not depend on)."""
+
+    fit_rows: np.ndarray
+    score_rows: np.ndarray
+    fit_x: np.ndarray
+    score_x: np.ndarray
+
+
+def _fold_features(
+    config: Config,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    x_all: Any,
+    y_all: np.ndarray,
+    input_names: dict[str, str],
+) -> list[_Fold]:
+    _, spec = make_estimator(config.estimator, config.model.task, seed=config.evaluation.seed)
+    out = []
+    for fit_rows, score_rows in folds:
+        try:
+            features = graph_features(config, input_names, spec).fit(x_all.iloc[fit_rows], y_all[fit_rows])
+        except NoWordsError as exc:
+            raise DataError(f"in a cross-validation fold: {exc}") from None
+        except GraphConversionError as exc:
+            raise ExternalError(f"skl2onnx could not convert the preprocessing: {exc}") from None
+        out.append(
+            _Fold(
+                fit_rows,
+                score_rows,
+                features.transform(x_all.iloc[fit_rows]),
+                features.transform(x_all.iloc[score_rows]),
+            )
+        )
+    return out
+
+
 def _run_trial(
     config: Config,
     number: int,
     point: dict[str, Any],
     params: dict[str, Any],
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    x_all: Any,
+    folds: list[_Fold],
     y_all: np.ndarray,
     weight: np.ndarray | None,
-    input_names: dict[str, str],
     names: list[str],
 ) -> Trial:
     trial = Trial(number, point)
     if config.model.task == "classification":
         params = with_class_weight_labels(params, y_all)
     section = dataclasses.replace(config.estimator, params=params)
-    for fit_rows, score_rows in folds:
+    for fold in folds:
         estimator, spec = make_estimator(section, config.model.task, seed=config.evaluation.seed)
-        pipeline = build_pipeline(config, input_names, estimator, spec)
-        fit_args = {"estimator__sample_weight": weight[fit_rows]} if weight is not None else {}
+        model = final(config, estimator)
+        fit_args = {"sample_weight": weight[fold.fit_rows]} if weight is not None else {}
         began = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                pipeline.fit(x_all.iloc[fit_rows], y_all[fit_rows], **fit_args)
+                model.fit(fold.fit_x, y_all[fold.fit_rows], **fit_args)
         except fit_errors(spec) as exc:  # a bad value in the space (InvalidParameterError is a ValueError)
             trial.fit_seconds.append(time.perf_counter() - began)
             trial.status, trial.error = "failed", f"{type(exc).__name__}: {exc}"
             trial.folds = []
             return trial
         trial.fit_seconds.append(time.perf_counter() - began)
-        trial.folds.append(score_all(pipeline, x_all.iloc[score_rows], y_all[score_rows], names))
+        trial.folds.append(score_all(model, fold.score_x, y_all[fold.score_rows], names))
     return trial
 
 
-def list_trials(collection: Collection[dict[str, Any]], name: str | None, version: str | None) -> list[dict[str, Any]]:
-    """Logged trials, one build run after another (by name, version, start), each run's trials best first.
-
-    An unknown name or version is a usage error listing what the collection does hold.
-    """
-    query: dict[str, Any] = {}
-    if name:
-        query["name"] = name
-    if version:
-        query["version"] = version
-    try:
-        documents = list(collection.find(query, projection={"_id": 0}))
-        names = sorted(map(str, collection.distinct("name"))) if not documents and query else []
-        versions = sorted(map(str, collection.distinct("version", {"name": name}))) if name in names else []
-    except PyMongoError as exc:
-        raise ExternalError(f"reading {collection.full_name} failed: {exc}") from None
-    if not documents and query:
-        where = f"in {collection.full_name}"
-        if name and name not in names:
-            raise ConfigError(f"no trials logged for {name!r} {where} (known models: {', '.join(names) or 'none'})")
-        label = f"{name} {version}" if name else f"version {version}"
-        known = f" (known versions: {', '.join(versions)})" if versions else ""
-        raise ConfigError(f"no trials logged for {label} {where}{known}")
-    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for document in documents:
-        runs.setdefault((document["name"], document["version"], document.get("run", "")), []).append(document)
-    ordered = sorted(
-        runs.values(), key=lambda run: (run[0]["name"], _version_order(run[0]["version"]), run[0].get("started", ""))
-    )
-    return [document for run in ordered for document in sorted(run, key=_trial_rank)]
-
-
-def _version_order(text: str) -> tuple[int, Any]:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return (0, Version(text))
-    except InvalidVersion:
-        return (1, text)
-
-
-def _trial_rank(document: dict[str, Any]) -> tuple[int, float, int]:
-    value = document.get("score")
-    if document.get("status") != "ok" or value is None or math.isnan(value):
-        return (1, 0.0, document.get("trial", 0))
-    return (0, -value if document.get("higher_is_better", True) else value, document.get("trial", 0))
-
-
-__all__ = ["Experiment", "Plan", "Trial", "TrialLog", "check_sample_weight", "list_trials", "plan", "ranked", "run"]
+__all__ = ["Experiment", "Plan", "Trial", "TrialLog", "check_sample_weight", "plan", "ranked", "run"]

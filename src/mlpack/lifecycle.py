@@ -52,7 +52,7 @@ def list_models(project: str | Path, name: str | None = None) -> list[dict[str, 
 
 def list_experiments(project: str | Path, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
     """The logged trials of cross-validation and search (SPEC §9), each build's best first."""
-    from mlpack.experiments import list_trials
+    from mlpack.trial_history import list_trials
 
     config = load_config(project)
     with mongo_server(config.source) as uri:

@@ -41,6 +41,45 @@ def tool_versions(opset: int) -> dict[str, Any]:
     }
 
 
+# How a client in any language turns a document's values into the graph's inputs (README, "The
+# graph's inputs"; examples/node-client follows it), with test vectors [value as Extended JSON, what
+# it becomes] a client can check itself against. A change of the rule is a new version.
+def inputs_contract() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "missing": {"float32": "NaN", "categorical": MISSING_CATEGORY, "text": "", "int64-ms": MISSING_DATE},
+        "category_text": [
+            [True, "true"],
+            [False, "false"],
+            [3, "3"],
+            [{"$numberDouble": "3.0"}, "3"],
+            [{"$numberDecimal": "3.00"}, "3"],
+            [-0.0, "0"],
+            [1e22, "10000000000000000000000"],
+            [{"$numberLong": "9007199254740993"}, "9007199254740993"],
+            [0.5, "0.5"],
+            [{"$numberDecimal": "0.10"}, "0.1"],
+            [0.0001, "0.0001"],
+            [1e-05, "1e-05"],
+            [-2.5e-07, "-2.5e-07"],
+            ["3.0", "3.0"],
+            ["04", "04"],
+            [{"$oid": "65f0c0ffee00000000000001"}, "65f0c0ffee00000000000001"],
+            [None, MISSING_CATEGORY],
+            [{"$numberDouble": "NaN"}, MISSING_CATEGORY],
+        ],
+        "int64_ms": [
+            ["2024-05-01", 1714521600000],
+            ["2024-05-01T12:30:00Z", 1714566600000],
+            ["2024-05-01T12:30:00", 1714566600000],
+            ["2024-05-01T14:30:00.1239+02:00", 1714566600123],
+            [{"$date": "2024-05-01T12:30:00Z"}, 1714566600000],
+            [{"$date": {"$numberLong": "-1"}}, -1],
+            [None, MISSING_DATE],
+        ],
+    }
+
+
 def build_metadata(
     config: Config,
     dataset: Dataset,
@@ -78,6 +117,7 @@ def build_metadata(
         "serve": dataclasses.asdict(config.serve),
         "warnings": list(dataset.warnings),
         "inputs": input_metadata(config.features, input_names),
+        "inputs_contract": inputs_contract(),
     }
     if config.features.derived:
         metadata["derived"] = derived_metadata(config.features)
@@ -86,7 +126,9 @@ def build_metadata(
     if trained is not None:
         metadata["estimator"] = {"class": config.estimator.class_path, "params": trained.params}
         metadata["metrics"] = trained.metrics
-        metadata["features"] = [_with_training_facts(entry, trained, config.preprocessing.max_categories) for entry in metadata["features"]]
+        metadata["features"] = [
+            _with_training_facts(entry, trained, config.preprocessing.max_categories) for entry in metadata["features"]
+        ]
         if trained.classes is not None:
             labels = class_names(trained.classes, dataset, config)
             metadata["classes"] = labels
@@ -145,7 +187,11 @@ def _imputed_values(pipeline: Pipeline) -> dict[str, float | None]:
             inner = transformer.steps if isinstance(transformer, Pipeline) else [("", transformer)]
             for _, part in inner:
                 # (A date's imputer fills its parts, not its column: those have no single value.)
-                if isinstance(part, SimpleImputer) and isinstance(columns, list) and len(columns) == len(part.statistics_):
+                if (
+                    isinstance(part, SimpleImputer)
+                    and isinstance(columns, list)
+                    and len(columns) == len(part.statistics_)
+                ):
                     for column, value in zip(columns, part.statistics_.tolist()):
                         found[column] = None if value != value else float(str(np.float32(value)))  # shortest text of it
     return found

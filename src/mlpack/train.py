@@ -136,7 +136,7 @@ def derived_columns(config: Config, input_names: dict[str, str]) -> dict[str, st
 
 
 def target_opset(config: Config, spec: EstimatorSpec) -> int | dict[str, int]:
-    """The opsets the export writes: [export].target_opset, and the estimator's ai.onnx.ml when its converter needs one."""
+    """The opsets the export writes: [export].target_opset, and ai.onnx.ml when the estimator's converter needs one."""
     if spec.ml_opset is not None:
         return {"": config.export.target_opset, "ai.onnx.ml": spec.ml_opset}
     return config.export.target_opset
@@ -152,11 +152,20 @@ def build_pipeline(config: Config, input_names: dict[str, str], estimator: Any, 
     """The estimator behind `GraphFeatures`: the preprocessing of the README and the feature
     engineering of mlpack.features, fitted in scikit-learn and computed by its ONNX graph, so the
     estimator trains on the values the shipped model feeds it (features/graph.py says why)."""
+    return Pipeline([("features", graph_features(config, input_names, spec)), ("estimator", final(config, estimator))])
+
+
+def graph_features(config: Config, input_names: dict[str, str], spec: EstimatorSpec) -> GraphFeatures:
+    """The pipeline's first step, unfitted: the same for every params of one estimator class."""
     preprocessing = preprocessing_pipeline(config, input_names, spec)
-    features = GraphFeatures(preprocessing, graph_inputs(config, input_names), target_opset(config, spec))
+    return GraphFeatures(preprocessing, graph_inputs(config, input_names), target_opset(config, spec))
+
+
+def final(config: Config, estimator: Any) -> Any:
+    """The pipeline's last step: the estimator, inside the target transform when there is one."""
     if config.features.target_transform:
-        estimator = TransformedTarget(estimator, config.features.target_transform)
-    return Pipeline([("features", features), ("estimator", estimator)])
+        return TransformedTarget(estimator, config.features.target_transform)
+    return estimator
 
 
 def preprocessing_pipeline(config: Config, input_names: dict[str, str], spec: EstimatorSpec) -> Pipeline:

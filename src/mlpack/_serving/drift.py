@@ -123,10 +123,11 @@ def baseline_of(
     """
     features = {}
     for name, (kind, values) in columns.items():
+        maker = _PROFILERS.get(kind)
         if kind == "categorical":
             features[name] = categorical_profile(values, max_categories, (known or {}).get(name))
-        elif kind in _PROFILERS:
-            features[name] = _PROFILERS[kind](values)
+        elif maker is not None:
+            features[name] = maker(values)
     if task == "classification":
         prediction = categorical_profile([label_text(v) for v in predictions])
     else:
@@ -158,7 +159,7 @@ def _text_lengths(values: Any) -> np.ndarray:
     return np.array([len(v) if isinstance(v, str) and v else math.nan for v in flat], dtype=np.float64)
 
 
-_PROFILERS = {
+_PROFILERS: Mapping[str, Callable[..., Any]] = {
     "numeric": numeric_profile,
     "categorical": categorical_profile,
     "datetime": datetime_profile,

@@ -1,4 +1,4 @@
-"""`[features].text`: TF-IDF of words (unigrams and bigrams) with a capped vocabulary, in the graph.
+r"""`[features].text`: TF-IDF of words (unigrams and bigrams) with a capped vocabulary, in the graph.
 
 A word is a run of Unicode letters and digits, one letter included ("b" in "datsun b-210"):
 scikit-learn's default pattern drops one-letter words before it forms bigrams, while the graph's
