@@ -258,3 +258,31 @@ def test_imputed_values_are_known_with_derived_features() -> None:
     train_a = exported.trained.train_columns["a"]
     assert np.float32(imputed["a"]) == np.float32(np.nanmedian(train_a))
     assert np.float32(imputed["b"]) == np.float32(np.nanmedian(exported.trained.train_columns["b"]))
+
+
+# -- the diagnosis names the feature and the cause ------------------------------------------------
+def test_a_value_on_a_tree_threshold_is_diagnosed_with_the_feature_it_is_in() -> None:
+    import onnx
+    from onnx import helper
+
+    from mlpack.parity import parity_report
+    from mlpack.runtime import Model
+
+    documents = [{"x": round(0.1 * (i % 10), 1), "y": float(i % 10 >= 5) * 10.0} for i in range(200)]
+    config = _config(
+        {"numeric": ["x"], "target": "y"}, "sklearn.tree.DecisionTreeRegressor", {"max_depth": 1}, task="regression"
+    )
+    exported = export(config, documents)
+    graph = onnx.load_from_string(exported.onnx_bytes)
+    tree = next(node for node in graph.graph.node if node.op_type == "TreeEnsembleRegressor")
+    attribute = next(a for a in tree.attribute if a.name in ("nodes_values", "nodes_values_as_tensor"))
+    values = list(helper.get_attribute_value(attribute))
+    assert 0.4 < values[0] < 0.5  # scikit-learn splits between 0.4 and 0.5
+    # A threshold ON a value the data holds, as a float64 threshold rounded to float32 can be: the rows
+    # with x = 0.5 go left in the graph and right in scikit-learn.
+    tree.attribute.remove(attribute)
+    tree.attribute.append(helper.make_attribute("nodes_values", [0.5, *values[1:]]))
+    report = parity_report(exported.trained, Model(graph.SerializeToString(), exported.metadata), 1e-4)
+    assert not report.within_tolerance
+    assert report.train_failures + report.test_failures == 20  # every document with x = 0.5
+    assert "a tree threshold: in 20 of the 20 rows off, feature 'numeric__x'" in report.diagnosis

@@ -26,10 +26,11 @@ from mlpack._serving.drift import baseline_of
 from mlpack.config import Config, load_config, with_version
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.estimators import make_estimator
-from mlpack.export import check_parity, onnx_input_names, parity_report, to_onnx, with_metadata
+from mlpack.export import onnx_input_names, to_onnx, with_metadata
 from mlpack.metadata import build_metadata
 from mlpack.package.image import build_image, engine_version, git_revision, write_context
 from mlpack.package.wheel import build_distributions, render_project, twine_check
+from mlpack.parity import check_parity, parity_report
 from mlpack.runtime import Metadata, Model
 from mlpack.source import connect, load_columns, mongo_server
 from mlpack.source.mongo import parse_filter, sample_paths

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -13,11 +12,11 @@ from skl2onnx import convert_sklearn
 from sklearn.pipeline import Pipeline
 
 from mlpack.config import FeaturesSection
-from mlpack.errors import ExternalError, QualityGateError
+from mlpack.errors import ExternalError
 from mlpack.estimators import has_probabilities
 from mlpack.features.converters import register as register_converters
 from mlpack.features.graph import INPUT_TYPES, GraphFeatures, initial_types
-from mlpack.runtime import FeatureInfo, InputInfo, Metadata, Model
+from mlpack.runtime import FeatureInfo, InputInfo, Metadata
 from mlpack.train import TrainedModel
 
 METADATA_KEY = "mlpack.metadata"
@@ -158,149 +157,6 @@ def _keep_outputs(model: onnx.ModelProto, names: list[str]) -> None:
     initializers = [tensor for tensor in model.graph.initializer if tensor.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(initializers)
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    rows: int  # every row compared: the training rows and the test split
-    max_abs_diff: float
-    tolerance: float
-    within_tolerance: bool
-    label_agreement: float  # share of rows where labels (or values, within tolerance) agree
-    # Disagreeing labels where scikit-learn's top two probabilities are not tied: a real disagreement.
-    # (At an exact tie, float32 rounding may pick the other class; that is not a conversion error.)
-    label_disagreements: int = 0
-    # What kind of disagreement, when there is one: ties, float precision, or a real conversion bug.
-    diagnosis: str = ""
-    train_rows: int = 0
-    test_rows: int = 0
-    # Rows beyond the tolerance (or disagreeing without a tie), by split.
-    train_failures: int = 0
-    test_failures: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Comparison:
-    """One split compared row by row."""
-
-    difference: np.ndarray  # |sklearn - onnx| per row (the largest over classes; 0 for labels only)
-    beyond: np.ndarray  # bool per row: the difference is beyond the tolerance
-    flipped: np.ndarray  # bool per row: another label, and scikit-learn's top two are not tied
-    agree: np.ndarray  # bool per row: the same label (or value, within tolerance)
-
-    @property
-    def failures(self) -> int:
-        return int(np.sum(self.beyond | self.flipped))
-
-
-def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> ParityReport:
-    """Compare scikit-learn with the ONNX model, run through the wheel's own runtime, on every row:
-    the training rows and the test split (a model that ships must agree on what it learnt from too).
-
-    The check is |sklearn - onnx| <= tolerance * max(1, |sklearn|): absolute for probabilities,
-    relative for regression values above 1, where float32 cannot be closer than about 6e-8 × |value|.
-    """
-    train = _compare(trained, model, trained.train_columns, trained.train_frame, tolerance)
-    test = _compare(trained, model, trained.test_columns, trained.test_frame, tolerance)
-    difference = np.concatenate([train.difference, test.difference])
-    agree = np.concatenate([train.agree, test.agree])
-    max_diff = float(difference.max()) if difference.size else 0.0
-    within = not (train.beyond.any() or test.beyond.any())
-    disagreements = int(train.flipped.sum() + test.flipped.sum())
-    return ParityReport(
-        rows=len(agree),
-        max_abs_diff=max_diff,
-        tolerance=tolerance,
-        within_tolerance=within,
-        label_agreement=round(float(np.mean(agree)) if agree.size else 1.0, 6),
-        label_disagreements=disagreements,
-        diagnosis="" if within and disagreements == 0 else _diagnose(trained, max_diff),
-        train_rows=len(train.agree),
-        test_rows=len(test.agree),
-        train_failures=train.failures,
-        test_failures=test.failures,
-    )
-
-
-def _compare(
-    trained: TrainedModel, model: Model, columns: dict[str, np.ndarray], frame: Any, tolerance: float
-) -> _Comparison:
-    labels, probabilities, _ = model.run(columns)
-    none = np.zeros(len(labels), dtype=bool)
-    if trained.classes is not None and probabilities is None:
-        # Labels only (LinearSVC): every disagreement counts, as there are no probabilities to show a tie.
-        agree = np.asarray(labels) == trained.pipeline.predict(frame)
-        return _Comparison(np.zeros(len(labels)), none, ~agree, agree)
-    if trained.classes is not None:
-        expected = trained.pipeline.predict_proba(frame)
-        actual = np.asarray(probabilities, dtype=np.float64).reshape(expected.shape)
-        # The runtime answers with the classes as users see them (True, label names): compare those.
-        as_user = dict(zip(trained.classes, model.classes or trained.classes))
-        sklearn_labels = [as_user[code] for code in trained.pipeline.predict(frame).tolist()]
-        agree = np.array([a == b and type(a) is type(b) for a, b in zip(labels, sklearn_labels)], dtype=bool)
-        top_two = np.sort(expected, axis=1)[:, -2:]
-        tied = (top_two[:, 1] - top_two[:, 0]) <= 2 * tolerance
-        gaps = np.abs(actual - expected)
-        beyond = np.any(gaps > tolerance * np.maximum(1.0, np.abs(expected)), axis=1)
-        return _Comparison(gaps.max(axis=1, initial=0.0), beyond, ~agree & ~tied, agree)
-    expected = trained.pipeline.predict(frame).astype(np.float64)
-    actual = np.asarray(labels, dtype=np.float64)
-    difference = np.abs(actual - expected)
-    beyond = difference > tolerance * np.maximum(1.0, np.abs(expected))
-    return _Comparison(difference, beyond, none, np.isclose(actual, expected, rtol=tolerance, atol=tolerance))
-
-
-FLOAT32_NOISE = 1e-3  # differences this small come from float32 arithmetic, not from a different model
-
-
-def _diagnose(trained: TrainedModel, max_diff: float) -> str:
-    """Say what kind of disagreement it is, so the user knows whether to loosen, change or report."""
-    ties = _neighbour_ties(trained)
-    if ties:
-        return (
-            f"ties: {ties} of {len(trained.test_frame)} test rows have equidistant k-th and (k+1)-th neighbours, "
-            "which scikit-learn and onnxruntime break differently; use another estimator"
-        )
-    if max_diff <= FLOAT32_NOISE:
-        return (
-            f"float precision: the largest difference ({max_diff:.2g}) is float32 rounding (ONNX computes in "
-            "float32); raise [export].parity_tolerance if it is acceptable"
-        )
-    return (
-        f"a real disagreement ({max_diff:.3g}, far beyond float32 rounding): the ONNX graph computes something "
-        "else than scikit-learn; please report it with the estimator and its params"
-    )
-
-
-def _neighbour_ties(trained: TrainedModel) -> int:
-    """Test rows whose k-th and (k+1)-th nearest training neighbours are at the same distance."""
-    estimator = trained.pipeline.steps[-1][1]
-    if not hasattr(estimator, "kneighbors") or not hasattr(estimator, "n_neighbors"):
-        return 0
-    k = int(estimator.n_neighbors)
-    if k + 1 > getattr(estimator, "n_samples_fit_", 0):
-        return 0
-    features = trained.pipeline[:-1].transform(trained.test_frame)
-    distances, _ = estimator.kneighbors(features, n_neighbors=k + 1)
-    return int(np.sum(np.isclose(distances[:, k - 1], distances[:, k], rtol=1e-6, atol=1e-9)))
-
-
-def check_parity(report: ParityReport, classification: bool) -> None:
-    if report.within_tolerance and report.label_disagreements == 0:
-        return
-    details = (
-        f"parity on {report.rows} rows ({report.train_rows} training, {report.test_rows} test; "
-        f"{report.train_failures} and {report.test_failures} of them off):\n"
-        f"  - max |sklearn - onnx| = {report.max_abs_diff:.3g} (tolerance {report.tolerance:g}"
-        f"{', relative to |value| above 1' if not classification else ''})\n"
-        f"  - label agreement = {report.label_agreement:.2%}"
-        + (f", {report.label_disagreements} row(s) disagree without a tie" if report.label_disagreements else "")
-        + (f"\n  - diagnosis: {report.diagnosis}" if report.diagnosis else "")
-    )
-    raise QualityGateError("ONNX and scikit-learn disagree beyond [export].parity_tolerance", details=details)
 
 
 def with_metadata(model: onnx.ModelProto, metadata: Metadata) -> bytes:
