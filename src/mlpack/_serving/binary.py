@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from .wire import ClientError
+from .wire import ClientError, header_size
 
 HEADER = "inference-header-content-length"
 _NUMPY = {
@@ -37,9 +37,9 @@ def split(body: Optional[bytes], header_length: str) -> Tuple[bytes, memoryview]
     """The JSON header and the binary data after it."""
     if body is None:
         raise ClientError(411, "a Content-Length header is required")
-    if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
+    cut = header_size(header_length)
+    if cut is None or cut > len(body):
         raise ClientError(400, f"Inference-Header-Content-Length {header_length[:20]!r} does not fit the body")
-    cut = int(header_length)
     return body[:cut], memoryview(body)[cut:]
 
 

@@ -10,6 +10,8 @@ import asyncio
 import re
 from typing import Dict, List, Optional, Tuple
 
+from .wire import MAX_DIGITS, header_size
+
 
 class FramingError(Exception):
     """The request cannot be read as HTTP/1.1: answered, then the connection is closed."""
@@ -159,9 +161,12 @@ def body_length(headers: Dict[str, str]) -> Optional[int]:
     if len(values) != 1:
         raise FramingError(400, "conflicting Content-Length headers")
     value = values.pop()
-    if not (value.isascii() and value.isdigit()):
+    length = header_size(value)
+    if length is None:
+        if value.isascii() and value.isdigit():  # digits, too many: no body is that large
+            raise FramingError(400, f"Content-Length of {len(value)} digits: at most {MAX_DIGITS} are taken")
         raise FramingError(400, f"bad Content-Length {value[:40]!r}")
-    return int(value)
+    return length
 
 
 __all__ = ["FramingError", "Incoming", "body_length", "parse_head"]

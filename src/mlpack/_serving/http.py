@@ -156,6 +156,8 @@ class HttpServer:
                     return
         except ConnectionError:
             return
+        except Exception:  # a bug: one line and a traceback in the log, not "Task exception was never retrieved"
+            log.exception("unexpected error on a connection: closed")
         finally:
             del self.connections[writer]
             self._room.set()

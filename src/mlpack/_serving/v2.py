@@ -82,15 +82,14 @@ class OpenInference:
         columns = self._columns(body["inputs"], raw)
         labels, probabilities, _ = self.app.run(columns, invalid=400)
         prediction_id = new_id()
+        outputs = self._requested(body, self._outputs(labels, probabilities))  # first: a refused request is not logged
         if self.app.inference_log is not None:
             self.app.inference_log.record(self.model, "v2/infer", columns, labels, prediction_id)
-        outputs = self._requested(body, self._outputs(labels, probabilities))
         answer: Dict[str, Any] = {
             # The protocol echoes the client's own id; without one, the id /feedback takes.
             "id": body["id"] if isinstance(body.get("id"), str) else prediction_id,
             "model_name": self.model.name,
             "model_version": self.model.version,
-            "outputs": [output for output, _ in outputs],
         }
         return self._answer(answer, outputs, len(labels))
 
@@ -132,28 +131,37 @@ class OpenInference:
         parameters = body.get("parameters")
         default = isinstance(parameters, Mapping) and parameters.get("binary_data_output") is True
         asked = body.get("outputs")
-        if asked is None:
+        if asked is None or asked == []:  # none named: all of them, as Triton answers
             return [(output, default) for output in outputs]
-        if not isinstance(asked, list) or not all(isinstance(a, Mapping) and "name" in a for a in asked):
-            raise ClientError(400, 'expected "outputs": [{"name": ...}, ...]')
+        if not isinstance(asked, list) or not all(
+            isinstance(a, Mapping) and isinstance(a.get("name"), str) for a in asked
+        ):
+            raise ClientError(400, 'expected "outputs": [{"name": "<an output name>"}, ...]')
         by_name = {output["name"]: output for output in outputs}
-        chosen = []
+        chosen, seen = [], set()
         for request in asked:
-            if request["name"] not in by_name:
-                raise ClientError(400, f"no output '{str(request['name'])[:40]}': this model has {sorted(by_name)}")
+            name = request["name"]
+            if name not in by_name:
+                raise ClientError(400, f"no output '{name[:40]}': this model has {sorted(by_name)}")
+            if name in seen:  # one output in the answer twice: which one would binary_data_size describe?
+                raise ClientError(400, f"output '{name[:40]}' is asked for more than once")
+            seen.add(name)
             parameters = request.get("parameters")
             wanted = parameters.get("binary_data", default) if isinstance(parameters, Mapping) else default
-            chosen.append((by_name[request["name"]], wanted is True))
+            chosen.append((by_name[name], wanted is True))
         return chosen
 
     @staticmethod
     def _answer(answer: Dict[str, Any], outputs: List[Tuple[Dict[str, Any], bool]], count: int) -> Response:
-        chunks = []
+        chunks, described = [], []
         for output, in_binary in outputs:
-            if in_binary:
-                chunk = binary.encode(output["datatype"], output.pop("data"))
+            if in_binary:  # a copy: the header must describe exactly the chunks that follow it
+                chunk = binary.encode(output["datatype"], output["data"])
+                output = {key: value for key, value in output.items() if key != "data"}
                 output["parameters"] = {"binary_data_size": len(chunk)}
                 chunks.append(chunk)
+            described.append(output)
+        answer["outputs"] = described
         header = dump_json(answer)
         if not chunks:
             return Response(200, header, predictions=count)

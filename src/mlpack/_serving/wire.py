@@ -95,6 +95,19 @@ class Limits:
         return cls(**values)
 
 
+# A size in a header has at most this many digits (10**18 bytes is an exabyte): int() of a longer one
+# costs time and raises past 4,300 digits (a 5,000-digit Content-Length once killed its connection's task).
+MAX_DIGITS = 18
+
+
+def header_size(text: str) -> Optional[int]:
+    """A header's byte count as an int; None when it is not ASCII digits or has more than MAX_DIGITS."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0")  # leading zeros are allowed and say nothing
+    return int(digits or "0") if len(digits) <= MAX_DIGITS else None
+
+
 def new_id() -> str:
     """A prediction id: random, so ids from several workers or restarts never collide."""
     return uuid.uuid4().hex
@@ -160,4 +173,14 @@ def dump_json(document: Any) -> bytes:
         return json.dumps(json_safe(document), allow_nan=False).encode()
 
 
-__all__ = ["ClientError", "Limits", "Request", "Response", "dump_json", "json_safe", "new_id", "parse_json"]
+__all__ = [
+    "ClientError",
+    "Limits",
+    "Request",
+    "Response",
+    "dump_json",
+    "json_safe",
+    "header_size",
+    "new_id",
+    "parse_json",
+]
