@@ -118,6 +118,7 @@ class _MetadataRequired(TypedDict):
 
 class Metadata(_MetadataRequired, total=False):
     inputs: List[InputInfo]  # what the graph is fed; absent in models built before derived features
+    inputs_contract: Dict[str, Any]  # how any client turns values into inputs (README), with test vectors
     derived: List[Dict[str, Any]]  # [features.derived]: name, expression, the fields it reads
     target_transform: str  # regression: "log1p" | "log" | "sqrt", undone in the graph
     metrics: Dict[str, float]
