@@ -87,9 +87,7 @@ def categorical_profile(
     for text in present:
         counted[text] = counted.get(text, 0) + 1
     ranked = sorted(counted.items(), key=lambda item: (-item[1], item[0]))  # frequent first, then by name
-    # As the model's own rule: all when they fit, else the most frequent max - 1 and one "other" bin.
-    cut = len(ranked) if len(ranked) <= max_categories else max_categories - 1
-    kept, rest = ranked[:cut], ranked[cut:]
+    kept, rest = ranked[:max_categories], ranked[max_categories:]
     if known is not None:
         kept, rest = [i for i in ranked if i[0] in known], [i for i in ranked if i[0] not in known]
     categories = [name for name, _ in kept]
