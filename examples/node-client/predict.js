@@ -104,7 +104,7 @@ const shown = (value) => {
   return text.length <= 60 ? text : text.slice(0, 57) + '...';
 };
 
-// -- the rules of the README's inputs table ----------------------------------------------------
+// -- the rules (README, "Feeding the graph from another language") --------------------------
 // float32: the number; null, absent and NaN are NaN (missing).
 function numberValue(value) {
   if (value === ABSENT || value === null) return NaN;
