@@ -91,7 +91,7 @@ def test_no_training_text_or_unused_identifier_is_in_any_artifact(
     project.path.mkdir()
     project.write_config(CONFIG)
     monkeypatch.setenv("MLPACK_TEST_URI", mongo_uri)
-    result = run("build", project.path, "--no-image", "--json")
+    result = run("build", project.path, "--json")  # with [image]: the image context is scanned too
     assert result.code == 0, result.err
     out = project.path / "dist"
     report = json.loads((out / "voyage-1.0.0.json").read_text())
@@ -105,6 +105,7 @@ def test_no_training_text_or_unused_identifier_is_in_any_artifact(
 
     contents = _contents(out)
     assert any(name.endswith(".whl!voyage/model.onnx") for name in contents), sorted(contents)
+    assert any(name.startswith("voyage-1.0.0.docker/") for name in contents), sorted(contents)
     texts = [d["name"] for d in documents]
     unused = [d["ticket"] for d in documents if d["ticket"] not in kept]
     assert len(unused) > 150
