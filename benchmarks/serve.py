@@ -215,7 +215,7 @@ def main() -> int:
 
     servers: dict[str, tuple[list[str], str, str, str, dict[str, str]]] = {}
     servers["mlpack"] = mlpack_server({})
-    # The same server with drift tracking off (SPEC §10's /metrics figures): what tracking costs.
+    # The same server with drift tracking off (the /metrics drift figures): what tracking costs.
     servers["mlpack (drift off)"] = mlpack_server({"MLPACK_DRIFT_WINDOW": "0"})
     try:
         import httptools  # noqa: F401

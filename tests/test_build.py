@@ -42,7 +42,7 @@ def test_build_writes_verified_artifacts_and_records_them(
     summary = json.loads(result.out)
     assert artifacts_in(out) == EXPECTED  # default --out, and no scratch folder left behind
 
-    # The report: metadata of SPEC §3 plus sizes and digests of the real files.
+    # The report: the metadata plus sizes and digests of the real files.
     report = json.loads((out / "churn-model-1.0.0.json").read_text())
     assert report == {k: v for k, v in summary.items() if k not in ("paths", "seconds")}
     for kind, entry in report["artifacts"].items():
@@ -84,7 +84,7 @@ def test_build_writes_verified_artifacts_and_records_them(
     assert json.loads(props["mlpack.metadata"]) == {
         k: v for k, v in report.items() if k not in ("artifacts", "timings")
     }
-    # Per-stage wall times (SPEC §3's report, issue #10): in the report only, never in the metadata.
+    # Per-stage wall times (the build report): in the report only, never in the metadata.
     assert set(report["timings"]["stages"]) == {"load", "validate", "train", "export", "parity", "card", "package"}
     assert all(seconds > 0 for seconds in report["timings"]["stages"].values())
     assert props["name"] == "churn-model" and json.loads(props["metrics"]) == report["metrics"]

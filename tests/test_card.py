@@ -1,4 +1,4 @@
-"""The model card (issue #10 item 6, SPEC §10): NAME-VERSION.html with its plots, self-contained,
+"""The model card: NAME-VERSION.html with its plots, self-contained,
 deterministic, the same numbers as tables in the wheel's README, and rendered by a real browser."""
 
 from __future__ import annotations

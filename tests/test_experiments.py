@@ -1,4 +1,4 @@
-"""Cross-validation, hyper-parameter search and sample weights (issue #10, SPEC §2 and §9), against a
+"""Cross-validation, hyper-parameter search and sample weights, against a
 real MongoDB wire server: every trial is a document in `mlpack_experiments` the moment it finishes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The model image on a real Docker engine (SPEC §6): build, run, labels, health, offline rebuild, layers."""
+"""The model image on a real Docker engine: build, run, labels, health, offline rebuild, layers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/metrics per-feature data quality and drift (SPEC §5, §10), from a real server process, one or more workers."""
+"""/metrics per-feature data quality and drift, from a real server process, one or more workers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The wheel's runtime (SPEC §4): every input shape, bad input named, answers equal to scikit-learn."""
+"""The wheel's runtime: every input shape, bad input named, answers equal to scikit-learn."""
 
 from __future__ import annotations
 

@@ -251,7 +251,7 @@ def make_model(
 
 
 def training_baseline(dataset: Dataset, model: Model, metadata: Metadata, max_categories: int) -> dict[str, Any]:
-    """SPEC §10's baseline: the distribution of each input and of the ONNX model's own predictions
+    """The drift baseline: the distribution of each input and of the ONNX model's own predictions
     over the data the model was built from, which the server and `mlpack monitor` compare live traffic to."""
     columns = dataset.columns()
     predictions: list[Any] = []

@@ -1,4 +1,4 @@
-"""The model card (SPEC §10): the numbers a reviewer asks for, as a self-contained HTML page with
+"""The model card: the numbers a reviewer asks for, as a self-contained HTML page with
 inline SVG plots (`NAME-VERSION.html`) and as Markdown tables in the model wheel's README.
 
 Numbers come from the test split (confusion matrix, ROC/PR, residuals, permutation importance) and

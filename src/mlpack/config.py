@@ -1,4 +1,4 @@
-"""`mlpack.toml` → a frozen, typed `Config` (SPEC §2).
+"""`mlpack.toml` → a frozen, typed `Config`.
 
 Each section is a dataclass; its fields and type hints are the schema. One generic reader checks
 keys and types against them, so a new option is one new field, and every error names the key.
@@ -127,7 +127,7 @@ class EvaluationSection:
 
 @dataclass(frozen=True)
 class SearchSection:
-    """Hyper-parameter search over the estimator's params; every trial is logged (SPEC §9)."""
+    """Hyper-parameter search over the estimator's params; every trial is logged."""
 
     params: dict[str, list[Any]]
     method: Literal["grid", "random"] = "grid"

@@ -1,4 +1,4 @@
-"""One exception hierarchy; each kind carries the exit code the CLI returns for it (SPEC §1)."""
+"""One exception hierarchy; each kind carries the exit code the CLI returns for it."""
 
 from __future__ import annotations
 

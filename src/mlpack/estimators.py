@@ -25,7 +25,8 @@ from mlpack.errors import ConfigError
 @dataclass(frozen=True)
 class EstimatorSpec:
     task: Task
-    # Scale-sensitive models get a StandardScaler; trees must not (it breaks float32 parity, FACTS.md).
+    # Scale-sensitive models get a StandardScaler; trees must not: scaling changes nothing for them,
+    # and a scaled value can round onto the other side of a float32 split threshold.
     scaled: bool
     # Params mlpack sets unless the config sets them, each for a reason given in its entry below.
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))

@@ -1,4 +1,4 @@
-"""Cross-validation and hyper-parameter search on the training split, every trial logged (SPEC §9).
+"""Cross-validation and hyper-parameter search on the training split, every trial logged.
 
 A *trial* is one point of the parameter space evaluated by k-fold cross-validation on the training
 split (never the test split). `[evaluation].cv` alone is a search of one point: the configured params.

@@ -51,7 +51,7 @@ def list_models(project: str | Path, name: str | None = None) -> list[dict[str, 
 
 
 def list_experiments(project: str | Path, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
-    """The logged trials of cross-validation and search (SPEC §9), each build's best first."""
+    """The logged trials of cross-validation and search, each build's best first."""
     from mlpack.trial_history import list_trials
 
     config = load_config(project)
@@ -227,7 +227,7 @@ def _running_mlpack() -> dict[str, str]:
 
 
 def init_project(name: str, parent: str | Path = ".") -> Path:
-    """Scaffold a model project (SPEC §7) from packaging/project; never overwrites anything."""
+    """Scaffold a model project from packaging/project; never overwrites anything."""
     problem = names.package_name(name)
     if problem is not None:
         raise ConfigError(f"the model name {name[:80]!r} {problem}")

@@ -1,4 +1,4 @@
-"""`mlpack monitor`: drift and live quality of a served model, from its inference log in MongoDB (SPEC §10).
+"""`mlpack monitor`: drift and live quality of a served model, from its inference log in MongoDB.
 
 The server logs each answered request (`inputs` as sent, `predictions`, `at`, `model`, `version`;
 see the server's InferenceLog). This module reads the log of one model version over a time window,

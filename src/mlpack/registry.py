@@ -1,4 +1,4 @@
-"""The build registry: one document per (name, version) in MongoDB (SPEC §8)."""
+"""The build registry: one document per (name, version) in MongoDB."""
 
 from __future__ import annotations
 

@@ -1,2 +1,2 @@
-"""Feature engineering compiled into the ONNX graph (SPEC §2): derived expressions, date parts,
+"""Feature engineering compiled into the ONNX graph: derived expressions, date parts,
 text vectors and target transforms, each an sklearn transformer with a registered converter."""

@@ -23,7 +23,7 @@ from mlpack.features.expressions import compute
 from mlpack.features.target import TRANSFORMS, TransformedTarget
 from mlpack.features.text import GRAPH_WORD, TextWords
 
-# StringNormalizer defaults to en_US.UTF-8, absent from slim images: the session would not load (FACTS.md).
+# StringNormalizer defaults to en_US.UTF-8, absent from slim images: the session would not load.
 TEXT_LOCALE = "C.UTF-8"
 _ONNX_TYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64}
 _ONNX_TYPES["bool"] = TensorProto.BOOL

@@ -13,7 +13,7 @@ vocabulary slot, never a mismatch between training and serving.
   which `max_features` allows (measured: 0.61 off on a 6-term vocabulary; 4e-8 when every word
   of every bigram is in it). So the vocabulary is chosen here, closed under "a bigram's words".
 - the graph's StringNormalizer defaults to the en_US.UTF-8 locale, absent from slim images; its
-  parser gives the converter locale C.UTF-8 (FACTS.md).
+  parser gives the converter locale C.UTF-8, which every glibc has.
 """
 
 from __future__ import annotations
