@@ -92,7 +92,7 @@ def build_metadata(
     baseline: dict[str, Any] | None = None,
     experiment: Experiment | None = None,
 ) -> Metadata:
-    """The model's metadata (README: "The metadata"). Called as the build learns more: after training, then with the parity."""
+    """The model's metadata (README: "The metadata"), built as the build learns: after training, with the parity."""
     source = config.source
     input_names = onnx_input_names(config.features.inputs)
     metadata: Metadata = {
