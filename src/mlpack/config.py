@@ -27,7 +27,6 @@ Task = Literal["classification", "regression"]
 
 # PEP 508 distribution names; the import name is derived from it.
 # ASCII only: with a Unicode pattern, IGNORECASE lets 'ſ' and the Kelvin sign pass (see mlpack.names).
-NAME_PATTERN = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,3 @@ def code(value: object) -> str:
     fence = "`" * (max((len(run) for run in re.findall(r"`+", shown)), default=0) + 1)
     pad = " " if shown.startswith("`") or shown.endswith("`") else ""
     return f"{fence}{pad}{shown}{pad}{fence}"
-
-
-def table(header: tuple[str, ...] | list[str], rows: list[tuple[str, ...]]) -> str:
-    """A GFM table of cells already made safe by `text` or `code`."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
