@@ -183,7 +183,7 @@ REQUEST = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     request=REQUEST,
     trailer=st.binary(max_size=48),
@@ -206,3 +206,80 @@ def test_every_v2_request_answers_2xx_or_4xx(
         header = json.loads(answer.body[:cut])
         described = sum(o.get("parameters", {}).get("binary_data_size", 0) for o in header["outputs"])
         assert described == len(answer.body) - cut
+
+
+# -- item 2: what a JSON body may cost -----------------------------------------------------------
+@pytest.fixture
+def fresh_server(built_model: BuildResult) -> Iterator[ServerProcess]:
+    """A server of its own, default limits (10 MiB bodies), so that its peak RSS is this test's."""
+    process = ServerProcess.mlpack(built_model.artifacts["wheel"])
+    yield process
+    assert process.stop() == 0
+
+
+def nested_body(depth: int, size: int) -> bytes:
+    chain = b"[" * depth + b"]" * depth
+    return b"[" + b",".join([chain] * ((size - 2) // (len(chain) + 1))) + b"]"
+
+
+def test_a_10_mib_body_nested_900_deep_costs_at_most_4x_its_size(fresh_server: ServerProcess) -> None:
+    """The audit: 71 -> 585 MB RSS for one such body (50x), 1.11 GB for two; the pod's limit was 208 MiB."""
+    from tests.test_server_hostile import post_concurrently
+
+    body = nested_body(900, 10 * MIB)
+    assert 10 * MIB - 2000 < len(body) <= 10 * MIB
+    before = fresh_server.rss_kib()
+    ((status, _, payload),) = post_concurrently(fresh_server.port, [body])
+    peak = fresh_server.rss_kib("VmHWM") - before
+    assert status == 413 and "more than 1000000 JSON values" in json.loads(payload)["error"]
+    assert peak * 1024 <= 4 * len(body), f"peak RSS grew by {peak} KiB for a {len(body)}-byte body"
+    # Under the element budget, the depth: 1,000 chains 900 deep (1.7 MiB) are refused before parsing.
+    before_deep = fresh_server.rss_kib("VmHWM")
+    ((status, _, payload),) = post_concurrently(fresh_server.port, [nested_body(900, 1800 * 1000)])
+    assert status == 400 and "more than 64 levels" in json.loads(payload)["error"]
+    assert fresh_server.rss_kib("VmHWM") - before_deep < 8 * 1024
+    assert fresh_server.request("POST", "/predict", RECORDS[0]).status == 200
+
+
+def test_brackets_inside_strings_are_not_nesting(server: ServerProcess) -> None:
+    deep_text = '"[{' * 100 + '\\"' + "]" * 10
+    records = [{**RECORDS[n % len(RECORDS)], "note": deep_text, "tags": ["[[[", "\\\\", '\\"{{{']} for n in range(70)]
+    answer = server.request("POST", "/predict", records)  # 70 records: more than 64 openers, so scanned
+    assert answer.status == 200, answer.body[:300]
+    deeper = {"a": RECORDS[0]}
+    for _ in range(64):
+        deeper = {"a": deeper}
+    assert server.request("POST", "/predict", [deeper] * 2).status == 400
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(alphabet='[]{}"\\,:ab', max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\a', max_size=3), inner),
+    max_leaves=30,
+)
+
+
+def reference_depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(reference_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(reference_depth, value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=JSON_VALUES, ascii_only=st.booleans())
+def test_nesting_is_the_parsed_depth(value: Any, ascii_only: bool) -> None:
+    from mlpack._serving.wire import nesting
+
+    assert nesting(json.dumps(value, ensure_ascii=ascii_only).encode()) == reference_depth(value)
+
+
+def test_the_kubernetes_limit_holds_the_servers_worst_case() -> None:
+    from mlpack._serving.wire import Limits
+    from mlpack.deploy.k8s import Footprint
+
+    worst = Limits().worst_case_bytes  # two 10 MiB bodies, their copies, 1M elements parsed each
+    assert 140 * MIB < worst < 160 * MIB
+    footprint = Footprint(model_bytes=MIB, rss_bytes=80 * MIB, peak_bytes=90 * MIB, requests_bytes=worst)
+    assert int(footprint.memory_limit.removesuffix("Mi")) * MIB >= footprint.rss_bytes + worst

@@ -59,7 +59,7 @@ def decode(tensor: Any, raw: memoryview, name: str, limit: int) -> List[Any]:
         raise ClientError(413, f"input '{name}': {count} values is over the limit of {limit}")
     if datatype == "BYTES":
         return _strings(raw, count, name)
-    if datatype not in _NUMPY:
+    if not isinstance(datatype, str) or datatype not in _NUMPY:  # a list or an object is no datatype either
         raise ClientError(400, f"input '{name}': datatype {str(datatype)[:20]!r} is not supported")
     dtype = np.dtype(_NUMPY[datatype])
     if len(raw) != count * dtype.itemsize:

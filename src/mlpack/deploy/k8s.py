@@ -45,6 +45,8 @@ class Footprint:
     model_bytes: int
     rss_bytes: int
     peak_bytes: int
+    # What requests in flight may hold at once, from the server's own limits (Limits.worst_case_bytes).
+    requests_bytes: int = 64 * MIB
 
     @property
     def memory_request(self) -> str:
@@ -52,8 +54,10 @@ class Footprint:
 
     @property
     def memory_limit(self) -> str:
-        # Peak (session creation copies the model) plus room for request bodies being parsed.
-        headroom = max(self.peak_bytes * 1.5, self.rss_bytes * 2) + 4 * self.model_bytes + 64 * MIB
+        # Peak (session creation copies the model) plus the most that requests in flight can hold:
+        # with the default limits two 10 MiB bodies, their copies and parses (150 MiB), so no request
+        # can take a replica past its limit (a 3 MiB nested body once reached 240 MB against 208 MiB).
+        headroom = max(self.peak_bytes * 1.5, self.rss_bytes * 2) + 4 * self.model_bytes + self.requests_bytes
         return f"{_round_up(headroom, 16 * MIB) // MIB}Mi"
 
 
@@ -150,7 +154,16 @@ def measure(artifact: Path, metadata: Metadata) -> Footprint:
                 server.wait()
             if server.stderr:
                 server.stderr.close()
-    return Footprint(model_bytes=model_bytes, rss_bytes=rss, peak_bytes=peak)
+    return Footprint(model_bytes=model_bytes, rss_bytes=rss, peak_bytes=peak, requests_bytes=_requests_bytes(metadata))
+
+
+def _requests_bytes(metadata: Metadata) -> int:
+    """The server's worst case for requests in flight with the limits baked into the model ([serve])."""
+    from mlpack._serving.wire import Limits
+
+    body = metadata.get("serve", {}).get("max_body_bytes")
+    limits = Limits(max_body_bytes=int(body)) if isinstance(body, int) and body > 0 else Limits()
+    return limits.worst_case_bytes
 
 
 def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
@@ -184,6 +197,7 @@ def _annotations(metadata: Metadata, footprint: Footprint) -> dict[str, str]:
         "mlpack.io/model-bytes": str(footprint.model_bytes),
         "mlpack.io/measured-rss-bytes": str(footprint.rss_bytes),
         "mlpack.io/measured-peak-bytes": str(footprint.peak_bytes),
+        "mlpack.io/worst-requests-bytes": str(footprint.requests_bytes),
     }
 
 
