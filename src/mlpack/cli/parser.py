@@ -1,0 +1,152 @@
+"""The argument parser: every command, its flags and help, one place."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlpack import __version__
+from mlpack.cli.commands import (
+    cmd_build,
+    cmd_estimators,
+    cmd_experiments,
+    cmd_init,
+    cmd_inspect,
+    cmd_k8s,
+    cmd_models,
+    cmd_monitor,
+    cmd_predict,
+    cmd_publish,
+    cmd_score,
+    cmd_serve,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 too; keep its usage line, lose nothing
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mlpack.runtime import add_predict_arguments  # shared with the model wheel's own CLI
+
+    parser = _Parser(prog="mlpack", description="MongoDB data to a verified ONNX model, a model wheel and an image.")
+    parser.add_argument("--version", action="version", version=f"mlpack {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    common.add_argument("-v", "--verbose", action="store_true", help="show progress even when not on a terminal")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    build = commands.add_parser("build", parents=[common], help="train, export, verify and package a model")
+    build.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
+    build.add_argument("--out", type=Path, help="output folder (default: PROJECT/dist)")
+    build.add_argument("--version", dest="version", help="model version, overriding [model].version")
+    build.add_argument("--force", action="store_true", help="rebuild a version the registry already holds")
+    build.add_argument(
+        "--image",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build the Docker image (default: when the config has [image] and an engine answers)",
+    )
+    build.set_defaults(handler=cmd_build)
+
+    inspect = commands.add_parser(
+        "inspect", parents=[common], help="show the metadata of a .onnx, a model .whl, or an image (tag or archive)"
+    )
+    inspect.add_argument("artifact")
+    inspect.set_defaults(handler=cmd_inspect)
+
+    predict = commands.add_parser("predict", parents=[common], help="predict for a JSON Lines, JSON or CSV file")
+    predict.add_argument("artifact", help="a .onnx or model .whl built by mlpack")
+    add_predict_arguments(predict)
+    predict.set_defaults(handler=cmd_predict)
+
+    serve = commands.add_parser("serve", help="serve a .onnx or model .whl over HTTP")
+    serve.add_argument("artifact", help="a .onnx or model .whl built by mlpack")
+    from mlpack._serving import add_serve_arguments
+
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+    models = commands.add_parser("models", parents=[common], help="list the builds in the registry")
+    models.add_argument("name", nargs="?", help="only this model")
+    models.add_argument("--config", default=".", help="project folder or mlpack.toml naming the registry (default: .)")
+    models.set_defaults(handler=cmd_models)
+
+    experiments = commands.add_parser(
+        "experiments", parents=[common], help="list the logged trials of cross-validation and search, best first"
+    )
+    experiments.add_argument("name", nargs="?", help="only this model")
+    experiments.add_argument("--version", dest="version", help="only this version of it")
+    experiments.add_argument(
+        "--config", default=".", help="project folder or mlpack.toml naming the database (default: .)"
+    )
+    experiments.set_defaults(handler=cmd_experiments)
+
+    publish = commands.add_parser("publish", parents=[common], help="upload the built wheel and sdist with twine")
+    publish.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
+    publish.add_argument("--version", dest="version", help="the version to publish (default: [model].version)")
+    publish.add_argument("--dist", type=Path, help="folder holding the build (default: PROJECT/dist)")
+    target = publish.add_mutually_exclusive_group()
+    target.add_argument("--repository-url", help="the package index's upload URL")
+    target.add_argument("--repository", help="a repository named in ~/.pypirc")
+    publish.set_defaults(handler=cmd_publish)
+
+    init = commands.add_parser("init", parents=[common], help="scaffold a new model project")
+    init.add_argument("name", help="the model's name (also the folder created)")
+    init.add_argument("--directory", default=".", help="where to create it (default: .)")
+    init.set_defaults(handler=cmd_init)
+
+    monitor = commands.add_parser(
+        "monitor", parents=[common], help="drift and live quality of a served model from its inference log"
+    )
+    monitor.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
+    monitor.add_argument("--since", help="start of the window: ISO 8601 time or a duration before now (24h, 7d)")
+    monitor.add_argument("--until", help="end of the window (default: now)")
+    monitor.add_argument("--threshold", type=float, default=0.2, help="PSI above which to exit 1 (default: 0.2)")
+    monitor.add_argument("--html", type=Path, help="also write a self-contained HTML report to this file")
+    monitor.add_argument("--version", dest="version", help="the model version (default: [model].version)")
+    monitor.add_argument("--dist", type=Path, help="folder holding the build report (default: PROJECT/dist)")
+    monitor.add_argument("--model", help="read the baseline from this .onnx or model .whl instead of the build report")
+    monitor.set_defaults(handler=cmd_monitor)
+
+    score = commands.add_parser(
+        "score", parents=[common], help="score a collection with the built wheel into another collection"
+    )
+    score.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
+    score.add_argument("--into", required=True, help="collection (same database) that receives the results")
+    score.add_argument("--engine", choices=["local", "spark"], default="local", help="default: local")
+    score.add_argument("--master", help="spark: the master URL (default: an active session, else local[*])")
+    score.add_argument("--filter", help="only documents matching this MongoDB query (Extended JSON)")
+    score.add_argument("--batch-size", type=int, default=1000, help="documents per prediction and write")
+    score.add_argument("--partitions", type=int, help="spark: _id ranges (default: 2 per core)")
+    score.add_argument("--version", dest="version", help="the built version to use (default: [model].version)")
+    score.add_argument("--dist", type=Path, help="folder holding the build (default: PROJECT/dist)")
+    score.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="a document the model cannot read: stop (default) or skip it and report it",
+    )
+    score.set_defaults(handler=cmd_score)
+
+    kube = commands.add_parser(
+        "k8s", parents=[common], help="Kubernetes (or KServe) manifests for the model's image, on stdout"
+    )
+    kube.add_argument("artifact", help="the model .whl or .onnx (its server's memory is measured)")
+    kube.add_argument("--replicas", type=int, default=2, help="replicas, and the autoscaler's minimum (default: 2)")
+    kube.add_argument("--max-replicas", type=int, help="the autoscaler's maximum (default: 4 x --replicas)")
+    kube.add_argument("--image", help="the image reference (default: NAME:VERSION, as mlpack build tags it)")
+    kube.add_argument("--port", type=int, default=8080, help="the port the image serves on ([image].port)")
+    kube.add_argument("--namespace", help="put every object in this namespace")
+    kube.add_argument("--kserve", action="store_true", help="a KServe InferenceService (protocol v2) instead")
+    kube.set_defaults(handler=cmd_k8s)
+
+    estimators = commands.add_parser("estimators", parents=[common], help="list the supported estimators")
+    estimators.set_defaults(handler=cmd_estimators)
+    return parser
