@@ -1,0 +1,281 @@
+"""The monitor's report: each feature's and the predictions' drift from the training baseline; live metrics."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlpack._serving.drift import DEFAULT_THRESHOLD, Profile, label_text
+from mlpack.config import load_config
+from mlpack.errors import ExternalError
+from mlpack.monitor.locate import CHUNK, LIVE_METRICS, Window, check_threshold, log_location, model_metadata
+from mlpack.runtime import Model
+
+
+# -- the report ----------------------------------------------------------------------------------
+@dataclass
+class Bin:
+    label: str
+    expected: float  # share in training
+    actual: float  # share in the log
+
+
+@dataclass
+class Distribution:
+    """One feature (or the predictions): PSI and data quality over the window."""
+
+    name: str
+    kind: str
+    values: int = 0  # records that carried the feature (present or missing)
+    psi: float | None = None
+    missing_rate: float = 0.0
+    training_missing_rate: float = 0.0
+    unknown_rate: float | None = None  # categoricals: share of values never seen in training
+    drifted: bool = False
+    bins: list[Bin] = field(default_factory=list)
+
+
+@dataclass
+class Feedback:
+    labels: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    build_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    model: str
+    version: str
+    since: str | None
+    until: str
+    threshold: float
+    records: int = 0
+    requests: int = 0
+    unreadable: int = 0  # logged requests whose inputs the model could not read (logged by another version?)
+    features: list[Distribution] = field(default_factory=list)
+    predictions: Distribution | None = None
+    feedback: Feedback = field(default_factory=Feedback)
+
+    @property
+    def drifted(self) -> list[Distribution]:
+        rows = [*self.features, *([self.predictions] if self.predictions else [])]
+        return [row for row in rows if row.drifted]
+
+    def as_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["drifted"] = [row.name for row in self.drifted]
+        return document
+
+
+class _Tally:
+    """Slot counts of one profile over the whole window."""
+
+    def __init__(self, name: str, profile: Profile) -> None:
+        self.name = name
+        self.profile = profile
+        self.counts = np.zeros(profile.slots, dtype=np.int64)
+
+    def add(self, values: Any) -> None:
+        self.counts += self.profile.counts_of(values)
+
+    def result(self, threshold: float, training_missing: float) -> Distribution:
+        profile, counts = self.profile, self.counts
+        total = int(counts.sum())
+        present = counts[: profile.value_bins]
+        row = Distribution(self.name, profile.kind, values=total, training_missing_rate=training_missing)
+        if total:
+            row.missing_rate = round(float(counts[profile.missing_bin]) / total, 6)
+            if profile.unknown_bin >= 0:
+                row.unknown_rate = round(float(counts[profile.unknown_bin]) / total, 6)
+        row.psi = profile.psi(counts)
+        row.drifted = row.psi is not None and row.psi > threshold
+        shown = present.sum()
+        row.bins = [
+            Bin(label, round(float(expected), 6), round(float(count) / shown, 6) if shown else 0.0)
+            for label, expected, count in zip(profile.labels, profile.expected, present)
+        ]
+        return row
+
+
+def _documents(collection: Any, model: str, version: str, window: Window) -> Iterator[Mapping[str, Any]]:
+    query = {"model": model, "version": version, **window.query()}
+    projection = {"inputs": 1, "predictions": 1, "route": 1, "feedback": 1}
+    yield from collection.find(query, projection, batch_size=CHUNK).sort("at", 1)
+
+
+def _records_of(document: Mapping[str, Any]) -> Any:
+    """A logged request's inputs as the runtime takes them: one record, a list, or (v2) columns."""
+    return document.get("inputs")
+
+
+def analyse(documents: Iterable[Mapping[str, Any]], metadata: Mapping[str, Any], threshold: float) -> Report:
+    """Fold the logged requests into per-feature and prediction distributions, and the feedback pairs."""
+    baseline = metadata["baseline"]
+    model = Model(b"", metadata)  # only `feeds` is used: no onnxruntime session is created
+    inputs = {f.name: f.input for f in model.features}
+    tallies = {name: _Tally(name, Profile(entry)) for name, entry in baseline["features"].items() if name in inputs}
+    prediction = _Tally("predictions", Profile(baseline["predictions"]))
+    classification = metadata["task"] == "classification"
+    report = Report(
+        model=metadata["name"],
+        version=metadata["version"],
+        since=None,
+        until="",
+        threshold=threshold,
+    )
+    truths: list[Any] = []
+    guesses: list[Any] = []
+
+    def count(feeds: Mapping[str, Any], predictions: list[Any]) -> None:
+        for name, tally in tallies.items():
+            tally.add(feeds[inputs[name]])
+        prediction.add([label_text(p) for p in predictions] if classification else predictions)
+
+    def one_by_one(batch: list[Mapping[str, Any]]) -> None:
+        """Each document read on its own: the careful path, which can tell which one is unreadable."""
+        for document in batch:
+            try:
+                feeds, _ = model.feeds(_records_of(document))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                report.unreadable += 1
+                continue
+            predictions = list(document.get("predictions") or [])
+            if len(next(iter(feeds.values()))) != len(predictions):
+                report.unreadable += 1
+                continue
+            report.records += len(predictions)
+            count(feeds, predictions)
+
+    def together(batch: list[Mapping[str, Any]]) -> None:
+        """Requests of records read in one `feeds` call (a per-document call cost ~0.5 ms on 10k logs)."""
+        records: list[Any] = []
+        predictions: list[Any] = []
+        for document in batch:
+            inputs_ = document.get("inputs")
+            records += inputs_ if isinstance(inputs_, list) else [inputs_]
+            predictions += list(document.get("predictions") or [])
+        try:
+            feeds, _ = model.feeds(records)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            one_by_one(batch)
+            return
+        report.records += len(predictions)
+        count(feeds, predictions)
+
+    batch: list[Mapping[str, Any]] = []
+    size = 0
+    for document in documents:
+        report.requests += 1
+        inputs_ = document.get("inputs")
+        predictions = document.get("predictions") or []
+        records = len(inputs_) if isinstance(inputs_, list) else 1
+        for index, label in _feedback_of(document, len(predictions)):
+            truths.append(label)
+            guesses.append(predictions[index])
+        if isinstance(inputs_, (list, Mapping)) and records == len(predictions) and not _is_columns(inputs_):
+            batch.append(document)
+            size += records
+            if size >= CHUNK:
+                together(batch)
+                batch, size = [], 0
+        else:  # v2 columns, or something odd: on its own
+            one_by_one([document])
+    if batch:
+        together(batch)
+    for name, tally in tallies.items():
+        report.features.append(tally.result(threshold, float(baseline["features"][name].get("missing", 0.0))))
+    report.predictions = prediction.result(threshold, 0.0)
+    report.feedback = _live_metrics(truths, guesses, metadata)
+    return report
+
+
+def _is_columns(inputs: Any) -> bool:
+    """A v2 request is logged as columns ({feature: [values]}), not as records."""
+    return isinstance(inputs, Mapping) and any(isinstance(v, list) for v in inputs.values())
+
+
+def _feedback_of(document: Mapping[str, Any], count: int) -> Iterator[tuple[int, Any]]:
+    """(record index, true label) pairs a client sent back for this logged request.
+
+    `feedback` is the list the server's POST /feedback pushes {index, label, at} onto (or one entry).
+    """
+    feedback = document.get("feedback")
+    entries = feedback if isinstance(feedback, list) else [feedback] if isinstance(feedback, Mapping) else []
+    latest: dict[int, Any] = {}  # a record's outcome sent again (a retry, a correction): the last one counts
+    for entry in entries:
+        if not isinstance(entry, Mapping) or "label" not in entry:
+            continue
+        index = entry.get("index", 0)
+        if isinstance(index, int) and 0 <= index < count:
+            latest[index] = entry["label"]
+    yield from latest.items()
+
+
+def _live_metrics(truths: list[Any], guesses: list[Any], metadata: Mapping[str, Any]) -> Feedback:
+    from mlpack.train import METRICS
+
+    task = metadata["task"]
+    result = Feedback(labels=len(truths), build_metrics=dict(metadata.get("metrics", {})))
+    if not truths:
+        return result
+    if task == "classification":
+        y = np.array([label_text(t) for t in truths], dtype=object)
+        p = np.array([label_text(g) for g in guesses], dtype=object)
+        classes = sorted(set(y) | set(p))
+    else:
+        try:
+            y = np.array([float(t) for t in truths])
+        except (TypeError, ValueError):
+            return result  # feedback that is not a number cannot score a regression
+        p = np.array(guesses, dtype=float)
+        classes = []
+    for name in LIVE_METRICS[task]:
+        if task == "regression" and name == "r2" and len(y) < 2:
+            continue
+        value = METRICS[name].score(y, p, None, classes)
+        if math.isfinite(value):
+            result.metrics[name] = round(value, 6)
+    return result
+
+
+def monitor(
+    project: str | Path = ".",
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    version: str | None = None,
+    dist: str | Path | None = None,
+    artifact: str | None = None,
+) -> Report:
+    """The report for one model version over a window of its inference log."""
+    from mlpack.source import connect
+
+    config = load_config(project)
+    window = Window.parse(since, until)
+    threshold = check_threshold(threshold)
+    metadata = model_metadata(config, version=version, dist=Path(dist) if dist else None, artifact=artifact)
+    where = log_location(config, metadata)
+    client = connect(where.uri)
+    try:
+        collection = client[where.database][where.collection]
+        try:
+            report = analyse(_documents(collection, metadata["name"], metadata["version"], window), metadata, threshold)
+        except Exception as exc:  # pymongo's errors while reading: the database went away or refused
+            from pymongo.errors import PyMongoError
+
+            if isinstance(exc, PyMongoError):
+                raise ExternalError(
+                    f"reading the inference log {where.database}.{where.collection} failed: {exc}"
+                ) from None
+            raise
+    finally:
+        client.close()
+    report.since = window.since.strftime("%Y-%m-%dT%H:%M:%SZ") if window.since else None
+    report.until = window.until.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return report

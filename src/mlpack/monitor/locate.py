@@ -1,0 +1,148 @@
+"""Which model and which inference log to read, and the time window: the options of `mlpack monitor`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from mlpack.config import Config
+from mlpack.errors import ConfigError
+
+CHUNK = 2000  # logged records read through the runtime at once
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
+_UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# Label metrics (the log holds labels, not probabilities), by task.
+LIVE_METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "f1_macro"),
+    "regression": ("r2", "rmse", "mae"),
+}
+
+
+# -- options -------------------------------------------------------------------------------------
+def parse_time(text: str, *, flag: str, now: datetime) -> datetime:
+    """An ISO 8601 date or time (UTC unless it says otherwise), or a duration before now: 30m, 24h, 7d, 2w."""
+    value = text.strip()
+    relative = _RELATIVE.match(value.lower())
+    if relative:
+        amount, unit = float(relative.group(1)), relative.group(2)
+        return now - timedelta(**{_UNITS[unit]: amount})
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{flag} {text!r} is not a time: use ISO 8601 (2026-11-27, 2026-11-27T15:00Z) or a duration (30m, 24h, 7d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    since: datetime | None
+    until: datetime
+
+    @classmethod
+    def parse(cls, since: str | None, until: str | None, *, now: datetime | None = None) -> Window:
+        now = now or datetime.now(tz=UTC)
+        start = parse_time(since, flag="--since", now=now) if since else None
+        end = parse_time(until, flag="--until", now=now) if until else now
+        if start is not None and start >= end:
+            raise ConfigError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
+        return cls(start, end)
+
+    def query(self) -> dict[str, Any]:
+        # MongoDB stores times to the millisecond without a zone: compare naive UTC.
+        bounds: dict[str, Any] = {"$lt": self.until.replace(tzinfo=None)}
+        if self.since is not None:
+            bounds["$gte"] = self.since.replace(tzinfo=None)
+        return {"at": bounds}
+
+
+def check_threshold(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"--threshold must be a positive number, got {value:g}")
+    return value
+
+
+# -- which model, which log ----------------------------------------------------------------------
+def model_metadata(config: Config, *, version: str | None, dist: Path | None, artifact: str | None) -> dict[str, Any]:
+    """The metadata (with its baseline) of the model version being monitored."""
+    if artifact:
+        from mlpack.artifacts import read_metadata
+
+        metadata = read_metadata(artifact)
+    else:
+        folder = dist or config.project_dir / "dist"
+        wanted = version or config.model.version
+        if wanted == "auto":
+            wanted = _newest_built(config.model.name, folder)
+        report = folder / f"{config.model.name}-{wanted}.json"
+        if not report.is_file():
+            raise ConfigError(
+                f"no build of {config.model.name} {wanted} in {folder} (no {report.name}): "
+                "pass --version, --dist or --model ARTIFACT, or run `mlpack build`"
+            )
+        try:
+            metadata = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{report} cannot be read: {exc}") from None
+    if not metadata.get("baseline"):
+        raise ConfigError(
+            f"{metadata.get('name')} {metadata.get('version')} has no training baseline in its metadata "
+            "(built by an older mlpack): rebuild it to monitor drift"
+        )
+    return dict(metadata)
+
+
+def _newest_built(name: str, folder: Path) -> str:
+    versions = []
+    for report in folder.glob(f"{name}-*.json"):
+        try:
+            versions.append(Version(report.stem[len(name) + 1 :]))
+        except InvalidVersion:
+            continue
+    if not versions:
+        raise ConfigError(f'no build of {name} in {folder}: version "auto" needs one (or pass --version)')
+    return str(max(versions))
+
+
+@dataclass(frozen=True)
+class LogLocation:
+    uri: str
+    database: str
+    collection: str
+    uri_env: str
+
+
+def log_location(config: Config, metadata: Mapping[str, Any]) -> LogLocation:
+    """Where the server writes its log: the same variables and [serve] keys the server reads."""
+    settings = {**metadata.get("serve", {})}
+    serve = config.serve
+    uri_env = settings.get("inference_log_uri_env") or serve.inference_log_uri_env
+    candidates = [uri_env, "MLPACK_INFERENCE_LOG_URI", config.source.uri_env]
+    for name in candidates:
+        uri = os.environ.get(name, "").strip()
+        if uri:
+            break
+    else:
+        raise ConfigError(
+            f"no inference log to read: set {uri_env} (the server's log connection string) "
+            f"or {config.source.uri_env} to the MongoDB that holds it"
+        )
+    database = os.environ.get("MLPACK_INFERENCE_LOG_DB") or settings.get(
+        "inference_log_database", serve.inference_log_database
+    )
+    collection = os.environ.get("MLPACK_INFERENCE_LOG_COLLECTION") or settings.get(
+        "inference_log_collection", serve.inference_log_collection
+    )
+    return LogLocation(uri, database, collection, name)

@@ -1,0 +1,141 @@
+"""The report as text for the terminal and as a self-contained HTML page."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from mlpack.errors import ConfigError
+from mlpack.monitor.analysis import Bin, Report
+
+
+# -- output --------------------------------------------------------------------------------------
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _psi_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def render_text(report: Report) -> str:
+    span = f"{report.since or 'the start'} to {report.until}"
+    lines = [
+        f"{report.model} {report.version}: {report.records} records in {report.requests} logged requests, {span}",
+    ]
+    if report.unreadable:
+        lines.append(
+            f"  ({report.unreadable} logged requests could not be read by this model version and were skipped)"
+        )
+    rows = [("", "PSI", "missing", "training missing", "unknown categories")]
+    for row in [*report.features, *([report.predictions] if report.predictions else [])]:
+        flag = " !" if row.drifted else ""
+        rows.append(
+            (
+                row.name if row is not report.predictions else "(predictions)",
+                _psi_text(row.psi) + flag,
+                _percent(row.missing_rate) if row is not report.predictions else "-",
+                _percent(row.training_missing_rate) if row is not report.predictions else "-",
+                _percent(row.unknown_rate) if row.kind == "categorical" and row is not report.predictions else "-",
+            )
+        )
+    widths = [max(len(cells[i]) for cells in rows) for i in range(len(rows[0]))]
+    for cells in rows:
+        lines.append("  " + "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
+    feedback = report.feedback
+    if feedback.labels:
+        metrics = ", ".join(
+            f"{name} {value:.4f}"
+            + (f" (build {feedback.build_metrics[name]:.4f})" if name in feedback.build_metrics else "")
+            for name, value in feedback.metrics.items()
+        )
+        lines.append(f"live metrics on {feedback.labels} feedback labels: {metrics or 'none computable'}")
+    else:
+        lines.append("live metrics: no feedback labels in this window (POST /feedback sends them)")
+    if report.drifted:
+        names = ", ".join(f"{row.name} ({row.psi:.3f})" for row in report.drifted if row.psi is not None)
+        lines.append(f"drift above the threshold {report.threshold:g}: {names}")
+    else:
+        lines.append(f"no PSI above the threshold {report.threshold:g}")
+    return "\n".join(lines)
+
+
+def render_html(report: Report) -> str:
+    """A self-contained page (no scripts, no network): the table, and per feature its bins as bars."""
+    rows = []
+    sections = []
+    for row in [*report.features, *([report.predictions] if report.predictions else [])]:
+        css = ' class="drift"' if row.drifted else ""
+        rows.append(
+            f"<tr{css}><td>{html.escape(row.name)}</td><td>{row.kind}</td><td>{_psi_text(row.psi)}</td>"
+            f"<td>{_percent(row.missing_rate)}</td><td>{_percent(row.training_missing_rate)}</td>"
+            f"<td>{_percent(row.unknown_rate)}</td></tr>"
+        )
+        sections.append(f"<h3>{html.escape(row.name)} — PSI {_psi_text(row.psi)}</h3>{_bars(row.bins)}")
+    feedback = report.feedback
+    live = (
+        "".join(
+            f"<tr><td>{name}</td><td>{value:.4f}</td><td>{feedback.build_metrics.get(name, float('nan')):.4f}</td></tr>"
+            for name, value in feedback.metrics.items()
+        )
+        or '<tr><td colspan="3">no feedback labels in this window</td></tr>'
+    )
+    title = html.escape(f"{report.model} {report.version}: drift and live quality")
+    drifted = ", ".join(html.escape(row.name) for row in report.drifted) or "none"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
+tr.drift td {{ background: #fde2e1; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{report.records} records in {report.requests} logged requests, from {report.since or "the start"} to {report.until}.
+PSI threshold {report.threshold:g}; above it: <strong>{drifted}</strong>.</p>
+<table><tr><th>feature</th><th>kind</th><th>PSI</th><th>missing</th><th>training missing</th>
+<th>unknown categories</th></tr>
+{"".join(rows)}
+</table>
+<h2>Live metrics ({feedback.labels} feedback labels)</h2>
+<table><tr><th>metric</th><th>live</th><th>build (test split)</th></tr>{live}</table>
+<h2>Distributions</h2>
+<p class="legend"><span style="background:#8da0cb"></span>training<span style="background:#fc8d62"></span>logged</p>
+{"".join(sections)}
+</body></html>
+"""
+
+
+def _bars(bins: list[Bin]) -> str:
+    """Training and logged shares per bin as horizontal bars in inline SVG."""
+    height, width = 18, 260
+    parts = []
+    for index, item in enumerate(bins):
+        y = index * height * 2
+        parts.append(
+            f'<text x="0" y="{y + 13}" font-size="11">{html.escape(item.label[:28])}</text>'
+            f'<rect x="190" y="{y}" width="{item.expected * width:.1f}" height="{height - 3}" fill="#8da0cb"/>'
+            f'<rect x="190" y="{y + height - 3}" width="{item.actual * width:.1f}" height="{height - 3}"'
+            ' fill="#fc8d62"/>'
+            f'<text x="{195 + max(item.expected, item.actual) * width:.1f}" y="{y + 13}" font-size="11">'
+            f"{item.expected:.1%} / {item.actual:.1%}</text>"
+        )
+    total = max(1, len(bins)) * height * 2
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="560" height="{total}">{"".join(parts)}</svg>'
+
+
+def write_html(report: Report, path: str | Path) -> Path:
+    """Written next to its final name, then renamed: never a half-written page."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"--html {target} is a folder: name a file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(f".{target.name}.tmp")
+        staged.write_text(render_html(report), encoding="utf-8")
+        os.replace(staged, target)
+    except OSError as exc:
+        raise ConfigError(f"cannot write --html {target}: {exc.strerror}") from None
+    return target
