@@ -1,0 +1,200 @@
+"""What the card shows, computed once from the model and the split: importances, distributions, curves."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+from sklearn.inspection import permutation_importance
+
+from mlpack.estimators import has_probabilities
+from mlpack.runtime import Metadata
+from mlpack.train import METRICS, Split, TrainedModel
+
+IMPORTANCE_REPEATS = 5
+MAX_POINTS = 2000  # scatter plots of larger test splits show an even sample of this many points
+MAX_CURVE_POINTS = 500  # ROC/PR curves of large test splits keep an even sample of their vertices
+MAX_IMPORTANCE_ROWS = 5000  # permutation importance on an even sample of larger test splits (time)
+TOP_CATEGORIES = 12
+BINS = 20
+
+
+@dataclass
+class Importance:
+    feature: str
+    mean: float  # the drop of the score when the feature's column is shuffled (higher = more important)
+    std: float
+
+
+@dataclass
+class Distribution:
+    feature: str
+    kind: str  # "numeric" | "categorical"
+    missing: int
+    rows: int
+    edges: list[float] = field(default_factory=list)  # numeric: histogram
+    counts: list[int] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)  # numeric: min, median, mean, max
+    categories: list[tuple[str, int]] = field(default_factory=list)  # categorical: most frequent first
+
+
+@dataclass
+class Curve:
+    label: str
+    xs: list[float]
+    ys: list[float]
+    area: float
+
+
+@dataclass
+class CardData:
+    task: str
+    scoring: str  # the metric permutation importance is measured with
+    importances: list[Importance]
+    distributions: list[Distribution]
+    classes: list[str] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)
+    roc: list[Curve] = field(default_factory=list)
+    pr: list[Curve] = field(default_factory=list)
+    balance: dict[str, dict[str, int]] = field(default_factory=dict)  # split → class → documents
+    actual: list[float] = field(default_factory=list)
+    predicted: list[float] = field(default_factory=list)
+    residuals: dict[str, float] = field(default_factory=dict)
+
+
+def card_data(trained: TrainedModel, rows: Split, metadata: Metadata) -> CardData:
+    """Everything the card shows, computed once (the HTML and the README render the same numbers)."""
+    scoring = next(iter(metadata["metrics"]))
+    seed = int(metadata.get("evaluation", {}).get("seed", 0))
+    data = CardData(
+        task=metadata["task"],
+        scoring=scoring,
+        importances=_importances(trained, metadata, scoring, seed),
+        distributions=_distributions(rows, metadata),
+    )
+    if trained.classes is not None:
+        _classification(data, trained, rows)
+    else:
+        _regression(data, trained)
+    return data
+
+
+def _importances(trained: TrainedModel, metadata: Metadata, scoring: str, seed: int) -> list[Importance]:
+    metric = METRICS[scoring]
+    classes = trained.classes or []
+    sign = 1.0 if metric.higher_is_better else -1.0  # an error that grows is a score that drops
+
+    def score(estimator: Any, x: Any, y: np.ndarray) -> float:
+        proba = estimator.predict_proba(x) if metric.uses_probabilities else None
+        value = metric.score(y, estimator.predict(x), proba, classes)
+        return sign * value if math.isfinite(value) else 0.0
+
+    keep = _even_sample(len(trained.test_target), MAX_IMPORTANCE_ROWS)
+    result = permutation_importance(
+        trained.pipeline,
+        trained.test_frame.iloc[keep],
+        trained.test_target[keep],
+        scoring=score,
+        n_repeats=IMPORTANCE_REPEATS,
+        random_state=seed,
+    )
+    by_input = {f["input"]: f["name"] for f in metadata["features"]}
+    found = [
+        Importance(by_input.get(str(column), str(column)), round(float(mean), 6), round(float(std), 6))
+        for column, mean, std in zip(trained.test_frame.columns, result.importances_mean, result.importances_std)
+    ]
+    return sorted(found, key=lambda i: (-i.mean, i.feature))
+
+
+def _distributions(rows: Split, metadata: Metadata) -> list[Distribution]:
+    out = []
+    for feature in metadata["features"]:
+        values = rows.train_columns.get(feature["name"])
+        if values is None:
+            continue
+        if feature["kind"] == "numeric":
+            numbers = np.asarray(values, dtype=np.float64)
+            present = numbers[~np.isnan(numbers)]
+            entry = Distribution(feature["name"], "numeric", int(len(numbers) - len(present)), len(numbers))
+            if len(present):
+                counts, edges = np.histogram(present, bins=BINS)
+                entry.counts, entry.edges = counts.tolist(), [round(float(e), 6) for e in edges]
+                entry.stats = {
+                    "min": round(float(present.min()), 6),
+                    "median": round(float(np.median(present)), 6),
+                    "mean": round(float(present.mean()), 6),
+                    "max": round(float(present.max()), 6),
+                }
+            out.append(entry)
+        elif feature["kind"] == "categorical":
+            # Only the categories the model tells apart (metadata's list): no rarer value of the training
+            # data (an id, a name) reaches the card. Text fields have no values chart, for the same reason.
+            from mlpack.runtime import MISSING_CATEGORY
+
+            counted = Counter(str(v) for v in values)
+            missing = counted.pop(MISSING_CATEGORY, 0)
+            known = feature.get("categories", {})
+            top = sorted(((k, n) for k, n in counted.items() if k in known), key=lambda item: (-item[1], item[0]))
+            out.append(
+                Distribution(feature["name"], "categorical", missing, len(values), categories=top[:TOP_CATEGORIES])
+            )
+    return out
+
+
+def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
+    classes = trained.classes or []
+    data.classes = [str(c) for c in classes]
+    predicted = trained.pipeline.predict(trained.test_frame)
+    data.confusion = skm.confusion_matrix(trained.test_target, predicted, labels=classes).tolist()
+    # Binary: the curves of the second class (scikit-learn's positive class); more: one vs rest each.
+    # A classifier without probabilities (LinearSVC) has no curves to draw.
+    positives = [1] if len(classes) == 2 else list(range(len(classes)))
+    if not has_probabilities(trained.pipeline):
+        positives = []
+    else:
+        proba = trained.pipeline.predict_proba(trained.test_frame)
+    for index in positives:
+        truth = np.asarray(trained.test_target == classes[index])
+        if truth.all() or not truth.any():
+            continue  # a class absent from the test split has no curve
+        fpr, tpr, _ = skm.roc_curve(truth, proba[:, index])
+        precision, recall, _ = skm.precision_recall_curve(truth, proba[:, index])
+        label = str(classes[index])
+        area = round(float(skm.auc(fpr, tpr)), 6)  # from the full curve, before thinning it for the picture
+        roc_keep, pr_keep = _even_sample(len(fpr), MAX_CURVE_POINTS), _even_sample(len(recall), MAX_CURVE_POINTS)
+        data.roc.append(Curve(label, _rounded(fpr[roc_keep]), _rounded(tpr[roc_keep]), area))
+        average = float(skm.average_precision_score(truth, proba[:, index]))
+        data.pr.append(Curve(label, _rounded(recall[pr_keep]), _rounded(precision[pr_keep]), round(average, 6)))
+    for name, target in (("train", rows.train_target), ("test", rows.test_target)):
+        counted = Counter(target.tolist())
+        data.balance[name] = {str(c): int(counted.get(c, 0)) for c in classes}
+
+
+def _regression(data: CardData, trained: TrainedModel) -> None:
+    actual = np.asarray(trained.test_target, dtype=np.float64)
+    predicted = np.asarray(trained.pipeline.predict(trained.test_frame), dtype=np.float64)
+    residuals = actual - predicted
+    data.residuals = {
+        "mean": round(float(residuals.mean()), 6),
+        "std": round(float(residuals.std()), 6),
+        "mae": round(float(np.abs(residuals).mean()), 6),
+        "max_abs": round(float(np.abs(residuals).max()), 6),
+    }
+    keep = _even_sample(len(actual))
+    data.actual = _rounded(actual[keep])
+    data.predicted = _rounded(predicted[keep])
+
+
+def _even_sample(n: int, most: int = MAX_POINTS) -> np.ndarray:
+    """Row indexes: all of them, or `most` spread evenly (first and last included), deterministically."""
+    if n <= most:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, most).round().astype(int))
+
+
+def _rounded(values: Any) -> list[float]:
+    return [round(float(v), 6) for v in values]
