@@ -1,0 +1,184 @@
+"""The sections of `mlpack.toml`: one frozen dataclass each, whose fields and type hints are the schema."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlpack import names
+from mlpack.errors import ConfigError
+from mlpack.features.expressions import Expression, Kind, input_fields, parse_derived
+
+CONFIG_FILE = "mlpack.toml"
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str
+    task: Task
+    version: str = "auto"
+    description: str = ""
+
+    @property
+    def import_name(self) -> str:
+        return re.sub(r"[-.]+", "_", self.name).lower()
+
+
+@dataclass(frozen=True)
+class SourceSection:
+    database: str
+    collection: str
+    uri_env: str = "MONGODB_URI"
+    filter: dict[str, Any] = field(default_factory=dict)
+    limit: int = 0
+    seed: str = ""
+    embedded: bool = False
+
+
+@dataclass(frozen=True)
+class FeaturesSection:
+    target: str
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    weight: str = ""  # a per-document sample weight used in training; not a model input
+    datetime: list[str] = field(default_factory=list)  # BSON dates → date parts, in the graph
+    text: list[str] = field(default_factory=list)  # free text → TF-IDF of words, in the graph
+    derived: dict[str, str] = field(default_factory=dict)  # name → expression (mlpack.features.expressions)
+    target_transform: Literal["", "log1p", "log", "sqrt"] = ""  # regression: fit on f(target)
+    # Names for the classes, keyed by the class's canonical text ("0", "true"): predictions use them.
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def declared_kinds(self) -> dict[str, Kind]:
+        """The kind of every field a [features] list names, as the expression language calls them."""
+        kinds: dict[str, Kind] = {path: "number" for path in self.numeric}
+        kinds.update({path: "category" for path in self.categorical})
+        kinds.update({path: "date" for path in self.datetime})
+        kinds.update({path: "text" for path in self.text})
+        return kinds
+
+    @functools.cached_property
+    def expressions(self) -> list[Expression]:
+        """[features.derived], parsed and checked (an ExpressionError, exit 2, names the feature)."""
+        return parse_derived(self.derived, self.declared_kinds)
+
+    @property
+    def expression_fields(self) -> dict[str, Kind]:
+        """Fields only the expressions read (no list names them), with the kind their use gives them."""
+        declared = self.declared_kinds
+        return {path: kind for path, kind in input_fields(self.expressions).items() if path not in declared}
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every document path the model reads: the inputs of its ONNX graph, in order."""
+        return [*self.numeric, *self.categorical, *self.datetime, *self.text, *self.expression_fields]
+
+    def input_kind(self, path: str) -> Kind:
+        return {**self.expression_fields, **self.declared_kinds}[path]
+
+    @property
+    def loaded(self) -> list[str]:
+        """Every document path a build reads, once each: the inputs, the target, and the weight if any
+        (a weight or target that an expression also reads is loaded once, or its values would shift)."""
+        return list(dict.fromkeys([*self.inputs, self.target, *([self.weight] if self.weight else [])]))
+
+
+@dataclass(frozen=True)
+class PreprocessingSection:
+    numeric_impute: Literal["median", "mean", "constant"] = "median"
+    numeric_fill_value: float = 0.0  # with numeric_impute = "constant"
+    scale: Literal["auto", "standard", "robust", "none"] = "auto"  # auto: only scale-sensitive estimators
+    max_categories: int = 50  # rarer categories share one "other" column
+    text_max_words: int = 1000  # vocabulary cap per text field (words and two-word phrases)
+
+
+@dataclass(frozen=True)
+class EstimatorSection:
+    class_path: str = field(metadata={"key": "class"})
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    test_size: float = 0.2
+    seed: int = 0
+    metrics: list[str] = field(default_factory=list)  # empty: the task's defaults
+    gates: dict[str, float] = field(default_factory=dict)
+    cv: int = 0  # k-fold cross-validation on the training split; 0 = none
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """Hyper-parameter search over the estimator's params; every trial is logged."""
+
+    params: dict[str, list[Any]]
+    method: Literal["grid", "random"] = "grid"
+    scoring: str = ""  # default: the first metric
+    cv: int = 0  # folds; default: [evaluation].cv, else 3
+    n_iter: int = 10  # random search: how many points of the space
+    seed: int = 0  # random search's sampling, and the folds' shuffling
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    target_opset: int = 17
+    parity_tolerance: float = 1e-4
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    base: str = "python:3.11-slim"
+    port: int = 8080
+    tag: str = ""  # default: NAME:VERSION
+    python: str = ""  # the base image's Python ("3.11"); default: read from a python:X.Y base tag
+    arch: str = ""  # x86_64 or aarch64; default: this machine's
+    find_links: str = ""  # a local folder of wheels for the image's dependencies: no package index is asked
+
+    def tag_for(self, name: str, version: str) -> str:
+        tag = self.tag or f"{name.lower()}:{names.tag_text(version)}"
+        problem = names.image_tag(tag)
+        if problem is not None:  # only the default can fail here: a written tag was checked on load
+            raise ConfigError(f"the image tag {tag!r} made from [model].name {problem}: set [image].tag")
+        return tag
+
+
+@dataclass(frozen=True)
+class ServeSection:
+    """Defaults baked into the model for its HTTP server; environment variables override them."""
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    inference_log: bool = False
+    inference_log_uri_env: str = "MLPACK_INFERENCE_LOG_URI"  # the URI itself never enters an artifact
+    inference_log_database: str = "mlpack"
+    inference_log_collection: str = "inference_log"
+    drift_window: int = 1000  # recent records per worker that /metrics' drift figures cover; 0 = off
+
+
+@dataclass(frozen=True)
+class RegistrySection:
+    enabled: bool = True
+    collection: str = "mlpack_models"
+    experiments: str = "mlpack_experiments"  # the trials of cross-validation and search
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelSection
+    source: SourceSection
+    features: FeaturesSection
+    estimator: EstimatorSection
+    preprocessing: PreprocessingSection = field(default_factory=PreprocessingSection)
+    evaluation: EvaluationSection = field(default_factory=EvaluationSection)
+    search: SearchSection | None = None
+    export: ExportSection = field(default_factory=ExportSection)
+    image: ImageSection = field(default_factory=ImageSection)
+    serve: ServeSection = field(default_factory=ServeSection)
+    registry: RegistrySection = field(default_factory=RegistrySection)
+    # Where the file was read from: relative paths (the seed) resolve against it.
+    project_dir: Path = field(default=Path("."), metadata={"internal": True})
+    path: Path = field(default=Path(CONFIG_FILE), metadata={"internal": True})
+    image_configured: bool = field(default=False, metadata={"internal": True})  # an [image] table was written
