@@ -125,3 +125,42 @@ def test_drift_tracking_can_be_switched_off(built_model: BuildResult) -> None:
         assert server.stop() == 0
     assert "mlpack_requests_total" in text
     assert not re.search(r"^mlpack_feature_", text, re.M)
+
+
+@pytest.mark.parametrize(("value", "shown"), [("abc", "'abc'"), ("-3", "'-3'"), ("2.5", "'2.5'")])
+def test_a_bad_drift_window_is_one_line_and_exit_2(built_model: BuildResult, value: str, shown: str) -> None:
+    """As MLPACK_MAX_RECORDS=abc is: the server does not start, and says which setting and what it got."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mlpack", "serve", str(built_model.artifacts["wheel"]), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MLPACK_DRIFT_WINDOW": value},
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: MLPACK_DRIFT_WINDOW must be 0 (off) or a positive int, got {shown}"
+    ]
+
+
+def test_the_drift_window_comes_from_the_environment_then_serve_then_the_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlpack._serving.drift_tracking import DEFAULT_DRIFT_WINDOW, drift_window_size
+
+    monkeypatch.delenv("MLPACK_DRIFT_WINDOW", raising=False)
+    assert drift_window_size({}) == DEFAULT_DRIFT_WINDOW
+    assert drift_window_size({"drift_window": 0}) == 0
+    monkeypatch.setenv("MLPACK_DRIFT_WINDOW", "")  # empty is unset, as for the other MLPACK_* settings
+    assert drift_window_size({"drift_window": 50}) == 50
+    monkeypatch.setenv("MLPACK_DRIFT_WINDOW", "7")
+    assert drift_window_size({"drift_window": 50}) == 7
+    monkeypatch.delenv("MLPACK_DRIFT_WINDOW")
+    with pytest.raises(SystemExit) as exited:
+        drift_window_size({"drift_window": 2.5})  # a crafted wheel's metadata
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "error: [serve].drift_window must be 0 (off) or a positive int, got 2.5\n"
