@@ -42,9 +42,9 @@ class QualityGateError(MlpackError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, details: str = "") -> None:
+    def __init__(self, message: str, *, details: str = "", metadata: dict[str, Any] | None = None) -> None:
         super().__init__(message, details=details)
-        self.metadata: dict[str, Any] = {}  # metrics and parity of the rejected model, for the registry
+        self.metadata: dict[str, Any] = metadata or {}  # metrics and parity of the rejected model, for the registry
 
 
 class ExternalError(MlpackError):

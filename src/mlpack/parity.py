@@ -210,7 +210,7 @@ def _neighbour_ties(trained: TrainedModel) -> int:
     return int(np.sum(np.isclose(distances[:, k - 1], distances[:, k], rtol=1e-6, atol=1e-9)))
 
 
-def check_parity(report: ParityReport, classification: bool) -> None:
+def check_parity(report: ParityReport, classification: bool, metadata: dict[str, Any] | None = None) -> None:
     if report.within_tolerance and report.label_disagreements == 0:
         return
     details = (
@@ -222,4 +222,5 @@ def check_parity(report: ParityReport, classification: bool) -> None:
         + (f", {report.label_disagreements} row(s) disagree without a tie" if report.label_disagreements else "")
         + (f"\n  - diagnosis: {report.diagnosis}" if report.diagnosis else "")
     )
-    raise QualityGateError("ONNX and scikit-learn disagree beyond [export].parity_tolerance", details=details)
+    message = "ONNX and scikit-learn disagree beyond [export].parity_tolerance"
+    raise QualityGateError(message, details=details, metadata=metadata)

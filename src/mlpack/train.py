@@ -377,7 +377,7 @@ def train(
     )
 
 
-def check_gates(metrics: dict[str, float], gates: dict[str, float]) -> None:
+def check_gates(metrics: dict[str, float], gates: dict[str, float], metadata: dict[str, Any] | None = None) -> None:
     """Gates are minimums for scores (accuracy) and maximums for errors (rmse)."""
     failures = []
     for name, limit in gates.items():
@@ -387,4 +387,5 @@ def check_gates(metrics: dict[str, float], gates: dict[str, float]) -> None:
             relation = "at least" if higher else "at most"
             failures.append(f"  - {name} = {value:.6g}, the gate requires {relation} {limit:g}")
     if failures:
-        raise QualityGateError("quality gate failed", details="\n".join(["quality gates:", *failures]))
+        details = "\n".join(["quality gates:", *failures])
+        raise QualityGateError("quality gate failed", details=details, metadata=metadata)

@@ -1,0 +1,105 @@
+"""The model stage of a build: validated data in, a trained, gated, exported and verified model out.
+
+Cross-validation or search (each trial logged), training on the graph's own features, the quality
+gates, the ONNX export and the parity check on every row, then the drift baseline. Nothing here
+writes a file: `build.write_artifacts` does, from the `ExportedModel` this returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mlpack import experiments
+from mlpack._serving.drift import baseline_of
+from mlpack.config import Config
+from mlpack.export import onnx_input_names, to_onnx, with_metadata
+from mlpack.metadata import build_metadata
+from mlpack.parity import check_parity, parity_report
+from mlpack.runtime import Metadata, Model
+from mlpack.timings import StageClock
+from mlpack.train import Split, TrainedModel, check_gates, split, train
+from mlpack.validate import Dataset
+
+Progress = Callable[[str], None]
+
+
+def _silent(_message: str) -> None:
+    pass
+
+
+@dataclass
+class ExportedModel:
+    trained: TrainedModel
+    onnx_bytes: bytes  # the ONNX file, metadata included
+    metadata: Metadata
+    rows: Split | None = None  # the train/test split the model was fitted and scored on
+    experiment: experiments.Experiment | None = None
+
+
+def make_model(
+    config: Config,
+    dataset: Dataset,
+    *,
+    version: str,
+    created: datetime,
+    say: Progress = _silent,
+    log: experiments.TrialLog | None = None,
+    clock: StageClock | None = None,
+) -> ExportedModel:
+    """Cross-validate or search (each trial logged), train, gate, export and verify: validated data in,
+    an ONNX model that agrees with scikit-learn out."""
+    clock = clock or StageClock()
+    input_names = onnx_input_names(config.features.inputs)
+    rows = split(config, dataset)
+    log = log or experiments.TrialLog(
+        None, name=config.model.name, version=version, estimator=config.estimator.class_path
+    )
+    with clock.stage("train"):
+        experiment = experiments.run(config, rows, input_names, log, say=say)
+        best = {**config.estimator.params, **experiment.best_params} if experiment else None
+        say(f"training {config.estimator.class_path.rsplit('.', 1)[-1]} on {dataset.rows} rows")
+        trained = train(config, dataset, input_names, rows=rows, params=best)
+    if experiment is not None:
+        clock.trials = experiment.timings()
+
+    def metadata_with(**later: Any) -> Metadata:
+        return build_metadata(
+            config, dataset, version=version, created=created, trained=trained, experiment=experiment, **later
+        )
+
+    metadata = metadata_with()
+    # A rejected model's metadata (metrics, parity) goes with the error, for the registry's record.
+    check_gates(trained.metrics, config.evaluation.gates, metadata=dict(metadata))
+    say("exporting to ONNX")
+    with clock.stage("export"):
+        onnx_model = to_onnx(
+            trained, metadata["inputs"], opset=config.export.target_opset, graph_name=config.model.import_name
+        )
+    model = Model(onnx_model.SerializeToString(), metadata)
+    with clock.stage("parity"):
+        parity = parity_report(trained, model, config.export.parity_tolerance)
+    metadata = metadata_with(parity=parity)
+    check_parity(parity, classification=trained.classes is not None, metadata=dict(metadata))
+    metadata = metadata_with(
+        parity=parity, baseline=training_baseline(dataset, model, metadata, config.preprocessing.max_categories)
+    )
+    return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment)
+
+
+def training_baseline(dataset: Dataset, model: Model, metadata: Metadata, max_categories: int) -> dict[str, Any]:
+    """The drift baseline: the distribution of each input and of the ONNX model's own predictions
+    over the data the model was built from, which the server and `mlpack monitor` compare live traffic to."""
+    columns = dataset.columns()
+    predictions: list[Any] = []
+    for start in range(0, dataset.rows, 50_000):  # bounded memory on large collections
+        chunk = {name: values[start : start + 50_000] for name, values in columns.items()}
+        predictions += model.run(chunk)[0]
+    # Every graph input (fields read only by derived expressions too), by the document path it reads.
+    profiled = {entry["path"]: (entry["kind"], columns[entry["path"]]) for entry in metadata["inputs"]}
+    known = {f["name"]: set(f["categories"]) for f in metadata["features"] if "categories" in f}
+    return baseline_of(
+        profiled, predictions, metadata["task"], rows=dataset.rows, max_categories=max_categories, known=known
+    )
