@@ -376,23 +376,6 @@ def test_the_build_stores_a_baseline_of_its_data_and_predictions(built_model: An
     assert runtime.read_onnx_metadata(built_model.artifacts["onnx"])["baseline"] == baseline
 
 
-def test_drift_imports_only_stdlib_and_numpy() -> None:
-    """It is copied into every model wheel next to the server."""
-    import ast
-    import sys
-    from pathlib import Path
-
-    from mlpack._serving import drift
-
-    imported = set()
-    for node in ast.walk(ast.parse(Path(drift.__file__).read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert {name for name in imported if name not in sys.stdlib_module_names} == {"numpy"}
-
-
 def test_dates_are_binned_as_the_graph_takes_them() -> None:
     """int64 milliseconds since 1970, the smallest int64 for a missing date."""
     from mlpack._serving.drift import MISSING_DATE, datetime_profile

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import copy
 import math
 import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mlpack.runtime
 from mlpack.build import ExportedModel
 from mlpack.runtime import Model
 from tests.documents import CATEGORICAL, NUMERIC, fuzzed_subscriber, subscribers
@@ -57,20 +54,6 @@ def sklearn_frame(exported: ExportedModel, records: list[dict[str, Any]]) -> pd.
             ["__missing__" if get(r, path) is None else str(get(r, path)) for r in records], dtype=object
         )
     return pd.DataFrame(columns)
-
-
-def test_runtime_imports_only_stdlib_numpy_and_onnxruntime() -> None:
-    tree = ast.parse(Path(mlpack.runtime.__file__).read_text(encoding="utf-8"))
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    import sys
-
-    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
-    assert third_party == {"numpy", "onnxruntime"}
 
 
 def test_labels_and_probabilities_equal_scikit_learn_on_whole_documents(exported: ExportedModel, model: Model) -> None:

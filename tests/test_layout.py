@@ -1,0 +1,172 @@
+"""The shape of the code: the import rules of docs/architecture.md, and modules small enough to read."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "src" / "mlpack"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+# -- imports ------------------------------------------------------------------------------------
+# The contracts are in pyproject.toml ([tool.importlinter]); these tests run them, and check that
+# each of them still catches what it is there to catch.
+
+CONTRACTS = ("layers", "sealed-runtime", "sealed-spark-worker")
+
+
+def lint_imports(root: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-logo", "--no-cache"],
+        cwd=root,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_import_contracts_are_kept() -> None:
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in result.stdout
+
+
+# import-linter forbids named modules but cannot say "the standard library and these, nothing else",
+# which is what a model wheel and a Spark executor can rely on: this small checker says it. The
+# mlpack-internal half of the rule (no other mlpack module) is import-linter's sealed-* contracts.
+# Each pattern is a glob under src/mlpack; a file takes the allowance of the last pattern it matches.
+ALLOWED_OUTSIDE_STDLIB: dict[str, set[str]] = {
+    # Copied into every model wheel, whose only requirements are numpy and onnxruntime.
+    "runtime.py": {"numpy", "onnxruntime"},
+    "runtime/**/*.py": {"numpy", "onnxruntime"},
+    "_serving/**/*.py": {"numpy", "onnxruntime"},
+    "_serving/drift.py": {"numpy"},  # the drift statistics, also used by `mlpack monitor`: numpy alone
+    # Imported only when the inference log is switched on (the plain wheel has no pymongo; bson ships in it).
+    "_serving/inference_log.py": {"numpy", "onnxruntime", "pymongo", "bson"},
+    # Pickled by value onto Spark executors, which have pyspark, pymongo, onnxruntime and numpy but not
+    # mlpack; the wheel it loads brings onnxruntime and numpy itself.
+    "score_worker.py": {"pymongo", "pyspark"},
+}
+
+
+def imports_outside_stdlib(path: Path, package: Path) -> set[str]:
+    """The top-level names a file imports beyond the standard library; "mlpack" for a relative import
+    that climbs out of the file's world (its first folder under src/mlpack, or the file itself)."""
+    where = path.relative_to(package).parts
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and (len(where) == 1 or node.level >= len(where)):
+            names.add("mlpack")  # `from . import x` in runtime.py, `from .. import x` in _serving/
+    return {name for name in names if name not in sys.stdlib_module_names and name != "__future__"}
+
+
+def sealed_import_violations(package: Path) -> dict[str, set[str]]:
+    """Each sealed file (relative to `package`) → what it imports beyond its allowance."""
+    allowed: dict[Path, set[str]] = {}
+    for pattern, names in ALLOWED_OUTSIDE_STDLIB.items():
+        for path in package.glob(pattern):
+            allowed[path] = names
+    assert len(allowed) >= 10, f"the sealed files are not where the patterns look: {sorted(allowed)}"
+    found = {path: imports_outside_stdlib(path, package) - names for path, names in allowed.items()}
+    return {str(path.relative_to(package)): extra for path, extra in sorted(found.items()) if extra}
+
+
+def test_the_sealed_worlds_import_only_the_standard_library_and_their_allowance() -> None:
+    assert sealed_import_violations(PACKAGE) == {}
+    # What the runtime needs, as a whole (so a pattern that stopped matching would show here too).
+    runtime = [PACKAGE / "runtime.py", *PACKAGE.glob("runtime/**/*.py")]
+    assert set().union(*(imports_outside_stdlib(p, PACKAGE) for p in runtime if p.exists())) == {"numpy", "onnxruntime"}
+
+
+def test_the_rules_catch_what_they_are_there_to_catch(tmp_path: Path) -> None:
+    """A copy of the package with one planted break per rule: every contract and the checker fail."""
+    copy = tmp_path / "repo"
+    shutil.copytree(PACKAGE, copy / "src" / "mlpack", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", copy)
+    planted = copy / "src" / "mlpack"
+
+    def plant(relative: str, line: str) -> None:
+        path = planted / relative
+        path.write_text(path.read_text(encoding="utf-8") + f"\n{line}\n", encoding="utf-8")
+
+    plant("features/__init__.py", "import mlpack.build")  # a lower layer reaching up
+    plant("_serving/wire.py", "from mlpack import runtime")  # the shipped server reaching outside itself
+    plant("score_worker.py", "from mlpack import errors")  # the Spark worker importing mlpack
+    plant("_serving/drift.py", "import onnxruntime")  # beyond drift's allowance
+    plant("runtime.py", "import pandas")  # a build-side library in the wheel
+    plant("score_worker.py", "import numpy")  # executors get numpy from the wheel, not from here
+    plant("_serving/v2.py", "from .. import __version__")  # the package root: no contract sees it
+    (planted / "newcomer.py").write_text('"""A module no layer names."""\n', encoding="utf-8")
+
+    result = lint_imports(copy, env={"PYTHONPATH": str(copy / "src")})
+    assert result.returncode != 0
+    broken = [line for line in result.stdout.splitlines() if line.endswith("BROKEN")]
+    assert f"Contracts: 0 kept, {len(CONTRACTS)} broken." in result.stdout, result.stdout[-4000:]
+    assert len(broken) == len(CONTRACTS)
+    for expected in (
+        "mlpack.features is not allowed to import mlpack.build",
+        "mlpack._serving is not allowed to import mlpack.runtime",
+        "mlpack.score_worker is not allowed to import mlpack.errors",
+        "mlpack.newcomer",  # exhaustive: a new module has to be given a layer
+    ):
+        assert expected in result.stdout, (expected, result.stdout[-4000:])
+    assert sealed_import_violations(planted) == {
+        "_serving/drift.py": {"onnxruntime"},
+        "_serving/v2.py": {"mlpack"},
+        "_serving/wire.py": {"mlpack"},  # the checker sees an absolute import of mlpack too
+        "runtime.py": {"pandas"},
+        "score_worker.py": {"numpy", "mlpack"},
+    }
+
+
+# -- module size --------------------------------------------------------------------------------
+MAX_LINES = 400
+
+# Today's modules over MAX_LINES, each with its line count when this test was written as its
+# ceiling. This list may only shrink: a listed file may not grow, a file under the limit may not
+# join it, and an entry whose file is split (or back under the limit) must be deleted here.
+OVER_THE_LIMIT = {
+    "deploy/k8s.py": 430,
+    "runtime.py": 1085,
+}
+
+
+def line_counts(package: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(package)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted(package.rglob("*.py"))
+    }
+
+
+def size_problems(counts: dict[str, int], ceilings: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+    """(modules too long: over the limit and over their ceiling, if any; ceilings to delete)."""
+    too_long = {name: n for name, n in counts.items() if n >= MAX_LINES and n > ceilings.get(name, 0)}
+    done = sorted(name for name in ceilings if counts.get(name, 0) < MAX_LINES)
+    return too_long, done
+
+
+def test_every_module_is_under_the_line_limit_or_shrinking() -> None:
+    counts = line_counts(PACKAGE)
+    assert len(counts) > 50
+    too_long, done = size_problems(counts, OVER_THE_LIMIT)
+    assert not too_long, f"{MAX_LINES} lines or more (past their ceiling, if listed): split them: {too_long}"
+    assert not done, f"now under {MAX_LINES} lines, or gone: delete them from OVER_THE_LIMIT: {done}"
+
+
+def test_the_limit_and_the_ceilings() -> None:
+    ceilings = {"big.py": 500, "split.py": 450}
+    counts = {"small.py": MAX_LINES - 1, "new.py": MAX_LINES, "big.py": 500, "grown.py": 401, "split.py": 120}
+    assert size_problems(counts, ceilings) == ({"new.py": MAX_LINES, "grown.py": 401}, ["split.py"])
+    assert size_problems({**counts, "big.py": 501}, ceilings)[0]["big.py"] == 501
+    assert size_problems({"big.py": 480}, ceilings) == ({}, ["split.py"])  # shrinking, still listed
