@@ -429,20 +429,23 @@ def test_inference_log_switched_on_by_the_models_config(
     process = ServerProcess.mlpack(built.artifacts["onnx"], env={"CRM_LOG_URI": mongo_uri})
     try:
         assert process.request("POST", "/predict", RECORDS[:2]).status == 200
-        # An unused field MongoDB cannot store: the prediction answers; only that log record is lost.
+        # An unused field BSON cannot hold: the prediction answers, and its record is logged with its
+        # inputs as text (issue 24; it was dropped, and with a 5,000-digit integer its whole batch).
         assert process.request("POST", "/predict", {**RECORDS[2], "note": 10**30}).status == 200
         assert process.request("POST", "/predict", RECORDS[3]).status == 200
         collection = mongo_client["mlpack_test_log"]["served"]
         deadline = time.monotonic() + 15
-        while collection.count_documents({}) < 2 and time.monotonic() < deadline:
+        while collection.count_documents({}) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.5)  # one more flush interval: nothing else may arrive
-        logged = list(collection.find({}, {"_id": 0}))
-        assert len(logged) == 2
+        logged = list(collection.find({}, {"_id": 0}).sort("at", 1))
+        assert len(logged) == 3
         assert len(logged[0]["predictions"]) == 2 and logged[0]["inputs"][0]["contract"] == RECORDS[0]["contract"]
+        assert "8-byte ints" in logged[1]["inputs_as_text"] and str(10**30) in logged[1]["inputs"]
         metrics = process.request("GET", "/metrics").body.decode()
-        assert 'mlpack_inference_log_records_total{outcome="dropped"} 1' in metrics
-        assert 'mlpack_inference_log_records_total{outcome="written"} 2' in metrics
+        assert 'mlpack_inference_log_records_total{outcome="dropped"} 0' in metrics
+        assert 'mlpack_inference_log_records_total{outcome="written"} 3' in metrics
+        assert "mlpack_inference_log_as_text_total 1" in metrics
     finally:
         assert process.stop() == 0
         mongo_client.drop_database("mlpack_test_log")

@@ -38,6 +38,9 @@ _METHODS = (*KNOWN_METHODS, "other", "-")  # "-": refused before the method was 
 _STATUSES = tuple(sorted(int(status) for status in HTTPStatus))
 _ERROR_KINDS = ("client", "server")
 _LOG_OUTCOMES = ("written", "dropped")
+# Why a record was dropped: queue over its bytes, database unreachable after the retries, refused by
+# it, or a record neither BSON nor its text form could hold / over MongoDB's 16 MiB.
+LOG_DROP_REASONS = ("queue_full", "unreachable", "refused", "unencodable", "too_large")
 _FEEDBACK_OUTCOMES = ("stored", "unknown", "dropped")  # unknown: no logged prediction has that id
 
 
@@ -93,6 +96,9 @@ class Metrics:
             "predictions": 1,
             "errors": len(_ERROR_KINDS),
             "log": len(_LOG_OUTCOMES),
+            "log_dropped": len(LOG_DROP_REASONS),
+            "log_as_text": 1,
+            "log_queue_bytes": 1,  # a gauge: each process sets its own cell, a scrape sums them
             "feedback": len(_FEEDBACK_OUTCOMES),
         }
         self._at: dict[str, int] = {}
@@ -130,17 +136,26 @@ class Metrics:
         self,
         written: int = 0,
         dropped: int = 0,
+        reason: str = "",
+        as_text: int = 0,
         feedback_stored: int = 0,
         feedback_unknown: int = 0,
         feedback_dropped: int = 0,
     ) -> None:
-        """Inference log outcomes, counted by its writer thread."""
+        """Inference log outcomes, counted by its writer thread (and by requests it cannot queue)."""
         log_at, feedback_at, row = self._at["log"], self._at["feedback"], self.counters.row
         with self._lock:
             for index, count in enumerate((written, dropped)):
                 row[log_at + index] += count
+            if dropped and reason in LOG_DROP_REASONS:
+                row[self._at["log_dropped"] + LOG_DROP_REASONS.index(reason)] += dropped
+            row[self._at["log_as_text"]] += as_text
             for index, count in enumerate((feedback_stored, feedback_unknown, feedback_dropped)):
                 row[feedback_at + index] += count
+
+    def log_queue_bytes(self, queued: int) -> None:
+        """The bytes this process's inference log holds now (queued or being written)."""
+        self.counters.row[self._at["log_queue_bytes"]] = queued
 
     def observe_feeds(self, feeds: Mapping[str, np.ndarray], predictions: List[Any]) -> None:
         for observer in self.observers:
@@ -194,6 +209,18 @@ class Metrics:
                 f'mlpack_inference_log_records_total{{outcome="{outcome}"}} {int(totals[log_at + i])}'
                 for i, outcome in enumerate(_LOG_OUTCOMES)
             ),
+            "# HELP mlpack_inference_log_dropped_total Inference log records dropped, by why.",
+            "# TYPE mlpack_inference_log_dropped_total counter",
+            *(
+                f'mlpack_inference_log_dropped_total{{reason="{reason}"}} {int(totals[self._at["log_dropped"] + i])}'
+                for i, reason in enumerate(LOG_DROP_REASONS)
+            ),
+            "# HELP mlpack_inference_log_as_text_total Records logged with inputs as text, which BSON cannot hold.",
+            "# TYPE mlpack_inference_log_as_text_total counter",
+            f"mlpack_inference_log_as_text_total {int(totals[self._at['log_as_text']])}",
+            "# HELP mlpack_inference_log_queue_bytes Bytes the inference log holds, queued or being written.",
+            "# TYPE mlpack_inference_log_queue_bytes gauge",
+            f"mlpack_inference_log_queue_bytes {int(totals[self._at['log_queue_bytes']])}",
             "# HELP mlpack_feedback_total True outcomes sent to POST /feedback: stored, unknown id, or dropped.",
             "# TYPE mlpack_feedback_total counter",
             *(
@@ -206,4 +233,4 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-__all__ = ["KNOWN_METHODS", "LATENCY_BUCKETS", "Metrics", "Observer", "SharedCounters", "label"]
+__all__ = ["KNOWN_METHODS", "LATENCY_BUCKETS", "LOG_DROP_REASONS", "Metrics", "Observer", "SharedCounters", "label"]

@@ -72,6 +72,7 @@ class Limits:
     idle_timeout: float = 60.0  # s: for a request's head or body, or the next request on keep-alive
     write_timeout: float = 30.0  # s: for a client to take an answer (one that never reads is cut off)
     drain_timeout: float = 8.0  # s: SIGTERM waits this long for requests in flight; docker stop waits 10
+    log_queue_bytes: int = 0  # the inference log's queue; 0: 1/16 of the memory limit, 4 to 64 MiB
 
     @property
     def max_values(self) -> int:

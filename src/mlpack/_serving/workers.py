@@ -85,7 +85,9 @@ def _run_process(
 ) -> int:
     metrics.attach(slot)
     app = App(model, limits=limits, metrics=metrics)
-    app.inference_log = InferenceLog.from_settings(model, metrics.count_log)
+    app.inference_log = InferenceLog.from_settings(
+        model, metrics.count_log, max_bytes=limits.log_queue_bytes or None, gauge=metrics.log_queue_bytes
+    )
     watch = (lambda stop: _watch_parent(parent, stop)) if parent is not None else None
     try:
         asyncio.run(HttpServer(app).run(sock, banner, on_stop, watch))
@@ -131,13 +133,16 @@ def add_serve_arguments(parser: Any) -> None:
         "idle_timeout": "seconds to wait for a request's head or body, or the next request",
         "write_timeout": "seconds a client may take to read an answer",
         "drain_timeout": "seconds SIGTERM waits for requests in flight",
+        "log_queue_bytes": "bytes the inference log may queue while the database is slow or down",
     }
+    shown = {"log_queue_bytes": "1/16 of the memory limit, 4-64 MiB"}
     for spec in fields(Limits):
         parser.add_argument(
             f"--{spec.name.replace('_', '-')}",
             type=int if spec.type in ("int", int) else float,
             default=None,
-            help=f"{helps[spec.name]} (default: MLPACK_{spec.name.upper()} or {getattr(defaults, spec.name)})",
+            help=f"{helps[spec.name]} (default: MLPACK_{spec.name.upper()} or "
+            f"{shown.get(spec.name, getattr(defaults, spec.name))})",
         )
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlpack._serving.inference_log import MAX_QUEUE_BYTES, MEMORY_SHARE, MIN_QUEUE_BYTES
 from mlpack.artifacts import read_metadata
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.runtime import Metadata
@@ -58,6 +59,8 @@ class Footprint:
         # with the default limits two 10 MiB bodies, their copies and parses (150 MiB), so no request
         # can take a replica past its limit (a 3 MiB nested body once reached 240 MB against 208 MiB).
         headroom = max(self.peak_bytes * 1.5, self.rss_bytes * 2) + 4 * self.model_bytes + self.requests_bytes
+        # The inference log's queue takes a sixteenth of the limit by default (4 to 64 MiB): on top.
+        headroom += min(MAX_QUEUE_BYTES, max(MIN_QUEUE_BYTES, headroom / (MEMORY_SHARE - 1)))
         return f"{_round_up(headroom, 16 * MIB) // MIB}Mi"
 
 
