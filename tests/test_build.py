@@ -98,11 +98,17 @@ def test_build_writes_verified_artifacts_and_records_them(
             "churn_model/model.onnx",
             "churn_model/metadata.json",
             "churn_model/mlpack.toml",
-            "churn_model/_runtime.py",
+            "churn_model/_runtime/__init__.py",
+            "churn_model/_runtime/model.py",
             "churn_model/__init__.py",
             "churn_model/__main__.py",
         } <= names
-        assert wheel.read("churn_model/_runtime.py") == Path(mlpack.runtime.__file__).read_bytes()
+        # The runtime package whole, byte for byte, and nothing else of mlpack's build side.
+        runtime_dir = Path(mlpack.runtime.__file__).parent
+        for source in sorted(runtime_dir.glob("*.py")):
+            assert wheel.read(f"churn_model/_runtime/{source.name}") == source.read_bytes(), source.name
+        shipped = {n.split("/")[1] for n in names if n.startswith("churn_model/") and n.count("/") >= 2}
+        assert shipped == {"_runtime", "_serving"}, shipped
         assert wheel.read("churn_model/model.onnx") == (out / "churn-model-1.0.0.onnx").read_bytes()
         wheel_meta = wheel.read("churn_model-1.0.0.dist-info/METADATA").decode()
     assert "Requires-Dist: onnxruntime" in wheel_meta and "Requires-Dist: numpy" in wheel_meta

@@ -146,8 +146,9 @@ def render_project(
     for source in sorted((templates / "package").iterdir()):
         if source.is_file() and source.suffix == ".py":
             shutil.copyfile(source, package / source.name)
-    shutil.copyfile(runtime.__file__, package / "_runtime.py")
-    shutil.copytree(Path(_serving.__file__).parent, package / "_serving", ignore=shutil.ignore_patterns("__pycache__"))
+    no_caches = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(Path(runtime.__file__).parent, package / "_runtime", ignore=no_caches)
+    shutil.copytree(Path(_serving.__file__).parent, package / "_serving", ignore=no_caches)
     (package / "model.onnx").write_bytes(onnx_bytes)
     (package / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (package / "mlpack.toml").write_text(config_text, encoding="utf-8")

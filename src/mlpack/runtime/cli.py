@@ -1,0 +1,106 @@
+"""The predict command line, shared by `mlpack predict` and every model wheel's `python -m MODEL`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any, Optional, TextIO
+
+from .files import InputFileError, format_of, predict_file
+from .model import Model
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `mlpack predict` and `python -m MODEL predict` share."""
+    parser.add_argument("--input", "-i", required=True, help="input file ('-' = stdin)")
+    parser.add_argument("--format", choices=["jsonl", "json", "csv"], help="default: from the file's suffix")
+    parser.add_argument("--output", "-o", default="-", help="JSON Lines output file (default: stdout)")
+    parser.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="fail: stop at the first bad record (default); skip: report it (line and field), predict the rest",
+    )
+    parser.add_argument("--strict", action="store_true", help="absent fields and unknown categories are errors")
+
+
+def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO) -> int:
+    """Exit 0: all predicted; 1: a bad record stopped it (fail) or some were skipped (skip); 2: an input
+    file that cannot be read as a whole (absent, not UTF-8, broken CSV, JSON nested too deeply)."""
+    fmt = args.format or format_of(args.input)
+    try:
+        source: TextIO = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", newline="")
+    except OSError as exc:
+        print(f"error: cannot read --input {args.input}: {exc.strerror}", file=stderr)
+        return 2
+    try:
+        with source, _Output(args.output) as out:
+            summary = predict_file(model, source, fmt, out, on_error=args.on_error, errors=stderr, strict=args.strict)
+    except UnicodeDecodeError as exc:
+        print(f"error: --input {args.input}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=stderr)
+        return 2
+    except InputFileError as exc:
+        print(f"error: --input {args.input}: {exc}", file=stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {args.input}: {exc}", file=stderr)
+        return 1
+    except BrokenPipeError:  # the reader left (`| head`): the callers end quietly
+        raise
+    except OSError as exc:
+        print(f"error: cannot write {args.output}: {exc.strerror}", file=stderr)
+        return 2
+    if summary.skipped:
+        print(f"{summary.skipped} of {summary.records} record(s) skipped (see the lines above)", file=stderr)
+        return 1
+    return 0
+
+
+def main(model: Model, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None, server: Any = None) -> int:
+    """`python -m MODEL predict --input FILE` (and `serve`, given the server module): the model's CLI."""
+    parser = argparse.ArgumentParser(prog=prog or model.name, description=f"{model.name} {model.version}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="predict for a JSON Lines, JSON or CSV file ('-' = stdin)")
+    add_predict_arguments(predict)
+    commands.add_parser("info", help="print the model's metadata")
+    if server is not None:
+        serve = commands.add_parser("serve", help="serve predictions over HTTP")
+        server.add_serve_arguments(serve)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return int(server.serve_args(model, args))
+    if args.command == "info":
+        print(json.dumps(model.metadata, indent=2))
+        return 0
+    return run_predict(model, args, sys.stderr)
+
+
+class _Output:
+    """stdout, or a file written under a temporary name and renamed into place only on success."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stream: Optional[TextIO] = None
+        self.temporary = ""
+
+    def __enter__(self) -> TextIO:
+        if self.path == "-":
+            self.stream = sys.stdout
+            return self.stream
+        folder = os.path.dirname(os.path.abspath(self.path))
+        handle, self.temporary = tempfile.mkstemp(prefix=".mlpack-predict-", dir=folder)
+        self.stream = os.fdopen(handle, "w", encoding="utf-8")
+        return self.stream
+
+    def __exit__(self, kind: Any, *exc: object) -> None:
+        if self.stream is None or self.stream is sys.stdout:
+            return
+        self.stream.close()
+        if kind is None:
+            os.replace(self.temporary, self.path)
+        else:
+            os.unlink(self.temporary)

@@ -1,0 +1,219 @@
+"""Input files (JSON Lines, JSON, CSV), streamed in batches, and `predict_file`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, TextIO
+
+from .model import Model
+
+# -- reading input files, streamed ---------------------------------------------------------------
+BATCH_RECORDS = 2_000  # records predicted at once from a file: bounded memory, most of the batch speed
+
+
+@dataclass
+class Item:
+    """One record of an input file: where it was (line), and the record or why it could not be read."""
+
+    line: int
+    record: Any = None
+    error: Optional[str] = None
+
+
+def iter_records(stream: TextIO, fmt: str, model: Model) -> Iterator[Item]:
+    """Records one at a time from JSON Lines or CSV (streamed), or a JSON document (read whole)."""
+    if fmt == "jsonl":
+        return _jsonl_items(stream)
+    if fmt == "csv":
+        return _csv_items(stream, model)
+    if fmt == "json":
+        return _json_items(stream)
+    raise ValueError(f"unknown input format {fmt!r}: use jsonl, json or csv")
+
+
+def _jsonl_items(stream: TextIO) -> Iterator[Item]:
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            yield Item(number, json.loads(line))
+        except RecursionError:
+            yield Item(number, error="the record is nested too deeply")
+        except ValueError as exc:
+            yield Item(number, error=f"not valid JSON: {getattr(exc, 'msg', exc)}")
+
+
+def _json_items(stream: TextIO) -> Iterator[Item]:
+    try:
+        document = json.load(stream)
+    except RecursionError:
+        raise InputFileError("JSON nested too deeply to be records") from None
+    except ValueError as exc:
+        where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ValueError(f"not valid JSON: {getattr(exc, 'msg', exc)}{where}") from None
+    if isinstance(document, Mapping) and "instances" in document:
+        document = document["instances"]
+    if isinstance(document, Mapping):
+        document = [document]
+    if not isinstance(document, list):
+        raise ValueError('expected a record, a list of records or {"instances": [...]}')
+    for index, record in enumerate(document):
+        yield Item(index + 1, record)  # "line" is the record's position in the document here
+
+
+def _csv_items(stream: TextIO, model: Model) -> Iterator[Item]:
+    numeric = {f.name for f in model.features if f.kind == "numeric"}
+    reader = csv.DictReader(stream)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+            raise InputFileError(f"not a readable CSV file (line {reader.line_num}): {exc}") from None
+        number = reader.line_num
+        record: Dict[str, Any] = {}
+        error = None
+        for key, text in row.items():
+            if key is None:  # more cells than header names
+                error = "more values than columns in the header"
+                break
+            if key in numeric:
+                try:
+                    record[key] = float(text) if text not in ("", None) else None
+                except ValueError:
+                    error = f"field '{key}': expected a number, got {text!r}"
+                    break
+            else:
+                record[key] = None if text in ("", None) else text
+        yield Item(number, None if error else record, error)
+
+
+def read_records(stream: TextIO, fmt: str, model: Model) -> List[Any]:
+    """Every record of a file at once (small files; predict_file streams instead)."""
+    records = []
+    for item in iter_records(stream, fmt, model):
+        if item.error is not None:
+            raise ValueError(f"line {item.line}: {item.error}")
+        records.append(item.record)
+    return records
+
+
+def format_of(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    return {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}.get(suffix, "jsonl")
+
+
+@dataclass
+class PredictSummary:
+    records: int = 0
+    skipped: int = 0
+
+
+class InputFileError(ValueError):
+    """The input file as a whole cannot be read (not UTF-8, broken CSV, JSON nested too deeply): exit 2."""
+
+
+class RecordError(ValueError):
+    """A record of an input file that cannot be predicted: its line and why (the field is named)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line, self.reason = line, reason
+
+
+def predict_file(
+    model: Model,
+    source: TextIO,
+    fmt: str,
+    out: TextIO,
+    *,
+    on_error: str = "fail",
+    errors: Optional[TextIO] = None,
+    strict: bool = False,
+    batch: int = BATCH_RECORDS,
+) -> PredictSummary:
+    """One JSON line per input record: the prediction (and probabilities for classifiers), streamed.
+
+    The file is read and predicted `batch` records at a time, so memory stays bounded whatever its
+    size. `on_error="fail"` stops at the first bad record (RecordError naming line and field);
+    "skip" writes `{"line": N, "error": ...}` in its place (so output line k is still input record k),
+    reports it on `errors`, and predicts every other record.
+    """
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    summary = PredictSummary()
+    for chunk in _batches(iter_records(source, fmt, model), batch):
+        for line in _predict_chunk(model, chunk, on_error, strict):
+            if "error" in line:
+                summary.skipped += 1
+                if errors is not None:
+                    print(f"line {line['line']}: {line['error']}", file=errors)
+            out.write(json.dumps(line) + "\n")
+        summary.records += len(chunk)
+    return summary
+
+
+def _batches(items: Iterable[Item], size: int) -> Iterator[List[Item]]:
+    chunk: List[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _predict_chunk(model: Model, chunk: List[Item], on_error: str, strict: bool) -> List[Dict[str, Any]]:
+    readable = [item for item in chunk if item.error is None and isinstance(item.record, Mapping)]
+    if len(readable) == len(chunk):
+        try:
+            return _answer_lines(model, [item.record for item in chunk], strict)
+        except ValueError as exc:
+            if on_error == "fail":
+                raise _located(exc, chunk) from None
+    # Some record is bad: predict one by one to tell the bad from the good (only for this chunk).
+    lines = []
+    for item in chunk:
+        reason = item.error
+        if reason is None and not isinstance(item.record, Mapping):
+            reason = f"expected an object of fields, got {type(item.record).__name__}"
+        if reason is None:
+            try:
+                lines.extend(_answer_lines(model, [item.record], strict))
+                continue
+            except ValueError as exc:
+                reason = str(exc)
+        if on_error == "fail":
+            raise RecordError(item.line, reason)
+        lines.append({"line": item.line, "error": reason})
+    return lines
+
+
+def _located(exc: ValueError, chunk: List[Item]) -> RecordError:
+    """A batch error says "record i: ..."; the user wants the file's line."""
+    text = str(exc)
+    if text.startswith("record "):
+        head, _, rest = text.partition(": ")
+        try:
+            return RecordError(chunk[int(head.split()[1])].line, rest)
+        except (ValueError, IndexError):
+            pass
+    return RecordError(chunk[0].line, text)
+
+
+def _answer_lines(model: Model, records: List[Any], strict: bool) -> List[Dict[str, Any]]:
+    labels, probabilities, _ = model.run(records, strict=strict)
+    class_names = [str(c) for c in model.classes or []]
+    lines = []
+    for index, label in enumerate(labels):
+        line: Dict[str, Any] = {"prediction": label}
+        if probabilities is not None:
+            line["probabilities"] = dict(zip(class_names, probabilities[index]))
+        lines.append(line)
+    return lines

@@ -1,0 +1,271 @@
+"""`Model`: one ONNX model with its metadata; the onnxruntime session is made on first use."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from .contract import FLOAT32_MAX, MISSING_CATEGORY, Metadata, parse_metadata
+from .feeds import _INPUTS, _LISTLIKE_TYPES, Feature, _is_listlike, _values
+from .values import ABSENT, _shown, lookup
+
+
+class Model:
+    """One ONNX model with its mlpack metadata; the onnxruntime session is created on first use."""
+
+    def __init__(self, model: Union[bytes, str, "os.PathLike[str]"], metadata: Mapping[str, Any]) -> None:
+        self._model = model if isinstance(model, bytes) else os.fspath(model)
+        self.metadata: Metadata = parse_metadata(dict(metadata))
+        self.name: str = self.metadata["name"]
+        self.version: str = self.metadata["version"]
+        self.task: str = self.metadata["task"]
+        self.classes: Optional[List[Any]] = self.metadata.get("classes")
+        # A classifier without class probabilities (LinearSVC) says so; older models always had them.
+        self.probabilities: bool = self.task == "classification" and self.metadata.get("probabilities", True)
+        # What the graph is fed: every input (derived features' fields, dates, text), or for models
+        # built before `inputs` existed, the features.
+        inputs = self.metadata.get("inputs")
+        if inputs:
+            known = {f["name"]: f.get("categories") or {} for f in self.metadata["features"]}
+            self.features = [Feature.from_input(entry, known.get(entry["path"], {})) for entry in inputs]
+        else:
+            self.features = [Feature.from_metadata(entry) for entry in self.metadata["features"]]
+        self._decode = _class_decoder(self.classes, self.metadata.get("class_codes"))
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            with self._lock:  # many threads may ask at once; only one session is ever built
+                if self._session is None:
+                    self._session = _new_session(self._model)
+        return self._session
+
+    def load(self) -> Model:
+        """Create the session now rather than on the first prediction (servers call this at start)."""
+        _ = self.session
+        return self
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def feeds(self, data: Any, strict: bool = False) -> "tuple[Dict[str, np.ndarray], bool]":
+        """ONNX feeds for one record, a list of records, a dict of columns or a DataFrame.
+
+        Returns the feeds and whether a single record was given (its answer is then not a list).
+        `strict`: absent fields and categories never seen in training are errors, not missing values.
+        """
+        if type(data) is dict and not self._looks_like_columns(data):
+            return self._record_feeds(data, strict), True  # one record: the server's usual request
+        columns, single = self._columns(data, strict)
+        feeds: Dict[str, np.ndarray] = {}
+        for feature in self.features:
+            feeds[feature.input] = _INPUTS[feature.kind](feature, columns[feature.name], strict)
+        return feeds, single
+
+    def _record_feeds(self, record: Dict[str, Any], strict: bool) -> Dict[str, np.ndarray]:
+        """One record straight to [1, 1] tensors: the same reading as for many records (the careful
+        paths are shared), without building columns first, which costs more than the model for one."""
+        feeds: Dict[str, np.ndarray] = {}
+        for feature in self.features:
+            value = record.get(feature.name, ABSENT)
+            if value is ABSENT and len(feature.parts) > 1:
+                value = lookup(record, feature.name, feature.parts)
+            if value is ABSENT:
+                if strict:
+                    raise feature.problem("absent (strict: every field must be given)", 0, False)
+                value = None
+            kind = feature.kind
+            if kind == "numeric":
+                kind_of = type(value)
+                if value is None or (kind_of is float or kind_of is int) and -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                    feeds[feature.input] = np.array([[value]], dtype=np.float32)  # None becomes NaN: missing
+                    continue
+            elif kind == "categorical" and (value is None or type(value) is str and not strict):
+                feeds[feature.input] = np.array([[MISSING_CATEGORY if value is None else value]], dtype=object)
+                continue
+            feeds[feature.input] = _INPUTS[kind](feature, [value], strict)
+        return feeds
+
+    def _columns(self, data: Any, strict: bool) -> "tuple[Dict[str, Sequence[Any]], bool]":
+        if hasattr(data, "iloc") and hasattr(data, "columns"):  # a pandas DataFrame, without importing pandas
+            return self._dataframe_columns(data, strict), False
+        if isinstance(data, Mapping):
+            if self._looks_like_columns(data):
+                return self._column_dict(data, strict), False
+            return self._record_columns([data], strict), True
+        if isinstance(data, (list, tuple)):
+            if not data:
+                raise ValueError("no records given")
+            return self._record_columns(data, strict), False
+        raise ValueError(f"expected a record (dict), a list of records or a dict of columns, got {type(data).__name__}")
+
+    def _looks_like_columns(self, data: Mapping[str, Any]) -> bool:
+        """Columns when most of the model's fields hold lists; a record with one list in it is a record
+        (so the error names that field, not another one)."""
+        if _LISTLIKE_TYPES.isdisjoint(map(type, data.values())):
+            return False
+        found = [lookup(data, f.name, f.parts) for f in self.features]
+        lists = sum(1 for value in found if _is_listlike(value))
+        scalars = sum(1 for value in found if value is not ABSENT and not _is_listlike(value))
+        return lists > scalars
+
+    def _record_columns(self, records: Sequence[Any], strict: bool) -> Dict[str, Sequence[Any]]:
+        if set(map(type, records)) != {dict}:  # plain dicts (JSON, find()) skip the per-record check
+            for index, record in enumerate(records):
+                if not isinstance(record, Mapping):
+                    raise ValueError(f"record {index} is a {type(record).__name__}, not an object of fields")
+        return {feature.name: _values(records, feature, strict) for feature in self.features}
+
+    def _column_dict(self, data: Mapping[str, Any], strict: bool) -> Dict[str, Sequence[Any]]:
+        columns: Dict[str, Sequence[Any]] = {}
+        length = None
+        absent = []
+        for feature in self.features:
+            values = lookup(data, feature.name, feature.parts)
+            if values is ABSENT:
+                if strict:
+                    raise ValueError(f"missing column '{feature.name}' (strict: every field must be given)")
+                absent.append(feature.name)
+                continue
+            if not _is_listlike(values):
+                raise ValueError(f"column '{feature.name}' must be a list of values, got {_shown(values)}")
+            if length is None:
+                length = len(values)
+            elif len(values) != length:
+                raise ValueError(f"column '{feature.name}' has {len(values)} values, expected {length}")
+            columns[feature.name] = values
+        if not length:
+            raise ValueError("no records given")
+        for name in absent:  # an absent column is a column of missing values, as an absent field is
+            columns[name] = [None] * length
+        return columns
+
+    def _dataframe_columns(self, frame: Any, strict: bool) -> Dict[str, Sequence[Any]]:
+        if len(frame) == 0:
+            raise ValueError("no records given")
+        columns: Dict[str, Sequence[Any]] = {}
+        for feature in self.features:
+            if feature.name not in frame.columns:
+                if strict:
+                    raise ValueError(f"missing column '{feature.name}' (strict: every field must be given)")
+                columns[feature.name] = [None] * len(frame)
+            else:
+                columns[feature.name] = frame[feature.name].tolist()
+        return columns
+
+    # -- outputs --------------------------------------------------------------------------------
+    def run(
+        self,
+        data: Any,
+        observe: Optional[Callable[[Dict[str, np.ndarray], List[Any]], object]] = None,
+        strict: bool = False,
+    ) -> "tuple[List[Any], Optional[List[List[float]]], bool]":
+        """Labels (or values), class probabilities (classification) and whether one record came in.
+
+        `observe(feeds, labels)`, when given, sees the inputs exactly as the model read them (the
+        server's drift window counts them there rather than reading the records a second time).
+        `strict`: absent fields and categories never seen in training are errors.
+        """
+        feeds, single = self.feeds(data, strict)
+        outputs = self.session.run(None, feeds)
+        if self.task == "classification":
+            labels, probabilities = outputs[0].tolist(), outputs[1].tolist() if self.probabilities else None
+            if self._decode is not None:
+                decode = self._decode
+                labels = [decode[label] for label in labels]
+        else:
+            labels, probabilities = outputs[0].ravel().tolist(), None
+        if observe is not None:
+            observe(feeds, labels)
+        return labels, probabilities, single
+
+    def predict(self, data: Any, strict: bool = False) -> Any:
+        """One label (or value) for one record; a list for records, columns or a DataFrame."""
+        labels, _, single = self.run(data, strict=strict)
+        return labels[0] if single else labels
+
+    def predict_batches(self, frames: Iterable[Any]) -> Iterator[Any]:
+        """pandas DataFrames in, each with `prediction` (and `probabilities`) columns added, out.
+
+        The shape of Spark's `mapInPandas` and, one frame at a time, Dask's `map_partitions`. A
+        feature is read from its dotted column ("billing.method") or from a column of sub-documents
+        ("billing", as Spark hands over structs). Frames are never concatenated: memory stays one batch.
+        """
+        for frame in frames:
+            if len(frame) == 0:  # Spark sends empty batches; they keep their shape
+                empty: dict[str, list[Any]] = {"prediction": []}
+                if self.task == "classification":
+                    empty["probabilities"] = []
+                yield frame.assign(**empty)
+                continue
+            labels, probabilities, _ = self.run(self._frame_columns(frame))
+            added: dict[str, list[Any]] = {"prediction": labels}
+            if probabilities is not None:
+                added["probabilities"] = probabilities
+            yield frame.assign(**added)
+
+    def _frame_columns(self, frame: Any) -> dict[str, Sequence[Any]]:
+        columns: dict[str, Sequence[Any]] = {}
+        for feature in self.features:
+            if feature.name in frame.columns:
+                columns[feature.name] = frame[feature.name].tolist()
+            elif feature.parts[0] in frame.columns:
+                # Sub-documents (Spark structs as dicts): the rest of the path, read as any record is.
+                rest, parts = ".".join(feature.parts[1:]), feature.parts[1:]
+                outer = frame[feature.parts[0]].tolist()
+                values = [lookup(v, rest, parts) if isinstance(v, Mapping) else None for v in outer]
+                columns[feature.name] = [None if v is ABSENT else v for v in values]
+            else:
+                columns[feature.name] = [None] * len(frame)  # an absent column: missing values, as in records
+        return columns
+
+    def predict_proba(self, data: Any, strict: bool = False) -> Any:
+        """Class probabilities in the order of `classes`: one row per record."""
+        if self.task != "classification":
+            raise ValueError(f"{self.name} is a regression model: it has no class probabilities")
+        if not self.probabilities:
+            estimator = self.metadata.get("estimator", {}).get("class", "its estimator")
+            raise ValueError(f"{self.name} gives labels only: {estimator} has no class probabilities")
+        _, probabilities, single = self.run(data, strict=strict)
+        assert probabilities is not None
+        return probabilities[0] if single else probabilities
+
+
+def _class_decoder(classes: Optional[List[Any]], codes: Optional[List[Any]]) -> Optional[Dict[Any, Any]]:
+    """The graph emits integer or string codes; booleans and [features].labels names are mapped back here."""
+    if classes is None or codes is None or len(codes) != len(classes):
+        return None
+    if all(type(c) is type(k) and c == k for c, k in zip(classes, codes)):
+        return None
+    return dict(zip(codes, classes))
+
+
+def _new_session(model: Union[bytes, str]) -> Any:
+    import onnxruntime  # imported here so `import model_package` stays cheap until the first prediction
+
+    options = onnxruntime.SessionOptions()
+    threads = os.environ.get("MLPACK_THREADS")
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def read_onnx_metadata(model: Union[bytes, str, "os.PathLike[str]"]) -> Metadata:
+    """The mlpack metadata stored in an ONNX file's metadata_props (each value JSON-encoded)."""
+    session = _new_session(model if isinstance(model, bytes) else os.fspath(model))
+    props = session.get_modelmeta().custom_metadata_map
+    if "mlpack.metadata" not in props:
+        raise ValueError("this ONNX file has no mlpack metadata (was it built by mlpack?)")
+    try:
+        document = json.loads(props["mlpack.metadata"])
+    except RecursionError:
+        raise ValueError("not an mlpack model: its metadata is nested too deeply") from None
+    except ValueError:
+        raise ValueError("not an mlpack model: its metadata is not valid JSON") from None
+    return parse_metadata(document)

@@ -1,0 +1,171 @@
+"""One reading of a document, in training and in prediction: paths, numbers, category text, dates."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+import numpy as np
+
+from .contract import FLOAT32_MAX, MISSING_CATEGORY
+
+
+# -- one reading of a document ---------------------------------------------------------------------
+class _Absent:
+    """A field the document does not have (as opposed to one that is null)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT: Any = _Absent()
+
+
+def lookup(document: Mapping[str, Any], path: str, parts: Sequence[str]) -> Any:
+    """A field by dotted key ("billing.method") or by nested path ({"billing": {"method": ...}}).
+
+    ABSENT when the document does not have it. As in MongoDB's own reading of a dotted path (the
+    projection that loads the training data), a parent that is null or a plain value ({"billing": 5})
+    has no fields: the field is absent, hence missing (and refused under strict).
+    """
+    value = document.get(path, ABSENT)
+    if value is not ABSENT or len(parts) == 1:
+        return value
+    node: Any = document
+    for part in parts:
+        if not isinstance(node, Mapping):
+            return ABSENT
+        node = node.get(part, ABSENT)
+        if node is ABSENT:
+            return ABSENT
+    return node
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_decimal(value: Any) -> bool:
+    return type(value).__name__ in ("Decimal128", "Decimal")
+
+
+def _date_hint(value: Any) -> Optional[str]:
+    if isinstance(value, (_dt.date, _dt.time, np.datetime64)):
+        return "list the field under [features].datetime"
+    return None
+
+
+def to_number(value: Any) -> float:
+    """A numeric field's value as training and prediction both read it; NaN = missing.
+
+    ValueError (without the field's name: the caller adds it) for anything that is not a number.
+    """
+    if value is None or value is ABSENT:
+        return math.nan
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"expected a number, got {_shown(value)} (a boolean: list it under [features].categorical)")
+    if isinstance(value, (int, float, np.integer, np.floating)) or _is_decimal(value):
+        try:
+            number = float(value.to_decimal()) if type(value).__name__ == "Decimal128" else float(value)
+        except OverflowError:
+            raise ValueError(f"{str(value)[:20]}... is too large a number") from None
+        if number != number:
+            return math.nan
+        if not -FLOAT32_MAX <= number <= FLOAT32_MAX:
+            raise ValueError(f"{_shown(value)} is not a finite number within float32 range")
+        return number
+    hint = _date_hint(value)
+    raise ValueError(f"expected a number, got {_shown(value)}" + (f" (a date: {hint})" if hint else ""))
+
+
+def category_text(value: Any) -> str:
+    """A categorical field's value as training and prediction both read it: its canonical text.
+
+    `4`, `4.0`, `"4"`, `np.int64(4)` and Decimal128("4") are all "4"; True is "true"; None, NaN
+    and absent are MISSING_CATEGORY. Strings are kept as they are ("04" stays "04").
+    """
+    if type(value) is str:
+        return value
+    if value is None or value is ABSENT:
+        return MISSING_CATEGORY
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        try:
+            return str(int(value))
+        except ValueError:  # an integer too long to print (Python's int_max_str_digits)
+            raise ValueError("the value is too long for a category") from None
+    if isinstance(value, (float, np.floating)) or _is_decimal(value):
+        number = float(value.to_decimal()) if type(value).__name__ == "Decimal128" else float(value)
+        if number != number:
+            return MISSING_CATEGORY
+        if math.isinf(number):
+            raise ValueError(f"expected a category, got {_shown(value)}")
+        if number.is_integer():
+            return str(int(number))
+        return str(np.float32(number)) if isinstance(value, np.float32) else repr(number)
+    hint = _date_hint(value)
+    if hint:
+        raise ValueError(f"a date is not a category ({_shown(value)}): {hint}")
+    if isinstance(value, (Mapping, list, tuple, set, np.ndarray, bytes, bytearray)):
+        raise ValueError(f"expected a category (string, number or boolean), got {_shown(value)}")
+    return str(value)  # ObjectId, UUID and the like: their text is their identity
+
+
+# Types `np.array(values, dtype=float64)` converts exactly as `to_number` would (None → NaN).
+
+# -- dates ----------------------------------------------------------------------------------------
+# A date enters the graph as int64 milliseconds since 1970 UTC (BSON's own representation); a
+# missing one as the smallest int64, since int64 has no NaN.
+MISSING_DATE = -(2**63)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_ONE_MS = _dt.timedelta(milliseconds=1)
+_NAIVE_EPOCH = _dt.datetime(1970, 1, 1)  # naive datetimes are UTC, as pymongo returns them
+_ISO_FRACTION = re.compile(r"(\.\d+)")
+
+
+def date_milliseconds(value: Any) -> int:
+    """A date as milliseconds since 1970 UTC: a datetime (naive = UTC), an ISO 8601 string, or
+    Extended JSON {"$date": ...}; None or NaN is MISSING_DATE. Anything else is a ValueError."""
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING_DATE
+    if isinstance(value, _dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+        return (moment - _EPOCH) // _ONE_MS
+    if isinstance(value, _dt.date):
+        return (_dt.date(value.year, value.month, value.day) - _EPOCH.date()).days * 86_400_000
+    if isinstance(value, str):
+        return date_milliseconds(_parse_iso(value))
+    if isinstance(value, Mapping) and set(value) == {"$date"}:
+        inner = value["$date"]
+        if isinstance(inner, Mapping) and set(inner) == {"$numberLong"}:  # canonical Extended JSON
+            inner = inner["$numberLong"]
+            if isinstance(inner, str) and re.fullmatch(r"-?\d+", inner):
+                return int(inner)
+        elif isinstance(inner, int) and not isinstance(inner, bool):  # legacy Extended JSON
+            return inner
+        elif isinstance(inner, str):  # relaxed Extended JSON
+            return date_milliseconds(_parse_iso(inner))
+    raise ValueError(f'expected a date (a datetime, an ISO 8601 string or {{"$date": ...}}), got {value!r}')
+
+
+def _parse_iso(text: str) -> _dt.datetime:
+    """ISO 8601 with Python 3.9's fromisoformat: 'Z' and fractions of any length are normalised first."""
+    cleaned = text.strip()
+    if cleaned[-1:] in ("Z", "z"):
+        cleaned = cleaned[:-1] + "+00:00"
+    cleaned = _ISO_FRACTION.sub(lambda m: (m.group(1) + "000000")[:7], cleaned, count=1)
+    try:
+        if len(cleaned) == 10:
+            return _dt.datetime.combine(_dt.date.fromisoformat(cleaned), _dt.time())
+        return _dt.datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise ValueError(f"expected a date, got {text!r} (not ISO 8601, e.g. 2024-05-01T12:00:00Z)") from None
