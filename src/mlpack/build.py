@@ -6,7 +6,6 @@ folder inside `--out` (same file system) and renamed into place only once all st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from packaging.version import Version
 
 from mlpack import card, experiments, registry
 from mlpack.config import Config, load_config, with_version
+from mlpack.dist import BuildDir, sha256_of
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.estimators import make_estimator
 from mlpack.exported import ExportedModel, Progress, make_model
@@ -70,14 +70,6 @@ def preflight(config: Config) -> None:
     parse_filter(config.source.filter)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @contextmanager
 def scratch_folder(out: Path) -> Iterator[Path]:
     try:
@@ -122,7 +114,7 @@ def build(
             records = registry.Registry.for_config(database, config.registry)
             resolved_version = records.resolve_version(config.model.name, config.model.version, force=force)
             if config.model.version == "auto" and out_dir.is_dir():
-                taken = [resolved_version, registry.next_patch(versions_in(out_dir, config.model.name))]
+                taken = [resolved_version, registry.next_patch(BuildDir(out_dir, config.model.name).versions())]
                 resolved_version = max(taken, key=Version)
             if config.source.seed:
                 inserted = seed_collection(collection, config.project_dir / config.source.seed)
@@ -284,20 +276,6 @@ def _refuse_to_replace_a_different_build(
                 f"{target} already exists and holds a different build of the same name and version: "
                 'build another version (--version, or version = "auto"), or pass --force to replace it'
             )
-
-
-def versions_in(out_dir: Path, name: str) -> list[str]:
-    """The versions of `name` whose build reports are in `out_dir`: "auto" counts them as taken too,
-    so a throwaway registry (the embedded demo server) never hands out a version dist/ holds."""
-    found = []
-    for report in out_dir.glob(f"{name}-*.json"):
-        try:
-            document = json.loads(report.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if isinstance(document, dict) and document.get("name") == name and isinstance(document.get("version"), str):
-            found.append(document["version"])
-    return found
 
 
 def _move_into_place(source: Path, target: Path, stage: Path) -> None:

@@ -19,8 +19,8 @@ from string import Template
 from typing import Any
 
 from mlpack import names
-from mlpack.build import sha256_of
 from mlpack.config import Config, ModelSection, load_config
+from mlpack.dist import BuildDir, sha256_of
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.package.wheel import packaging_dir
 from mlpack.redaction import remember_uri
@@ -79,22 +79,8 @@ def _registry_is_throwaway(config: Config) -> bool:
 
 
 def _built_files(config: Config, version: str, dist: Path) -> tuple[dict[str, Any], list[Path]]:
-    report_path = dist / f"{config.model.name}-{version}.json"
-    if not report_path.is_file():
-        raise ConfigError(
-            f"no build of {config.model.name} {version} in {dist} (no {report_path.name}): run `mlpack build` first"
-        )
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    files = []
-    for kind in ("wheel", "sdist"):
-        entry = report["artifacts"][kind]
-        path = dist / entry["file"]
-        if not path.is_file():
-            raise ConfigError(f"{path} is missing: run `mlpack build` again")
-        if sha256_of(path) != entry["sha256"]:
-            raise ConfigError(f"{path} does not match its build report {report_path.name} (sha256 differs): rebuild it")
-        files.append(path)
-    return report, files
+    builds = BuildDir(dist, config.model.name)
+    return builds.report(version), [builds.verified(version, kind) for kind in ("wheel", "sdist")]
 
 
 def publish(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ from typing import Any
 
 from bson import json_util
 from bson.errors import BSONError
-from packaging.version import InvalidVersion, Version
 
 from mlpack.config import Config, load_config
+from mlpack.dist import BuildDir
 from mlpack.errors import ConfigError, DataError, outside
 from mlpack.redaction import display_uri
 from mlpack.score_worker import (
@@ -89,35 +88,9 @@ class ScoreResult:
 
 
 # -- the built wheel --------------------------------------------------------------------------
-def _wheel_stem(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()  # how wheel file names spell a distribution
-
-
 def find_wheel(config: Config, dist: Path, version: str | None) -> Path:
     """The model wheel of one built version (default: the config's; "auto": the newest in `dist`)."""
-    wanted = version or config.model.version
-    stem = _wheel_stem(config.model.name)
-    if wanted == "auto":
-        found = []
-        for path in dist.glob(f"{stem}-*-py3-none-any.whl"):
-            try:
-                found.append((Version(path.name.split("-")[1]), path))
-            except InvalidVersion:
-                continue
-        if not found:
-            raise ConfigError(f"no built wheel of {config.model.name} in {dist}: run `mlpack build` first")
-        return max(found)[1]
-    wheel = dist / f"{stem}-{wanted}-py3-none-any.whl"
-    if not wheel.is_file():
-        raise ConfigError(
-            f"no built wheel of {config.model.name} {wanted} in {dist} (no {wheel.name}): run `mlpack build`"
-        )
-    report = dist / f"{config.model.name}-{wanted}.json"
-    if report.is_file():  # the build report vouches for the wheel: refuse a file that was changed since
-        recorded = json.loads(report.read_text(encoding="utf-8")).get("artifacts", {}).get("wheel", {})
-        if recorded.get("sha256") and recorded["sha256"] != file_sha256(wheel):
-            raise ConfigError(f"{wheel} does not match its build report {report.name} (sha256 differs): rebuild it")
-    return wheel
+    return BuildDir(dist, config.model.name).wheel(version or config.model.version)
 
 
 # -- the request ------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -12,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from mlpack.config import Config
+from mlpack.dist import BuildDir
 from mlpack.errors import ConfigError
 
 CHUNK = 2000  # logged records read through the runtime at once
@@ -77,43 +75,20 @@ def check_threshold(value: float) -> float:
 # -- which model, which log ----------------------------------------------------------------------
 def model_metadata(config: Config, *, version: str | None, dist: Path | None, artifact: str | None) -> dict[str, Any]:
     """The metadata (with its baseline) of the model version being monitored."""
+    metadata: dict[str, Any]
     if artifact:
         from mlpack.artifacts import read_metadata
 
-        metadata = read_metadata(artifact)
+        metadata = dict(read_metadata(artifact))
     else:
-        folder = dist or config.project_dir / "dist"
-        wanted = version or config.model.version
-        if wanted == "auto":
-            wanted = _newest_built(config.model.name, folder)
-        report = folder / f"{config.model.name}-{wanted}.json"
-        if not report.is_file():
-            raise ConfigError(
-                f"no build of {config.model.name} {wanted} in {folder} (no {report.name}): "
-                "pass --version, --dist or --model ARTIFACT, or run `mlpack build`"
-            )
-        try:
-            metadata = json.loads(report.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{report} cannot be read: {exc}") from None
+        builds = BuildDir(dist or config.project_dir / "dist", config.model.name)
+        metadata = builds.report(builds.resolve(version or config.model.version))
     if not metadata.get("baseline"):
         raise ConfigError(
             f"{metadata.get('name')} {metadata.get('version')} has no training baseline in its metadata "
             "(built by an older mlpack): rebuild it to monitor drift"
         )
     return dict(metadata)
-
-
-def _newest_built(name: str, folder: Path) -> str:
-    versions = []
-    for report in folder.glob(f"{name}-*.json"):
-        try:
-            versions.append(Version(report.stem[len(name) + 1 :]))
-        except InvalidVersion:
-            continue
-    if not versions:
-        raise ConfigError(f'no build of {name} in {folder}: version "auto" needs one (or pass --version)')
-    return str(max(versions))
 
 
 @dataclass(frozen=True)
