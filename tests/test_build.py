@@ -230,14 +230,14 @@ _GOOD = {
             [
                 {
                     "_id": 1001,
-                    "tenure_months": "n/a",
+                    "tenure_months": "n/a months",
                     "support_calls": 1,
                     "contract": "monthly",
                     "billing": {"monthly_charges": 1.0, "method": "card"},
                     "label": "stayed",
                 }
             ],
-            ["numeric feature 'tenure_months': 1 bad value(s), e.g. _id 1001: expected a number, got 'n/a'"],
+            ["numeric feature 'tenure_months': 1 bad value(s), e.g. _id 1001: expected a number, got 'n/a months'"],
         ),
         (
             None,

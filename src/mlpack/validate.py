@@ -20,6 +20,7 @@ import numpy as np
 
 from mlpack.config import FeaturesSection, Task
 from mlpack.errors import DataError
+from mlpack.features.cleaning import missing_target, missing_target_hint, text_numbers_note, without_missing_targets
 from mlpack.features.expressions import unknown_field
 from mlpack.features.target import TRANSFORMS
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, category_text, date_milliseconds, to_number
@@ -43,6 +44,8 @@ class Dataset:
     texts: dict[str, np.ndarray] = field(default_factory=dict)  # strings, "" = missing
     target_kind: TargetKind = "float"  # what the target's values were: predictions come back as that
     warnings: list[str] = field(default_factory=list)  # not fatal; in the report and on the terminal
+    # [evaluation].split_field and the fields of test_filter as loaded, one value per document
+    split_values: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -56,6 +59,7 @@ class Dataset:
 class ValidationReport:
     rows: int
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # not problems: warnings for the dataset
 
     def render(self) -> str:
         lines = [f"data validation failed ({self.rows} documents):"]
@@ -95,6 +99,9 @@ def _check_numeric(path: str, values: list[Any], ids: list[Any], report: Validat
     if bad:
         report.problems.append(_report_bad("numeric", path, bad, ids))
         return None
+    note = text_numbers_note(path, values, numbers)
+    if note:
+        report.notes.append(note)
     return np.array(numbers, dtype=np.float64)
 
 
@@ -174,16 +181,15 @@ def _check_target_domain(
         )
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _check_target(
     path: str, values: list[Any], ids: list[Any], task: Task, report: ValidationReport
 ) -> tuple[np.ndarray, TargetKind] | None:
-    missing = [i for i, v in enumerate(values) if _is_missing(v)]
+    missing = missing_target(values, task == "regression")
     if missing:
-        report.problems.append(f"target '{path}': missing in {len(missing)} document(s), e.g. _id {ids[missing[0]]!s}")
+        report.problems.append(
+            f"target '{path}': missing in {len(missing)} document(s), e.g. _id {ids[missing[0]]!s}: "
+            + missing_target_hint(path)
+        )
         return None
     if task == "regression":
         numbers, bad = _read_all(values, to_number)
@@ -348,6 +354,8 @@ def validate(
         report.problems.append(f"field '{path}' is absent from all {raw.rows} documents ({hint})")
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
+    if features.drop_missing_target:  # the documents whose target is missing are left out, and counted
+        raw = without_missing_targets(raw, features.target, task == "regression", report.notes)
     by_kind: dict[str, list[str]] = {"number": [], "category": [], "date": [], "text": []}
     for path in features.inputs:
         by_kind[features.input_kind(path)].append(path)
@@ -371,7 +379,8 @@ def validate(
         dates={k: v for k, v in dates.items() if v is not None},
         texts={k: v for k, v in texts.items() if v is not None},
         target_kind=target[1],
+        split_values={path: raw.values[path] for path in features.split_fields},
     )
     dataset.fingerprint = fingerprint(dataset, features)
-    dataset.warnings = data_warnings(dataset, features, task, max_categories)
+    dataset.warnings = report.notes + data_warnings(dataset, features, task, max_categories)
     return dataset

@@ -51,6 +51,9 @@ class FeaturesSection:
     target_transform: Literal["", "log1p", "log", "sqrt"] = ""  # regression: fit on f(target)
     # Names for the classes, keyed by the class's canonical text ("0", "true"): predictions use them.
     labels: dict[str, str] = field(default_factory=dict)
+    drop_missing_target: bool = False  # leave out (and count) documents whose target is missing
+    # Fields the split reads ([evaluation].split_field, test_filter's): loaded, never model inputs.
+    split_fields: tuple[str, ...] = field(default=(), metadata={"internal": True})
 
     @property
     def declared_kinds(self) -> dict[str, Kind]:
@@ -84,7 +87,8 @@ class FeaturesSection:
     def loaded(self) -> list[str]:
         """Every document path a build reads, once each: the inputs, the target, and the weight if any
         (a weight or target that an expression also reads is loaded once, or its values would shift)."""
-        return list(dict.fromkeys([*self.inputs, self.target, *([self.weight] if self.weight else [])]))
+        weight = [self.weight] if self.weight else []
+        return list(dict.fromkeys([*self.inputs, self.target, *weight, *self.split_fields]))
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ class RegistrySection:
     enabled: bool = True
     collection: str = "mlpack_models"
     experiments: str = "mlpack_experiments"  # the trials of cross-validation and search
+    # Also keep each build's wheel and .onnx in the registry (GridFS), so NAME@ALIAS works without dist/.
+    store_artifacts: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO
 
 from .model import Model
+from .values import to_number
 
 # -- reading input files, streamed ---------------------------------------------------------------
 BATCH_RECORDS = 2_000  # records predicted at once from a file: bounded memory, most of the batch speed
@@ -82,11 +83,11 @@ def _csv_items(stream: TextIO, model: Model) -> Iterator[Item]:
             if key is None:  # more cells than header names
                 error = "more values than columns in the header"
                 break
-            if key in numeric:
+            if key in numeric:  # the one reading of a number: "NA" and "" are missing, " 54 " is 54
                 try:
-                    record[key] = float(text) if text not in ("", None) else None
-                except ValueError:
-                    error = f"field '{key}': expected a number, got {text!r}"
+                    record[key] = None if text is None else to_number(text)
+                except ValueError as exc:
+                    error = f"field '{key}': {exc}"
                     break
             else:
                 record[key] = None if text in ("", None) else text

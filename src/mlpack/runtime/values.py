@@ -61,10 +61,68 @@ def _date_hint(value: Any) -> Optional[str]:
     return None
 
 
+# Text a numeric field may hold for "no value", compared stripped and case-insensitively: R's NA
+# and pandas' read_csv missing markers (its defaults without the platform ones like "1.#IND").
+MISSING_NUMBER_TEXTS = ("", "na", "n/a", "#n/a", "nan", "-nan", "null", "none", "<na>")
+_MISSING_TEXTS = frozenset(MISSING_NUMBER_TEXTS)
+# A number written as text: decimal digits (ASCII only), optional sign, fraction and exponent; no
+# thousands separators, underscores, hex, "inf" or other spellings float() would also take.
+_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INTEGER_TEXT = re.compile(r"-?\d+", re.ASCII)
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", re.ASCII)
+# Canonical Extended JSON numbers (mongoexport, EJSON.stringify): the text is the number.
+_EXTENDED_NUMBERS = ("$numberInt", "$numberLong", "$numberDouble", "$numberDecimal")
+_EXTENDED_SPECIAL = {"NaN": math.nan, "-NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "Inf": math.inf}
+
+
+def extended_number(value: Any) -> Any:
+    """{"$numberInt": "3"} → 3, {"$numberDouble": "0.5"} → 0.5 (an int for Int/Long, else a float);
+    None when `value` is not a canonical Extended JSON number. A malformed one is a ValueError."""
+    if not isinstance(value, Mapping) or len(value) != 1:
+        return None
+    key, text = next(iter(value.items()))
+    if key not in _EXTENDED_NUMBERS:
+        return None
+    if isinstance(text, str):
+        if key in ("$numberInt", "$numberLong"):
+            if _INTEGER_TEXT.fullmatch(text) and len(text) <= 400:  # int() refuses thousands of digits
+                return int(text)
+        elif text in _EXTENDED_SPECIAL:
+            return _EXTENDED_SPECIAL[text]
+        elif _NUMBER_TEXT.fullmatch(text):
+            return float(text)
+    raise ValueError(f"expected a number, got {_shown(value)} (not a valid Extended JSON {key})")
+
+
+def _number_text(text: str) -> float:
+    """A numeric field's text: a missing marker (MISSING_NUMBER_TEXTS) is NaN, a number with spaces around
+    it is that number; anything else is a ValueError."""
+    cleaned = text.strip()
+    if cleaned.lower() in _MISSING_TEXTS:
+        return math.nan
+    if _NUMBER_TEXT.fullmatch(cleaned):
+        return _in_range(float(cleaned), text)
+    if _THOUSANDS.fullmatch(cleaned):
+        raise ValueError(f"expected a number, got {_shown(text)} (thousands separators are not read)")
+    raise ValueError(f"expected a number, got {_shown(text)}")
+
+
+def _in_range(number: float, value: Any) -> float:
+    if number != number:
+        return math.nan
+    if not -FLOAT32_MAX <= number <= FLOAT32_MAX:
+        raise ValueError(f"{_shown(value)} is not a finite number within float32 range")
+    return number
+
+
 def to_number(value: Any) -> float:
     """A numeric field's value as training and prediction both read it; NaN = missing.
 
-    ValueError (without the field's name: the caller adds it) for anything that is not a number.
+    Numbers (int, float, numpy, Decimal128) as they are; text is stripped, a missing marker
+    (MISSING_NUMBER_TEXTS: "NA", "", "n/a", "NaN", "null", ... in any case) is missing, and a
+    decimal number (" 54 ", "131.0", "-1e3") is read; canonical Extended JSON numbers
+    ({"$numberDouble": "0.0"}) are their number. ValueError (without the field's name: the caller
+    adds it) for anything else.
     """
     if value is None or value is ABSENT:
         return math.nan
@@ -75,11 +133,15 @@ def to_number(value: Any) -> float:
             number = float(value.to_decimal()) if type(value).__name__ == "Decimal128" else float(value)
         except OverflowError:
             raise ValueError(f"{str(value)[:20]}... is too large a number") from None
-        if number != number:
-            return math.nan
-        if not -FLOAT32_MAX <= number <= FLOAT32_MAX:
-            raise ValueError(f"{_shown(value)} is not a finite number within float32 range")
-        return number
+        return _in_range(number, value)
+    if isinstance(value, str):
+        return _number_text(value)
+    extended = extended_number(value)
+    if extended is not None:
+        try:
+            return _in_range(float(extended), value)
+        except OverflowError:
+            raise ValueError(f"{_shown(value)} is too large a number") from None
     hint = _date_hint(value)
     raise ValueError(f"expected a number, got {_shown(value)}" + (f" (a date: {hint})" if hint else ""))
 
@@ -112,6 +174,9 @@ def category_text(value: Any) -> str:
         if number.is_integer():
             return str(int(number))
         return str(np.float32(number)) if isinstance(value, np.float32) else repr(number)
+    extended = extended_number(value)
+    if extended is not None:
+        return category_text(extended)
     hint = _date_hint(value)
     if hint:
         raise ValueError(f"a date is not a category ({_shown(value)}): {hint}")

@@ -1,0 +1,87 @@
+"""What the reading of dirty values did to the training data, said in the build's warnings.
+
+The reading itself is the runtime's (`mlpack.runtime.to_number`: "NA" and "" are missing, " 54 "
+is 54), shared by training and every prediction path; this module only counts what it did, so
+that numbers stored as text are never accepted silently, and finds the documents whose target is
+missing for `[features].drop_missing_target`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from mlpack.errors import DataError
+from mlpack.runtime import to_number
+
+MISSING_TARGET_FILTER = '{{ "{path}" = {{ "$exists" = true, "$not" = {{ "$type" = "null" }} }} }}'
+
+
+def text_numbers_note(path: str, values: Sequence[Any], numbers: Sequence[float]) -> str | None:
+    """A warning when some values of numeric feature `path` were text (or Extended JSON) read as numbers
+    or as missing; None when every value was a number already."""
+    as_number: list[Any] = []
+    as_missing: list[Any] = []
+    for value, number in zip(values, numbers):
+        if value is None or isinstance(value, (int, float)):
+            continue
+        if isinstance(value, (str, dict)):
+            (as_missing if number != number else as_number).append(value)
+    if not as_number and not as_missing:
+        return None
+    parts = []
+    if as_number:
+        parts.append(f"{len(as_number)} read as numbers (e.g. {as_number[0]!r})")
+    if as_missing:
+        markers = Counter(str(v).strip() for v in as_missing if isinstance(v, str))
+        shown = ", ".join(repr(m) for m, _ in markers.most_common(4)) + (", ..." if len(markers) > 4 else "")
+        parts.append(f"{len(as_missing)} as missing ({shown or 'Extended JSON NaN'})")
+    return (
+        f"numeric feature '{path}': {len(as_number) + len(as_missing)} of {len(values)} values are text, not "
+        f"numbers: {', '.join(parts)}; predictions read them the same way"
+    )
+
+
+def missing_target(values: Sequence[Any], regression: bool) -> list[int]:
+    """Positions of documents without a target: absent, null or NaN, and for a regression also the
+    missing markers a number is read as missing from ("NA", "", ...)."""
+    missing = []
+    for index, value in enumerate(values):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            missing.append(index)
+        elif regression and isinstance(value, (str, dict)):
+            try:
+                if math.isnan(to_number(value)):
+                    missing.append(index)
+            except ValueError:
+                pass  # not a number: the target check reports it
+    return missing
+
+
+def missing_target_hint(path: str) -> str:
+    """How to train without documents whose target is missing (TOML has no null: `$ne = null` cannot be written)."""
+    return (
+        "set [features].drop_missing_target = true to train without them, or leave them out with "
+        f"[source].filter = {MISSING_TARGET_FILTER.format(path=path)} (TOML has no null: that is "
+        '{ "$ne": null } in MongoDB)'
+    )
+
+
+def without_missing_targets(raw: Any, target: str, regression: bool, notes: list[str]) -> Any:
+    """The loaded columns (RawColumns) without the documents whose target is missing; how many, in `notes`."""
+    dropped = missing_target(raw.values[target], regression)
+    if not dropped:
+        return raw
+    if len(dropped) == raw.rows:
+        raise DataError(f"no documents to train on: the target '{target}' is missing in all {raw.rows}")
+    gone = set(dropped)
+    kept = [i for i in range(raw.rows) if i not in gone]
+    notes.append(
+        f"{len(dropped)} of {raw.rows} documents left out: their target '{target}' is missing "
+        f"(drop_missing_target), e.g. _id {raw.ids[dropped[0]]!s}"
+    )
+    values = {path: [column[i] for i in kept] for path, column in raw.values.items()}
+    return dataclasses.replace(raw, ids=[raw.ids[i] for i in kept], values=values)
