@@ -196,3 +196,79 @@ def spark() -> Iterator[Any]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# -- markers --------------------------------------------------------------------------------------
+# Each test is marked by what it needs, found from the fixtures it uses (directly or through other
+# fixtures) and from the names its body and those fixtures call, so no test file says it itself:
+#   pytest -m "not docker and not spark and not slow"   the quick run (the README gives its time)
+# The markers are registered in pyproject.toml ([tool.pytest.ini_options] markers).
+MARKED_BY_FIXTURE = {
+    "mongo_uri": "mongo",  # and so mongo_client, database_name, churn_project and all built on them
+    "engine": "docker",  # tests/test_image.py's engine (docker_env uses it); tests/test_escaping.py imports it
+    "spark": "spark",
+    "node": "node",  # tests/test_node_client.py: Node.js and examples/node-client
+}
+MARKED_BY_NAME = {
+    "embedded_server": "mongo",  # a test or fixture that starts its own SecantusDB
+    "docker_engine": "docker",
+    "CHROMIUM": "browser",  # tests/test_card.py runs the model card in headless Chromium
+    "chromium": "browser",
+    "SparkSession": "spark",
+}
+# Measured over 10 s (pytest --durations=30, setup + call; 2 CPUs): `slow`, by test function (every
+# parametrization). tests/test_layout.py checks that each entry still names a test.
+SLOW = {
+    "tests/test_artifact_contents.py::test_no_training_text_or_unused_identifier_is_in_any_artifact",  # 20 s
+    "tests/test_build.py::test_builds_in_separate_processes_and_folders_are_byte_identical",  # 12 s
+    "tests/test_build.py::test_unreachable_database_exits_3_within_30_seconds",  # 10 s: its bound is 30
+    "tests/test_features_build.py::test_the_wheel_reads_dates_on_the_oldest_and_newest_python",  # 33 s + 11 s
+    "tests/test_image.py::test_image_builds_runs_and_describes_itself",  # 38 s
+    "tests/test_image.py::test_the_image_runs_as_the_manifest_asks",  # 27 s
+    "tests/test_newcomer.py::test_dist_is_never_silently_overwritten",  # 17 s
+    "tests/test_newcomer.py::test_init_next_step_works_where_mlpack_is_not_published",  # 6.5 min, MLPACK_SLOW_TESTS
+    "tests/test_predict_batches.py::test_spark_map_in_pandas_with_the_wheel_shipped_as_a_zip",  # 12 s + 9 s setup
+    "tests/test_server.py::test_inference_log_writes_batches_and_survives_the_database_going_away",  # 22 s
+    "tests/test_server_framing.py::test_every_request_h11_rejects_mlpack_rejects",  # 11 s
+    "tests/test_server_hostile3.py::test_every_v2_request_answers_2xx_or_4xx",  # 24 s
+    "tests/test_server_hostile3.py::test_nesting_is_the_parsed_depth",  # 14 s
+    # Its module's `installed` fixture makes two virtual environments (11 s), then 16 s and 10 s more.
+    "tests/test_wheel_install.py::*",
+}
+
+
+def _names_called(function: Any) -> set[str]:
+    """The global and attribute names a function's code (and the code nested in it) refers to."""
+    names: set[str] = set()
+    codes = [getattr(function, "__code__", None)]
+    while codes:
+        code = codes.pop()
+        if code is not None:
+            names.update(code.co_names)
+            codes.extend(const for const in code.co_consts if hasattr(const, "co_names"))
+    return names
+
+
+def markers_for(item: pytest.Item) -> set[str]:
+    marks: set[str] = set()
+    params = set(getattr(getattr(item, "callspec", None), "params", {}))
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    functions = [getattr(item, "function", None)]
+    for name in getattr(item, "fixturenames", ()):
+        if name in params:
+            continue  # a parameter of the test, not a fixture
+        if name in MARKED_BY_FIXTURE:
+            marks.add(MARKED_BY_FIXTURE[name])
+        functions.extend(definition.func for definition in definitions.get(name, ()))
+    for function in functions:
+        marks.update(MARKED_BY_NAME[name] for name in _names_called(function) & MARKED_BY_NAME.keys())
+    path, _, rest = item.nodeid.partition("::")
+    if f"{path}::*" in SLOW or f"{path}::{rest.split('[')[0]}" in SLOW:
+        marks.add("slow")
+    return marks
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in sorted(markers_for(item)):
+            item.add_marker(mark)
