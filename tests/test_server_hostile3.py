@@ -5,9 +5,12 @@ Memory is measured in the server process itself (/proc VmHWM), where memory was 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -283,3 +286,88 @@ def test_the_kubernetes_limit_holds_the_servers_worst_case() -> None:
     assert 140 * MIB < worst < 160 * MIB
     footprint = Footprint(model_bytes=MIB, rss_bytes=80 * MIB, peak_bytes=90 * MIB, requests_bytes=worst)
     assert int(footprint.memory_limit.removesuffix("Mi")) * MIB >= footprint.rss_bytes + worst
+
+
+# -- item 4: slots, connections and probes that slow clients cannot take -----------------------------
+def trickler(port: int, length: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n[".encode())
+    return sock
+
+
+def test_trickling_bodies_cannot_hold_the_large_body_slots(server: ServerProcess) -> None:
+    """The audit: two connections sending Content-Length: 100000 a byte at a time made every other
+    body over 64 KiB a 503 for as long as they trickled (up to 60 s, renewable by reconnecting)."""
+    tricklers = [trickler(server.port, 100_000) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        body = json.dumps([RECORDS[n % len(RECORDS)] for n in range(440)]).encode()
+        assert 100_000 < len(body) < 200_000
+        for _ in range(3):
+            started = time.monotonic()
+            assert server.request("POST", "/predict", raw=body).status == 200
+            assert time.monotonic() - started < 1
+        answers = []
+        for sock in tricklers:  # a byte every 0.3 s: far under 64 KiB/s, cut off after the 2 s grace
+            received = b""
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline and not received:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b" ")
+                sock.settimeout(0.3)
+                with contextlib.suppress(TimeoutError):
+                    received = sock.recv(4096)
+            answers.append(received)
+        for received in answers:
+            assert received.startswith(b"HTTP/1.1 408 ") and b"slower than 64 KiB/s" in received, received[:200]
+    finally:
+        for sock in tricklers:
+            sock.close()
+
+
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_max_connections_holds_against_a_burst(built_model: BuildResult) -> None:
+    """The audit: --max-connections 100 accepted a burst of 1,000 (1,003 sockets open)."""
+    process = ServerProcess.mlpack(built_model.artifacts["wheel"], "--max-connections", "100")
+    burst: list[socket.socket] = []
+    try:
+        idle = open_descriptors(process.proc.pid)
+        for _ in range(1000):
+            burst.append(socket.create_connection(("127.0.0.1", process.port), timeout=10))
+        time.sleep(1.0)
+        held = open_descriptors(process.proc.pid) - idle
+        assert held <= 100, f"{held} sockets open beyond the idle process"
+        started = time.monotonic()
+        assert process.request("GET", "/healthz").status == 200  # the longest idle made room for it
+        assert time.monotonic() - started < 1
+    finally:
+        for sock in burst:
+            sock.close()
+        assert process.stop() == 0
+
+
+def test_healthz_answers_within_a_second_under_6000_slow_connections(built_model: BuildResult) -> None:
+    """The audit: ~5,900 slowloris connections kept /healthz from an answer for 40-50 s."""
+    process = ServerProcess.mlpack(built_model.artifacts["wheel"])  # default: 4,096 connections
+    slow: list[socket.socket] = []
+    try:
+        for n in range(6000):
+            with contextlib.suppress(OSError):
+                sock = socket.create_connection(("127.0.0.1", process.port), timeout=10)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-%d: " % n)  # and never the rest
+                slow.append(sock)
+        assert len(slow) > 5000
+        for path in ("/healthz", "/readyz", "/healthz"):
+            started = time.monotonic()
+            assert process.request("GET", path).status == 200
+            elapsed = time.monotonic() - started
+            assert elapsed < 1, f"{path} took {elapsed:.2f} s"
+        assert open_descriptors(process.proc.pid) < 4096 + 64
+    finally:
+        for sock in slow:
+            sock.close()
+        assert process.stop() == 0
+    assert "Traceback" not in process.output()

@@ -23,8 +23,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
-from typing import Any, Dict, List, Optional, TypeVar
+from typing import Any, Dict, List, Optional, Set, TypeVar
 
+from .bodies import ByteBudget, SlowBody, read_body
 from .framing import FramingError, Incoming, body_length, parse_head
 from .wire import Limits, Request, Response
 
@@ -72,7 +73,10 @@ class HttpServer:
 
     One loop serves every connection in turn, so answers stay fair under many connections. A
     one-record prediction (~30 µs) runs inline; large bodies go to a thread so /healthz stays quick,
-    at most `Limits.large_bodies` at once: the others wait, unread, in their sockets' buffers.
+    at most `Limits.large_bodies` at once. Bodies being read hold at most `large_bodies ×
+    max_body_bytes` between them (bodies.py); the others wait, unread, in their sockets' buffers.
+    At `max_connections`, the connection that has waited longest for its next head is closed to
+    make room: 6,000 slowloris connections once kept /healthz from an answer for 40-50 s.
     """
 
     INLINE_BODY_BYTES = 64 * 1024
@@ -88,9 +92,13 @@ class HttpServer:
         self.idle = asyncio.Event()
         self.idle.set()
         self.connections: Dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
+        self.open = 0  # sockets accepted and not yet closed, counted at accept: a burst is no exception
+        self._waiting: Dict[asyncio.StreamWriter, None] = {}  # waiting for a head, the longest first
+        self._evicted: Set[asyncio.StreamWriter] = set()  # closed to make room, their tasks not yet done
         self._room = asyncio.Event()  # set while there is room for another connection
         self._room.set()
-        self._large = asyncio.Semaphore(self.limits.large_bodies)
+        self._large = asyncio.Semaphore(self.limits.large_bodies)  # parsed and predicted at once
+        self._reading = ByteBudget(self.limits.large_bodies * self.limits.max_body_bytes)
 
     # -- connections ----------------------------------------------------------------------------
     async def accept(self, sock: socket.socket) -> None:
@@ -118,15 +126,37 @@ class HttpServer:
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
+            self.open += 1
+            if self.open >= self.limits.max_connections:
+                self._room.clear()
+                self._make_room()
             loop.create_task(self._serve_socket(conn))  # held in self.connections while it runs
+
+    def _make_room(self) -> None:
+        """At max_connections: close the connection idle the longest, unless one is closing already.
+
+        Called at accept and whenever a connection starts waiting for a head while there is no
+        room, so that a burst of idle connections (accepted before any of their tasks ran) churns
+        through in milliseconds instead of holding every place until the idle timeout."""
+        if self._evicted or not self._waiting:
+            return
+        oldest = next(iter(self._waiting))
+        del self._waiting[oldest]
+        self._evicted.add(oldest)
+        oldest.transport.abort()  # its task ends on the lost connection and gives its place back
 
     async def _serve_socket(self, conn: socket.socket) -> None:
         try:
-            reader, writer = await asyncio.open_connection(sock=conn, limit=self.MAX_HEAD_BYTES)
-        except OSError:
-            conn.close()
-            return
-        await self.handle_connection(reader, writer)
+            try:
+                reader, writer = await asyncio.open_connection(sock=conn, limit=self.MAX_HEAD_BYTES)
+            except OSError:
+                conn.close()
+                return
+            await self.handle_connection(reader, writer)
+        finally:
+            self.open -= 1
+            if self.open < self.limits.max_connections:
+                self._room.set()
 
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -135,11 +165,12 @@ class HttpServer:
         task = asyncio.current_task()
         assert task is not None
         self.connections[writer] = task
-        if len(self.connections) >= self.limits.max_connections:
-            self._room.clear()
         incoming = Incoming(reader)
         try:
             while not self.handler.draining.is_set():
+                self._waiting[writer] = None
+                if not self._room.is_set():
+                    self._make_room()
                 try:
                     head = await within(incoming.head(self.MAX_HEAD_BYTES), self.limits.idle_timeout)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
@@ -147,6 +178,8 @@ class HttpServer:
                 except FramingError as error:
                     await self._write(writer, self.handler.refuse(error.status, error.message), close=True)
                     return
+                finally:
+                    self._waiting.pop(writer, None)
                 self._enter()
                 try:
                     keep_open = await self._exchange(head, incoming, writer)
@@ -160,7 +193,8 @@ class HttpServer:
             log.exception("unexpected error on a connection: closed")
         finally:
             del self.connections[writer]
-            self._room.set()
+            self._waiting.pop(writer, None)
+            self._evicted.discard(writer)
             writer.transport.abort()  # close now: nothing more will be written, and nothing waits for it
 
     async def _exchange(self, head: List[str], reader: Incoming, writer: asyncio.StreamWriter) -> bool:
@@ -201,9 +235,10 @@ class HttpServer:
         reader: Incoming,
         writer: asyncio.StreamWriter,
     ) -> bool:
-        """A body over 64 KiB: read only with a slot free, so bodies in memory are few whatever clients do."""
+        """A body over 64 KiB: read only within the byte budget, so bodies in memory are bounded whatever
+        clients do; parsed and predicted only `large_bodies` at a time, by complete bodies alone."""
         try:
-            await asyncio.wait_for(self._large.acquire(), self.LARGE_BODY_WAIT_S)
+            await asyncio.wait_for(self._reading.acquire(length), self.LARGE_BODY_WAIT_S)
         except asyncio.TimeoutError:
             busy = self.handler.refuse(503, "the server is busy with other large requests: retry shortly")
             await self._refuse(reader, writer, busy)
@@ -214,10 +249,11 @@ class HttpServer:
                 return False
             request = Request(method, path, query, headers, body)
             del body
-            answer = await asyncio.get_running_loop().run_in_executor(None, self.handler.respond, request)
+            async with self._large:
+                answer = await asyncio.get_running_loop().run_in_executor(None, self.handler.respond, request)
             del request
         finally:
-            self._large.release()
+            await self._reading.release(length)
         return await self._answer(writer, answer, keep_alive)
 
     async def _read_body(
@@ -233,11 +269,13 @@ class HttpServer:
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await self._drain(writer)
         try:
-            return await within(reader.readexactly(length), self.limits.idle_timeout)
+            return await read_body(reader, length, self.limits.idle_timeout)
         except (asyncio.IncompleteReadError, asyncio.TimeoutError):
             refused = self.handler.refuse(400, "the body ended before Content-Length bytes")
-            await self._write(writer, refused, close=True)
-            return None
+        except SlowBody as slow:
+            refused = self.handler.refuse(408, str(slow))
+        await self._write(writer, refused, close=True)
+        return None
 
     async def _refuse(self, reader: Incoming, writer: asyncio.StreamWriter, answer: Response) -> None:
         """Answer a request whose body stays unread, then read and drop what the client still sends.
