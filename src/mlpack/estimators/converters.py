@@ -73,7 +73,7 @@ def register_xgboost() -> None:
     )
     from xgboost import XGBRegressor
 
-    from mlpack.xgboost_labels import LabelledXGBClassifier
+    from mlpack.estimators.xgboost_labels import LabelledXGBClassifier
 
     update_registered_converter(
         LabelledXGBClassifier,

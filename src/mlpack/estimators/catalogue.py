@@ -17,9 +17,9 @@ from typing import Any
 
 from sklearn.base import BaseEstimator
 
-from mlpack import converters
 from mlpack.config import EstimatorSection, Task
 from mlpack.errors import ConfigError
+from mlpack.estimators import converters
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         scaled=False,
         extra="boosting",
         register=converters.register_xgboost,
-        trained_class="mlpack.xgboost_labels.LabelledXGBClassifier",  # XGBoost takes only labels 0..n-1
+        trained_class="mlpack.estimators.xgboost_labels.LabelledXGBClassifier",  # XGBoost takes only labels 0..n-1
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
         native_params=_xgboost_params,
     ),
