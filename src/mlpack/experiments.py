@@ -31,6 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
 from sklearn.utils.validation import has_fit_parameter
 
+from mlpack import partition
 from mlpack.config import Config
 from mlpack.errors import ConfigError, DataError, ExternalError
 from mlpack.estimators import fit_errors, make_estimator
@@ -248,7 +249,9 @@ def ranked(trials: list[Trial], plan: Plan) -> list[Trial]:
     return sorted(trials, key=key)
 
 
-def _folds(config: Config, plan: Plan, target: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def _folds(config: Config, plan: Plan, target: np.ndarray, keys: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds of the training split that follow [evaluation].split: in time order or by group (`keys`:
+    the split field per training row), else stratified k-fold (classification) or k-fold, shuffled."""
     if config.model.task == "classification":
         splitter: Any = StratifiedKFold(n_splits=plan.folds, shuffle=True, random_state=plan.seed)
     else:
@@ -256,6 +259,8 @@ def _folds(config: Config, plan: Plan, target: np.ndarray) -> list[tuple[np.ndar
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # "least populated class has only 2 members"
+            if keys is not None:
+                return partition.folds(config.evaluation.split, keys, plan.folds, plan.seed)
             return list(splitter.split(np.zeros(len(target)), target))
     except (ValueError, UserWarning) as exc:
         raise DataError(
@@ -280,9 +285,8 @@ def run(
     # Every reported metric, and the scoring one even when [evaluation].metrics leaves it out.
     names = list(dict.fromkeys([*metric_names(config), the_plan.scoring]))
     y_all = split.train_target
-    folds = _fold_features(
-        config, _folds(config, the_plan, y_all), frame(split.train_columns, input_names), y_all, input_names
-    )
+    chosen = _folds(config, the_plan, y_all, split.train_keys)
+    folds = _fold_features(config, chosen, frame(split.train_columns, input_names), y_all, input_names)
     trials = []
     for number, point in enumerate(the_plan.points):
         params = {**config.estimator.params, **point}

@@ -81,6 +81,17 @@ def inputs_contract() -> dict[str, Any]:
     }
 
 
+def evaluation_metadata(config: Config) -> dict[str, Any]:
+    """How the test split was made: `split` ("random", "time", "group" or "filter") and what it read."""
+    evaluation = config.evaluation
+    found: dict[str, Any] = {"test_size": evaluation.test_size, "seed": evaluation.seed, "split": evaluation.split}
+    if evaluation.split_field:
+        found["split_field"] = evaluation.split_field
+    if evaluation.test_filter:
+        found["test_filter"] = filter_as_json(evaluation.test_filter)
+    return found
+
+
 def build_metadata(
     config: Config,
     dataset: Dataset,
@@ -105,7 +116,7 @@ def build_metadata(
         "target": config.features.target,
         "features": feature_metadata(config.features, input_names),
         "estimator": {"class": config.estimator.class_path, "params": config.estimator.params},
-        "evaluation": {"test_size": config.evaluation.test_size, "seed": config.evaluation.seed},
+        "evaluation": evaluation_metadata(config),
         "data": {
             "database": source.database,
             "collection": source.collection,

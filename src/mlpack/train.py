@@ -15,10 +15,10 @@ from sklearn import metrics as skm
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
+from mlpack import partition
 from mlpack.config import Config, Task
 from mlpack.errors import ConfigError, DataError, ExternalError, QualityGateError
 from mlpack.estimators import EstimatorSpec, fit_errors, has_probabilities, make_estimator
@@ -288,20 +288,27 @@ class Split:
     train_weight: np.ndarray | None
     test_columns: dict[str, np.ndarray]
     test_target: np.ndarray
+    train_keys: np.ndarray | None = None  # "time": ms since 1970, "group": the group, per training row
 
 
 def split(config: Config, dataset: Dataset) -> Split:
-    evaluation = config.evaluation
-    rows = np.arange(dataset.rows)
+    """[evaluation].split: random (stratified for classification), time, group or filter (partition.py)."""
+    evaluation, keys = config.evaluation, None
     try:
-        train_rows, test_rows = train_test_split(
-            rows,
-            test_size=evaluation.test_size,
-            random_state=evaluation.seed,
-            stratify=dataset.target if config.model.task == "classification" else None,
-        )
+        if evaluation.split in ("time", "group"):
+            keys = partition.split_keys(evaluation.split, evaluation.split_field, dataset.split_values, dataset.ids)
+            train_rows, test_rows = partition.holdout(evaluation.split, keys, evaluation.test_size, evaluation.seed)
+        elif evaluation.split == "filter":
+            test = partition.matching(evaluation.test_filter, dataset.split_values, dataset.rows)
+            train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
+        else:
+            stratify = dataset.target if config.model.task == "classification" else None
+            train_rows, test_rows = partition.at_random(dataset.rows, evaluation.test_size, evaluation.seed, stratify)
     except ValueError as exc:
         raise DataError(f"cannot split {dataset.rows} documents into train and test: {exc}") from None
+    if not len(train_rows) or not len(test_rows):
+        empty = "training" if not len(train_rows) else "test"
+        raise DataError(f'[evaluation].split = "{evaluation.split}" leaves the {empty} split empty')
     columns = dataset.columns()
     return Split(
         train_columns={path: values[train_rows] for path, values in columns.items()},
@@ -309,6 +316,7 @@ def split(config: Config, dataset: Dataset) -> Split:
         train_weight=dataset.weight[train_rows] if dataset.weight is not None else None,
         test_columns={path: values[test_rows] for path, values in columns.items()},
         test_target=dataset.target[test_rows],
+        train_keys=keys[train_rows] if keys is not None else None,
     )
 
 

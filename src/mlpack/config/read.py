@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from mlpack import names
+from mlpack import names, partition
 from mlpack.config.sections import CONFIG_FILE, Config
 from mlpack.errors import ConfigError
 
@@ -50,7 +50,8 @@ def parse_config(raw: dict[str, Any], *, path: Path = Path(CONFIG_FILE)) -> Conf
         config, project_dir=path.parent.resolve(), path=path, image_configured=isinstance(raw.get("image"), dict)
     )
     _check_semantics(config, str(path))
-    return config
+    fields = _split_fields(config, str(path))
+    return dataclasses.replace(config, features=dataclasses.replace(config.features, split_fields=fields))
 
 
 def with_version(config: Config, version: str) -> Config:
@@ -260,3 +261,30 @@ def _check_feature_engineering(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [preprocessing].max_categories must be at least 2")
     if preprocessing.text_max_words < 1:
         raise ConfigError(f"{where}: [preprocessing].text_max_words must be at least 1")
+
+
+def _split_fields(config: Config, where: str) -> tuple[str, ...]:
+    """[evaluation].split and what it needs: the fields the split reads (loaded with the data)."""
+    evaluation = config.evaluation
+    kind, path, query = evaluation.split, evaluation.split_field, evaluation.test_filter
+    if kind in ("time", "group"):
+        if not path:
+            what = "a date field (its newest documents are the test split)" if kind == "time" else "a field to group by"
+            raise ConfigError(f'{where}: [evaluation].split = "{kind}" needs split_field: {what}')
+        if path.startswith("$") or ".." in path or path.startswith(".") or path.endswith("."):
+            raise ConfigError(f"{where}: [evaluation].split_field {path!r} is not a valid dotted path")
+        if query:
+            raise ConfigError(f'{where}: [evaluation].test_filter is for split = "filter", not "{kind}"')
+        return (path,)
+    if path:
+        raise ConfigError(f'{where}: [evaluation].split_field is for split = "time" or "group", not "{kind}"')
+    if kind == "random":
+        if query:
+            raise ConfigError(f'{where}: [evaluation].test_filter needs split = "filter" (the split is "random")')
+        return ()
+    if not query:
+        raise ConfigError(f'{where}: [evaluation].split = "filter" needs test_filter, the query of the test documents')
+    try:
+        return tuple(partition.filter_fields(query))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: [evaluation].test_filter {exc}") from None

@@ -113,6 +113,9 @@ class EvaluationSection:
     metrics: list[str] = field(default_factory=list)  # empty: the task's defaults
     gates: dict[str, float] = field(default_factory=dict)
     cv: int = 0  # k-fold cross-validation on the training split; 0 = none
+    split: Literal["random", "time", "group", "filter"] = "random"  # how the test documents are chosen
+    split_field: str = ""  # time: a date field (the newest are the test split); group: kept in one split
+    test_filter: dict[str, Any] = field(default_factory=dict)  # filter: a MongoDB query naming the test documents
 
 
 @dataclass(frozen=True)
