@@ -169,6 +169,7 @@ def build(
                     result.report["artifacts"],
                     config_text=config_text,
                     image=result.report.get("image"),
+                    files=result.artifacts,
                 )
         finally:
             client.close()

@@ -19,6 +19,7 @@ from string import Template
 from typing import Any
 
 from mlpack import names
+from mlpack.aliases import Aliases
 from mlpack.config import Config, ModelSection, load_config
 from mlpack.dist import BuildDir, sha256_of
 from mlpack.errors import ConfigError, ExternalError
@@ -47,6 +48,10 @@ def list_models(project: str | Path, name: str | None = None) -> list[dict[str, 
             known = sorted({row["name"] for row in registry.list()})
             listing = f" (known: {', '.join(known)})" if known else " (the registry is empty)"
             raise ConfigError(f"no model named {name!r} in the registry{listing}")
+        if registry.collection is not None:
+            named = Aliases(registry).by_version(name)
+            for row in rows:
+                row["aliases"] = named.get((row["name"], row["version"]), [])
         return rows
 
 

@@ -1,12 +1,22 @@
-"""The build registry: one document per (name, version) in MongoDB."""
+"""The build registry: one document per (name, version) in MongoDB.
+
+Beside the collection (`[registry].collection`, default `mlpack_models`) live two more of the same
+name: `NAME.aliases` (which version each alias names, with every move; mlpack.aliases) and, with
+`[registry].store_artifacts`, the GridFS bucket `NAME.artifacts` holding each build's wheel and
+`.onnx`, so that a machine that never saw `dist/` can fetch a registered build (digests checked).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from bson import ObjectId
+from gridfs import GridFSBucket
+from gridfs.grid_file import GridOut
 from packaging.version import InvalidVersion, Version
 from pymongo import ASCENDING
 from pymongo.collection import Collection
@@ -18,6 +28,7 @@ from mlpack.errors import ConfigError, outside
 FIRST_VERSION = "1.0.0"
 # A rejected build leaves its record for the log, but does not hold the version.
 HOLDING_STATUSES = ("built", "published")
+STORED_KINDS = ("wheel", "onnx")  # what `store_artifacts` puts in GridFS: what serve, score and k8s read
 
 
 def next_patch(versions: list[str]) -> str:
@@ -37,13 +48,28 @@ def next_patch(versions: list[str]) -> str:
 class Registry:
     """Records builds; a disabled registry (collection None) records nothing and holds no versions."""
 
-    def __init__(self, collection: Collection[dict[str, Any]] | None) -> None:
+    def __init__(self, collection: Collection[dict[str, Any]] | None, *, store_artifacts: bool = False) -> None:
         self.collection = collection
+        self.store_artifacts = store_artifacts and collection is not None
         self._indexed = False
 
     @classmethod
     def for_config(cls, database: Database[dict[str, Any]], section: RegistrySection) -> Registry:
-        return cls(database[section.collection] if section.enabled else None)
+        if section.store_artifacts and not section.enabled:
+            raise ConfigError(
+                "[registry].store_artifacts = true needs the registry: set [registry].enabled = true (or leave it out)"
+            )
+        return cls(database[section.collection] if section.enabled else None, store_artifacts=section.store_artifacts)
+
+    def companion(self, suffix: str) -> Collection[dict[str, Any]]:
+        """A collection beside the registry's own: `mlpack_models.aliases`."""
+        assert self.collection is not None
+        return self.collection.database[f"{self.collection.name}.{suffix}"]
+
+    @property
+    def bucket(self) -> GridFSBucket:
+        assert self.collection is not None
+        return GridFSBucket(self.collection.database, bucket_name=f"{self.collection.name}.artifacts")
 
     def _indexed_collection(self) -> Collection[dict[str, Any]]:
         """The collection, with its unique (name, version) index made on first write."""
@@ -97,12 +123,48 @@ class Registry:
         *,
         config_text: str,
         image: dict[str, Any] | None = None,
+        files: Mapping[str, Path] | None = None,
     ) -> None:
-        if self.collection is not None:
-            record = {**_summary(metadata, config_text), "status": "built", "artifacts": artifacts}
-            if image is not None:
-                record["image"] = image
-            self._write(record)
+        """Record a build; with `store_artifacts`, its wheel and .onnx (`files`, by kind) go into GridFS first."""
+        if self.collection is None:
+            return
+        name, version = metadata["name"], metadata["version"]
+        stored = self._store(name, version, artifacts, files or {}) if self.store_artifacts else {}
+        recorded = {kind: {**entry, **stored.get(kind, {})} for kind, entry in artifacts.items()}
+        record = {**_summary(metadata, config_text), "status": "built", "artifacts": recorded}
+        if image is not None:
+            record["image"] = image
+        self._write(record)
+        if stored:  # a forced rebuild: the blobs of the build it replaced go
+            self._drop_blobs(name, version, keep=[entry["stored"]["id"] for entry in stored.values()])
+
+    def _store(
+        self, name: str, version: str, artifacts: Mapping[str, Any], files: Mapping[str, Path]
+    ) -> dict[str, dict[str, Any]]:
+        bucket, bucket_name, stored = self.bucket, self.companion("artifacts").name, {}
+        for kind in STORED_KINDS:
+            if kind not in files or kind not in artifacts:
+                continue
+            entry = artifacts[kind]
+            label = {"name": name, "version": version, "kind": kind, "sha256": entry["sha256"]}
+            with (
+                outside("MongoDB", action=f"storing the {kind} of {name} {version} in the registry's GridFS"),
+                files[kind].open("rb") as stream,
+            ):
+                file_id = bucket.upload_from_stream(f"{name}/{version}/{entry['file']}", stream, metadata=label)
+            stored[kind] = {"stored": {"bucket": bucket_name, "id": file_id}}
+        return stored
+
+    def _drop_blobs(self, name: str, version: str, *, keep: Sequence[ObjectId]) -> None:
+        bucket = self.bucket
+        with outside("MongoDB", action=f"removing replaced artifacts of {name} {version} from GridFS"):
+            query = {"metadata.name": name, "metadata.version": version, "_id": {"$nin": keep}}
+            for old in list(bucket.find(query)):
+                bucket.delete(old._id)
+
+    def open_blob(self, file_id: Any) -> GridOut:
+        """A stored artifact's bytes as a stream (the caller checks them against the record's sha256)."""
+        return self.bucket.open_download_stream(file_id)
 
     def record_rejected(self, metadata: Mapping[str, Any], *, config_text: str, reason: str, details: str) -> None:
         if self.collection is None:

@@ -19,6 +19,7 @@ from typing import Any
 from bson import json_util
 from bson.errors import BSONError
 
+from mlpack import aliases
 from mlpack.config import Config, load_config
 from mlpack.dist import BuildDir
 from mlpack.errors import ConfigError, DataError, outside
@@ -89,7 +90,11 @@ class ScoreResult:
 
 # -- the built wheel --------------------------------------------------------------------------
 def find_wheel(config: Config, dist: Path, version: str | None) -> Path:
-    """The model wheel of one built version (default: the config's; "auto": the newest in `dist`)."""
+    """The model wheel of one built version (default: the config's; "auto": the newest in `dist`;
+    NAME@ALIAS: the version the registry's alias names, from `dist` or the registry's own store)."""
+    reference = aliases.project_version(config, version)
+    if reference is not None:
+        return aliases.resolve(config, reference, kind="wheel", dist=dist).path
     return BuildDir(dist, config.model.name).wheel(version or config.model.version)
 
 

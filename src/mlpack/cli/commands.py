@@ -59,10 +59,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _artifact(args: argparse.Namespace) -> str:
+    """The command's artifact: as given, or NAME@ALIAS resolved through the registry to a verified file."""
+    from mlpack.aliases import artifact_path
+
+    return artifact_path(args.artifact, project=args.config, dist=args.dist)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from mlpack.artifacts import read_any_metadata
 
-    metadata = read_any_metadata(args.artifact)
+    metadata = read_any_metadata(_artifact(args))
     if args.json:
         _print_json(metadata)
         return 0
@@ -94,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mlpack._serving import serve_args
     from mlpack.artifacts import open_model
 
-    model = open_model(args.artifact)
+    model = open_model(_artifact(args))
     try:
         return serve_args(model, args)
     except OSError as exc:
@@ -104,6 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from mlpack.lifecycle import list_models
 
+    if args.history:
+        return _print_history(args)
     rows = list_models(args.config, args.name)
     if args.json:
         _print_json(rows)
@@ -111,21 +120,59 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not rows:
         print("no builds recorded" + (f" for {args.name}" if args.name else ""))
         return 0
-    header = ("name", "version", "created", "status", "metrics", "wheel sha256")
+    header = ("name", "version", "created", "status", "aliases", "metrics", "wheel sha256")
     table = [header] + [
         (
             row["name"],
             row["version"],
             row["created"],
             row.get("status", "?"),
+            ",".join(row.get("aliases", [])),
             ", ".join(f"{k} {v:.3f}" for k, v in list(row.get("metrics", {}).items())[:3]),
             row.get("artifacts", {}).get("wheel", {}).get("sha256", "")[:12],
         )
         for row in rows
     ]
-    widths = [max(len(str(cells[i])) for cells in table) for i in range(len(header))]
+    _print_table(table)
+    return 0
+
+
+def _print_table(table: list[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(cells[i])) for cells in table) for i in range(len(table[0]))]
     for cells in table:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip())
+
+
+def _print_history(args: argparse.Namespace) -> int:
+    from mlpack.aliases import history
+
+    moves = history(args.config, args.name)
+    if args.json:
+        _print_json(moves)
+    elif not moves:
+        print("no alias moves recorded" + (f" for {args.name}" if args.name else ""))
+    else:
+        header = ("when", "name", "alias", "from", "to", "who", "reason")
+        _print_table(
+            [header]
+            + [(m["when"], m["name"], m["alias"], m["from"] or "-", m["to"], m["who"], m["reason"]) for m in moves]
+        )
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from mlpack.aliases import promote
+
+    move = promote(args.config, args.name, args.version, args.alias, reason=args.reason)
+    if args.json:
+        _print_json(
+            {"name": args.name, "alias": args.alias, "version": args.version, "moved": move is not None, "move": move}
+        )
+    elif not args.quiet:
+        if move is None:
+            print(f"{args.name}@{args.alias} is already {args.version}")
+        else:
+            print(f"{args.name}@{args.alias}: {move['from'] or '(new)'} -> {move['to']}")
     return 0
 
 
@@ -308,7 +355,7 @@ def cmd_k8s(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         kserve=args.kserve,
     )
-    documents, footprint = k8s(args.artifact, options)
+    documents, footprint = k8s(_artifact(args), options)
     if args.json:
         _print_json({"apiVersion": "v1", "kind": "List", "items": documents})
     else:

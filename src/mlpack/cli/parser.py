@@ -18,10 +18,21 @@ from mlpack.cli.commands import (
     cmd_models,
     cmd_monitor,
     cmd_predict,
+    cmd_promote,
     cmd_publish,
     cmd_score,
     cmd_serve,
 )
+
+_BY_ALIAS = "or NAME@ALIAS: the version the registry's alias names"
+
+
+def _add_alias_lookup(parser: argparse.ArgumentParser) -> None:
+    """Where NAME@ALIAS is looked up: the project's registry, and its dist/ (else the registry's store)."""
+    parser.add_argument(
+        "--config", default=".", help="for NAME@ALIAS: project folder or mlpack.toml naming the registry (default: .)"
+    )
+    parser.add_argument("--dist", type=Path, help="for NAME@ALIAS: folder holding the builds (default: PROJECT/dist)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser(
         "inspect", parents=[common], help="show the metadata of a .onnx, a model .whl, or an image (tag or archive)"
     )
-    inspect.add_argument("artifact")
+    inspect.add_argument("artifact", help=f"a .onnx, a model .whl, an image, {_BY_ALIAS}")
+    _add_alias_lookup(inspect)
     inspect.set_defaults(handler=cmd_inspect)
 
     predict = commands.add_parser("predict", parents=[common], help="predict for a JSON Lines, JSON or CSV file")
@@ -67,16 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=cmd_predict)
 
     serve = commands.add_parser("serve", help="serve a .onnx or model .whl over HTTP")
-    serve.add_argument("artifact", help="a .onnx or model .whl built by mlpack")
+    serve.add_argument("artifact", help=f"a .onnx or model .whl built by mlpack, {_BY_ALIAS}")
     from mlpack._serving import add_serve_arguments
 
     add_serve_arguments(serve)
+    _add_alias_lookup(serve)
     serve.set_defaults(handler=cmd_serve)
 
     models = commands.add_parser("models", parents=[common], help="list the builds in the registry")
     models.add_argument("name", nargs="?", help="only this model")
     models.add_argument("--config", default=".", help="project folder or mlpack.toml naming the registry (default: .)")
+    models.add_argument("--history", action="store_true", help="list every alias move instead, oldest first")
     models.set_defaults(handler=cmd_models)
+
+    promote = commands.add_parser(
+        "promote", parents=[common], help="point an alias (production, staging...) at a built version"
+    )
+    promote.add_argument("name", help="the model's name")
+    promote.add_argument("version", help="a version the registry holds as built (an earlier one: a rollback)")
+    promote.add_argument("--alias", required=True, help="the alias to move: production, staging, or any name")
+    promote.add_argument("--reason", default="", help="why, kept in the alias's history")
+    promote.add_argument("--config", default=".", help="project folder or mlpack.toml naming the registry (default: .)")
+    promote.set_defaults(handler=cmd_promote)
 
     experiments = commands.add_parser(
         "experiments", parents=[common], help="list the logged trials of cross-validation and search, best first"
@@ -110,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--until", help="end of the window (default: now)")
     monitor.add_argument("--threshold", type=float, default=0.2, help="PSI above which to exit 1 (default: 0.2)")
     monitor.add_argument("--html", type=Path, help="also write a self-contained HTML report to this file")
-    monitor.add_argument("--version", dest="version", help="the model version (default: [model].version)")
+    monitor.add_argument("--version", dest="version", help=f"the model version (default: [model].version), {_BY_ALIAS}")
     monitor.add_argument("--dist", type=Path, help="folder holding the build report (default: PROJECT/dist)")
-    monitor.add_argument("--model", help="read the baseline from this .onnx or model .whl instead of the build report")
+    monitor.add_argument(
+        "--model", help=f"read the baseline from this .onnx or model .whl instead of the build report, {_BY_ALIAS}"
+    )
     monitor.set_defaults(handler=cmd_monitor)
 
     score = commands.add_parser(
@@ -125,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--filter", help="only documents matching this MongoDB query (Extended JSON)")
     score.add_argument("--batch-size", type=int, default=1000, help="documents per prediction and write")
     score.add_argument("--partitions", type=int, help="spark: _id ranges (default: 2 per core)")
-    score.add_argument("--version", dest="version", help="the built version to use (default: [model].version)")
+    score.add_argument(
+        "--version", dest="version", help=f"the built version to use (default: [model].version), {_BY_ALIAS}"
+    )
     score.add_argument("--dist", type=Path, help="folder holding the build (default: PROJECT/dist)")
     score.add_argument(
         "--on-error",
@@ -138,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     kube = commands.add_parser(
         "k8s", parents=[common], help="Kubernetes (or KServe) manifests for the model's image, on stdout"
     )
-    kube.add_argument("artifact", help="the model .whl or .onnx (its server's memory is measured)")
+    kube.add_argument("artifact", help=f"the model .whl or .onnx (its server's memory is measured), {_BY_ALIAS}")
+    _add_alias_lookup(kube)
     kube.add_argument("--replicas", type=int, default=2, help="replicas, and the autoscaler's minimum (default: 2)")
     kube.add_argument("--max-replicas", type=int, help="the autoscaler's maximum (default: 4 x --replicas)")
     kube.add_argument("--image", help="the image reference (default: NAME:VERSION, as mlpack build tags it)")

@@ -75,10 +75,17 @@ def check_threshold(value: float) -> float:
 # -- which model, which log ----------------------------------------------------------------------
 def model_metadata(config: Config, *, version: str | None, dist: Path | None, artifact: str | None) -> dict[str, Any]:
     """The metadata (with its baseline) of the model version being monitored."""
+    from mlpack import aliases
+
     metadata: dict[str, Any]
-    if artifact:
+    reference = aliases.project_version(config, version)
+    if artifact or reference:
         from mlpack.artifacts import read_metadata
 
+        reference = aliases.parse_reference(artifact) if artifact else reference  # --model NAME@ALIAS: any model
+        if reference is not None:
+            artifact = str(aliases.resolve(config, reference, dist=dist).path)
+        assert artifact is not None
         metadata = dict(read_metadata(artifact))
     else:
         builds = BuildDir(dist or config.project_dir / "dist", config.model.name)
