@@ -10,16 +10,15 @@ relies on — anything else is "not an mlpack model", exit 2, never a TypeError 
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import zipfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from mlpack.errors import ConfigError
 from mlpack.runtime import Metadata, Model, read_onnx_metadata
+from mlpack.runtime.contract import check_metadata as contract_check
 
 MiB = 1 << 20
 MAX_METADATA_BYTES = 16 * MiB  # a real one is a few KiB to a few MiB (baseline bins, categories)
@@ -84,57 +83,15 @@ def parse_metadata(raw: bytes | str, where: str) -> Metadata:
     return check_metadata(metadata, where)
 
 
-# The keys every reader of the metadata (inspect, predict, serve, the model card) relies on, with
-# the type each must have. Builds add more keys; these must be there.
-_Check = Callable[[Any], bool]
-
-
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _table_of(check: _Check) -> _Check:
-    return lambda value: isinstance(value, dict) and all(_is_str(k) and check(v) for k, v in value.items())
-
-
-def _list_of(check: _Check) -> _Check:
-    return lambda value: isinstance(value, list) and all(check(v) for v in value)
-
-
-def _record(**fields: _Check) -> _Check:
-    return lambda value: isinstance(value, dict) and all(k in value and c(value[k]) for k, c in fields.items())
-
-
-_METADATA_SHAPE: dict[str, _Check] = {
-    "name": lambda v: _is_str(v) and bool(v),
-    "version": lambda v: _is_str(v) and bool(v),
-    "task": lambda v: v in ("classification", "regression"),
-    "created": _is_str,
-    "target": _is_str,
-    "features": _list_of(_record(name=_is_str, kind=_is_str, input=_is_str)),
-    "metrics": _table_of(_is_number),
-    "estimator": _record(**{"class": _is_str, "params": lambda v: isinstance(v, dict)}),
-    "data": _record(database=_is_str, collection=_is_str, rows=_is_number, sha256=_is_str),
-    "parity": _record(max_abs_diff=_is_number, label_agreement=_is_number),
-    "versions": lambda v: isinstance(v, dict),
-}
-
-
 def check_metadata(metadata: Any, where: str) -> Metadata:
-    if not isinstance(metadata, dict):
-        raise ConfigError(f"{where} is not an mlpack model: its metadata is {type(metadata).__name__}, not an object")
-    if _depth(metadata, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    """A finished build's metadata, checked by the runtime's one check of the contract (with the
+    keys of a built model), or ConfigError "WHERE is not an mlpack model: ..."."""
+    if isinstance(metadata, dict) and _depth(metadata, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise ConfigError(f"{where} is not an mlpack model: its metadata is nested too deeply")
-    for key, check in _METADATA_SHAPE.items():
-        if key not in metadata:
-            raise ConfigError(f"{where} is not an mlpack model: its metadata has no {key!r}")
-        if not check(metadata[key]):
-            raise ConfigError(f"{where} is not an mlpack model: its metadata's {key!r} has the wrong shape")
-    return cast(Metadata, metadata)  # checked above: the shape of the contract the runtime declares
+    try:
+        return contract_check(metadata, built=True)
+    except ValueError as exc:
+        raise ConfigError(f"{where} is {exc}" if str(exc).startswith("not ") else f"{where}: {exc}") from None
 
 
 def _wheel_members(path: Path) -> tuple[zipfile.ZipFile, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, TypedDict
+from typing import Any, Dict, List, Optional, TypedDict, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -108,28 +108,63 @@ class Metadata(_MetadataRequired, total=False):
     search: Dict[str, Any]  # hyper-parameter search summary: space, trials, best params (mlpack.experiments)
 
 
-_REQUIRED_KEYS = {
-    "name": str,
-    "version": str,
-    "task": str,
-    "features": list,
-}
+# -- the one check of a metadata document, derived from the TypedDicts above ----------------------
+# Every reader needs these to predict; a finished build's artifact (what inspect, serve, monitor
+# and the card read) has the others too. Each value is checked against its TypedDict annotation.
+PREDICT_KEYS = ("name", "version", "task", "features")
+BUILT_KEYS = ("created", "target", "metrics", "estimator", "data", "parity", "versions")
+_PARITY_NEEDED = ("max_abs_diff", "label_agreement")  # ParityInfo is total=False; a build always has these
 
 
-def parse_metadata(document: Any) -> Metadata:
-    """Check a metadata document read from a file: a ValueError naming what is wrong, never a KeyError later."""
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a JSON value has the shape of a type annotation (TypedDict, List, Dict, Optional, scalars)."""
+    if hint is Any:
+        return True
+    origin = get_origin(hint)
+    if origin is Union:
+        return any(_conforms(value, option) for option in get_args(hint))
+    if origin in (list, List):
+        (item,) = get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+    if origin in (dict, Dict):
+        key, item = get_args(hint) or (str, Any)
+        return isinstance(value, dict) and all(_conforms(k, key) and _conforms(v, item) for k, v in value.items())
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):  # JSON numbers: an integral float reads as int, an int is a float
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if isinstance(hint, type) and issubclass(hint, dict) and hasattr(hint, "__required_keys__"):  # a TypedDict
+        if not isinstance(value, dict) or not all(k in value for k in hint.__required_keys__):
+            return False
+        fields = get_type_hints(hint)
+        return all(_conforms(value[k], fields[k]) for k in fields if k in value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def check_metadata(document: Any, *, built: bool = False) -> Metadata:
+    """The one check of a metadata document read from a file: a ValueError that names the key at fault,
+    never a KeyError later. `built`: also the keys of a finished build (PREDICT_KEYS, then BUILT_KEYS)."""
     if not isinstance(document, Mapping):
-        raise ValueError(f"not an mlpack model: its metadata is a {type(document).__name__}, not an object")
-    for key, kind in _REQUIRED_KEYS.items():
+        raise ValueError(f"not an mlpack model: its metadata is {type(document).__name__}, not an object")
+    fields = get_type_hints(Metadata)
+    for key in PREDICT_KEYS + (BUILT_KEYS if built else ()):
         if key not in document:
             raise ValueError(f"not an mlpack model: its metadata has no '{key}'")
-        if not isinstance(document[key], kind):
+        if not _conforms(document[key], fields[key]) or (key == "name" or key == "version") and not document[key]:
             raise ValueError(f"not an mlpack model: its metadata's '{key}' has the wrong shape")
     if document["task"] not in ("classification", "regression"):
         raise ValueError(f"the metadata's task {document['task']!r} is not classification or regression")
-    for index, entry in enumerate(document["features"]):
-        if not isinstance(entry, Mapping) or not all(isinstance(entry.get(k), str) for k in ("name", "input", "kind")):
-            raise ValueError(f"the metadata's features[{index}] is not a feature (name, input, kind)")
+    if built and not all(isinstance(document["parity"].get(k), (int, float)) for k in _PARITY_NEEDED):
+        raise ValueError("not an mlpack model: its metadata's 'parity' has the wrong shape")
     if document["task"] == "classification" and not isinstance(document.get("classes"), list):
         raise ValueError("the metadata of a classifier has no list of classes")
     return document  # type: ignore[return-value]
+
+
+def parse_metadata(document: Any) -> Metadata:
+    """The check every model runs on its own metadata (the keys needed to predict)."""
+    return check_metadata(document)
