@@ -64,7 +64,7 @@ class App:
             ("GET", "/healthz"): lambda _: ok({"status": "ok"}),
             ("GET", "/readyz"): self.readiness,
             ("GET", "/metadata"): lambda _: ok(self.model.metadata),
-            ("GET", "/openapi.json"): lambda _: ok(openapi_document(self.model)),
+            ("GET", "/openapi.json"): lambda _: ok(openapi_document(self.model, self.limits)),
             ("GET", "/metrics"): lambda _: Response(200, self.metrics.render(self.model).encode(), METRICS_TYPE),
             **self.v2.routes(),
         }
@@ -160,6 +160,8 @@ class App:
             raise ClientError(422, "field 'id': expected the id string a /predict answer carried")
         if label is None or isinstance(label, (list, dict)) or (isinstance(label, str) and len(label) > 1000):
             raise ClientError(422, "field 'label': expected the true outcome (a class or a number)")
+        if type(index) is float and index.is_integer():  # 3.0 is an integer to JSON Schema, as to JSON
+            index = int(index)
         if type(index) is not int or not 0 <= index < self.limits.max_records:
             raise ClientError(422, "field 'index': expected the record's position in its request (default 0)")
         if self.inference_log is None:

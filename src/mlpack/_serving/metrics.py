@@ -33,7 +33,8 @@ except ImportError:  # pragma: no cover - Python < 3.8
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # Methods that get a label of their own; any other text a client sends is counted as "other".
-KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+# QUERY: the safe method with a body (draft-ietf-httpbis-safe-method-w-body), a 405 here, not a 501.
+KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "QUERY")
 _METHODS = (*KNOWN_METHODS, "other", "-")  # "-": refused before the method was read
 _STATUSES = tuple(sorted(int(status) for status in HTTPStatus))
 _ERROR_KINDS = ("client", "server")

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-# How a record gives each kind of input in JSON (dates: ISO 8601 or Extended JSON {"$date": ...}).
+FLOAT32_MAX = 3.4028234663852886e38  # numbers are float32 in the graph: anything past this is a 422
+# How a record gives each kind of input in JSON, exactly as the runtime takes it (a schemathesis run
+# with --checks all sends what this allows and what it forbids, and compares the answers).
 _TYPES: Dict[str, Any] = {
-    "numeric": {"type": ["number", "null"]},
+    "numeric": {"type": ["number", "null"], "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX},
+    "categorical": {"type": ["string", "number", "boolean", "null"]},
+    # ISO 8601 text or Extended JSON {"$date": ...}
     "datetime": {"type": ["string", "object", "null"]},
     "text": {"type": ["string", "null"]},
 }
 
 
-def openapi_document(model: Any) -> Dict[str, Any]:
-    """The OpenAPI 3.1 description of the routes, with the model's record schema nested as in its documents."""
-    record: dict[str, Any] = {"type": "object", "properties": {}, "required": [], "additionalProperties": True}
+def openapi_document(model: Any, limits: Any = None) -> Dict[str, Any]:
+    """The OpenAPI 3.1 description of the routes, with the model's record schema nested as in its documents.
+
+    No field is required: an absent one is a missing value, imputed as in training (?strict=true
+    refuses it instead). A parent (`billing` of `billing.method`) is not typed: anything but an
+    object reads as all its fields absent, as in the source documents.
+    """
+    max_records = getattr(limits, "max_records", 10_000)
+    record: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": True}
     for feature in model.features:
         node = record
         for part in feature.parts[:-1]:  # nested as in the source documents
-            child = node["properties"].setdefault(part, {"type": "object", "properties": {}, "required": []})
-            if part not in node["required"]:
-                node["required"].append(part)
-            node = child
-        kind = _TYPES.get(feature.kind, {"type": ["string", "number", "null"]})
+            node = node["properties"].setdefault(part, {"properties": {}})
+        kind = _TYPES.get(feature.kind, {"type": ["string", "number", "boolean", "null"]})
         node["properties"][feature.parts[-1]] = {**kind, "description": f"{feature.kind} feature {feature.name}"}
-        node["required"].append(feature.parts[-1])
     label = {"type": "string"} if any(isinstance(c, str) for c in (model.classes or [])) else {"type": "number"}
     response: dict[str, Any] = {
         "type": "object",
@@ -42,6 +48,11 @@ def openapi_document(model: Any) -> Dict[str, Any]:
         }
     error = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
     json_error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    errors = {  # what any JSON body may be answered before a route reads it
+        "400": {"description": "not JSON, or nested more than 64 deep", **json_error},
+        "411": {"description": "no Content-Length", **json_error},
+        "413": {"description": "body, records or JSON elements over the limit", **json_error},
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -58,12 +69,13 @@ def openapi_document(model: Any) -> Dict[str, Any]:
                         "content": {
                             "application/json": {
                                 "schema": {
-                                    "oneOf": [
+                                    "anyOf": [
                                         {"$ref": "#/components/schemas/Record"},
                                         {
                                             "type": "array",
                                             "items": {"$ref": "#/components/schemas/Record"},
                                             "minItems": 1,
+                                            "maxItems": max_records,
                                         },
                                         {
                                             "type": "object",
@@ -73,6 +85,7 @@ def openapi_document(model: Any) -> Dict[str, Any]:
                                                     "type": "array",
                                                     "items": {"$ref": "#/components/schemas/Record"},
                                                     "minItems": 1,
+                                                    "maxItems": max_records,
                                                 }
                                             },
                                         },
@@ -86,9 +99,12 @@ def openapi_document(model: Any) -> Dict[str, Any]:
                             "description": "predictions",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}},
                         },
-                        "400": {"description": "malformed JSON", **json_error},
-                        "413": {"description": "body too large", **json_error},
-                        "422": {"description": "a field is missing or of the wrong type", **json_error},
+                        **errors,
+                        "422": {
+                            "description": "a field of the wrong type (or absent, with ?strict=true)",
+                            **json_error,
+                        },
+                        "503": {"description": "loading, or busy with other large bodies: retry", **json_error},
                     },
                 }
             },
@@ -103,9 +119,19 @@ def openapi_document(model: Any) -> Dict[str, Any]:
                                     "type": "object",
                                     "required": ["id", "label"],
                                     "properties": {
-                                        "id": {"type": "string"},
-                                        "label": {"type": ["string", "number", "boolean"]},
-                                        "index": {"type": "integer", "minimum": 0, "default": 0},
+                                        "id": {"type": "string", "minLength": 1, "maxLength": 64},
+                                        "label": {
+                                            "anyOf": [
+                                                {"type": "string", "maxLength": 1000},
+                                                {"type": ["number", "boolean"]},
+                                            ]
+                                        },
+                                        "index": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "maximum": max_records - 1,
+                                            "default": 0,
+                                        },
                                     },
                                 }
                             }
@@ -113,6 +139,7 @@ def openapi_document(model: Any) -> Dict[str, Any]:
                     },
                     "responses": {
                         "202": {"description": "accepted: written to the inference log shortly"},
+                        **errors,
                         "422": {"description": "a field is missing or of the wrong type", **json_error},
                         "501": {"description": "the inference log is off", **json_error},
                     },
