@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
@@ -33,7 +32,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from mlpack import partition
 from mlpack.config import Config
-from mlpack.errors import ConfigError, DataError, ExternalError
+from mlpack.errors import ConfigError, DataError, ExternalError, outside
 from mlpack.estimators import fit_errors, make_estimator
 from mlpack.features.graph import GraphConversionError
 from mlpack.features.text import NoWordsError
@@ -171,18 +170,14 @@ class TrialLog:
         }
         if trial.error:
             document["error"] = trial.error
-        try:
+        with outside("MongoDB", action=f"logging a trial to {self.collection.full_name}"):
             self.collection.insert_one(document)
-        except PyMongoError as exc:
-            raise ExternalError(f"logging a trial to {self.collection.full_name} failed: {exc}") from None
 
     def mark_best(self, trial: Trial) -> None:
         if self.collection is None:
             return
-        try:
+        with outside("MongoDB", action=f"marking the best trial in {self.collection.full_name}"):
             self.collection.update_one({"run": self.run, "trial": trial.number}, {"$set": {"best": True}})
-        except PyMongoError as exc:
-            raise ExternalError(f"marking the best trial in {self.collection.full_name} failed: {exc}") from None
 
 
 def _now() -> str:

@@ -6,9 +6,8 @@ import math
 from typing import Any
 
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
 
-from mlpack.errors import ConfigError, ExternalError
+from mlpack.errors import ConfigError, outside
 
 
 def list_trials(collection: Collection[dict[str, Any]], name: str | None, version: str | None) -> list[dict[str, Any]]:
@@ -21,12 +20,10 @@ def list_trials(collection: Collection[dict[str, Any]], name: str | None, versio
         query["name"] = name
     if version:
         query["version"] = version
-    try:
+    with outside("MongoDB", action=f"reading {collection.full_name}"):
         documents = list(collection.find(query, projection={"_id": 0}))
         names = sorted(map(str, collection.distinct("name"))) if not documents and query else []
         versions = sorted(map(str, collection.distinct("version", {"name": name}))) if name in names else []
-    except PyMongoError as exc:
-        raise ExternalError(f"reading {collection.full_name} failed: {exc}") from None
     if not documents and query:
         where = f"in {collection.full_name}"
         if name and name not in names:

@@ -12,7 +12,7 @@ import numpy as np
 
 from mlpack._serving.drift import DEFAULT_THRESHOLD, Profile, label_text
 from mlpack.config import load_config
-from mlpack.errors import ExternalError
+from mlpack.errors import outside
 from mlpack.monitor.locate import CHUNK, LIVE_METRICS, Window, check_threshold, log_location, model_metadata
 from mlpack.runtime import Model
 
@@ -264,16 +264,8 @@ def monitor(
     client = connect(where.uri)
     try:
         collection = client[where.database][where.collection]
-        try:
+        with outside("MongoDB", action=f"reading the inference log {where.database}.{where.collection}"):
             report = analyse(_documents(collection, metadata["name"], metadata["version"], window), metadata, threshold)
-        except Exception as exc:  # pymongo's errors while reading: the database went away or refused
-            from pymongo.errors import PyMongoError
-
-            if isinstance(exc, PyMongoError):
-                raise ExternalError(
-                    f"reading the inference log {where.database}.{where.collection} failed: {exc}"
-                ) from None
-            raise
     finally:
         client.close()
     report.since = window.since.strftime("%Y-%m-%dT%H:%M:%SZ") if window.since else None
