@@ -26,9 +26,12 @@ from mlpack.features.categories import RareCategories
 from mlpack.features.dates import DateParts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.graph import GraphConversionError, GraphFeatures
+from mlpack.features.labels import class_names as class_names  # the class helpers, re-exported
+from mlpack.features.labels import class_value as class_value
+from mlpack.features.labels import with_class_weight_labels as with_class_weight_labels
+from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.target import TransformedTarget
 from mlpack.features.text import NoWordsError, TextWords
-from mlpack.runtime import category_text
 from mlpack.validate import Dataset
 
 
@@ -169,8 +172,8 @@ def final(config: Config, estimator: Any) -> Any:
 
 
 def preprocessing_pipeline(config: Config, input_names: dict[str, str], spec: EstimatorSpec) -> Pipeline:
-    """Derived features, then per kind: impute and scale, date parts, rare categories and one-hot, text
-    TF-IDF; each piece has a registered skl2onnx converter."""
+    """Derived features, then per kind: impute and scale, date parts, rare categories and one-hot (or the
+    position in a declared order), text TF-IDF; each piece has a registered skl2onnx converter."""
     features = config.features
     steps: list[tuple[str, Any]] = []
     derived = derived_columns(config, input_names)
@@ -184,7 +187,8 @@ def preprocessing_pipeline(config: Config, input_names: dict[str, str], spec: Es
     if features.datetime:
         date_steps = [("parts", DateParts()), *_numeric_steps(config, spec)]
         transformers.append(("datetime", Pipeline(date_steps), [input_names[p] for p in features.datetime]))
-    if features.categorical:
+    one_hot = [input_names[p] for p in features.categorical if p not in features.ordinal]
+    if one_hot:
         # Missing categories arrive as their own value (MISSING_CATEGORY), so no imputer is needed.
         encoder = Pipeline(
             [
@@ -192,7 +196,10 @@ def preprocessing_pipeline(config: Config, input_names: dict[str, str], spec: Es
                 ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
             ]
         )
-        transformers.append(("categorical", encoder, [input_names[p] for p in features.categorical]))
+        transformers.append(("categorical", encoder, one_hot))
+    if features.ordinal:  # a position in the declared order: a number, imputed and scaled as numbers are
+        order = [("order", OrdinalCategories(list(features.ordinal.values()))), *_numeric_steps(config, spec)]
+        transformers.append(("ordinal", Pipeline(order), [input_names[p] for p in features.ordinal]))
     for path in features.text:
         # A single column name (not a list): the vectorizer wants one string per document.
         words = TextWords(config.preprocessing.text_max_words, field=path)
@@ -219,60 +226,6 @@ def _check_derived(config: Config, train_frame: pd.DataFrame, input_names: dict[
                 f"in all {len(values)} training documents: check the fields it reads and the operations "
                 "(division by zero, log of 0 or of negative numbers)"
             )
-
-
-def class_value(code: Any, dataset: Dataset) -> Any:
-    """A class as the data had it: the training code 1 of a boolean target is True."""
-    return bool(code) if dataset.target_kind == "bool" else code
-
-
-def class_names(codes: list[Any], dataset: Dataset, config: Config) -> list[Any]:
-    """The classes as predict() returns them: as in the data, or by their [features].labels names."""
-    labels = config.features.labels
-    values = [class_value(code, dataset) for code in codes]
-    if not labels:
-        return values
-    texts = [category_text(value) for value in values]
-    unknown = [key for key in labels if key not in texts]
-    if unknown:
-        raise ConfigError(
-            f"[features].labels names class {unknown[0]!r}, which is not in the data "
-            f'(classes: {", ".join(texts)}; keys are the classes\' text, e.g. "0" or "true")'
-        )
-    unnamed = [text for text in texts if text not in labels]
-    if unnamed:
-        raise ConfigError(f"[features].labels has no name for class {unnamed[0]!r}: name every class or none")
-    names = [labels[text] for text in texts]
-    if len(set(names)) != len(names):
-        raise ConfigError("[features].labels gives two classes the same name")
-    return names
-
-
-def with_class_weight_labels(
-    params: dict[str, Any], target: np.ndarray, dataset: Dataset | None = None, config: Config | None = None
-) -> dict[str, Any]:
-    """`class_weight = { 0 = 1.0, 1 = 5.0 }`: TOML keys are strings, integer classes are not; map them.
-
-    A key may be the class's canonical text ("1", "true") or, given the config, its [features].labels
-    name. A key that names no class is a config error (scikit-learn's own message would not name the key).
-    """
-    weights = params.get("class_weight")
-    if not isinstance(weights, dict):
-        return params
-    codes = np.unique(target).tolist()
-    by_text: dict[str, Any] = {}
-    for code in codes:
-        by_text[category_text(class_value(code, dataset) if dataset is not None else code)] = code
-    if dataset is not None and config is not None:
-        by_text.update({str(name): code for code, name in zip(codes, class_names(codes, dataset, config))})
-    mapped = {}
-    for key, value in weights.items():
-        text = key if isinstance(key, str) else category_text(key)
-        if text not in by_text:
-            known = ", ".join(by_text)
-            raise ConfigError(f"class_weight names {key!r}, which is not a class of the target (classes: {known})")
-        mapped[by_text[text]] = value
-    return {**params, "class_weight": mapped}
 
 
 def frame(columns: dict[str, np.ndarray], input_names: dict[str, str]) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from mlpack.config import FeaturesSection, Task
 from mlpack.errors import DataError
 from mlpack.features.cleaning import missing_target, missing_target_hint, text_numbers_note, without_missing_targets
 from mlpack.features.expressions import unknown_field
+from mlpack.features.ordinal import unlisted
 from mlpack.features.target import TRANSFORMS
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, category_text, date_milliseconds, to_number
 from mlpack.source.mongo import RawColumns
@@ -361,6 +362,9 @@ def validate(
         by_kind[features.input_kind(path)].append(path)
     numeric = {path: _check_numeric(path, raw.values[path], raw.ids, report) for path in by_kind["number"]}
     categorical = {path: _check_categorical(path, raw.values[path], raw.ids, report) for path in by_kind["category"]}
+    for path, order in features.ordinal.items():  # a value the declared order does not list: a typo somewhere
+        problem = unlisted(path, categorical.get(path), order, raw.ids)
+        report.problems += [problem] if problem else []
     dates = {path: _check_datetime(path, raw.values[path], raw.ids, report) for path in by_kind["date"]}
     texts = {path: _check_text(path, raw.values[path], raw.ids, report) for path in by_kind["text"]}
     target = _check_target(features.target, raw.values[features.target], raw.ids, task, report)

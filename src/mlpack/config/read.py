@@ -257,6 +257,11 @@ def _check_feature_engineering(config: Config, where: str) -> None:
         raise ConfigError(
             f"{where}: [features].target_transform is for regression; [model].task is {config.model.task}"
         )
+    for path, order in features.ordinal.items():
+        if path not in features.categorical:
+            raise ConfigError(f"{where}: [features].ordinal names '{path}': list it under [features].categorical too")
+        if not order or len(set(order)) != len(order):
+            raise ConfigError(f"{where}: [features].ordinal.{path} must list each category once, lowest first")
     if preprocessing.max_categories < 2:
         raise ConfigError(f"{where}: [preprocessing].max_categories must be at least 2")
     if preprocessing.text_max_words < 1:

@@ -52,6 +52,8 @@ class FeaturesSection:
     # Names for the classes, keyed by the class's canonical text ("0", "true"): predictions use them.
     labels: dict[str, str] = field(default_factory=dict)
     drop_missing_target: bool = False  # leave out (and count) documents whose target is missing
+    # Categoricals encoded by their position in a declared order (field → categories, lowest first).
+    ordinal: dict[str, list[str]] = field(default_factory=dict)
     # Fields the split reads ([evaluation].split_field, test_filter's): loaded, never model inputs.
     split_fields: tuple[str, ...] = field(default=(), metadata={"internal": True})
 

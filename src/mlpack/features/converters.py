@@ -20,6 +20,7 @@ from mlpack.features.categories import OTHER, RareCategories
 from mlpack.features.dates import DATE_PARTS, DateParts, date_parts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.expressions import compute
+from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.target import TRANSFORMS, TransformedTarget
 from mlpack.features.text import GRAPH_WORD, TextWords
 
@@ -219,6 +220,37 @@ def _rare_converter(scope: Any, operator: Any, container: Any) -> None:
     )
 
 
+# -- OrdinalCategories: strings [N, k] → float [N, k], each value's position in its order, else NaN ----
+def _ordinal_shapes(operator: Any) -> None:
+    operator.outputs[0].type = FloatTensorType(list(operator.inputs[0].type.shape))
+
+
+def _ordinal_converter(scope: Any, operator: Any, container: Any) -> None:
+    model: OrdinalCategories = operator.raw_operator
+    ops = OnnxOps(scope, container)
+    source = operator.inputs[0].onnx_name
+    columns: list[str] = []
+    for index, order in enumerate(model.orders_):
+        indices = scope.get_unique_variable_name("mlpack_column")
+        container.add_initializer(indices, TensorProto.INT64, [1], [index])
+        column = ops._node("Gather", [source, indices], axis=1)
+        positions = [float(rank) for rank in range(len(order))]
+        columns.append(
+            ops._node(
+                "LabelEncoder",
+                [column],
+                domain="ai.onnx.ml",
+                version=2,
+                keys_strings=list(order),
+                values_floats=positions,
+                default_float=float("nan"),
+            )
+        )
+    container.add_node(
+        "Concat", columns, [operator.outputs[0].onnx_name], axis=1, name=scope.get_unique_operator_name("MlpackOrder")
+    )
+
+
 _registered = False
 
 
@@ -236,6 +268,7 @@ def register() -> None:
     )
     update_registered_converter(RareCategories, "MlpackRareCategories", _rare_shapes, _rare_converter)
     update_registered_converter(TextWords, "MlpackTextWords", _text_shapes, _text_converter)
+    update_registered_converter(OrdinalCategories, "MlpackOrdinalCategories", _ordinal_shapes, _ordinal_converter)
     _registered = True
 
 
