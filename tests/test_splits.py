@@ -232,3 +232,22 @@ def test_random_is_the_default_and_says_so() -> None:
     assert config.evaluation.split == "random" and config.features.split_fields == ()
     metadata = export(config, subscribers(100)).metadata
     assert metadata["evaluation"] == {"test_size": 0.2, "seed": 0, "split": "random"}
+
+
+def test_the_wheels_model_card_says_how_the_test_split_was_chosen() -> None:
+    from mlpack.package.wheel import packaging_dir, render_model_card
+
+    template = (packaging_dir() / "wheel" / "README.md.in").read_text(encoding="utf-8")
+    documents = dated(seed=4)
+    cards = {
+        "random": churn(),
+        "time": churn(split="time", split_field="signup"),
+        "group": churn(split="group", split_field="account"),
+        "filter": churn(split="filter", test_filter={"region": "north"}),
+    }
+    said = {kind: render_model_card(export(c, documents).metadata, template) for kind, c in cards.items()}
+    assert "Measured on a held-out 20% of the data" in said["random"]
+    assert '`"NA"`, `""`' in said["random"] and '{"$numberDouble": "0.5"}' in said["random"]  # the reading of text
+    assert "Measured on a held-out newest 20% (by `signup`) of the data" in said["time"]
+    assert "Measured on a held-out 20% of the `account` groups of the data" in said["group"]
+    assert 'Measured on a held-out part (`{"region": "north"}`) of the data' in said["filter"]

@@ -58,6 +58,18 @@ def _example_record(metadata: Metadata) -> str:
     return json.dumps(example).replace("`", "\\u0060")
 
 
+def _test_share(evaluation: dict[str, Any]) -> str:
+    """How the test split was chosen, to read in "Measured on a held-out ... of the data"."""
+    share, kind = f"{evaluation['test_size']:.0%}", evaluation.get("split", "random")
+    if kind == "time":
+        return f"newest {share} (by {markdown.code(evaluation['split_field'])})"
+    if kind == "group":
+        return f"{share} of the {markdown.code(evaluation['split_field'])} groups"
+    if kind == "filter":
+        return f"part ({markdown.code(json.dumps(evaluation['test_filter'], ensure_ascii=False))})"
+    return share
+
+
 def _feature_row(feature: FeatureInfo) -> tuple[str, ...]:
     """One row of the card's inputs table: what a missing value becomes, or the categories with counts."""
     if feature["kind"] == "numeric":
@@ -106,7 +118,7 @@ def render_model_card(metadata: Metadata, template: str, card_tables: str = "") 
         class_table=_class_table(metadata),
         target=markdown.code(metadata["target"]),
         classes_line=f"; classes: {', '.join(markdown.code(c) for c in classes)}" if classes is not None else "",
-        test_share=f"{metadata['evaluation']['test_size']:.0%}",
+        test_share=_test_share(metadata["evaluation"]),
         test_rows=parity.get("test_rows", parity["rows"]),
         parity_train_rows=parity.get("train_rows", 0),
         metrics_table=_markdown_table(
