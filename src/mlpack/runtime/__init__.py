@@ -15,7 +15,7 @@ a cheap scan of the value types shows the values need them.
 
 from __future__ import annotations
 
-from .cli import add_predict_arguments, main, run_predict
+from .cli import add_predict_arguments, main, run_main, run_predict
 from .contract import (
     FLOAT32_MAX,
     MISSING_CATEGORY,
@@ -69,6 +69,7 @@ __all__ = [
     "iter_records",
     "lookup",
     "main",
+    "run_main",
     "parse_metadata",
     "predict_file",
     "read_onnx_metadata",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -43,6 +44,12 @@ def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO) -> int:
     except UnicodeDecodeError as exc:
         print(f"error: --input {args.input}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=stderr)
         return 2
+    except RecursionError:
+        print(f"error: --input {args.input}: the input is nested too deeply to be records", file=stderr)
+        return 2
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+        print(f"error: --input {args.input}: not a readable CSV file: {exc}", file=stderr)
+        return 2
     except InputFileError as exc:
         print(f"error: --input {args.input}: {exc}", file=stderr)
         return 2
@@ -77,6 +84,22 @@ def main(model: Model, argv: Optional[Sequence[str]] = None, prog: Optional[str]
         print(json.dumps(model.metadata, indent=2))
         return 0
     return run_predict(model, args, sys.stderr)
+
+
+def run_main(model: Model, prog: str, server: Any = None) -> int:
+    """`main` as a program: its exit code, with the reader leaving (`| head`) and Ctrl-C ending quietly.
+    The model wheel's `python -m MODEL` is this; `mlpack predict` maps the same cases in mlpack's CLI."""
+    try:
+        code = main(model, prog=prog, server=server)
+        sys.stdout.flush()  # inside the try: a reader that left shows here at the latest
+        return code
+    except BrokenPipeError:
+        # The reader went away: end quietly, and keep Python's own flush at exit quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 class _Output:
