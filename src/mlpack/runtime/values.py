@@ -133,7 +133,11 @@ def to_number(value: Any) -> float:
             number = float(value.to_decimal()) if type(value).__name__ == "Decimal128" else float(value)
         except OverflowError:
             raise ValueError(f"{str(value)[:20]}... is too large a number") from None
-        return _in_range(number, value)
+        if number != number:  # written out, not _in_range: this is the loop of every training value
+            return math.nan
+        if not -FLOAT32_MAX <= number <= FLOAT32_MAX:
+            raise ValueError(f"{_shown(value)} is not a finite number within float32 range")
+        return number
     if isinstance(value, str):
         return _number_text(value)
     extended = extended_number(value)
