@@ -10,6 +10,7 @@ from mlpack (only itself, relatively) and takes the model as an argument. Layers
     openapi.py, v2.py the OpenAPI document; the Open Inference Protocol v2 routes
     app.py            routes → model; answers and counts every request
     framing.py        request heads by RFC 9112 (as strict as h11)
+    bodies.py         request bodies: a byte budget for those in memory, a minimum rate
     http.py           HTTP/1.1 connections on asyncio; takes a handler, never imports the app
     workers.py        serve(): processes, signals, the command-line options
 """
