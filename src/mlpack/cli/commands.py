@@ -327,6 +327,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         dist=args.dist,
         on_error=args.on_error,
     )
+    if args.watch:
+        return _watch(args, request)
     result = score(request, progress=_progress(args))
     if args.json:
         _print_json(result.summary())
@@ -341,6 +343,23 @@ def cmd_score(args: argparse.Namespace) -> int:
             print(f"skipped {result.skipped} document(s) that could not be scored:")
             for _id, message in result.errors:
                 print(f"  _id {_id!r}: {message}")
+    return 0
+
+
+def _watch(args: argparse.Namespace, request: Any) -> int:
+    from mlpack.watch import watch
+
+    result = watch(request, progress=_progress(args))
+    if args.json:
+        _print_json(result.summary())
+    elif not args.quiet:
+        model = result.model
+        first = f"resumed from the token in {result.state}" if result.resumed else f"{result.initial:,} at the start"
+        print(
+            f"watched {result.source} for {result.seconds:.1f} s with {model['name']} {model['version']}: "
+            f"{result.events:,} change events in {result.batches:,} batches, {result.written:,} results written "
+            f"into {result.into} ({first}), {result.skipped} skipped"
+        )
     return 0
 
 

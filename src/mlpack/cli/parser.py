@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="fail",
         help="a document the model cannot read: stop (default) or skip it and report it",
     )
+    score.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep scoring inserts and updates as they arrive (a change stream; resumes where it stopped)",
+    )
     score.set_defaults(handler=cmd_score)
 
     kube = commands.add_parser(
