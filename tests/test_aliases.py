@@ -50,10 +50,23 @@ def test_promote_roll_back_history_and_every_command_by_alias(
     assert _version_of(run, "churn-model@production", *config) == "1.0.1"
     assert run("promote", "churn-model", "1.0.1", "--alias", "staging", *config).code == 0
 
-    # A rollback is a promote of the earlier version.
+    # serve answers with the aliased version; after a rollback (a promote of the earlier version), with that one.
+    server = ServerProcess.mlpack("churn-model@production", "--config", str(two_builds.path))  # type: ignore[arg-type]
+    try:
+        assert json.loads(server.request("GET", "/metadata").body)["version"] == "1.0.1"
+    finally:
+        assert server.stop() == 0
     back = run("promote", "churn-model", "1.0.0", "--alias", "production", "--reason", "rollback", *config, "--json")
     assert back.code == 0 and json.loads(back.out)["move"]["from"] == "1.0.1"
+    server = ServerProcess.mlpack("churn-model@production", "--config", str(two_builds.path))  # type: ignore[arg-type]
+    try:
+        assert json.loads(server.request("GET", "/metadata").body)["version"] == "1.0.0"
+    finally:
+        assert server.stop() == 0
     assert _version_of(run, "churn-model@production", *config) == "1.0.0"
+    manifests = run("k8s", "churn-model@staging", *config, "--json")
+    assert manifests.code == 0, manifests.err
+    assert "churn-model:1.0.1" in manifests.out and "churn-model:1.0.0" not in manifests.out
     again = run("promote", "churn-model", "1.0.0", "--alias", "production", *config)
     assert again.code == 0 and "already 1.0.0" in again.out
 
@@ -83,18 +96,6 @@ def test_promote_roll_back_history_and_every_command_by_alias(
     assert_clean_error(
         run("score", two_builds.path, "--into", "x", "--version", "other@production"), 2, "names another model"
     )
-
-    # serve answers with the aliased version; after a rollback, with the earlier one.
-    server = ServerProcess.mlpack("churn-model@staging", "--config", str(two_builds.path))  # type: ignore[arg-type]
-    try:
-        assert json.loads(server.request("GET", "/metadata").body)["version"] == "1.0.1"
-    finally:
-        assert server.stop() == 0
-    server = ServerProcess.mlpack("churn-model@production", "--config", str(two_builds.path))  # type: ignore[arg-type]
-    try:
-        assert json.loads(server.request("GET", "/metadata").body)["version"] == "1.0.0"
-    finally:
-        assert server.stop() == 0
 
 
 def test_what_cannot_be_promoted_or_resolved_is_one_clear_line(two_builds: Project, run: Any) -> None:
