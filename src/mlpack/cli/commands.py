@@ -39,10 +39,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         metadata = result.metadata
         metrics = ", ".join(f"{name} {value:.4f}" for name, value in metadata["metrics"].items())
         print(f"built {metadata['name']} {metadata['version']} in {result.seconds:.1f} s ({metrics})")
-        print(
-            f"parity: max |sklearn - onnx| {metadata['parity']['max_abs_diff']:.2g}, "
-            f"label agreement {metadata['parity']['label_agreement']:.2%}"
-        )
+        print(_parity_line(metadata["parity"]))
         search, cv = metadata.get("search"), metadata.get("cv")
         if cv:
             scoring = search["scoring"] if search else next(iter(cv["scores"]))
@@ -66,6 +63,13 @@ def _artifact(args: argparse.Namespace) -> str:
     return artifact_path(args.artifact, project=args.config, dist=args.dist)
 
 
+def _parity_line(parity: Any) -> str:
+    """The parity check in one line; models built before it covered every row say only the figures."""
+    rows = f" on {parity['train_rows']} training + {parity['test_rows']} test rows" if "train_rows" in parity else ""
+    agreement = f"label agreement {parity['label_agreement']:.2%}"
+    return f"parity{rows}: max |sklearn - onnx| {parity['max_abs_diff']:.2g}, {agreement}"
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from mlpack.artifacts import read_any_metadata
 
@@ -83,8 +87,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     data = metadata["data"]
     where = f"{data['database']}.{data['collection']} filter {json.dumps(data['filter'])}"
     print(f"data: {where}, {data['rows']} rows, sha256 {data['sha256']}")
-    parity = metadata["parity"]
-    print(f"parity: max |sklearn - onnx| {parity['max_abs_diff']:.2g}, label agreement {parity['label_agreement']:.2%}")
+    print(_parity_line(metadata["parity"]))
     print("versions: " + ", ".join(f"{k} {v}" for k, v in metadata["versions"].items()))
     return 0
 
