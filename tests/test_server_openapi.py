@@ -38,7 +38,7 @@ def test_schemathesis_finds_no_failure_with_every_check(built_model: BuildResult
                 [cli, "--config-file", str(tmp_path / "schemathesis.toml"), "run",
                  f"http://127.0.0.1:{process.port}/openapi.json", "--checks", "all", "--max-examples", "150",
                  "--seed", "24", "--no-color"],
-                capture_output=True, text=True, timeout=600,
+                capture_output=True, text=True, timeout=600, cwd=tmp_path,
             )  # fmt: skip
         finally:
             assert process.stop() == 0
