@@ -115,6 +115,89 @@ def _unreachable(exc: BaseException, ctx: Context) -> MlpackError:
     return ExternalError(f"{_where(ctx)} is unreachable: {_summary(exc)}")
 
 
+# TLS: pymongo keeps OpenSSL's reason only as text, so it is read from the message. Which side's
+# certificate failed is told apart by who said so: a verify failure is the client refusing the
+# server's certificate; a handshake the server ends (with an alert, or by closing it) is the server
+# refusing the client's. The line names the server by its hosts; the option at fault is quoted.
+_VERIFY_FAILED = re.compile(r"certificate verify failed: (.+?)\.?\s*(?:\(_ssl\.c:\d+\)|$)", re.IGNORECASE)
+_CLIENT_REFUSED = [  # (OpenSSL's alert or error, what it says of the client certificate), first match wins
+    (re.compile(r"CERTIFICATE_REQUIRED|certificate required", re.IGNORECASE), ""),
+    (re.compile(r"CERTIFICATE_EXPIRED|certificate expired", re.IGNORECASE), "it has expired"),
+    (re.compile(r"UNKNOWN_CA|unknown ca", re.IGNORECASE), "it is not signed by a CA the server trusts"),
+    (re.compile(r"BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|bad certificate", re.IGNORECASE), "the server rejects it"),
+    (
+        re.compile(r"EOF occurred in violation of protocol|connection reset by peer", re.IGNORECASE),
+        "the server closed the handshake: not signed by a CA it trusts, expired, or not for client use?",
+    ),
+]
+_NOT_SIGNED = ("self-signed certificate", "self signed certificate", "issuer certificate", "first certificate")
+
+
+def _option(uri: str, name: str) -> str | None:
+    """The value the (displayed) connection string gives option `name`, or None."""
+    found = re.search(rf"[?&;]{name}=([^&;]*)", uri, re.IGNORECASE)
+    return found.group(1) if found else None
+
+
+def _server(ctx: Context) -> str:
+    """'MongoDB at mongodb://HOSTS/': the connection string without its options, which the line quotes."""
+    return f"{ctx.party} at {ctx.target.split('?', 1)[0]}" if ctx.target else ctx.party
+
+
+def _server_certificate(reason: str, uri: str) -> str:
+    lower = reason.lower()
+    if "expired" in lower:
+        return f"the server's TLS certificate has expired ({reason})"
+    if "not yet valid" in lower:
+        return f"the server's TLS certificate is not valid yet ({reason})"
+    if "mismatch" in lower:
+        return f"the server's TLS certificate is for another host name ({reason})"
+    if any(phrase in lower for phrase in _NOT_SIGNED):
+        ca_file = _option(uri, "tlsCAFile")
+        if ca_file:
+            return f"the server's TLS certificate is not signed by the CA in tlsCAFile {ca_file} ({reason})"
+        return f"the server's TLS certificate is not signed by a CA this machine trusts: set tlsCAFile ({reason})"
+    return f"the server's TLS certificate was refused: {reason}"
+
+
+def _tls_failure(exc: BaseException, ctx: Context) -> MlpackError | None:
+    """One line naming the certificate at fault, or None (then: unreachable, as any other failure)."""
+    text, uri = str(exc), ctx.target
+    verify = _VERIFY_FAILED.search(text)
+    if verify:
+        return ExternalError(f"{_server(ctx)}: {_server_certificate(verify.group(1).strip(), uri)}")
+    tls = uri.startswith("mongodb+srv://") or (_option(uri, "tls") or _option(uri, "ssl") or "").lower() == "true"
+    if not tls:
+        if "connection reset by peer" in text.lower():
+            return ExternalError(f"{_where(ctx)} reset the connection: if the server requires TLS, add tls=true")
+        return None
+    for pattern, meaning in _CLIENT_REFUSED:
+        if pattern.search(text):
+            key_file = _option(uri, "tlsCertificateKeyFile")
+            if not key_file:
+                return ExternalError(
+                    f"{_server(ctx)} requires a TLS client certificate, and the connection string names none: "
+                    "set tlsCertificateKeyFile"
+                )
+            return ExternalError(
+                f"{_server(ctx)} refused the client certificate in tlsCertificateKeyFile {key_file}: {meaning}"
+            )
+    if "No servers found yet" in text:
+        return ExternalError(f"{_server(ctx)} did not complete a TLS handshake: is TLS on at the server?")
+    return None
+
+
+def _client_key(exc: BaseException, ctx: Context) -> MlpackError | None:
+    """OpenSSL's words for a key it cannot use with its certificate: most often a wrong password."""
+    if ctx.action != "connecting" or "PEM lib" not in str(exc):
+        return None
+    key_file = _option(ctx.target, "tlsCertificateKeyFile") or "(tlsCertificateKeyFile)"
+    return ConfigError(
+        f"the client certificate file {key_file} cannot be used: a wrong tlsCertificateKeyFilePassword, "
+        "or no key (or another certificate's key) in the file"
+    )
+
+
 def _invalid_name(exc: BaseException, ctx: Context) -> MlpackError:
     return ConfigError(f"{ctx.party} refuses the name used for {ctx.action or 'the operation'}: {_summary(exc)}")
 
@@ -142,6 +225,7 @@ def _not_installed(exc: BaseException, ctx: Context) -> MlpackError | None:
 # answers wins. A handler returns None to say "not in this context".
 _TABLE: list[tuple[str, Handler]] = [
     ("pymongo.errors.InvalidURI", _invalid_connection_string),
+    ("pymongo.errors.ConfigurationError", _client_key),
     ("pymongo.errors.ConfigurationError", _invalid_connection_string),
     ("builtins.FileNotFoundError", _not_installed),
     ("builtins.OSError", _unreadable_file),
@@ -151,6 +235,7 @@ _TABLE: list[tuple[str, Handler]] = [
     ("pymongo.errors.InvalidName", _invalid_name),
     ("bson.errors.InvalidDocument", _unstorable),
     ("builtins.OverflowError", _unstorable),
+    ("pymongo.errors.ConnectionFailure", _tls_failure),
     ("pymongo.errors.ConnectionFailure", _unreachable),
     ("pymongo.errors.PyMongoError", _other_driver_error),
     ("subprocess.TimeoutExpired", _timed_out),

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import unquote_plus
 
 log = logging.getLogger("mlpack.server")
 
@@ -69,6 +71,28 @@ def default_queue_bytes() -> int:
     limit = memory_limit()
     share = limit // MEMORY_SHARE if limit else MAX_QUEUE_BYTES
     return max(MIN_QUEUE_BYTES, min(MAX_QUEUE_BYTES, share))
+
+
+def _locked_key(uri: str) -> bool:
+    """Whether the connection string names an encrypted client key and no password for it."""
+    options = dict(re.findall(r"[?&;]([^=&;]+)=([^&;]*)", uri))
+    named = {key.lower(): unquote_plus(value) for key, value in options.items()}
+    if not named.get("tlscertificatekeyfile") or named.get("tlscertificatekeyfilepassword"):
+        return False
+    try:
+        with open(named["tlscertificatekeyfile"], "rb") as handle:
+            return b"ENCRYPTED" in handle.read(1 << 20)  # PKCS#8 "ENCRYPTED PRIVATE KEY" or PEM's "4,ENCRYPTED"
+    except OSError:
+        return False  # unreadable: pymongo says so
+
+
+def _why(exc: BaseException) -> str:
+    """pymongo's reason, where it cannot quote the connection string (and so a password)."""
+    if "PEM lib" in str(exc):
+        return "its client key does not open: a wrong tlsCertificateKeyFilePassword, or not the certificate's key"
+    if isinstance(exc, OSError):
+        return f"a file it names cannot be read ({exc.strerror or exc})"
+    return f"pymongo refuses it ({type(exc).__name__}; its message is not shown, as it may quote the string)"
 
 
 class InferenceLog:
@@ -137,10 +161,19 @@ class InferenceLog:
         collection = os.environ.get("MLPACK_INFERENCE_LOG_COLLECTION") or settings.get(
             "inference_log_collection", "inference_log"
         )
+        if _locked_key(uri):  # OpenSSL would ask the terminal for the passphrase, and a container has none
+            raise SystemExit(
+                f"inference log: the client key in {uri_env}'s tlsCertificateKeyFile is encrypted: "
+                "add tlsCertificateKeyFilePassword to the connection string"
+            )
         try:
-            return cls(uri, database, collection, count, **options)
+            from pymongo.errors import PyMongoError
         except ImportError:
             raise SystemExit(f"inference logging needs pymongo: pip install '{model.name}[serve]'") from None
+        try:
+            return cls(uri, database, collection, count, **options)
+        except (PyMongoError, ValueError, TypeError, OSError) as exc:  # a TLS file, a key, an option
+            raise SystemExit(f"inference log: the connection string in {uri_env} cannot be used: {_why(exc)}") from None
 
     # -- the request thread's side --------------------------------------------------------------
     def record(self, model: Any, route: str, inputs: Any, predictions: List[Any], prediction_id: str) -> None:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 from bson import json_util
 from bson.errors import BSONError
@@ -53,7 +54,9 @@ def connect(uri: str, *, timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS) -> Mongo
     """A client whose server answered a ping, so later failures are not connection problems."""
     shown = remember_uri(uri)
     # Timeouts the connection string sets itself win: a user who wrote them meant them.
-    written = {key.lower() for key in re.findall(r"[?&;]([^=&;]+)=", uri)}
+    options = {key.lower(): unquote_plus(value) for key, value in re.findall(r"[?&;]([^=&;]+)=([^&;]*)", uri)}
+    written = set(options)
+    _refuse_a_locked_key(options)
     timeouts: dict[str, Any] = {
         key: timeout_ms for key in ("serverSelectionTimeoutMS", "connectTimeoutMS") if key.lower() not in written
     }
@@ -66,6 +69,24 @@ def connect(uri: str, *, timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS) -> Mongo
         client.close()
         raise
     return client
+
+
+def _refuse_a_locked_key(options: dict[str, str]) -> None:
+    """An encrypted client key with no password in the connection string is a usage error said
+    here: left to OpenSSL, it would ask the terminal for the passphrase (a cron job would hang)."""
+    key_file = options.get("tlscertificatekeyfile")
+    if not key_file or options.get("tlscertificatekeyfilepassword"):
+        return
+    try:
+        with open(key_file, "rb") as handle:
+            locked = b"ENCRYPTED" in handle.read(1 << 20)  # PKCS#8 "ENCRYPTED PRIVATE KEY" or PEM's "4,ENCRYPTED"
+    except OSError:
+        return  # unreadable: pymongo says so, in the words `outside` maps
+    if locked:
+        raise ConfigError(
+            f"the client key in tlsCertificateKeyFile {key_file} is encrypted: add tlsCertificateKeyFilePassword "
+            "to the connection string (percent-encoded)"
+        )
 
 
 @dataclass
