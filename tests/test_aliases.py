@@ -98,7 +98,9 @@ def test_promote_roll_back_history_and_every_command_by_alias(
     )
 
 
-def test_what_cannot_be_promoted_or_resolved_is_one_clear_line(two_builds: Project, run: Any) -> None:
+def test_what_cannot_be_promoted_or_resolved_is_one_clear_line(
+    two_builds: Project, run: Any, mongo_client: MongoClient[Any]
+) -> None:
     config = ("--config", two_builds.path)
     two_builds.edit("gates = { accuracy = 0.6 }", "gates = { accuracy = 0.9999 }")
     _rejected = run("build", two_builds.path, "-q", "--version", "1.0.2")
@@ -130,6 +132,10 @@ def test_what_cannot_be_promoted_or_resolved_is_one_clear_line(two_builds: Proje
     )
     # dist/ holding a different build of the version than the registry recorded is refused.
     assert run("promote", "churn-model", "1.0.0", "--alias", "production", *config).code == 0
+    aliases = mongo_client[two_builds.database]["mlpack_models.aliases"]
+    aliases.update_one({"alias": "production"}, {"$set": {"version": "../../1.0.0"}})
+    assert_clean_error(run("inspect", "churn-model@production", *config), 2, "which is not a version")
+    aliases.update_one({"alias": "production"}, {"$set": {"version": "1.0.0"}})
     wheel = two_builds.path / "dist" / "churn_model-1.0.0-py3-none-any.whl"
     wheel.write_bytes(wheel.read_bytes() + b"\0")
     assert_clean_error(run("inspect", "churn-model@production", *config), 2, "does not match its build report")

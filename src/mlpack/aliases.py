@@ -229,6 +229,10 @@ def resolve(config: Config, reference: Reference, *, kind: str = "wheel", dist: 
     name = reference.name or config.model.name
     with registry_of(config) as registry:
         version = Aliases(registry).version_of(name, reference.alias)
+        if not _FILE.match(version):  # it names files in dist/ and the cache: never a path
+            raise ConfigError(
+                f"{name}@{reference.alias} names {version[:80]!r}, which is not a version: promote another"
+            )
         record = registry.find(name, version)
         if record is None or record.get("status") not in HOLDING_STATUSES:
             state = "is not in the registry" if record is None else f"is {record.get('status')}"
