@@ -45,7 +45,6 @@ PASSWORD = "s3cret&K3y=91"  # `&` and `=` must be percent-encoded in the URI; "s
 FAST = "serverSelectionTimeoutMS=400&connectTimeoutMS=400"  # a bad certificate fails at once; no need to wait
 DATABASE = "mlpack_tls"
 LOG_DATABASE = "mlpack_tls_log"
-SEARCH = '\n[search]\nmethod = "grid"\nparams = { max_depth = [2, 4] }\ncv = 2\n'
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
 
@@ -114,7 +113,11 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     key, cert = _certificate("mlpack-client", by_ca)
     files["client"] = _pem_key(key) + cert.public_bytes(serialization.Encoding.PEM)
     files["client-locked"] = _pem_key(key, PASSWORD) + cert.public_bytes(serialization.Encoding.PEM)
-    for name, issuer, expired in [("stranger", by_other, False), ("client-expired", by_ca, True)]:
+    for name, issuer, expired in [
+        ("stranger", by_other, False),
+        ("client-expired", by_ca, True),
+        ("nobody", by_ca, False),
+    ]:
         key, cert = _certificate(name, issuer, expired=expired)
         files[name] = _pem_key(key) + cert.public_bytes(serialization.Encoding.PEM)
     paths = {}
@@ -231,7 +234,8 @@ def built(tls: Tls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]
         client.drop_database(DATABASE)
         client[DATABASE]["customers"].insert_many(subscribers(240))
     project = tmp_path_factory.mktemp("tls-project")
-    (project / "mlpack.toml").write_text(CHURN_CONFIG.format(database=DATABASE) + SEARCH, encoding="utf-8")
+    config = CHURN_CONFIG.format(database=DATABASE).replace("seed = 0", "seed = 0\ncv = 2")  # a logged trial
+    (project / "mlpack.toml").write_text(config, encoding="utf-8")
     yield Built(
         project,
         tls.cli("build", project),
@@ -249,7 +253,7 @@ def test_build_models_experiments_and_score_over_tls_with_x509(tls: Tls, built: 
     assert built.models.code == 0, built.models.err
     assert [(row["name"], row["version"]) for row in json.loads(built.models.out)] == [("churn-model", "1.0.0")]
     assert built.experiments.code == 0, built.experiments.err
-    assert len(json.loads(built.experiments.out)) == 2  # the two grid points
+    assert [trial["kind"] for trial in json.loads(built.experiments.out)] == ["cv"]
     assert built.score.code == 0, built.score.err
     assert json.loads(built.score.out)["written"] == 240
     with tls.client() as client:
@@ -423,9 +427,11 @@ def test_an_unusable_key_or_file_is_exit_2_naming_the_option(tls: Tls, built: Bu
     assert result.code == 2 and result.err.count("\n") == 1 and needle in result.err, result.err
 
 
-def test_a_plain_client_of_a_tls_server_is_told_to_add_tls(tls: Tls, built: Built) -> None:
+def test_a_plain_client_of_a_tls_server_and_a_certificate_of_no_user_are_exit_3(tls: Tls, built: Built) -> None:
     result = tls.cli("models", "--config", built.project, uri=f"{tls.main}?{FAST}")
     assert result.code == 3 and "if the server requires TLS, add tls=true" in result.err, result.err
+    result = tls.cli("models", "--config", built.project, uri=f"{tls.uri(key='nobody')}&{FAST}")  # CN=nobody
+    assert result.code == 3 and "refused the login for" in result.err and "authentication failed" in result.err
 
 
 # -- secrets -------------------------------------------------------------------------------------
