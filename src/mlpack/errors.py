@@ -166,6 +166,8 @@ def _tls_failure(exc: BaseException, ctx: Context) -> MlpackError | None:
     verify = _VERIFY_FAILED.search(text)
     if verify:
         return ExternalError(f"{_server(ctx)}: {_server_certificate(verify.group(1).strip(), uri)}")
+    if ctx.action != "connecting":  # a connection lost later is not a refused certificate
+        return None
     tls = uri.startswith("mongodb+srv://") or (_option(uri, "tls") or _option(uri, "ssl") or "").lower() == "true"
     if not tls:
         if "connection reset by peer" in text.lower():
