@@ -20,7 +20,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from mlpack import card, experiments, registry
+from mlpack import aliases, card, champion, experiments, registry
 from mlpack.config import Config, load_config, with_version
 from mlpack.dist import BuildDir, sha256_of
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
@@ -68,6 +68,8 @@ def preflight(config: Config) -> None:
     metric_names(config)
     experiments.plan(config)  # [search] names, scoring, folds; [features].weight against the estimator
     parse_filter(config.source.filter)
+    if champion.enabled(config):
+        champion.scoring_metric(config)
 
 
 @contextmanager
@@ -146,9 +148,17 @@ def build(
                 version=resolved_version,
                 estimator=config.estimator.class_path,
             )
+            defending, not_compared = _champion(config, out_dir, resolved_version, say)
             try:
                 exported = make_model(
-                    config, dataset, version=resolved_version, created=created, say=say, log=log, clock=clock
+                    config,
+                    dataset,
+                    version=resolved_version,
+                    created=created,
+                    say=say,
+                    log=log,
+                    clock=clock,
+                    champion=defending,
                 )
             except QualityGateError as exc:
                 records.record_rejected(
@@ -158,6 +168,7 @@ def build(
                     details=exc.details,
                 )
                 raise
+            exported.champion_warning = not_compared or exported.champion_warning
             with_image = image if image is not None else config.image_configured
             result = write_artifacts(config, exported, out_dir, say, image_context=with_image, clock=clock, force=force)
             try:
@@ -175,6 +186,23 @@ def build(
             client.close()
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def _champion(config: Config, out_dir: Path, version: str, say: Progress) -> tuple[champion.Champion | None, str]:
+    """[evaluation].champion: the aliased version's verified .onnx, or None and a warning when there is none."""
+    if not champion.enabled(config):
+        return None, ""
+    reference = aliases.Reference(config.model.name, config.evaluation.champion)
+    try:
+        found = aliases.resolve(config, reference, kind="onnx", dist=out_dir)
+    except ConfigError as exc:
+        warning = f"champion {reference}: {exc.message}; this build is not compared with a champion"
+    else:
+        if found.version != version:
+            return champion.load(reference.alias, found.version, found.path), ""
+        warning = f"champion {reference} is {version}, the version being built: not compared with itself"
+    say(f"warning: {warning}")
+    return None, warning
 
 
 def write_artifacts(
@@ -238,6 +266,10 @@ def write_artifacts(
                 "dockerfile_sha256": sha256_of(context / "Dockerfile"),
             }
         report = {**metadata, "artifacts": artifacts, "timings": clock.report()}
+        if exported.champion is not None:
+            report["champion"] = exported.champion
+        if exported.champion_warning:
+            report["champion_warning"] = exported.champion_warning
         report_path = stage / f"{stem}.json"
         _write_json(report_path, report)
         staged["report"] = report_path
@@ -254,6 +286,7 @@ def _model_card(exported: ExportedModel, path: Path) -> tuple[Path | None, str]:
     if exported.rows is None:
         return None, ""
     data = card.card_data(exported.trained, exported.rows, exported.metadata)
+    data.champion = exported.champion
     path.write_text(card.render_html(data, exported.metadata), encoding="utf-8")
     return path, card.render_markdown(data, exported.metadata)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mlpack import champion as challenger_vs
 from mlpack import experiments
 from mlpack._serving.drift import baseline_of
 from mlpack.config import Config
@@ -37,6 +38,8 @@ class ExportedModel:
     metadata: Metadata
     rows: Split | None = None  # the train/test split the model was fitted and scored on
     experiment: experiments.Experiment | None = None
+    champion: dict[str, Any] | None = None  # the aliased version's scores on the same test split (champion.py)
+    champion_warning: str = ""  # why the champion was not compared, when it was not
 
 
 def make_model(
@@ -48,6 +51,7 @@ def make_model(
     say: Progress = _silent,
     log: experiments.TrialLog | None = None,
     clock: StageClock | None = None,
+    champion: challenger_vs.Champion | None = None,
 ) -> ExportedModel:
     """Cross-validate or search (each trial logged), train, gate, export and verify: validated data in,
     an ONNX model that agrees with scikit-learn out."""
@@ -73,6 +77,8 @@ def make_model(
     metadata = metadata_with()
     # A rejected model's metadata (metrics, parity) goes with the error, for the registry's record.
     check_gates(trained.metrics, config.evaluation.gates, metadata=dict(metadata))
+    # The champion's scores on these test rows; a challenger that does not beat it by the margin stops here.
+    compared, warning = challenger_vs.evaluate(config, champion, trained, metadata, say) if champion else (None, "")
     say("exporting to ONNX")
     with clock.stage("export"):
         onnx_model = to_onnx(
@@ -86,7 +92,7 @@ def make_model(
     metadata = metadata_with(
         parity=parity, baseline=training_baseline(dataset, model, metadata, config.preprocessing.max_categories)
     )
-    return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment)
+    return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment, compared, warning)
 
 
 def training_baseline(dataset: Dataset, model: Model, metadata: Metadata, max_categories: int) -> dict[str, Any]:

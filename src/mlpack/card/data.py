@@ -64,6 +64,19 @@ class CardData:
     actual: list[float] = field(default_factory=list)
     predicted: list[float] = field(default_factory=list)
     residuals: dict[str, float] = field(default_factory=dict)
+    champion: dict[str, Any] | None = None  # [evaluation].champion: the aliased version on the same test split
+
+
+def champion_rows(data: CardData, metrics: dict[str, float]) -> list[tuple[str, str, str, str]]:
+    """(metric, this model, champion, difference) for the card's challenger-vs-champion table."""
+    if not data.champion:
+        return []
+    theirs = data.champion["metrics"]
+    return [
+        (name, f"{value:.4f}", f"{theirs[name]:.4f}", f"{value - theirs[name]:+.4f}")
+        for name, value in metrics.items()
+        if name in theirs
+    ]
 
 
 def card_data(trained: TrainedModel, rows: Split, metadata: Metadata) -> CardData:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from html import escape
 
 from mlpack import charts
-from mlpack.card.data import IMPORTANCE_REPEATS, CardData
+from mlpack.card.data import IMPORTANCE_REPEATS, CardData, champion_rows
 from mlpack.card.readme import _params_text
 from mlpack.runtime import Metadata
 
@@ -175,6 +175,17 @@ def _search_html(metadata: Metadata) -> str:
     return "\n".join(parts)
 
 
+def _champion_html(data: CardData, metadata: Metadata) -> list[str]:
+    rows = champion_rows(data, metadata["metrics"])
+    if not rows or data.champion is None:
+        return []
+    them = f"{data.champion['alias']} ({data.champion['version']})"
+    return [
+        f"<p>Against the champion, {escape(them)}, on the same test split:</p>",
+        _html_table(("metric", "this model", them, "difference"), rows),
+    ]
+
+
 def render_html(data: CardData, metadata: Metadata) -> str:
     name, version = metadata["name"], metadata["version"]
     parity = metadata.get("parity", {})
@@ -193,6 +204,7 @@ def render_html(data: CardData, metadata: Metadata) -> str:
         "<h2>Evaluation</h2>",
         f"<p>Held-out test split ({parity.get('test_rows', parity.get('rows', '?'))} documents):</p>",
         _html_table(("metric", "value"), metrics),
+        *_champion_html(data, metadata),
         f"<p>ONNX vs scikit-learn on every document, {parity.get('train_rows', '?')} of training and "
         f"{parity.get('test_rows', '?')} of test: max difference {parity.get('max_abs_diff', math.nan):.3g}, "
         f"label agreement {parity.get('label_agreement', math.nan):.2%}.</p>",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlpack import markdown
-from mlpack.card.data import IMPORTANCE_REPEATS, CardData
+from mlpack.card.data import IMPORTANCE_REPEATS, CardData, champion_rows
 from mlpack.runtime import Metadata
 
 
@@ -59,6 +59,13 @@ def render_markdown(data: CardData, metadata: Metadata) -> str:
     search = _search_markdown(metadata)
     if search:
         parts.append(search)
+    compared = champion_rows(data, metadata.get("metrics", {}))
+    if compared and data.champion is not None:
+        them = markdown.text(f"{data.champion['alias']} ({data.champion['version']})")
+        parts.append(
+            f"### Against the champion, {them} (same test split)\n\n"
+            + _table(("metric", "this model", them, "difference"), compared)
+        )
     if data.confusion:
         header = ("actual \\ predicted", *map(markdown.text, data.classes))
         rows = [(markdown.text(label), *map(str, row)) for label, row in zip(data.classes, data.confusion)]

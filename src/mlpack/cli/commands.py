@@ -28,9 +28,12 @@ def _print_json(document: Any) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from mlpack.build import build
 
+    progress = _progress(args)
     result = build(
-        args.project, out=args.out, version=args.version, force=args.force, image=args.image, progress=_progress(args)
+        args.project, out=args.out, version=args.version, force=args.force, image=args.image, progress=progress
     )
+    if result.report.get("champion_warning") and progress is None and not args.json:  # else said as progress
+        print(redact(f"mlpack: warning: {result.report['champion_warning']}"), file=sys.stderr)
     if args.json:
         _print_json(
             {**result.report, "paths": {k: str(p) for k, p in result.artifacts.items()}, "seconds": result.seconds}
@@ -39,6 +42,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         metadata = result.metadata
         metrics = ", ".join(f"{name} {value:.4f}" for name, value in metadata["metrics"].items())
         print(f"built {metadata['name']} {metadata['version']} in {result.seconds:.1f} s ({metrics})")
+        if result.report.get("champion"):
+            from mlpack.champion import summary
+
+            print(summary(result.report["champion"]))
         print(_parity_line(metadata["parity"]))
         search, cv = metadata.get("search"), metadata.get("cv")
         if cv:

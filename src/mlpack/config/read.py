@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import tomllib
 import types
 import typing
@@ -178,6 +180,7 @@ def _check_semantics(config: Config, where: str) -> None:
     if not 0 < config.evaluation.test_size < 1:
         raise ConfigError(f"{where}: [evaluation].test_size must be between 0 and 1, got {config.evaluation.test_size}")
     _check_experiments(config, where)
+    _check_champion(config, where)
     if config.export.parity_tolerance < 0:
         raise ConfigError(f"{where}: [export].parity_tolerance must not be negative")
     if config.serve.max_body_bytes < 1024:
@@ -189,6 +192,22 @@ def _check_semantics(config: Config, where: str) -> None:
     find_links = config.image.find_links
     if find_links and not names.plain_path(find_links) and not (config.project_dir / find_links).is_dir():
         raise ConfigError(f"{where}: [image].find_links {find_links!r} is not a folder (relative to the project)")
+
+
+def _check_champion(config: Config, where: str) -> None:
+    """[evaluation].champion: an alias name; champion_margin and champion_metric only with it."""
+    evaluation = config.evaluation
+    if evaluation.champion and not re.match(r"^[a-z][a-z0-9_-]{0,39}$", evaluation.champion):
+        raise ConfigError(
+            f"{where}: [evaluation].champion {evaluation.champion[:60]!r} is not an alias name "
+            "(a lowercase letter, then up to 39 lowercase letters, digits, - or _: production, staging)"
+        )
+    margin = evaluation.champion_margin
+    if not math.isnan(margin) and not (math.isfinite(margin) and margin >= 0):
+        raise ConfigError(f"{where}: [evaluation].champion_margin must be a number of at least 0, got {margin}")
+    if not evaluation.champion and (not math.isnan(margin) or evaluation.champion_metric):
+        key = "champion_margin" if not math.isnan(margin) else "champion_metric"
+        raise ConfigError(f'{where}: [evaluation].{key} needs champion, the alias to compare with ("production")')
 
 
 def _check_experiments(config: Config, where: str) -> None:

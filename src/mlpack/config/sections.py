@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,9 @@ class EvaluationSection:
     split: Literal["random", "time", "group", "filter"] = "random"  # how the test documents are chosen
     split_field: str = ""  # time: a date field (the newest are the test split); group: kept in one split
     test_filter: dict[str, Any] = field(default_factory=dict)  # filter: a MongoDB query naming the test documents
+    champion: str = ""  # an alias (production): its version is scored on the same test split (champion.py)
+    champion_margin: float = math.nan  # nan: compare only; else the challenger must beat the champion by this
+    champion_metric: str = ""  # the metric the margin is measured on; default: the first metric
 
 
 @dataclass(frozen=True)

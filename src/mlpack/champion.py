@@ -1,0 +1,196 @@
+"""Challenger vs champion: the aliased version scored on the test split the new model was scored on.
+
+With `[evaluation].champion = "production"` the build resolves NAME@production (build.py, through the
+registry and its digests) to the champion's verified .onnx, runs it through mlpack.runtime.Model (the
+runtime the wheel ships) on the challenger's own test rows and computes the same metrics
+(train.METRICS). The comparison goes into the build report (`champion`: alias, version, metrics and
+the challenger's difference per metric), the console summary and the model card.
+
+With `champion_margin` the challenger must beat the champion on the scoring metric
+(`champion_metric`, else the first of [evaluation].metrics) by at least the margin, higher or lower
+as the metric is better (accuracy up, rmse down); otherwise the build is refused like a failed
+quality gate: exit 1, recorded as rejected with both scores in the reason.
+
+A champion that cannot be scored on these rows (it reads a field the new model does not load, or
+predicts another target or task) is reported as a warning, never a failure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlpack.config import Config
+from mlpack.errors import ConfigError, QualityGateError
+from mlpack.runtime import Metadata, Model, read_onnx_metadata
+from mlpack.train import METRICS, TrainedModel, metric_names
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The aliased version, loaded: what the challenger is compared with."""
+
+    alias: str
+    version: str
+    path: Path
+    model: Model
+
+
+def enabled(config: Config) -> bool:
+    return bool(config.evaluation.champion)
+
+
+def scoring_metric(config: Config) -> str:
+    """The metric the margin is measured on: `champion_metric`, else the first metric computed."""
+    names = metric_names(config)
+    chosen = config.evaluation.champion_metric or names[0]
+    if chosen not in names:
+        raise ConfigError(
+            f"[evaluation].champion_metric {chosen!r} is not one of the metrics computed ({', '.join(names)}): "
+            "add it to [evaluation].metrics"
+        )
+    return chosen
+
+
+def load(alias: str, version: str, path: Path) -> Champion:
+    """The champion's ONNX file (already verified against the registry's sha256) as a runtime Model."""
+    return Champion(alias, version, path, Model(path, read_onnx_metadata(path)))
+
+
+def unscorable(champion: Champion, metadata: Metadata, columns: dict[str, np.ndarray]) -> str | None:
+    """Why the champion cannot be scored on the challenger's test rows, or None when it can."""
+    theirs, ours = champion.model.metadata, metadata
+    where = f"{champion.alias} ({theirs['name']} {theirs['version']})"
+    if theirs["task"] != ours["task"]:
+        return f"{where} is a {theirs['task']} model and this one is {ours['task']}: not compared"
+    if theirs.get("target") != ours.get("target"):
+        return f"{where} predicts {theirs.get('target')!r}, this model {ours.get('target')!r}: not compared"
+    kinds = {entry["path"]: entry["kind"] for entry in ours["inputs"]}
+    reads = [(e["path"], e["kind"]) for e in theirs.get("inputs") or []] or [
+        (f["name"], f["kind"]) for f in theirs["features"]
+    ]
+    other = [path for path, kind in reads if path not in columns or kinds.get(path, kind) != kind]
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        return (
+            f"{where} reads fields this build does not load or reads otherwise ({shown}), so it cannot be "
+            "scored on these test rows: not compared (promote a version with these inputs, or change "
+            "[evaluation].champion)"
+        )
+    return None
+
+
+def score(champion: Champion, trained: TrainedModel, metadata: Metadata, names: list[str]) -> dict[str, float]:
+    """The champion's metrics on the challenger's test rows, computed as the challenger's are."""
+    labels, probabilities, _ = champion.model.run(trained.test_columns)
+    y: Any = trained.test_target
+    classes: list[Any] = []
+    proba = None
+    if metadata["task"] == "classification":
+        # The runtime answers with the classes as users see them; so must the true labels.
+        as_user = dict(zip(trained.classes or [], metadata.get("classes") or trained.classes or []))
+        y = np.array([as_user.get(value, value) for value in trained.test_target.tolist()], dtype=object)
+        classes = list(champion.model.classes or [])
+        proba = np.asarray(probabilities, dtype=np.float64) if probabilities is not None else None
+    predicted = np.array(labels, dtype=object if classes else np.float64)
+    scores = {}
+    for name in names:
+        metric = METRICS[name]
+        if metric.uses_probabilities and proba is None:
+            scores[name] = math.nan
+            continue
+        try:
+            scores[name] = round(metric.score(y, predicted, proba, classes), 6)
+        except (ValueError, TypeError):  # undefined on these rows, or classes the champion never saw
+            scores[name] = math.nan
+    return scores
+
+
+def better_by(name: str, challenger: float, champion: float) -> float:
+    """How much better the challenger is (positive: better), whichever way the metric improves."""
+    difference = challenger - champion
+    return difference if METRICS[name].higher_is_better else -difference
+
+
+def comparison(
+    champion: Champion, challenger: dict[str, float], theirs: dict[str, float], metric: str
+) -> dict[str, Any]:
+    """The report's `champion` entry."""
+    return {
+        "alias": champion.alias,
+        "version": champion.version,
+        "metrics": theirs,
+        "difference": {
+            name: round(challenger[name] - theirs[name], 6) for name in challenger if name in theirs
+        },  # challenger minus champion
+        "metric": metric,
+    }
+
+
+def check_margin(config: Config, entry: dict[str, Any], challenger: dict[str, float], metadata: dict[str, Any]) -> None:
+    """Refuse a challenger that does not beat the champion by [evaluation].champion_margin."""
+    margin = config.evaluation.champion_margin
+    if math.isnan(margin):
+        return
+    name = entry["metric"]
+    ours, theirs = challenger[name], entry["metrics"][name]
+    champion = f"{entry['alias']} ({entry['version']})"
+    direction = "higher" if METRICS[name].higher_is_better else "lower"
+    if math.isnan(ours) or math.isnan(theirs):
+        reason = f"champion gate: {name} is undefined for {'the challenger' if math.isnan(ours) else champion}"
+    elif better_by(name, ours, theirs) < margin:
+        reason = (
+            f"champion gate: {name} {ours:.4f} does not beat {champion} {name} {theirs:.4f} "
+            f"by the margin {margin:g} ({direction} is better)"
+        )
+    else:
+        return
+    details = "\n".join(
+        ["challenger vs champion (test split):"]
+        + [f"  - {n}: {challenger[n]:.6g} vs {v:.6g}" for n, v in entry["metrics"].items() if n in challenger]
+    )
+    raise QualityGateError(reason, details=details, metadata={**metadata, "champion": entry})
+
+
+def evaluate(
+    config: Config, champion: Champion, trained: TrainedModel, metadata: Metadata, say: Callable[[str], None]
+) -> tuple[dict[str, Any] | None, str]:
+    """Score the champion on the challenger's test rows and apply the margin: the report's entry, or
+    None and the warning when the champion cannot be scored on these rows."""
+    problem = unscorable(champion, metadata, trained.test_columns)
+    if problem is not None:
+        say(f"warning: champion {problem}")
+        return None, f"champion {problem}"
+    names = list(trained.metrics)
+    entry = comparison(champion, trained.metrics, score(champion, trained, metadata, names), scoring_metric(config))
+    say(f"champion: {summary(entry)}")
+    check_margin(config, entry, trained.metrics, dict(metadata))
+    return entry, ""
+
+
+def summary(entry: dict[str, Any]) -> str:
+    """One line for the console: `vs production 1.0.0: accuracy 0.8333 (+0.0167), ...`."""
+    shown = ", ".join(
+        f"{name} {value:.4f} ({entry['difference'].get(name, math.nan):+.4f})"
+        for name, value in entry["metrics"].items()
+    )
+    return f"vs {entry['alias']} {entry['version']}: {shown}"
+
+
+__all__ = [
+    "Champion",
+    "check_margin",
+    "comparison",
+    "enabled",
+    "evaluate",
+    "load",
+    "score",
+    "scoring_metric",
+    "summary",
+    "unscorable",
+]

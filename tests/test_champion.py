@@ -1,0 +1,98 @@
+"""Challenger vs champion: [evaluation].champion scores the aliased version on the same test split."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pymongo import MongoClient
+
+from tests.conftest import Project
+
+GATE = "gates = { accuracy = 0.6 }"
+CHAMPION = 'gates = { accuracy = 0.5 }\nchampion = "production"\nchampion_margin = 0.01\n'
+
+
+def _version(project: Project, version: str) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_text(
+        "\n".join(f'version = "{version}"' if line.startswith("version = ") else line for line in text.splitlines())
+        + "\n",
+        encoding="utf-8",
+    )
+
+
+def _weak(project: Project) -> None:
+    project.edit("params = { n_estimators = 30, random_state = 0 }", "params = { n_estimators = 1, max_depth = 1 }")
+
+
+def test_a_worse_challenger_is_refused_and_a_better_one_reports_both(
+    churn_project: Project, run: Any, mongo_client: MongoClient[Any]
+) -> None:
+    # 1.0.0 is a weak model (one stump): the champion. 1.0.1, the full forest, beats it.
+    _weak(churn_project)
+    churn_project.edit(GATE, "gates = { accuracy = 0.5 }")
+    assert run("build", churn_project.path, "-q").code == 0
+    config = ("--config", churn_project.path)
+    assert run("promote", "churn-model", "1.0.0", "--alias", "production", *config).code == 0
+    churn_project.edit("gates = { accuracy = 0.5 }", CHAMPION)
+    churn_project.edit(
+        "params = { n_estimators = 1, max_depth = 1 }", "params = { n_estimators = 30, random_state = 0 }"
+    )
+    _version(churn_project, "1.0.1")
+    better = run("build", churn_project.path, "--json")
+    assert better.code == 0, better.err
+    report = json.loads(better.out)
+    entry = report["champion"]
+    assert entry["alias"] == "production" and entry["version"] == "1.0.0" and entry["metric"] == "accuracy"
+    assert set(entry["metrics"]) == set(report["metrics"])
+    for name, value in report["metrics"].items():
+        assert abs(entry["difference"][name] - round(value - entry["metrics"][name], 6)) < 1e-9
+    assert report["metrics"]["accuracy"] >= entry["metrics"]["accuracy"] + 0.01
+    card = (churn_project.path / "dist" / "churn-model-1.0.1.html").read_text(encoding="utf-8")
+    assert "Against the champion, production (1.0.0)" in card
+    print("champion 1.0.0 accuracy", entry["metrics"]["accuracy"], "challenger 1.0.1", report["metrics"]["accuracy"])
+
+    # Promote the forest; a stump challenger does not beat it: refused, recorded as rejected with both scores.
+    assert run("promote", "churn-model", "1.0.1", "--alias", "production", *config).code == 0
+    _weak(churn_project)
+    _version(churn_project, "1.0.2")
+    worse = run("build", churn_project.path)
+    assert worse.code == 1, worse.err
+    assert "champion gate: accuracy" in worse.err and "production (1.0.1)" in worse.err
+    record = mongo_client[churn_project.database]["mlpack_models"].find_one({"version": "1.0.2"})
+    assert record["status"] == "rejected"
+    ours, theirs = f"{record['metrics']['accuracy']:.4f}", f"{report['metrics']['accuracy']:.4f}"
+    assert ours in record["reason"] and theirs in record["reason"] and ours != theirs
+    print("rejected:", record["reason"])
+    assert not (churn_project.path / "dist" / "churn-model-1.0.2.onnx").exists()
+
+
+def test_no_production_alias_is_a_warning(churn_project: Project, run: Any) -> None:
+    churn_project.edit(GATE, CHAMPION)
+    built = run("build", churn_project.path)
+    assert built.code == 0, built.err
+    assert "warning: champion churn-model@production" in built.err and "no alias 'production'" in built.err
+    assert "vs production" not in built.out
+
+
+def test_a_champion_reading_other_fields_is_a_warning(churn_project: Project, run: Any) -> None:
+    assert run("build", churn_project.path, "-q").code == 0
+    assert run("promote", "churn-model", "1.0.0", "--alias", "production", "--config", churn_project.path).code == 0
+    churn_project.edit(GATE, CHAMPION)
+    churn_project.edit('categorical = ["contract", "billing.method"]', 'categorical = ["contract"]')
+    _version(churn_project, "1.0.1")
+    built = run("build", churn_project.path, "--json")
+    assert built.code == 0, built.err
+    report = json.loads(built.out)
+    assert "cannot be scored on these test rows" in report["champion_warning"]
+    assert "billing.method" in report["champion_warning"] and "champion" not in report
+
+
+def test_champion_keys_are_checked(churn_project: Project, run: Any) -> None:
+    churn_project.edit(GATE, "champion_margin = 0.01")
+    result = run("build", churn_project.path)
+    assert result.code == 2 and "champion_margin needs champion" in result.err
+    churn_project.edit("champion_margin = 0.01", 'champion = "production"\nchampion_metric = "rmse"')
+    result = run("build", churn_project.path)
+    assert result.code == 2 and "rmse" in result.err
