@@ -28,6 +28,7 @@ from mlpack.estimators import make_estimator
 from mlpack.exported import ExportedModel, Progress, make_model
 from mlpack.metadata import build_metadata
 from mlpack.package.image import build_image, engine_version, git_revision, write_context
+from mlpack.package.oci import build_oci_image, is_local_base
 from mlpack.package.wheel import build_distributions, render_project, twine_check
 from mlpack.runtime import Metadata
 from mlpack.source import connect, load_columns, mongo_server
@@ -324,8 +325,13 @@ def build_image_step(
     """Build the image from the context in place; without an engine, fail only if the image was demanded."""
     context = result.artifacts["docker"]
     tag = config.image.tag_for(config.model.name, result.metadata["version"])
-    engine = engine_version()
-    if engine is None:
+    engine = None if is_local_base(config.image.base) else engine_version()
+    if is_local_base(config.image.base):
+        say(f"writing image {tag} on {config.image.base} (no engine)")
+        with (clock or result.clock).stage("image"):
+            result.report["image"] = _oci_image(config, result, tag, context)
+        say(f"image {tag}: manifest {result.report['image']['digest']}")
+    elif engine is None:
         message = f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')})"
         if required:
             raise ExternalError(f"{message}: the image was not built; its build context is in {context}")
@@ -347,6 +353,37 @@ def build_image_step(
         staged = stage / result.artifacts["report"].name
         _write_json(staged, result.report)
         os.replace(staged, result.artifacts["report"])
+
+
+def _oci_image(config: Config, result: BuildResult, tag: str, context: Path) -> dict[str, Any]:
+    """The image with no engine (package/oci.py), next to the other artifacts."""
+    image = build_oci_image(
+        result.artifacts["report"].parent,
+        stem=result.artifacts["report"].stem,
+        tag=tag,
+        wheel=result.artifacts["wheel"],
+        metadata=result.metadata,
+        section=config.image,
+        revision=git_revision(config.project_dir),
+        epoch=_epoch(result.metadata["created"]),
+        project_dir=config.project_dir,
+        find_links=_project_path(config, config.image.find_links),
+        deps=context / "deps",
+    )
+    result.artifacts.update(oci=image.layout, image_archive=image.archive)
+    layer = {"digest": image.layer.digest, "diff_id": image.layer.diff_id, "size": image.layer.size}
+    return {
+        "built": True,
+        "engine": False,
+        "tag": tag,
+        "id": image.config_digest,
+        "digest": image.digest,
+        "size": image.size,
+        "layers": image.layers,
+        "layout": image.layout.name,
+        "archive": image.archive.name,
+        "model_layer": {**layer, "unpacked": image.layer.unpacked},
+    }
 
 
 def _epoch(created: str) -> int:

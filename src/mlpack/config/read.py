@@ -229,6 +229,14 @@ def _check_experiments(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [search].n_iter must be at least 1")
 
 
+def _image_base(value: str) -> str | None:
+    """A registry reference, or a local base for the image with no engine: oci:PATH, docker-archive:PATH."""
+    kind, _, path = value.partition(":")
+    if kind in ("oci", "docker-archive"):
+        return names.plain_path(path) if path else f"names no path after {kind}:"
+    return names.image_reference(value)
+
+
 def _optional(check: names.Checker) -> names.Checker:
     return lambda value: check(value) if value else None
 
@@ -244,7 +252,7 @@ _NAMED_VALUES: list[tuple[str, Callable[[Config], str], names.Checker]] = [
     ("[source].collection", lambda c: c.source.collection, names.mongo_collection),
     ("[source].seed", lambda c: c.source.seed, names.plain_path),
     ("[registry].collection", lambda c: c.registry.collection, names.mongo_collection),
-    ("[image].base", lambda c: c.image.base, names.image_reference),
+    ("[image].base", lambda c: c.image.base, _image_base),
     ("[image].tag", lambda c: c.image.tag, _optional(names.image_tag)),
     ("[image].python", lambda c: c.image.python, _optional(names.python_version)),
     ("[image].arch", lambda c: c.image.arch, _optional(names.arch)),

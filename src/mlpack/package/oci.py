@@ -1,0 +1,299 @@
+"""The model image with no engine: an OCI image layout and a `docker load` archive, written by mlpack.
+
+The base comes from `[image].base = "oci:PATH"` (an OCI image layout folder) or
+`"docker-archive:PATH"` (a `docker save` tar); every blob of it is checked against its digest. On
+top goes one layer: the wheel and its dependencies, installed by `pip install --target` for the
+image's Python and platform (nothing runs inside the image). The layer is a reproducible tar
+(sorted, SOURCE_DATE_EPOCH mtimes, uid/gid 0, no names, 0o755/0o644 modes, no .pyc, GNU headers
+only where a name is long, never PAX) gzipped with mtime 0 and no file name; the config, manifest
+and index are canonical JSON. Same inputs and epoch, same manifest digest.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+from mlpack.config import ImageSection
+from mlpack.errors import ExternalError
+from mlpack.package.image import ImageTarget, image_labels
+from mlpack.package.oci_base import (
+    CHUNK,
+    CONFIG,
+    INDEX,
+    LAYER_GZIP,
+    MANIFEST,
+    BaseImage,
+    canonical,
+    digest_of,
+    image_python,
+    is_local_base,
+    load_base,
+)
+from mlpack.runtime import Metadata
+
+SITE = "opt/model/site"  # the layer's one folder: PYTHONPATH
+USER = "65532:65532"
+
+
+# -- the layer ------------------------------------------------------------------------------------
+class _Hashing:
+    """A write-only stream that hashes what it passes on."""
+
+    def __init__(self, stream: Any, sha: Any) -> None:
+        self.stream, self.sha, self.size = stream, sha, 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return int(self.stream.write(data) or len(data))
+
+
+def install_layer_tree(
+    root: Path, wheel: Path, target: ImageTarget, *, pins: dict[str, str], find_links: str, offline: bool
+) -> None:
+    """`pip install --target root/opt/model/site` for the image's Python and platform; no .pyc, no scripts."""
+    site = root / SITE
+    site.parent.mkdir(parents=True)
+    constraints = root.parent / "constraints.txt"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()), encoding="utf-8")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    command += ["--no-warn-script-location", "--target", str(site), "--constraint", str(constraints)]
+    command += [*target.pip_platform_args(), str(wheel)]
+    if find_links:
+        command += (["--no-index"] if offline else []) + ["--find-links", find_links]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    constraints.unlink()
+    if result.returncode != 0:
+        raise ExternalError(
+            f"could not install the model and its dependencies for Python {target.python} on {target.arch} "
+            "(pip install --target needs the package index, its cache or [image].find_links)",
+            details=result.stderr[-3000:],
+        )
+    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts name this machine's Python
+    for path in sorted(site.rglob("*"), reverse=True):
+        if path.name == "__pycache__" and path.is_dir():
+            shutil.rmtree(path)
+        elif path.suffix == ".pyc" or (path.name == "direct_url.json" and path.parent.suffix == ".dist-info"):
+            path.unlink()  # direct_url.json holds the wheel's path on this machine
+    for record in sorted(site.glob("*.dist-info/RECORD")):  # nor may RECORD list what was removed
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        gone = ("bin/", "../")
+        kept = [line for line in lines if not line.startswith(gone) and "/direct_url.json," not in line]
+        record.write_text("".join(kept), encoding="utf-8")
+
+
+def _entries(root: Path) -> list[tuple[str, Path]]:
+    found = [(path.relative_to(root).as_posix(), path) for path in root.rglob("*")]
+    return sorted(found, key=lambda item: item[0].encode("utf-8"))
+
+
+def _tarinfo(name: str, path: Path, epoch: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
+    elif stat.S_ISDIR(mode):
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    elif stat.S_ISREG(mode):
+        info.size, info.mode = path.stat().st_size, 0o755 if mode & 0o111 else 0o644
+    else:
+        raise ExternalError(f"{path} is neither a file, a folder nor a link: it cannot go into a layer")
+    return info
+
+
+def write_tar(stream: Any, files: list[tuple[str, Path]], epoch: int) -> None:
+    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+        for name, path in files:
+            info = _tarinfo(name, path, epoch)
+            if info.isreg():
+                with path.open("rb") as data:
+                    tar.addfile(info, data)
+            else:
+                tar.addfile(info)
+
+
+@dataclass(frozen=True)
+class Layer:
+    path: Path
+    digest: str
+    diff_id: str
+    size: int
+    unpacked: int
+
+
+def write_layer(root: Path, out: Path, epoch: int, *, compress: bool = True) -> Layer:
+    digest, diff_id = hashlib.sha256(), hashlib.sha256()
+    with out.open("wb") as raw:
+        packed = _Hashing(raw, digest)
+        if compress:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0, compresslevel=6) as zipped:  # type: ignore[call-overload]
+                plain = _Hashing(zipped, diff_id)
+                write_tar(plain, _entries(root), epoch)
+        else:
+            plain = _Hashing(packed, diff_id)
+            write_tar(plain, _entries(root), epoch)
+    return Layer(out, "sha256:" + digest.hexdigest(), "sha256:" + diff_id.hexdigest(), packed.size, plain.size)
+
+
+# -- the config and the layout ---------------------------------------------------------------------
+def image_config(
+    base: dict[str, Any], layer: Layer, *, metadata: Metadata, section: ImageSection, revision: str, epoch: int
+) -> dict[str, Any]:
+    """The base's config with the model's: what today's Dockerfile says, field for field."""
+    config = copy.deepcopy(base)
+    created = datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    port = section.port
+    runtime = config.setdefault("config", {})
+    env = {
+        "PYTHONPATH": f"/{SITE}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HOME": "/tmp",
+        "MLPACK_HOST": "0.0.0.0",
+        "MLPACK_PORT": str(port),
+    }
+    kept = [entry for entry in runtime.get("Env") or [] if entry.partition("=")[0] not in env]
+    runtime["Env"] = kept + [f"{key}={value}" for key, value in env.items()]
+    runtime["Entrypoint"] = ["python3", "-m", metadata["import_name"], "serve"]
+    runtime.pop("Cmd", None)  # as an ENTRYPOINT does in a Dockerfile
+    runtime["User"] = USER
+    runtime["ExposedPorts"] = {**(runtime.get("ExposedPorts") or {}), f"{port}/tcp": {}}
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=2)"
+    seconds = 1_000_000_000
+    runtime["Healthcheck"] = {
+        "Test": ["CMD", "python3", "-c", probe],
+        "Interval": 10 * seconds,
+        "Timeout": 3 * seconds,
+        "StartPeriod": 5 * seconds,
+        "Retries": 3,
+    }
+    runtime["Labels"] = {**(runtime.get("Labels") or {}), **image_labels(metadata, revision)}
+    config["created"] = created
+    config.setdefault("architecture", "amd64")
+    config.setdefault("os", "linux")
+    history = config.get("history") or []
+    if sum(1 for entry in history if not entry.get("empty_layer")) != len(config["rootfs"]["diff_ids"]):
+        history = [{"created_by": "base layer"} for _ in config["rootfs"]["diff_ids"]]  # docker load counts them
+    history.append(
+        {
+            "created": created,
+            "created_by": f"mlpack {metadata['versions']['mlpack']}: pip install --target /{SITE} "
+            f"{metadata['name']}=={metadata['version']} (no engine)",
+        }
+    )
+    config["history"] = history
+    config["rootfs"]["diff_ids"] = [*config["rootfs"]["diff_ids"], layer.diff_id]
+    return config
+
+
+@dataclass(frozen=True)
+class OciImage:
+    digest: str  # the manifest's
+    config_digest: str  # what `docker images` shows as the id
+    layout: Path
+    archive: Path
+    layer: Layer
+    size: int  # every layer's bytes (compressed where they are)
+    layers: int
+
+
+def write_layout(folder: Path, base: BaseImage, layer: Layer, config: dict[str, Any], tag: str) -> tuple[str, str]:
+    """The OCI image layout; returns the manifest's digest and the config's."""
+    blobs = folder / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    for blob in base.layers:
+        with blob.open() as source, (blobs / blob.digest.partition(":")[2]).open("wb") as target:
+            shutil.copyfileobj(source, target, CHUNK)
+    shutil.copyfile(layer.path, blobs / layer.digest.partition(":")[2])
+    config_bytes = canonical(config)
+    descriptors: list[dict[str, Any]] = [
+        {"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in base.layers
+    ]
+    descriptors.append({"mediaType": LAYER_GZIP, "digest": layer.digest, "size": layer.size})
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": digest_of(config_bytes), "size": len(config_bytes)},
+        "layers": descriptors,
+    }
+    manifest_bytes = canonical(manifest)
+    digest = digest_of(manifest_bytes)
+    for data in (config_bytes, manifest_bytes):
+        (blobs / digest_of(data).partition(":")[2]).write_bytes(data)
+    reference = {"io.containerd.image.name": tag, "org.opencontainers.image.ref.name": tag.rpartition(":")[2]}
+    entry = {"mediaType": MANIFEST, "digest": digest, "size": len(manifest_bytes), "annotations": reference}
+    (folder / "index.json").write_bytes(canonical({"schemaVersion": 2, "mediaType": INDEX, "manifests": [entry]}))
+    (folder / "oci-layout").write_bytes(canonical({"imageLayoutVersion": "1.0.0"}))
+    # docker load reads manifest.json (Docker ≥ 25 writes the same pair itself with `docker save`).
+    paths = [f"blobs/sha256/{d['digest'].partition(':')[2]}" for d in descriptors]
+    legacy = [
+        {"Config": f"blobs/sha256/{digest_of(config_bytes).partition(':')[2]}", "RepoTags": [tag], "Layers": paths}
+    ]
+    (folder / "manifest.json").write_bytes(canonical(legacy))
+    return digest, digest_of(config_bytes)
+
+
+def build_oci_image(
+    out_dir: Path,
+    *,
+    stem: str,
+    tag: str,
+    wheel: Path,
+    metadata: Metadata,
+    section: ImageSection,
+    revision: str,
+    epoch: int,
+    project_dir: Path | None = None,
+    find_links: str = "",
+    deps: Path | None = None,
+) -> OciImage:
+    """NAME-VERSION.oci/ and NAME-VERSION.image.tar in `out_dir`, written aside and renamed into place.
+
+    `deps`: a build context's wheels for the same Python, installed from with no index."""
+    base = load_base(section.base, project_dir)
+    # As the build context: the image holds the onnxruntime and numpy the parity check ran with.
+    pins = {"onnxruntime": metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
+    python = image_python(section, base.config)
+    target = ImageTarget(python, ImageTarget.for_section(section).arch)
+    stage = Path(tempfile.mkdtemp(prefix=".mlpack-oci-", dir=out_dir))
+    try:
+        deps = deps if deps is not None and deps.is_dir() else None
+        offline = bool(find_links) or (deps is not None and ImageTarget.for_section(section).python == python)
+        links = find_links or (str(deps) if offline and deps is not None else "")
+        install_layer_tree(stage / "root", wheel, target, pins=pins, find_links=links, offline=offline)
+        layer = write_layer(stage / "root", stage / "layer.tar.gz", epoch)
+        config = image_config(base.config, layer, metadata=metadata, section=section, revision=revision, epoch=epoch)
+        layout = stage / f"{stem}.oci"
+        digest, config_digest = write_layout(layout, base, layer, config, tag)
+        archive = stage / f"{stem}.image.tar"
+        with archive.open("wb") as stream:
+            write_tar(stream, [(name, path) for name, path in _entries(layout)], epoch)
+        (layout / "manifest.json").unlink()  # not part of an OCI layout; kept in the archive only
+        final_layout, final_archive = out_dir / layout.name, out_dir / archive.name
+        if final_layout.is_dir():
+            os.replace(final_layout, stage / "replaced.oci")
+        os.replace(layout, final_layout)
+        os.replace(archive, final_archive)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    size = sum(blob.size for blob in base.layers) + layer.size
+    return OciImage(digest, config_digest, final_layout, final_archive, layer, size, len(base.layers) + 1)
+
+
+__all__ = ["OciImage", "build_oci_image", "is_local_base", "load_base"]

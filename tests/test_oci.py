@@ -1,0 +1,323 @@
+"""The image with no engine (package/oci.py): reproducible layout and archive, checked bases, docker load."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpack.config import ImageSection
+from mlpack.errors import ConfigError
+from mlpack.package.image import ImageTarget, download_dependencies
+from mlpack.package.oci import build_oci_image, write_tar
+from mlpack.package.oci_base import canonical, digest_of, load_base
+from mlpack.source.embedded import free_port
+from tests.conftest import Project, assert_clean_error
+from tests.docker_engine import EngineUnavailable, docker_engine
+
+EPOCH = 1767225600
+BASE_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHON_VERSION=3.11.9", "LANG=C.UTF-8"]
+
+
+def tiny_base_layer(folder: Path) -> bytes:
+    """A few files as a layer: enough to be a base for the layout (nothing in it runs)."""
+    root = folder / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "os-release").write_text('NAME="tiny"\n')
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "python3").write_text("#!/bin/sh\n")
+    (root / "usr" / "bin" / "python3").chmod(0o755)
+    stream = io.BytesIO()
+    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*"))
+    write_tar(stream, files, 0)
+    return stream.getvalue()
+
+
+def base_config(diff_ids: list[str], env: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": env or BASE_ENV, "Cmd": ["python3"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "tiny base"} for _ in diff_ids],
+    }
+
+
+def write_oci_base(folder: Path, layer: bytes, config: dict[str, Any]) -> Path:
+    blobs = folder / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    config_bytes = canonical(config)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": digest_of(config_bytes),
+            "size": len(config_bytes),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(layer), "size": len(layer)}
+        ],
+    }
+    manifest_bytes = canonical(manifest)
+    for data in (layer, config_bytes, manifest_bytes):
+        (blobs / digest_of(data)[7:]).write_bytes(data)
+    entry = {"mediaType": manifest["mediaType"], "digest": digest_of(manifest_bytes), "size": len(manifest_bytes)}
+    (folder / "index.json").write_bytes(canonical({"schemaVersion": 2, "manifests": [entry]}))
+    (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    return folder
+
+
+def write_archive_base(path: Path, layer: bytes, config: dict[str, Any]) -> Path:
+    config_bytes = canonical(config)
+    members: dict[str, str | bytes] = {
+        "manifest.json": json.dumps([{"Config": "config.json", "RepoTags": ["tiny:1"], "Layers": ["l/layer.tar"]}]),
+        "config.json": config_bytes,
+        "l/layer.tar": layer,
+    }
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            archive.addfile(info, io.BytesIO(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(built_model: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The model's wheel, its dependency wheels for 3.11 (fetched once), and a tiny base both ways."""
+    root = tmp_path_factory.mktemp("oci-inputs")
+    wheel = built_model.artifacts["wheel"]
+    pins = {"onnxruntime": built_model.metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
+    download_dependencies(wheel, root / "deps", ImageTarget("3.11", "x86_64"), pins=pins)
+    layer = tiny_base_layer(root)
+    config = base_config([digest_of(layer)])
+    return {
+        "wheel": wheel,
+        "metadata": built_model.metadata,
+        "deps": root / "deps",
+        "oci": write_oci_base(root / "base.oci", layer, config),
+        "archive": write_archive_base(root / "base.tar", layer, config),
+    }
+
+
+SCRIPT = """
+import json, sys
+from pathlib import Path
+from mlpack.config import ImageSection
+from mlpack.package.oci import build_oci_image
+args = json.loads(Path(sys.argv[1]).read_text())
+image = build_oci_image(
+    Path(args["out"]), stem="churn-model-1.0.0", tag="churn-model:1.0.0", wheel=Path(args["wheel"]),
+    metadata=args["metadata"], section=ImageSection(base=args["base"]), revision="",
+    epoch=args["epoch"], project_dir=Path(args["project"]), deps=Path(args["deps"]),
+)
+print(image.digest)
+"""
+
+
+def build_in_process(folder: Path, inputs: dict[str, Any], base: str, seed: str) -> str:
+    """One build in its own process and folder (the wheel copied there), with its own PYTHONHASHSEED."""
+    folder.mkdir()
+    wheel = folder / inputs["wheel"].name
+    wheel.write_bytes(inputs["wheel"].read_bytes())
+    args = {
+        "out": str(folder),
+        "wheel": str(wheel),
+        "metadata": inputs["metadata"],
+        "base": base,
+        "epoch": EPOCH,
+        "project": str(inputs["oci"].parent),
+        "deps": str(inputs["deps"]),
+    }
+    (folder / "args.json").write_text(json.dumps(args))
+    env = {**os.environ, "PYTHONHASHSEED": seed, "SOURCE_DATE_EPOCH": str(EPOCH)}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, folder / "args.json"], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def tree_bytes(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_two_processes_and_folders_give_the_same_manifest_digest(inputs: dict[str, Any], tmp_path: Path) -> None:
+    first = build_in_process(tmp_path / "one", inputs, "oci:base.oci", "1")
+    second = build_in_process(tmp_path / "two", inputs, "oci:base.oci", "2")
+    assert first == second and first.startswith("sha256:")
+    one, two = tmp_path / "one" / "churn-model-1.0.0.oci", tmp_path / "two" / "churn-model-1.0.0.oci"
+    assert tree_bytes(one) == tree_bytes(two)  # the layout, byte for byte
+    archives = [tmp_path / name / "churn-model-1.0.0.image.tar" for name in ("one", "two")]
+    assert archives[0].read_bytes() == archives[1].read_bytes()
+    index = json.loads((one / "index.json").read_bytes())
+    assert index["manifests"][0]["digest"] == first
+    assert digest_of((one / "blobs" / "sha256" / first[7:]).read_bytes()) == first
+    # The same base as a `docker save` archive makes the same image.
+    assert build_in_process(tmp_path / "three", inputs, f"docker-archive:{inputs['archive']}", "3") == first
+
+
+def test_the_layer_and_config_hold_what_the_dockerfile_says(inputs: dict[str, Any], tmp_path: Path) -> None:
+    section = ImageSection(base=f"oci:{inputs['oci']}", port=9090)
+    image = build_oci_image(
+        tmp_path,
+        stem="m-1.0.0",
+        tag="m:1.0.0",
+        wheel=inputs["wheel"],
+        metadata=inputs["metadata"],
+        section=section,
+        revision="abc",
+        epoch=EPOCH,
+        deps=inputs["deps"],
+    )
+    blobs = image.layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / image.digest[7:]).read_bytes())
+    config_bytes = (blobs / manifest["config"]["digest"][7:]).read_bytes()
+    assert canonical(json.loads(config_bytes)) == config_bytes  # canonical JSON
+    config = json.loads(config_bytes)
+    runtime = config["config"]
+    assert runtime["User"] == "65532:65532" and "9090/tcp" in runtime["ExposedPorts"]
+    assert runtime["Entrypoint"] == ["python3", "-m", inputs["metadata"]["import_name"], "serve"]
+    assert "Cmd" not in runtime and "PYTHONPATH=/opt/model/site" in runtime["Env"] and "LANG=C.UTF-8" in runtime["Env"]
+    assert "9090/healthz" in runtime["Healthcheck"]["Test"][-1]
+    assert runtime["Labels"]["org.opencontainers.image.revision"] == "abc"
+    assert json.loads(runtime["Labels"]["io.mlpack.metadata"])["version"] == inputs["metadata"]["version"]
+    assert config["created"] == "2026-01-01T00:00:00Z" and len(config["rootfs"]["diff_ids"]) == 2
+    assert len(config["history"]) == 2
+    layer = blobs / manifest["layers"][-1]["digest"][7:]
+    assert layer.read_bytes()[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip: mtime 0, no name
+    with tarfile.open(layer) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names, key=lambda n: n.encode()) and names[:3] == ["opt", "opt/model", "opt/model/site"]
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", EPOCH)}
+    assert {m.mode for m in members} <= {0o755, 0o644, 0o777}
+    assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n or "/bin/" in n]
+    assert not [n for n in names if n.endswith("direct_url.json")]
+    assert any(n.startswith("opt/model/site/onnxruntime/") for n in names)
+    assert any(n.startswith(f"opt/model/site/{inputs['metadata']['import_name']}/") for n in names)
+    with gzip.open(layer) as plain:
+        assert digest_of(plain.read()) == config["rootfs"]["diff_ids"][-1]
+    with tarfile.open(image.archive) as archive:
+        listed = json.loads(archive.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    assert listed[0]["RepoTags"] == ["m:1.0.0"] and len(listed[0]["Layers"]) == 2
+
+
+def test_a_tampered_or_missing_base_is_refused(inputs: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_base("oci:nowhere.oci", tmp_path)
+    layer = tiny_base_layer(tmp_path)
+    oci = write_oci_base(tmp_path / "bad.oci", layer, base_config([digest_of(layer)]))
+    blob = oci / "blobs" / "sha256" / digest_of(layer)[7:]
+    changed = bytearray(blob.read_bytes())
+    changed[600] ^= 1
+    blob.write_bytes(bytes(changed))
+    with pytest.raises(ConfigError, match="does not match its digest"):
+        load_base(f"oci:{oci}")
+    archive = write_archive_base(tmp_path / "bad.tar", bytes(changed), base_config([digest_of(layer)]))
+    with pytest.raises(ConfigError, match="does not match its diff_id"):
+        load_base(f"docker-archive:{archive}")
+    (tmp_path / "junk.tar").write_bytes(b"not a tar")
+    with pytest.raises(ConfigError, match="is not a readable image"):
+        load_base(f"docker-archive:{tmp_path / 'junk.tar'}")
+
+
+def with_local_base(project: Project, base: str) -> None:
+    project.config.write_text(project.config.read_text() + f'\n[image]\nbase = "{base}"\npython = "3.11"\n')
+
+
+def test_mlpack_build_writes_the_image_with_no_engine(
+    churn_project: Project, run, inputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")  # no engine is asked
+    with_local_base(churn_project, f"oci:{inputs['oci']}")
+    result = run("build", churn_project.path, "--image", "--json")
+    assert result.code == 0, result.err
+    image = json.loads(result.out)["image"]
+    dist = churn_project.path / "dist"
+    assert image["built"] and image["engine"] is False and image["digest"].startswith("sha256:")
+    assert image["layout"] == "churn-model-1.0.0.oci" and (dist / "churn-model-1.0.0.image.tar").is_file()
+    index = json.loads((dist / "churn-model-1.0.0.oci" / "index.json").read_bytes())
+    assert index["manifests"][0]["digest"] == image["digest"]
+    assert json.loads((dist / "churn-model-1.0.0.json").read_text())["image"] == image
+
+
+def test_mlpack_build_with_a_missing_base_exits_2_in_one_line(churn_project: Project, run) -> None:
+    with_local_base(churn_project, "docker-archive:missing.tar")
+    result = run("build", churn_project.path, "--image")
+    assert_clean_error(result, 2, "missing.tar does not exist")
+    assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+# -- a real engine: docker load, then run ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def engine() -> Iterator[dict[str, str]]:
+    try:
+        with docker_engine() as env:
+            yield env
+    except EngineUnavailable as exc:
+        if os.environ.get("MLPACK_REQUIRE_DOCKER"):
+            raise
+        pytest.skip(f"no Docker engine: {exc}")
+
+
+def docker(env: dict[str, str], *args: str | Path, timeout: float = 300) -> str:
+    done = subprocess.run(
+        ["docker", *map(str, args)], capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}
+    )
+    assert done.returncode == 0, (args, done.stderr[-2000:])
+    return done.stdout
+
+
+def test_docker_loads_and_runs_the_image(inputs: dict[str, Any], engine: dict[str, str], tmp_path: Path) -> None:
+    base = tmp_path / "python.tar"
+    docker(engine, "save", "--output", base, "python:3.11-slim")
+    port = free_port()
+    image = build_oci_image(
+        tmp_path,
+        stem="churn-model-9.9.9",
+        tag="churn-model-oci:9.9.9",
+        wheel=inputs["wheel"],
+        metadata=inputs["metadata"],
+        section=dataclasses.replace(ImageSection(base=f"docker-archive:{base}", port=port), python="3.11"),
+        revision="",
+        epoch=EPOCH,
+        deps=inputs["deps"],
+    )
+    assert "churn-model-oci:9.9.9" in docker(engine, "load", "--input", image.archive)
+    container = docker(engine, "run", "--detach", "--network", "host", "churn-model-oci:9.9.9").strip()
+    try:
+        deadline, answer = time.monotonic() + 60, None
+        while answer is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    answer = json.load(response)
+            except OSError:
+                time.sleep(0.5)
+        assert answer == {"status": "ok"}, docker(engine, "logs", container)
+        uid = docker(engine, "exec", container, "python3", "-c", "import os; print(os.getuid())").strip()
+        assert uid == "65532"
+    finally:
+        docker(engine, "rm", "--force", container)
+        docker(engine, "rmi", "churn-model-oci:9.9.9")
