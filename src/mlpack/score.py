@@ -167,6 +167,32 @@ def _spark_engine(request: ScoreRequest) -> Engine:
 ENGINES: dict[str, Callable[[ScoreRequest], Engine]] = {"local": _local_engine, "spark": _spark_engine}
 
 
+def open_wheel(wheel: Path) -> tuple[Any, str]:
+    """The model wheel imported (verified by its sha256, which is returned with it)."""
+    sha = file_sha256(wheel)
+    try:
+        return load_wheel(wheel, sha), sha
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"cannot load the model wheel {wheel}: {exc}") from None
+
+
+def score_spec(
+    config: Config, request: ScoreRequest, uri: str, query: dict[str, Any], module: Any, sha: str
+) -> ScoreSpec:
+    """What one scoring run reads and writes, the same for a batch run and for --watch."""
+    return ScoreSpec(
+        uri=uri,
+        database=config.source.database,
+        source=config.source.collection,
+        into=request.into,
+        query=query,
+        projection=projection_of(module),
+        batch_size=request.batch_size,
+        skip_bad=request.on_error == "skip",
+        wheel_sha256=sha,
+    )
+
+
 def _silent(_message: str) -> None:
     pass
 
@@ -184,23 +210,9 @@ def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResul
             f"scoring needs the database that holds {config.source.collection}: set {config.source.uri_env} "
             "(an embedded server lives for one build only)"
         )
-    sha = file_sha256(wheel)
-    try:
-        module = load_wheel(wheel, sha)
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"cannot load the model wheel {wheel}: {exc}") from None
+    module, sha = open_wheel(wheel)
     with mongo_server(config.source) as uri:
-        spec = ScoreSpec(
-            uri=uri,
-            database=config.source.database,
-            source=config.source.collection,
-            into=request.into,
-            query=query,
-            projection=projection_of(module),
-            batch_size=request.batch_size,
-            skip_bad=request.on_error == "skip",
-            wheel_sha256=sha,
-        )
+        spec = score_spec(config, request, uri, query, module, sha)
         client = connect(uri)
         try:
             collection = client[spec.database][spec.source]

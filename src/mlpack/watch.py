@@ -28,8 +28,8 @@ from pymongo.errors import OperationFailure
 from mlpack.config import load_config
 from mlpack.errors import ConfigError, DataError, ExternalError, MlpackError, outside
 from mlpack.redaction import display_uri
-from mlpack.score import ScoreRequest, check_target, find_wheel, parse_query, projection_of
-from mlpack.score_worker import Progress, ScoreSpec, SliceResult, describe_errors, file_sha256, load_wheel
+from mlpack.score import ScoreRequest, check_target, find_wheel, open_wheel, parse_query, score_spec
+from mlpack.score_worker import Progress, ScoreSpec, SliceResult, describe_errors
 from mlpack.score_worker import score_documents as _score_documents
 from mlpack.source import connect, mongo_server
 
@@ -122,28 +122,14 @@ def watch(
     query = parse_query(request.filter)
     on_full_document(query)  # a filter a change event cannot be matched with is refused before anything runs
     wheel = find_wheel(config, Path(request.dist) if request.dist else config.project_dir / "dist", request.version)
-    sha = file_sha256(wheel)
-    try:
-        module = load_wheel(wheel, sha)
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"cannot load the model wheel {wheel}: {exc}") from None
+    module, sha = open_wheel(wheel)
     if config.source.embedded and not os.environ.get(config.source.uri_env, "").strip():
         raise ConfigError(
             f"--watch needs the database that receives the documents: set {config.source.uri_env} "
             "(an embedded server lives for one build only)"
         )
     with mongo_server(config.source) as uri:
-        spec = ScoreSpec(
-            uri=uri,
-            database=config.source.database,
-            source=config.source.collection,
-            into=request.into,
-            query=query,
-            projection=projection_of(module),
-            batch_size=request.batch_size,
-            skip_bad=request.on_error == "skip",
-            wheel_sha256=sha,
-        )
+        spec = score_spec(config, request, uri, query, module, sha)
         client = connect(uri)
         try:
             with outside("MongoDB", target=display_uri(uri), action=f"watching {spec.database}.{spec.source}"):

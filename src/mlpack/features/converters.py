@@ -194,30 +194,27 @@ def _rare_shapes(operator: Any) -> None:
     operator.outputs[0].type = StringTensorType(list(operator.inputs[0].type.shape))
 
 
-def _rare_converter(scope: Any, operator: Any, container: Any) -> None:
-    model: RareCategories = operator.raw_operator
+def _per_column(scope: Any, container: Any, operator: Any, encoders: list[dict[str, Any]], name: str) -> None:
+    """Column k of the [N, k] input through a LabelEncoder with `encoders[k]`'s attributes, then the
+    columns side by side again: how both category transformers write their graph."""
     ops = OnnxOps(scope, container)
     source = operator.inputs[0].onnx_name
     columns: list[str] = []
-    for index, kept in enumerate(model.kept_):
+    for index, attributes in enumerate(encoders):
         indices = scope.get_unique_variable_name("mlpack_column")
         container.add_initializer(indices, TensorProto.INT64, [1], [index])
         column = ops._node("Gather", [source, indices], axis=1)
-        # LabelEncoder gives every key its value and everything else the default: OTHER.
-        columns.append(
-            ops._node(
-                "LabelEncoder",
-                [column],
-                domain="ai.onnx.ml",
-                version=2,
-                keys_strings=kept,
-                values_strings=kept,
-                default_string=OTHER,
-            )
-        )
+        columns.append(ops._node("LabelEncoder", [column], domain="ai.onnx.ml", version=2, **attributes))
     container.add_node(
-        "Concat", columns, [operator.outputs[0].onnx_name], axis=1, name=scope.get_unique_operator_name("MlpackRare")
+        "Concat", columns, [operator.outputs[0].onnx_name], axis=1, name=scope.get_unique_operator_name(name)
     )
+
+
+def _rare_converter(scope: Any, operator: Any, container: Any) -> None:
+    model: RareCategories = operator.raw_operator
+    # LabelEncoder gives every key its value and everything else the default: OTHER.
+    encoders = [{"keys_strings": kept, "values_strings": kept, "default_string": OTHER} for kept in model.kept_]
+    _per_column(scope, container, operator, encoders, "MlpackRare")
 
 
 # -- OrdinalCategories: strings [N, k] → float [N, k], each value's position in its order, else NaN ----
@@ -227,28 +224,15 @@ def _ordinal_shapes(operator: Any) -> None:
 
 def _ordinal_converter(scope: Any, operator: Any, container: Any) -> None:
     model: OrdinalCategories = operator.raw_operator
-    ops = OnnxOps(scope, container)
-    source = operator.inputs[0].onnx_name
-    columns: list[str] = []
-    for index, order in enumerate(model.orders_):
-        indices = scope.get_unique_variable_name("mlpack_column")
-        container.add_initializer(indices, TensorProto.INT64, [1], [index])
-        column = ops._node("Gather", [source, indices], axis=1)
-        positions = [float(rank) for rank in range(len(order))]
-        columns.append(
-            ops._node(
-                "LabelEncoder",
-                [column],
-                domain="ai.onnx.ml",
-                version=2,
-                keys_strings=list(order),
-                values_floats=positions,
-                default_float=float("nan"),
-            )
-        )
-    container.add_node(
-        "Concat", columns, [operator.outputs[0].onnx_name], axis=1, name=scope.get_unique_operator_name("MlpackOrder")
-    )
+    encoders = [
+        {
+            "keys_strings": list(order),
+            "values_floats": [float(rank) for rank in range(len(order))],
+            "default_float": float("nan"),
+        }
+        for order in model.orders_
+    ]
+    _per_column(scope, container, operator, encoders, "MlpackOrder")
 
 
 _registered = False

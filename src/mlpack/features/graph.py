@@ -78,11 +78,10 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     @property
     def session(self) -> Any:
         if getattr(self, "_session", None) is None:
-            import onnxruntime
+            # The runtime's own session: the options every model in a wheel runs with.
+            from mlpack.runtime.model import _new_session
 
-            options = onnxruntime.SessionOptions()
-            options.log_severity_level = 3
-            self._session = onnxruntime.InferenceSession(self.onnx_, options, providers=["CPUExecutionProvider"])
+            self._session = _new_session(self.onnx_)
         return self._session
 
     def feeds(self, X: Any) -> dict[str, np.ndarray]:
