@@ -228,7 +228,7 @@ def test_dirty_collection_builds_predicts_scores_and_serves(
     assert scored.code == 0, scored.err
     assert json.loads(scored.out)["skipped"] == 0
     wheel = churn_project.path / "dist" / "churn_model-1.0.1-py3-none-any.whl"
-    from mlpack.artifacts import open_model
+    from mlpack.artifacts.read import open_model
 
     model = open_model(wheel)
     by_id = {d["_id"]: d for d in clean}

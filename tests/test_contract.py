@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlpack.artifacts import check_metadata as artifact_check
+from mlpack.artifacts.read import check_metadata as artifact_check
 from mlpack.errors import ConfigError
 from mlpack.runtime.contract import BUILT_KEYS, PREDICT_KEYS, check_metadata
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.dist import BuildDir
+from mlpack.artifacts.dist import BuildDir
 from mlpack.errors import ConfigError
 
 

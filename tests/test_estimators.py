@@ -21,8 +21,8 @@ from mlpack.build import write_artifacts
 from mlpack.config import EstimatorSection
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.estimators import SUPPORTED, UNSUPPORTED, EstimatorSpec, make_estimator, spec_for
-from mlpack.export import to_onnx
-from mlpack.parity import parity_report
+from mlpack.export.convert import to_onnx
+from mlpack.export.parity import parity_report
 from mlpack.runtime import Model
 from tests.conftest import Project, assert_clean_error, run_process
 from tests.documents import subscribers

@@ -18,8 +18,8 @@ from pymongo import MongoClient
 
 from mlpack.build import make_model
 from mlpack.config import parse_config
-from mlpack.experiments import plan
-from mlpack.train import build_pipeline, frame, split
+from mlpack.training.experiments import plan
+from mlpack.training.train import build_pipeline, frame, split
 from tests.conftest import Project, artifacts_in, assert_clean_error
 from tests.training import config_for, export
 
@@ -260,7 +260,7 @@ def test_sample_weights_reach_the_fit_and_are_not_a_model_input() -> None:
     unweighted = export(plain, documents)
 
     # The same split, fitted by hand with the same weights: the same model; without them: another.
-    from mlpack.export import onnx_input_names
+    from mlpack.export.convert import onnx_input_names
     from mlpack.source import collect
     from mlpack.validate import validate
 

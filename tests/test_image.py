@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from mlpack.artifacts import open_model
+from mlpack.artifacts.read import open_model
 from mlpack.source.embedded import free_port
 from tests.conftest import Project, assert_clean_error
 from tests.docker_engine import EngineUnavailable, docker_engine

@@ -51,7 +51,7 @@ ALLOWED_OUTSIDE_STDLIB: dict[str, set[str]] = {
     "_serving/inference_log.py": {"numpy", "onnxruntime", "pymongo", "bson"},
     # Pickled by value onto Spark executors, which have pyspark, pymongo, onnxruntime and numpy but not
     # mlpack; the wheel it loads brings onnxruntime and numpy itself.
-    "score_worker.py": {"pymongo", "pyspark"},
+    "scoring/worker.py": {"pymongo", "pyspark"},
 }
 
 
@@ -101,10 +101,10 @@ def test_the_rules_catch_what_they_are_there_to_catch(tmp_path: Path) -> None:
 
     plant("features/__init__.py", "import mlpack.build")  # a lower layer reaching up
     plant("_serving/wire.py", "from mlpack import runtime")  # the shipped server reaching outside itself
-    plant("score_worker.py", "from mlpack import errors")  # the Spark worker importing mlpack
+    plant("scoring/worker.py", "from mlpack import errors")  # the Spark worker importing mlpack
     plant("_serving/drift.py", "import onnxruntime")  # beyond drift's allowance
     plant("runtime/model.py", "import pandas")  # a build-side library in the wheel
-    plant("score_worker.py", "import numpy")  # executors get numpy from the wheel, not from here
+    plant("scoring/worker.py", "import numpy")  # executors get numpy from the wheel, not from here
     plant("_serving/v2.py", "from .. import __version__")  # the package root: no contract sees it
     (planted / "newcomer.py").write_text('"""A module no layer names."""\n', encoding="utf-8")
 
@@ -116,7 +116,7 @@ def test_the_rules_catch_what_they_are_there_to_catch(tmp_path: Path) -> None:
     for expected in (
         "mlpack.features is not allowed to import mlpack.build",
         "mlpack._serving is not allowed to import mlpack.runtime",
-        "mlpack.score_worker is not allowed to import mlpack.errors",
+        "mlpack.scoring.worker is not allowed to import mlpack.errors",
         "mlpack.newcomer",  # exhaustive: a new module has to be given a layer
     ):
         assert expected in result.stdout, (expected, result.stdout[-4000:])
@@ -125,7 +125,7 @@ def test_the_rules_catch_what_they_are_there_to_catch(tmp_path: Path) -> None:
         "_serving/v2.py": {"mlpack"},
         "_serving/wire.py": {"mlpack"},  # the checker sees an absolute import of mlpack too
         "runtime/model.py": {"pandas"},
-        "score_worker.py": {"numpy", "mlpack"},
+        "scoring/worker.py": {"numpy", "mlpack"},
     }
 
 
@@ -135,9 +135,7 @@ MAX_LINES = 400
 # Today's modules over MAX_LINES, each with its line count when this test was written as its
 # ceiling. This list may only shrink: a listed file may not grow, a file under the limit may not
 # join it, and an entry whose file is split (or back under the limit) must be deleted here.
-OVER_THE_LIMIT = {
-    "deploy/k8s.py": 433,  # 430 when this list was made; +3 in fe5f3b3 (the inference log queue in the limit)
-}
+OVER_THE_LIMIT: dict[str, int] = {}
 
 
 def line_counts(package: Path) -> dict[str, int]:

@@ -258,7 +258,7 @@ def test_times_parse_as_iso_8601_or_durations() -> None:
 
 
 def _predicted(served: Served, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from mlpack.artifacts import open_model
+    from mlpack.artifacts.read import open_model
 
     model = open_model(served.built.artifacts["wheel"])
     return [{"predictions": [model.predict(record)]} for record in records]

@@ -24,7 +24,7 @@ import pytest
 from bson import json_util
 from bson.decimal128 import Decimal128
 
-from mlpack.metadata import inputs_contract
+from mlpack.export.metadata import inputs_contract
 from mlpack.runtime import Model, category_text, date_milliseconds
 from tests.conftest import REPO
 from tests.training import config_for, export

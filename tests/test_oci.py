@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from mlpack.artifacts.image import ImageTarget, download_dependencies
+from mlpack.artifacts.oci import build_oci_image, write_tar
+from mlpack.artifacts.oci_base import canonical, digest_of, load_base
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
-from mlpack.package.image import ImageTarget, download_dependencies
-from mlpack.package.oci import build_oci_image, write_tar
-from mlpack.package.oci_base import canonical, digest_of, load_base
 from mlpack.source.embedded import free_port
 from tests.conftest import Project, assert_clean_error
 from tests.docker_engine import EngineUnavailable, docker_engine
@@ -120,7 +120,7 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from mlpack.config import ImageSection
-from mlpack.package.oci import build_oci_image
+from mlpack.artifacts.oci import build_oci_image
 args = json.loads(Path(sys.argv[1]).read_text())
 image = build_oci_image(
     Path(args["out"]), stem="churn-model-1.0.0", tag="churn-model:1.0.0", wheel=Path(args["wheel"]),

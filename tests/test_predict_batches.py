@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlpack.score_worker import load_wheel
+from mlpack.scoring.worker import load_wheel
 from tests.documents import subscribers
 from tests.training import config_for, export, runtime_model
 

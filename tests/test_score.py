@@ -17,9 +17,9 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 
-from mlpack.artifacts import open_model
+from mlpack.artifacts.read import open_model
 from mlpack.build import build
-from mlpack.partition import id_ranges
+from mlpack.scoring.partition import id_ranges
 from tests.conftest import CHURN_CONFIG, Project, assert_clean_error, run_process
 from tests.documents import subscribers
 

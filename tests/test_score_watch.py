@@ -13,8 +13,8 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from mlpack.score import ScoreRequest
-from mlpack.watch import watch
+from mlpack.scoring.command import ScoreRequest
+from mlpack.scoring.watch import watch
 from tests.conftest import Project, assert_clean_error
 from tests.documents import subscribers
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate as validate_openapi
 from pymongo import MongoClient
 
-from mlpack.artifacts import open_model
+from mlpack.artifacts.read import open_model
 from mlpack.build import BuildResult, write_artifacts
 from mlpack.source.embedded import embedded_server
 from tests.documents import fuzzed_subscriber, subscribers

@@ -280,7 +280,7 @@ def test_nesting_is_the_parsed_depth(value: Any, ascii_only: bool) -> None:
 
 def test_the_kubernetes_limit_holds_the_servers_worst_case() -> None:
     from mlpack._serving.wire import Limits
-    from mlpack.deploy.k8s import Footprint
+    from mlpack.deploy.footprint import Footprint
 
     worst = Limits().worst_case_bytes  # two 10 MiB bodies, their copies, 1M elements parsed each
     assert 140 * MIB < worst < 160 * MIB

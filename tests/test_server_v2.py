@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from mlpack.artifacts import open_model
+from mlpack.artifacts.read import open_model
 from mlpack.build import BuildResult
 from tests.documents import subscribers
 from tests.http_client import ServerProcess

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from pymongo import MongoClient
 
-from mlpack import partition
+from mlpack import filters
 from mlpack.config import parse_config
 from mlpack.errors import ConfigError, DataError
-from mlpack.experiments import _folds, plan
 from mlpack.source import collect
-from mlpack.train import split
+from mlpack.training import splits
+from mlpack.training.experiments import _folds, plan
+from mlpack.training.train import split
 from mlpack.validate import validate
 from tests.conftest import Project, assert_clean_error
 from tests.documents import subscribers
@@ -60,7 +61,7 @@ def test_a_time_split_holds_out_the_newest_documents_and_folds_follow_time() -> 
     config = churn(split="time", split_field="signup", test_size=0.25, cv=3)
     dataset = dataset_of(config, documents)
     rows = split(config, dataset)
-    keys = partition.split_keys("time", "signup", dataset.split_values, dataset.ids)
+    keys = splits.split_keys("time", "signup", dataset.split_values, dataset.ids)
     test = keys >= np.sort(keys)[len(keys) - 75]
     assert len(rows.test_target) == 75 == int(test.sum()) and len(rows.train_target) == 225
     assert rows.train_keys is not None and rows.train_keys.max() < keys[test].min()  # train is older than test
@@ -83,7 +84,7 @@ def test_a_group_split_keeps_every_group_in_one_split_and_in_one_fold() -> None:
     config = churn(split="group", split_field="account", test_size=0.2, cv=4)
     dataset = dataset_of(config, documents)
     rows = split(config, dataset)
-    keys = partition.split_keys("group", "account", dataset.split_values, dataset.ids)
+    keys = splits.split_keys("group", "account", dataset.split_values, dataset.ids)
     assert rows.train_keys is not None
     train_groups = set(rows.train_keys.tolist())
     test_groups = set(keys.tolist()) - train_groups
@@ -180,13 +181,13 @@ def test_the_filter_matches_what_the_server_matches(mongo_client: MongoClient[An
     paths = ["region", "support_calls", "contract", "tenure_months", "signup", "billing.method", "account", "holdout"]
     raw = collect(stored, paths + ["billing.monthly_charges"])
     for query in QUERIES:
-        found = partition.matching(query, raw.values, raw.rows)
+        found = filters.matching(query, raw.values, raw.rows)
         ids = {d["_id"] for d in collection.find(query, {"_id": 1})}
         assert {raw.ids[i] for i in np.flatnonzero(found)} == ids, query
     # The one difference, documented: a loaded null is not told from an absent field, so $exists
     # leaves out the documents that hold null (MongoDB counts them as having the field).
     nulls = {d["_id"] for d in stored if d["tenure_months"] is None}
-    exists = partition.matching({"tenure_months": {"$exists": True}}, raw.values, raw.rows)
+    exists = filters.matching({"tenure_months": {"$exists": True}}, raw.values, raw.rows)
     assert nulls and {raw.ids[i] for i in np.flatnonzero(~exists)} == nulls
 
 
@@ -235,7 +236,7 @@ def test_random_is_the_default_and_says_so() -> None:
 
 
 def test_the_wheels_model_card_says_how_the_test_split_was_chosen() -> None:
-    from mlpack.package.wheel import packaging_dir, render_model_card
+    from mlpack.artifacts.wheel import packaging_dir, render_model_card
 
     template = (packaging_dir() / "wheel" / "README.md.in").read_text(encoding="utf-8")
     documents = dated(seed=4)

@@ -265,7 +265,7 @@ def test_a_value_on_a_tree_threshold_is_diagnosed_with_the_feature_it_is_in() ->
     import onnx
     from onnx import helper
 
-    from mlpack.parity import parity_report
+    from mlpack.export.parity import parity_report
     from mlpack.runtime import Model
 
     documents = [{"x": round(0.1 * (i % 10), 1), "y": float(i % 10 >= 5) * 10.0} for i in range(200)]

@@ -33,11 +33,11 @@ from gridfs.errors import CorruptGridFile, NoFile
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from mlpack.artifacts.dist import BuildDir, sha256_of
 from mlpack.config import Config, load_config
-from mlpack.dist import BuildDir, sha256_of
 from mlpack.errors import ConfigError, ExternalError, outside
 from mlpack.registry import HOLDING_STATUSES, Registry
-from mlpack.source import connect, mongo_server
+from mlpack.source import open_database
 
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _REFERENCE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)?@([^@/\\:\s]+)$")
@@ -92,17 +92,8 @@ def registry_of(config: Config) -> Iterator[Registry]:
     """The project's registry, which must outlive this command for an alias to mean anything."""
     if not config.registry.enabled:
         raise ConfigError(f"{config.path}: aliases live in the registry: set [registry].enabled = true")
-    if config.source.embedded and not os.environ.get(config.source.uri_env, "").strip():
-        raise ConfigError(
-            f"aliases need a persistent registry: set {config.source.uri_env} to the MongoDB that holds it "
-            "(an embedded server lives for one build only)"
-        )
-    with mongo_server(config.source) as uri:
-        client = connect(uri)
-        try:
-            yield Registry.for_config(client[config.source.database], config.registry)
-        finally:
-            client.close()
+    with open_database(config.source, persistent_for="aliases need a persistent registry") as opened:
+        yield Registry.for_config(opened.database, config.registry)
 
 
 class Aliases:

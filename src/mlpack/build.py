@@ -20,22 +20,23 @@ from typing import Any
 
 from packaging.version import Version
 
-from mlpack import aliases, card, champion, experiments, registry
+from mlpack import aliases, card, registry
+from mlpack.artifacts.dist import BuildDir, sha256_of
+from mlpack.artifacts.image import build_image, engine_version, git_revision, write_context
+from mlpack.artifacts.oci import build_oci_image, is_local_base
+from mlpack.artifacts.wheel import build_distributions, render_project, twine_check
 from mlpack.config import Config, load_config, with_version
-from mlpack.dist import BuildDir, sha256_of
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.estimators import make_estimator
+from mlpack.export.metadata import build_metadata
 from mlpack.exported import ExportedModel, Progress, make_model
-from mlpack.metadata import build_metadata
-from mlpack.package.image import build_image, engine_version, git_revision, write_context
-from mlpack.package.oci import build_oci_image, is_local_base
-from mlpack.package.wheel import build_distributions, render_project, twine_check
 from mlpack.runtime import Metadata
-from mlpack.source import connect, load_columns, mongo_server
+from mlpack.source import load_columns, open_database
 from mlpack.source.mongo import parse_filter, sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.timings import StageClock
-from mlpack.train import metric_names
+from mlpack.training import champion, experiments
+from mlpack.training.train import metric_names
 from mlpack.validate import validate
 
 
@@ -108,83 +109,78 @@ def build(
     created = created_at()
     clock = StageClock()
 
-    with mongo_server(config.source) as uri:
-        say("connecting to MongoDB")
-        client = connect(uri)
-        try:
-            database = client[config.source.database]
-            collection = database[config.source.collection]
-            records = registry.Registry.for_config(database, config.registry)
-            resolved_version = records.resolve_version(config.model.name, config.model.version, force=force)
-            if config.model.version == "auto" and out_dir.is_dir():
-                taken = [resolved_version, registry.next_patch(BuildDir(out_dir, config.model.name).versions())]
-                resolved_version = max(taken, key=Version)
-            if config.source.seed:
-                inserted = seed_collection(collection, config.project_dir / config.source.seed)
-                if inserted:
-                    say(f"seeded {collection.full_name} with {inserted} documents from {config.source.seed}")
-            say(f"loading {collection.full_name}")
-            with clock.stage("load"):
-                raw = load_columns(
-                    collection,
-                    config.features.loaded,
-                    query=config.source.filter,
-                    limit=config.source.limit,
-                    progress=lambda rows: say(f"loaded {rows} documents"),
-                )
-            with clock.stage("validate"):
-                dataset = validate(
-                    raw,
-                    config.features,
-                    config.model.task,
-                    max_categories=config.preprocessing.max_categories,
-                    source_label=collection.full_name,
-                    known_paths=lambda: sample_paths(collection, config.source.filter),
-                )
-            for warning in dataset.warnings:
-                say(f"warning: {warning}")
-            log = experiments.TrialLog(
-                database[config.registry.experiments] if config.registry.enabled else None,
-                name=config.model.name,
-                version=resolved_version,
-                estimator=config.estimator.class_path,
+    say("connecting to MongoDB")
+    with open_database(config.source) as (database, _):
+        collection = database[config.source.collection]
+        records = registry.Registry.for_config(database, config.registry)
+        resolved_version = records.resolve_version(config.model.name, config.model.version, force=force)
+        if config.model.version == "auto" and out_dir.is_dir():
+            taken = [resolved_version, registry.next_patch(BuildDir(out_dir, config.model.name).versions())]
+            resolved_version = max(taken, key=Version)
+        if config.source.seed:
+            inserted = seed_collection(collection, config.project_dir / config.source.seed)
+            if inserted:
+                say(f"seeded {collection.full_name} with {inserted} documents from {config.source.seed}")
+        say(f"loading {collection.full_name}")
+        with clock.stage("load"):
+            raw = load_columns(
+                collection,
+                config.features.loaded,
+                query=config.source.filter,
+                limit=config.source.limit,
+                progress=lambda rows: say(f"loaded {rows} documents"),
             )
-            defending, not_compared = _champion(config, out_dir, resolved_version, say)
-            try:
-                exported = make_model(
-                    config,
-                    dataset,
-                    version=resolved_version,
-                    created=created,
-                    say=say,
-                    log=log,
-                    clock=clock,
-                    champion=defending,
-                )
-            except QualityGateError as exc:
-                records.record_rejected(
-                    exc.metadata or build_metadata(config, dataset, version=resolved_version, created=created),
-                    config_text=config_text,
-                    reason=exc.message,
-                    details=exc.details,
-                )
-                raise
-            exported.champion_warning = not_compared or exported.champion_warning
-            with_image = image if image is not None else config.image_configured
-            result = write_artifacts(config, exported, out_dir, say, image_context=with_image, clock=clock, force=force)
-            try:
-                if with_image:
-                    build_image_step(config, result, required=image is True, say=say, clock=clock)
-            finally:
-                records.record_built(
-                    result.metadata,
-                    result.report["artifacts"],
-                    config_text=config_text,
-                    image=result.report.get("image"),
-                    files=result.artifacts,
-                )
+        with clock.stage("validate"):
+            dataset = validate(
+                raw,
+                config.features,
+                config.model.task,
+                max_categories=config.preprocessing.max_categories,
+                source_label=collection.full_name,
+                known_paths=lambda: sample_paths(collection, config.source.filter),
+            )
+        for warning in dataset.warnings:
+            say(f"warning: {warning}")
+        log = experiments.TrialLog(
+            database[config.registry.experiments] if config.registry.enabled else None,
+            name=config.model.name,
+            version=resolved_version,
+            estimator=config.estimator.class_path,
+        )
+        defending, not_compared = _champion(config, out_dir, resolved_version, say)
+        try:
+            exported = make_model(
+                config,
+                dataset,
+                version=resolved_version,
+                created=created,
+                say=say,
+                log=log,
+                clock=clock,
+                champion=defending,
+            )
+        except QualityGateError as exc:
+            records.record_rejected(
+                exc.metadata or build_metadata(config, dataset, version=resolved_version, created=created),
+                config_text=config_text,
+                reason=exc.message,
+                details=exc.details,
+            )
+            raise
+        exported.champion_warning = not_compared or exported.champion_warning
+        with_image = image if image is not None else config.image_configured
+        result = write_artifacts(config, exported, out_dir, say, image_context=with_image, clock=clock, force=force)
+        try:
+            if with_image:
+                build_image_step(config, result, required=image is True, say=say, clock=clock)
         finally:
-            client.close()
+            records.record_built(
+                result.metadata,
+                result.report["artifacts"],
+                config_text=config_text,
+                image=result.report.get("image"),
+                files=result.artifacts,
+            )
     result.seconds = round(time.monotonic() - started, 2)
     return result
 

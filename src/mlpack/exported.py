@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mlpack import champion as challenger_vs
-from mlpack import experiments
 from mlpack._serving.drift import baseline_of
 from mlpack.config import Config
-from mlpack.export import onnx_input_names, to_onnx, with_metadata
-from mlpack.metadata import build_metadata
-from mlpack.parity import check_parity, parity_report
+from mlpack.export.convert import onnx_input_names, to_onnx, with_metadata
+from mlpack.export.metadata import build_metadata
+from mlpack.export.parity import check_parity, parity_report
 from mlpack.runtime import Metadata, Model
 from mlpack.timings import StageClock
-from mlpack.train import Split, TrainedModel, check_gates, split, train
+from mlpack.training import champion as challenger_vs
+from mlpack.training import experiments
+from mlpack.training.train import Split, TrainedModel, check_gates, split, train
 from mlpack.validate import Dataset
 
 Progress = Callable[[str], None]

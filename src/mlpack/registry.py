@@ -9,7 +9,8 @@ name: `NAME.aliases` (which version each alias names, with every move; mlpack.al
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from mlpack.config import RegistrySection
+from mlpack.config import Config, RegistrySection
 from mlpack.errors import ConfigError, outside
+from mlpack.source import open_database
 
 FIRST_VERSION = "1.0.0"
 # A rejected build leaves its record for the log, but does not hold the version.
@@ -199,3 +201,10 @@ def _summary(metadata: Mapping[str, Any], config_text: str) -> dict[str, Any]:
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
         "estimator": metadata["estimator"]["class"],
     }
+
+
+@contextmanager
+def open_registry(config: Config) -> Iterator[Registry]:
+    """The project's registry in its database, the connection closed on the way out."""
+    with open_database(config.source) as opened:
+        yield Registry.for_config(opened.database, config.registry)

@@ -43,7 +43,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         metrics = ", ".join(f"{name} {value:.4f}" for name, value in metadata["metrics"].items())
         print(f"built {metadata['name']} {metadata['version']} in {result.seconds:.1f} s ({metrics})")
         if result.report.get("champion"):
-            from mlpack.champion import summary
+            from mlpack.training.champion import summary
 
             print(summary(result.report["champion"]))
         print(_parity_line(metadata["parity"]))
@@ -78,7 +78,7 @@ def _parity_line(parity: Any) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from mlpack.artifacts import read_any_metadata
+    from mlpack.artifacts.read import read_any_metadata
 
     metadata = read_any_metadata(_artifact(args))
     if args.json:
@@ -100,7 +100,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mlpack.artifacts import open_model
+    from mlpack.artifacts.read import open_model
     from mlpack.runtime import run_predict
 
     # The model wheel's own `python -m MODEL predict` runs the same function: one behaviour, two doors.
@@ -109,7 +109,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mlpack._serving import serve_args
-    from mlpack.artifacts import open_model
+    from mlpack.artifacts.read import open_model
 
     model = open_model(_artifact(args))
     try:
@@ -119,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from mlpack.lifecycle import list_models
+    from mlpack.listing import list_models
 
     if args.history:
         return _print_history(args)
@@ -187,7 +187,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_experiments(args: argparse.Namespace) -> int:
-    from mlpack.lifecycle import list_experiments
+    from mlpack.listing import list_experiments
 
     rows = list_experiments(args.config, args.name, args.version)
     if args.json:
@@ -233,7 +233,7 @@ def _nan_to_none(value: Any) -> Any:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from mlpack.lifecycle import publish
+    from mlpack.publish import publish
 
     result = publish(
         args.project,
@@ -262,7 +262,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from mlpack.lifecycle import init_project
+    from mlpack.scaffold import init_project
 
     target = init_project(args.name, args.directory)
     if not args.quiet:
@@ -323,7 +323,7 @@ def cmd_estimators(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from mlpack.score import ScoreRequest, score
+    from mlpack.scoring.command import ScoreRequest, score
 
     request = ScoreRequest(
         project=args.project,
@@ -357,7 +357,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace, request: Any) -> int:
-    from mlpack.watch import watch
+    from mlpack.scoring.watch import watch
 
     result = watch(request, progress=_progress(args))
     if args.json:

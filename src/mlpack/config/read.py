@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from mlpack import names, partition
+from mlpack import filters, names
 from mlpack.config.sections import CONFIG_FILE, Config
 from mlpack.errors import ConfigError
 
@@ -317,6 +317,6 @@ def _split_fields(config: Config, where: str) -> tuple[str, ...]:
     if not query:
         raise ConfigError(f'{where}: [evaluation].split = "filter" needs test_filter, the query of the test documents')
     try:
-        return tuple(partition.filter_fields(query))
+        return tuple(filters.filter_fields(query))
     except ValueError as exc:
         raise ConfigError(f"{where}: [evaluation].test_filter {exc}") from None

@@ -12,56 +12,18 @@ Memory is sized from a measurement, not a guess: the model's own server is start
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpack._serving.inference_log import MAX_QUEUE_BYTES, MEMORY_SHARE, MIN_QUEUE_BYTES
-from mlpack.artifacts import read_metadata
-from mlpack.errors import ConfigError, ExternalError
+from mlpack.artifacts.read import read_metadata
+from mlpack.deploy.footprint import Footprint, measure
+from mlpack.errors import ConfigError
 from mlpack.runtime import Metadata
 
-MIB = 1024 * 1024
 USER_ID = 65532  # the image's USER (packaging/docker/Dockerfile.in)
 TMPFS_MIB = 16  # the only writable path: /tmp, memory-backed, for Python and onnxruntime scratch
-START_TIMEOUT_S = 60
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """What one serving process measured: resident memory after a prediction, and its peak."""
-
-    model_bytes: int
-    rss_bytes: int
-    peak_bytes: int
-    # What requests in flight may hold at once, from the server's own limits (Limits.worst_case_bytes).
-    requests_bytes: int = 64 * MIB
-
-    @property
-    def memory_request(self) -> str:
-        return f"{_round_up(self.rss_bytes * 1.25, 16 * MIB) // MIB}Mi"
-
-    @property
-    def memory_limit(self) -> str:
-        # Peak (session creation copies the model) plus the most that requests in flight can hold:
-        # with the default limits two 10 MiB bodies, their copies and parses (150 MiB), so no request
-        # can take a replica past its limit (a 3 MiB nested body once reached 240 MB against 208 MiB).
-        headroom = max(self.peak_bytes * 1.5, self.rss_bytes * 2) + 4 * self.model_bytes + self.requests_bytes
-        # The inference log's queue takes a sixteenth of the limit by default (4 to 64 MiB): on top.
-        headroom += min(MAX_QUEUE_BYTES, max(MIN_QUEUE_BYTES, headroom / (MEMORY_SHARE - 1)))
-        return f"{_round_up(headroom, 16 * MIB) // MIB}Mi"
 
 
 @dataclass(frozen=True)
@@ -75,10 +37,6 @@ class K8sOptions:
     cpu_target: int = 70  # HPA: average CPU utilisation, percent of the request
 
 
-def _round_up(value: float, step: int) -> int:
-    return int(math.ceil(value / step) * step)
-
-
 def dns_name(name: str) -> str:
     """A model name as a Kubernetes object name (RFC 1035 label: Services need a leading letter)."""
     text = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
@@ -90,98 +48,6 @@ def dns_name(name: str) -> str:
 def label_value(value: str) -> str:
     text = re.sub(r"[^A-Za-z0-9._-]+", "_", value)[:63]
     return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", text)
-
-
-# -- measuring ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _example_record(metadata: Metadata) -> dict[str, Any]:
-    record: dict[str, Any] = {}
-    for feature in metadata["features"]:
-        *parents, leaf = feature["name"].split(".")
-        node = record
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = 1.0 if feature["kind"] == "numeric" else None  # None: a missing category, always valid
-    return record
-
-
-def _memory(pid: int) -> tuple[int, int]:
-    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
-    fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
-    return int(fields["VmRSS"]) * 1024, int(fields["VmHWM"]) * 1024
-
-
-def measure(artifact: Path, metadata: Metadata) -> Footprint:
-    """Start the model's server as the image does (`python -m NAME serve`), predict once, read its memory."""
-    with tempfile.TemporaryDirectory(prefix="mlpack-k8s-") as folder:
-        if artifact.suffix == ".whl":
-            with zipfile.ZipFile(artifact) as archive:
-                archive.extractall(folder)
-                model_bytes = archive.getinfo(f"{metadata['import_name']}/model.onnx").file_size
-            command = [sys.executable, "-m", metadata["import_name"], "serve"]
-        else:
-            model_bytes = artifact.stat().st_size
-            command = [sys.executable, "-m", "mlpack", "serve", str(artifact)]
-        port = _free_port()
-        env = {**os.environ, "PYTHONPATH": folder, "MLPACK_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-        server = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            _wait_ready(server, port)
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/predict",
-                data=json.dumps([_example_record(metadata)] * 32).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                answer.read()
-            rss, peak = _memory(server.pid)
-        except (OSError, urllib.error.URLError) as exc:
-            raise ExternalError(f"could not measure the model's server ({' '.join(command[1:3])}): {exc}") from None
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-            if server.stderr:
-                server.stderr.close()
-    return Footprint(model_bytes=model_bytes, rss_bytes=rss, peak_bytes=peak, requests_bytes=_requests_bytes(metadata))
-
-
-def _requests_bytes(metadata: Metadata) -> int:
-    """The server's worst case for requests in flight with the limits baked into the model ([serve])."""
-    from mlpack._serving.wire import Limits
-
-    body = metadata.get("serve", {}).get("max_body_bytes")
-    limits = Limits(max_body_bytes=int(body)) if isinstance(body, int) and body > 0 else Limits()
-    return limits.worst_case_bytes
-
-
-def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            error = server.stderr.read().decode(errors="replace")[-500:] if server.stderr else ""
-            raise ExternalError(f"the model's server exited before it was ready: {error.strip()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.1)
-    raise ExternalError(f"the model's server was not ready within {START_TIMEOUT_S} s")
 
 
 # -- manifests ------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlpack.artifacts.dist import BuildDir
 from mlpack.config import Config
-from mlpack.dist import BuildDir
 from mlpack.errors import ConfigError
 
 CHUNK = 2000  # logged records read through the runtime at once
@@ -80,7 +80,7 @@ def model_metadata(config: Config, *, version: str | None, dist: Path | None, ar
     metadata: dict[str, Any]
     reference = aliases.project_version(config, version)
     if artifact or reference:
-        from mlpack.artifacts import read_metadata
+        from mlpack.artifacts.read import read_metadata
 
         reference = aliases.parse_reference(artifact) if artifact else reference  # --model NAME@ALIAS: any model
         if reference is not None:

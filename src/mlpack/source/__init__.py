@@ -1,5 +1,5 @@
 """The one way in for training data: MongoDB documents → `RawColumns`."""
 
-from mlpack.source.mongo import RawColumns, collect, connect, load_columns, mongo_server
+from mlpack.source.mongo import Opened, RawColumns, collect, connect, load_columns, mongo_server, open_database
 
-__all__ = ["RawColumns", "collect", "connect", "load_columns", "mongo_server"]
+__all__ = ["Opened", "RawColumns", "collect", "connect", "load_columns", "mongo_server", "open_database"]

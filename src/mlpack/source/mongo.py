@@ -9,13 +9,14 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote_plus
 
 from bson import json_util
 from bson.errors import BSONError
 from pymongo import MongoClient
 from pymongo.collection import Collection
+from pymongo.database import Database
 
 from mlpack.config import SourceSection
 from mlpack.errors import ConfigError, MlpackError, outside
@@ -48,6 +49,30 @@ def mongo_server(source: SourceSection) -> Iterator[str]:
             f"environment variable {source.uri_env} is not set: set it to a MongoDB connection string "
             "([source].uri_env names the variable), or set [source].embedded = true for a throwaway local server"
         )
+
+
+class Opened(NamedTuple):
+    """A connected, pinged database and the connection string it came from (for messages and workers)."""
+
+    database: Database[dict[str, Any]]
+    uri: str
+
+
+@contextlib.contextmanager
+def open_database(source: SourceSection, *, persistent_for: str | None = None) -> Iterator[Opened]:
+    """The configured database, connected, closed on the way out: the one "open, try, close".
+
+    `persistent_for` names what needs a database that outlives one command (aliases, scoring, a
+    registry to publish from); an embedded server is refused for it, since it holds nothing later.
+    """
+    if persistent_for and source.embedded and not os.environ.get(source.uri_env, "").strip():
+        raise ConfigError(f"{persistent_for}: set {source.uri_env} (an embedded server lives for one build only)")
+    with mongo_server(source) as uri:
+        client = connect(uri)
+        try:
+            yield Opened(client[source.database], uri)
+        finally:
+            client.close()
 
 
 def connect(uri: str, *, timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS) -> MongoClient[dict[str, Any]]:

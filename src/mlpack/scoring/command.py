@@ -9,7 +9,6 @@ collection into `_id` ranges and runs one Spark task per range (mlpack.spark). B
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +19,11 @@ from bson import json_util
 from bson.errors import BSONError
 
 from mlpack import aliases
+from mlpack.artifacts.dist import BuildDir
 from mlpack.config import Config, load_config
-from mlpack.dist import BuildDir
 from mlpack.errors import ConfigError, DataError, outside
 from mlpack.redaction import display_uri
-from mlpack.score_worker import (
+from mlpack.scoring.worker import (
     Engine,
     Progress,
     ScoreSpec,
@@ -34,7 +33,7 @@ from mlpack.score_worker import (
     load_wheel,
     score_documents,
 )
-from mlpack.source import connect, mongo_server
+from mlpack.source import open_database
 
 DEFAULT_BATCH_SIZE = 1_000
 
@@ -159,7 +158,7 @@ def _local_engine(request: ScoreRequest) -> Engine:
 
 
 def _spark_engine(request: ScoreRequest) -> Engine:
-    from mlpack.spark import spark_engine  # pyspark is an extra: imported only when asked for
+    from mlpack.scoring.spark import spark_engine  # pyspark is an extra: imported only when asked for
 
     return spark_engine(master=request.master, partitions=request.partitions)
 
@@ -205,28 +204,20 @@ def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResul
     check_target(request.into, config.source.collection)
     query = parse_query(request.filter)
     wheel = find_wheel(config, Path(request.dist) if request.dist else config.project_dir / "dist", request.version)
-    if config.source.embedded and not _uri_set(config):
-        raise ConfigError(
-            f"scoring needs the database that holds {config.source.collection}: set {config.source.uri_env} "
-            "(an embedded server lives for one build only)"
-        )
     module, sha = open_wheel(wheel)
-    with mongo_server(config.source) as uri:
+    needs = f"scoring needs the database that holds {config.source.collection}"
+    with open_database(config.source, persistent_for=needs) as (database, uri):
         spec = score_spec(config, request, uri, query, module, sha)
-        client = connect(uri)
-        try:
-            collection = client[spec.database][spec.source]
-            with outside("MongoDB", target=display_uri(uri), action=f"--filter on {collection.full_name}"):
-                count = collection.count_documents(query)
-            model = {"name": module.model.name, "version": module.model.version}
-            result = ScoreResult(model, request.engine, collection.full_name, f"{spec.database}.{spec.into}", count)
-            say(f"scoring {count:,} documents of {collection.full_name} with {model['name']} {model['version']}")
-            started = time.monotonic()
-            with outside("MongoDB", target=display_uri(uri), action=f"scoring {collection.full_name} into {spec.into}"):
-                done = engine(spec, wheel, module, collection, count, say)
-            result.seconds = time.monotonic() - started
-        finally:
-            client.close()
+        collection = database.client[spec.database][spec.source]
+        with outside("MongoDB", target=display_uri(uri), action=f"--filter on {collection.full_name}"):
+            count = collection.count_documents(query)
+        model = {"name": module.model.name, "version": module.model.version}
+        result = ScoreResult(model, request.engine, collection.full_name, f"{spec.database}.{spec.into}", count)
+        say(f"scoring {count:,} documents of {collection.full_name} with {model['name']} {model['version']}")
+        started = time.monotonic()
+        with outside("MongoDB", target=display_uri(uri), action=f"scoring {collection.full_name} into {spec.into}"):
+            done = engine(spec, wheel, module, collection, count, say)
+        result.seconds = time.monotonic() - started
     result.written, result.skipped, result.errors = done.written, done.skipped, done.errors
     result.ranges, result.stage_seconds = done.ranges, done.seconds
     if done.failed:
@@ -236,7 +227,3 @@ def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResul
             details=describe_errors(done.errors),
         )
     return result
-
-
-def _uri_set(config: Config) -> bool:
-    return bool(os.environ.get(config.source.uri_env, "").strip())

@@ -123,7 +123,7 @@ def _check_exists(path: Path) -> None:
 def read_any_metadata(reference: str) -> Metadata:
     """`mlpack inspect`: a .onnx file, a model .whl, an image build context (`.docker` folder), a
     `docker save` archive, or an image in the engine."""
-    from mlpack.package.image import read_image_metadata
+    from mlpack.artifacts.image import read_image_metadata
 
     path = Path(reference)
     if path.suffix in (".onnx", ".whl"):

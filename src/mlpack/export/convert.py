@@ -17,7 +17,7 @@ from mlpack.estimators import has_probabilities
 from mlpack.features.converters import register as register_converters
 from mlpack.features.graph import INPUT_TYPES, GraphFeatures, initial_types
 from mlpack.runtime import FeatureInfo, InputInfo, Metadata
-from mlpack.train import TrainedModel
+from mlpack.training.train import TrainedModel
 
 METADATA_KEY = "mlpack.metadata"
 

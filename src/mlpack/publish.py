@@ -1,74 +1,23 @@
-"""What happens around builds: listing the registry, publishing with twine, scaffolding projects."""
+"""`mlpack publish`: upload one built version's wheel and sdist with twine, after checking their digests."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shlex
-import shutil
-import stat
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from string import Template
 from typing import Any
 
-from mlpack import names
-from mlpack.aliases import Aliases
-from mlpack.config import Config, ModelSection, load_config
-from mlpack.dist import BuildDir, sha256_of
+from mlpack.artifacts.dist import BuildDir, sha256_of
+from mlpack.config import Config, load_config
 from mlpack.errors import ConfigError, ExternalError
-from mlpack.package.wheel import packaging_dir
 from mlpack.redaction import remember_uri
-from mlpack.registry import HOLDING_STATUSES, Registry
-from mlpack.source import connect, mongo_server
+from mlpack.registry import HOLDING_STATUSES, open_registry
 
 
-@contextmanager
-def open_registry(config: Config) -> Iterator[Registry]:
-    with mongo_server(config.source) as uri:
-        client = connect(uri)
-        try:
-            yield Registry.for_config(client[config.source.database], config.registry)
-        finally:
-            client.close()
-
-
-def list_models(project: str | Path, name: str | None = None) -> list[dict[str, Any]]:
-    """The registry's records for the project's database, optionally of one model."""
-    config = load_config(project)
-    with open_registry(config) as registry:
-        rows = registry.list(name)
-        if name and not rows:
-            known = sorted({row["name"] for row in registry.list()})
-            listing = f" (known: {', '.join(known)})" if known else " (the registry is empty)"
-            raise ConfigError(f"no model named {name!r} in the registry{listing}")
-        if registry.collection is not None:
-            named = Aliases(registry).by_version(name)
-            for row in rows:
-                row["aliases"] = named.get((row["name"], row["version"]), [])
-        return rows
-
-
-def list_experiments(project: str | Path, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
-    """The logged trials of cross-validation and search, each build's best first."""
-    from mlpack.trial_history import list_trials
-
-    config = load_config(project)
-    with mongo_server(config.source) as uri:
-        client = connect(uri)
-        try:
-            return list_trials(client[config.source.database][config.registry.experiments], name, version)
-        finally:
-            client.close()
-
-
-# -- publish ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PublishResult:
     name: str
@@ -187,66 +136,3 @@ def _upload(files: list[Path], repository_url: str | None, repository: str | Non
     if "is not defined in the config" in output or "Missing '" in output:
         raise ConfigError(f"repository {repository!r} is not configured in ~/.pypirc")
     raise ExternalError(f"twine upload to {target} failed", details=output[-2000:])
-
-
-# -- init -------------------------------------------------------------------------------------
-DISTRIBUTION = "mlpack-onnx"
-
-
-def _running_mlpack() -> dict[str, str]:
-    """How a new project installs the mlpack that scaffolded it: its version from the package
-    index when the index has it, else this very installation (PEP 610's direct_url.json says
-    where a local or editable install came from), so the printed next step works before any
-    release is published."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    from mlpack import __version__
-
-    local = ""
-    try:
-        direct = distribution(DISTRIBUTION).read_text("direct_url.json")
-    except PackageNotFoundError:  # running from a checkout on sys.path: that checkout is the source
-        direct = json.dumps({"url": Path(__file__).resolve().parents[2].as_uri(), "dir_info": {}})
-    if direct:
-        try:
-            url = json.loads(direct).get("url", "")
-        except ValueError:
-            url = ""
-        if url.startswith("file://"):
-            local = f"{DISTRIBUTION}[embedded] @ {url}"
-    return {"mlpack_version": __version__, "mlpack_local": shlex.quote(local)}  # a shell word in init_setup.sh
-
-
-def init_project(name: str, parent: str | Path = ".") -> Path:
-    """Scaffold a model project from packaging/project; never overwrites anything."""
-    problem = names.package_name(name)
-    if problem is not None:
-        raise ConfigError(f"the model name {name[:80]!r} {problem}")
-    target = Path(parent) / name
-    if target.exists():
-        raise ConfigError(f"{target} already exists: choose another name or folder")
-    import_name = ModelSection(name=name, task="classification").import_name
-    values = {"name": name, "import_name": import_name, **_running_mlpack()}
-    template_root = packaging_dir() / "project"
-    staging = target.with_name(f".{name}.mlpack-init")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        for source in sorted(template_root.rglob("*")):
-            if source.is_dir() or "__pycache__" in source.parts:
-                continue
-            relative = str(source.relative_to(template_root)).replace("__import__", import_name)
-            relative = re.sub(r"(^|/)gitignore\.in$", r"\1.gitignore", relative)
-            destination = staging / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            if relative.endswith(".in"):
-                destination = destination.with_suffix("")
-                text = Template(source.read_text(encoding="utf-8")).substitute(values)
-                destination.write_text(text, encoding="utf-8")
-            else:
-                shutil.copyfile(source, destination)
-            if destination.suffix == ".sh":
-                destination.chmod(destination.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target

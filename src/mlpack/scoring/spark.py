@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlpack import score_worker
 from mlpack.errors import ConfigError, ExternalError
-from mlpack.partition import id_ranges
-from mlpack.score_worker import Engine, Progress, ScoreSpec, SliceResult
+from mlpack.scoring import worker as score_worker
+from mlpack.scoring.partition import id_ranges
+from mlpack.scoring.worker import Engine, Progress, ScoreSpec, SliceResult
 
 RANGES_PER_CORE = 2  # a core that finishes its range early takes another while the slowest runs
 

@@ -30,13 +30,22 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
 from sklearn.utils.validation import has_fit_parameter
 
-from mlpack import partition
 from mlpack.config import Config
 from mlpack.errors import ConfigError, DataError, ExternalError, outside
 from mlpack.estimators import fit_errors, make_estimator
 from mlpack.features.graph import GraphConversionError
 from mlpack.features.text import NoWordsError
-from mlpack.train import METRICS, Split, final, frame, graph_features, metric_names, score_all, with_class_weight_labels
+from mlpack.training import splits
+from mlpack.training.train import (
+    METRICS,
+    Split,
+    final,
+    frame,
+    graph_features,
+    metric_names,
+    score_all,
+    with_class_weight_labels,
+)
 
 DEFAULT_FOLDS = 3
 
@@ -255,7 +264,7 @@ def _folds(config: Config, plan: Plan, target: np.ndarray, keys: Any = None) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # "least populated class has only 2 members"
             if keys is not None:
-                return partition.folds(config.evaluation.split, keys, plan.folds, plan.seed)
+                return splits.folds(config.evaluation.split, keys, plan.folds, plan.seed)
             return list(splitter.split(np.zeros(len(target)), target))
     except (ValueError, UserWarning) as exc:
         raise DataError(

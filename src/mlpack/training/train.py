@@ -18,7 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
-from mlpack import partition
+from mlpack import filters
 from mlpack.config import Config, Task
 from mlpack.errors import ConfigError, DataError, ExternalError, QualityGateError
 from mlpack.estimators import EstimatorSpec, fit_errors, has_probabilities, make_estimator
@@ -32,6 +32,7 @@ from mlpack.features.labels import with_class_weight_labels as with_class_weight
 from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.target import TransformedTarget
 from mlpack.features.text import NoWordsError, TextWords
+from mlpack.training import splits
 from mlpack.validate import Dataset
 
 
@@ -245,18 +246,18 @@ class Split:
 
 
 def split(config: Config, dataset: Dataset) -> Split:
-    """[evaluation].split: random (stratified for classification), time, group or filter (partition.py)."""
+    """[evaluation].split: random (stratified for classification), time, group or filter (training/splits.py)."""
     evaluation, keys = config.evaluation, None
     try:
         if evaluation.split in ("time", "group"):
-            keys = partition.split_keys(evaluation.split, evaluation.split_field, dataset.split_values, dataset.ids)
-            train_rows, test_rows = partition.holdout(evaluation.split, keys, evaluation.test_size, evaluation.seed)
+            keys = splits.split_keys(evaluation.split, evaluation.split_field, dataset.split_values, dataset.ids)
+            train_rows, test_rows = splits.holdout(evaluation.split, keys, evaluation.test_size, evaluation.seed)
         elif evaluation.split == "filter":
-            test = partition.matching(evaluation.test_filter, dataset.split_values, dataset.rows)
+            test = filters.matching(evaluation.test_filter, dataset.split_values, dataset.rows)
             train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
         else:
             stratify = dataset.target if config.model.task == "classification" else None
-            train_rows, test_rows = partition.at_random(dataset.rows, evaluation.test_size, evaluation.seed, stratify)
+            train_rows, test_rows = splits.at_random(dataset.rows, evaluation.test_size, evaluation.seed, stratify)
     except ValueError as exc:
         raise DataError(f"cannot split {dataset.rows} documents into train and test: {exc}") from None
     if not len(train_rows) or not len(test_rows):

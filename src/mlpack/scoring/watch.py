@@ -13,7 +13,6 @@ hand, token saved, exit 0. Deleted documents are left alone (their results stay)
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -28,10 +27,17 @@ from pymongo.errors import OperationFailure
 from mlpack.config import load_config
 from mlpack.errors import ConfigError, DataError, ExternalError, MlpackError, outside
 from mlpack.redaction import display_uri
-from mlpack.score import ScoreRequest, check_target, find_wheel, open_wheel, parse_query, score_spec
-from mlpack.score_worker import Progress, ScoreSpec, SliceResult, describe_errors
-from mlpack.score_worker import score_documents as _score_documents
-from mlpack.source import connect, mongo_server
+from mlpack.scoring.command import (
+    ScoreRequest,
+    check_target,
+    find_wheel,
+    open_wheel,
+    parse_query,
+    score_spec,
+)
+from mlpack.scoring.worker import Progress, ScoreSpec, SliceResult, describe_errors
+from mlpack.scoring.worker import score_documents as _score_documents
+from mlpack.source import open_database
 
 OPERATIONS = ["insert", "update", "replace"]
 AWAIT_MS = 500  # how long one wait for events lasts: the latency of a stop
@@ -123,19 +129,11 @@ def watch(
     on_full_document(query)  # a filter a change event cannot be matched with is refused before anything runs
     wheel = find_wheel(config, Path(request.dist) if request.dist else config.project_dir / "dist", request.version)
     module, sha = open_wheel(wheel)
-    if config.source.embedded and not os.environ.get(config.source.uri_env, "").strip():
-        raise ConfigError(
-            f"--watch needs the database that receives the documents: set {config.source.uri_env} "
-            "(an embedded server lives for one build only)"
-        )
-    with mongo_server(config.source) as uri:
+    needs = "--watch needs the database that receives the documents"
+    with open_database(config.source, persistent_for=needs) as (database, uri):
         spec = score_spec(config, request, uri, query, module, sha)
-        client = connect(uri)
-        try:
-            with outside("MongoDB", target=display_uri(uri), action=f"watching {spec.database}.{spec.source}"):
-                return _run(client, spec, module, say, stop)
-        finally:
-            client.close()
+        with outside("MongoDB", target=display_uri(uri), action=f"watching {spec.database}.{spec.source}"):
+            return _run(database.client, spec, module, say, stop)
 
 
 def _run(client: Any, spec: ScoreSpec, module: Any, say: Progress, stop: threading.Event | None) -> WatchResult:

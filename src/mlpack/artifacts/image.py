@@ -23,9 +23,9 @@ from string import Template
 from typing import Any
 
 from mlpack import names
+from mlpack.artifacts.wheel import packaging_dir
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError, ExternalError
-from mlpack.package.wheel import packaging_dir
 from mlpack.runtime import Metadata
 
 METADATA_LABEL = "io.mlpack.metadata"

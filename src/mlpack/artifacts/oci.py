@@ -27,10 +27,8 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-from mlpack.config import ImageSection
-from mlpack.errors import ExternalError
-from mlpack.package.image import ImageTarget, image_labels
-from mlpack.package.oci_base import (
+from mlpack.artifacts.image import ImageTarget, image_labels
+from mlpack.artifacts.oci_base import (
     CHUNK,
     CONFIG,
     INDEX,
@@ -43,6 +41,8 @@ from mlpack.package.oci_base import (
     is_local_base,
     load_base,
 )
+from mlpack.config import ImageSection
+from mlpack.errors import ExternalError
 from mlpack.runtime import Metadata
 
 SITE = "opt/model/site"  # the layer's one folder: PYTHONPATH

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mlpack.artifacts.image import ImageTarget
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
-from mlpack.package.image import ImageTarget
 
 PREFIXES = ("oci:", "docker-archive:")
 INDEX = "application/vnd.oci.image.index.v1+json"

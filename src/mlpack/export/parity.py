@@ -14,7 +14,7 @@ import numpy as np
 
 from mlpack.errors import QualityGateError
 from mlpack.runtime import Model
-from mlpack.train import TrainedModel
+from mlpack.training.train import TrainedModel
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ from sklearn.pipeline import Pipeline
 import mlpack
 from mlpack.config import Config
 from mlpack.estimators import has_probabilities
-from mlpack.experiments import Experiment
-from mlpack.export import derived_metadata, feature_metadata, input_metadata, onnx_input_names
+from mlpack.export.convert import derived_metadata, feature_metadata, input_metadata, onnx_input_names
+from mlpack.export.parity import ParityReport
 from mlpack.features.categories import kept_categories
-from mlpack.parity import ParityReport
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, ClassShare, FeatureInfo, Metadata, ParityInfo
 from mlpack.source.mongo import filter_as_json
-from mlpack.train import TrainedModel, class_names
+from mlpack.training.experiments import Experiment
+from mlpack.training.train import TrainedModel, class_names
 from mlpack.validate import Dataset
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from mlpack.config import Config
 from mlpack.errors import ConfigError, QualityGateError
 from mlpack.runtime import Metadata, Model, read_onnx_metadata
-from mlpack.train import METRICS, TrainedModel, metric_names
+from mlpack.training.train import METRICS, TrainedModel, metric_names
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""What a build writes and how it is read back: dist/ (its one owner), the wheel, the image."""

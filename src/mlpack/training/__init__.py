@@ -1,0 +1,1 @@
+"""Training: the split, cross-validation and search, the fit and its quality gates, the champion."""
