@@ -34,10 +34,11 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
 
 from mlpack import experiments  # noqa: E402
 from mlpack.estimators import make_estimator  # noqa: E402
-from mlpack.export import onnx_input_names  # noqa: E402
 from mlpack.source import collect  # noqa: E402
 from mlpack.source.embedded import embedded_server  # noqa: E402
-from mlpack.train import build_pipeline, frame, metric_names, split  # noqa: E402
+from mlpack.training.pipeline import build_pipeline, frame  # noqa: E402
+from mlpack.training.recipe import settle  # noqa: E402
+from mlpack.training.train import split  # noqa: E402
 from mlpack.validate import validate  # noqa: E402
 from tests.documents import subscribers  # noqa: E402
 from tests.training import config_for  # noqa: E402
@@ -70,14 +71,15 @@ def main() -> None:
     )
     raw = collect(subscribers(args.documents, seed=3), config.features.loaded)
     dataset = validate(raw, config.features, "classification")
-    rows = split(config, dataset)
-    names = onnx_input_names(config.features.inputs)
-    metrics = metric_names(config)
+    recipe = settle(config)
+    rows = split(recipe, dataset)
+    names = recipe.input_names
+    metrics = list(recipe.metrics)
 
     def sklearn_search() -> None:
         estimator, spec = make_estimator(config.estimator, "classification")
         search = GridSearchCV(
-            build_pipeline(config, names, estimator, spec),
+            build_pipeline(recipe, estimator, spec),
             {f"estimator__{k}": v for k, v in GRID.items()},
             scoring={"accuracy": "accuracy", "f1_macro": "f1_macro", "roc_auc": "roc_auc"},
             cv=StratifiedKFold(FOLDS, shuffle=True, random_state=config.evaluation.seed),
@@ -86,7 +88,7 @@ def main() -> None:
         search.fit(frame(rows.train_columns, names), rows.train_target)
 
     def mlpack_search(log: experiments.TrialLog) -> None:
-        experiments.run(config, rows, names, log)
+        experiments.run(recipe, rows, log)
 
     uri = os.environ.get("MONGODB_URI")
     with embedded_server() if not uri else _given(uri) as server_uri:

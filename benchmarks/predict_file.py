@@ -26,7 +26,7 @@ from tests.training import config_for, export  # noqa: E402
 
 READ_WHOLE = """
 import json, sys
-from mlpack.artifacts import open_model
+from mlpack.artifacts.read import open_model
 model = open_model(sys.argv[1])
 with open(sys.argv[2], encoding="utf-8") as stream:
     records = [json.loads(line) for line in stream]

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 from pymongo import MongoClient  # noqa: E402
 
 from mlpack.build import build  # noqa: E402
-from mlpack.score import ScoreRequest, score  # noqa: E402
-from mlpack.score_worker import load_wheel  # noqa: E402
+from mlpack.scoring.command import ScoreRequest, score  # noqa: E402
+from mlpack.scoring.worker import load_wheel  # noqa: E402
 from mlpack.source.embedded import embedded_server  # noqa: E402
 from tests.documents import subscribers  # noqa: E402
 

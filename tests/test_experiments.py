@@ -18,8 +18,9 @@ from pymongo import MongoClient
 
 from mlpack.build import make_model
 from mlpack.config import parse_config
-from mlpack.training.experiments import plan
-from mlpack.training.train import build_pipeline, frame, split
+from mlpack.training.pipeline import build_pipeline, frame
+from mlpack.training.recipe import plan, settle
+from mlpack.training.train import split
 from tests.conftest import Project, artifacts_in, assert_clean_error
 from tests.training import config_for, export
 
@@ -260,18 +261,18 @@ def test_sample_weights_reach_the_fit_and_are_not_a_model_input() -> None:
     unweighted = export(plain, documents)
 
     # The same split, fitted by hand with the same weights: the same model; without them: another.
-    from mlpack.export.convert import onnx_input_names
     from mlpack.source import collect
     from mlpack.validate import validate
 
     raw = collect(documents, [*config.features.inputs, config.features.target, "account_weight"])
     dataset = validate(raw, config.features, "classification")
-    rows = split(config, dataset)
+    recipe = settle(config)
+    rows = split(recipe, dataset)
     assert rows.train_weight is not None and set(rows.train_weight.tolist()) == {1.0, 5.0}
-    names = onnx_input_names(config.features.inputs)
+    names = recipe.input_names
     from sklearn.linear_model import LogisticRegression
 
-    by_hand = build_pipeline(config, names, LogisticRegression(), exported.trained.spec)
+    by_hand = build_pipeline(recipe, LogisticRegression(), exported.trained.spec)
     by_hand.fit(frame(rows.train_columns, names), rows.train_target, estimator__sample_weight=rows.train_weight)
     coefficients = exported.trained.pipeline[-1].coef_
     np.testing.assert_allclose(coefficients, by_hand[-1].coef_, rtol=1e-6)

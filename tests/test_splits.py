@@ -20,7 +20,8 @@ from mlpack.config import parse_config
 from mlpack.errors import ConfigError, DataError
 from mlpack.source import collect
 from mlpack.training import splits
-from mlpack.training.experiments import _folds, plan
+from mlpack.training.experiments import _folds
+from mlpack.training.recipe import settle
 from mlpack.training.train import split
 from mlpack.validate import validate
 from tests.conftest import Project, assert_clean_error
@@ -60,7 +61,7 @@ def test_a_time_split_holds_out_the_newest_documents_and_folds_follow_time() -> 
     documents = dated()
     config = churn(split="time", split_field="signup", test_size=0.25, cv=3)
     dataset = dataset_of(config, documents)
-    rows = split(config, dataset)
+    rows = split(settle(config), dataset)
     keys = splits.split_keys("time", "signup", dataset.split_values, dataset.ids)
     test = keys >= np.sort(keys)[len(keys) - 75]
     assert len(rows.test_target) == 75 == int(test.sum()) and len(rows.train_target) == 225
@@ -68,7 +69,7 @@ def test_a_time_split_holds_out_the_newest_documents_and_folds_follow_time() -> 
     newest = sorted(d["signup"] for d in documents)[-75:]
     assert datetime.fromtimestamp(keys[test].min() / 1000, UTC).replace(tzinfo=None) == newest[0]
 
-    folds = _folds(config, plan(config), rows.train_target, rows.train_keys)  # type: ignore[arg-type]
+    folds = _folds(settle(config), settle(config).plan, rows.train_target, rows.train_keys)  # type: ignore[arg-type]
     assert len(folds) == 3
     for fit, check in folds:  # each fold validates on documents newer than every one it trains on
         assert rows.train_keys[fit].max() < rows.train_keys[check].min()
@@ -83,7 +84,7 @@ def test_a_group_split_keeps_every_group_in_one_split_and_in_one_fold() -> None:
     documents = dated(seed=3)
     config = churn(split="group", split_field="account", test_size=0.2, cv=4)
     dataset = dataset_of(config, documents)
-    rows = split(config, dataset)
+    rows = split(settle(config), dataset)
     keys = splits.split_keys("group", "account", dataset.split_values, dataset.ids)
     assert rows.train_keys is not None
     train_groups = set(rows.train_keys.tolist())
@@ -91,7 +92,7 @@ def test_a_group_split_keeps_every_group_in_one_split_and_in_one_fold() -> None:
     assert train_groups.isdisjoint(test_groups) and test_groups
     assert len(rows.train_target) + len(rows.test_target) == 300
     assert sum(1 for k in keys.tolist() if k in test_groups) == len(rows.test_target)
-    folds = _folds(config, plan(config), rows.train_target, rows.train_keys)  # type: ignore[arg-type]
+    folds = _folds(settle(config), settle(config).plan, rows.train_target, rows.train_keys)  # type: ignore[arg-type]
     seen: set[str] = set()
     for _, check in folds:
         groups = set(rows.train_keys[check].tolist())
@@ -106,7 +107,7 @@ def test_a_filter_split_holds_out_exactly_the_matching_documents() -> None:
     query = {"region": {"$in": ["north", "east"]}, "signup": {"$gte": date(2023, 6, 1)}}
     config = churn(split="filter", test_filter=query)
     dataset = dataset_of(config, documents)
-    rows = split(config, dataset)
+    rows = split(settle(config), dataset)
     expected = [d for d in documents if d["region"] in ("north", "east") and d["signup"] >= datetime(2023, 6, 1)]
     assert len(rows.test_target) == len(expected) and len(rows.train_target) == 300 - len(expected)
     metadata = export(config, documents).metadata
@@ -143,20 +144,19 @@ def test_documents_the_split_cannot_place_are_data_errors() -> None:
     documents = dated()
     documents[4]["signup"] = None
     with pytest.raises(DataError, match=r"split_field 'signup' is missing in 1 document\(s\), e\.g\. _id 5"):
-        split(
-            churn(split="time", split_field="signup"), dataset_of(churn(split="time", split_field="signup"), documents)
-        )
+        config = churn(split="time", split_field="signup")
+        split(settle(config), dataset_of(config, documents))
     documents[4]["signup"] = "last tuesday"
     config = churn(split="time", split_field="signup")
     with pytest.raises(DataError, match=r"split_field 'signup': _id 5: expected a date, got 'last tuesday'"):
-        split(config, dataset_of(config, documents))
+        split(settle(config), dataset_of(config, documents))
     one_group = [{**d, "account": "same"} for d in dated()]
     config = churn(split="group", split_field="account")
     with pytest.raises(DataError, match="at least 2 distinct values to split by group"):
-        split(config, dataset_of(config, one_group))
+        split(settle(config), dataset_of(config, one_group))
     config = churn(split="filter", test_filter={"region": "nowhere"})
     with pytest.raises(DataError, match='split = "filter" leaves the test split empty'):
-        split(config, dataset_of(config, dated()))
+        split(settle(config), dataset_of(config, dated()))
 
 
 QUERIES: list[dict[str, Any]] = [

@@ -27,7 +27,6 @@ from mlpack.artifacts.oci import build_oci_image, is_local_base
 from mlpack.artifacts.wheel import build_distributions, render_project, twine_check
 from mlpack.config import Config, load_config, with_version
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
-from mlpack.estimators import make_estimator
 from mlpack.export.metadata import build_metadata
 from mlpack.exported import ExportedModel, Progress, make_model
 from mlpack.runtime import Metadata
@@ -36,7 +35,7 @@ from mlpack.source.mongo import parse_filter, sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.timings import StageClock
 from mlpack.training import champion, experiments
-from mlpack.training.train import metric_names
+from mlpack.training.recipe import Recipe, settle
 from mlpack.validate import validate
 
 
@@ -64,14 +63,14 @@ def created_at() -> datetime:
     return datetime.now(tz=UTC).replace(microsecond=0)
 
 
-def preflight(config: Config) -> None:
-    """Configuration mistakes that need no data are reported before any database is touched."""
-    make_estimator(config.estimator, config.model.task)
-    metric_names(config)
-    experiments.plan(config)  # [search] names, scoring, folds; [features].weight against the estimator
+def preflight(config: Config) -> Recipe:
+    """Configuration mistakes that need no data are reported before any database is touched; the
+    recipe they are checked in (estimator, metrics, search plan, folds) is what training gets."""
+    recipe = settle(config)
     parse_filter(config.source.filter)
     if champion.enabled(config):
-        champion.scoring_metric(config)
+        champion.scoring_metric(config, recipe.metrics)
+    return recipe
 
 
 @contextmanager
@@ -103,7 +102,7 @@ def build(
     config = load_config(project)
     if version is not None:
         config = with_version(config, version)
-    preflight(config)
+    recipe = preflight(config)
     config_text = config.path.read_text(encoding="utf-8")
     out_dir = Path(out) if out is not None else config.project_dir / "dist"
     created = created_at()
@@ -158,6 +157,7 @@ def build(
                 log=log,
                 clock=clock,
                 champion=defending,
+                recipe=recipe,
             )
         except QualityGateError as exc:
             records.record_rejected(

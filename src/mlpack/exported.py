@@ -14,14 +14,16 @@ from typing import Any
 
 from mlpack._serving.drift import baseline_of
 from mlpack.config import Config
-from mlpack.export.convert import onnx_input_names, to_onnx, with_metadata
+from mlpack.export.convert import to_onnx, with_metadata
 from mlpack.export.metadata import build_metadata
 from mlpack.export.parity import check_parity, parity_report
 from mlpack.runtime import Metadata, Model
 from mlpack.timings import StageClock
 from mlpack.training import champion as challenger_vs
 from mlpack.training import experiments
-from mlpack.training.train import Split, TrainedModel, check_gates, split, train
+from mlpack.training.metrics import check_gates
+from mlpack.training.recipe import Recipe, settle
+from mlpack.training.train import Split, TrainedModel, split, train
 from mlpack.validate import Dataset
 
 Progress = Callable[[str], None]
@@ -52,20 +54,21 @@ def make_model(
     log: experiments.TrialLog | None = None,
     clock: StageClock | None = None,
     champion: challenger_vs.Champion | None = None,
+    recipe: Recipe | None = None,
 ) -> ExportedModel:
     """Cross-validate or search (each trial logged), train, gate, export and verify: validated data in,
-    an ONNX model that agrees with scikit-learn out."""
+    an ONNX model that agrees with scikit-learn out. `recipe`: settled from `config` when not given."""
     clock = clock or StageClock()
-    input_names = onnx_input_names(config.features.inputs)
-    rows = split(config, dataset)
+    recipe = recipe or settle(config)
+    rows = split(recipe, dataset)
     log = log or experiments.TrialLog(
         None, name=config.model.name, version=version, estimator=config.estimator.class_path
     )
     with clock.stage("train"):
-        experiment = experiments.run(config, rows, input_names, log, say=say)
-        best = {**config.estimator.params, **experiment.best_params} if experiment else None
-        say(f"training {config.estimator.class_path.rsplit('.', 1)[-1]} on {dataset.rows} rows")
-        trained = train(config, dataset, input_names, rows=rows, params=best)
+        experiment = experiments.run(recipe, rows, log, say=say)
+        best = {**recipe.estimator.params, **experiment.best_params} if experiment else None
+        say(f"training {recipe.estimator_name} on {dataset.rows} rows")
+        trained = train(recipe, dataset, rows=rows, params=best)
     if experiment is not None:
         clock.trials = experiment.timings()
 

@@ -144,3 +144,19 @@ def mongo_collection(value: str) -> str | None:
     if len(value.encode()) > MAX_NAMESPACE_BYTES - MAX_DATABASE_BYTES - 1:
         return "is too long for a MongoDB namespace"
     return None
+
+
+def onnx_input_names(paths: list[str]) -> dict[str, str]:
+    """Feature path → ONNX input name. skl2onnx renames names holding dots, so mlpack does it first."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for path in paths:
+        base = re.sub(r"\W", "_", path)
+        if base[0].isdigit():
+            base = f"f_{base}"
+        name, n = base, 2
+        while name in taken:  # "a.b" and "a_b" would otherwise collide
+            name, n = f"{base}_{n}", n + 1
+        taken.add(name)
+        names[path] = name
+    return names

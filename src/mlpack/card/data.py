@@ -13,7 +13,8 @@ from sklearn.inspection import permutation_importance
 
 from mlpack.estimators import has_probabilities
 from mlpack.runtime import Metadata
-from mlpack.training.train import METRICS, Split, TrainedModel
+from mlpack.training.metrics import METRICS
+from mlpack.training.train import Split, TrainedModel
 
 IMPORTANCE_REPEATS = 5
 MAX_POINTS = 2000  # scatter plots of larger test splits show an even sample of this many points

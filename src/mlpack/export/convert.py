@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import numpy as np
@@ -16,26 +15,11 @@ from mlpack.errors import ExternalError
 from mlpack.estimators import has_probabilities
 from mlpack.features.converters import register as register_converters
 from mlpack.features.graph import INPUT_TYPES, GraphFeatures, initial_types
+from mlpack.names import onnx_input_names as onnx_input_names  # where the build side has it
 from mlpack.runtime import FeatureInfo, InputInfo, Metadata
 from mlpack.training.train import TrainedModel
 
 METADATA_KEY = "mlpack.metadata"
-
-
-def onnx_input_names(paths: list[str]) -> dict[str, str]:
-    """Feature path → ONNX input name. skl2onnx renames names holding dots, so mlpack does it first."""
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for path in paths:
-        base = re.sub(r"\W", "_", path)
-        if base[0].isdigit():
-            base = f"f_{base}"
-        name, n = base, 2
-        while name in taken:  # "a.b" and "a_b" would otherwise collide
-            name, n = f"{base}_{n}", n + 1
-        taken.add(name)
-        names[path] = name
-    return names
 
 
 _KIND_NAMES = {"number": "numeric", "category": "categorical", "date": "datetime", "text": "text"}

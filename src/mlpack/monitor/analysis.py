@@ -217,7 +217,7 @@ def _feedback_of(document: Mapping[str, Any], count: int) -> Iterator[tuple[int,
 
 
 def _live_metrics(truths: list[Any], guesses: list[Any], metadata: Mapping[str, Any]) -> Feedback:
-    from mlpack.training.train import METRICS
+    from mlpack.training.metrics import METRICS
 
     task = metadata["task"]
     result = Feedback(labels=len(truths), build_metrics=dict(metadata.get("metrics", {})))

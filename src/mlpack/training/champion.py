@@ -18,7 +18,7 @@ predicts another target or task) is reported as a warning, never a failure.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ import numpy as np
 from mlpack.config import Config
 from mlpack.errors import ConfigError, QualityGateError
 from mlpack.runtime import Metadata, Model, read_onnx_metadata
-from mlpack.training.train import METRICS, TrainedModel, metric_names
+from mlpack.training.metrics import METRICS
+from mlpack.training.train import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,8 @@ def enabled(config: Config) -> bool:
     return bool(config.evaluation.champion)
 
 
-def scoring_metric(config: Config) -> str:
+def scoring_metric(config: Config, names: Sequence[str]) -> str:
     """The metric the margin is measured on: `champion_metric`, else the first metric computed."""
-    names = metric_names(config)
     chosen = config.evaluation.champion_metric or names[0]
     if chosen not in names:
         raise ConfigError(
@@ -167,7 +167,9 @@ def evaluate(
         say(f"warning: champion {problem}")
         return None, f"champion {problem}"
     names = list(trained.metrics)
-    entry = comparison(champion, trained.metrics, score(champion, trained, metadata, names), scoring_metric(config))
+    entry = comparison(
+        champion, trained.metrics, score(champion, trained, metadata, names), scoring_metric(config, names)
+    )
     say(f"champion: {summary(entry)}")
     check_margin(config, entry, trained.metrics, dict(metadata))
     return entry, ""

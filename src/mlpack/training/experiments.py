@@ -12,8 +12,6 @@ repeatable; `benchmarks/experiments.py` measures it against `GridSearchCV` on th
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
 import time
 import uuid
@@ -25,29 +23,19 @@ from typing import Any
 
 import numpy as np
 from pymongo.collection import Collection
-from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
-from sklearn.utils.validation import has_fit_parameter
+from sklearn.model_selection import KFold, StratifiedKFold
 
-from mlpack.config import Config
 from mlpack.errors import ConfigError, DataError, ExternalError, outside
-from mlpack.estimators import fit_errors, make_estimator
+from mlpack.estimators import fit_errors
 from mlpack.features.graph import GraphConversionError
+from mlpack.features.labels import with_class_weight_labels
 from mlpack.features.text import NoWordsError
 from mlpack.training import splits
-from mlpack.training.train import (
-    METRICS,
-    Split,
-    final,
-    frame,
-    graph_features,
-    metric_names,
-    score_all,
-    with_class_weight_labels,
-)
-
-DEFAULT_FOLDS = 3
+from mlpack.training.metrics import score_all
+from mlpack.training.pipeline import final, frame, graph_features
+from mlpack.training.recipe import Plan, Recipe
+from mlpack.training.train import Split
 
 
 @dataclass
@@ -72,75 +60,6 @@ class Trial:
     def score(self, scoring: str) -> float:
         mean = self.scores().get(scoring, {}).get("mean", math.nan)
         return float(mean)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to run, settled before any data is read (so config mistakes are exit 2 up front)."""
-
-    kind: str  # "search" | "cv"
-    points: list[dict[str, Any]]
-    folds: int
-    scoring: str
-    higher_is_better: bool
-    seed: int
-    space: dict[str, list[Any]]
-    method: str
-
-
-def plan(config: Config) -> Plan | None:
-    """The trials a config asks for, or None without [evaluation].cv and [search]. Checks every name."""
-    search, evaluation = config.search, config.evaluation
-    estimator, _ = make_estimator(config.estimator, config.model.task)
-    check_sample_weight(config, estimator)
-    if search is None and not evaluation.cv:
-        return None
-    names = metric_names(config)
-    if search is None:
-        scoring = names[0]
-        return Plan("cv", [{}], evaluation.cv, scoring, METRICS[scoring].higher_is_better, evaluation.seed, {}, "cv")
-    scoring = search.scoring or names[0]
-    metric = METRICS.get(scoring)
-    if metric is None or metric.task != config.model.task:
-        known = ", ".join(n for n, m in METRICS.items() if m.task == config.model.task)
-        raise ConfigError(f"[search].scoring '{scoring}' is not a {config.model.task} metric (known: {known})")
-    _check_param_names(config, estimator)
-    if search.method == "grid":
-        points = list(ParameterGrid(search.params))
-    else:
-        size = len(ParameterGrid(search.params))
-        sampler = ParameterSampler(search.params, n_iter=min(search.n_iter, size), random_state=search.seed)
-        points = list(sampler)
-    # TOML hands over plain Python values; numpy scalars from the sampler would not go into MongoDB.
-    points = [{k: _plain(v) for k, v in sorted(point.items())} for point in points]
-    folds = search.cv or evaluation.cv or DEFAULT_FOLDS
-    return Plan(
-        "search", points, folds, scoring, metric.higher_is_better, evaluation.seed, search.params, search.method
-    )
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _check_param_names(config: Config, estimator: BaseEstimator) -> None:
-    assert config.search is not None
-    valid = sorted(estimator.get_params())
-    name = type(estimator).__name__
-    for param in config.search.params:
-        if param not in valid:
-            hint = difflib.get_close_matches(param, valid, n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigError(f"[search].params.{param} is not a parameter of {name}{suggestion}")
-
-
-def check_sample_weight(config: Config, estimator: BaseEstimator) -> None:
-    """[features].weight needs an estimator whose fit takes sample_weight (KNeighbors*, MLP* do not)."""
-    if config.features.weight and not has_fit_parameter(estimator, "sample_weight"):
-        raise ConfigError(
-            f"[features].weight: {type(estimator).__name__} does not accept sample weights; "
-            "remove the weight or choose another estimator (`mlpack estimators`)"
-        )
 
 
 class TrialLog:
@@ -253,10 +172,10 @@ def ranked(trials: list[Trial], plan: Plan) -> list[Trial]:
     return sorted(trials, key=key)
 
 
-def _folds(config: Config, plan: Plan, target: np.ndarray, keys: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def _folds(recipe: Recipe, plan: Plan, target: np.ndarray, keys: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds of the training split that follow [evaluation].split: in time order or by group (`keys`:
     the split field per training row), else stratified k-fold (classification) or k-fold, shuffled."""
-    if config.model.task == "classification":
+    if recipe.classification:
         splitter: Any = StratifiedKFold(n_splits=plan.folds, shuffle=True, random_state=plan.seed)
     else:
         splitter = KFold(n_splits=plan.folds, shuffle=True, random_state=plan.seed)
@@ -264,7 +183,7 @@ def _folds(config: Config, plan: Plan, target: np.ndarray, keys: Any = None) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # "least populated class has only 2 members"
             if keys is not None:
-                return splits.folds(config.evaluation.split, keys, plan.folds, plan.seed)
+                return splits.folds(recipe.evaluation.split, keys, plan.folds, plan.seed)
             return list(splitter.split(np.zeros(len(target)), target))
     except (ValueError, UserWarning) as exc:
         raise DataError(
@@ -274,28 +193,27 @@ def _folds(config: Config, plan: Plan, target: np.ndarray, keys: Any = None) -> 
 
 
 def run(
-    config: Config,
+    recipe: Recipe,
     split: Split,
-    input_names: dict[str, str],
     log: TrialLog,
     *,
     say: Callable[[str], None] = lambda _m: None,
 ) -> Experiment | None:
     """Every trial of the plan on the training split, each logged as it finishes; the best one."""
-    the_plan = plan(config)
+    the_plan = recipe.plan
     if the_plan is None:
         return None
     started = time.monotonic()
     # Every reported metric, and the scoring one even when [evaluation].metrics leaves it out.
-    names = list(dict.fromkeys([*metric_names(config), the_plan.scoring]))
+    names = list(dict.fromkeys([*recipe.metrics, the_plan.scoring]))
     y_all = split.train_target
-    chosen = _folds(config, the_plan, y_all, split.train_keys)
-    folds = _fold_features(config, chosen, frame(split.train_columns, input_names), y_all, input_names)
+    chosen = _folds(recipe, the_plan, y_all, split.train_keys)
+    folds = _fold_features(recipe, chosen, frame(split.train_columns, recipe.input_names), y_all)
     trials = []
     for number, point in enumerate(the_plan.points):
-        params = {**config.estimator.params, **point}
+        params = {**recipe.estimator.params, **point}
         say(f"trial {number + 1}/{len(the_plan.points)}: {point or 'configured params'}, {the_plan.folds} folds")
-        trial = _run_trial(config, number, point, params, folds, y_all, split.train_weight, names)
+        trial = _run_trial(recipe, number, point, params, folds, y_all, split.train_weight, names)
         log.write(the_plan, trial, params)
         trials.append(trial)
     best = ranked(trials, the_plan)[0]
@@ -317,17 +235,12 @@ class _Fold:
 
 
 def _fold_features(
-    config: Config,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    x_all: Any,
-    y_all: np.ndarray,
-    input_names: dict[str, str],
+    recipe: Recipe, folds: list[tuple[np.ndarray, np.ndarray]], x_all: Any, y_all: np.ndarray
 ) -> list[_Fold]:
-    _, spec = make_estimator(config.estimator, config.model.task, seed=config.evaluation.seed)
     out = []
     for fit_rows, score_rows in folds:
         try:
-            features = graph_features(config, input_names, spec).fit(x_all.iloc[fit_rows], y_all[fit_rows])
+            features = graph_features(recipe, recipe.spec).fit(x_all.iloc[fit_rows], y_all[fit_rows])
         except NoWordsError as exc:
             raise DataError(f"in a cross-validation fold: {exc}") from None
         except GraphConversionError as exc:
@@ -344,7 +257,7 @@ def _fold_features(
 
 
 def _run_trial(
-    config: Config,
+    recipe: Recipe,
     number: int,
     point: dict[str, Any],
     params: dict[str, Any],
@@ -354,12 +267,11 @@ def _run_trial(
     names: list[str],
 ) -> Trial:
     trial = Trial(number, point)
-    if config.model.task == "classification":
+    if recipe.classification:
         params = with_class_weight_labels(params, y_all)
-    section = dataclasses.replace(config.estimator, params=params)
     for fold in folds:
-        estimator, spec = make_estimator(section, config.model.task, seed=config.evaluation.seed)
-        model = final(config, estimator)
+        estimator, spec = recipe.make(params)
+        model = final(recipe, estimator)
         fit_args = {"sample_weight": weight[fold.fit_rows]} if weight is not None else {}
         began = time.perf_counter()
         try:
@@ -376,4 +288,4 @@ def _run_trial(
     return trial
 
 
-__all__ = ["Experiment", "Plan", "Trial", "TrialLog", "check_sample_weight", "plan", "ranked", "run"]
+__all__ = ["Experiment", "Trial", "TrialLog", "ranked", "run"]

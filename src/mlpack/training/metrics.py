@@ -1,0 +1,106 @@
+"""The metrics mlpack computes, which ones a build reports, and the quality gates on them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.pipeline import Pipeline
+
+from mlpack.config import EvaluationSection, Task
+from mlpack.errors import ConfigError, QualityGateError
+from mlpack.estimators import has_probabilities
+
+
+@dataclass(frozen=True)
+class Metric:
+    task: Task
+    higher_is_better: bool
+    # (true values, predicted labels or values, class probabilities or None, classes) -> score
+    score: Callable[[np.ndarray, np.ndarray, np.ndarray | None, list[Any]], float]
+    uses_probabilities: bool = False  # only these need predict_proba (the model card skips it otherwise)
+
+
+def _roc_auc(y: np.ndarray, _pred: np.ndarray, proba: np.ndarray | None, classes: list[Any]) -> float:
+    assert proba is not None
+    if len(classes) == 2:
+        return float(skm.roc_auc_score(y == classes[1], proba[:, 1]))
+    return float(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("classification", True, lambda y, p, _, __: float(skm.accuracy_score(y, p))),
+    "balanced_accuracy": Metric("classification", True, lambda y, p, _, __: float(skm.balanced_accuracy_score(y, p))),
+    "f1_macro": Metric("classification", True, lambda y, p, _, __: float(skm.f1_score(y, p, average="macro"))),
+    "precision_macro": Metric(
+        "classification", True, lambda y, p, _, __: float(skm.precision_score(y, p, average="macro", zero_division=0))
+    ),
+    "recall_macro": Metric("classification", True, lambda y, p, _, __: float(skm.recall_score(y, p, average="macro"))),
+    "roc_auc": Metric("classification", True, _roc_auc, uses_probabilities=True),
+    "log_loss": Metric(
+        "classification", False, lambda y, _, pr, c: float(skm.log_loss(y, pr, labels=c)), uses_probabilities=True
+    ),
+    "r2": Metric("regression", True, lambda y, p, _, __: float(skm.r2_score(y, p))),
+    "rmse": Metric("regression", False, lambda y, p, _, __: float(skm.root_mean_squared_error(y, p))),
+    "mae": Metric("regression", False, lambda y, p, _, __: float(skm.mean_absolute_error(y, p))),
+}
+
+DEFAULT_METRICS: dict[Task, list[str]] = {
+    "classification": ["accuracy", "f1_macro", "roc_auc"],
+    "regression": ["r2", "rmse", "mae"],
+}
+
+
+def metric_names(task: Task, evaluation: EvaluationSection, estimator: Any, class_path: str) -> list[str]:
+    """The metrics to compute, checked against the task and the estimator; gates must name one of them."""
+    probabilities = task == "classification" and has_probabilities(estimator)
+    names = evaluation.metrics or [
+        name for name in DEFAULT_METRICS[task] if probabilities or not METRICS[name].uses_probabilities
+    ]
+    for name in [*names, *evaluation.gates]:
+        metric = METRICS.get(name)
+        if metric is None:
+            known = ", ".join(n for n, m in METRICS.items() if m.task == task)
+            raise ConfigError(f"[evaluation] unknown metric '{name}' (known for {task}: {known})")
+        if metric.task != task:
+            raise ConfigError(f"[evaluation] metric '{name}' is for {metric.task}, but [model].task is {task}")
+        if metric.uses_probabilities and not probabilities:
+            raise ConfigError(
+                f"[evaluation] metric '{name}' needs class probabilities, which "
+                f"{class_path.rsplit('.', 1)[-1]} with these params does not give"
+            )
+    return list(dict.fromkeys([*names, *evaluation.gates]))
+
+
+def score_all(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Every named metric of a fitted pipeline on (x, y); a metric undefined on these rows is NaN."""
+    predicted = pipeline.predict(x)
+    classification = METRICS[names[0]].task == "classification"
+    probabilities = pipeline.predict_proba(x) if classification and has_probabilities(pipeline) else None
+    classes = pipeline.classes_.tolist() if classification else []
+    scores = {}
+    for name in names:
+        try:
+            scores[name] = round(METRICS[name].score(y, predicted, probabilities, classes), 6)
+        except ValueError:  # e.g. roc_auc on rows of a single class
+            scores[name] = math.nan
+    return scores
+
+
+def check_gates(metrics: dict[str, float], gates: dict[str, float], metadata: dict[str, Any] | None = None) -> None:
+    """Gates are minimums for scores (accuracy) and maximums for errors (rmse)."""
+    failures = []
+    for name, limit in gates.items():
+        value = metrics[name]
+        higher = METRICS[name].higher_is_better
+        if math.isnan(value) or (value < limit if higher else value > limit):
+            relation = "at least" if higher else "at most"
+            failures.append(f"  - {name} = {value:.6g}, the gate requires {relation} {limit:g}")
+    if failures:
+        details = "\n".join(["quality gates:", *failures])
+        raise QualityGateError("quality gate failed", details=details, metadata=metadata)

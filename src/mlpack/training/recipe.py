@@ -1,0 +1,154 @@
+"""The recipe: what training needs of mlpack.toml, settled once before any data is read.
+
+`settle(config)` constructs the estimator once, checks the metrics, the search space and the
+folds, and names the graph's inputs; every stage of training (split, experiments, fit) is handed
+this frozen value instead of the whole Config and re-derives nothing. Its mistakes are exit 2
+before any database is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import ParameterGrid, ParameterSampler
+from sklearn.utils.validation import has_fit_parameter
+
+from mlpack.config import (
+    Config,
+    EstimatorSection,
+    EvaluationSection,
+    FeaturesSection,
+    PreprocessingSection,
+    Task,
+)
+from mlpack.errors import ConfigError
+from mlpack.estimators import EstimatorSpec, make_estimator
+from mlpack.names import onnx_input_names
+from mlpack.training.metrics import METRICS, metric_names
+
+DEFAULT_FOLDS = 3
+
+
+@dataclass(frozen=True)
+class Recipe:
+    task: Task
+    features: FeaturesSection
+    preprocessing: PreprocessingSection
+    evaluation: EvaluationSection
+    estimator: EstimatorSection  # the class and the configured params
+    spec: EstimatorSpec
+    metrics: tuple[str, ...]  # what the build reports; the gates' metrics included
+    plan: Plan | None  # cross-validation or search, None for neither
+    input_names: dict[str, str]  # feature path → ONNX input name
+    target_opset: int
+
+    @property
+    def classification(self) -> bool:
+        return self.task == "classification"
+
+    @property
+    def estimator_name(self) -> str:
+        return self.estimator.class_path.rsplit(".", 1)[-1]
+
+    def make(self, params: dict[str, Any]) -> tuple[BaseEstimator, EstimatorSpec]:
+        """A fresh estimator with these params (over mlpack's defaults), seeded by [evaluation].seed."""
+        section = dataclasses.replace(self.estimator, params=params)
+        return make_estimator(section, self.task, seed=self.evaluation.seed)
+
+
+def settle(config: Config) -> Recipe:
+    estimator, spec = make_estimator(config.estimator, config.model.task)
+    names = _metrics(config, estimator)
+    return Recipe(
+        task=config.model.task,
+        features=config.features,
+        preprocessing=config.preprocessing,
+        evaluation=config.evaluation,
+        estimator=config.estimator,
+        spec=spec,
+        metrics=tuple(names),
+        plan=_plan(config, estimator, names),
+        input_names=onnx_input_names(config.features.inputs),
+        target_opset=config.export.target_opset,
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run, settled before any data is read (so config mistakes are exit 2 up front)."""
+
+    kind: str  # "search" | "cv"
+    points: list[dict[str, Any]]
+    folds: int
+    scoring: str
+    higher_is_better: bool
+    seed: int
+    space: dict[str, list[Any]]
+    method: str
+
+
+def plan(config: Config) -> Plan | None:
+    """The trials a config asks for, or None without [evaluation].cv and [search]. Checks every name."""
+    estimator, _ = make_estimator(config.estimator, config.model.task)
+    return _plan(config, estimator, _metrics(config, estimator))
+
+
+def _metrics(config: Config, estimator: BaseEstimator) -> list[str]:
+    return metric_names(config.model.task, config.evaluation, estimator, config.estimator.class_path)
+
+
+def _plan(config: Config, estimator: BaseEstimator, names: list[str]) -> Plan | None:
+    search, evaluation = config.search, config.evaluation
+    check_sample_weight(config, estimator)
+    if search is None and not evaluation.cv:
+        return None
+    if search is None:
+        scoring = names[0]
+        return Plan("cv", [{}], evaluation.cv, scoring, METRICS[scoring].higher_is_better, evaluation.seed, {}, "cv")
+    scoring = search.scoring or names[0]
+    metric = METRICS.get(scoring)
+    if metric is None or metric.task != config.model.task:
+        known = ", ".join(n for n, m in METRICS.items() if m.task == config.model.task)
+        raise ConfigError(f"[search].scoring '{scoring}' is not a {config.model.task} metric (known: {known})")
+    _check_param_names(config, estimator)
+    if search.method == "grid":
+        points = list(ParameterGrid(search.params))
+    else:
+        size = len(ParameterGrid(search.params))
+        sampler = ParameterSampler(search.params, n_iter=min(search.n_iter, size), random_state=search.seed)
+        points = list(sampler)
+    # TOML hands over plain Python values; numpy scalars from the sampler would not go into MongoDB.
+    points = [{k: _plain(v) for k, v in sorted(point.items())} for point in points]
+    folds = search.cv or evaluation.cv or DEFAULT_FOLDS
+    return Plan(
+        "search", points, folds, scoring, metric.higher_is_better, evaluation.seed, search.params, search.method
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_param_names(config: Config, estimator: BaseEstimator) -> None:
+    assert config.search is not None
+    valid = sorted(estimator.get_params())
+    name = type(estimator).__name__
+    for param in config.search.params:
+        if param not in valid:
+            hint = difflib.get_close_matches(param, valid, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"[search].params.{param} is not a parameter of {name}{suggestion}")
+
+
+def check_sample_weight(config: Config, estimator: BaseEstimator) -> None:
+    """[features].weight needs an estimator whose fit takes sample_weight (KNeighbors*, MLP* do not)."""
+    if config.features.weight and not has_fit_parameter(estimator, "sample_weight"):
+        raise ConfigError(
+            f"[features].weight: {type(estimator).__name__} does not accept sample weights; "
+            "remove the weight or choose another estimator (`mlpack estimators`)"
+        )
