@@ -297,10 +297,12 @@ def data_warnings(dataset: Dataset, features: FeaturesSection, task: Task, max_c
                 f"categorical feature '{path}' has a different value in every document ({distinct}): it looks "
                 "like an id or free text; list free text under [features].text, or drop the field"
             )
-        elif distinct > max_categories:
+        elif distinct > max_categories and path not in features.ordinal and path not in features.encoding:
             warnings.append(
                 f"categorical feature '{path}' has {distinct} distinct values, more than "
-                f"[preprocessing].max_categories ({max_categories}): each becomes a column; is it free text or an id?"
+                f"[preprocessing].max_categories ({max_categories}): the {max_categories - 1} most frequent "
+                f'become columns and the rest share one; [features].encoding = {{ "{path}" = "target" }} '
+                '(or "frequency") makes it one number'
             )
     for path, values in dataset.numeric.items():
         share = float(np.mean(np.isnan(values))) if len(values) else 0.0

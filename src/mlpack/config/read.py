@@ -139,6 +139,11 @@ def _check_type(value: Any, tp: Any, label: str) -> Any:
         if not isinstance(value, dict):
             ok = False
         else:
+            for k, v in value.items():
+                if isinstance(v, dict) and v and typing.get_origin(item) is not dict and item is not Any:
+                    # TOML reads { a.b = 1 } as { a = { b = 1 } }: a dotted field path as a key needs quotes.
+                    inner = next(iter(v))
+                    raise ConfigError(f'{label}.{k} is a table: quote a dotted field path, "{k}.{inner}" = ...')
             return {k: _check_type(v, item, f"{label}.{k}") for k, v in value.items()}
     elif tp is Any:
         return value
@@ -289,6 +294,17 @@ def _check_feature_engineering(config: Config, where: str) -> None:
             raise ConfigError(f"{where}: [features].ordinal names '{path}': list it under [features].categorical too")
         if not order or len(set(order)) != len(order):
             raise ConfigError(f"{where}: [features].ordinal.{path} must list each category once, lowest first")
+    for path, encoding in features.encoding.items():
+        if path not in features.categorical:
+            raise ConfigError(f"{where}: [features].encoding names '{path}': list it under [features].categorical too")
+        if path in features.ordinal:
+            raise ConfigError(
+                f"{where}: [features].encoding.{path} = {encoding!r}, but [features].ordinal already encodes it"
+            )
+    if preprocessing.encoding_min_count < 1:
+        raise ConfigError(f"{where}: [preprocessing].encoding_min_count must be at least 1")
+    if preprocessing.target_folds < 2:
+        raise ConfigError(f"{where}: [preprocessing].target_folds must be at least 2")
     if preprocessing.max_categories < 2:
         raise ConfigError(f"{where}: [preprocessing].max_categories must be at least 2")
     if preprocessing.text_max_words < 1:

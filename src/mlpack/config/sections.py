@@ -55,6 +55,8 @@ class FeaturesSection:
     drop_missing_target: bool = False  # leave out (and count) documents whose target is missing
     # Categoricals encoded by their position in a declared order (field → categories, lowest first).
     ordinal: dict[str, list[str]] = field(default_factory=dict)
+    # How other categoricals become numbers: "onehot" (the default), "frequency" or "target" (field → encoding).
+    encoding: dict[str, Literal["onehot", "frequency", "target"]] = field(default_factory=dict)
     # Fields the split reads ([evaluation].split_field, test_filter's): loaded, never model inputs.
     split_fields: tuple[str, ...] = field(default=(), metadata={"internal": True})
 
@@ -101,6 +103,10 @@ class PreprocessingSection:
     scale: Literal["auto", "standard", "robust", "none"] = "auto"  # auto: only scale-sensitive estimators
     max_categories: int = 50  # rarer categories share one "other" column
     text_max_words: int = 1000  # vocabulary cap per text field (words and two-word phrases)
+    # [features].encoding "frequency" / "target": a category seen in fewer training documents has no value
+    # of its own (it is encoded as an unseen one), so no single document's label is written into the model.
+    encoding_min_count: int = 2
+    target_folds: int = 5  # "target": the training rows are encoded out of fold, in this many folds
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,14 @@ def feature_metadata(features: FeaturesSection, input_names: dict[str, str]) -> 
         *[(p, "datetime") for p in features.datetime],
         *[(p, "text") for p in features.text],
     ]
-    return [{"name": p, "input": input_names[p], "kind": kind, "dtype": INPUT_TYPES[kind][0]} for p, kind in listed]
+    entries: list[FeatureInfo] = []
+    for path, kind in listed:
+        entry: FeatureInfo = {"name": path, "input": input_names[path], "kind": kind, "dtype": INPUT_TYPES[kind][0]}
+        encoding = "ordinal" if path in features.ordinal else features.encoding.get(path, "onehot")
+        if kind == "categorical" and encoding != "onehot":
+            entry["encoding"] = encoding  # how the graph makes it a number: "ordinal", "frequency" or "target"
+        entries.append(entry)
+    return entries
 
 
 def derived_metadata(features: FeaturesSection) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from mlpack.features.categories import OTHER, RareCategories
 from mlpack.features.dates import DATE_PARTS, DateParts, date_parts
 from mlpack.features.derived import DerivedFeatures
+from mlpack.features.encodings import ENCODERS, CategoryTable
 from mlpack.features.expressions import compute
 from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.target import TRANSFORMS, TransformedTarget
@@ -194,17 +195,22 @@ def _rare_shapes(operator: Any) -> None:
     operator.outputs[0].type = StringTensorType(list(operator.inputs[0].type.shape))
 
 
-def _per_column(scope: Any, container: Any, operator: Any, encoders: list[dict[str, Any]], name: str) -> None:
-    """Column k of the [N, k] input through a LabelEncoder with `encoders[k]`'s attributes, then the
-    columns side by side again: how both category transformers write their graph."""
+def _per_column(
+    scope: Any, container: Any, operator: Any, encoders: list[tuple[int, dict[str, Any]]], name: str
+) -> None:
+    """Columns of the [N, k] input through LabelEncoders, then side by side again: how the category
+    transformers write their graph. `encoders`: (input column, LabelEncoder attributes) in output order;
+    a column may have several (a target encoding, one per class)."""
     ops = OnnxOps(scope, container)
     source = operator.inputs[0].onnx_name
     columns: list[str] = []
-    for index, attributes in enumerate(encoders):
-        indices = scope.get_unique_variable_name("mlpack_column")
-        container.add_initializer(indices, TensorProto.INT64, [1], [index])
-        column = ops._node("Gather", [source, indices], axis=1)
-        columns.append(ops._node("LabelEncoder", [column], domain="ai.onnx.ml", version=2, **attributes))
+    gathered: dict[int, str] = {}
+    for index, attributes in encoders:
+        if index not in gathered:
+            indices = scope.get_unique_variable_name("mlpack_column")
+            container.add_initializer(indices, TensorProto.INT64, [1], [index])
+            gathered[index] = ops._node("Gather", [source, indices], axis=1)
+        columns.append(ops._node("LabelEncoder", [gathered[index]], domain="ai.onnx.ml", version=2, **attributes))
     container.add_node(
         "Concat", columns, [operator.outputs[0].onnx_name], axis=1, name=scope.get_unique_operator_name(name)
     )
@@ -214,7 +220,7 @@ def _rare_converter(scope: Any, operator: Any, container: Any) -> None:
     model: RareCategories = operator.raw_operator
     # LabelEncoder gives every key its value and everything else the default: OTHER.
     encoders = [{"keys_strings": kept, "values_strings": kept, "default_string": OTHER} for kept in model.kept_]
-    _per_column(scope, container, operator, encoders, "MlpackRare")
+    _per_column(scope, container, operator, list(enumerate(encoders)), "MlpackRare")
 
 
 # -- OrdinalCategories: strings [N, k] → float [N, k], each value's position in its order, else NaN ----
@@ -232,7 +238,26 @@ def _ordinal_converter(scope: Any, operator: Any, container: Any) -> None:
         }
         for order in model.orders_
     ]
-    _per_column(scope, container, operator, encoders, "MlpackOrder")
+    _per_column(scope, container, operator, list(enumerate(encoders)), "MlpackOrder")
+
+
+# -- FrequencyEncoding, TargetEncoding: strings [N, k] → float [N, sum of widths], a lookup per output ----
+def _table_shapes(operator: Any) -> None:
+    width = sum(operator.raw_operator._widths())
+    operator.outputs[0].type = FloatTensorType([operator.inputs[0].type.shape[0], width])
+
+
+def _table_converter(scope: Any, operator: Any, container: Any) -> None:
+    model: CategoryTable = operator.raw_operator
+    encoders: list[tuple[int, dict[str, Any]]] = []
+    for index, (keys, values, default) in enumerate(model.tables_):
+        # A table with no key of its own (every category rarer than min_count) still needs one to be valid.
+        listed = list(keys) or [OTHER]
+        for output in range(default.shape[0]):
+            column = values[:, output].tolist() if keys else [float(default[output])]
+            attributes = {"keys_strings": listed, "values_floats": column, "default_float": float(default[output])}
+            encoders.append((index, attributes))
+    _per_column(scope, container, operator, encoders, "MlpackTable")
 
 
 _registered = False
@@ -253,6 +278,8 @@ def register() -> None:
     update_registered_converter(RareCategories, "MlpackRareCategories", _rare_shapes, _rare_converter)
     update_registered_converter(TextWords, "MlpackTextWords", _text_shapes, _text_converter)
     update_registered_converter(OrdinalCategories, "MlpackOrdinalCategories", _ordinal_shapes, _ordinal_converter)
+    for encoder in ENCODERS.values():
+        update_registered_converter(encoder, f"Mlpack{encoder.__name__}", _table_shapes, _table_converter)
     _registered = True
 
 

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
 
 from mlpack.features.converters import register as register_converters
+from mlpack.features.encodings import cross_fitted_columns
 
 # How each kind of input enters the graph: (the metadata's "type", the tensor type, the numpy dtype).
 # Dates are int64 milliseconds since 1970 UTC, BSON's own representation, so any client can feed them.
@@ -58,11 +59,26 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.opset = opset
 
     def fit(self, X: Any, y: Any = None) -> GraphFeatures:
-        self.preprocessing_ = clone(self.preprocessing).fit(X, y)
+        self._fit(X, y)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **params: Any) -> np.ndarray:
+        """The features the estimator trains on: the graph's, except the columns of a cross-fitted
+        transformer (a target encoding), which are its out-of-fold values — each row encoded by a
+        table the other folds made, as float32 as a graph holding that table would give them."""
+        trained = self._fit(X, y)
+        features = self.transform(X)
+        for columns in cross_fitted_columns(self.preprocessing_):
+            features[:, columns] = np.asarray(trained[:, columns], dtype=np.float32)
+        return features
+
+    def _fit(self, X: Any, y: Any) -> np.ndarray:
+        self.preprocessing_ = clone(self.preprocessing)
+        trained = np.asarray(self.preprocessing_.fit_transform(X, y))
         self.onnx_ = self._convert()
         self._session: Any = None
         self.n_features_in_ = len(self.inputs)
-        return self
+        return trained
 
     def _convert(self) -> bytes:
         register_converters()

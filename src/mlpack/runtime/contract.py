@@ -30,6 +30,7 @@ class FeatureInfo(_FeatureRequired, total=False):
     missing: int  # documents of the training split without a value
     categories: Dict[str, int]  # categorical: the categories the model tells apart (canonical text) → training count
     other: int  # categorical: training values rarer than those, sharing one "other" column
+    encoding: str  # categorical, when not one-hot: "ordinal", "frequency" or "target" ([features].encoding)
 
 
 class InputInfo(TypedDict):

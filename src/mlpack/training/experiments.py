@@ -240,7 +240,9 @@ def _fold_features(
     out = []
     for fit_rows, score_rows in folds:
         try:
-            features = graph_features(recipe, recipe.spec).fit(x_all.iloc[fit_rows], y_all[fit_rows])
+            features = graph_features(recipe, recipe.spec)
+            # fit_transform: a target encoding's training rows out of fold, as the final fit trains on them.
+            fit_x = features.fit_transform(x_all.iloc[fit_rows], y_all[fit_rows])
         except NoWordsError as exc:
             raise DataError(f"in a cross-validation fold: {exc}") from None
         except GraphConversionError as exc:
@@ -249,7 +251,7 @@ def _fold_features(
             _Fold(
                 fit_rows,
                 score_rows,
-                features.transform(x_all.iloc[fit_rows]),
+                fit_x,
                 features.transform(x_all.iloc[score_rows]),
             )
         )

@@ -1,8 +1,8 @@
 """The scikit-learn pipeline a recipe describes: the graph's features (GraphFeatures) and the estimator.
 
-Derived features, then per kind: impute and scale, date parts, rare categories and one-hot (or the
-position in a declared order), text words; each piece has a registered skl2onnx converter, so the
-same fitted steps become the model's ONNX graph.
+Derived features, then per kind: impute and scale, date parts, rare categories and one-hot (or a
+frequency or target encoding, or the position in a declared order), text words; each piece has a
+registered skl2onnx converter, so the same fitted steps become the model's ONNX graph.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from mlpack.estimators import EstimatorSpec
 from mlpack.features.categories import RareCategories
 from mlpack.features.dates import DateParts
 from mlpack.features.derived import DerivedFeatures
+from mlpack.features.encodings import CategoryTable, FrequencyEncoding, TargetEncoding
 from mlpack.features.graph import GraphFeatures
 from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.target import TransformedTarget
@@ -39,10 +40,23 @@ def _numeric_steps(recipe: Recipe, spec: EstimatorSpec) -> list[tuple[str, Any]]
     prep = recipe.preprocessing
     imputer = SimpleImputer(strategy=prep.numeric_impute, fill_value=prep.numeric_fill_value)
     steps: list[tuple[str, Any]] = [("impute", imputer)]
-    scale = ("standard" if spec.scaled else "none") if prep.scale == "auto" else prep.scale
+    scale = _scale(recipe, spec)
     if scale != "none":
         steps.append(("scale", _SCALERS[scale]()))
     return steps
+
+
+def _scale(recipe: Recipe, spec: EstimatorSpec) -> str:
+    prep = recipe.preprocessing
+    return ("standard" if spec.scaled else "none") if prep.scale == "auto" else prep.scale
+
+
+def _encoder(recipe: Recipe, encoding: str, spec: EstimatorSpec) -> CategoryTable:
+    """[features].encoding "frequency" or "target": a table per field, standardized where numbers are scaled."""
+    prep, scale = recipe.preprocessing, _scale(recipe, spec) != "none"
+    if encoding == "frequency":
+        return FrequencyEncoding(prep.encoding_min_count, scale=scale)
+    return TargetEncoding(recipe.task, prep.encoding_min_count, prep.target_folds, recipe.evaluation.seed, scale=scale)
 
 
 def derived_columns(recipe: Recipe) -> dict[str, str]:
@@ -91,8 +105,9 @@ def final(recipe: Recipe, estimator: Any) -> Any:
 
 
 def preprocessing_pipeline(recipe: Recipe, spec: EstimatorSpec) -> Pipeline:
-    """Derived features, then per kind: impute and scale, date parts, rare categories and one-hot (or the
-    position in a declared order), text TF-IDF; each piece has a registered skl2onnx converter."""
+    """Derived features, then per kind: impute and scale, date parts, rare categories and one-hot (or a
+    frequency or target encoding, or the position in a declared order), text TF-IDF; each piece has a
+    registered skl2onnx converter."""
     features, input_names = recipe.features, recipe.input_names
     steps: list[tuple[str, Any]] = []
     derived = derived_columns(recipe)
@@ -106,7 +121,8 @@ def preprocessing_pipeline(recipe: Recipe, spec: EstimatorSpec) -> Pipeline:
     if features.datetime:
         date_steps = [("parts", DateParts()), *_numeric_steps(recipe, spec)]
         transformers.append(("datetime", Pipeline(date_steps), [input_names[p] for p in features.datetime]))
-    one_hot = [input_names[p] for p in features.categorical if p not in features.ordinal]
+    encodings = {p: features.encoding.get(p, "onehot") for p in features.categorical if p not in features.ordinal}
+    one_hot = [input_names[p] for p, encoding in encodings.items() if encoding == "onehot"]
     if one_hot:
         # Missing categories arrive as their own value (MISSING_CATEGORY), so no imputer is needed.
         encoder = Pipeline(
@@ -116,6 +132,10 @@ def preprocessing_pipeline(recipe: Recipe, spec: EstimatorSpec) -> Pipeline:
             ]
         )
         transformers.append(("categorical", encoder, one_hot))
+    for kind in ("frequency", "target"):  # one number per field (per class for "target" of a multiclass target)
+        encoded = [input_names[p] for p, encoding in encodings.items() if encoding == kind]
+        if encoded:
+            transformers.append((kind, _encoder(recipe, kind, spec), encoded))
     if features.ordinal:  # a position in the declared order: a number, imputed and scaled as numbers are
         order = [("order", OrdinalCategories(list(features.ordinal.values()))), *_numeric_steps(recipe, spec)]
         transformers.append(("ordinal", Pipeline(order), [input_names[p] for p in features.ordinal]))
