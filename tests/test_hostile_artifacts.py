@@ -265,3 +265,31 @@ def test_crafted_input_files(
     source.write_bytes(content)
     result = run("predict", built_model.artifacts["onnx"], "--input", source)
     assert_clean_error(result, 2, "--input", needle)
+
+
+def _crafted_wheel(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("members", "needle"),
+    [
+        ({"../escape.py": b"x = 1\n", "m/model.onnx": b"", "m/metadata.json": b"{}"}, "leaves its folder"),
+        ({"/etc/evil.py": b"x = 1\n"}, "leaves its folder"),
+        ({"m/model.onnx": b"\0" * (64 * 1024 * 1024), "m/metadata.json": b"{}"}, "would unpack to"),  # a zip bomb
+    ],
+)
+def test_the_spark_worker_refuses_a_crafted_wheel_before_unpacking_it(
+    tmp_path: Path, members: dict[str, bytes], needle: str
+) -> None:
+    """The Spark worker cannot import mlpack's artifact reader, so it holds the same limits itself:
+    nothing is written outside its folder and no bomb is unpacked (the worker's errors are ValueError)."""
+    from mlpack.scoring.worker import load_wheel
+
+    wheel = _crafted_wheel(tmp_path / "crafted-1.0.0-py3-none-any.whl", members)
+    with pytest.raises(ValueError, match=needle):
+        load_wheel(wheel)
+    assert not (tmp_path / "escape.py").exists()

@@ -6,7 +6,6 @@ folder inside `--out` (same file system) and renamed into place only once all st
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -16,12 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from packaging.version import Version
 
 from mlpack import aliases, card, registry
-from mlpack.artifacts.dist import BuildDir, sha256_of
+from mlpack.artifacts.dist import ArtifactRecord, BuildDir, BuildReport, sha256_of, write_report
 from mlpack.artifacts.image import build_image, engine_version, git_revision, write_context
 from mlpack.artifacts.oci import build_oci_image, is_local_base
 from mlpack.artifacts.wheel import build_distributions, render_project, twine_check
@@ -47,7 +46,7 @@ def _silent(_message: str) -> None:
 class BuildResult:
     metadata: Metadata
     artifacts: dict[str, Path] = field(default_factory=dict)  # kind ("wheel", "onnx"...) → final path
-    report: dict[str, Any] = field(default_factory=dict)
+    report: BuildReport = field(default_factory=lambda: cast(BuildReport, {}))
     seconds: float = 0.0
     clock: StageClock = field(default_factory=StageClock)
 
@@ -240,7 +239,7 @@ def write_artifacts(
         staged = {"wheel": dists.wheel, "sdist": dists.sdist, "onnx": onnx_path}
         if card_path is not None:
             staged["card"] = card_path
-        artifacts: dict[str, Any] = {
+        artifacts: dict[str, ArtifactRecord] = {
             kind: {"file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}
             for kind, path in staged.items()
         }
@@ -262,13 +261,13 @@ def write_artifacts(
                 "dependencies": pinned,
                 "dockerfile_sha256": sha256_of(context / "Dockerfile"),
             }
-        report = {**metadata, "artifacts": artifacts, "timings": clock.report()}
+        report = cast(BuildReport, {**metadata, "artifacts": artifacts, "timings": clock.report()})
         if exported.champion is not None:
             report["champion"] = exported.champion
         if exported.champion_warning:
             report["champion_warning"] = exported.champion_warning
         report_path = stage / f"{stem}.json"
-        _write_json(report_path, report)
+        write_report(report_path, report)
         staged["report"] = report_path
         final = {kind: out_dir / path.name for kind, path in staged.items()}
         if not force:
@@ -291,10 +290,6 @@ def _model_card(exported: ExportedModel, path: Path) -> tuple[Path | None, str]:
 def _project_path(config: Config, value: str) -> str:
     """A path from mlpack.toml, relative to the project folder."""
     return str(config.project_dir / value) if value else ""
-
-
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _refuse_to_replace_a_different_build(
@@ -345,10 +340,7 @@ def build_image_step(
             "layers": len(image.layers),
         }
     result.report["timings"] = (clock or result.clock).report()
-    with scratch_folder(result.artifacts["report"].parent) as stage:
-        staged = stage / result.artifacts["report"].name
-        _write_json(staged, result.report)
-        os.replace(staged, result.artifacts["report"])
+    write_report(result.artifacts["report"], result.report)
 
 
 def _oci_image(config: Config, result: BuildResult, tag: str, context: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from mlpack._serving.drift import baseline_of
 from mlpack.config import Config
 from mlpack.export.convert import to_onnx, with_metadata
-from mlpack.export.metadata import build_metadata
+from mlpack.export.metadata import build_metadata, with_baseline, with_parity
 from mlpack.export.parity import check_parity, parity_report
 from mlpack.runtime import Metadata, Model
 from mlpack.timings import StageClock
@@ -72,12 +72,7 @@ def make_model(
     if experiment is not None:
         clock.trials = experiment.timings()
 
-    def metadata_with(**later: Any) -> Metadata:
-        return build_metadata(
-            config, dataset, version=version, created=created, trained=trained, experiment=experiment, **later
-        )
-
-    metadata = metadata_with()
+    metadata = build_metadata(config, dataset, version=version, created=created, trained=trained, experiment=experiment)
     # A rejected model's metadata (metrics, parity) goes with the error, for the registry's record.
     check_gates(trained.metrics, config.evaluation.gates, metadata=dict(metadata))
     # The champion's scores on these test rows; a challenger that does not beat it by the margin stops here.
@@ -90,11 +85,10 @@ def make_model(
     model = Model(onnx_model.SerializeToString(), metadata)
     with clock.stage("parity"):
         parity = parity_report(trained, model, config.export.parity_tolerance)
-    metadata = metadata_with(parity=parity)
+    metadata = with_parity(metadata, parity)
     check_parity(parity, classification=trained.classes is not None, metadata=dict(metadata))
-    metadata = metadata_with(
-        parity=parity, baseline=training_baseline(dataset, model, metadata, config.preprocessing.max_categories)
-    )
+    baseline = training_baseline(dataset, model, metadata, config.preprocessing.max_categories)
+    metadata = with_baseline(metadata, baseline)
     return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment, compared, warning)
 
 

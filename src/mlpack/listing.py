@@ -17,16 +17,14 @@ def list_models(project: str | Path, name: str | None = None) -> list[dict[str, 
     """The registry's records for the project's database, optionally of one model."""
     config = load_config(project)
     with open_registry(config) as registry:
-        rows = registry.list(name)
-        if name and not rows:
+        records = registry.list(name)
+        if name and not records:
             known = sorted({row["name"] for row in registry.list()})
             listing = f" (known: {', '.join(known)})" if known else " (the registry is empty)"
             raise ConfigError(f"no model named {name!r} in the registry{listing}")
-        if registry.collection is not None:
-            named = Aliases(registry).by_version(name)
-            for row in rows:
-                row["aliases"] = named.get((row["name"], row["version"]), [])
-        return rows
+        named = Aliases(registry).by_version(name) if registry.collection is not None else {}
+        # The listing is the record with the aliases that name it (a view, not stored in the record).
+        return [{**record, "aliases": named.get((record["name"], record["version"]), [])} for record in records]
 
 
 def list_experiments(project: str | Path, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:

@@ -9,9 +9,8 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from mlpack.artifacts.dist import BuildDir, sha256_of
+from mlpack.artifacts.dist import BuildDir, BuildReport, sha256_of
 from mlpack.config import Config, load_config
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.redaction import remember_uri
@@ -32,7 +31,7 @@ def _registry_is_throwaway(config: Config) -> bool:
     return config.source.embedded and not os.environ.get(config.source.uri_env, "").strip()
 
 
-def _built_files(config: Config, version: str, dist: Path) -> tuple[dict[str, Any], list[Path]]:
+def _built_files(config: Config, version: str, dist: Path) -> tuple[BuildReport, list[Path]]:
     builds = BuildDir(dist, config.model.name)
     return builds.report(version), [builds.verified(version, kind) for kind in ("wheel", "sdist")]
 

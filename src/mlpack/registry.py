@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 from bson import ObjectId
 from gridfs import GridFSBucket
@@ -31,6 +31,32 @@ FIRST_VERSION = "1.0.0"
 # A rejected build leaves its record for the log, but does not hold the version.
 HOLDING_STATUSES = ("built", "published")
 STORED_KINDS = ("wheel", "onnx")  # what `store_artifacts` puts in GridFS: what serve, score and k8s read
+
+
+Status = Literal["built", "published", "rejected"]
+
+
+class _RecordRequired(TypedDict):
+    name: str
+    version: str
+    status: Status
+    created: str  # the build's time (SOURCE_DATE_EPOCH when set)
+    recorded: str  # when the registry was written
+    task: str
+    metrics: dict[str, float]
+    data: dict[str, Any]  # database, collection, rows, sha256 of the training data
+    config_sha256: str
+    estimator: str  # the class path
+
+
+class RegistryRecord(_RecordRequired, total=False):
+    """One build in the registry collection, keyed by (name, version)."""
+
+    artifacts: dict[str, dict[str, Any]]  # kind → file, size, sha256 (and "stored": its GridFS id)
+    image: dict[str, Any]
+    reason: str  # a rejected build's: the gate or check that refused it
+    details: str
+    published: dict[str, str]  # where and when `mlpack publish` uploaded it
 
 
 def next_patch(versions: list[str]) -> str:
@@ -82,19 +108,21 @@ class Registry:
             self._indexed = True
         return self.collection
 
-    def find(self, name: str, version: str) -> dict[str, Any] | None:
+    def find(self, name: str, version: str) -> RegistryRecord | None:
         if self.collection is None:
             return None
         with outside("MongoDB", action=f"reading the registry {self.collection.full_name}"):
-            return self.collection.find_one({"name": name, "version": version}, projection={"_id": 0})
+            found = self.collection.find_one({"name": name, "version": version}, projection={"_id": 0})
+        return cast(RegistryRecord, found) if found is not None else None
 
-    def list(self, name: str | None = None) -> list[dict[str, Any]]:
+    def list(self, name: str | None = None) -> list[RegistryRecord]:
         if self.collection is None:
             return []
         query = {"name": name} if name else {}
         with outside("MongoDB", action=f"reading the registry {self.collection.full_name}"):
             documents = list(self.collection.find(query, projection={"_id": 0}))
-        return sorted(documents, key=lambda d: (d["name"], _version_key(d["version"])))
+        records = [cast(RegistryRecord, d) for d in documents]
+        return sorted(records, key=lambda d: (d["name"], _version_key(d["version"])))
 
     def resolve_version(self, name: str, version: str, *, force: bool = False) -> str:
         """The version to build: "auto" → next patch; an explicit one must not be registered yet."""
@@ -113,10 +141,10 @@ class Registry:
             )
         return version
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: RegistryRecord) -> None:
         collection = self._indexed_collection()
         with outside("MongoDB", action=f"recording the build in {collection.full_name}"):
-            collection.replace_one({"name": record["name"], "version": record["version"]}, record, upsert=True)
+            collection.replace_one({"name": record["name"], "version": record["version"]}, dict(record), upsert=True)
 
     def record_built(
         self,
@@ -133,7 +161,7 @@ class Registry:
         name, version = metadata["name"], metadata["version"]
         stored = self._store(name, version, artifacts, files or {}) if self.store_artifacts else {}
         recorded = {kind: {**entry, **stored.get(kind, {})} for kind, entry in artifacts.items()}
-        record = {**_summary(metadata, config_text), "status": "built", "artifacts": recorded}
+        record: RegistryRecord = {**_summary(metadata, config_text, "built"), "artifacts": recorded}
         if image is not None:
             record["image"] = image
         self._write(record)
@@ -174,7 +202,7 @@ class Registry:
         existing = self.find(metadata["name"], metadata["version"])
         if existing and existing.get("status") in HOLDING_STATUSES:
             return  # a forced rebuild that failed must not erase the good build it tried to replace
-        self._write({**_summary(metadata, config_text), "status": "rejected", "reason": reason, "details": details})
+        self._write({**_summary(metadata, config_text, "rejected"), "reason": reason, "details": details})
 
     def mark(self, name: str, version: str, **fields: Any) -> None:
         collection = self._indexed_collection()
@@ -189,10 +217,11 @@ def _version_key(text: str) -> tuple[int, Version | str]:
         return (1, text)
 
 
-def _summary(metadata: Mapping[str, Any], config_text: str) -> dict[str, Any]:
+def _summary(metadata: Mapping[str, Any], config_text: str, status: Status) -> RegistryRecord:
     return {
         "name": metadata["name"],
         "version": metadata["version"],
+        "status": status,
         "created": metadata["created"],
         "recorded": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "task": metadata["task"],

@@ -12,16 +12,51 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from packaging.version import InvalidVersion, Version
 
 from mlpack.errors import ConfigError
+from mlpack.runtime import Metadata
 
 _CHUNK = 1 << 20
+
+
+class ArtifactRecord(TypedDict, total=False):
+    """One file a build wrote, as its report records it: `BuildDir.verified` checks the sha256."""
+
+    file: str
+    size: int
+    sha256: str
+    dependencies: dict[str, str]  # the image context's pinned wheels: name → version
+    dockerfile_sha256: str
+
+
+class BuildReport(Metadata, total=False):
+    """`NAME-VERSION.json`: the model's metadata, then what the build wrote and how long it took."""
+
+    artifacts: dict[str, ArtifactRecord]
+    timings: dict[str, Any]
+    image: dict[str, Any]  # the image step's result: built or not, its tag, id, digest, layers
+    champion: dict[str, Any]  # the aliased version's scores on the same test split
+    champion_warning: str
+
+
+def write_report(path: Path, report: BuildReport) -> None:
+    """The report as canonical JSON (sorted keys), written whole or not at all."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def sha256_of(path: Path) -> str:
@@ -75,7 +110,7 @@ class BuildDir:
             raise ConfigError(f'no build of {self.name} in {self.folder}: version "auto" needs one (or pass --version)')
         return versions[-1]
 
-    def report(self, version: str) -> dict[str, Any]:
+    def report(self, version: str) -> BuildReport:
         """The build report of one version (not "auto": resolve it first), checked to be that build's."""
         path = self.report_path(version)
         if not path.is_file():
@@ -91,7 +126,7 @@ class BuildDir:
                 f"{path} is the report of {document.get('name')} {document.get('version')}, not of "
                 f"{self.name} {version}: rebuild it"
             )
-        return document
+        return cast(BuildReport, document)
 
     def verified(self, version: str, kind: str) -> Path:
         """The artifact of `kind` ("wheel", "sdist", "onnx") of a version, as its report recorded it."""
@@ -132,4 +167,4 @@ class BuildDir:
         return document if isinstance(document, dict) else None
 
 
-__all__ = ["BuildDir", "sha256_of", "wheel_stem"]
+__all__ = ["ArtifactRecord", "BuildDir", "BuildReport", "sha256_of", "wheel_stem", "write_report"]

@@ -99,11 +99,10 @@ def build_metadata(
     version: str,
     created: datetime,
     trained: TrainedModel | None = None,
-    parity: ParityReport | None = None,
-    baseline: dict[str, Any] | None = None,
     experiment: Experiment | None = None,
 ) -> Metadata:
-    """The model's metadata (README: "The metadata"), built as the build learns: after training, with the parity."""
+    """The model's metadata (README: "The metadata") once it is trained (`trained` None: what a build
+    rejected before training knows); `with_parity` and `with_baseline` add what is learnt later."""
     source = config.source
     input_names = onnx_input_names(config.features.inputs)
     metadata: Metadata = {
@@ -147,16 +146,22 @@ def build_metadata(
             metadata["class_codes"] = list(trained.classes)
             metadata["class_balance"] = _class_balance(trained, labels)
             metadata["probabilities"] = has_probabilities(trained.pipeline)
-    if parity is not None:
-        metadata["parity"] = ParityInfo(**dataclasses.asdict(parity))  # type: ignore[typeddict-item]
     if experiment is not None:
         metadata["cv"] = experiment.cv_summary()
         summary = experiment.search_summary()
         if summary is not None:
             metadata["search"] = summary
-    if baseline is not None:
-        metadata["baseline"] = baseline
     return metadata
+
+
+def with_parity(metadata: Metadata, parity: ParityReport) -> Metadata:
+    """The metadata with the parity check's report (a rejected build's record carries it too)."""
+    return {**metadata, "parity": ParityInfo(**dataclasses.asdict(parity))}  # type: ignore[typeddict-item]
+
+
+def with_baseline(metadata: Metadata, baseline: dict[str, Any]) -> Metadata:
+    """The metadata with the drift baseline, which is computed with the exported model itself."""
+    return {**metadata, "baseline": baseline}
 
 
 def _with_training_facts(entry: FeatureInfo, trained: TrainedModel, max_categories: int) -> FeatureInfo:

@@ -89,7 +89,7 @@ def model_metadata(config: Config, *, version: str | None, dist: Path | None, ar
         metadata = dict(read_metadata(artifact))
     else:
         builds = BuildDir(dist or config.project_dir / "dist", config.model.name)
-        metadata = builds.report(builds.resolve(version or config.model.version))
+        metadata = dict(builds.report(builds.resolve(version or config.model.version)))
     if not metadata.get("baseline"):
         raise ConfigError(
             f"{metadata.get('name')} {metadata.get('version')} has no training baseline in its metadata "

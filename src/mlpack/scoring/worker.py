@@ -82,6 +82,31 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+# The same limits as mlpack's own reader of crafted artifacts (artifacts/read.py), which this sealed
+# module cannot import: a model wheel holds one .onnx (protobuf caps a file at 2 GiB) and small text.
+MAX_MEMBER_BYTES = 2048 * 1024 * 1024
+MAX_WHEEL_BYTES = 4096 * 1024 * 1024
+MAX_RATIO, RATIO_FROM = 100, 1024 * 1024
+
+
+def _check_members(archive: zipfile.ZipFile, where: str) -> None:
+    """Refuse what unpacking would turn into a problem: a path out of the folder, a zip bomb."""
+    total = 0
+    for info in archive.infolist():
+        name = info.filename
+        if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
+            raise ValueError(f"{where} is not an mlpack model wheel: member {name[:200]!r} leaves its folder")
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > MAX_MEMBER_BYTES or (info.file_size > RATIO_FROM and ratio > MAX_RATIO):
+            raise ValueError(
+                f"{where} is not an mlpack model wheel: {name[:200]} would unpack to {info.file_size} bytes "
+                f"({ratio:.0f}:1)"
+            )
+        total += info.file_size
+    if total > MAX_WHEEL_BYTES:
+        raise ValueError(f"{where} is not an mlpack model wheel: it would unpack to {total} bytes")
+
+
 def load_wheel(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
     """The model package inside a model wheel, imported under a private name.
 
@@ -96,6 +121,7 @@ def load_wheel(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
     folder = Path(tempfile.mkdtemp(prefix="mlpack-wheel-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     with zipfile.ZipFile(path) as archive:
+        _check_members(archive, os.fspath(path))
         archive.extractall(folder)
     packages = [p.parent for p in folder.glob("*/model.onnx") if (p.parent / "metadata.json").is_file()]
     if len(packages) != 1:
