@@ -30,6 +30,7 @@ from mlpack.export.metadata import build_metadata
 from mlpack.exported import ExportedModel, Progress, make_model
 from mlpack.runtime import Metadata
 from mlpack.source import load_columns, open_database
+from mlpack.source.feedback import add_feedback
 from mlpack.source.mongo import parse_filter, sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.timings import StageClock
@@ -128,6 +129,7 @@ def build(
                 limit=config.source.limit,
                 progress=lambda rows: say(f"loaded {rows} documents"),
             )
+            raw, feedback = add_feedback(raw, config, database.client, now=created)
         with clock.stage("validate"):
             dataset = validate(
                 raw,
@@ -136,6 +138,7 @@ def build(
                 max_categories=config.preprocessing.max_categories,
                 source_label=collection.full_name,
                 known_paths=lambda: sample_paths(collection, config.source.filter),
+                feedback=feedback,
             )
         for warning in dataset.warnings:
             say(f"warning: {warning}")

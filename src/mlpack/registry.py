@@ -226,7 +226,11 @@ def _summary(metadata: Mapping[str, Any], config_text: str, status: Status) -> R
         "recorded": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "task": metadata["task"],
         "metrics": metadata.get("metrics", {}),
-        "data": {key: metadata["data"][key] for key in ("database", "collection", "rows", "sha256")},
+        "data": {
+            key: metadata["data"][key]
+            for key in ("database", "collection", "rows", "sha256", "feedback")
+            if key in metadata["data"]
+        },
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
         "estimator": metadata["estimator"]["class"],
     }

@@ -6,6 +6,7 @@ than one error per build.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -13,8 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from numbers import Integral
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -22,13 +22,14 @@ from mlpack.config import FeaturesSection, Task
 from mlpack.errors import DataError
 from mlpack.features.cleaning import missing_target, missing_target_hint, text_numbers_note, without_missing_targets
 from mlpack.features.expressions import unknown_field
+from mlpack.features.labels import TargetKind, feedback_targets, label_kind
 from mlpack.features.ordinal import unlisted
 from mlpack.features.target import TRANSFORMS
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, category_text, date_milliseconds, to_number
+from mlpack.source.feedback import FeedbackSummary
 from mlpack.source.mongo import RawColumns
 
 MIN_ROWS_PER_CLASS = 2
-TargetKind = Literal["bool", "int", "str", "float"]
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Dataset:
     warnings: list[str] = field(default_factory=list)  # not fatal; in the report and on the terminal
     # [evaluation].split_field and the fields of test_filter as loaded, one value per document
     split_values: dict[str, list[Any]] = field(default_factory=dict)
+    feedback: FeedbackSummary | None = None  # [source.feedback]: its rows are the last `feedback.rows`
 
     @property
     def rows(self) -> int:
@@ -205,17 +207,6 @@ def _check_target(
     return _class_labels(path, values, ids, report)
 
 
-def _label_kind(value: Any) -> TargetKind | None:
-    """bool, int (whole floats count: 1.0 is class 1) or str; None for anything else."""
-    if isinstance(value, (bool, np.bool_)):
-        return "bool"
-    if isinstance(value, (Integral, np.integer)) or (isinstance(value, float) and value.is_integer()):
-        return "int"
-    if isinstance(value, str):
-        return "str"
-    return None
-
-
 def _class_labels(
     path: str, values: list[Any], ids: list[Any], report: ValidationReport
 ) -> tuple[np.ndarray, TargetKind] | None:
@@ -223,7 +214,7 @@ def _class_labels(
 
     The kind is kept so that predictions come back as the data had them (True stays True).
     """
-    kinds = [_label_kind(v) for v in values]
+    kinds = [label_kind(v) for v in values]
     kind = kinds[0]
     if kind is None or any(k != kind for k in kinds):
         bad = next(i for i, k in enumerate(kinds) if k is None or k != kind)
@@ -258,26 +249,31 @@ def _class_labels(
     return labels, kind
 
 
-def fingerprint(dataset: Dataset, features: FeaturesSection) -> str:
-    """sha256 of the training data as the model saw it: column names, order, and values."""
+def fingerprint(dataset: Dataset, features: FeaturesSection, rows: slice = slice(None)) -> str:
+    """sha256 of the training data as the model saw it: column names, order, and values (of `rows`).
+
+    With feedback rows, the whole dataset's says how many of its rows are feedback (the last ones), so
+    the same documents with fewer or more of them counted as feedback are another fingerprint."""
     digest = hashlib.sha256()
     for path, values in dataset.numeric.items():
         digest.update(f"numeric:{path}\0".encode())
-        digest.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+        digest.update(np.ascontiguousarray(values[rows], dtype="<f8").tobytes())
     for path, values in dataset.categorical.items():
         digest.update(f"categorical:{path}\0".encode())
-        digest.update(json.dumps(values.tolist()).encode())
+        digest.update(json.dumps(values[rows].tolist()).encode())
     for path, values in dataset.dates.items():
         digest.update(f"datetime:{path}\0".encode())
-        digest.update(np.ascontiguousarray(values, dtype="<i8").tobytes())
+        digest.update(np.ascontiguousarray(values[rows], dtype="<i8").tobytes())
     for path, values in dataset.texts.items():
         digest.update(f"text:{path}\0".encode())
-        digest.update(json.dumps(values.tolist()).encode())
+        digest.update(json.dumps(values[rows].tolist()).encode())
     digest.update(f"target:{features.target}\0".encode())
-    digest.update(json.dumps(dataset.target.tolist()).encode())
+    digest.update(json.dumps(dataset.target[rows].tolist()).encode())
     if dataset.weight is not None:
         digest.update(f"weight:{features.weight}\0".encode())
-        digest.update(np.ascontiguousarray(dataset.weight, dtype="<f8").tobytes())
+        digest.update(np.ascontiguousarray(dataset.weight[rows], dtype="<f8").tobytes())
+    if dataset.feedback is not None and rows == slice(None):  # builds without feedback keep their fingerprint
+        digest.update(f"feedback:{dataset.feedback.rows}\0".encode())
     return digest.hexdigest()
 
 
@@ -331,6 +327,7 @@ def validate(
     max_categories: int = 50,
     source_label: str = "",
     known_paths: Callable[[], list[str]] | None = None,
+    feedback: FeedbackSummary | None = None,
 ) -> Dataset:
     """Typed columns for training, or a DataError whose details list every problem found.
 
@@ -357,6 +354,13 @@ def validate(
         report.problems.append(f"field '{path}' is absent from all {raw.rows} documents ({hint})")
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
+    if raw.feedback:  # labels of the collection's type, by their names too; before a missing one is dropped
+        column, problem = feedback_targets(
+            raw.values[features.target], raw.feedback, raw.ids, features.labels, task == "regression", features.target
+        )
+        if problem:
+            raise DataError("the feedback is not usable", details=ValidationReport(raw.rows, [problem]).render())
+        raw = dataclasses.replace(raw, values={**raw.values, features.target: column})
     if features.drop_missing_target:  # the documents whose target is missing are left out, and counted
         raw = without_missing_targets(raw, features.target, task == "regression", report.notes)
     by_kind: dict[str, list[str]] = {"number": [], "category": [], "date": [], "text": []}
@@ -387,6 +391,11 @@ def validate(
         target_kind=target[1],
         split_values={path: raw.values[path] for path in features.split_fields},
     )
+    if feedback is not None:
+        feedback.rows = raw.feedback
+        dataset.feedback = feedback
+        feedback.sha256 = fingerprint(dataset, features, slice(dataset.rows - raw.feedback, None))
+        report.notes += [] if feedback.rows else [feedback.none_found()]
     dataset.fingerprint = fingerprint(dataset, features)
     dataset.warnings = report.notes + data_warnings(dataset, features, task, max_categories)
     return dataset

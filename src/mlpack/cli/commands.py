@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from mlpack.cli.lines import feedback_line, parity_line
 from mlpack.errors import ConfigError
 from mlpack.redaction import redact
 
@@ -42,11 +43,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         metadata = result.metadata
         metrics = ", ".join(f"{name} {value:.4f}" for name, value in metadata["metrics"].items())
         print(f"built {metadata['name']} {metadata['version']} in {result.seconds:.1f} s ({metrics})")
+        if feedback_line(metadata["data"]):
+            print(feedback_line(metadata["data"]))
         if result.report.get("champion"):
             from mlpack.training.champion import summary
 
             print(summary(result.report["champion"]))
-        print(_parity_line(metadata["parity"]))
+        print(parity_line(metadata["parity"]))
         search, cv = metadata.get("search"), metadata.get("cv")
         if cv:
             scoring = search["scoring"] if search else next(iter(cv["scores"]))
@@ -70,13 +73,6 @@ def _artifact(args: argparse.Namespace) -> str:
     return artifact_path(args.artifact, project=args.config, dist=args.dist)
 
 
-def _parity_line(parity: Any) -> str:
-    """The parity check in one line; models built before it covered every row say only the figures."""
-    rows = f" on {parity['train_rows']} training + {parity['test_rows']} test rows" if "train_rows" in parity else ""
-    agreement = f"label agreement {parity['label_agreement']:.2%}"
-    return f"parity{rows}: max |sklearn - onnx| {parity['max_abs_diff']:.2g}, {agreement}"
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     from mlpack.artifacts.read import read_any_metadata
 
@@ -94,7 +90,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     data = metadata["data"]
     where = f"{data['database']}.{data['collection']} filter {json.dumps(data['filter'])}"
     print(f"data: {where}, {data['rows']} rows, sha256 {data['sha256']}")
-    print(_parity_line(metadata["parity"]))
+    if feedback_line(data):
+        print(feedback_line(data))
+    print(parity_line(metadata["parity"]))
     print("versions: " + ", ".join(f"{k} {v}" for k, v in metadata["versions"].items()))
     return 0
 

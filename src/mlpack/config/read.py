@@ -16,6 +16,7 @@ from typing import Any, Literal
 from mlpack import filters, names
 from mlpack.config.sections import CONFIG_FILE, Config
 from mlpack.errors import ConfigError
+from mlpack.times import Window
 
 
 def find_config_file(project: str | Path = ".") -> Path:
@@ -95,7 +96,9 @@ def _read_section(cls: type, raw: Any, *, where: str, section: str) -> Any:
             continue
         expected = _optional_section(hints[f.name])
         if isinstance(expected, type) and dataclasses.is_dataclass(expected):
-            values[f.name] = _read_section(expected, raw[key], where=where, section=key)
+            values[f.name] = _read_section(
+                expected, raw[key], where=where, section=f"{section}.{key}" if section else key
+            )
         else:
             values[f.name] = _check_type(raw[key], expected, f"{where}: {dotted}")
     return cls(**values)
@@ -186,6 +189,7 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [evaluation].test_size must be between 0 and 1, got {config.evaluation.test_size}")
     _check_experiments(config, where)
     _check_champion(config, where)
+    _check_feedback(config, where)
     if config.export.parity_tolerance < 0:
         raise ConfigError(f"{where}: [export].parity_tolerance must not be negative")
     if config.serve.max_body_bytes < 1024:
@@ -213,6 +217,28 @@ def _check_champion(config: Config, where: str) -> None:
     if not evaluation.champion and (not math.isnan(margin) or evaluation.champion_metric):
         key = "champion_margin" if not math.isnan(margin) else "champion_metric"
         raise ConfigError(f'{where}: [evaluation].{key} needs champion, the alias to compare with ("production")')
+
+
+def _check_feedback(config: Config, where: str) -> None:
+    """[source.feedback]: names MongoDB takes, and a window whose ends read as times (checked again at build)."""
+    feedback = config.source.feedback
+    if feedback is None:
+        return
+    key = "[source.feedback]"
+    for name, value, check in (
+        ("database", feedback.database, names.mongo_database),
+        ("collection", feedback.collection, names.mongo_collection),
+        ("uri_env", feedback.uri_env, names.env_name),
+    ):
+        problem = check(value) if value else None
+        if problem is not None:
+            raise ConfigError(f"{where}: {key}.{name} {value[:60]!r} {problem}")
+    try:
+        Window.parse(
+            feedback.since or None, feedback.until or None, flags=(f"{key}.since", f"{key}.until"), open_ended=True
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
 
 
 def _check_experiments(config: Config, where: str) -> None:

@@ -30,6 +30,18 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
+class FeedbackSection:
+    """[source.feedback]: the logged requests that received feedback, added to the training documents."""
+
+    enabled: bool = True
+    database: str = ""  # default: [serve].inference_log_database, where the server writes its log
+    collection: str = ""  # default: [serve].inference_log_collection
+    uri_env: str = ""  # default: the [source] connection; else the variable holding the log's
+    since: str = ""  # requests logged from: ISO 8601, or a duration before the build (30d); default: all
+    until: str = ""  # and before; default: no end
+
+
+@dataclass(frozen=True)
 class SourceSection:
     database: str
     collection: str
@@ -38,6 +50,7 @@ class SourceSection:
     limit: int = 0
     seed: str = ""
     embedded: bool = False
+    feedback: FeedbackSection | None = None
 
 
 @dataclass(frozen=True)

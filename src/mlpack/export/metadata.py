@@ -130,6 +130,8 @@ def build_metadata(
         "inputs": input_metadata(config.features, input_names),
         "inputs_contract": inputs_contract(),
     }
+    if dataset.feedback is not None:
+        metadata["data"]["feedback"] = dataset.feedback.as_dict()
     if config.features.derived:
         metadata["derived"] = derived_metadata(config.features)
     if config.features.target_transform:

@@ -84,4 +84,6 @@ def without_missing_targets(raw: Any, target: str, regression: bool, notes: list
         f"(drop_missing_target), e.g. _id {raw.ids[dropped[0]]!s}"
     )
     values = {path: [column[i] for i in kept] for path, column in raw.values.items()}
-    return dataclasses.replace(raw, ids=[raw.ids[i] for i in kept], values=values)
+    first_feedback = raw.rows - raw.feedback  # a feedback label is never missing (POST /feedback refuses none)
+    feedback = sum(1 for i in kept if i >= first_feedback)
+    return dataclasses.replace(raw, ids=[raw.ids[i] for i in kept], values=values, feedback=feedback)

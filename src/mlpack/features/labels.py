@@ -6,12 +6,77 @@ typed loosely here, as this layer sits below both.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Sequence
+from numbers import Integral
+from typing import Any, Literal
 
 import numpy as np
 
 from mlpack.errors import ConfigError
-from mlpack.runtime import category_text
+from mlpack.runtime import category_text, to_number
+
+TargetKind = Literal["bool", "int", "str", "float"]
+_KIND_WORDS = {"bool": "booleans", "int": "integers", "str": "strings"}
+
+
+def label_kind(value: Any) -> TargetKind | None:
+    """bool, int (whole floats count: 1.0 is class 1) or str; None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (Integral, np.integer)) or (isinstance(value, float) and value.is_integer()):
+        return "int"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def feedback_targets(
+    values: Sequence[Any], feedback: int, ids: Sequence[Any], labels: dict[str, str], regression: bool, target: str
+) -> tuple[list[Any], str | None]:
+    """The target column with its last `feedback` values (labels clients sent to POST /feedback) read as
+    the collection's: a class by its [features].labels name (what /predict answered) becomes the class,
+    and a label of another type than the collection's is the problem returned, naming the feedback."""
+    own, theirs = list(values[: len(values) - feedback]), list(values[len(values) - feedback :])
+    where = "feedback label(s) from the inference log"
+    if regression:
+        bad = []
+        for index, value in enumerate(theirs):
+            try:
+                number = to_number(value)  # text too (" 54 "), as the collection's targets are read
+            except ValueError:
+                number = math.nan
+            if math.isnan(number):
+                bad.append(index)
+        if bad:
+            first = bad[0]
+            return own + theirs, (
+                f"target '{target}': {len(bad)} {where} are not numbers, as a regression needs, "
+                f"e.g. {ids[len(own) + first]} has {_shown(theirs[first])}"
+            )
+        return own + theirs, None
+    kinds = {label_kind(value) for value in own if value is not None}
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
+    if kind is None and not own:  # every document replaced by feedback: the feedback says
+        kind = label_kind(theirs[0]) if theirs else None
+    by_text = {category_text(value): value for value in own if value is not None}
+    by_name = {name: by_text[text] for text, name in labels.items() if text in by_text}
+    read = [by_name[v] if isinstance(v, str) and v in by_name and v not in by_text else v for v in theirs]
+    if kind is None:
+        return own + read, None  # the collection's own labels are mixed: the target check says so
+    bad = [index for index, value in enumerate(read) if label_kind(value) != kind]
+    if bad:
+        first = bad[0]
+        return own + read, (
+            f"target '{target}': {len(bad)} {where} are not {_KIND_WORDS[kind]} like the collection's, "
+            f"e.g. {ids[len(own) + first]} has {_shown(theirs[first])}: send the class as /predict answered it"
+        )
+    return own + read, None
 
 
 def class_value(code: Any, dataset: Any) -> Any:
@@ -68,4 +133,4 @@ def with_class_weight_labels(
     return {**params, "class_weight": mapped}
 
 
-__all__ = ["class_names", "class_value", "with_class_weight_labels"]
+__all__ = ["TargetKind", "class_names", "class_value", "feedback_targets", "label_kind", "with_class_weight_labels"]

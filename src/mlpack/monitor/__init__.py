@@ -12,7 +12,7 @@ the model's live metrics on those records.
 from __future__ import annotations
 
 from mlpack.monitor.analysis import Report, analyse, monitor
-from mlpack.monitor.locate import Window, parse_time
 from mlpack.monitor.render import render_html, render_text, write_html
+from mlpack.times import Window, parse_time
 
 __all__ = ["Report", "Window", "analyse", "monitor", "parse_time", "render_html", "render_text", "write_html"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import numpy as np
 from mlpack._serving.drift import DEFAULT_THRESHOLD, Profile, label_text
 from mlpack.config import load_config
 from mlpack.errors import outside
-from mlpack.monitor.locate import CHUNK, LIVE_METRICS, Window, check_threshold, log_location, model_metadata
+from mlpack.monitor.locate import CHUNK, LIVE_METRICS, check_threshold, log_location, model_metadata
 from mlpack.runtime import Model
+from mlpack.times import Window, stamp
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -268,6 +270,6 @@ def monitor(
             report = analyse(_documents(collection, metadata["name"], metadata["version"], window), metadata, threshold)
     finally:
         client.close()
-    report.since = window.since.strftime("%Y-%m-%dT%H:%M:%SZ") if window.since else None
-    report.until = window.until.strftime("%Y-%m-%dT%H:%M:%SZ")
+    report.since = stamp(window.since) if window.since else None
+    report.until = stamp(window.until or datetime.now(tz=UTC))  # the monitor's window always ends
     return report

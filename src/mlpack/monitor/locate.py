@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,6 @@ from mlpack.config import Config
 from mlpack.errors import ConfigError
 
 CHUNK = 2000  # logged records read through the runtime at once
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
-_UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # Label metrics (the log holds labels, not probabilities), by task.
 LIVE_METRICS = {
     "classification": ("accuracy", "balanced_accuracy", "f1_macro"),
@@ -26,46 +22,6 @@ LIVE_METRICS = {
 
 
 # -- options -------------------------------------------------------------------------------------
-def parse_time(text: str, *, flag: str, now: datetime) -> datetime:
-    """An ISO 8601 date or time (UTC unless it says otherwise), or a duration before now: 30m, 24h, 7d, 2w."""
-    value = text.strip()
-    relative = _RELATIVE.match(value.lower())
-    if relative:
-        amount, unit = float(relative.group(1)), relative.group(2)
-        return now - timedelta(**{_UNITS[unit]: amount})
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"{flag} {text!r} is not a time: use ISO 8601 (2026-11-27, 2026-11-27T15:00Z) or a duration (30m, 24h, 7d)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-@dataclass(frozen=True)
-class Window:
-    since: datetime | None
-    until: datetime
-
-    @classmethod
-    def parse(cls, since: str | None, until: str | None, *, now: datetime | None = None) -> Window:
-        now = now or datetime.now(tz=UTC)
-        start = parse_time(since, flag="--since", now=now) if since else None
-        end = parse_time(until, flag="--until", now=now) if until else now
-        if start is not None and start >= end:
-            raise ConfigError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
-        return cls(start, end)
-
-    def query(self) -> dict[str, Any]:
-        # MongoDB stores times to the millisecond without a zone: compare naive UTC.
-        bounds: dict[str, Any] = {"$lt": self.until.replace(tzinfo=None)}
-        if self.since is not None:
-            bounds["$gte"] = self.since.replace(tzinfo=None)
-        return {"at": bounds}
-
-
 def check_threshold(value: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"--threshold must be a positive number, got {value:g}")

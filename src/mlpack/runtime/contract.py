@@ -49,13 +49,18 @@ class ClassShare(TypedDict):
     share: float
 
 
-class DataInfo(TypedDict):
+class _DataRequired(TypedDict):
     database: str
     collection: str
     filter: Any
     limit: int
-    rows: int
+    rows: int  # every training document, the feedback rows included
     sha256: str
+
+
+class DataInfo(_DataRequired, total=False):
+    # [source.feedback]: where from, the window, how many rows (the last ones) and their own sha256
+    feedback: Dict[str, Any]
 
 
 # "class" is a Python keyword, so this one uses the functional syntax.

@@ -125,6 +125,7 @@ class RawColumns:
     ids: list[Any] = field(default_factory=list)
     values: dict[str, list[Any]] = field(default_factory=dict)
     present: dict[str, int] = field(default_factory=dict)
+    feedback: int = 0  # the last `feedback` rows came from the inference log ([source.feedback])
 
     @property
     def rows(self) -> int:
