@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlpack import filters, names
-from mlpack.config.sections import CONFIG_FILE, Config
+from mlpack.config.sections import CONFIG_FILE, Config, PreprocessingSection
 from mlpack.errors import ConfigError
 from mlpack.times import Window
+
+MAX_CHAR_NGRAM = 8  # [preprocessing].text_chars: longer n-grams are words in all but name
 
 
 def find_config_file(project: str | Path = ".") -> Path:
@@ -118,9 +120,13 @@ def _type_name(tp: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        item = typing.get_args(tp)[0]
+        plural = {str: "strings", int: "integers", float: "numbers", bool: "true or false values"}.get(item)
+        return f"a list of {plural or _type_name(item)}"
     if origin is dict:
         return "a table"
+    if isinstance(tp, types.UnionType) or origin is typing.Union:
+        return " or ".join(_type_name(option) for option in typing.get_args(tp))
     if tp is Any:
         return "value"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
@@ -157,8 +163,13 @@ def _check_type(value: Any, tp: Any, label: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(tp, type):
         ok = isinstance(value, tp)
-    elif isinstance(tp, types.UnionType):  # pragma: no cover - no unions in the schema today
-        ok = any(isinstance(value, t) for t in typing.get_args(tp))
+    elif isinstance(tp, types.UnionType) or origin is typing.Union:  # the first option the value is
+        for option in typing.get_args(tp):
+            try:
+                return _check_type(value, option, label)
+            except ConfigError:
+                continue
+        ok = False
     else:  # pragma: no cover
         raise TypeError(f"unsupported schema type {tp}")
     if not ok:
@@ -335,6 +346,24 @@ def _check_feature_engineering(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [preprocessing].max_categories must be at least 2")
     if preprocessing.text_max_words < 1:
         raise ConfigError(f"{where}: [preprocessing].text_max_words must be at least 1")
+    _check_text_options(preprocessing, where)
+
+
+def _check_text_options(preprocessing: PreprocessingSection, where: str) -> None:
+    if preprocessing.text_ngrams not in (1, 2):
+        raise ConfigError(f"{where}: [preprocessing].text_ngrams must be 1 (single words) or 2 (and two-word phrases)")
+    if preprocessing.text_min_df < 1:
+        raise ConfigError(f"{where}: [preprocessing].text_min_df must be at least 1 (a number of documents)")
+    chars = preprocessing.text_chars
+    if chars and not (len(chars) == 2 and 1 <= chars[0] <= chars[1] <= MAX_CHAR_NGRAM):
+        raise ConfigError(
+            f"{where}: [preprocessing].text_chars must be [lo, hi] with 1 <= lo <= hi <= {MAX_CHAR_NGRAM} "
+            f"(character n-grams of lo to hi characters), got {chars}"
+        )
+    if chars and preprocessing.text_stop_words:
+        raise ConfigError(f"{where}: [preprocessing].text_stop_words are words: text_chars counts characters instead")
+    if chars and preprocessing.text_ngrams != 2:
+        raise ConfigError(f"{where}: [preprocessing].text_ngrams counts words: with text_chars, give [lo, hi] there")
 
 
 def _split_fields(config: Config, where: str) -> tuple[str, ...]:

@@ -116,6 +116,10 @@ class PreprocessingSection:
     scale: Literal["auto", "standard", "robust", "none"] = "auto"  # auto: only scale-sensitive estimators
     max_categories: int = 50  # rarer categories share one "other" column
     text_max_words: int = 1000  # vocabulary cap per text field (words and two-word phrases)
+    text_ngrams: int = 2  # words: 1 = single words only, 2 = and two-word phrases
+    text_stop_words: Literal["", "english"] | list[str] = ""  # words that are no term (nor part of a phrase)
+    text_min_df: int = 1  # a term must be in at least this many training documents
+    text_chars: list[int] = field(default_factory=list)  # [lo, hi]: character n-grams instead of words
     # [features].encoding "frequency" / "target": a category seen in fewer training documents has no value
     # of its own (it is encoded as an unseen one), so no single document's label is written into the model.
     encoding_min_count: int = 2

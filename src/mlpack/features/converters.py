@@ -8,6 +8,7 @@ here with `OnnxOps`, so the graph and scikit-learn agree value for value.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from onnx import TensorProto
@@ -23,7 +24,7 @@ from mlpack.features.encodings import ENCODERS, CategoryTable
 from mlpack.features.expressions import compute
 from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.target import TRANSFORMS, TransformedTarget
-from mlpack.features.text import GRAPH_WORD, TextWords
+from mlpack.features.text import GRAPH_CHAR, GRAPH_WORD, TextWords
 
 # StringNormalizer defaults to en_US.UTF-8, absent from slim images: the session would not load.
 TEXT_LOCALE = "C.UTF-8"
@@ -175,7 +176,7 @@ def _target_converter(scope: Any, operator: Any, container: Any) -> None:
     ops.identity(value, operator.outputs[0].onnx_name)
 
 
-# -- TextWords: skl2onnx's own TfidfVectorizer converter, told to use a locale every system has -----
+# -- TextWords: skl2onnx's TfidfVectorizer converter, with a locale every system has and the graph's tokens
 def _text_shapes(operator: Any) -> None:
     width = len(operator.raw_operator.vectorizer_.vocabulary_)
     operator.outputs[0].type = FloatTensorType([operator.inputs[0].type.shape[0], width])
@@ -183,9 +184,11 @@ def _text_shapes(operator: Any) -> None:
 
 def _text_converter(scope: Any, operator: Any, container: Any) -> None:
     model: TextWords = operator.raw_operator
-    container.add_options(id(model.vectorizer_), {"locale": TEXT_LOCALE, "tokenexp": GRAPH_WORD})
+    vectorizer = model.graph_vectorizer()
+    tokens = GRAPH_CHAR if model.chars else GRAPH_WORD
+    container.add_options(id(vectorizer), {"locale": TEXT_LOCALE, "tokenexp": tokens})
     vectors = OnnxSubEstimator(
-        model.vectorizer_, operator.inputs[0], op_version=container.target_opset, output_names=operator.outputs[:1]
+        vectorizer, operator.inputs[0], op_version=container.target_opset, output_names=operator.outputs[:1]
     )
     vectors.add_to(scope, container)
 
@@ -266,6 +269,9 @@ _registered = False
 def register() -> None:
     """Make skl2onnx convert mlpack's transformers (idempotent; export calls it before converting)."""
     global _registered
+    # skl2onnx warns that analyzer "char" "may not work": CharNgrams is what it computes (tests/test_text_options.py).
+    # Set on every call: a caller's catch_warnings (pytest's, for one) puts the filters back afterwards.
+    warnings.filterwarnings("ignore", "The conversion of CountVectorizer may not work", UserWarning)
     if _registered:
         return
     update_registered_converter(

@@ -26,7 +26,7 @@ from mlpack.features.encodings import CategoryTable, FrequencyEncoding, TargetEn
 from mlpack.features.graph import GraphFeatures
 from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.target import TransformedTarget
-from mlpack.features.text import TextWords
+from mlpack.features.text import TextWords, stop_words
 
 if TYPE_CHECKING:
     from mlpack.training.recipe import Recipe
@@ -108,7 +108,7 @@ def preprocessing_pipeline(recipe: Recipe, spec: EstimatorSpec) -> Pipeline:
     """Derived features, then per kind: impute and scale, date parts, rare categories and one-hot (or a
     frequency or target encoding, or the position in a declared order), text TF-IDF; each piece has a
     registered skl2onnx converter."""
-    features, input_names = recipe.features, recipe.input_names
+    features, input_names, prep = recipe.features, recipe.input_names, recipe.preprocessing
     steps: list[tuple[str, Any]] = []
     derived = derived_columns(recipe)
     if features.derived:
@@ -141,7 +141,14 @@ def preprocessing_pipeline(recipe: Recipe, spec: EstimatorSpec) -> Pipeline:
         transformers.append(("ordinal", Pipeline(order), [input_names[p] for p in features.ordinal]))
     for path in features.text:
         # A single column name (not a list): the vectorizer wants one string per document.
-        words = TextWords(recipe.preprocessing.text_max_words, field=path)
+        words = TextWords(
+            prep.text_max_words,
+            field=path,
+            ngrams=prep.text_ngrams,
+            stop_words=stop_words(prep.text_stop_words),
+            min_df=prep.text_min_df,
+            chars=tuple(prep.text_chars),
+        )
         transformers.append((f"text_{input_names[path]}", words, input_names[path]))
     steps.append(("preprocess", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)))
     return Pipeline(steps)
