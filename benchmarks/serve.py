@@ -1,22 +1,36 @@
-"""HTTP serving: mlpack's server vs Starlette on uvicorn[standard] (same runtime) vs `mlflow models serve`.
+"""HTTP serving: mlpack's server, batched and not, vs Starlette on uvicorn[standard], BentoML and MLflow.
 
 The same random forest (100 trees; 5 features, 2 of them categorical, nested fields) behind each
-server, single-record `POST` requests, measured with wrk on loopback at concurrency 1, 8 and 64
-(bounded: a few seconds per run). All servers run with one worker process.
+server, single-record `POST` requests, measured with wrk on loopback at 1, 8 and 64 connections;
+one worker process each, onnxruntime on one thread. Servers (benchmarks/serve_peers.py):
 
-    python benchmarks/serve.py [--mlflow-python /path/to/venv/bin/python] [--seconds 5]
+    mlpack              `mlpack serve` as it ships: adaptive batching on, drift tracking on
+    mlpack unbatched    the same with --batch-max-records 1: one onnxruntime call per request
+    mlpack (drift off)  batched, MLPACK_DRIFT_WINDOW=0; and "control", a second one (an A/A pair)
+    mlpack@REV          with --baseline REV: the server of an older commit (git archive), e.g. the
+                        one before a change, so "N x today's" is measured in the same run
+    starlette+uvicorn   the same runtime behind Starlette on uvicorn with uvloop and httptools
+                        (`pip install 'mlpack-onnx[bench]'`; missing: skipped)
+    bentoml             BentoML 1.x, adaptive batching on (a batchable API), the same runtime and
+                        .onnx. Its own venv, made on first use at --bentoml-venv (pip, once):
+                            python benchmarks/serve.py --bentoml-venv /tmp/mlpack-bench-bentoml
+                        --no-bentoml skips it
+    mlflow              `mlflow models serve` of the scikit-learn pipeline, if --mlflow-python names
+                        an interpreter with MLflow (its own venv: python3 -m venv /tmp/mlflow-venv &&
+                        /tmp/mlflow-venv/bin/pip install mlflow scikit-learn==1.9.1, then
+                        /tmp/mlflow-venv/bin/pip install --no-deps -e .)
 
-MLflow needs its own environment (it pins its own stack):
-    python3 -m venv /tmp/mlflow-venv && /tmp/mlflow-venv/bin/pip install mlflow scikit-learn==1.9.1
-    /tmp/mlflow-venv/bin/pip install --no-deps -e .   # the pipeline pickles mlpack's feature transformers
-The peer is Starlette on uvicorn[standard], i.e. with uvloop and httptools (`pip install
-'mlpack-onnx[bench]'`): plain uvicorn (asyncio + h11) flattered mlpack about 2x. Missing: skipped.
+Every level of connections starts every server afresh (BentoML's batching adapts to what it has
+seen, over minutes) and warms each for a second at that level; then `--rounds` rounds run each
+server once, in an order that rotates round by round, so the machine's speed drifting during the
+run favours none of them. Ratios are the medians of the per-round ratios of two servers.
+
+    python benchmarks/serve.py [--seconds 5] [--rounds 3] [--baseline REV] [--only-drift]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import pickle
@@ -28,11 +42,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.serve_peers import MLFLOW_SAVE, STARLETTE_APP, bentoml_service, bentoml_venv  # noqa: E402
 from mlpack.source.embedded import free_port  # noqa: E402
 from tests.documents import subscribers  # noqa: E402
 from tests.training import config_for, export  # noqa: E402
@@ -43,43 +59,25 @@ CONCURRENCY = (1, 8, 64)
 # one server's CPU per request by +-30 % from run to run, more than any effect measured here.
 CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 SERVER_CPUS, CLIENT_CPUS = (CPUS[:1], CPUS[1:]) if len(CPUS) >= 2 else (CPUS, CPUS)
-
-STARLETTE_APP = """
-import json, sys
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-sys.path.insert(0, {src!r})
-from mlpack.runtime import Model
-model = Model({onnx!r}, json.load(open({meta!r}))).load()
-
-async def predict(request):
-    try:
-        body = await request.json()
-        labels, probabilities, _ = model.run(body)
-    except ValueError as exc:
-        return JSONResponse({{"error": str(exc)}}, status_code=422)
-    return JSONResponse({{"predictions": labels, "probabilities": probabilities,
-                         "model": {{"name": model.name, "version": model.version}}}})
-
-async def ready(request):
-    return JSONResponse({{"ready": True}})
-
-app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/readyz", ready)])
-"""
-
-MLFLOW_SAVE = """
-import pickle, sys, mlflow.sklearn
-pipeline = pickle.load(open(sys.argv[1], "rb"))
-mlflow.sklearn.save_model(pipeline, sys.argv[2], serialization_format="cloudpickle")
-"""
+WARM_SECONDS = 1
 
 
-def wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    ready_url: str
+    url: str
+    body: str
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+
+def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             urllib.request.urlopen(url, timeout=1).close()
             return
@@ -100,25 +98,8 @@ def wrk(url: str, body: str, connections: int, seconds: int, scratch: Path) -> d
         "end\n"
     )
     threads = min(connections, 2)
-    out = subprocess.run(
-        [
-            *_pinned(CLIENT_CPUS),
-            "wrk",
-            "-t",
-            str(threads),
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script)]
+    out = subprocess.run([*_pinned(CLIENT_CPUS), *command, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = int(re.search(r"^P50 (\d+)", out, re.M).group(1)) / 1000
     p99 = int(re.search(r"^P99 (\d+)", out, re.M).group(1)) / 1000
@@ -128,7 +109,7 @@ def wrk(url: str, body: str, connections: int, seconds: int, scratch: Path) -> d
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time so far of a process and its live descendants (Linux /proc), all threads
-    included: `mlflow models serve` answers from a child process."""
+    included: `mlflow models serve` and `bentoml serve` answer from child processes."""
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -149,228 +130,251 @@ def _pinned(cpus: list[int]) -> list[str]:
     return ["taskset", "-c", ",".join(map(str, cpus))] if cpus and shutil.which("taskset") else []
 
 
-def start(command: list[str], ready_url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [*_pinned(SERVER_CPUS), *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    wait_for(ready_url, proc)
-    return proc
+def start(server: Server, scratch: Path) -> None:
+    log = scratch / f"{re.sub(r'[^a-z0-9]+', '-', server.name)}.log"
+    with log.open("w") as out:  # a file, not a pipe nobody reads: a full pipe would stall the server
+        server.proc = subprocess.Popen(
+            [*_pinned(SERVER_CPUS), *server.command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **server.env},
+            cwd=scratch,
+        )
+    wait_for(server.ready_url, server.proc, log)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
+def stop(server: Server) -> None:
+    if server.proc is None:
+        return
+    server.proc.terminate()
     try:
-        proc.wait(20)
+        server.proc.wait(30)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        server.proc.kill()
+        server.proc.wait()
+    server.proc = None
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mlflow-python", default="/tmp/mlflow-venv/bin/python")
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument(
-        "--drift-rounds",
-        type=int,
-        default=3,
-        help="pairs of runs with drift tracking on and off (median of the ratios)",
-    )
-    parser.add_argument("--only-drift", action="store_true", help="only the drift tracking on/off comparison")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is needed: apt-get install wrk")
+def measure(server: Server, connections: int, seconds: int, scratch: Path) -> dict[str, float]:
+    assert server.proc is not None
+    before = cpu_seconds(server.proc.pid)
+    run = wrk(server.url, server.body, connections, seconds, scratch)
+    # CPU the server spent per request (all its processes and threads): steadier than req/s on a busy machine.
+    run["cpu_us"] = 1e6 * (cpu_seconds(server.proc.pid) - before) / max(1.0, run["rps"] * seconds)
+    return run
 
-    scratch = Path(tempfile.mkdtemp(prefix="mlpack-bench-"))
+
+def servers(args: argparse.Namespace, scratch: Path) -> list[Server]:
     config = config_for(
         "sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 100, "random_state": 0}
     )
     exported = export(config, subscribers(400))
-    onnx_path, meta_path = scratch / "model.onnx", scratch / "metadata.json"
-    onnx_path.write_bytes(exported.onnx_bytes)
-    meta_path.write_text(json.dumps(exported.metadata))
+    onnx, meta = scratch / "model.onnx", scratch / "metadata.json"
+    onnx.write_bytes(exported.onnx_bytes)
+    meta.write_text(json.dumps(exported.metadata))
     record = subscribers(1, seed=3, absent=False)[0]
-    names = {f["name"]: f["input"] for f in exported.metadata["features"]}
-    flat = {
-        names["tenure_months"]: record["tenure_months"],
-        names["support_calls"]: record["support_calls"],
-        names["contract"]: record["contract"],
-        names["billing.monthly_charges"]: record["billing"]["monthly_charges"],
-        names["billing.method"]: record["billing"]["method"],
-    }
+    body = json.dumps(record)
+    one = {"MLPACK_THREADS": "1"}
 
-    def mlpack_server(env: dict[str, str]) -> tuple[list[str], str, str, str, dict[str, str]]:
+    def mlpack(name: str, env: dict[str, str], python_path: str = "") -> Server:
         port = free_port()
-        return (
-            [sys.executable, "-m", "mlpack", "serve", str(onnx_path), "--port", str(port)],
-            f"http://127.0.0.1:{port}/readyz",
-            f"http://127.0.0.1:{port}/predict",
-            json.dumps(record),
-            {"MLPACK_THREADS": "1", **env},
-        )
+        command = [sys.executable, "-m", "mlpack", "serve", str(onnx), "--port", str(port)]
+        env = {**one, **env, **({"PYTHONPATH": python_path} if python_path else {})}
+        return Server(name, command, f"http://127.0.0.1:{port}/readyz", f"http://127.0.0.1:{port}/predict", body, env)
 
-    servers: dict[str, tuple[list[str], str, str, str, dict[str, str]]] = {}
-    servers["mlpack"] = mlpack_server({})
-    # The same server with drift tracking off (the /metrics drift figures): what tracking costs.
-    servers["mlpack (drift off)"] = mlpack_server({"MLPACK_DRIFT_WINDOW": "0"})
+    chosen = [
+        mlpack("mlpack", {}),
+        mlpack("mlpack (drift off)", {"MLPACK_DRIFT_WINDOW": "0"}),
+        mlpack("control", {"MLPACK_DRIFT_WINDOW": "0"}),
+    ]
+    if args.only_drift:
+        return chosen
+    chosen.insert(1, mlpack("mlpack unbatched", {"MLPACK_BATCH_MAX_RECORDS": "1"}))
+    if args.baseline:
+        folder = scratch / "baseline"
+        folder.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.baseline, "src"], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+        chosen.append(mlpack(f"mlpack@{args.baseline}", {}, str(folder / "src")))
     try:
         import httptools  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
         import uvloop  # noqa: F401
 
-        app_file = scratch / "starlette_app.py"
-        app_file.write_text(STARLETTE_APP.format(src=str(REPO / "src"), onnx=str(onnx_path), meta=str(meta_path)))
-        port = free_port()
-        servers["starlette+uvicorn"] = (
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "starlette_app:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--app-dir",
-                str(scratch),
-                "--no-access-log",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-            ],
-            f"http://127.0.0.1:{port}/readyz",
-            f"http://127.0.0.1:{port}/predict",
-            json.dumps(record),
-            {"MLPACK_THREADS": "1"},
+        (scratch / "starlette_app.py").write_text(
+            STARLETTE_APP.format(src=str(REPO / "src"), onnx=str(onnx), meta=str(meta))
         )
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", "starlette_app:app", "--port", str(port), "--log-level", "warning"]
+        command += ["--app-dir", str(scratch), "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+        url = f"http://127.0.0.1:{port}"
+        chosen.append(Server("starlette+uvicorn", command, f"{url}/readyz", f"{url}/predict", body, one))
     except ImportError:
         print("starlette / uvicorn[standard] (uvloop, httptools) not installed: skipped")
+    if not args.no_bentoml:
+        bentoml = bentoml_venv(Path(args.bentoml_venv))
+        bentoml_service(scratch / "bento", REPO / "src", onnx, meta)
+        port = free_port()
+        command = [str(bentoml), "serve", "service:Churn", "--port", str(port), "--working-dir", str(scratch / "bento")]
+        env = {**one, "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(scratch / "bentoml-home")}
+        url = f"http://127.0.0.1:{port}"
+        # A batchable API takes a batch: each request's body is a list of one record.
+        chosen.append(Server("bentoml", command, f"{url}/readyz", f"{url}/predict", json.dumps([record]), env))
     if Path(args.mlflow_python).is_file():
         pickled = scratch / "pipeline.pkl"
         pickled.write_bytes(pickle.dumps(exported.trained.pipeline))
+        model_dir = scratch / "mlflow-model"
         subprocess.run(
-            [args.mlflow_python, "-c", MLFLOW_SAVE, str(pickled), str(scratch / "mlflow-model")],
-            check=True,
-            capture_output=True,
+            [args.mlflow_python, "-c", MLFLOW_SAVE, str(pickled), str(model_dir)], check=True, capture_output=True
         )
+        names = {f["name"]: f["input"] for f in exported.metadata["features"]}
+        flat = {
+            names["tenure_months"]: record["tenure_months"],
+            names["support_calls"]: record["support_calls"],
+            names["contract"]: record["contract"],
+            names["billing.monthly_charges"]: record["billing"]["monthly_charges"],
+            names["billing.method"]: record["billing"]["method"],
+        }
         port = free_port()
         mlflow = str(Path(args.mlflow_python).parent / "mlflow")
-        servers["mlflow"] = (
-            [
-                mlflow,
-                "models",
-                "serve",
-                "-m",
-                str(scratch / "mlflow-model"),
-                "-p",
-                str(port),
-                "--env-manager",
-                "local",
-                "--workers",
-                "1",
-            ],
-            f"http://127.0.0.1:{port}/ping",
-            f"http://127.0.0.1:{port}/invocations",
-            json.dumps({"dataframe_records": [flat]}),
-            {"PATH": f"{Path(args.mlflow_python).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-        )
+        command = [mlflow, "models", "serve", "-m", str(model_dir), "-p", str(port), "--env-manager", "local"]
+        env = {"PATH": f"{Path(args.mlflow_python).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        url = f"http://127.0.0.1:{port}"
+        body = json.dumps({"dataframe_records": [flat]})
+        chosen.append(Server("mlflow", [*command, "--workers", "1"], f"{url}/ping", f"{url}/invocations", body, env))
     else:
         print(f"no MLflow at {args.mlflow_python}: skipped")
+    return chosen
 
-    results: dict[str, dict[int, dict[str, float]]] = {}
-    # Drift tracking on vs off: the servers up at once and measured in back-to-back runs, the
-    # order cycling through every permutation round by round, so that the machine's speed drifting
-    # during the run favours none of them; each round gives one on/off ratio, and the medians of
-    # the ratios are compared. A second drift-off server is the control: its ratio to the first
-    # (an A/A comparison, 1.00x in a perfect world) shows how far this machine's noise reaches.
-    on, off = servers.pop("mlpack"), servers.pop("mlpack (drift off)")
-    if args.only_drift:
-        servers.clear()
-    specs = {"mlpack": on, "mlpack (drift off)": off, "control": mlpack_server({"MLPACK_DRIFT_WINDOW": "0"})}
-    procs = {name: start(spec[0], spec[1], spec[4]) for name, spec in specs.items()}
-    ratios: dict[str, dict[int, list[dict[str, float]]]] = {"drift tracking on vs off": {}, "control (A/A)": {}}
-    try:
-        runs: dict[str, dict[int, list[dict[str, float]]]] = {name: {} for name in specs}
-        orders = list(itertools.permutations(specs))
-        for conc in CONCURRENCY:
-            for round_ in range(max(1, args.drift_rounds)):
-                measured: dict[str, dict[str, float]] = {}
-                for name in orders[round_ % len(orders)]:
-                    spec, proc = specs[name], procs[name]
-                    before = cpu_seconds(proc.pid)
-                    run = wrk(spec[2], spec[3], conc, args.seconds, scratch)
-                    # CPU the server spent per request (all its threads): steadier than req/s on a busy machine.
-                    run["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - before) / max(1.0, run["rps"] * args.seconds)
-                    runs[name].setdefault(conc, []).append(run)
-                    measured[name] = run
-                base = measured["mlpack (drift off)"]
-                for label, name in (("drift tracking on vs off", "mlpack"), ("control (A/A)", "control")):
-                    ratio = {key: measured[name][key] / base[key] for key in ("rps", "p99_ms", "cpu_us")}
-                    ratios[label].setdefault(conc, []).append(ratio)
-        for name, by_conc in runs.items():
-            if name != "control":
-                results[name] = {
-                    conc: {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
-                    for conc, rounds in by_conc.items()
-                }
-    finally:
-        for proc in procs.values():
-            stop(proc)
-    for name, (command, ready, url, body, env) in servers.items():
-        proc = start(command, ready, env)
+
+Runs = dict[str, dict[int, list[dict[str, float]]]]  # server → connections → one run per round
+
+
+def run_rounds(chosen: list[Server], args: argparse.Namespace, scratch: Path) -> Runs:
+    runs: Runs = {server.name: {} for server in chosen}
+    for connections in CONCURRENCY:
         try:
-            check = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
-            print(f"{name}: {urllib.request.urlopen(check, timeout=30).read()[:120]!r}")
-            results[name] = {}
-            for conc in CONCURRENCY:
-                before = cpu_seconds(proc.pid)
-                run = wrk(url, body, conc, args.seconds, scratch)
-                run["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - before) / max(1.0, run["rps"] * args.seconds)
-                results[name][conc] = run
+            for server in chosen:
+                start(server, scratch)
+                check = urllib.request.Request(
+                    server.url, data=server.body.encode(), headers={"Content-Type": "application/json"}
+                )
+                answer = urllib.request.urlopen(check, timeout=30).read()
+                if connections == CONCURRENCY[0]:
+                    print(f"{server.name}: {answer[:100]!r}", flush=True)
+                wrk(server.url, server.body, connections, WARM_SECONDS, scratch)
+            for round_ in range(max(1, args.rounds)):
+                turn = round_ % len(chosen)
+                for server in chosen[turn:] + chosen[:turn]:
+                    runs[server.name].setdefault(connections, []).append(
+                        measure(server, connections, args.seconds, scratch)
+                    )
         finally:
-            stop(proc)
+            for server in chosen:
+                stop(server)
+        print(f"{connections} connections: done", flush=True)
+    return runs
 
-    print(f"\nsingle-record POST, {args.seconds} s per run, 1 worker each (wrk on loopback)")
-    print(f"{'server':<20}{'conns':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for name, by_conc in results.items():
-        for conc, r in by_conc.items():
-            print(f"{name:<20}{conc:>6}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8.0f}")
-    failed = False
-    for other in ("starlette+uvicorn", "mlflow"):
-        if other in results and "mlpack" in results:
-            for conc in CONCURRENCY:
-                ours, theirs = results["mlpack"][conc], results[other][conc]
-                ratio = ours["rps"] / theirs["rps"]
-                p99 = f"p99 {ours['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms"
-                cpu = f"server CPU per request {ours['cpu_us']:.0f} vs {theirs['cpu_us']:.0f} us"
-                print(f"mlpack vs {other} @ {conc}: {ratio:.1f}x req/s, {p99}, {cpu}")
-                if other == "mlflow":
-                    failed |= ratio < 2 or ours["p99_ms"] >= theirs["p99_ms"]
-    if "mlflow" in results:
-        print("target (>= 2x MLflow req/s with a lower p99):", "MISSED" if failed else "met")
-    within = True
-    for label, by_conc in ratios.items():
-        for conc, rounds in by_conc.items():
-            middle = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
-            low = {key: min(r[key] for r in rounds) for key in rounds[0]}
-            high = {key: max(r[key] for r in rounds) for key in rounds[0]}
+
+def ratio(runs: Runs, ours: str, theirs: str, connections: int, key: str) -> tuple[float, float, float]:
+    """The median, lowest and highest of the per-round ratios ours / theirs."""
+    pairs = zip(runs[ours][connections], runs[theirs][connections])
+    values = [a[key] / b[key] if b[key] else float("inf") for a, b in pairs]
+    return statistics.median(values), min(values), max(values)
+
+
+def report(runs: Runs, args: argparse.Namespace) -> bool:
+    """The table, the ratios and the targets; whether every target that could be checked was met."""
+    print(f"\nsingle-record POST, {args.seconds} s per run, {args.rounds} rounds, 1 worker each (wrk on loopback)")
+    print(f"{'server':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'errors':>8}")
+    for name, by_connections in runs.items():
+        for connections, rounds in by_connections.items():
+            m = {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
             print(
-                f"{label} @ {conc}: {middle['rps']:.2f}x req/s ({low['rps']:.2f}-{high['rps']:.2f}), "
-                f"{middle['p99_ms']:.2f}x p99 ({low['p99_ms']:.2f}-{high['p99_ms']:.2f}), "
-                f"{middle['cpu_us']:.2f}x server CPU per request ({low['cpu_us']:.2f}-{high['cpu_us']:.2f})"
+                f"{name:<22}{connections:>6}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}"
+                f"{m['cpu_us']:>12.0f}{m['errors']:>8.0f}"
             )
-            if label.startswith("drift"):
-                within &= middle["rps"] >= 0.9 and middle["p99_ms"] <= 1.1
-    print(f"(median of {max(1, args.drift_rounds)} rounds each, range in brackets)")
-    print("target (drift tracking within 10% of req/s and p99):", "met" if within else "MISSED")
-    shutil.rmtree(scratch, ignore_errors=True)
-    return 1 if failed else 0
+    pairs = [("mlpack", other) for other in runs if other not in ("mlpack", "mlpack (drift off)", "control")]
+    pairs += [("mlpack unbatched", other) for other in ("starlette+uvicorn", "bentoml") if other in runs]
+    pairs += [("mlpack", "mlpack (drift off)"), ("control", "mlpack (drift off)")]
+    print(f"\nratios (median of {args.rounds} rounds, range in brackets)")
+    for ours, theirs in pairs:
+        if ours not in runs or theirs not in runs:
+            continue
+        for connections in CONCURRENCY:
+            parts = []
+            for key, what in (("rps", "req/s"), ("p99_ms", "p99"), ("cpu_us", "CPU per request")):
+                middle, low, high = ratio(runs, ours, theirs, connections, key)
+                parts.append(f"{middle:.2f}x {what} ({low:.2f}-{high:.2f})")
+            print(f"{ours} vs {theirs} @ {connections}: " + ", ".join(parts))
+    return targets(runs)
+
+
+def targets(runs: Runs) -> bool:
+    """Issue 20's acceptance figures (and MLflow's), each checked only where both sides ran."""
+
+    def median(name: str, connections: int, key: str) -> float:
+        return statistics.median(run[key] for run in runs[name][connections])
+
+    def rps(ours: str, theirs: str, connections: int) -> float:
+        return ratio(runs, ours, theirs, connections, "rps")[0]
+
+    checks: list[tuple[str, bool]] = []
+    baseline = next((name for name in runs if name.startswith("mlpack@")), None)
+    if "starlette+uvicorn" in runs and "mlpack unbatched" in runs:
+        wanted = {1: 1.2, 8: 1.5, 64: 1.5}
+        met = all(rps("mlpack unbatched", "starlette+uvicorn", c) >= wanted[c] for c in CONCURRENCY)
+        checks.append(("unbatched >= 1.2x / 1.5x / 1.5x Starlette on uvicorn[standard] req/s at 1 / 8 / 64", met))
+        checks.append(
+            ("unbatched server CPU per request <= 90 us at 64", median("mlpack unbatched", 64, "cpu_us") <= 90)
+        )
+    if baseline and "mlpack unbatched" in runs:
+        worse = median("mlpack unbatched", 64, "p99_ms") > median(baseline, 64, "p99_ms")
+        checks.append((f"unbatched p99 at 64 no worse than {baseline}'s", not worse))
+    if baseline:
+        checks.append((f"batched >= 3x {baseline}'s req/s at 64", rps("mlpack", baseline, 64) >= 3))
+    if "bentoml" in runs:
+        checks.append(
+            ("batched ahead of BentoML in req/s at 8 and 64", all(rps("mlpack", "bentoml", c) > 1 for c in (8, 64)))
+        )
+    if "mlpack (drift off)" in runs:
+        met = all(rps("mlpack", "mlpack (drift off)", c) >= 0.95 for c in CONCURRENCY)
+        checks.append(("drift tracking costs <= 5% req/s (median ratio, each level)", met))
+    if "mlflow" in runs:
+        met = all(
+            rps("mlpack", "mlflow", c) >= 2 and median("mlpack", c, "p99_ms") < median("mlflow", c, "p99_ms")
+            for c in CONCURRENCY
+        )
+        checks.append((">= 2x MLflow's req/s with a lower p99", met))
+    print()
+    for text, met in checks:
+        print(f"target ({text}): {'met' if met else 'MISSED'}")
+    return all(met for _, met in checks)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5, help="per run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each server per level (default 3)")
+    parser.add_argument(
+        "--baseline", help="a git revision whose server to measure too, e.g. the commit before a change"
+    )
+    parser.add_argument("--bentoml-venv", default="/tmp/mlpack-bench-bentoml", help="BentoML's venv, made if missing")
+    parser.add_argument("--no-bentoml", action="store_true", help="skip BentoML")
+    parser.add_argument("--mlflow-python", default="/tmp/mlflow-venv/bin/python")
+    parser.add_argument("--only-drift", action="store_true", help="only drift tracking on vs off, and the A/A control")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    scratch = Path(tempfile.mkdtemp(prefix="mlpack-bench-"))
+    try:
+        met = report(run_rounds(servers(args, scratch), args, scratch), args)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
