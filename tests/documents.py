@@ -61,3 +61,29 @@ def fuzzed_subscriber(values: Any) -> Any:
             "billing": st.fixed_dictionaries({"monthly_charges": values, "method": values}),
         }
     )
+
+
+def distinct_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` different records a model can take, with what requests really carry: floats of any size,
+    whole numbers, numeric text, nulls, absent fields, categories never seen in training."""
+    rng = random.Random(seed)
+    numbers = [
+        lambda: rng.uniform(-1e3, 1e3),
+        lambda: rng.randint(0, 100),
+        lambda: rng.uniform(0, 1) * 10 ** rng.randint(-30, 30),
+        lambda: f" {rng.randint(0, 99)} ",
+        lambda: None,
+    ]
+    categories = [*CONTRACTS, *METHODS, "unseen", "", None, 3]
+    records = []
+    for index in range(n):
+        record: dict[str, Any] = {
+            "tenure_months": rng.choice(numbers)(),
+            "support_calls": index,  # unique: no two records alike
+            "contract": rng.choice(categories),
+            "billing": {"monthly_charges": rng.choice(numbers)(), "method": rng.choice(categories)},
+        }
+        if index % 7 == 3:
+            del record["billing"]["method"]  # absent: missing
+        records.append(record)
+    return records

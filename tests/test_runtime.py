@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 from datetime import datetime
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from mlpack.build import ExportedModel
 from mlpack.runtime import Model
-from tests.documents import CATEGORICAL, NUMERIC, fuzzed_subscriber, subscribers
+from tests.documents import CATEGORICAL, NUMERIC, distinct_records, fuzzed_subscriber, subscribers
 from tests.training import config_for, export, runtime_model
 
 # Predictions need every field present (null is fine); training tolerates absent ones.
@@ -208,3 +209,29 @@ def test_any_record_gives_a_label_or_a_value_error(model: Model, record: dict[st
         return
     labels = answer if isinstance(answer, list) else [answer]
     assert set(labels) <= {"churned", "stayed"}
+
+
+@pytest.mark.parametrize(
+    ("estimator", "task"),
+    [
+        ("sklearn.linear_model.LogisticRegression", "classification"),  # a one-row product: another kernel
+        ("sklearn.linear_model.Ridge", "regression"),
+        ("sklearn.ensemble.RandomForestClassifier", "classification"),  # a tree ensemble: no second row
+    ],
+)
+def test_a_record_gets_the_same_bytes_alone_and_in_any_batch(
+    estimator: str, task: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a server's batcher relies on: one record's labels and probabilities do not depend on the
+    records run with it (onnxruntime on one thread, as the server runs it)."""
+    monkeypatch.setenv("MLPACK_THREADS", "1")
+    model = runtime_model(export(config_for(estimator, task), DOCUMENTS))
+    records = distinct_records(500)
+    alone = [json.dumps(model.run(record)[:2]) for record in records]
+    for size in (2, 3, 17, 64, len(records)):
+        together = []
+        for start in range(0, len(records), size):
+            labels, probabilities, _ = model.run(records[start : start + size])
+            rows = probabilities or [None] * len(labels)
+            together += [json.dumps(([label], None if row is None else [row])) for label, row in zip(labels, rows)]
+        assert together == alone, size

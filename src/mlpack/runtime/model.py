@@ -36,6 +36,7 @@ class Model:
         else:
             self.features = [Feature.from_metadata(entry) for entry in self.metadata["features"]]
         self._decode = _class_decoder(self.classes, self.metadata.get("class_codes"))
+        self._pad_single = not _tree_ensemble(self.metadata.get("estimator", {}).get("class", ""))
         self._session: Any = None
         self._lock = threading.Lock()
 
@@ -172,17 +173,39 @@ class Model:
         `strict`: absent fields and categories never seen in training are errors.
         """
         feeds, single = self.feeds(data, strict)
-        outputs = self.session.run(None, feeds)
+        labels, probabilities = self.outputs(feeds)
+        if observe is not None:
+            observe(feeds, labels)
+        return labels, probabilities, single
+
+    def outputs(self, feeds: Mapping[str, np.ndarray]) -> "tuple[List[Any], Optional[List[List[float]]]]":
+        """The graph on prepared feeds (`feeds`): labels (or values) and class probabilities, a row each.
+
+        A row's answer does not depend on the rows beside it, so a server may run many requests'
+        feeds at once (its batcher). onnxruntime multiplies a one-row matrix with another kernel than
+        a batch (logistic regression: 1 float32 ulp apart on a third of the rows), so one row runs
+        as two, unless the estimator is a tree ensemble, which reads each row on its own.
+        """
+        if self._pad_single and len(next(iter(feeds.values()))) == 1:
+            outputs = [out[:1] for out in self.session.run(None, {k: np.concatenate((v, v)) for k, v in feeds.items()})]
+        else:
+            outputs = self.session.run(None, feeds)
         if self.task == "classification":
             labels, probabilities = outputs[0].tolist(), outputs[1].tolist() if self.probabilities else None
             if self._decode is not None:
                 decode = self._decode
                 labels = [decode[label] for label in labels]
-        else:
-            labels, probabilities = outputs[0].ravel().tolist(), None
-        if observe is not None:
-            observe(feeds, labels)
-        return labels, probabilities, single
+            return labels, probabilities
+        return outputs[0].ravel().tolist(), None
+
+    def rows(self, data: Any) -> Optional[List[Any]]:
+        """`data` as a list of records when it is records (one, or a list of them), else None (columns,
+        a DataFrame): what a server may read together with other requests' records."""
+        if type(data) is list:
+            return data
+        if type(data) is dict and not self._looks_like_columns(data):
+            return [data]
+        return None
 
     def predict(self, data: Any, strict: bool = False) -> Any:
         """One label (or value) for one record; a list for records, columns or a DataFrame."""
@@ -243,6 +266,19 @@ def _class_decoder(classes: Optional[List[Any]], codes: Optional[List[Any]]) -> 
     if all(type(c) is type(k) and c == k for c, k in zip(classes, codes)):
         return None
     return dict(zip(codes, classes))
+
+
+# Estimators exported as onnxruntime's tree ensembles (TreeEnsembleClassifier/Regressor), after
+# preprocessing that works value by value: each row is computed alone, whatever the batch.
+_TREE_ENSEMBLES = ("sklearn.tree.", "xgboost.", "lightgbm.", "mlpack.estimators.xgboost_labels.")
+_TREE_ENSEMBLE_CLASSES = ("RandomForest", "ExtraTrees", "GradientBoosting", "HistGradientBoosting")
+
+
+def _tree_ensemble(name: str) -> bool:
+    if name.startswith(_TREE_ENSEMBLES):
+        return True
+    module, _, short = name.rpartition(".")
+    return module == "sklearn.ensemble" and short.startswith(_TREE_ENSEMBLE_CLASSES)
 
 
 def _new_session(model: Union[bytes, str]) -> Any:
