@@ -6,7 +6,6 @@ than one error per build.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import json
@@ -22,7 +21,7 @@ from mlpack.config import FeaturesSection, Task
 from mlpack.errors import DataError
 from mlpack.features.cleaning import missing_target, missing_target_hint, text_numbers_note, without_missing_targets
 from mlpack.features.expressions import unknown_field
-from mlpack.features.labels import TargetKind, feedback_targets, label_kind
+from mlpack.features.labels import TargetKind, label_kind, with_feedback_targets
 from mlpack.features.ordinal import unlisted
 from mlpack.features.target import TRANSFORMS
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, category_text, date_milliseconds, to_number
@@ -355,12 +354,7 @@ def validate(
     if report.problems:
         raise DataError("the training data is not usable", details=report.render())
     if raw.feedback:  # labels of the collection's type, by their names too; before a missing one is dropped
-        column, problem = feedback_targets(
-            raw.values[features.target], raw.feedback, raw.ids, features.labels, task == "regression", features.target
-        )
-        if problem:
-            raise DataError("the feedback is not usable", details=ValidationReport(raw.rows, [problem]).render())
-        raw = dataclasses.replace(raw, values={**raw.values, features.target: column})
+        raw = with_feedback_targets(raw, features, task == "regression")
     if features.drop_missing_target:  # the documents whose target is missing are left out, and counted
         raw = without_missing_targets(raw, features.target, task == "regression", report.notes)
     by_kind: dict[str, list[str]] = {"number": [], "category": [], "date": [], "text": []}

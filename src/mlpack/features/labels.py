@@ -6,6 +6,7 @@ typed loosely here, as this layer sits below both.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from numbers import Integral
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mlpack.errors import ConfigError
+from mlpack.errors import ConfigError, DataError
 from mlpack.runtime import category_text, to_number
 
 TargetKind = Literal["bool", "int", "str", "float"]
@@ -79,6 +80,18 @@ def feedback_targets(
     return own + read, None
 
 
+def with_feedback_targets(raw: Any, features: Any, regression: bool) -> Any:
+    """The loaded columns (RawColumns) with the feedback rows' targets read by `feedback_targets`, or the
+    DataError that names the first label of the wrong type."""
+    target = features.target
+    column, problem = feedback_targets(raw.values[target], raw.feedback, raw.ids, features.labels, regression, target)
+    if problem:
+        raise DataError(
+            "the feedback is not usable", details=f"data validation failed ({raw.rows} documents):\n  - {problem}"
+        )
+    return dataclasses.replace(raw, values={**raw.values, target: column})
+
+
 def class_value(code: Any, dataset: Any) -> Any:
     """A class as the data had it: the training code 1 of a boolean target is True."""
     return bool(code) if dataset.target_kind == "bool" else code
@@ -133,4 +146,12 @@ def with_class_weight_labels(
     return {**params, "class_weight": mapped}
 
 
-__all__ = ["TargetKind", "class_names", "class_value", "feedback_targets", "label_kind", "with_class_weight_labels"]
+__all__ = [
+    "TargetKind",
+    "class_names",
+    "class_value",
+    "feedback_targets",
+    "label_kind",
+    "with_class_weight_labels",
+    "with_feedback_targets",
+]
