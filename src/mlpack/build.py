@@ -20,6 +20,7 @@ from typing import Any, cast
 from packaging.version import Version
 
 from mlpack import aliases, card, registry
+from mlpack.artifacts import attest
 from mlpack.artifacts.dist import ArtifactRecord, BuildDir, BuildReport, sha256_of, write_report
 from mlpack.artifacts.image import build_image, engine_version, git_revision, write_context
 from mlpack.artifacts.oci import build_oci_image, is_local_base
@@ -70,6 +71,7 @@ def preflight(config: Config) -> Recipe:
     parse_filter(config.source.filter)
     if champion.enabled(config):
         champion.scoring_metric(config, recipe.metrics)
+    attest.check(config)  # [sign]: the key loads (a wrong one or its password fails here, exit 2)
     return recipe
 
 
@@ -175,6 +177,7 @@ def build(
         try:
             if with_image:
                 build_image_step(config, result, required=image is True, say=say, clock=clock)
+            attest.attest_build(config, result, say)  # SBOM, provenance, signatures: after the image
         finally:
             records.record_built(
                 result.metadata,

@@ -47,6 +47,12 @@ class QualityGateError(MlpackError):
         self.metadata: dict[str, Any] = metadata or {}  # metrics and parity of the rejected model, for the registry
 
 
+class VerificationError(MlpackError):
+    """An artifact is not what its build's provenance, SBOM or signature says (`mlpack verify`)."""
+
+    exit_code = 1
+
+
 class ExternalError(MlpackError):
     """Something outside mlpack failed: the database, the package tools, the Docker engine."""
 

@@ -45,6 +45,7 @@ class BuildReport(Metadata, total=False):
     image: dict[str, Any]  # the image step's result: built or not, its tag, id, digest, layers
     champion: dict[str, Any]  # the aliased version's scores on the same test split
     champion_warning: str
+    signed: dict[str, str]  # [sign]: the algorithm and the public key's sha256 (never the key)
 
 
 def write_report(path: Path, report: BuildReport) -> None:

@@ -23,6 +23,7 @@ from mlpack.cli.commands import (
     cmd_score,
     cmd_serve,
 )
+from mlpack.cli.verify import add_verify
 
 _BY_ALIAS = "or NAME@ALIAS: the version the registry's alias names"
 
@@ -183,4 +184,5 @@ def build_parser() -> argparse.ArgumentParser:
 
     estimators = commands.add_parser("estimators", parents=[common], help="list the supported estimators")
     estimators.set_defaults(handler=cmd_estimators)
+    add_verify(commands, common)
     return parser

@@ -21,6 +21,7 @@ from mlpack.config.sections import (
     RegistrySection,
     SearchSection,
     ServeSection,
+    SignSection,
     SourceSection,
     Task,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "RegistrySection",
     "SearchSection",
     "ServeSection",
+    "SignSection",
     "SourceSection",
     "Task",
     "find_config_file",

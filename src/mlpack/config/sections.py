@@ -204,6 +204,15 @@ class RegistrySection:
 
 
 @dataclass(frozen=True)
+class SignSection:
+    """With a [sign] table, the build signs the model (model-signing) and its provenance (DSSE)."""
+
+    key_env: str = "MLPACK_SIGNING_KEY"  # the environment variable holding the PEM private key
+    key_file: str = ""  # or a PEM file (relative to the project); it wins over key_env
+    password_env: str = ""  # the environment variable holding an encrypted key's password
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelSection
     source: SourceSection
@@ -216,6 +225,7 @@ class Config:
     image: ImageSection = field(default_factory=ImageSection)
     serve: ServeSection = field(default_factory=ServeSection)
     registry: RegistrySection = field(default_factory=RegistrySection)
+    sign: SignSection | None = None  # no [sign] table: nothing is signed
     # Where the file was read from: relative paths (the seed) resolve against it.
     project_dir: Path = field(default=Path("."), metadata={"internal": True})
     path: Path = field(default=Path(CONFIG_FILE), metadata={"internal": True})
