@@ -205,6 +205,39 @@ def test_models_names_an_unknown_model(churn_project: Project, run) -> None:
     )
 
 
+def test_models_and_experiments_list_the_projects_own_model_unless_asked_for_all(
+    churn_project: Project, run, mongo_client: MongoClient[Any]
+) -> None:
+    """A registry is often shared by several projects: a project's listing shows its own model."""
+    assert run("build", churn_project.path, "-q").code == 0
+    registry = mongo_client[churn_project.database]["mlpack_models"]
+    neighbour = {**registry.find_one({"name": "churn-model"}, {"_id": 0}), "name": "fraud-model"}
+    registry.insert_one(neighbour)
+    own = json.loads(run("models", "--config", churn_project.path, "--json").out)
+    assert [row["name"] for row in own] == ["churn-model"]
+    every = json.loads(run("models", "--config", churn_project.path, "--all", "--json").out)
+    assert sorted(row["name"] for row in every) == ["churn-model", "fraud-model"]
+    assert json.loads(run("models", "fraud-model", "--config", churn_project.path, "--json").out)[0]["version"]
+    assert_clean_error(run("models", "fraud-model", "--all", "--config", churn_project.path), 2, "--all lists every")
+
+    trials = mongo_client[churn_project.database]["mlpack_experiments"]
+    trials.insert_one(
+        {
+            "name": "fraud-model",
+            "version": "1.0.0",
+            "run": "r",
+            "trial": 0,
+            "status": "ok",
+            "scoring": "accuracy",
+            "params": {},
+            "scores": {},
+        }
+    )
+    assert json.loads(run("experiments", "--config", churn_project.path, "--json").out) == []  # no trials of its own
+    listed = json.loads(run("experiments", "--config", churn_project.path, "--all", "--json").out)
+    assert [row["name"] for row in listed] == ["fraud-model"]
+
+
 def test_init_scaffolds_a_project_whose_own_tests_pass(tmp_path: Path, run) -> None:
     result = run("init", "fraud-score", "--directory", tmp_path)
     assert result.code == 0, result.err

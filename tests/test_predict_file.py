@@ -147,3 +147,21 @@ def test_a_large_file_is_streamed_in_bounded_memory(built_model: Any, tmp_path: 
     assert large.stat().st_size > 8 * 2**20
     print(f"{fmt}: peak RSS {baseline:.0f} MiB for 10 records, {peak:.0f} MiB for 40,000")
     assert peak - baseline < 30, (baseline, peak)
+
+
+def test_each_answer_carries_its_records_id_so_it_can_be_joined_back(
+    built_model: Any, run: Any, tmp_path: Path
+) -> None:
+    """`_id` as the record had it (a number, a string, an Extended JSON ObjectId), on good and bad lines."""
+    records = [{**GOOD[0], "_id": 7}, {**GOOD[1], "_id": "a-7"}, {**GOOD[2], "_id": {"$oid": "0" * 24}}]
+    records.append({key: value for key, value in GOOD[3].items() if key != "_id"})
+    records.append({"_id": 9, "tenure_months": "twelve"})
+    source = tmp_path / "keyed.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    result = run("predict", built_model.artifacts["onnx"], "--input", source, "--on-error", "skip")
+    lines = [json.loads(line) for line in result.out.splitlines()]
+    assert [line.get("_id") for line in lines] == [7, "a-7", {"$oid": "0" * 24}, None, 9]
+    assert "_id" not in lines[3] and "error" in lines[4] and all("prediction" in line for line in lines[:4])
+    csv_file = tmp_path / "keyed.csv"
+    csv_file.write_text("_id,tenure_months\nx1,12\n", encoding="utf-8")
+    assert json.loads(run("predict", built_model.artifacts["onnx"], "--input", csv_file).out)["_id"] == "x1"

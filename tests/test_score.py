@@ -5,6 +5,7 @@ One model is built once for the module; each test scores into collections of its
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import random
@@ -72,7 +73,14 @@ def expected_results(project: Project, client: MongoClient[Any], query: dict[str
 
 
 def results(client: MongoClient[Any], project: Project, into: str) -> list[Any]:
-    return list(client[project.database][into].find(sort=[("_id", 1)]))
+    """The written results without their `scored_at`, checked to be a recent time of day in UTC."""
+    found = list(client[project.database][into].find(sort=[("_id", 1)]))
+    for document in found:
+        scored_at = document.pop("scored_at")
+        assert isinstance(scored_at, datetime.datetime)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)  # pymongo reads naive UTC
+        assert abs(now - scored_at) < datetime.timedelta(hours=1)
+    return found
 
 
 def test_local_engine_writes_the_wheels_predictions_and_a_rerun_adds_nothing(

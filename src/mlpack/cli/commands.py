@@ -85,6 +85,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print("features:")
     for feature in metadata["features"]:
         print(f"  {feature['name']:<32} {feature['kind']:<12} input {feature['input']}")
+    for derived in metadata.get("derived", []):  # computed in the graph from the inputs above
+        print(f"  {derived['name']:<32} {'derived':<12} = {derived['expression']}")
     print(f"target: {metadata['target']}" + (f"  classes: {metadata['classes']}" if "classes" in metadata else ""))
     print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in metadata["metrics"].items()))
     data = metadata["data"]
@@ -121,7 +123,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.history:
         return _print_history(args)
-    rows = list_models(args.config, args.name)
+    rows = list_models(args.config, args.name, every=args.all)
     if args.json:
         _print_json(rows)
         return 0
@@ -187,7 +189,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_experiments(args: argparse.Namespace) -> int:
     from mlpack.listing import list_experiments
 
-    rows = list_experiments(args.config, args.name, args.version)
+    rows = list_experiments(args.config, args.name, args.version, every=args.all)
     if args.json:
         _print_json([_nan_to_none(row) for row in rows])
         return 0

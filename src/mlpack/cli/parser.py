@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     models = commands.add_parser("models", parents=[common], help="list the builds in the registry")
-    models.add_argument("name", nargs="?", help="only this model")
+    models.add_argument("name", nargs="?", help="only this model (default: the project's own)")
     models.add_argument("--config", default=".", help="project folder or mlpack.toml naming the registry (default: .)")
+    models.add_argument("--all", action="store_true", help="every model in the project's registry")
     models.add_argument("--history", action="store_true", help="list every alias move instead, oldest first")
     models.set_defaults(handler=cmd_models)
 
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiments = commands.add_parser(
         "experiments", parents=[common], help="list the logged trials of cross-validation and search, best first"
     )
-    experiments.add_argument("name", nargs="?", help="only this model")
+    experiments.add_argument("name", nargs="?", help="only this model (default: the project's own)")
+    experiments.add_argument("--all", action="store_true", help="the trials of every model in the database")
     experiments.add_argument("--version", dest="version", help="only this version of it")
     experiments.add_argument(
         "--config", default=".", help="project folder or mlpack.toml naming the database (default: .)"

@@ -192,7 +192,10 @@ def _predict_chunk(model: Model, chunk: List[Item], on_error: str, strict: bool)
                 reason = str(exc)
         if on_error == "fail":
             raise RecordError(item.line, reason)
-        lines.append({"line": item.line, "error": reason})
+        failed: Dict[str, Any] = {"line": item.line, "error": reason}
+        if isinstance(item.record, Mapping) and "_id" in item.record:
+            failed["_id"] = item.record["_id"]
+        lines.append(failed)
     return lines
 
 
@@ -214,6 +217,9 @@ def _answer_lines(model: Model, records: List[Any], strict: bool) -> List[Dict[s
     lines = []
     for index, label in enumerate(labels):
         line: Dict[str, Any] = {"prediction": label}
+        record = records[index]
+        if isinstance(record, Mapping) and "_id" in record:  # the record's key, as read: joins answers back
+            line = {"_id": record["_id"], **line}
         if probabilities is not None:
             line["probabilities"] = dict(zip(class_names, probabilities[index]))
         lines.append(line)

@@ -9,6 +9,7 @@ it imports nothing from mlpack and nothing beyond the standard library and pymon
 from __future__ import annotations
 
 import atexit
+import datetime
 import hashlib
 import importlib.util
 import json
@@ -152,10 +153,13 @@ def load_wheel(path: str | os.PathLike[str], sha256: str | None = None) -> Any:
 
 
 def result_documents(module: Any, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`{_id, prediction, probabilities, model}` for each document; ValueError names a bad field."""
+    """`{_id, prediction, probabilities, model, scored_at}` for each document; ValueError names a bad field."""
     model = module.model
     labels, probabilities, _ = model.run(documents)
     stamp = {"name": model.name, "version": model.version}
+    # When it was scored (BSON dates hold milliseconds): a rescore replaces the document and its time.
+    now = datetime.datetime.now(datetime.UTC)
+    scored_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
     classes = [str(c) for c in model.classes] if model.classes is not None else None
     results = []
     for index, document in enumerate(documents):
@@ -163,6 +167,7 @@ def result_documents(module: Any, documents: list[dict[str, Any]]) -> list[dict[
         if probabilities is not None and classes is not None:
             result["probabilities"] = dict(zip(classes, probabilities[index]))
         result["model"] = stamp
+        result["scored_at"] = scored_at
         results.append(result)
     return results
 
