@@ -24,6 +24,7 @@ EXPECTED = [
     "churn-model-1.0.0.html",
     "churn-model-1.0.0.json",
     "churn-model-1.0.0.onnx",
+    "churn-model-1.0.0.predictions.jsonl",
     "churn_model-1.0.0-py3-none-any.whl",
     "churn_model-1.0.0.tar.gz",
 ]
@@ -418,6 +419,7 @@ def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None
         "wine-cultivar-1.0.0.html",
         "wine-cultivar-1.0.0.json",
         "wine-cultivar-1.0.0.onnx",
+        "wine-cultivar-1.0.0.predictions.jsonl",
         "wine_cultivar-1.0.0-py3-none-any.whl",
         "wine_cultivar-1.0.0.tar.gz",
     ]

@@ -134,7 +134,7 @@ def test_multiclass_card_draws_one_curve_per_class() -> None:
     data = card.card_data(exported.trained, exported.rows, exported.metadata)
     assert [c.label for c in data.roc] == ["monthly", "two_year", "yearly"] and len(data.confusion) == 3
     html = card.render_html(data, exported.metadata)
-    assert html.count("<polyline") == 6  # three ROC curves, three precision-recall curves
+    assert html.count("<polyline") == 9  # three ROC curves, three precision-recall curves, three calibration curves
 
 
 def test_regression_card_and_readme_tables(regressor: BuildResult) -> None:
@@ -210,11 +210,11 @@ def test_the_card_renders_in_headless_chromium(classifier: BuildResult, tmp_path
 
     shot = tmp_path / "card.png"
     result = chromium(
-        "--hide-scrollbars", "--window-size=1280,1000", f"--screenshot={shot}", page, profile=tmp_path / "profile-png"
+        "--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}", page, profile=tmp_path / "profile-png"
     )
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
     image = Image.open(shot).convert("RGB")
-    assert image.size == (1280, 1000)
+    assert image.size == (1280, 2000)
     colours = image.getcolors(maxcolors=1 << 20) or []
     # The bars and curves are drawn: the palette's blue and orange cover real areas of the screenshot.
     blue = sum(n for n, rgb in colours if rgb == (0x1F, 0x77, 0xB4))

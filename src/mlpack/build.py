@@ -227,8 +227,10 @@ def write_artifacts(
     clock = clock or StageClock()
     with scratch_folder(out_dir) as stage:
         say("writing the model card (permutation importance on the test split)")
-        with clock.stage("card"):
-            card_path, card_tables = _model_card(exported, stage / f"{stem}.html")
+        with clock.stage("card"):  # the card, its README tables, the test split's predictions
+            written, card_tables = card.write_card(
+                stage, stem, exported.trained, exported.rows, metadata, exported.onnx_bytes, exported.champion
+            )
         say("packaging the model wheel")
         with clock.stage("package"):
             project = render_project(
@@ -242,9 +244,7 @@ def write_artifacts(
             twine_check([dists.wheel, dists.sdist])
         onnx_path = stage / f"{stem}.onnx"
         onnx_path.write_bytes(exported.onnx_bytes)
-        staged = {"wheel": dists.wheel, "sdist": dists.sdist, "onnx": onnx_path}
-        if card_path is not None:
-            staged["card"] = card_path
+        staged = {"wheel": dists.wheel, "sdist": dists.sdist, "onnx": onnx_path, **written}
         artifacts: dict[str, ArtifactRecord] = {
             kind: {"file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}
             for kind, path in staged.items()
@@ -281,16 +281,6 @@ def write_artifacts(
         for kind, path in staged.items():
             _move_into_place(path, final[kind], stage)
     return BuildResult(metadata=metadata, artifacts=final, report=report, clock=clock)
-
-
-def _model_card(exported: ExportedModel, path: Path) -> tuple[Path | None, str]:
-    """The HTML model card at `path`, and the same numbers as Markdown tables for the wheel's README."""
-    if exported.rows is None:
-        return None, ""
-    data = card.card_data(exported.trained, exported.rows, exported.metadata)
-    data.champion = exported.champion
-    path.write_text(card.render_html(data, exported.metadata), encoding="utf-8")
-    return path, card.render_markdown(data, exported.metadata)
 
 
 def _project_path(config: Config, value: str) -> str:

@@ -1,7 +1,8 @@
 """The build output folder (`dist/`): the one owner of what a build leaves there and how it is read back.
 
 A build writes, per version, `NAME-VERSION.json` (the build report: the metadata plus each artifact's
-file, size and sha256), the wheel, the sdist, the `.onnx` and the card. Everything that later reads
+file, size and sha256), the wheel, the sdist, the `.onnx`, the card and the test split's predictions
+(`NAME-VERSION.predictions.jsonl`). Everything that later reads
 a build — `monitor`, `score`, `publish`, `build`'s own `version = "auto"` — asks a `BuildDir`, so
 "which versions are here", "which one is `auto`" and "is this wheel the one that was built" have one
 answer each: the versions are the reports' own, `auto` is the newest of them by PEP 440, and an

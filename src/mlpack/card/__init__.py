@@ -9,9 +9,37 @@ no network to view: no scripts, no fonts, no links to fetch.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from mlpack.card.data import IMPORTANCE_REPEATS, MAX_CURVE_POINTS, MAX_POINTS, CardData, card_data
 from mlpack.card.html import render_html
+from mlpack.card.predictions import write_predictions
 from mlpack.card.readme import render_markdown
+from mlpack.runtime import Metadata, Model
+from mlpack.training.train import Split, TrainedModel
+
+
+def write_card(
+    folder: Path,
+    stem: str,
+    trained: TrainedModel,
+    rows: Split | None,
+    metadata: Metadata,
+    onnx_bytes: bytes,
+    champion: dict[str, Any] | None = None,
+) -> tuple[dict[str, Path], str]:
+    """`STEM.html` (the card) and `STEM.predictions.jsonl` (the test split's predictions by the ONNX model)
+    in `folder`, by artifact kind, and the card's numbers as Markdown tables for the wheel's README."""
+    if rows is None:
+        return {}, ""
+    data = card_data(trained, rows, metadata)
+    data.champion = champion
+    page = folder / f"{stem}.html"
+    page.write_text(render_html(data, metadata), encoding="utf-8")
+    predictions = write_predictions(folder / f"{stem}.predictions.jsonl", Model(onnx_bytes, metadata), rows, metadata)
+    return {"card": page, "predictions": predictions}, render_markdown(data, metadata)
+
 
 __all__ = [
     "IMPORTANCE_REPEATS",
@@ -21,4 +49,5 @@ __all__ = [
     "card_data",
     "render_html",
     "render_markdown",
+    "write_card",
 ]

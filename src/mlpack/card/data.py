@@ -11,6 +11,9 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 
+from mlpack.card.classes import Calibration, ClassScores, ThresholdView, calibration, per_class, threshold_view
+from mlpack.card.coefficients import Coefficients, coefficients
+from mlpack.card.features import Distribution, distributions
 from mlpack.estimators import has_probabilities
 from mlpack.runtime import Metadata
 from mlpack.training.metrics import METRICS
@@ -20,8 +23,6 @@ IMPORTANCE_REPEATS = 5
 MAX_POINTS = 2000  # scatter plots of larger test splits show an even sample of this many points
 MAX_CURVE_POINTS = 500  # ROC/PR curves of large test splits keep an even sample of their vertices
 MAX_IMPORTANCE_ROWS = 5000  # permutation importance on an even sample of larger test splits (time)
-TOP_CATEGORIES = 12
-BINS = 20
 
 
 @dataclass
@@ -29,18 +30,6 @@ class Importance:
     feature: str
     mean: float  # the drop of the score when the feature's column is shuffled (higher = more important)
     std: float
-
-
-@dataclass
-class Distribution:
-    feature: str
-    kind: str  # "numeric" | "categorical"
-    missing: int
-    rows: int
-    edges: list[float] = field(default_factory=list)  # numeric: histogram
-    counts: list[int] = field(default_factory=list)
-    stats: dict[str, float] = field(default_factory=dict)  # numeric: min, median, mean, max
-    categories: list[tuple[str, int]] = field(default_factory=list)  # categorical: most frequent first
 
 
 @dataclass
@@ -65,6 +54,10 @@ class CardData:
     actual: list[float] = field(default_factory=list)
     predicted: list[float] = field(default_factory=list)
     residuals: dict[str, float] = field(default_factory=dict)
+    per_class: list[ClassScores] = field(default_factory=list)  # precision, recall, F1 and support of each class
+    calibration: list[Calibration] = field(default_factory=list)
+    threshold: ThresholdView | None = None  # binary classifiers with probabilities
+    coefficients: Coefficients | None = None  # linear models
     champion: dict[str, Any] | None = None  # [evaluation].champion: the aliased version on the same test split
 
 
@@ -88,7 +81,8 @@ def card_data(trained: TrainedModel, rows: Split, metadata: Metadata) -> CardDat
         task=metadata["task"],
         scoring=scoring,
         importances=_importances(trained, metadata, scoring, seed),
-        distributions=_distributions(rows, metadata),
+        distributions=distributions(trained, metadata),
+        coefficients=coefficients(trained, metadata),
     )
     if trained.classes is not None:
         _classification(data, trained, rows)
@@ -124,41 +118,6 @@ def _importances(trained: TrainedModel, metadata: Metadata, scoring: str, seed: 
     return sorted(found, key=lambda i: (-i.mean, i.feature))
 
 
-def _distributions(rows: Split, metadata: Metadata) -> list[Distribution]:
-    out = []
-    for feature in metadata["features"]:
-        values = rows.train_columns.get(feature["name"])
-        if values is None:
-            continue
-        if feature["kind"] == "numeric":
-            numbers = np.asarray(values, dtype=np.float64)
-            present = numbers[~np.isnan(numbers)]
-            entry = Distribution(feature["name"], "numeric", int(len(numbers) - len(present)), len(numbers))
-            if len(present):
-                counts, edges = np.histogram(present, bins=BINS)
-                entry.counts, entry.edges = counts.tolist(), [round(float(e), 6) for e in edges]
-                entry.stats = {
-                    "min": round(float(present.min()), 6),
-                    "median": round(float(np.median(present)), 6),
-                    "mean": round(float(present.mean()), 6),
-                    "max": round(float(present.max()), 6),
-                }
-            out.append(entry)
-        elif feature["kind"] == "categorical":
-            # Only the categories the model tells apart (metadata's list): no rarer value of the training
-            # data (an id, a name) reaches the card. Text fields have no values chart, for the same reason.
-            from mlpack.runtime import MISSING_CATEGORY
-
-            counted = Counter(str(v) for v in values)
-            missing = counted.pop(MISSING_CATEGORY, 0)
-            known = feature.get("categories", {})
-            top = sorted(((k, n) for k, n in counted.items() if k in known), key=lambda item: (-item[1], item[0]))
-            out.append(
-                Distribution(feature["name"], "categorical", missing, len(values), categories=top[:TOP_CATEGORIES])
-            )
-    return out
-
-
 def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
     classes = trained.classes or []
     data.classes = [str(c) for c in classes]
@@ -183,6 +142,11 @@ def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
         data.roc.append(Curve(label, _rounded(fpr[roc_keep]), _rounded(tpr[roc_keep]), area))
         average = float(skm.average_precision_score(truth, proba[:, index]))
         data.pr.append(Curve(label, _rounded(recall[pr_keep]), _rounded(precision[pr_keep]), round(average, 6)))
+    data.per_class = per_class(trained.test_target, predicted, classes, None)
+    if positives:
+        data.calibration = calibration(trained.test_target, proba, classes, positives, None)
+    if positives and len(classes) == 2:
+        data.threshold = threshold_view(trained.test_target, proba, classes, 1, 0.5, None)
     for name, target in (("train", rows.train_target), ("test", rows.test_target)):
         counted = Counter(target.tolist())
         data.balance[name] = {str(c): int(counted.get(c, 0)) for c in classes}

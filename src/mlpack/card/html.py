@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from html import escape
 
-from mlpack import charts
+from mlpack.card import charts
 from mlpack.card.data import IMPORTANCE_REPEATS, CardData, champion_rows
 from mlpack.card.readme import _params_text
+from mlpack.card.sections import (
+    coefficients_html,
+    derived_html,
+    distribution_figures,
+    explanation_figures,
+    figure,
+    html_table,
+    per_class_html,
+    threshold_html,
+)
 from mlpack.runtime import Metadata
 
 # -- HTML ----------------------------------------------------------------------------------------
@@ -25,20 +34,8 @@ tr.best td { font-weight: bold; }
 """
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric_from: int = 1) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="n">{escape(c)}</td>' if i >= numeric_from else f"<td>{escape(c)}</td>"
-            for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
+_html_table = html_table
+_figure = figure
 
 
 def _plots(data: CardData) -> list[str]:
@@ -116,6 +113,7 @@ def _plots(data: CardData) -> list[str]:
                 "Test split; a pattern here is something the model missed.",
             )
         )
+    figures += explanation_figures(data)
     figures.append(
         _figure(
             charts.bars(
@@ -128,21 +126,6 @@ def _plots(data: CardData) -> list[str]:
             f"Test split, {IMPORTANCE_REPEATS} shuffles per feature (bar: mean, line: ± std).",
         )
     )
-    return figures
-
-
-def _distribution_plots(data: CardData) -> list[str]:
-    figures = []
-    for d in data.distributions:
-        missing = f"{d.missing} of {d.rows} missing" if d.missing else f"{d.rows} documents, none missing"
-        if d.kind == "numeric" and d.counts:
-            svg = charts.histogram(d.feature, d.edges, d.counts, x_label=d.feature)
-            figures.append(_figure(svg, f"Training split; {missing}."))
-        elif d.categories:
-            svg = charts.bars(
-                d.feature, [c for c, _ in d.categories], [n for _, n in d.categories], value_label="documents"
-            )
-            figures.append(_figure(svg, f"Training split, most frequent {len(d.categories)}; {missing}."))
     return figures
 
 
@@ -186,6 +169,31 @@ def _champion_html(data: CardData, metadata: Metadata) -> list[str]:
     ]
 
 
+def _subtitle(metadata: Metadata) -> str:
+    """The subtitle: "DESCRIPTION — a TASK model built ... by mlpack ...", with no dash when there is no description."""
+    built = f"a {metadata['task']} model built {metadata['created']} by mlpack {metadata['versions']['mlpack']}"
+    description = (metadata.get("description") or "").strip()
+    return f"{description} — {built}" if description else built[0].upper() + built[1:]
+
+
+def _weighted(metadata: Metadata) -> str:
+    """', weighted by account_weight' when [features].weight weighs the metrics."""
+    weight = metadata.get("evaluation", {}).get("weighted_by", "")
+    return f", metrics weighted by {weight}" if weight else ""
+
+
+def _parity_text(metadata: Metadata) -> str:
+    """The parity check in a sentence; label agreement only means something for a classifier."""
+    parity = metadata.get("parity", {})
+    text = (
+        f"ONNX vs scikit-learn on every document, {parity.get('train_rows', '?')} of training and "
+        f"{parity.get('test_rows', '?')} of test: max difference {parity.get('max_abs_diff', math.nan):.3g}"
+    )
+    if metadata["task"] == "classification":
+        text += f", label agreement {parity.get('label_agreement', math.nan):.2%}"
+    return text + "."
+
+
 def render_html(data: CardData, metadata: Metadata) -> str:
     name, version = metadata["name"], metadata["version"]
     parity = metadata.get("parity", {})
@@ -199,15 +207,15 @@ def render_html(data: CardData, metadata: Metadata) -> str:
         f"<title>{escape(name)} {escape(version)} — model card</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{escape(name)} {escape(version)}</h1>",
-        f'<p class="sub">{escape(metadata.get("description") or "")} — a {escape(metadata["task"])} model built '
-        f"{escape(metadata['created'])} by mlpack {escape(str(metadata['versions']['mlpack']))}</p>",
+        f'<p class="sub">{escape(_subtitle(metadata))}</p>',
         "<h2>Evaluation</h2>",
-        f"<p>Held-out test split ({parity.get('test_rows', parity.get('rows', '?'))} documents):</p>",
+        f"<p>Held-out test split ({parity.get('test_rows', parity.get('rows', '?'))} documents"
+        f"{escape(_weighted(metadata))}):</p>",
         _html_table(("metric", "value"), metrics),
+        *per_class_html(data, _weighted(metadata)),
+        *threshold_html(data),
         *_champion_html(data, metadata),
-        f"<p>ONNX vs scikit-learn on every document, {parity.get('train_rows', '?')} of training and "
-        f"{parity.get('test_rows', '?')} of test: max difference {parity.get('max_abs_diff', math.nan):.3g}, "
-        f"label agreement {parity.get('label_agreement', math.nan):.2%}.</p>",
+        f"<p>{escape(_parity_text(metadata))}</p>",
         '<div class="plots">',
         *_plots(data),
         "</div>",
@@ -216,9 +224,11 @@ def render_html(data: CardData, metadata: Metadata) -> str:
         sections += ["<h2>Cross-validation and search</h2>", search]
     sections += [
         "<h2>Features</h2>",
+        *derived_html(data),
         '<div class="plots">',
-        *_distribution_plots(data),
+        *distribution_figures(data),
         "</div>",
+        *coefficients_html(data),
         "<h2>Training data and estimator</h2>",
         f"<p>MongoDB <code>{escape(source['database'])}.{escape(source['collection'])}</code>, filter "
         f"<code>{escape(json.dumps(source['filter'], sort_keys=True))}</code>, {source['rows']} documents, "

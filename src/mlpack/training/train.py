@@ -52,6 +52,7 @@ class Split:
     test_columns: dict[str, np.ndarray]
     test_target: np.ndarray
     train_keys: np.ndarray | None = None  # "time": ms since 1970, "group": the group, per training row
+    test_ids: list[Any] = field(default_factory=list)  # the test documents' _ids (the predictions artifact)
 
 
 def split(recipe: Recipe, dataset: Dataset) -> Split:
@@ -80,6 +81,7 @@ def split(recipe: Recipe, dataset: Dataset) -> Split:
         test_columns={path: values[test_rows] for path, values in columns.items()},
         test_target=dataset.target[test_rows],
         train_keys=keys[train_rows] if keys is not None else None,
+        test_ids=[dataset.ids[row] for row in test_rows.tolist()],
     )
 
 

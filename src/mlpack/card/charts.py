@@ -2,7 +2,8 @@
 
 Every number is formatted with a fixed precision, so the same data gives the same bytes (the card is
 an artifact, byte-identical under SOURCE_DATE_EPOCH like the others). Charts are small on purpose:
-an axis frame, lines, points, bars and a heat map cover what the card shows.
+an axis frame, lines, points, bars and a heat map cover what the card shows. Ticks sit on round
+numbers, or on calendar dates for a date axis (ticks.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+
+from mlpack.card.ticks import date_ticks, nice_ticks, tick_text
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 WIDTH, HEIGHT = 360, 280
@@ -23,12 +26,13 @@ def _n(value: float) -> str:
     return "0.00" if text == "-0.00" else text
 
 
-def _tick(value: float) -> str:
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-        return f"{value:.1e}"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    return f"{value:.3g}"
+def _ticks(low: float, high: float, *, dates: bool = False) -> list[tuple[float, str]]:
+    """(value, label) of each tick between `low` and `high`: round numbers, or calendar dates (ms since 1970)."""
+    if dates:
+        return date_ticks(low, high)
+    values = nice_ticks(low, high)
+    step = values[1] - values[0] if len(values) > 1 else abs(values[0]) if values and values[0] else 1.0
+    return [(value, tick_text(value, step)) for value in values]
 
 
 @dataclass(frozen=True)
@@ -77,20 +81,19 @@ def _open(title: str, width: float = WIDTH, height: float = HEIGHT) -> list[str]
     ]
 
 
-def _frame(axes: Axes, x_label: str, y_label: str, *, x_ticks: bool = True) -> list[str]:
+def _frame(axes: Axes, x_label: str, y_label: str, *, x_ticks: bool = True, x_dates: bool = False) -> list[str]:
     left, right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
     top, bottom = MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
     parts = [f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" fill="none" stroke="#999"/>']
-    for i in range(5):
-        value = axes.y_min + (axes.y_max - axes.y_min) * i / 4
+    for value, label in _ticks(axes.y_min, axes.y_max):
         y = _n(axes.y(value))
         parts.append(f'<line x1="{left - 4}" y1="{y}" x2="{left}" y2="{y}" stroke="#999"/>')
-        parts.append(f'<text x="{left - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">{_tick(value)}</text>')
-        if x_ticks:
-            value = axes.x_min + (axes.x_max - axes.x_min) * i / 4
+        parts.append(f'<text x="{left - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">{label}</text>')
+    if x_ticks:
+        for value, label in _ticks(axes.x_min, axes.x_max, dates=x_dates):
             x = _n(axes.x(value))
             parts.append(f'<line x1="{x}" y1="{bottom}" x2="{x}" y2="{bottom + 4}" stroke="#999"/>')
-            parts.append(f'<text x="{x}" y="{bottom + 15}" text-anchor="middle">{_tick(value)}</text>')
+            parts.append(f'<text x="{x}" y="{bottom + 15}" text-anchor="middle">{escape(label)}</text>')
     parts.append(f'<text x="{(left + right) / 2:.0f}" y="{HEIGHT - 6}" text-anchor="middle">{escape(x_label)}</text>')
     middle = (top + bottom) / 2
     parts.append(
@@ -119,8 +122,11 @@ def lines(
     y_label: str,
     unit_square: bool = False,
     diagonal: bool = False,
+    points: bool = False,
+    marker: tuple[float, str] | None = None,
 ) -> str:
-    """Curves (ROC, precision-recall): one polyline per (label, xs, ys)."""
+    """Curves (ROC, precision-recall, calibration, metrics by threshold): one polyline per (label, xs, ys);
+    `points` also dots each vertex, `marker` = (x, label) draws a labelled vertical line there."""
     if unit_square:
         axes = Axes(0.0, 1.0, 0.0, 1.0)
     else:
@@ -131,9 +137,21 @@ def lines(
             f'<line x1="{_n(axes.x(0))}" y1="{_n(axes.y(0))}" x2="{_n(axes.x(1))}" y2="{_n(axes.y(1))}" '
             'stroke="#bbb" stroke-dasharray="4 3"/>'
         )
+    if marker is not None:
+        x = _n(axes.x(marker[0]))
+        parts.append(
+            f'<line x1="{x}" y1="{MARGIN_TOP}" x2="{x}" y2="{HEIGHT - MARGIN_BOTTOM}" stroke="#333" '
+            'stroke-dasharray="2 2"/>'
+        )
+        parts.append(f'<text x="{_n(axes.x(marker[0]) + 3)}" y="{MARGIN_TOP + 11}">{escape(marker[1])}</text>')
     for i, (_, xs, ys) in enumerate(series):
-        points = " ".join(f"{_n(axes.x(x))},{_n(axes.y(y))}" for x, y in zip(xs, ys))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{PALETTE[i % len(PALETTE)]}" stroke-width="2"/>')
+        color = PALETTE[i % len(PALETTE)]
+        vertices = " ".join(f"{_n(axes.x(x))},{_n(axes.y(y))}" for x, y in zip(xs, ys))
+        parts.append(f'<polyline points="{vertices}" fill="none" stroke="{color}" stroke-width="2"/>')
+        if points:
+            parts += [
+                f'<circle cx="{_n(axes.x(x))}" cy="{_n(axes.y(y))}" r="3" fill="{color}"/>' for x, y in zip(xs, ys)
+            ]
     if len(series) > 1 or series[0][0]:
         parts += _legend([label for label, _, _ in series], bottom=HEIGHT - MARGIN_BOTTOM)
     return "\n".join([*parts, "</svg>"])
@@ -224,10 +242,9 @@ def bars(
                     f'<line x1="{_n(x(value - errors[i]))}" y1="{mid}" x2="{_n(x(value + errors[i]))}" '
                     f'y2="{mid}" stroke="#333"/>'
                 )
-    for i in range(5):
-        value = low_value + span * i / 4
+    for value, text in _ticks(low_value, low_value + span):
         parts.append(
-            f'<text x="{_n(x(value))}" y="{height - MARGIN_BOTTOM + 15:.0f}" text-anchor="middle">{_tick(value)}</text>'
+            f'<text x="{_n(x(value))}" y="{height - MARGIN_BOTTOM + 15:.0f}" text-anchor="middle">{text}</text>'
         )
     parts.append(
         f'<text x="{(left + right) / 2:.0f}" y="{height - 6:.0f}" text-anchor="middle">{escape(value_label)}</text>'
@@ -241,20 +258,31 @@ def bars(
     return "\n".join([*parts, "</svg>"])
 
 
-def histogram(title: str, edges: Sequence[float], counts: Sequence[int], *, x_label: str) -> str:
-    """Vertical bars over bin edges (a numeric feature's or the target's distribution)."""
+def histogram(title: str, edges: Sequence[float], counts: Sequence[int], *, x_label: str, dates: bool = False) -> str:
+    """Vertical bars over bin edges (a numeric feature's, a text's length, or dates: ms since 1970)."""
     axes = Axes(edges[0], edges[-1], 0.0, max([1, *counts]) * 1.05)
     if axes.x_max == axes.x_min:
         axes = Axes(axes.x_min - 1, axes.x_max + 1, axes.y_min, axes.y_max)
-    parts = _open(title) + _frame(axes, x_label, "documents")
+    parts = _open(title) + _frame(axes, x_label, "documents", x_dates=dates)
+    width = (edges[-1] - edges[0]) or 1.0
     for low, high, count in zip(edges, edges[1:], counts):
         x0, x1 = axes.x(low), axes.x(high)
         y = axes.y(count)
+        span = _date_span(low, high) if dates else f"{tick_text(low, width)} to {tick_text(high, width)}"
         parts.append(
             f'<rect x="{_n(x0)}" y="{_n(y)}" width="{_n(max(x1 - x0 - 1, 0.5))}" height="{_n(axes.y(0) - y)}" '
-            f'fill="{PALETTE[0]}"><title>{_tick(low)} to {_tick(high)}: {count}</title></rect>'
+            f'fill="{PALETTE[0]}"><title>{escape(span)}: {count}</title></rect>'
         )
     return "\n".join([*parts, "</svg>"])
+
+
+def _date_span(low: float, high: float) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    def day(ms: float) -> str:
+        return f"{datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms):%Y-%m-%d %H:%M}"
+
+    return f"{day(low)} to {day(high)}"
 
 
 def heatmap(title: str, matrix: Sequence[Sequence[int]], labels: Sequence[str], *, x_label: str, y_label: str) -> str:
