@@ -180,10 +180,7 @@ def test_the_scheduled_retraining_rebuilds_on_drift_and_promotes_only_a_better_c
     # Rebuilt by hand (workflow_dispatch): the stump does not beat the forest; refused, recorded, not promoted.
     job = _run_job(churn_project.path, secrets=secrets, inputs={"rebuild": True, "since": "7d"})
     assert job["steps"]["build"]["outputs"] == {"promote": "false"}
-    assert (
-        "::notice::not promoted: error: champion gate: accuracy"
-        in job["printed"]["build"]
-    )
+    assert "::notice::not promoted: error: champion gate: accuracy" in job["printed"]["build"]
     assert _production(run, churn_project) == "1.0.1"
     record = mongo_client[churn_project.database]["mlpack_models"].find_one({"version": "1.0.2"})
     assert record["status"] == "rejected" and "production (1.0.1)" in record["reason"]
