@@ -32,8 +32,8 @@ from mlpack._serving.drift_tracking import DriftTracking  # noqa: E402
 from mlpack._serving.metrics import Metrics  # noqa: E402
 from mlpack._serving.wire import Request  # noqa: E402
 from mlpack.runtime import Model  # noqa: E402
-from tests.documents import subscribers  # noqa: E402
-from tests.training import config_for, export  # noqa: E402
+from tests.helpers.documents import subscribers  # noqa: E402
+from tests.helpers.training import config_for, export  # noqa: E402
 
 
 def app_for(model: Model, drift: bool) -> App:

@@ -40,8 +40,8 @@ from mlpack.training.pipeline import build_pipeline, frame  # noqa: E402
 from mlpack.training.recipe import settle  # noqa: E402
 from mlpack.training.train import split  # noqa: E402
 from mlpack.validate import validate  # noqa: E402
-from tests.documents import subscribers  # noqa: E402
-from tests.training import config_for  # noqa: E402
+from tests.helpers.documents import subscribers  # noqa: E402
+from tests.helpers.training import config_for  # noqa: E402
 
 GRID = {"max_depth": [4, 8, None], "min_samples_leaf": [1, 5]}
 FOLDS = 3

@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO))
 
 from mlpack.build import write_artifacts  # noqa: E402
 from mlpack.source.embedded import free_port  # noqa: E402
-from tests.docker_engine import BASE_IMAGE, docker_engine  # noqa: E402
-from tests.documents import subscribers  # noqa: E402
-from tests.training import config_for, export  # noqa: E402
+from tests.helpers.docker_engine import BASE_IMAGE, docker_engine  # noqa: E402
+from tests.helpers.documents import subscribers  # noqa: E402
+from tests.helpers.training import config_for, export  # noqa: E402
 
 TARGET_ADDED_MIB = 150
 

@@ -26,7 +26,7 @@ from pymongo import MongoClient  # noqa: E402
 
 from mlpack.source import load_columns  # noqa: E402
 from mlpack.source.embedded import embedded_server  # noqa: E402
-from tests.documents import CATEGORICAL, NUMERIC, subscribers  # noqa: E402
+from tests.helpers.documents import CATEGORICAL, NUMERIC, subscribers  # noqa: E402
 
 PATHS = [*NUMERIC, *CATEGORICAL, "label"]
 

@@ -25,9 +25,13 @@ from typing import Any
 os.environ.setdefault("MLPACK_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.documents import subscribers  # noqa: E402
-from tests.test_runtime import sklearn_frame  # noqa: E402
-from tests.training import config_for, export, runtime_model  # noqa: E402
+from tests.helpers.documents import subscribers  # noqa: E402
+from tests.helpers.training import (  # noqa: E402
+    config_for,
+    export,
+    runtime_model,
+    sklearn_frame,  # noqa: E402
+)
 
 TARGETS = {"1 record vs raw": 1.5, "20k records vs raw": 1.5}  # issue 8: 1.5x is the floor, aim for 1.1x
 MIN_SPEEDUP_VS_SKLEARN = 50.0

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.predict import realistic  # noqa: E402
-from tests.training import config_for, export  # noqa: E402
+from tests.helpers.training import config_for, export  # noqa: E402
 
 READ_WHOLE = """
 import json, sys

@@ -30,7 +30,7 @@ from mlpack.build import build  # noqa: E402
 from mlpack.scoring.command import ScoreRequest, score  # noqa: E402
 from mlpack.scoring.worker import load_wheel  # noqa: E402
 from mlpack.source.embedded import embedded_server  # noqa: E402
-from tests.documents import subscribers  # noqa: E402
+from tests.helpers.documents import subscribers  # noqa: E402
 
 CONFIG = """
 [model]

@@ -50,8 +50,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.serve_peers import MLFLOW_SAVE, STARLETTE_APP, bentoml_service, bentoml_venv  # noqa: E402
 from mlpack.source.embedded import free_port  # noqa: E402
-from tests.documents import subscribers  # noqa: E402
-from tests.training import config_for, export  # noqa: E402
+from tests.helpers.documents import subscribers  # noqa: E402
+from tests.helpers.training import config_for, export  # noqa: E402
 
 CONCURRENCY = (1, 8, 64)
 # With two or more CPUs the servers run on CPU 0 and wrk on the rest, so that the load generator and

@@ -9,11 +9,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +19,12 @@ from pymongo import MongoClient
 
 from mlpack.cli import main as cli_main
 from mlpack.source.embedded import embedded_server
-from tests.documents import subscribers
+from tests.helpers.cli import Result
+from tests.helpers.documents import subscribers
+from tests.helpers.projects import CHURN_CONFIG, Project
 
-REPO = Path(__file__).resolve().parent.parent
+# Fixtures that several test modules use, kept with the helpers they need.
+pytest_plugins = ["tests.helpers.images", "tests.helpers.shop"]
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +54,6 @@ def database_name(mongo_client: MongoClient[dict[str, Any]]) -> Iterator[str]:
     mongo_client.drop_database(name)
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]) -> Any:
     """Run the CLI in-process (fast); a traceback would escape and fail the test."""
@@ -71,69 +64,6 @@ def run(capsys: pytest.CaptureFixture[str]) -> Any:
         return Result(code, captured.out, captured.err)
 
     return invoke
-
-
-def run_process(
-    *argv: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
-) -> Result:
-    """Run `python -m mlpack` as a user would, in its own process."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlpack", *map(str, argv)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-CHURN_CONFIG = """
-[model]
-name = "churn-model"
-version = "1.0.0"
-task = "classification"
-description = "Which subscribers will cancel next month"
-
-[source]
-uri_env = "MLPACK_TEST_URI"
-database = "{database}"
-collection = "customers"
-
-[features]
-numeric = ["tenure_months", "billing.monthly_charges", "support_calls"]
-categorical = ["contract", "billing.method"]
-target = "label"
-
-[estimator]
-class = "sklearn.ensemble.RandomForestClassifier"
-params = {{ n_estimators = 30, random_state = 0 }}
-
-[evaluation]
-test_size = 0.25
-seed = 0
-gates = {{ accuracy = 0.6 }}
-"""
-
-
-@dataclass
-class Project:
-    path: Path
-    database: str
-    uri: str
-
-    @property
-    def config(self) -> Path:
-        return self.path / "mlpack.toml"
-
-    def write_config(self, text: str) -> None:
-        self.config.write_text(textwrap.dedent(text).format(database=self.database), encoding="utf-8")
-
-    def edit(self, old: str, new: str) -> None:
-        text = self.config.read_text(encoding="utf-8")
-        assert old in text, f"{old!r} not in config"
-        self.config.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 @pytest.fixture
@@ -157,7 +87,7 @@ def churn_project(
 def built_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A logistic-regression churn model's artifacts, built once (no database: the build's own stages)."""
     from mlpack.build import write_artifacts
-    from tests.training import config_for, export
+    from tests.helpers.training import config_for, export
 
     root = tmp_path_factory.mktemp("built")
     (root / "mlpack.toml").write_text("# test config\n", encoding="utf-8")
@@ -165,18 +95,6 @@ def built_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
         config_for("sklearn.linear_model.LogisticRegression", "classification"), path=root / "mlpack.toml"
     )
     return write_artifacts(config, export(config, subscribers(200)), root / "dist")
-
-
-def assert_clean_error(result: Result, code: int, *needles: str) -> None:
-    assert result.code == code, (result.code, result.out, result.err)
-    assert "Traceback" not in result.err + result.out
-    for needle in needles:
-        assert needle in result.err, (needle, result.err)
-
-
-def artifacts_in(folder: Path) -> list[str]:
-    """Every entry in an output folder, hidden ones included: nothing half-written may be left."""
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ from pymongo import MongoClient
 
 from mlpack.aliases import Aliases
 from mlpack.registry import Registry
-from tests.conftest import Project, assert_clean_error
-from tests.http_client import ServerProcess
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.projects import Project
 
 
 def _build(project: Project, run: Any, version: str) -> None:

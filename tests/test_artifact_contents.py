@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from tests.conftest import Project
+from tests.helpers.projects import Project
 
 FIRST = ["Owen", "Florence", "Laina", "Lily", "William", "Elisabeth", "Timothy", "Augusta", "Hanna", "Bertha"]
 LAST = ["Braund", "Cumings", "Heikkinen", "Futrelle", "Allen", "Moran", "McCarthy", "Palsson", "Johnson", "Nasser"]

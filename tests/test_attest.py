@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mlpack.artifacts import attest
 from mlpack.build import BuildResult, write_artifacts
-from tests.documents import subscribers
-from tests.training import config_for, export
+from tests.helpers.documents import subscribers
+from tests.helpers.training import config_for, export
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

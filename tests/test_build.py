@@ -18,7 +18,8 @@ from pymongo import MongoClient
 
 import mlpack.runtime
 from mlpack.source.embedded import free_port
-from tests.conftest import REPO, Project, artifacts_in, assert_clean_error, run_process
+from tests.helpers.cli import REPO, artifacts_in, assert_clean_error, run_process
+from tests.helpers.projects import Project
 
 EXPECTED = [
     "churn-model-1.0.0.html",

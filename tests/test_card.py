@@ -17,9 +17,8 @@ import pytest
 from sklearn import metrics as skm
 
 from mlpack.build import BuildResult, write_artifacts
-from tests.documents import subscribers
-from tests.test_features_build import shop  # noqa: F401  (the fixture: orders with dates, text, derived features)
-from tests.training import config_for, export
+from tests.helpers.documents import subscribers
+from tests.helpers.training import config_for, export
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

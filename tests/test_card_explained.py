@@ -25,7 +25,7 @@ from mlpack import card
 from mlpack.build import BuildResult, write_artifacts
 from mlpack.card.ticks import date_ticks, nice_ticks, tick_text
 from mlpack.runtime import Model
-from tests.training import config_for, export
+from tests.helpers.training import config_for, export
 
 WORDS = ["late payment", "asked about the price", "happy customer", "price too high", "late again", "moving away"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from tests.conftest import Project
+from tests.helpers.projects import Project
 
 GATE = "gates = { accuracy = 0.6 }"
 CHAMPION = 'gates = { accuracy = 0.5 }\nchampion = "production"\nchampion_margin = 0.01\n'

@@ -19,10 +19,11 @@ from mlpack.errors import DataError
 from mlpack.runtime import to_number
 from mlpack.runtime.files import predict_file
 from mlpack.runtime.values import MISSING_NUMBER_TEXTS
-from tests.conftest import Project, assert_clean_error
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
-from tests.training import config_for, export, runtime_model
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.projects import Project
+from tests.helpers.training import config_for, export, runtime_model
 
 MISSING = ["NA", "", "n/a", "NaN", "null", " NA ", "N/A", "none", "<NA>", "#N/A", "-nan"]
 NUMBERS = {" 54 ": 54.0, "131.0": 131.0, "-1e3": -1000.0, "+.5": 0.5, "7": 7.0, "\t12\n": 12.0}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mlpack.build import BuildResult
-from tests.conftest import assert_clean_error, run_process
-from tests.documents import subscribers
+from tests.helpers.cli import assert_clean_error, run_process
+from tests.helpers.documents import subscribers
 
 RECORDS = subscribers(20, seed=5, absent=False)
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from mlpack.build import preflight
 from mlpack.config import load_config, parse_config
 from mlpack.errors import ConfigError
-from tests.conftest import CHURN_CONFIG, REPO, artifacts_in, assert_clean_error
+from tests.helpers.cli import REPO, artifacts_in, assert_clean_error
+from tests.helpers.projects import CHURN_CONFIG
 
 
 def test_bundled_example_parses_to_typed_config() -> None:

@@ -29,8 +29,9 @@ from mlpack.errors import ConfigError
 from mlpack.features.converters import register
 from mlpack.features.encodings import FrequencyEncoding, TargetEncoding
 from mlpack.runtime import MISSING_CATEGORY
-from tests.conftest import Project, assert_clean_error
-from tests.training import export, runtime_model
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.projects import Project
+from tests.helpers.training import export, runtime_model
 
 # Accents, one letter, a missing value, digits: what a tail-number or city field holds.
 MESSY = ["Zürich", "São Paulo", "a", "b", MISSING_CATEGORY, "N123AA", "Ωmega", "ß", "1"]

@@ -16,8 +16,8 @@ import pytest
 from markdown_it import MarkdownIt
 from pymongo import MongoClient
 
-from tests.conftest import Project
-from tests.test_image import docker_env, engine, image_inspect  # noqa: F401 - fixtures
+from tests.helpers.images import image_inspect
+from tests.helpers.projects import Project
 
 DESCRIPTION = 'Churn $HOME ${HOME} $(id) `id` "quoted" back\\slash ü 漢字 <script>alert(1)</script> *bold* | pipe'
 CATEGORY = "<script>alert(2)</script>"

@@ -24,10 +24,11 @@ from mlpack.estimators import SUPPORTED, UNSUPPORTED, EstimatorSpec, make_estima
 from mlpack.export.convert import to_onnx
 from mlpack.export.parity import parity_report
 from mlpack.runtime import Model
-from tests.conftest import Project, assert_clean_error, run_process
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
-from tests.training import config_for, export, runtime_model
+from tests.helpers.cli import assert_clean_error, run_process
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.projects import Project
+from tests.helpers.training import config_for, export, runtime_model
 
 DOCUMENTS = subscribers(300)
 

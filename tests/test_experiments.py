@@ -21,8 +21,9 @@ from mlpack.config import parse_config
 from mlpack.training.pipeline import build_pipeline, frame
 from mlpack.training.recipe import plan, settle
 from mlpack.training.train import split
-from tests.conftest import Project, artifacts_in, assert_clean_error
-from tests.training import config_for, export
+from tests.helpers.cli import artifacts_in, assert_clean_error
+from tests.helpers.projects import Project
+from tests.helpers.training import config_for, export
 
 GRID = """
 [search]
@@ -195,7 +196,7 @@ def test_random_search_is_seeded_and_samples_n_iter_points() -> None:
 
 
 def test_a_failing_point_is_logged_as_failed_and_the_others_still_win() -> None:
-    from tests.documents import subscribers
+    from tests.helpers.documents import subscribers
 
     config = config_for(
         "sklearn.tree.DecisionTreeClassifier",
@@ -251,7 +252,7 @@ def weighted(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_sample_weights_reach_the_fit_and_are_not_a_model_input() -> None:
-    from tests.documents import subscribers
+    from tests.helpers.documents import subscribers
 
     documents = weighted(subscribers(200))
     estimator = "sklearn.linear_model.LogisticRegression"
@@ -289,7 +290,7 @@ def test_sample_weights_reach_the_fit_and_are_not_a_model_input() -> None:
 
 
 def test_class_weight_keys_are_matched_to_the_classes() -> None:
-    from tests.documents import subscribers
+    from tests.helpers.documents import subscribers
 
     config = config_for(
         "sklearn.linear_model.LogisticRegression", "classification", {"class_weight": {"churned": 4.0, "stayed": 1.0}}
@@ -338,7 +339,7 @@ def test_weight_build_end_to_end_and_its_bad_inputs(
 
 def test_make_model_without_a_log_still_searches() -> None:
     """The in-process path (no database) runs the same search; nothing is logged."""
-    from tests.documents import subscribers
+    from tests.helpers.documents import subscribers
 
     raw_config = parse_config(
         {
@@ -363,7 +364,7 @@ def test_make_model_without_a_log_still_searches() -> None:
 
 
 def test_an_error_metric_ranks_lowest_first() -> None:
-    from tests.documents import subscribers
+    from tests.helpers.documents import subscribers
 
     config = config_for(
         "sklearn.linear_model.Ridge",
@@ -390,7 +391,7 @@ def test_disabled_registry_logs_nothing_and_the_summary_is_printed(
 
 
 def test_a_scoring_metric_outside_the_reported_ones_is_still_computed_and_ranks() -> None:
-    from tests.documents import subscribers
+    from tests.helpers.documents import subscribers
 
     config = config_for(
         "sklearn.tree.DecisionTreeClassifier",

@@ -13,9 +13,10 @@ from pymongo import MongoClient
 from mlpack.config import load_config
 from mlpack.features.labels import feedback_targets
 from mlpack.source.feedback import load_feedback
-from tests.conftest import Project, assert_clean_error
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.projects import Project
 
 SERVE = '\n[serve]\ninference_log = true\ninference_log_database = "{database}"\n'
 FEEDBACK = '\n[source.feedback]\nsince = "1h"\n'

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from mlpack.build import BuildResult
-from tests.conftest import REPO
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.cli import REPO
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
 
 DASHBOARD = REPO / "packaging" / "grafana" / "mlpack-model-server.json"
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}

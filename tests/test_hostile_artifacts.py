@@ -21,8 +21,8 @@ import onnx
 import pytest
 
 from mlpack.build import BuildResult
-from tests.conftest import Result, assert_clean_error
-from tests.documents import subscribers
+from tests.helpers.cli import Result, assert_clean_error
+from tests.helpers.documents import subscribers
 
 MiB = 1 << 20
 BOMB_BYTES = 512 * MiB  # compresses to ~0.5 MiB

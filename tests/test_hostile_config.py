@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mlpack.source.embedded import free_port
-from tests.conftest import artifacts_in, assert_clean_error
+from tests.helpers.cli import artifacts_in, assert_clean_error
 
 BASE = """
 [model]

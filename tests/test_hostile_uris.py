@@ -17,8 +17,8 @@ from pymongo import MongoClient
 
 from mlpack.redaction import display_uri, forget_all, redact, remember_uri, uri_secrets
 from mlpack.source.embedded import embedded_server, free_port
-from tests.conftest import Result, assert_clean_error, run_process
-from tests.documents import subscribers
+from tests.helpers.cli import Result, assert_clean_error, run_process
+from tests.helpers.documents import subscribers
 
 FAST = "serverSelectionTimeoutMS=400&connectTimeoutMS=400"
 

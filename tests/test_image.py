@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,41 +13,12 @@ from pymongo import MongoClient
 
 from mlpack.artifacts.read import open_model
 from mlpack.source.embedded import free_port
-from tests.conftest import Project, assert_clean_error
-from tests.docker_engine import EngineUnavailable, docker_engine
-from tests.documents import subscribers
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
+from tests.helpers.images import docker, image_inspect
+from tests.helpers.projects import Project
 
 RECORD = subscribers(3, seed=21, absent=False)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[dict[str, str]]:
-    try:
-        with docker_engine() as env:
-            yield env
-    except EngineUnavailable as exc:
-        if os.environ.get("MLPACK_REQUIRE_DOCKER"):
-            raise
-        pytest.skip(f"no Docker engine: {exc}")
-
-
-@pytest.fixture
-def docker_env(engine: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for key, value in engine.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
-    return engine
-
-
-def docker(*args: str | Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["docker", *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(map(str, args))}: {result.stderr[-2000:]}")
-    return result
-
-
-def image_inspect(reference: str) -> dict[str, Any]:
-    return json.loads(docker("image", "inspect", reference).stdout)[0]
 
 
 def with_image_section(project: Project, port: int = 8080) -> None:
@@ -215,7 +183,7 @@ def test_the_image_runs_as_the_manifest_asks(
 ) -> None:
     """`mlpack k8s`'s Deployment, obeyed by the real engine: read-only root, the image's own non-root
     user, no capabilities, no new privileges, a tmpfs at /tmp."""
-    from tests.test_k8s import k8s_documents
+    from tests.helpers.k8s import k8s_documents
 
     port = free_port()
     with_image_section(churn_project, port)

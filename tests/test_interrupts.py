@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.documents import subscribers
+from tests.helpers.documents import subscribers
 
 CONFIG = """
 [model]

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assert_clean_error
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.k8s import k8s_documents
 
 VALIDATOR = Path(sys.executable).with_name("kubernetes-validate")
 
@@ -28,14 +29,6 @@ def validate(tmp_path: Path, documents: list[dict[str, Any]] | str, name: str = 
     if result.returncode != 0:
         raise AssertionError(result.stdout + result.stderr)
     return result.stdout + result.stderr
-
-
-def k8s_documents(run, *args: Any) -> list[dict[str, Any]]:
-    result = run("k8s", *args, "--json")
-    assert result.code == 0, result.err
-    listing = json.loads(result.out)
-    assert listing["kind"] == "List"
-    return list(listing["items"])
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from pymongo import MongoClient
 
 from mlpack.registry import next_patch
 from mlpack.source.embedded import free_port, stop_process
-from tests.conftest import Project, assert_clean_error
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.projects import Project
 
 USER, PASSWORD = "uploader", "correct horse"
 
@@ -286,7 +287,7 @@ def test_publish_with_a_throwaway_registry_checks_the_build_report(
     tmp_path: Path, run, package_index: str, credentials: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The embedded demo's registry dies with its build: digests are checked against the report instead."""
-    from tests.conftest import REPO
+    from tests.helpers.cli import REPO
 
     monkeypatch.delenv("MONGODB_URI", raising=False)
     dist = tmp_path / "dist"

@@ -11,9 +11,9 @@ import pytest
 
 from mlpack._serving.drift import Profile
 from mlpack.build import BuildResult
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
-from tests.test_drift import reference_categorical_psi, reference_numeric_psi
+from tests.helpers.documents import subscribers
+from tests.helpers.drift import reference_categorical_psi, reference_numeric_psi
+from tests.helpers.http_client import ServerProcess
 
 
 def scrape(server: ServerProcess) -> dict[str, float]:

@@ -18,11 +18,12 @@ from pymongo import MongoClient
 from mlpack.build import BuildResult, write_artifacts
 from mlpack.config import load_config
 from mlpack.monitor import Window, analyse, parse_time, render_html
-from tests.conftest import CHURN_CONFIG, Result, assert_clean_error, run_process
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
-from tests.test_drift import reference_categorical_psi, reference_numeric_psi
-from tests.training import export
+from tests.helpers.cli import Result, assert_clean_error, run_process
+from tests.helpers.documents import subscribers
+from tests.helpers.drift import reference_categorical_psi, reference_numeric_psi
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.projects import CHURN_CONFIG
+from tests.helpers.training import export
 
 TRAINING = subscribers(240)
 LOG_DB = "mlpack_test_monitor_log"

@@ -14,8 +14,8 @@ import pytest
 
 from mlpack.build import sha256_of
 from mlpack.source.embedded import free_port
-from tests.conftest import assert_clean_error
-from tests.documents import subscribers
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
 
 DEMO = """
 [model]

@@ -26,8 +26,8 @@ from bson.decimal128 import Decimal128
 
 from mlpack.export.metadata import inputs_contract
 from mlpack.runtime import Model, category_text, date_milliseconds
-from tests.conftest import REPO
-from tests.training import config_for, export
+from tests.helpers.cli import REPO
+from tests.helpers.training import config_for, export
 
 CLIENT = REPO / "examples" / "node-client"
 PREDICT_JS = CLIENT / "predict.js"

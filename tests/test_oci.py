@@ -26,8 +26,9 @@ from mlpack.artifacts.oci_base import canonical, digest_of, load_base
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
 from mlpack.source.embedded import free_port
-from tests.conftest import Project, assert_clean_error
-from tests.docker_engine import EngineUnavailable, docker_engine
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.docker_engine import EngineUnavailable, docker_engine
+from tests.helpers.projects import Project
 
 EPOCH = 1767225600
 BASE_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHON_VERSION=3.11.9", "LANG=C.UTF-8"]

@@ -21,8 +21,9 @@ from mlpack.errors import ConfigError, DataError
 from mlpack.features.converters import register
 from mlpack.features.ordinal import OrdinalCategories
 from mlpack.runtime import MISSING_CATEGORY
-from tests.conftest import Project, assert_clean_error
-from tests.training import export, runtime_model
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.projects import Project
+from tests.helpers.training import export, runtime_model
 
 CUTS = ["Fair", "Good", "Very Good", "Premium", "Ideal"]
 CLARITY = ["I1", "SI2", "SI1", "VS2", "VS1", "VVS2", "VVS1", "IF"]

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from mlpack.scoring.worker import load_wheel
-from tests.documents import subscribers
-from tests.training import config_for, export, runtime_model
+from tests.helpers.documents import subscribers
+from tests.helpers.training import config_for, export, runtime_model
 
 DOCUMENTS = subscribers(40, seed=9, absent=False)
 

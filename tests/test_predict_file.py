@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assert_clean_error
-from tests.documents import subscribers
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
 
 GOOD = subscribers(30, seed=5)
 BAD_LINES = {

@@ -29,8 +29,9 @@ from pymongo import MongoClient
 
 from mlpack.cli import main as cli_main
 from mlpack.runtime import MISSING_CATEGORY, category_text, to_number
-from tests.conftest import Project, assert_clean_error
-from tests.http_client import ServerProcess
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.projects import Project
 
 PASSENGERS_CONFIG = """
 [model]

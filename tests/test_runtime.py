@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import threading
 from datetime import datetime
 from typing import Any
@@ -17,8 +16,8 @@ from hypothesis import strategies as st
 
 from mlpack.build import ExportedModel
 from mlpack.runtime import Model
-from tests.documents import CATEGORICAL, NUMERIC, distinct_records, fuzzed_subscriber, subscribers
-from tests.training import config_for, export, runtime_model
+from tests.helpers.documents import distinct_records, fuzzed_subscriber, subscribers
+from tests.helpers.training import config_for, export, runtime_model, sklearn_frame
 
 # Predictions need every field present (null is fine); training tolerates absent ones.
 DOCUMENTS = subscribers(240, absent=False)
@@ -35,26 +34,6 @@ def exported() -> ExportedModel:
 @pytest.fixture
 def model(exported: ExportedModel) -> Model:
     return runtime_model(exported)
-
-
-def sklearn_frame(exported: ExportedModel, records: list[dict[str, Any]]) -> pd.DataFrame:
-    """What scikit-learn would see for these records, built independently of the runtime."""
-    names = {f["name"]: f["input"] for f in exported.metadata["features"]}
-
-    def get(record: dict[str, Any], path: str) -> Any:
-        value: Any = record
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
-
-    columns: dict[str, Any] = {}
-    for path in NUMERIC:
-        columns[names[path]] = [math.nan if get(r, path) is None else float(get(r, path)) for r in records]
-    for path in CATEGORICAL:
-        columns[names[path]] = np.array(
-            ["__missing__" if get(r, path) is None else str(get(r, path)) for r in records], dtype=object
-        )
-    return pd.DataFrame(columns)
 
 
 def test_labels_and_probabilities_equal_scikit_learn_on_whole_documents(exported: ExportedModel, model: Model) -> None:

@@ -21,8 +21,9 @@ from pymongo import MongoClient
 from mlpack.artifacts.read import open_model
 from mlpack.build import build
 from mlpack.scoring.partition import id_ranges
-from tests.conftest import CHURN_CONFIG, Project, assert_clean_error, run_process
-from tests.documents import subscribers
+from tests.helpers.cli import assert_clean_error, run_process
+from tests.helpers.documents import subscribers
+from tests.helpers.projects import CHURN_CONFIG, Project
 
 WHEEL = "churn_model-1.0.0-py3-none-any.whl"
 

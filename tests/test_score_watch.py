@@ -15,8 +15,9 @@ from pymongo import MongoClient
 
 from mlpack.scoring.command import ScoreRequest
 from mlpack.scoring.watch import watch
-from tests.conftest import Project, assert_clean_error
-from tests.documents import subscribers
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
+from tests.helpers.projects import Project
 
 
 def _scorer(project: Project, *extra: str) -> subprocess.Popen[str]:

@@ -20,9 +20,9 @@ from pymongo import MongoClient
 from mlpack.artifacts.read import open_model
 from mlpack.build import BuildResult, write_artifacts
 from mlpack.source.embedded import embedded_server
-from tests.documents import fuzzed_subscriber, subscribers
-from tests.http_client import ServerProcess
-from tests.training import config_for, export
+from tests.helpers.documents import fuzzed_subscriber, subscribers
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.training import config_for, export
 
 RECORDS = subscribers(30, seed=11, absent=False)
 

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlpack.build import BuildResult
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
 
 
 @pytest.fixture(scope="module")

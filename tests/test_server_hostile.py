@@ -10,7 +10,6 @@ import os
 import resource
 import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlpack.build import BuildResult
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess, exchange, post_concurrently
 
 RECORDS = subscribers(30, seed=11, absent=False)
 INJECTION = 'X"}\t1\ninjected_metric{evil="yes"}\t42\n#'
@@ -33,16 +32,6 @@ def server(built_model: BuildResult) -> Iterator[ServerProcess]:
     process = ServerProcess.mlpack(built_model.artifacts["wheel"])
     yield process
     assert process.stop() == 0
-
-
-def exchange(port: int, data: bytes, *, timeout: float = 10) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def metric_samples(server: ServerProcess) -> list[Any]:
@@ -101,34 +90,6 @@ def test_many_distinct_methods_leave_memory_and_metrics_bounded(server: ServerPr
     assert len(metrics) < 32 * 1024, len(metrics)
     grown = server.rss_kib() - before
     assert grown < 20 * MIB, f"RSS grew by {grown} KiB"
-
-
-# -- item 2: memory amplification ---------------------------------------------------------------
-def post_concurrently(port: int, bodies: list[bytes]) -> list[tuple[int, dict[str, str], bytes]]:
-    results: list[tuple[int, dict[str, str], bytes]] = []
-    lock = threading.Lock()
-
-    def send(body: bytes) -> None:
-        head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
-        try:
-            raw = exchange(port, head.encode() + body, timeout=60)
-        except ConnectionError:  # refused mid-body: counts as refused, not as an answer
-            raw = b"HTTP/1.1 000 reset\r\n\r\n"
-        status_line, _, rest = raw.partition(b"\r\n")
-        header_block, _, payload = rest.partition(b"\r\n\r\n")
-        headers = {}
-        for line in header_block.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        with lock:
-            results.append((int(status_line.split()[1]), headers, payload))
-
-    threads = [threading.Thread(target=send, args=(body,)) for body in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return results
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlpack.build import BuildResult
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
 
 RECORDS = subscribers(30, seed=11, absent=False)
 INFER = "/v2/models/test-model/infer"
@@ -227,7 +227,7 @@ def nested_body(depth: int, size: int) -> bytes:
 
 def test_a_10_mib_body_nested_900_deep_costs_at_most_4x_its_size(fresh_server: ServerProcess) -> None:
     """The audit: 71 -> 585 MB RSS for one such body (50x), 1.11 GB for two; the pod's limit was 208 MiB."""
-    from tests.test_server_hostile import post_concurrently
+    from tests.helpers.http_client import post_concurrently
 
     body = nested_body(900, 10 * MIB)
     assert 10 * MIB - 2000 < len(body) <= 10 * MIB

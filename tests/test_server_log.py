@@ -16,8 +16,8 @@ from pymongo import MongoClient
 
 from mlpack.build import BuildResult
 from mlpack.source.embedded import embedded_server, free_port
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
 
 RECORDS = subscribers(30, seed=11, absent=False)
 MIB = 1024 * 1024

@@ -15,7 +15,7 @@ import pytest
 
 from mlpack.build import BuildResult
 from mlpack.source.embedded import embedded_server
-from tests.http_client import ServerProcess
+from tests.helpers.http_client import ServerProcess
 
 # A refusal for a body over the limits is 413, not 400/422: still a refusal, as the document says.
 CONFIG = """

@@ -13,8 +13,8 @@ import tritonclient.http as triton
 
 from mlpack.artifacts.read import open_model
 from mlpack.build import BuildResult
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
 
 # BYTES tensors cannot carry a null: records whose categories are all present.
 RECORDS = [r for r in subscribers(40, seed=17, absent=False) if None not in (r["contract"], r["billing"]["method"])]

@@ -16,8 +16,8 @@ from mlpack.source import connect, load_columns
 from mlpack.source.embedded import embedded_server, free_port
 from mlpack.source.mongo import redact
 from mlpack.source.seed import seed_collection
-from tests.conftest import assert_clean_error
-from tests.documents import subscribers
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
 
 
 @pytest.fixture

@@ -24,9 +24,10 @@ from mlpack.training.experiments import _folds
 from mlpack.training.recipe import settle
 from mlpack.training.train import split
 from mlpack.validate import validate
-from tests.conftest import Project, assert_clean_error
-from tests.documents import subscribers
-from tests.training import config_for, export
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
+from tests.helpers.projects import Project
+from tests.helpers.training import config_for, export
 
 START = datetime(2023, 1, 1)
 REGIONS = ["north", "south", "east", "west"]

@@ -30,8 +30,9 @@ from mlpack.config import parse_config
 from mlpack.errors import ConfigError
 from mlpack.features.converters import register
 from mlpack.features.text import WORD, NoWordsError, TextWords, graph_lower, stop_words
-from tests.conftest import Project, assert_clean_error
-from tests.training import export, runtime_model
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.projects import Project
+from tests.helpers.training import export, runtime_model
 
 MESSY = [
     "Crème brûlée à la carte",

@@ -39,9 +39,10 @@ from mlpack._serving.inference_log import InferenceLog
 from mlpack.cli import main as cli_main
 from mlpack.errors import Context, ExternalError, translate
 from mlpack.source.embedded import embedded_server
-from tests.conftest import CHURN_CONFIG, Result
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.cli import Result
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.projects import CHURN_CONFIG
 
 PASSWORD = "s3cret&K3y=91"  # `&` and `=` must be percent-encoded in the URI; "s3cret" is what the greps look for
 FAST = "serverSelectionTimeoutMS=400&connectTimeoutMS=400"  # a bad certificate fails at once; no need to wait

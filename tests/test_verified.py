@@ -21,7 +21,7 @@ from mlpack.errors import ConfigError, DataError
 from mlpack.estimators import make_estimator
 from mlpack.source import collect
 from mlpack.validate import validate
-from tests.training import export, runtime_model
+from tests.helpers.training import export, runtime_model
 
 
 def _config(features: dict[str, Any], estimator: str, params: dict[str, Any] | None = None, **sections: Any) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 import venv
@@ -15,9 +14,9 @@ from typing import Any, NamedTuple
 import pytest
 
 from mlpack.build import ExportedModel, write_artifacts
-from tests.documents import subscribers
-from tests.test_runtime import sklearn_frame
-from tests.training import config_for, export
+from tests.helpers.documents import subscribers
+from tests.helpers.interpreters import python_interpreter
+from tests.helpers.training import config_for, export, sklearn_frame
 
 # What onnxruntime itself pulls in; anything else (scikit-learn, pandas, mlpack...) is a leak.
 ALLOWED = {
@@ -122,7 +121,7 @@ def test_module_cli_predicts_a_file_and_names_bad_fields(installed: Installed, t
 
 
 def test_installed_wheel_serves_with_only_its_own_dependencies(installed: Installed) -> None:
-    from tests.http_client import ServerProcess
+    from tests.helpers.http_client import ServerProcess
 
     python, exported, records, _ = installed
     process = ServerProcess([python, "-m", "test_model", "serve"])
@@ -141,21 +140,11 @@ def test_installed_wheel_serves_with_only_its_own_dependencies(installed: Instal
         assert process.stop() == 0
 
 
-def _interpreter(version: str) -> str | None:
-    """Another CPython on this machine (pyenv's or on PATH) that really runs, else None."""
-    candidates = [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python"))]
-    candidates.append(shutil.which(f"python{version}") or "")
-    for candidate in filter(None, candidates):
-        if subprocess.run([candidate, "-c", "import venv"], capture_output=True, check=False).returncode == 0:
-            return candidate
-    return None
-
-
 @pytest.mark.parametrize("version", ["3.9", "3.13"])
 def test_wheel_predicts_on_the_oldest_and_newest_python(
     installed: Installed, version: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    interpreter = _interpreter(version)
+    interpreter = python_interpreter(version)
     if interpreter is None:
         pytest.skip(f"no Python {version} on this machine")
     _, exported, records, wheel = installed

@@ -6,8 +6,10 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,3 +116,41 @@ class ServerProcess:
 
     def output(self) -> str:
         return self.proc.stdout.read() if self.proc.stdout and self.proc.poll() is not None else ""
+
+
+# -- item 2: memory amplification ---------------------------------------------------------------
+def post_concurrently(port: int, bodies: list[bytes]) -> list[tuple[int, dict[str, str], bytes]]:
+    results: list[tuple[int, dict[str, str], bytes]] = []
+    lock = threading.Lock()
+
+    def send(body: bytes) -> None:
+        head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        try:
+            raw = exchange(port, head.encode() + body, timeout=60)
+        except ConnectionError:  # refused mid-body: counts as refused, not as an answer
+            raw = b"HTTP/1.1 000 reset\r\n\r\n"
+        status_line, _, rest = raw.partition(b"\r\n")
+        header_block, _, payload = rest.partition(b"\r\n\r\n")
+        headers = {}
+        for line in header_block.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        with lock:
+            results.append((int(status_line.split()[1]), headers, payload))
+
+    threads = [threading.Thread(target=send, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def exchange(port: int, data: bytes, *, timeout: float = 10) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from mlpack.build import ExportedModel, make_model
 from mlpack.config import Config, parse_config
 from mlpack.runtime import Model
 from mlpack.source import collect
 from mlpack.validate import validate
-from tests.documents import CATEGORICAL, NUMERIC
+from tests.helpers.documents import CATEGORICAL, NUMERIC
 
 
 def config_for(estimator: str, task: str, params: dict[str, Any] | None = None, **sections: Any) -> Config:
@@ -34,3 +38,23 @@ def export(config: Config, documents: list[dict[str, Any]]) -> ExportedModel:
 
 def runtime_model(exported: ExportedModel) -> Model:
     return Model(exported.onnx_bytes, exported.metadata)
+
+
+def sklearn_frame(exported: ExportedModel, records: list[dict[str, Any]]) -> pd.DataFrame:
+    """What scikit-learn would see for these records, built independently of the runtime."""
+    names = {f["name"]: f["input"] for f in exported.metadata["features"]}
+
+    def get(record: dict[str, Any], path: str) -> Any:
+        value: Any = record
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    columns: dict[str, Any] = {}
+    for path in NUMERIC:
+        columns[names[path]] = [math.nan if get(r, path) is None else float(get(r, path)) for r in records]
+    for path in CATEGORICAL:
+        columns[names[path]] = np.array(
+            ["__missing__" if get(r, path) is None else str(get(r, path)) for r in records], dtype=object
+        )
+    return pd.DataFrame(columns)

@@ -1,0 +1,46 @@
+"""The CLI as a test sees it: in its own process as a user runs it, and what a clean error looks like."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_process(
+    *argv: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> Result:
+    """Run `python -m mlpack` as a user would, in its own process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlpack", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_clean_error(result: Result, code: int, *needles: str) -> None:
+    assert result.code == code, (result.code, result.out, result.err)
+    assert "Traceback" not in result.err + result.out
+    for needle in needles:
+        assert needle in result.err, (needle, result.err)
+
+
+def artifacts_in(folder: Path) -> list[str]:
+    """Every entry in an output folder, hidden ones included: nothing half-written may be left."""
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
