@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from pymongo import MongoClient
 
-from tests.conftest import Project
-from tests.documents import subscribers
-from tests.http_client import ServerProcess
+from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
+from tests.helpers.projects import Project
 
 BIN = Path(sys.executable).parent  # the [test] extra's actionlint and shellcheck
 SCAFFOLD = Path(__file__).resolve().parent.parent / "packaging" / "project" / ".github" / "workflows"
