@@ -14,8 +14,11 @@ from pymongo import MongoClient
 from mlpack.aliases import Aliases
 from mlpack.registry import Registry
 from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
 from tests.helpers.http_client import ServerProcess
 from tests.helpers.projects import Project
+
+RECORD = subscribers(1, seed=4)[0]  # what a client asks production about
 
 
 def _build(project: Project, run: Any, version: str) -> None:
@@ -55,6 +58,7 @@ def test_promote_roll_back_history_and_every_command_by_alias(
     server = ServerProcess.mlpack("churn-model@production", "--config", str(two_builds.path))  # type: ignore[arg-type]
     try:
         assert json.loads(server.request("GET", "/metadata").body)["version"] == "1.0.1"
+        assert server.request("POST", "/predict", RECORD).json()["model"] == {"name": "churn-model", "version": "1.0.1"}
     finally:
         assert server.stop() == 0
     back = run("promote", "churn-model", "1.0.0", "--alias", "production", "--reason", "rollback", *config, "--json")
@@ -62,6 +66,7 @@ def test_promote_roll_back_history_and_every_command_by_alias(
     server = ServerProcess.mlpack("churn-model@production", "--config", str(two_builds.path))  # type: ignore[arg-type]
     try:
         assert json.loads(server.request("GET", "/metadata").body)["version"] == "1.0.0"
+        assert server.request("POST", "/predict", RECORD).json()["model"] == {"name": "churn-model", "version": "1.0.0"}
     finally:
         assert server.stop() == 0
     assert _version_of(run, "churn-model@production", *config) == "1.0.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 from pymongo import MongoClient
@@ -96,3 +97,43 @@ def test_champion_keys_are_checked(churn_project: Project, run: Any) -> None:
     churn_project.edit("champion_margin = 0.01", 'champion = "production"\nchampion_metric = "rmse"')
     result = run("build", churn_project.path)
     assert result.code == 2 and "rmse" in result.err
+
+
+def test_a_challenger_trained_on_worse_data_is_refused_and_recorded(
+    churn_project: Project, run: Any, mongo_client: MongoClient[Any]
+) -> None:
+    """Same estimator, same clean test documents; the challenger's training labels are a third wrong."""
+    database = mongo_client[churn_project.database]
+    documents = list(database["customers"].find({}, sort=[("_id", 1)]))
+    for document in documents:
+        document["holdout"] = document["_id"] % 4 == 0  # the test split of both versions ([evaluation] filter)
+    database["customers"].drop()
+    database["customers"].insert_many(documents)
+    rng = random.Random(5)
+    noisy = [
+        {**d, "label": ("stayed" if d["label"] == "churned" else "churned")}
+        if not d["holdout"] and rng.random() < 0.35
+        else d
+        for d in documents
+    ]
+    assert sum(a["label"] != b["label"] for a, b in zip(documents, noisy)) > 40
+    database["customers_noisy"].insert_many(noisy)
+    split = 'split = "filter"\ntest_filter = { holdout = true }\n'
+    churn_project.edit(GATE, "gates = { accuracy = 0.3 }\n" + split)
+    clean = run("build", churn_project.path, "--json")
+    assert clean.code == 0, clean.err
+    assert run("promote", "churn-model", "1.0.0", "--alias", "production", "--config", churn_project.path).code == 0
+
+    churn_project.edit('collection = "customers"', 'collection = "customers_noisy"')
+    churn_project.edit(split, split + 'champion = "production"\nchampion_margin = 0.0\n')
+    _version(churn_project, "1.0.1")
+    worse = run("build", churn_project.path)
+    assert worse.code == 1, worse.out
+    assert "champion gate: accuracy" in worse.err and "does not beat production (1.0.0)" in worse.err
+    record = database["mlpack_models"].find_one({"version": "1.0.1"})
+    assert record["status"] == "rejected" and record["data"]["collection"] == "customers_noisy"
+    champion_accuracy = json.loads(clean.out)["metrics"]["accuracy"]
+    assert record["metrics"]["accuracy"] < champion_accuracy
+    assert f"{champion_accuracy:.4f}" in record["reason"] and f"{record['metrics']['accuracy']:.4f}" in record["reason"]
+    assert not (churn_project.path / "dist" / "churn-model-1.0.1.onnx").exists()
+    print(f"clean {champion_accuracy:.4f}, trained on 35% wrong labels {record['metrics']['accuracy']:.4f}: refused")
