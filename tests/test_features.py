@@ -210,7 +210,7 @@ def test_values_that_are_not_dates_are_refused(value: Any) -> None:
         ("1 + 2", "reads no field", 3),
         ("", "empty", 1),
         ("year(when) + when", "field 'when' is used as a number here but as a date at column 6", 14),
-        ("subject == 'x'", "'subject' is a text field", 1),
+        ("subject + 1", "'subject' is a text field: it cannot be used in arithmetic ('+') (read it with length()", 1),
     ],
 )
 def test_wrong_expressions_are_config_errors_pointing_at_the_place(expression: str, problem: str, column: int) -> None:

@@ -23,16 +23,15 @@ from mlpack.features.derived import DerivedFeatures
 from mlpack.features.encodings import ENCODERS, CategoryTable
 from mlpack.features.expressions import compute
 from mlpack.features.ordinal import OrdinalCategories
+from mlpack.features.string_ops import TEXT_LOCALE, OnnxStringOps
 from mlpack.features.target import TRANSFORMS, TransformedTarget
 from mlpack.features.text import GRAPH_CHAR, GRAPH_WORD, TextWords
 
-# StringNormalizer defaults to en_US.UTF-8, absent from slim images: the session would not load.
-TEXT_LOCALE = "C.UTF-8"
 _ONNX_TYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64}
 _ONNX_TYPES["bool"] = TensorProto.BOOL
 
 
-class OnnxOps:
+class OnnxOps(OnnxStringOps):
     """`Ops` as ONNX nodes: each call adds one node and returns the name of its output."""
 
     def __init__(self, scope: Any, container: Any) -> None:

@@ -8,6 +8,8 @@ numbers are float32 (the graph's numeric inputs), dates int64 milliseconds, cate
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,6 +43,51 @@ class Ops(Protocol):
     def is_number_literal(self, value: Value) -> bool:
         """True for a constant made by `number` that is not NaN (it can never be missing)."""
         ...
+
+    # Strings (categories): each the same in numpy and in the graph's ops (features/string_ops.py).
+    def text(self, value: str) -> Value:
+        """A string constant."""
+        ...
+
+    def lower(self, value: Value) -> Value:
+        """Lowercased as the graph's StringNormalizer does: `graph_lower`."""
+        ...
+
+    def strip(self, value: Value) -> Value:
+        """Without leading and trailing SPACES."""
+        ...
+
+    def contains(self, value: Value, text: str) -> Value:
+        """1.0 where the string contains `text`, else 0.0 (float32)."""
+        ...
+
+    def length(self, value: Value) -> Value:
+        """The number of characters (code points), float32."""
+        ...
+
+    def to_number(self, value: Value) -> Value:
+        """The number a string spells (NUMBER, spaces around allowed), else NaN; float32."""
+        ...
+
+
+SPACES = " \t\n\f\r\v"  # what strip() removes: ASCII white space, as re2's character classes spell it
+# A decimal number as text, the same pattern for Python's `re` (ASCII) and re2 (the graph's tokenizer).
+NUMBER = r"^[ \t\n\f\r\v]*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?[ \t\n\f\r\v]*$"
+_NUMBER = re.compile(NUMBER, re.ASCII)
+
+
+def graph_lower(text: str) -> str:
+    """Lowercase as the graph does (onnxruntime's StringNormalizer, glibc's towlower): character by
+    character. Python's whole-string rules for "İ" (to "i̇") and a final "Σ" (to "ς") are the only ones
+    that differ, measured over every assigned code point."""
+    lowered = text.lower()
+    if len(lowered) == len(text) and "Σ" not in text:
+        return lowered
+    return "".join(char.lower()[0] for char in text)
+
+
+def _number(text: str) -> float:
+    return float(text.strip(SPACES)) if _NUMBER.match(text) else math.nan
 
 
 _BINARY = {
@@ -108,3 +155,27 @@ class NumpyOps:
 
     def is_number_literal(self, value: np.ndarray) -> bool:
         return value.ndim == 0 and value.dtype == np.float32 and not np.isnan(value)
+
+    def text(self, value: str) -> np.ndarray:
+        return np.array(value, dtype=object)
+
+    def lower(self, value: np.ndarray) -> np.ndarray:
+        return _strings(value, graph_lower, object)
+
+    def strip(self, value: np.ndarray) -> np.ndarray:
+        return _strings(value, lambda text: text.strip(SPACES), object)
+
+    def contains(self, value: np.ndarray, text: str) -> np.ndarray:
+        return _strings(value, lambda string: float(text in string), np.float32)
+
+    def length(self, value: np.ndarray) -> np.ndarray:
+        return _strings(value, lambda text: float(len(text)), np.float32)
+
+    def to_number(self, value: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # 1e400 is inf, as the graph's Cast makes it
+            return _strings(value, _number, np.float32)
+
+
+def _strings(value: np.ndarray, function: Any, dtype: Any) -> np.ndarray:
+    flat = [function(item) for item in np.asarray(value, dtype=object).ravel().tolist()]
+    return np.array(flat, dtype=dtype).reshape(np.shape(value))

@@ -39,6 +39,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfVectorizer
 
+from mlpack.features.ops import graph_lower
+
 WORD = r"(?u)[^\W_]+"  # letters and digits (Python: \w less the underscore)
 GRAPH_WORD = r"[\pL\pN]+"  # the same in re2, the graph's regex dialect
 GRAPH_CHAR = r"(?s)."  # one code point, line breaks included: the graph's tokens for character n-grams
@@ -47,15 +49,6 @@ STOP_WORDS = {"english": ENGLISH_STOP_WORDS}  # scikit-learn's list (318 words)
 
 class NoWordsError(ValueError):
     """No document of the training data has a word (letters or digits) in this field."""
-
-
-def graph_lower(text: str) -> str:
-    """Lowercase as the graph does: character by character (Python's whole-string rules for "İ" and a
-    final "Σ" are the only ones that differ, measured over every assigned code point)."""
-    lowered = text.lower()
-    if len(lowered) == len(text) and "Σ" not in text:
-        return lowered
-    return "".join(char.lower()[0] for char in text)
 
 
 def stop_words(setting: str | Sequence[str]) -> tuple[str, ...]:

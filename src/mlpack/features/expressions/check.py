@@ -12,6 +12,7 @@ from mlpack.features.expressions.nodes import (
     Field,
     Kind,
     Logic,
+    Member,
     Node,
     Number,
     Text,
@@ -64,11 +65,16 @@ class _Checker:
             else:
                 self.infer(node.left, "number")
                 self.infer(node.right, "number")
+        elif isinstance(node, Member):
+            self.infer(node.operand, "category" if isinstance(node.values[0], Text) else "number")
         elif isinstance(node, Call):
             function = FUNCTIONS[node.name]
+            same = "category" if any(isinstance(a, Text) for a in node.args) else "number"
             for index, arg in enumerate(node.args):
                 wanted = function.args[min(index, len(function.args) - 1)].rstrip("*")
-                self.infer(arg, wanted)
+                wanted = {"string": "category", "same": same}.get(wanted, wanted)
+                if wanted != "literal":
+                    self.infer(arg, wanted)
         elif isinstance(node, Unary):
             self.infer(node.operand)
         elif isinstance(node, Binary):
@@ -85,10 +91,7 @@ class _Checker:
         if isinstance(node, Text):
             return "string"
         if isinstance(node, Field):
-            kind = self.kind_of_field(node.path)
-            if kind == "text":
-                raise self.parser.fail(node.at, f"'{node.path}' is a text field: expressions cannot read text")
-            return kind
+            return self.kind_of_field(node.path)
         if isinstance(node, Unary):
             self.number(node.operand, f"'{node.op}'")
             return "number"
@@ -102,34 +105,70 @@ class _Checker:
             return "number"
         if isinstance(node, Compare):
             return self.check_compare(node)
+        if isinstance(node, Member):
+            if isinstance(node.values[0], Number):
+                self.number(node.operand, "'in' a list of numbers")
+            elif self.check(node.operand) not in ("category", "text"):
+                kind = self.check(node.operand)
+                raise self.parser.fail(
+                    _at(node.operand), f"'in' a list of 'strings' needs a category, got {_word(kind)}"
+                )
+            return "number"
+        return self.check_call(node)
+
+    def check_call(self, node: Call) -> str:
         function = FUNCTIONS[node.name]
         repeating = function.args[-1].endswith("*")
         count = len(node.args)
         if (repeating and count < function.min_args) or (not repeating and count != len(function.args)):
             wanted = f"at least {function.min_args}" if repeating else str(len(function.args))
             raise self.parser.fail(node.at, f"{node.name}() takes {wanted} argument(s), got {count}")
+        kinds: list[str] = []
         for index, arg in enumerate(node.args):
             wanted_kind = function.args[min(index, len(function.args) - 1)].rstrip("*")
-            if wanted_kind == "number":
-                self.number(arg, f"{node.name}()")
-            elif wanted_kind == "date":
-                arg_kind = self.check(arg)
-                if arg_kind != "date":
-                    raise self.parser.fail(_at(arg), f"{node.name}() needs a date, got {_word(arg_kind)}")
-            else:
-                arg_kind = self.check(arg)
-                if arg_kind in ("category", "date") and not isinstance(arg, Field):
-                    raise self.parser.fail(_at(arg), f"{node.name}() takes a field or a number")
-                if arg_kind == "string":
-                    raise self.parser.fail(_at(arg), f"{node.name}() of a 'string' is always 0")
-        return "number"
+            kinds.append(self.check_argument(node, arg, wanted_kind))
+        if wanted_kind == "same":
+            found = {"category" if kind == "string" else kind for kind in kinds}
+            if len(found) > 1 or found & {"text"}:
+                odd = next(a for a, k in zip(node.args, kinds) if k != kinds[0]) if len(found) > 1 else node.args[0]
+                raise self.parser.fail(
+                    _at(odd),
+                    f"{node.name}() takes values of one kind (numbers, categories or dates), "
+                    f"got {_word(self.check(odd))}",
+                )
+            return found.pop()
+        return kinds[0] if function.returns == "arg" else "number"
+
+    def check_argument(self, node: Call, arg: Node, wanted: str) -> str:
+        """The argument's kind, if it is one the function takes; else an error pointing at it."""
+        if wanted == "number":
+            self.number(arg, f"{node.name}()")
+            return "number"
+        kind = self.check(arg)
+        if wanted == "date" and kind != "date":
+            raise self.parser.fail(_at(arg), f"{node.name}() needs a date, got {_word(kind)}")
+        if wanted == "string" and kind not in ("category", "text"):
+            got = "a 'string' written out: give a field" if kind == "string" else _word(kind)
+            raise self.parser.fail(_at(arg), f"{node.name}() needs a category or a text field, got {got}")
+        if wanted == "literal" and not (isinstance(arg, Text) and arg.value):
+            raise self.parser.fail(_at(arg), f"{node.name}() needs a 'string' written out here, e.g. 'mr.'")
+        if wanted == "any":
+            if kind in ("category", "date") and not isinstance(arg, Field):
+                raise self.parser.fail(_at(arg), f"{node.name}() takes a field or a number")
+            if kind == "string":
+                raise self.parser.fail(_at(arg), f"{node.name}() of a 'string' is always 0")
+            if kind == "text":
+                raise self.parser.fail(
+                    _at(arg), f"{node.name}() of a text field: a missing text is '', use length(x) == 0"
+                )
+        return kind
 
     def check_compare(self, node: Compare) -> str:
         left, right = self.check(node.left), self.check(node.right)
         kinds = {left, right}
         if kinds == {"number"}:
             return "number"
-        if kinds == {"category", "string"} and node.op in ("==", "!="):
+        if kinds in ({"category", "string"}, {"text", "string"}) and node.op in ("==", "!="):
             return "number"
         if "date" in kinds:
             side = node.left if left == "date" else node.right
@@ -151,8 +190,9 @@ class _Checker:
         if kind == "number":
             return
         hint = {
-            "category": " (compare it instead, e.g. x == 'value')",
+            "category": " (compare it instead, e.g. x == 'value', or number(x) if it holds numbers)",
             "date": " (use year(), month(), ..., or days_between())",
+            "text": " (read it with length(), contains(), number() or lower(x) == 'value')",
         }.get(kind, "")
         subject = f"'{node.path}' is {_word(kind)}: it" if isinstance(node, Field) else _word(kind)
         raise self.parser.fail(_at(node), f"{subject} cannot be used in {where}{hint}")

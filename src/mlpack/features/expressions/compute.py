@@ -8,7 +8,20 @@ import numpy as np
 
 from mlpack.features.expressions.functions import _ONNX_BINARY, _ONNX_COMPARE, FUNCTIONS, _nan_if_any, _truth
 from mlpack.features.expressions.language import input_fields
-from mlpack.features.expressions.nodes import Binary, Compare, Expression, Field, Kind, Logic, Node, Number, Text, Unary
+from mlpack.features.expressions.nodes import (
+    Binary,
+    Call,
+    Compare,
+    Expression,
+    Field,
+    Kind,
+    Logic,
+    Member,
+    Node,
+    Number,
+    Text,
+    Unary,
+)
 from mlpack.features.ops import NumpyOps, Ops, Value
 
 
@@ -40,6 +53,9 @@ class _Computer:
     def kind(self, node: Node) -> str:
         if isinstance(node, Field):
             return self.kinds.get(node.path, "number")
+        if isinstance(node, Call) and FUNCTIONS[node.name].returns == "arg":
+            kinds = [self.kind(arg) for arg in node.args if not isinstance(arg, (Text, Number))]
+            return kinds[0] if kinds else "category"
         return "string" if isinstance(node, Text) else "number"
 
     def node(self, node: Node) -> Value:
@@ -64,10 +80,35 @@ class _Computer:
             return _nan_if_any(ops, ops.cast(combined, "float32"), operands)
         if isinstance(node, Compare):
             return self.compare(node)
-        if isinstance(node, Text):  # the checker allows strings only inside comparisons
-            raise AssertionError(f"a string outside a comparison: {node.value!r}")
-        args = [self.node(arg) for arg in node.args]
-        return FUNCTIONS[node.name].compute(ops, tuple(self.kind(arg) for arg in node.args), *args)
+        if isinstance(node, Member):
+            return self.member(node)
+        if isinstance(node, Text):  # a string constant (coalesce's last resort)
+            return ops.text(node.value)
+        function = FUNCTIONS[node.name]
+        wanted = [function.args[min(i, len(function.args) - 1)] for i in range(len(node.args))]
+        # A "literal" argument (contains' text) is passed as the Python string itself.
+        args = [
+            arg.value if w == "literal" and isinstance(arg, Text) else self.node(arg)
+            for arg, w in zip(node.args, wanted)
+        ]
+        return function.compute(ops, tuple(self.kind(arg) for arg in node.args), *args)
+
+    def member(self, node: Member) -> Value:
+        """x in [a, b]: x == a or x == b (a missing number stays missing; a missing category is in no list)."""
+        ops = self.ops
+        operand = self.node(node.operand)
+        if isinstance(node.values[0], Text):
+            found = ops.number(0.0)
+            for text in dict.fromkeys(str(v.value) for v in node.values):  # distinct: at most one matches
+                found = ops.binary("Add", found, ops.equals_text(operand, text))
+            return ops.binary("Sub", ops.number(1.0), found) if node.negated else found
+        equal = None
+        for number in dict.fromkeys(float(v.value) for v in node.values):
+            test = ops.binary("Equal", operand, ops.number(number))
+            equal = test if equal is None else ops.binary("Or", equal, test)
+        assert equal is not None
+        result = ops.unary("Not", equal) if node.negated else equal
+        return _nan_if_any(ops, ops.cast(result, "float32"), (operand,))
 
     def compare(self, node: Compare) -> Value:
         ops = self.ops

@@ -14,9 +14,12 @@ from mlpack.features.ops import MISSING_DATE, Ops, Value
 # -- functions ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Function:
-    args: tuple[str, ...]  # kind of each argument: "number", "date" or "any" ("*" suffix: repeats)
-    compute: Callable[..., Value]  # (ops, kinds, *args) -> float32 value
+    # The kind of each argument ("*" suffix: repeats): "number", "date", "any"; "string" (a category or
+    # a text field), "literal" (a 'string' written in the expression), "same" (one kind for all of them).
+    args: tuple[str, ...]
+    compute: Callable[..., Value]  # (ops, kinds, *args) -> value (float32 unless `returns` says otherwise)
     min_args: int = 0  # for repeating arguments
+    returns: str = "number"  # or "arg": the kind of its first argument that is no literal
 
 
 def _unary(op: str) -> Function:
@@ -57,6 +60,34 @@ def _isnull(ops: Ops, kinds: tuple[str, ...], x: Value) -> Value:
     return ops.cast(ops.binary("Or", ops.unary("IsNaN", x), ops.unary("IsInf", x)), "float32")
 
 
+def _missing(ops: Ops, kind: str, x: Value) -> Value:
+    """True where a value of this kind is missing (a text field's missing value is "", no special value)."""
+    if kind == "category":
+        return ops.cast(ops.equals_text(x, _MISSING_CATEGORY), "bool")
+    if kind == "date":
+        return ops.binary("Equal", x, ops.integer(MISSING_DATE))
+    if kind == "number":
+        return ops.binary("Or", ops.unary("IsNaN", x), ops.unary("IsInf", x))
+    return ops.cast(ops.number(0.0), "bool")
+
+
+def _contains(ops: Ops, kinds: tuple[str, ...], x: Value, text: str) -> Value:
+    return ops.where(_missing(ops, kinds[0], x), ops.number(0.0), ops.contains(x, text))  # as == is, for missing
+
+
+def _length(ops: Ops, kinds: tuple[str, ...], x: Value) -> Value:
+    return ops.where(_missing(ops, kinds[0], x), ops.number(float("nan")), ops.length(x))
+
+
+def _coalesce(ops: Ops, kinds: tuple[str, ...], *args: Value) -> Value:
+    """The first argument that is not missing (the last one, if all are)."""
+    kind = next(k for k in kinds if k != "string") if any(k != "string" for k in kinds) else "category"
+    result = args[-1]
+    for arg in reversed(args[:-1]):
+        result = ops.where(_missing(ops, kind, arg), result, arg)
+    return result
+
+
 def _date_part(part: str) -> Function:
     return Function(("date",), lambda ops, _kinds, ms: dates.date_parts(ops, ms, (part,))[part])
 
@@ -76,6 +107,13 @@ FUNCTIONS: dict[str, Function] = {
     "isnull": Function(("any",), _isnull),
     **{part: _date_part(part) for part in ("year", "month", "day", "dayofweek", "hour")},
     "days_between": Function(("date", "date"), lambda ops, _kinds, a, b: dates.days_between(ops, a, b)),
+    # Strings: categories and text fields. lower and strip give a string, to compare or to read further.
+    "lower": Function(("string",), lambda ops, _kinds, x: ops.lower(x), returns="arg"),
+    "strip": Function(("string",), lambda ops, _kinds, x: ops.strip(x), returns="arg"),
+    "contains": Function(("string", "literal"), _contains),
+    "length": Function(("string",), _length),
+    "number": Function(("string",), lambda ops, _kinds, x: ops.to_number(x)),
+    "coalesce": Function(("same*",), _coalesce, min_args=2, returns="arg"),
 }
 
 _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}

@@ -63,13 +63,21 @@ class Logic:
 
 
 @dataclass(frozen=True)
+class Member:
+    operand: Node
+    values: tuple[Number, ...] | tuple[Text, ...]  # the listed literals, all numbers or all strings
+    negated: bool  # "not in"
+    at: int
+
+
+@dataclass(frozen=True)
 class Call:
     name: str
     args: tuple[Node, ...]
     at: int
 
 
-Node = Number | Text | Field | Unary | Binary | Compare | Logic | Call
+Node = Number | Text | Field | Unary | Binary | Compare | Logic | Member | Call
 
 
 @dataclass(frozen=True)
@@ -120,4 +128,6 @@ def _fields(node: Node) -> list[Field]:
         children = node.operands
     elif isinstance(node, Call):
         children = node.args
+    elif isinstance(node, Member):
+        children = (node.operand,)
     return [found for child in children for found in _fields(child)]
