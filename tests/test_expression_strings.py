@@ -33,8 +33,8 @@ from mlpack.features.derived import DerivedFeatures
 from mlpack.features.expressions import evaluate, parse_derived
 from mlpack.features.ops import MISSING_DATE
 from mlpack.runtime import MISSING_CATEGORY
-from tests.conftest import Project
-from tests.training import export, runtime_model
+from tests.helpers.projects import Project
+from tests.helpers.training import export, runtime_model
 
 NAMES = [
     "Mr. Owen Braund",
