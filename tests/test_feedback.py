@@ -107,6 +107,8 @@ def test_feedback_on_n_served_records_gives_n_more_training_rows(
     text = run("build", churn_project.path, "--version", "1.0.2")
     assert text.code == 0, text.err
     assert f"feedback: {labelled} of the {data['rows']} rows from {churn_project.database}.inference_log" in text.out
+    card = (churn_project.path / "dist" / "churn-model-1.0.2.html").read_text(encoding="utf-8")
+    assert f"Of these, {labelled} are served requests logged in <code>{churn_project.database}.inference_log" in card
     shown = run("inspect", churn_project.path / "dist" / "churn-model-1.0.2.onnx")
     assert f"feedback: {labelled} of the {data['rows']} rows" in shown.out
 
@@ -132,7 +134,7 @@ def _log(mongo_client: MongoClient[Any], project: Project, entries: list[tuple[d
 
 
 def test_a_document_the_collection_has_takes_its_latest_feedback_and_names_map_to_classes(
-    churn_project: Project, run: Any, mongo_client: MongoClient[Any]
+    churn_project: Project, run: Any, mongo_client: MongoClient[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     known = mongo_client[churn_project.database]["customers"].find_one({"_id": 3})
     told = "stayed" if known["label"] == "churned" else "churned"
@@ -147,6 +149,20 @@ def test_a_document_the_collection_has_takes_its_latest_feedback_and_names_map_t
     found = load_feedback(load_config(churn_project.path), mongo_client, now=datetime.now(tz=UTC))
     assert found is not None and found.keys == ["_id 3", f"{1:032x}#0"]
     assert found.columns.values["label"] == [told, "Churn"]  # names are read as classes when validated
+
+    # The same log, config and SOURCE_DATE_EPOCH: the same bytes (the window counted from that time).
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # 2026-01-01: "1h" reaches from 2025-12-31T23:00Z
+    first = run("build", churn_project.path, "--json", "--version", "2.0.0", "--out", churn_project.path / "a")
+    again = run(
+        "build", churn_project.path, "--json", "--version", "2.0.0", "--out", churn_project.path / "b", "--force"
+    )
+    assert first.code == again.code == 0, first.err + again.err
+    one, two = json.loads(first.out), json.loads(again.out)
+    assert one["data"]["feedback"]["since"] == "2025-12-31T23:00:00Z" and one["data"]["feedback"]["rows"] == 2
+    assert one["data"] == two["data"]
+    assert [one["artifacts"][k]["sha256"] for k in ("wheel", "onnx")] == [
+        two["artifacts"][k]["sha256"] for k in ("wheel", "onnx")
+    ]
 
 
 def test_feedback_mistakes_are_one_clear_line(

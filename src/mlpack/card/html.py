@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from html import escape
+from typing import Any
 
 from mlpack.card import charts
 from mlpack.card.data import IMPORTANCE_REPEATS, CardData, champion_rows
@@ -233,9 +234,22 @@ def render_html(data: CardData, metadata: Metadata) -> str:
         f"<p>MongoDB <code>{escape(source['database'])}.{escape(source['collection'])}</code>, filter "
         f"<code>{escape(json.dumps(source['filter'], sort_keys=True))}</code>, {source['rows']} documents, "
         f"sha256 <code>{escape(source['sha256'])}</code>.</p>",
+        *_feedback_html(source.get("feedback")),
         f"<p><code>{escape(estimator['class'])}</code> with <code>"
         f"{escape(json.dumps(estimator['params'], sort_keys=True))}</code>.</p>",
         "<p>Versions: " + escape(", ".join(f"{k} {v}" for k, v in metadata["versions"].items())) + ".</p>",
         "</body></html>",
     ]
     return "\n".join(sections) + "\n"
+
+
+def _feedback_html(fed: Any) -> list[str]:
+    """[source.feedback]: how many of the documents are served records a client told the outcome of."""
+    if not fed:
+        return []
+    where = escape(f"{fed['database']}.{fed['collection']}")
+    window = escape(f"{fed['since'] or 'the start'} to {fed['until'] or 'the build'}")
+    return [
+        f"<p>Of these, {fed['rows']} are served requests logged in <code>{where}</code> ({window}) whose true "
+        f"outcome came back through <code>POST /feedback</code>; their sha256 <code>{escape(fed['sha256'])}</code>.</p>"
+    ]
