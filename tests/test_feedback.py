@@ -41,6 +41,25 @@ def strip(document: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in document.items() if key not in ("label", "churned", "_id")}
 
 
+def _tensors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records as Open Inference Protocol v2 input tensors, one per field (named by its path)."""
+
+    def read(record: dict[str, Any], path: str) -> Any:
+        for part in path.split("."):
+            record = record[part]
+        return record
+
+    numeric = [
+        {"name": path, "datatype": "FP32", "shape": [len(records), 1], "data": [read(r, path) for r in records]}
+        for path in ("tenure_months", "billing.monthly_charges", "support_calls")
+    ]
+    categorical = [
+        {"name": path, "datatype": "BYTES", "shape": [len(records), 1], "data": [read(r, path) for r in records]}
+        for path in ("contract", "billing.method")
+    ]
+    return numeric + categorical
+
+
 def _other(label: str) -> str:
     return "stayed" if label == "churned" else "churned"
 
@@ -54,14 +73,17 @@ def test_feedback_on_n_served_records_gives_n_more_training_rows(
     v1 = json.loads(first.out)
     assert "feedback" not in v1["data"]
 
-    new = subscribers(24, seed=5, absent=False)
+    new = subscribers(26, seed=5, absent=False)
     truth = {1000 + i: document["label"] for i, document in enumerate(new)}
     # What a client sends: the document's inputs and its _id, not the outcome (known only later).
     arriving = [{**strip(document), "_id": 1000 + i} for i, document in enumerate(new)]
     server = ServerProcess.mlpack(v1["paths"]["wheel"], env={"MLPACK_INFERENCE_LOG_URI": churn_project.uri})
     try:
         singles = [server.request("POST", "/predict", record).json()["id"] for record in arriving[:12]]
-        batch = server.request("POST", "/predict", arriving[12:]).json()["id"]
+        batch = server.request("POST", "/predict", arriving[12:24]).json()["id"]
+        columns = server.request("POST", "/v2/models/churn-model/infer", {"inputs": _tensors(new[24:26])})
+        assert columns.status == 200, columns.body
+        tensors = columns.json()["id"]  # Open Inference Protocol columns, logged as columns
         retried = server.request("POST", "/predict", arriving[8]).json()["id"]  # record 8 sent again
 
         def feedback(prediction: str, label: str, index: int = 0) -> None:
@@ -75,12 +97,13 @@ def test_feedback_on_n_served_records_gives_n_more_training_rows(
         feedback(retried, truth[1008])  # the same document (its _id) told twice: one row
         for index in range(6):
             feedback(batch, truth[1012 + index], index)
+        feedback(tensors, truth[1025], 1)  # the second record of the columns
         feedback("0" * 32, "stayed")  # an id never answered: not stored
     finally:
         assert server.stop() == 0  # SIGTERM flushes the log
     log = mongo_client[churn_project.database]["inference_log"]
-    assert sum(len(d.get("feedback", [])) for d in log.find({}, {"feedback": 1})) == 17
-    labelled = 9 + 6  # distinct records with an outcome
+    assert sum(len(d.get("feedback", [])) for d in log.find({}, {"feedback": 1})) == 18
+    labelled = 9 + 6 + 1  # distinct records with an outcome
 
     _append(churn_project, FEEDBACK)
     _version(churn_project, "1.0.1")
@@ -89,8 +112,8 @@ def test_feedback_on_n_served_records_gives_n_more_training_rows(
     v2 = json.loads(second.out)
     data, fed = v2["data"], v2["data"]["feedback"]
     assert data["rows"] == v1["data"]["rows"] + labelled
-    assert fed["rows"] == labelled and fed["labels"] == 17 and fed["superseded"] == 2 and fed["replaced"] == 0
-    assert fed["requests"] == 9 + 1 + 1 and fed["collection"] == "inference_log"
+    assert fed["rows"] == labelled and fed["labels"] == 18 and fed["superseded"] == 2 and fed["replaced"] == 0
+    assert fed["requests"] == 9 + 1 + 1 + 1 and fed["collection"] == "inference_log"
     assert fed["sha256"] and data["sha256"] not in (v1["data"]["sha256"], fed["sha256"])
     assert v2["parity"]["train_rows"] + v2["parity"]["test_rows"] == data["rows"]
     record = mongo_client[churn_project.database]["mlpack_models"].find_one({"version": "1.0.1"})
@@ -100,9 +123,13 @@ def test_feedback_on_n_served_records_gives_n_more_training_rows(
     found = load_feedback(load_config(churn_project.path), mongo_client, now=datetime.now(tz=UTC))
     assert found is not None and len(found.keys) == labelled
     targets = dict(zip(found.keys, found.columns.values["label"]))
-    assert targets == {f"_id {key}": truth[key] for key in [*range(1000, 1009), *range(1012, 1018)]}
+    assert targets == {
+        **{f"_id {key}": truth[key] for key in [*range(1000, 1009), *range(1012, 1018)]},
+        f"{tensors}#1": truth[1025],
+    }
     contracts = dict(zip(found.keys, found.columns.values["contract"]))
     assert all(contracts[f"_id {1000 + i}"] == new[i]["contract"] for i in range(9))
+    assert contracts[f"{tensors}#1"] == new[25]["contract"]
 
     text = run("build", churn_project.path, "--version", "1.0.2")
     assert text.code == 0, text.err
