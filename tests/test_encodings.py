@@ -272,3 +272,46 @@ def test_a_high_cardinality_warning_suggests_an_encoding_and_an_encoded_field_ha
     encoded = export(_flights_config("sklearn.linear_model.Ridge", "regression", {"tail": "target"}), documents)
     assert not [w for w in encoded.metadata["warnings"] if "'tail'" in w]
     assert [f.get("encoding") for f in encoded.metadata["features"]] == [None, "target", None]
+
+
+def test_strict_accepts_every_category_the_table_holds() -> None:
+    documents = flights()
+    exported = export(_flights_config("sklearn.linear_model.Ridge", "regression", {"tail": "target"}), documents)
+    training = pd.Series(exported.trained.train_columns["tail"])
+    counts = training[training != MISSING_CATEGORY].value_counts()
+    (tail,) = [f for f in exported.metadata["features"] if f["name"] == "tail"]
+    assert set(tail["categories"]) == set(counts[counts >= 2].index)  # the table's keys, not the top 49
+    assert len(tail["categories"]) > 49
+    model = runtime_model(exported)
+    rare_but_kept = counts[counts >= 2].index[-1]
+    flight = {"distance": 900.0, "carrier": "DL"}
+    model.predict({**flight, "tail": rare_but_kept}, strict=True)
+    with pytest.raises(ValueError, match="category 'N000ZZ' was not seen in training"):
+        model.predict({**flight, "tail": "N000ZZ"}, strict=True)
+
+
+def test_a_group_split_keeps_each_group_out_of_its_own_encoding() -> None:
+    documents = flights()
+    for document in documents:
+        document["fleet"] = document["tail"] or "unknown"
+    raw = {
+        "model": {"name": "flights", "version": "1.0.0", "task": "regression"},
+        "source": {"database": "db", "collection": "flights"},
+        "features": {"numeric": ["distance"], "categorical": ["fleet"], "encoding": {"fleet": "target"}},
+        "preprocessing": {"encoding_min_count": 1},
+        "estimator": {"class": "sklearn.linear_model.Ridge"},
+    }
+    grouped = {**raw, "evaluation": {"split": "group", "split_field": "fleet", "cv": 3}}
+    exported = export(parse_config({**grouped, "features": {**raw["features"], "target": "delay"}}), documents)
+    assert exported.metadata["parity"]["within_tolerance"]
+    features = exported.trained.pipeline.named_steps["features"]
+    trained = exported.trained
+    keys = trained.train_columns["fleet"]
+    encoder = features.preprocessing_.named_steps["preprocess"].named_transformers_["target"]
+    np.testing.assert_array_equal(encoder.groups, keys)  # the build's own fit kept the fleets whole
+    with_groups = features.fit_transform(trained.train_frame, trained.train_target, groups=keys)[:, 1]
+    # Every fleet is held out of the fold that encodes it: a row gets its fold's overall mean, never
+    # a mean that its own fleet's other rows went into.
+    assert len(np.unique(with_groups)) <= 5
+    without = features.fit_transform(trained.train_frame, trained.train_target)[:, 1]
+    assert len(np.unique(without)) > 50

@@ -19,7 +19,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
 import mlpack
-from mlpack.config import Config
+from mlpack.config import Config, PreprocessingSection
 from mlpack.estimators import has_probabilities
 from mlpack.export.convert import derived_metadata, feature_metadata, input_metadata, onnx_input_names
 from mlpack.export.parity import ParityReport
@@ -140,7 +140,7 @@ def build_metadata(
         metadata["estimator"] = {"class": config.estimator.class_path, "params": trained.params}
         metadata["metrics"] = trained.metrics
         metadata["features"] = [
-            _with_training_facts(entry, trained, config.preprocessing.max_categories) for entry in metadata["features"]
+            _with_training_facts(entry, trained, config.preprocessing) for entry in metadata["features"]
         ]
         if trained.classes is not None:
             labels = class_names(trained.classes, dataset, config)
@@ -166,9 +166,10 @@ def with_baseline(metadata: Metadata, baseline: dict[str, Any]) -> Metadata:
     return {**metadata, "baseline": baseline}
 
 
-def _with_training_facts(entry: FeatureInfo, trained: TrainedModel, max_categories: int) -> FeatureInfo:
+def _with_training_facts(entry: FeatureInfo, trained: TrainedModel, preprocessing: PreprocessingSection) -> FeatureInfo:
     """Per feature: what a missing value becomes, how often it was missing, the categories the model
-    tells apart (and how many training values share the "other" column). Never a text field's values:
+    tells apart (and how many training values share the "other" column): for a frequency or target
+    encoding, every category its table holds, so `strict` accepts them. Never a text field's values:
     its vocabulary is in the graph, as the model needs it, and nowhere else."""
     column = trained.train_columns[entry["name"]]
     facts: FeatureInfo = {**entry}
@@ -180,7 +181,11 @@ def _with_training_facts(entry: FeatureInfo, trained: TrainedModel, max_categori
     elif entry["kind"] == "categorical":
         counts = Counter(column.tolist())
         # MISSING_CATEGORY is one of the model's categories; it is counted as missing, not listed.
-        kept = kept_categories(column.tolist(), max_categories)
+        if entry.get("encoding") in ("frequency", "target"):
+            ranked = sorted(counts, key=lambda value: (-counts[value], str(value)))
+            kept = [str(value) for value in ranked if counts[value] >= preprocessing.encoding_min_count]
+        else:
+            kept = kept_categories(column.tolist(), preprocessing.max_categories)
         facts["missing"] = counts.get(MISSING_CATEGORY, 0)
         facts["categories"] = {name: counts[name] for name in kept if name != MISSING_CATEGORY}
         others = len(column) - sum(counts[name] for name in kept)

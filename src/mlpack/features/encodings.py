@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 from sklearn.preprocessing import TargetEncoder
 
 from mlpack.features.categories import OTHER
@@ -122,13 +122,22 @@ class TargetEncoding(CategoryTable):
     cross_fitted = True
 
     def __init__(
-        self, task: str = "regression", min_count: int = 1, folds: int = 5, seed: int = 0, scale: bool = False
+        self,
+        task: str = "regression",
+        min_count: int = 1,
+        folds: int = 5,
+        seed: int = 0,
+        scale: bool = False,
+        groups: Any = None,
     ) -> None:
         self.task = task
         self.min_count = min_count
         self.folds = folds
         self.seed = seed
         self.scale = scale
+        # Per training row, a group no fold splits ([evaluation].split = "group"): a row is then encoded
+        # without its group's other rows, as a document of a new group is at prediction.
+        self.groups = groups
 
     def fit(self, X: Any, y: Any) -> TargetEncoding:
         self.fit_transform(X, y)
@@ -162,6 +171,12 @@ class TargetEncoding(CategoryTable):
         return trained.astype(np.float32)
 
     def _splitter(self, target: np.ndarray, classes: np.ndarray | None) -> Any:
+        if self.groups is not None:
+            codes = np.unique(np.asarray(self.groups).astype(str), return_inverse=True)[1]
+            count = int(codes.max()) + 1 if len(codes) else 0
+            if count >= 2:
+                splitter = GroupKFold(n_splits=min(self.folds, count), shuffle=True, random_state=self.seed)
+                return list(splitter.split(np.zeros(len(codes)), groups=codes))
         folds = max(2, min(self.folds, len(target)))
         if classes is not None:
             smallest = min(Counter(target.tolist()).values())
@@ -171,6 +186,14 @@ class TargetEncoding(CategoryTable):
 
 
 ENCODERS: dict[str, type[CategoryTable]] = {"frequency": FrequencyEncoding, "target": TargetEncoding}
+
+
+def give_groups(preprocessing: Any, groups: Any) -> None:
+    """Tell the unfitted cross-fitted transformers of a preprocessing Pipeline the rows' groups."""
+    for _, step in getattr(preprocessing, "steps", []):
+        for _, transformer, _ in getattr(step, "transformers", []):
+            if getattr(transformer, "cross_fitted", False):
+                transformer.set_params(groups=np.asarray(groups))
 
 
 def cross_fitted_columns(preprocessing: Any) -> list[slice]:

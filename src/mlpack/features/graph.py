@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
 
 from mlpack.features.converters import register as register_converters
-from mlpack.features.encodings import cross_fitted_columns
+from mlpack.features.encodings import cross_fitted_columns, give_groups
 
 # How each kind of input enters the graph: (the metadata's "type", the tensor type, the numpy dtype).
 # Dates are int64 milliseconds since 1970 UTC, BSON's own representation, so any client can feed them.
@@ -58,22 +58,25 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.inputs = inputs
         self.opset = opset
 
-    def fit(self, X: Any, y: Any = None) -> GraphFeatures:
-        self._fit(X, y)
+    def fit(self, X: Any, y: Any = None, groups: Any = None) -> GraphFeatures:
+        self._fit(X, y, groups)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, **params: Any) -> np.ndarray:
+    def fit_transform(self, X: Any, y: Any = None, groups: Any = None, **params: Any) -> np.ndarray:
         """The features the estimator trains on: the graph's, except the columns of a cross-fitted
         transformer (a target encoding), which are its out-of-fold values — each row encoded by a
-        table the other folds made, as float32 as a graph holding that table would give them."""
-        trained = self._fit(X, y)
+        table the other folds made, as float32 as a graph holding that table would give them.
+        `groups` (a group split's field, per row) keeps each group within one of those folds."""
+        trained = self._fit(X, y, groups)
         features = self.transform(X)
         for columns in cross_fitted_columns(self.preprocessing_):
             features[:, columns] = np.asarray(trained[:, columns], dtype=np.float32)
         return features
 
-    def _fit(self, X: Any, y: Any) -> np.ndarray:
+    def _fit(self, X: Any, y: Any, groups: Any = None) -> np.ndarray:
         self.preprocessing_ = clone(self.preprocessing)
+        if groups is not None:
+            give_groups(self.preprocessing_, groups)
         trained = np.asarray(self.preprocessing_.fit_transform(X, y))
         self.onnx_ = self._convert()
         self._session: Any = None

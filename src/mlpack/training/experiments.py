@@ -208,7 +208,8 @@ def run(
     names = list(dict.fromkeys([*recipe.metrics, the_plan.scoring]))
     y_all = split.train_target
     chosen = _folds(recipe, the_plan, y_all, split.train_keys)
-    folds = _fold_features(recipe, chosen, frame(split.train_columns, recipe.input_names), y_all)
+    groups = split.train_keys if recipe.evaluation.split == "group" else None
+    folds = _fold_features(recipe, chosen, frame(split.train_columns, recipe.input_names), y_all, groups)
     trials = []
     for number, point in enumerate(the_plan.points):
         params = {**recipe.estimator.params, **point}
@@ -235,14 +236,15 @@ class _Fold:
 
 
 def _fold_features(
-    recipe: Recipe, folds: list[tuple[np.ndarray, np.ndarray]], x_all: Any, y_all: np.ndarray
+    recipe: Recipe, folds: list[tuple[np.ndarray, np.ndarray]], x_all: Any, y_all: np.ndarray, groups: Any = None
 ) -> list[_Fold]:
     out = []
     for fit_rows, score_rows in folds:
         try:
             features = graph_features(recipe, recipe.spec)
             # fit_transform: a target encoding's training rows out of fold, as the final fit trains on them.
-            fit_x = features.fit_transform(x_all.iloc[fit_rows], y_all[fit_rows])
+            fold_groups = None if groups is None else groups[fit_rows]
+            fit_x = features.fit_transform(x_all.iloc[fit_rows], y_all[fit_rows], groups=fold_groups)
         except NoWordsError as exc:
             raise DataError(f"in a cross-validation fold: {exc}") from None
         except GraphConversionError as exc:

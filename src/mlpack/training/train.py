@@ -100,7 +100,11 @@ def train(
         chosen = with_class_weight_labels(chosen, parts.train_target, dataset, recipe)
     estimator, spec = recipe.make(chosen)
     pipeline = build_pipeline(recipe, estimator, spec)
-    fit_args = {"estimator__sample_weight": parts.train_weight} if parts.train_weight is not None else {}
+    fit_args: dict[str, Any] = (
+        {"estimator__sample_weight": parts.train_weight} if parts.train_weight is not None else {}
+    )
+    if recipe.evaluation.split == "group" and parts.train_keys is not None:
+        fit_args["features__groups"] = parts.train_keys  # a target encoding's folds keep each group whole
     train_frame = frame(parts.train_columns, recipe.input_names)
     check_derived(recipe, train_frame)
     try:
