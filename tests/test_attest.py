@@ -8,7 +8,6 @@ signature by model-signing's own command line, the DSSE envelope by securesystem
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import os
@@ -21,39 +20,12 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from mlpack.artifacts import attest
-from mlpack.build import BuildResult, write_artifacts
-from tests.helpers.documents import subscribers
-from tests.helpers.training import config_for, export
+from mlpack.build import BuildResult
+from tests.helpers.attested import build_in, key_pair
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def key_pair(folder: Path, kind: str) -> tuple[Path, Path]:
-    key: Any = ec.generate_private_key(ec.SECP256R1()) if kind == "ecdsa" else ed25519.Ed25519PrivateKey.generate()
-    private, public = folder / f"{kind}.key", folder / f"{kind}.pub"
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private, public
-
-
-def build_in(folder: Path, *, sign: dict[str, str] | None = None) -> BuildResult:
-    """The build's own stages on 200 subscribers, then its attestations, as `mlpack build` writes them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "mlpack.toml").write_text("# test config\n", encoding="utf-8")
-    sections = {"sign": sign} if sign is not None else {}
-    config = config_for("sklearn.linear_model.LogisticRegression", "classification", **sections)
-    config = dataclasses.replace(config, path=folder / "mlpack.toml", project_dir=folder)
-    attest.check(config)
-    result = write_artifacts(config, export(config, subscribers(200)), folder / "dist")
-    attest.attest_build(config, result, lambda _message: None)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +138,7 @@ def test_the_provenance_names_every_artifact_and_what_made_it(signed: BuildResul
 SCRIPT = """
 import sys
 from pathlib import Path
-from tests.test_attest import build_in
+from tests.helpers.attested import build_in
 build_in(Path(sys.argv[1]), sign={"key_file": sys.argv[2]} if len(sys.argv) > 2 else None)
 """
 

@@ -22,10 +22,12 @@ from tests.helpers.cli import REPO, artifacts_in, assert_clean_error, run_proces
 from tests.helpers.projects import Project
 
 EXPECTED = [
+    "churn-model-1.0.0.cdx.json",  # the SBOM
     "churn-model-1.0.0.html",
     "churn-model-1.0.0.json",
     "churn-model-1.0.0.onnx",
     "churn-model-1.0.0.predictions.jsonl",
+    "churn-model-1.0.0.provenance.json",
     "churn_model-1.0.0-py3-none-any.whl",
     "churn_model-1.0.0.tar.gz",
 ]
@@ -150,7 +152,7 @@ def test_builds_in_separate_processes_and_folders_are_byte_identical(churn_proje
         assert result.code == 0, result.err
         folders.append(folder / "dist")
     for name in EXPECTED:
-        if name.endswith(".json"):  # the report: identical but for its stage timings
+        if name == "churn-model-1.0.0.json":  # the report: identical but for its stage timings
             reports = [json.loads((folder / name).read_text()) for folder in folders]
             for report in reports:
                 report.pop("timings")
@@ -416,11 +418,13 @@ def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None
     assert "built wine-cultivar 1.0.0" in result.out
     assert "image not built: no Docker engine answers" in result.out
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [
+        "wine-cultivar-1.0.0.cdx.json",
         "wine-cultivar-1.0.0.docker",
         "wine-cultivar-1.0.0.html",
         "wine-cultivar-1.0.0.json",
         "wine-cultivar-1.0.0.onnx",
         "wine-cultivar-1.0.0.predictions.jsonl",
+        "wine-cultivar-1.0.0.provenance.json",
         "wine_cultivar-1.0.0-py3-none-any.whl",
         "wine_cultivar-1.0.0.tar.gz",
     ]

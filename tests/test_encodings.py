@@ -250,7 +250,7 @@ def test_the_readme_example_builds_against_mongodb(churn_project: Project, run, 
     parity = report["parity"]
     assert parity["within_tolerance"] and parity["rows"] == 500 and parity["label_disagreements"] == 0, parity
     assert report["metrics"]["accuracy"] > 0.6
-    metadata = json.loads(next(churn_project.path.glob("dist/*.json")).read_text(encoding="utf-8"))
+    metadata = json.loads(next(churn_project.path.glob("dist/*-1.0.0.json")).read_text(encoding="utf-8"))  # the report
     encodings = {feature["name"]: feature.get("encoding") for feature in metadata["features"]}
     assert encodings == {"distance": None, "tail": "target", "carrier": "frequency"}
     onnx = next(churn_project.path.glob("dist/*.onnx")).read_bytes()

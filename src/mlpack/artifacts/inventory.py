@@ -65,30 +65,40 @@ def _normal(name: str) -> str:
     return posixpath.normpath(name.lstrip("/")).removeprefix("./")
 
 
+def _without(files: dict[str, bytes], path: str) -> dict[str, bytes]:
+    if path in ("", "."):  # an opaque root
+        return {}
+    return {k: v for k, v in files.items() if k != path and not k.startswith(path + "/")}
+
+
 def overlay(layers: Iterable[IO[bytes]]) -> dict[str, bytes]:
-    """The files that name packages, as the image's merged file system holds them (layers oldest first)."""
+    """The files that name packages, as the image's merged file system holds them (layers oldest first).
+
+    A layer's whiteouts remove what the layers below it hold, not its own files (the OCI layer spec)."""
     files: dict[str, bytes] = {}
     for stream in layers:
+        added: dict[str, bytes] = {}
+        gone: list[str] = []
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 name = _normal(member.name)
                 folder, base = posixpath.split(name)
                 if base == ".wh..wh..opq":  # an opaque folder: nothing below it from lower layers
-                    prefix = folder + "/"
-                    files = {k: v for k, v in files.items() if not k.startswith(prefix)}
+                    gone.append(folder)
+                elif base.startswith(".wh."):
+                    gone.append(posixpath.join(folder, base[4:]))
+                elif not _wanted(name):
                     continue
-                if base.startswith(".wh."):
-                    gone = posixpath.join(folder, base[4:])
-                    files = {k: v for k, v in files.items() if k != gone and not k.startswith(gone + "/")}
-                    continue
-                if not _wanted(name):
-                    continue
-                if not member.isfile() or member.size > MAX_FILE_BYTES:
-                    files.pop(name, None)
-                    continue
-                data = tar.extractfile(member)
-                if data is not None:
-                    files[name] = data.read()
+                elif not member.isfile() or member.size > MAX_FILE_BYTES:
+                    gone.append(name)  # a link or a folder where a package file was: not read
+                    added.pop(name, None)
+                else:
+                    data = tar.extractfile(member)
+                    if data is not None:
+                        added[name] = data.read()
+        for path in gone:
+            files = _without(files, path)
+        files.update(added)
     return files
 
 

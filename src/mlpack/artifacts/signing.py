@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,8 +76,9 @@ def _check_kind(key: Any, where: str, what: str) -> None:
         return
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
         return
-    kind = getattr(getattr(key, "curve", None), "name", None) or type(key).__name__.lstrip("_")
-    raise ConfigError(f"{where} holds a {kind} {what}: [sign] takes ECDSA P-256 (or P-384, P-521) or Ed25519 keys")
+    curve = getattr(getattr(key, "curve", None), "name", None)
+    kind = f"an EC {curve}" if curve else "an " + re.sub(r"(Private|Public)Key$", "", type(key).__name__)
+    raise ConfigError(f"{where} holds {kind} {what}: [sign] takes ECDSA P-256 (or P-384, P-521) or Ed25519 keys")
 
 
 def load_key(section: SignSection, project_dir: Path) -> SigningKey:

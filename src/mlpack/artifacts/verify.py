@@ -81,7 +81,8 @@ def _find_build(artifact: Path) -> tuple[Path, bytes]:
             names = {s.get("name") for s in json.loads(candidate.read_bytes()).get("subject", [])}
         except (ValueError, AttributeError, OSError):
             continue
-        if artifact.name in names:
+        layout = candidate.name.removesuffix(".provenance.json") + ".oci"  # by the image manifest it holds
+        if artifact.name in names or (artifact.is_dir() and artifact.name == layout):
             return candidate, candidate.read_bytes()
     raise VerificationError(
         f"no provenance in {folder} names {artifact.name} (mlpack build writes NAME-VERSION.provenance.json "
@@ -226,8 +227,6 @@ def _image_files(path: Path) -> Iterator[tuple[Opener, set[str]]]:
 
 def _verify_image(image: Path, build: Build, result: Verified) -> None:
     shown = image.name
-    if image.is_file():
-        _against_subject(build, image.name, _sha256_file(image), result)
     try:
         with _image_files(image) as (open_file, names):
             for name in sorted(n for n in names if n.startswith("blobs/sha256/")):
@@ -243,15 +242,23 @@ def _verify_image(image: Path, build: Build, result: Verified) -> None:
             manifest = _blob_json(open_file, manifest_digest)
             config = _blob_json(open_file, manifest["config"]["digest"])
             layers = [layer["digest"] for layer in manifest["layers"]]
-            for digest, diff_id in zip(layers, config["rootfs"]["diff_ids"], strict=True):
-                with open_file(_blob(digest)) as stream, gzip.GzipFile(fileobj=stream) as plain:
-                    if "sha256:" + _sha256_stream(plain) != diff_id:
-                        raise VerificationError(f"{shown}: layer {digest} does not match its diff_id")
+            for descriptor, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True):
+                digest = descriptor["digest"]
+                with open_file(_blob(digest)) as stream:
+                    if descriptor["mediaType"].endswith("gzip"):
+                        with gzip.GzipFile(fileobj=stream) as plain:
+                            unpacked = _sha256_stream(plain)
+                    else:
+                        unpacked = _sha256_stream(stream)
+                if "sha256:" + unpacked != diff_id:
+                    raise VerificationError(f"{shown}: layer {digest} does not match its diff_id in the config")
             found = _inventory_of(open_file, layers)
     except (KeyError, ValueError, OSError, tarfile.TarError) as exc:
         if isinstance(exc, VerificationError):
             raise
         raise VerificationError(f"{shown} is not a readable OCI image: {type(exc).__name__} {exc}") from None
+    if image.is_file():  # after its blobs, so that a changed layer is named, not just the archive
+        _against_subject(build, image.name, _sha256_file(image), result)
     document = _load_sbom(build, result)
     listed = sbom.listed_packages(document)
     held = sorted((package.purl, package.sha256) for package in sbom.image_packages(found))

@@ -1,0 +1,178 @@
+"""The image's part of the SBOM, read from its layers (artifacts/inventory.py), and `mlpack verify` on an image."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpack.artifacts import attest
+from mlpack.artifacts.inventory import inventory
+from mlpack.build import BuildResult, build_image_step, write_artifacts
+from tests.helpers.attested import key_pair, write_oci_base
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
+from tests.helpers.training import config_for, export
+
+STATUS = """Package: base-files
+Status: install ok installed
+Priority: required
+Architecture: amd64
+Version: 12.4+deb12u15
+Description: Debian base system miscellaneous files
+ This package contains the basic filesystem hierarchy.
+
+Package: libc6
+Status: install ok installed
+Architecture: amd64
+Source: glibc
+Version: 2.36-9+deb12u10
+
+Package: old-tool
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0
+"""
+
+
+def layer(files: dict[str, str | bytes]) -> bytes:
+    """A tar layer of these files (sorted, as mlpack writes them); a value "DIR" makes a folder."""
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, content in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            if content == "DIR":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+                continue
+            data = content.encode() if isinstance(content, str) else content
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return stream.getvalue()
+
+
+def dist_info(folder: str, name: str, version: str) -> dict[str, str | bytes]:
+    return {
+        f"{folder}/{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{folder}/{name}-{version}.dist-info/RECORD": f"{name}/__init__.py,sha256=x,0\n",
+    }
+
+
+BASE = {
+    "etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n',
+    "var/lib/dpkg/status": STATUS,
+    **dist_info("usr/lib/python3/dist-packages", "Requests", "2.28.1"),
+    **dist_info("usr/lib/python3/dist-packages", "chardet", "5.1.0"),
+    "usr/lib/python3/dist-packages/python_apt-2.6.0.egg-info": "Name: python-apt\nVersion: 2.6.0\n",
+    "usr/local/lib/python3.11/site-packages/pip-24.0.dist-info/METADATA": "Name: pip\nVersion: 24.0\n",
+}
+
+
+def test_the_inventory_reads_dpkg_and_dist_info_through_whiteouts() -> None:
+    upper = {
+        "usr/lib/python3/dist-packages/.wh.chardet-5.1.0.dist-info": b"",  # pip uninstall chardet
+        "usr/local/lib/python3.11/site-packages/.wh..wh..opq": b"",  # the folder replaced whole
+        **dist_info("usr/local/lib/python3.11/site-packages", "pip", "25.1"),
+        **dist_info("opt/model/site", "numpy", "2.1.0"),
+    }
+    found = inventory([io.BytesIO(layer(BASE)), io.BytesIO(layer(upper))])
+    assert (found.os_id, found.os_version) == ("debian", "12")
+    assert [(p.name, p.version, p.architecture, p.source) for p in found.debian] == [
+        ("base-files", "12.4+deb12u15", "amd64", ""),
+        ("libc6", "2.36-9+deb12u10", "amd64", "glibc"),
+    ]  # old-tool is removed (its configuration files only), Description's continuation is not a field
+    python = {(d.name, d.version): d for d in found.python}
+    assert set(python) == {("requests", "2.28.1"), ("python-apt", "2.6.0"), ("pip", "25.1"), ("numpy", "2.1.0")}
+    assert python[("numpy", "2.1.0")].path == "opt/model/site/numpy-2.1.0.dist-info"
+    assert len(python[("numpy", "2.1.0")].record_sha256) == 64 and python[("python-apt", "2.6.0")].record_sha256 == ""
+
+
+def test_a_whiteout_in_the_same_layer_keeps_that_layers_own_files() -> None:
+    lower = layer(dist_info("site", "six", "1.16.0"))
+    upper = layer({"site/.wh..wh..opq": b"", **dist_info("site", "six", "1.17.0")})
+    found = inventory([io.BytesIO(lower), io.BytesIO(upper)])
+    assert [(d.name, d.version) for d in found.python] == [("six", "1.17.0")]
+
+
+# -- a real image with no engine -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def imaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, Path]:
+    """A build with the engine-free image on a tiny Debian-like base, signed with Ed25519."""
+    root = tmp_path_factory.mktemp("imaged")
+    base = layer(BASE)
+    write_oci_base(root / "base.oci", base)
+    private, public = key_pair(root, "ed25519")
+    (root / "mlpack.toml").write_text("# image test\n", encoding="utf-8")
+    config = config_for(
+        "sklearn.linear_model.LogisticRegression",
+        "classification",
+        image={"base": "oci:base.oci", "python": "3.11", "arch": "x86_64"},
+        sign={"key_file": str(private)},
+    )
+    config = dataclasses.replace(config, path=root / "mlpack.toml", project_dir=root)
+    result = write_artifacts(config, export(config, subscribers(200)), root / "dist", image_context=True)
+    build_image_step(config, result, required=True)
+    attest.attest_build(config, result, lambda _message: None)
+    return result, public
+
+
+def test_the_sbom_lists_what_the_images_layers_hold(imaged: tuple[BuildResult, Path]) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    result, _ = imaged
+    text = result.artifacts["sbom"].read_text(encoding="utf-8")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    document = json.loads(text)
+    image = next(c for c in document["components"] if c["bom-ref"] == "image")
+    assert image["type"] == "container" and image["version"] == "1.0.0"
+    assert image["hashes"][0]["content"] == result.report["image"]["digest"].removeprefix("sha256:")
+    purls = {c["purl"] for c in image["components"]}
+    assert "pkg:deb/debian/libc6@2.36-9%2Bdeb12u10?arch=amd64&distro=debian-12" in purls
+    assert "pkg:pypi/requests@2.28.1" in purls and "pkg:pypi/python-apt@2.6.0" in purls
+    assert not any("old-tool" in purl for purl in purls)
+    installed = {c["name"]: c for c in image["components"] if "opt/model/site" in json.dumps(c)}
+    assert {"numpy", "onnxruntime", "test-model"} <= set(installed)  # the model layer, read back
+    # The wheel's dependencies: the very wheels the image was installed from, each with its file's sha256.
+    deps = {c["name"]: c for c in document["components"] if c["bom-ref"].startswith("pypi:")}
+    wheel_file = next((result.artifacts["docker"] / "deps").glob("numpy-*.whl"))
+    assert deps["numpy"]["hashes"][0]["content"] == hashlib.sha256(wheel_file.read_bytes()).hexdigest()
+    subjects = {s["annotations"]["kind"]: s for s in json.loads(result.artifacts["provenance"].read_bytes())["subject"]}
+    assert subjects["image"]["name"] == "test-model:1.0.0"
+    assert subjects["image"]["digest"]["sha256"] == image["hashes"][0]["content"]
+    assert subjects["image_archive"]["name"] == result.artifacts["image_archive"].name
+
+
+def test_verify_passes_on_the_archive_and_the_layout_and_names_a_changed_layer(
+    imaged: tuple[BuildResult, Path], run: Any, tmp_path: Path
+) -> None:
+    result, public = imaged
+    for artifact in (result.artifacts["image_archive"], result.artifacts["oci"]):
+        checked = run("verify", artifact, "--key", public)
+        assert checked.code == 0, checked.err
+        assert "Python and Debian packages are the ones its SBOM lists" in checked.out
+        assert "model-signing's signature" in checked.out  # the image's model, signed
+    copy = tmp_path / "dist"
+    shutil.copytree(result.artifacts["report"].parent, copy, ignore=shutil.ignore_patterns("*.docker"))
+    layer_digest = result.report["image"]["model_layer"]["digest"].removeprefix("sha256:")
+    blob = copy / result.artifacts["oci"].name / "blobs" / "sha256" / layer_digest
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 1
+    blob.write_bytes(bytes(data))
+    assert_clean_error(
+        run("verify", copy / result.artifacts["oci"].name), 1, f"blobs/sha256/{layer_digest} does not match its digest"
+    )
+    archive = copy / result.artifacts["image_archive"].name
+    with tarfile.open(result.artifacts["image_archive"]) as source:
+        offset = next(m.offset_data for m in source.getmembers() if m.name.endswith(layer_digest))
+    raw = bytearray(archive.read_bytes())
+    raw[offset + 1000] ^= 1
+    archive.write_bytes(bytes(raw))
+    assert_clean_error(run("verify", archive), 1, f"{archive.name}: blobs/sha256/{layer_digest} does not match")
