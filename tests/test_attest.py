@@ -129,6 +129,8 @@ def test_the_provenance_names_every_artifact_and_what_made_it(signed: BuildResul
     data = next(d for d in definition["resolvedDependencies"] if d.get("name") == "db.customers")
     assert data["digest"]["sha256"] == signed.metadata["data"]["sha256"]
     assert data["annotations"]["documents"] == 200
+    byproducts = {b["name"]: b["digest"]["sha256"] for b in document["predicate"]["runDetails"]["byproducts"]}
+    assert byproducts["test-model-1.0.0.html"] == sha256(signed.artifacts["card"])  # the model card
     versions = document["predicate"]["runDetails"]["builder"]["version"]
     for tool in ("mlpack", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "python", "model-signing"):
         assert versions[tool], tool

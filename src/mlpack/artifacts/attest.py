@@ -187,6 +187,11 @@ def attest_build(config: Config, built: Built, say: Callable[[str], None]) -> No
             epoch=epoch,
             tools=tool_versions(key is not None),
             image={**image_parameters, "base": config.image.base} if image_parameters is not None else None,
+            byproducts=[
+                provenance.Subject(artifacts[kind].name, sha256_of(artifacts[kind]), kind)
+                for kind in ("card", "predictions")
+                if kind in artifacts
+            ],
         )
         written["provenance"] = stage / f"{stem}{PROVENANCE}"
         written["provenance"].write_bytes(statement)

@@ -52,6 +52,7 @@ def statement(
     epoch: int,
     tools: dict[str, str],
     image: dict[str, Any] | None = None,
+    byproducts: list[Subject] | None = None,
 ) -> bytes:
     """The Statement's bytes: canonical, validated against in-toto's definitions."""
     data = metadata["data"]
@@ -102,6 +103,8 @@ def statement(
             "runDetails": {
                 "builder": {"id": f"pkg:pypi/mlpack-onnx@{versions['mlpack']}", "version": versions},
                 "metadata": {"invocationId": f"{metadata['name']}-{metadata['version']}"},
+                # What the build wrote for people, not for shipping: the model card, the test predictions.
+                "byproducts": [{"name": b.name, "digest": {"sha256": b.sha256}} for b in byproducts or []],
             },
         },
     }
