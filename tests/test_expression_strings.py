@@ -47,6 +47,8 @@ NAMES = [
     "",
     MISSING_CATEGORY,
     "\n",
+    "a(f)*\\ 💡",  # regex characters and a code point beyond the BMP
+    "\u00a0nbsp\u00a0",  # a no-break space is no space to strip
 ]
 NUMBERS = [" 54 ", "131.0", "-.5", "+2", "1e3", "1,000", "NA", "0x10", "abc", "", MISSING_CATEGORY, "7\t"]
 KINDS: dict[str, Any] = {
@@ -91,6 +93,7 @@ EXPRESSIONS = {
     "port_not_in": "`from` not in ['S', 'Q']",
     "class_in": "`ticket.class` in [1, 2]",
     "fare_in": "fare not in [0, 1.5]",
+    "special": "contains(name, '(f)*') + contains(name, '💡') * 2 + contains(name, '\\\\') * 4",
     "first_date": "days_between(coalesce(signup, opened), opened)",
 }
 
@@ -149,6 +152,7 @@ def _python(row: dict[str, Any]) -> dict[str, float]:
         "port_not_in": float(port not in ("S", "Q")),
         "class_in": float(row["ticket.class"] in (1, 2)),
         "fare_in": nan if math.isnan(fare) else float(fare not in (0, 1.5)),
+        "special": 0.0 if name_missing else ("(f)*" in name) + ("💡" in name) * 2.0 + ("\\" in name) * 4.0,
         "first_date": _days(row["signup"] if row["signup"] != MISSING_DATE else row["opened"], row["opened"]),
     }
 
