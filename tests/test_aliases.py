@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from mlpack.aliases import Aliases
 from mlpack.registry import Registry
+from mlpack.registry.aliases import Aliases
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.documents import subscribers
 from tests.helpers.http_client import ServerProcess

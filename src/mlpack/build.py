@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from packaging.version import Version
 
-from mlpack import aliases, card, registry
+from mlpack import card, registry
 from mlpack.artifacts import attest
 from mlpack.artifacts.dist import ArtifactRecord, BuildDir, BuildReport, sha256_of, write_report
 from mlpack.artifacts.image import build_image, engine_version, git_revision, write_context
@@ -29,6 +29,7 @@ from mlpack.config import Config, load_config, with_version
 from mlpack.errors import ConfigError, ExternalError, QualityGateError
 from mlpack.export.metadata import build_metadata
 from mlpack.exported import ExportedModel, Progress, make_model
+from mlpack.registry import aliases
 from mlpack.runtime import Metadata
 from mlpack.source import load_columns, open_database
 from mlpack.source.feedback import add_feedback

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlpack.aliases import Aliases
 from mlpack.config import Config, load_config
 from mlpack.errors import ConfigError
 from mlpack.registry import open_registry
+from mlpack.registry.aliases import Aliases
 from mlpack.source import open_database
 from mlpack.training.trial_history import list_trials
 

@@ -16,7 +16,8 @@ from typing import Any
 import build
 import pyproject_hooks
 
-from mlpack import _serving, markdown, runtime
+from mlpack import _serving, runtime
+from mlpack.artifacts import markdown
 from mlpack.errors import ExternalError
 from mlpack.runtime import FeatureInfo, Metadata
 

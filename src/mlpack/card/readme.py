@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mlpack import markdown
+from mlpack.artifacts import markdown
 from mlpack.card.data import IMPORTANCE_REPEATS, CardData, champion_rows
 from mlpack.card.sections import THRESHOLD_HEADER, coefficients_caption, threshold_rows
 from mlpack.runtime import Metadata

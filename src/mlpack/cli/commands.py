@@ -68,7 +68,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _artifact(args: argparse.Namespace) -> str:
     """The command's artifact: as given, or NAME@ALIAS resolved through the registry to a verified file."""
-    from mlpack.aliases import artifact_path
+    from mlpack.registry.aliases import artifact_path
 
     return artifact_path(args.artifact, project=args.config, dist=args.dist)
 
@@ -154,7 +154,7 @@ def _print_table(table: list[tuple[Any, ...]]) -> None:
 
 
 def _print_history(args: argparse.Namespace) -> int:
-    from mlpack.aliases import history
+    from mlpack.registry.aliases import history
 
     moves = history(args.config, args.name)
     if args.json:
@@ -171,7 +171,7 @@ def _print_history(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from mlpack.aliases import promote
+    from mlpack.registry.aliases import promote
 
     move = promote(args.config, args.name, args.version, args.alias, reason=args.reason)
     if args.json:

@@ -31,7 +31,7 @@ def check_threshold(value: float) -> float:
 # -- which model, which log ----------------------------------------------------------------------
 def model_metadata(config: Config, *, version: str | None, dist: Path | None, artifact: str | None) -> dict[str, Any]:
     """The metadata (with its baseline) of the model version being monitored."""
-    from mlpack import aliases
+    from mlpack.registry import aliases
 
     metadata: dict[str, Any]
     reference = aliases.project_version(config, version)

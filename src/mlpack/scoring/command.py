@@ -18,11 +18,11 @@ from typing import Any
 from bson import json_util
 from bson.errors import BSONError
 
-from mlpack import aliases
 from mlpack.artifacts.dist import BuildDir
 from mlpack.config import Config, load_config
 from mlpack.errors import ConfigError, DataError, outside
 from mlpack.redaction import display_uri
+from mlpack.registry import aliases
 from mlpack.scoring.worker import (
     Engine,
     Progress,

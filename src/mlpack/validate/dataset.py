@@ -19,7 +19,6 @@ import numpy as np
 
 from mlpack.config import FeaturesSection, Task
 from mlpack.errors import DataError
-from mlpack.features.cleaning import missing_target, missing_target_hint, text_numbers_note, without_missing_targets
 from mlpack.features.expressions import unknown_field
 from mlpack.features.labels import TargetKind, label_kind, with_feedback_targets
 from mlpack.features.ordinal import unlisted
@@ -27,6 +26,7 @@ from mlpack.features.target import TRANSFORMS
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, category_text, date_milliseconds, to_number
 from mlpack.source.feedback import FeedbackSummary
 from mlpack.source.mongo import RawColumns
+from mlpack.validate.cleaning import missing_target, missing_target_hint, text_numbers_note, without_missing_targets
 
 MIN_ROWS_PER_CLASS = 2
 
