@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -173,3 +175,41 @@ def test_a_bad_public_key_is_a_usage_error(builds: dict[str, BuildResult], run: 
     assert_clean_error(run("verify", builds["ecdsa"].artifacts["onnx"], "--key", junk), 2, "is not a PEM public key")
     missing = tmp_path / "absent.pem"
     assert_clean_error(run("verify", builds["ecdsa"].artifacts["onnx"], "--key", missing), 2, "cannot be read")
+
+
+@pytest.mark.parametrize(
+    "craft",
+    [
+        lambda d: {**d, "subject": [["not", "a", "descriptor"]]},
+        lambda d: {**d, "subject": [{**s, "annotations": "kind"} for s in d["subject"]]},
+        lambda d: {**d, "_type": "https://in-toto.io/Statement/v0.1"},
+        lambda d: [d],
+    ],
+)
+def test_a_crafted_provenance_is_one_line_exit_1(
+    craft: Any, builds: dict[str, BuildResult], run: Any, tmp_path: Path
+) -> None:
+    files = copy_of(builds["unsigned"], tmp_path)
+    document = json.loads(files["provenance"].read_bytes())
+    files["provenance"].write_text(json.dumps(craft(document)))
+    assert_clean_error(run("verify", files["onnx"]), 1)
+
+
+def test_a_crafted_sbom_whose_digest_the_provenance_names_is_refused(
+    builds: dict[str, BuildResult], run: Any, tmp_path: Path
+) -> None:
+    """Unsigned, a provenance can be rewritten to vouch for anything: the SBOM's shape is still checked."""
+    files = copy_of(builds["unsigned"], tmp_path)
+    files["sbom"].write_text(json.dumps({"components": "none", "metadata": []}))
+    statement = json.loads(files["provenance"].read_bytes())
+    for subject in statement["subject"]:
+        if subject["name"] == files["sbom"].name:
+            subject["digest"]["sha256"] = hashlib.sha256(files["sbom"].read_bytes()).hexdigest()
+    files["provenance"].write_text(json.dumps(statement))
+    assert_clean_error(run("verify", files["onnx"]), 1, "is not one mlpack writes")
+
+
+def test_a_wheel_that_is_no_zip_is_named(builds: dict[str, BuildResult], run: Any, tmp_path: Path) -> None:
+    files = copy_of(builds["unsigned"], tmp_path)
+    files["wheel"].write_bytes(b"PK\x03\x04 not really")
+    assert_clean_error(run("verify", files["wheel"]), 1, "is not a readable wheel")

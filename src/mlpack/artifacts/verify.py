@@ -35,6 +35,7 @@ from mlpack.artifacts.inventory import Inventory, inventory
 from mlpack.errors import ConfigError, VerificationError
 
 CHUNK = 1 << 20
+MAX_DOCUMENT_BYTES = 64 << 20  # an image's SBOM is a few hundred KiB; the provenance a few KiB
 
 
 @dataclass
@@ -74,16 +75,23 @@ class Build:
         return self.folder / f"{self.stem}{suffix}"
 
 
+def _small(path: Path) -> bytes:
+    """A build document's bytes; one larger than any mlpack writes is refused unread."""
+    if path.stat().st_size > MAX_DOCUMENT_BYTES:
+        raise VerificationError(f"{path.name} is larger than {MAX_DOCUMENT_BYTES >> 20} MiB: not one mlpack writes")
+    return path.read_bytes()
+
+
 def _find_build(artifact: Path) -> tuple[Path, bytes]:
     folder = artifact.parent
     for candidate in sorted(folder.glob("*.provenance.json")):
         try:
-            names = {s.get("name") for s in json.loads(candidate.read_bytes()).get("subject", [])}
-        except (ValueError, AttributeError, OSError):
+            names = {s.get("name") for s in json.loads(_small(candidate)).get("subject", [])}
+        except (ValueError, AttributeError, TypeError, OSError, RecursionError, VerificationError):
             continue
         layout = candidate.name.removesuffix(".provenance.json") + ".oci"  # by the image manifest it holds
         if artifact.name in names or (artifact.is_dir() and artifact.name == layout):
-            return candidate, candidate.read_bytes()
+            return candidate, _small(candidate)
     raise VerificationError(
         f"no provenance in {folder} names {artifact.name} (mlpack build writes NAME-VERSION.provenance.json "
         "next to its artifacts): nothing to verify it against"
@@ -96,7 +104,7 @@ def _load_build(artifact: Path, key: Path | None, result: Verified) -> Build:
     envelope = path.with_name(f"{stem}.provenance.dsse.json")
     public = signing.load_public_key(key) if key is not None else None
     if envelope.is_file():
-        payload = signing.open_envelope(envelope.read_bytes(), envelope.name, public)
+        payload = signing.open_envelope(_small(envelope), envelope.name, public)
         if payload != data:
             raise VerificationError(f"{path.name} is not the statement signed in {envelope.name}: it was changed")
         if public is not None:
@@ -129,7 +137,7 @@ def _load_sbom(build: Build, result: Verified) -> dict[str, Any]:
     if not path.is_file():
         raise VerificationError(f"{path.name} (the SBOM) is missing next to the artifact")
     _against_subject(build, path.name, _sha256_file(path), result)
-    document: dict[str, Any] = json.loads(path.read_bytes())
+    document: dict[str, Any] = json.loads(_small(path))
     by_ref = {c.get("bom-ref"): c for c in document.get("components", [])}
     by_ref[sbom.WHEEL_REF] = document["metadata"]["component"]
     for ref, kind in ((sbom.MODEL_REF, "onnx"), (sbom.WHEEL_REF, "wheel"), (sbom.IMAGE_REF, "image")):
@@ -157,8 +165,10 @@ def _verify_wheel(wheel: Path, build: Build, key: Path | None, result: Verified)
             entry = record.get(info.filename)
             if entry is None:
                 raise VerificationError(f"{wheel.name}: {info.filename} is not in its RECORD (added after the build)")
+            if info.file_size != entry[1]:  # before reading: a crafted size is refused unread
+                raise VerificationError(f"{wheel.name}: {info.filename} does not match its RECORD size")
             with archive.open(info) as stream:
-                if _sha256_stream(stream) != entry[0] or info.file_size != entry[1]:
+                if _sha256_stream(stream) != entry[0]:
                     raise VerificationError(f"{wheel.name}: {info.filename} does not match its RECORD hash")
         missing = sorted(set(record) - set(archive.namelist()))
         if missing:
@@ -289,7 +299,20 @@ def verify(artifact: str | Path, *, key: str | Path | None = None) -> Verified:
     if not path.exists():
         raise ConfigError(f"{path} does not exist (give a wheel, .onnx, sdist, image archive or OCI layout)")
     public = Path(key) if key is not None else None
+    if public is not None:
+        signing.load_public_key(public)  # a bad --key is a usage error before anything is read
     result = Verified(path)
+    try:
+        _verify(path, public, result)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError) as exc:
+        # Only a crafted document gets here: every file mlpack writes has the shapes read above.
+        raise VerificationError(
+            f"{path.name}: its build's provenance or SBOM is not one mlpack writes ({type(exc).__name__})"
+        ) from None
+    return result
+
+
+def _verify(path: Path, public: Path | None, result: Verified) -> None:
     build = _load_build(path, public, result)
     name = path.name
     if name.endswith(".whl"):
@@ -305,4 +328,3 @@ def verify(artifact: str | Path, *, key: str | Path | None = None) -> Verified:
     else:
         _against_subject(build, name, _sha256_file(path), result)
         _load_sbom(build, result)
-    return result
