@@ -27,11 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mlpack._serving.app import App  # noqa: E402
-from mlpack._serving.drift_tracking import DriftTracking  # noqa: E402
-from mlpack._serving.metrics import Metrics  # noqa: E402
-from mlpack._serving.wire import Request  # noqa: E402
 from mlpack.runtime import Model  # noqa: E402
+from mlpack.runtime.serving.app import App  # noqa: E402
+from mlpack.runtime.serving.drift_tracking import DriftTracking  # noqa: E402
+from mlpack.runtime.serving.metrics import Metrics  # noqa: E402
+from mlpack.runtime.serving.wire import Request  # noqa: E402
 from tests.helpers.documents import subscribers  # noqa: E402
 from tests.helpers.training import config_for, export  # noqa: E402
 

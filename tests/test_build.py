@@ -109,10 +109,12 @@ def test_build_writes_verified_artifacts_and_records_them(
         } <= names
         # The runtime package whole, byte for byte, and nothing else of mlpack's build side.
         runtime_dir = Path(mlpack.runtime.__file__).parent
-        for source in sorted(runtime_dir.glob("*.py")):
-            assert wheel.read(f"churn_model/_runtime/{source.name}") == source.read_bytes(), source.name
+        for source in sorted(runtime_dir.rglob("*.py")):  # its server (serving/) included
+            relative = source.relative_to(runtime_dir).as_posix()
+            assert wheel.read(f"churn_model/_runtime/{relative}") == source.read_bytes(), relative
+        assert "churn_model/_runtime/serving/http.py" in names
         shipped = {n.split("/")[1] for n in names if n.startswith("churn_model/") and n.count("/") >= 2}
-        assert shipped == {"_runtime", "_serving"}, shipped
+        assert shipped == {"_runtime"}, shipped
         assert wheel.read("churn_model/model.onnx") == (out / "churn-model-1.0.0.onnx").read_bytes()
         wheel_meta = wheel.read("churn_model-1.0.0.dist-info/METADATA").decode()
     assert "Requires-Dist: onnxruntime" in wheel_meta and "Requires-Dist: numpy" in wheel_meta

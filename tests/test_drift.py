@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from mlpack import runtime
-from mlpack._serving.drift import (
+from mlpack.runtime.drift import (
     Profile,
     baseline_of,
     categorical_profile,
     numeric_profile,
     psi,
 )
-from mlpack._serving.drift_window import PREDICTIONS, DriftWindow
+from mlpack.runtime.serving.drift_window import PREDICTIONS, DriftWindow
 from tests.helpers.documents import subscribers
 from tests.helpers.drift import reference_categorical_psi, reference_numeric_psi
 
@@ -100,7 +100,7 @@ def test_categories_beyond_the_cap_share_one_other_bin() -> None:
 def test_one_value_at_a_time_bins_as_numpy_does_for_every_kind() -> None:
     """The server bins one-record requests value by value (`binner`, also `bin_of`) and larger ones
     with numpy (`bins_of`): both must put each value in the same bin — edges, NaN, missing dates."""
-    from mlpack._serving.drift import MISSING_DATE, datetime_profile
+    from mlpack.runtime.drift import MISSING_DATE, datetime_profile
 
     numeric = Profile(numeric_profile(_numbers(500, 4)))
     numbers = [*numeric.edges, -1e9, 1e9, math.nan, 0.0]
@@ -118,7 +118,7 @@ def test_one_value_at_a_time_bins_as_numpy_does_for_every_kind() -> None:
 
 
 def test_categories_bin_by_frequency_then_other_unknown_and_missing() -> None:
-    from mlpack._serving.drift import MISSING_CATEGORY
+    from mlpack.runtime.drift import MISSING_CATEGORY
 
     plain = Profile(categorical_profile(["a", "b", "b"]))  # b is the more frequent: bin 0
     capped = Profile(categorical_profile(["a"] * 5 + ["b"] * 3 + ["c"], max_categories=2))
@@ -133,7 +133,7 @@ def test_categories_bin_by_frequency_then_other_unknown_and_missing() -> None:
 
 
 def test_free_text_drifts_by_its_length() -> None:
-    from mlpack._serving.drift import text_profile
+    from mlpack.runtime.drift import text_profile
 
     rng = random.Random(4)
     words = ["late", "delivery", "great", "service", "refund", "broken"]
@@ -155,7 +155,7 @@ def test_free_text_drifts_by_its_length() -> None:
 
 
 def test_the_window_counts_text_features_like_the_others() -> None:
-    from mlpack._serving.drift import text_profile
+    from mlpack.runtime.drift import text_profile
 
     baseline = baseline_of(
         {"note": ("text", ["ok", "fine thanks", "", "late delivery again"] * 50)},
@@ -335,8 +335,8 @@ def test_the_build_stores_a_baseline_of_its_data_and_predictions(built_model: An
 
 def test_dates_are_binned_as_the_graph_takes_them() -> None:
     """int64 milliseconds since 1970, the smallest int64 for a missing date."""
-    from mlpack._serving.drift import MISSING_DATE, datetime_profile
     from mlpack.runtime import MISSING_DATE as RUNTIME_MISSING_DATE
+    from mlpack.runtime.drift import MISSING_DATE, datetime_profile
 
     assert MISSING_DATE == RUNTIME_MISSING_DATE
     rng = np.random.default_rng(8)

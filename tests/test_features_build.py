@@ -153,8 +153,8 @@ def test_a_derived_feature_missing_everywhere_is_named(shop: Project, run) -> No
 
 
 def test_the_server_takes_dates_as_iso_strings_and_as_v2_int64_tensors(shop: Project, run) -> None:
-    from mlpack._serving import App, Request
     from mlpack.runtime import Model, read_onnx_metadata
+    from mlpack.runtime.serving import App, Request
 
     def post(path: str, document: Any) -> tuple[int, Any]:
         answer = app.respond(Request("POST", path, "", {}, json.dumps(document).encode()))

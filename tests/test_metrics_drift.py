@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlpack._serving.drift import Profile
 from mlpack.build import BuildResult
+from mlpack.runtime.drift import Profile
 from tests.helpers.documents import subscribers
 from tests.helpers.drift import reference_categorical_psi, reference_numeric_psi
 from tests.helpers.http_client import ServerProcess
@@ -147,20 +147,18 @@ def test_a_bad_drift_window_is_one_line_and_exit_2(built_model: BuildResult, val
     ]
 
 
-def test_the_drift_window_comes_from_the_environment_then_serve_then_the_default(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from mlpack._serving.drift_tracking import DEFAULT_DRIFT_WINDOW, drift_window_size
+def test_the_drift_window_comes_from_the_flag_then_the_environment_then_serve_then_the_default() -> None:
+    from mlpack.runtime.settings import DEFAULT_DRIFT_WINDOW, ServeSettings, SettingsError
 
-    monkeypatch.delenv("MLPACK_DRIFT_WINDOW", raising=False)
-    assert drift_window_size({}) == DEFAULT_DRIFT_WINDOW
-    assert drift_window_size({"drift_window": 0}) == 0
-    monkeypatch.setenv("MLPACK_DRIFT_WINDOW", "")  # empty is unset, as for the other MLPACK_* settings
-    assert drift_window_size({"drift_window": 50}) == 50
-    monkeypatch.setenv("MLPACK_DRIFT_WINDOW", "7")
-    assert drift_window_size({"drift_window": 50}) == 7
-    monkeypatch.delenv("MLPACK_DRIFT_WINDOW")
-    with pytest.raises(SystemExit) as exited:
-        drift_window_size({"drift_window": 2.5})  # a crafted wheel's metadata
-    assert exited.value.code == 2
-    assert capsys.readouterr().err == "error: [serve].drift_window must be 0 (off) or a positive int, got 2.5\n"
+    def window(serve: dict[str, Any], env: dict[str, str], flag: int | None = None) -> int:
+        return ServeSettings.read(serve, {"drift_window": flag}, env).drift_window
+
+    assert window({}, {}) == DEFAULT_DRIFT_WINDOW
+    assert window({"drift_window": 0}, {}) == 0
+    assert window({"drift_window": 50}, {"MLPACK_DRIFT_WINDOW": ""}) == 50  # empty is unset, as for every MLPACK_*
+    assert window({"drift_window": 50}, {"MLPACK_DRIFT_WINDOW": "7"}) == 7
+    assert window({"drift_window": 50}, {"MLPACK_DRIFT_WINDOW": "7"}, flag=3) == 3
+    with pytest.raises(SettingsError) as refused:
+        window({"drift_window": 2.5}, {})  # a crafted wheel's metadata
+    assert refused.value.exit_code == 2
+    assert str(refused.value) == "[serve].drift_window must be 0 (off) or a positive int, got 2.5"

@@ -283,7 +283,7 @@ def _head_of(*pieces: bytes, eof: bool = True, then: Any = None) -> Any:
     """Run `Incoming.head` (then `then(incoming)`) on a stream fed `pieces` one chunk per loop turn."""
     import asyncio
 
-    from mlpack._serving.framing import Incoming
+    from mlpack.runtime.serving.framing import Incoming
 
     async def main() -> Any:
         reader = asyncio.StreamReader(limit=64 * 1024)
@@ -328,7 +328,7 @@ def test_a_head_sent_a_byte_at_a_time_is_read_in_linear_time() -> None:
 
 
 def test_bare_line_feeds_are_refused_before_the_head_is_complete() -> None:
-    from mlpack._serving.framing import FramingError
+    from mlpack.runtime.serving.framing import FramingError
 
     for sent in (b"GET / HTTP/1.1\nHost: x\n", b"GET / HTTP/1.1\r\nHost: x\nX-A", b"GET / HTTP/1.1\r\nX: a\rb"):
         with pytest.raises(FramingError, match="CRLF"):

@@ -51,7 +51,7 @@ def test_a_forged_method_cannot_inject_a_series_into_metrics(server: ServerProce
 
 
 def test_label_values_are_escaped_for_the_text_format() -> None:
-    from mlpack._serving import Metrics
+    from mlpack.runtime.serving import Metrics
 
     class Named:
         name, version = 'a"b\\c\nd', "1"

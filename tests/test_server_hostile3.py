@@ -39,8 +39,8 @@ def server(built_model: BuildResult) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def app(built_model: BuildResult) -> Any:
     """The server's App in this process, for fuzzing thousands of requests without sockets."""
-    from mlpack._serving import App
     from mlpack.runtime import Model, read_onnx_metadata
+    from mlpack.runtime.serving import App
 
     onnx_file = built_model.artifacts["onnx"]
     served = App(Model(onnx_file, read_onnx_metadata(onnx_file)).load())
@@ -195,7 +195,7 @@ REQUEST = st.fixed_dictionaries(
 def test_every_v2_request_answers_2xx_or_4xx(
     app: Any, request: dict[str, Any], trailer: bytes, header_length: Any
 ) -> None:
-    from mlpack._serving import Request
+    from mlpack.runtime.serving import Request
 
     document = json.dumps(request).encode()
     headers: dict[str, str] = {}
@@ -273,14 +273,14 @@ def reference_depth(value: Any) -> int:
 @settings(max_examples=2000, deadline=None)
 @given(value=JSON_VALUES, ascii_only=st.booleans())
 def test_nesting_is_the_parsed_depth(value: Any, ascii_only: bool) -> None:
-    from mlpack._serving.wire import nesting
+    from mlpack.runtime.serving.wire import nesting
 
     assert nesting(json.dumps(value, ensure_ascii=ascii_only).encode()) == reference_depth(value)
 
 
 def test_the_kubernetes_limit_holds_the_servers_worst_case() -> None:
-    from mlpack._serving.wire import Limits
     from mlpack.deploy.footprint import Footprint
+    from mlpack.runtime.settings import Limits
 
     worst = Limits().worst_case_bytes  # two 10 MiB bodies, their copies, 1M elements parsed each
     assert 140 * MIB < worst < 160 * MIB

@@ -119,7 +119,7 @@ class Model:
 @pytest.mark.parametrize(("failures", "written"), [(3, 50), (9, 0)])
 def test_a_failed_write_is_tried_again_before_it_is_dropped(failures: int, written: int) -> None:
     """The audit: "dropped 2 records: Connection refused" whenever the database blinked, with no retry."""
-    from mlpack._serving import InferenceLog
+    from mlpack.runtime.serving import InferenceLog
 
     counts: dict[str, int] = {}
 
@@ -144,7 +144,7 @@ def test_a_failed_write_is_tried_again_before_it_is_dropped(failures: int, writt
 
 
 def test_the_queue_is_bounded_in_bytes() -> None:
-    from mlpack._serving import InferenceLog
+    from mlpack.runtime.serving import InferenceLog
 
     dropped = []
     log = InferenceLog(

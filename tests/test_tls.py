@@ -35,9 +35,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
-from mlpack._serving.inference_log import InferenceLog
 from mlpack.cli import main as cli_main
 from mlpack.errors import Context, ExternalError, translate
+from mlpack.runtime.serving.inference_log import InferenceLog
+from mlpack.runtime.settings import ServeSettings
 from mlpack.source.embedded import embedded_server
 from tests.helpers.cli import Result
 from tests.helpers.documents import subscribers
@@ -322,7 +323,7 @@ def test_the_served_models_inference_log_and_monitor_over_tls(served: Served) ->
 
 
 def test_the_served_model_names_a_bad_key_at_start_and_a_bad_certificate_in_its_log(
-    tls: Tls, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tls: Tls, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A key that does not open stops `serve` with one line (no passphrase prompt, no traceback); a
     server certificate the CA does not vouch for costs only the log, whose warning names it. In this
@@ -338,9 +339,10 @@ def test_the_served_model_names_a_bad_key_at_start_and_a_bad_certificate_in_its_
             "tlsCertificateKeyFile is encrypted: add tlsCertificateKeyFilePassword",
         ),
     ]:
-        monkeypatch.setenv("MLPACK_INFERENCE_LOG_URI", uri)
+        where = ServeSettings.read({}, {}, {"MLPACK_INFERENCE_LOG_URI": uri}).inference_log
+        assert where is not None
         with pytest.raises(SystemExit) as stopped:
-            InferenceLog.from_settings(model, lambda **_: None)
+            InferenceLog.connect(model, where, lambda **_: None)
         assert needle in str(stopped.value) and "s3cret" not in str(stopped.value), stopped.value
     counts: list[dict[str, Any]] = []
     log = InferenceLog(tls.uri(ca="other-ca"), LOG_DATABASE, "refused", lambda **n: counts.append(n), retry_delays=())

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mlpack._serving.drift import baseline_of
 from mlpack.config import Config
 from mlpack.export.convert import to_onnx, with_metadata
 from mlpack.export.metadata import build_metadata, with_baseline, with_parity
 from mlpack.export.parity import check_parity, parity_report
 from mlpack.runtime import Metadata, Model
+from mlpack.runtime.drift import baseline_of
 from mlpack.timings import StageClock
 from mlpack.training import champion as challenger_vs
 from mlpack.training import experiments

@@ -2,7 +2,7 @@
 
 import sys
 
-from . import _serving, model
-from ._runtime import run_main
+from . import model
+from ._runtime import run_main, serving
 
-sys.exit(run_main(model, prog=f"python -m {__package__}", server=_serving))
+sys.exit(run_main(model, prog=f"python -m {__package__}", server=serving))

@@ -19,6 +19,7 @@ from typing import Any
 from mlpack.errors import ConfigError
 from mlpack.runtime import Metadata, Model, read_onnx_metadata
 from mlpack.runtime.contract import check_metadata as contract_check
+from mlpack.runtime.settings import SettingsError
 
 MiB = 1 << 20
 MAX_METADATA_BYTES = 16 * MiB  # a real one is a few KiB to a few MiB (baseline bins, categories)
@@ -171,6 +172,8 @@ def read_metadata(path: str | Path) -> Metadata:
             raise ConfigError(f"{path}: {exc}") from None
         except RecursionError:
             raise ConfigError(f"{path} is not an mlpack model: its metadata is nested too deeply") from None
+        except SettingsError:  # MLPACK_THREADS=abc: the setting's own message, not the file's
+            raise
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
             raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from None
         return check_metadata(metadata, str(path))

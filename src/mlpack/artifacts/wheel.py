@@ -16,7 +16,7 @@ from typing import Any
 import build
 import pyproject_hooks
 
-from mlpack import _serving, runtime
+from mlpack import runtime
 from mlpack.artifacts import markdown
 from mlpack.errors import ExternalError
 from mlpack.runtime import FeatureInfo, Metadata
@@ -160,8 +160,8 @@ def render_project(
         if source.is_file() and source.suffix == ".py":
             shutil.copyfile(source, package / source.name)
     no_caches = shutil.ignore_patterns("__pycache__")
+    # The runtime whole, its server (serving/) and drift statistics included: one folder, one import root.
     shutil.copytree(Path(runtime.__file__).parent, package / "_runtime", ignore=no_caches)
-    shutil.copytree(Path(_serving.__file__).parent, package / "_serving", ignore=no_caches)
     (package / "model.onnx").write_bytes(onnx_bytes)
     (package / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (package / "mlpack.toml").write_text(config_text, encoding="utf-8")

@@ -15,6 +15,7 @@ from mlpack.cli.commands import _print_json
 from mlpack.cli.parser import build_parser
 from mlpack.errors import MlpackError
 from mlpack.redaction import redact
+from mlpack.runtime.settings import SettingsError
 
 
 class Terminated(BaseException):
@@ -70,6 +71,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"error: {redact(exc.message)}", file=sys.stderr)
         if exc.details:
             print(redact(exc.details), file=sys.stderr)
+        return exc.exit_code
+    except SettingsError as exc:  # a runtime setting (MLPACK_THREADS=abc) met outside `serve`, e.g. by parity
+        print(f"error: {redact(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from mlpack.cli.lines import feedback_line, parity_line
-from mlpack.errors import ConfigError
 from mlpack.redaction import redact
 
 
@@ -108,14 +107,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mlpack._serving import serve_args
     from mlpack.artifacts.read import open_model
+    from mlpack.runtime.serving import serve_args
 
-    model = open_model(_artifact(args))
-    try:
-        return serve_args(model, args)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    # The wheel's own `python -m MODEL serve` is the same call: settings, their errors, exit codes.
+    return serve_args(open_model(_artifact(args)), args)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

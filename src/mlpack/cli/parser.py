@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve a .onnx or model .whl over HTTP")
     serve.add_argument("artifact", help=f"a .onnx or model .whl built by mlpack, {_BY_ALIAS}")
-    from mlpack._serving import add_serve_arguments
+    from mlpack.runtime.serving import add_serve_arguments
 
     add_serve_arguments(serve)
     _add_alias_lookup(serve)

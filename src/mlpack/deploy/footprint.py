@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpack._serving.inference_log import MAX_QUEUE_BYTES, MEMORY_SHARE, MIN_QUEUE_BYTES
 from mlpack.errors import ExternalError
 from mlpack.runtime import Metadata
+from mlpack.runtime.serving.inference_log import MAX_QUEUE_BYTES, MEMORY_SHARE, MIN_QUEUE_BYTES
 
 MIB = 1024 * 1024
 START_TIMEOUT_S = 60
@@ -128,7 +128,7 @@ def measure(artifact: Path, metadata: Metadata) -> Footprint:
 
 def _requests_bytes(metadata: Metadata) -> int:
     """The server's worst case for requests in flight with the limits baked into the model ([serve])."""
-    from mlpack._serving.wire import Limits
+    from mlpack.runtime.settings import Limits
 
     body = metadata.get("serve", {}).get("max_body_bytes")
     limits = Limits(max_body_bytes=int(body)) if isinstance(body, int) and body > 0 else Limits()

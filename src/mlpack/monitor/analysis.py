@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from mlpack._serving.drift import DEFAULT_THRESHOLD, Profile, label_text
 from mlpack.config import load_config
 from mlpack.errors import outside
 from mlpack.monitor.locate import CHUNK, LIVE_METRICS, check_threshold, log_location, model_metadata
 from mlpack.runtime import Model
+from mlpack.runtime.drift import DEFAULT_THRESHOLD, Profile, label_text
 from mlpack.times import Window, stamp
 
 

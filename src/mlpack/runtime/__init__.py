@@ -9,6 +9,10 @@ model always predicts, and `4`, `4.0` and `"4"` are the same category in trainin
 It also declares the model's metadata as a typed contract (`Metadata`): the build fills it in one
 function (mlpack.metadata.build_metadata); everything else reads it by checked key.
 
+Beside the model: `serving/` (the model's HTTP server, which takes the model as the `ServedModel`
+protocol), `settings.py` (`ServeSettings`, the one reader of the server's flags, `MLPACK_*` variables
+and [serve]) and `drift.py` (training baselines and PSI, also used by the build and `mlpack monitor`).
+
 Hot path: plain lists and one `np.array` per input; no pandas, no per-value Python checks unless
 a cheap scan of the value types shows the values need them.
 """

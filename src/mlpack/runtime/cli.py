@@ -13,6 +13,7 @@ from typing import Any, Optional, TextIO
 
 from .files import InputFileError, format_of, predict_file
 from .model import Model
+from .settings import SettingsError
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +54,9 @@ def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO) -> int:
     except InputFileError as exc:
         print(f"error: --input {args.input}: {exc}", file=stderr)
         return 2
+    except SettingsError as exc:  # e.g. MLPACK_THREADS=abc, met when the session is made
+        print(f"error: {exc.message}", file=stderr)
+        return exc.exit_code
     except ValueError as exc:
         print(f"error: {args.input}: {exc}", file=stderr)
         return 1

@@ -12,6 +12,7 @@ import numpy as np
 
 from .contract import FLOAT32_MAX, MISSING_CATEGORY, Metadata, parse_metadata
 from .feeds import _INPUTS, _LISTLIKE_TYPES, Feature, _is_listlike, _values
+from .settings import session_threads
 from .values import ABSENT, _shown, lookup
 
 
@@ -285,9 +286,9 @@ def _new_session(model: Union[bytes, str]) -> Any:
     import onnxruntime  # imported here so `import model_package` stays cheap until the first prediction
 
     options = onnxruntime.SessionOptions()
-    threads = os.environ.get("MLPACK_THREADS")
-    if threads:
-        options.intra_op_num_threads = int(threads)
+    threads = session_threads()  # MLPACK_THREADS; a bad value is a SettingsError naming it
+    if threads is not None:
+        options.intra_op_num_threads = threads
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 

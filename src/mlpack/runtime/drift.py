@@ -19,8 +19,8 @@ as drift of its values. Categories never seen in training share one "unknown" bi
 0), so new categories do count as drift. Shares of zero are clipped to `EPSILON` before the
 logarithm, the same convention as Evidently's PSI.
 
-Copied into the model wheel with the server: no imports beyond the standard library and numpy, and
-Python 3.9 syntax.
+Part of the runtime copied into every model wheel, and public to the build side (the baseline) and
+`mlpack monitor`: no imports beyond the standard library and numpy, and Python 3.9 syntax.
 """
 
 from __future__ import annotations
@@ -34,11 +34,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+# How the runtime feeds a missing categorical and a missing date (int64 has no NaN): the same values here.
+from .contract import MISSING_CATEGORY
+from .values import MISSING_DATE
+
 NUMERIC_BINS = 10
 MAX_CATEGORIES = 1000  # more categories than this: the rarest share one "other" bin
 EPSILON = 1e-4  # shares of zero are clipped to this before the logarithm
-MISSING_CATEGORY = "__missing__"  # how the runtime spells a missing categorical (runtime.MISSING_CATEGORY)
-MISSING_DATE = -(2**63)  # how the runtime feeds a missing date (runtime.MISSING_DATE; int64 has no NaN)
 OTHER = "__other__"
 UNKNOWN = "__unknown__"
 DEFAULT_THRESHOLD = 0.2  # PSI above 0.2 is the usual "significant shift"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
+
+from ..settings import Limits
+from .served import ServedModel
 
 FLOAT32_MAX = 3.4028234663852886e38  # numbers are float32 in the graph: anything past this is a 422
 # How a record gives each kind of input in JSON, exactly as the runtime takes it (a schemathesis run
@@ -16,7 +19,7 @@ _TYPES: Dict[str, Any] = {
 }
 
 
-def openapi_document(model: Any, limits: Any = None) -> Dict[str, Any]:
+def openapi_document(model: ServedModel, limits: Optional[Limits] = None) -> Dict[str, Any]:
     """The OpenAPI 3.1 description of the routes, with the model's record schema nested as in its documents.
 
     No field is required: an absent one is a missing value, imputed as in training (?strict=true

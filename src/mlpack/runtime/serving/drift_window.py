@@ -1,4 +1,4 @@
-"""The server's sliding window of recent records per feature, for `/metrics` (SPEC §5, §10).
+"""The server's sliding window of recent records per feature, for `/metrics`.
 
 Standard library and numpy only, like the rest of `_serving`: the bins come from `drift.Profile`,
 so a value lands in the bin the build's baseline and `mlpack monitor` use.
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .drift import Profile, label_text, model_inputs
+from ..drift import Profile, label_text, model_inputs
 
 PREDICTIONS = "__predictions__"  # the window's name for the model's own predictions
 

@@ -1,32 +1,24 @@
-"""What every layer of the server shares: requests, answers, client errors, JSON in and out, limits.
+"""What every layer of the server shares: requests, answers, client errors, JSON in and out.
 
-The bottom of the `_serving` package: it imports nothing from the rest of it, so the HTTP framing
-(`http.py`) and the routes (`app.py`) can both use it without importing each other.
+The bottom of the `serving` package: it imports nothing from the rest of it, so the HTTP framing
+(`http.py`) and the routes (`app.py`) can both use it without importing each other. The limits are
+`..settings.Limits`, re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-# A JSON value costs Python ~25-80 bytes however short its text ("{}," is 3 bytes, a dict 64): a body
-# may hold at most this many values per allowed record, counted (by its commas) before it is parsed.
-VALUES_PER_RECORD = 100
+from ..settings import Limits
+
 JSON = "application/json"
-# The most one counted element (container, string, comma or colon) was measured to cost once parsed:
-# 250,000 {"a":1} took 52.6 MiB for their 1,000,000 elements; 1,000,000 floats 49.8 MiB; lists 40.
-VALUE_BYTES = 56
-# Bodies up to 64 KiB are parsed on the event loop, one at a time: 64 KiB of "[]," is 44,000 lists.
-INLINE_PARSE_BYTES = 4 * 1024 * 1024
 
 
 class ClientError(Exception):
@@ -59,55 +51,6 @@ class Response:
     @classmethod
     def error(cls, status: int, message: str, headers: Tuple[Tuple[str, str], ...] = ()) -> Response:
         return cls(status, dump_json({"error": message}), JSON, headers)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one server process allows; each from the CLI, else the environment, else [serve], else here."""
-
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_records: int = 10_000  # records (or v2 rows) in one request
-    large_bodies: int = 2  # bodies over 64 KiB read and parsed at once: bounds memory, not requests
-    max_connections: int = 4096  # open connections; more wait in the listen backlog
-    idle_timeout: float = 60.0  # s: for a request's head or body, or the next request on keep-alive
-    write_timeout: float = 30.0  # s: for a client to take an answer (one that never reads is cut off)
-    drain_timeout: float = 8.0  # s: SIGTERM waits this long for requests in flight; docker stop waits 10
-    log_queue_bytes: int = 0  # the inference log's queue; 0: 1/16 of the memory limit, 4 to 64 MiB
-
-    @property
-    def max_values(self) -> int:
-        return self.max_records * VALUES_PER_RECORD
-
-    @property
-    def worst_case_bytes(self) -> int:
-        """The most requests in flight can hold at once beyond the idle process: each large body, its
-        copy while it is read, and its parse (VALUE_BYTES per element), plus one inline body's parse."""
-        large = 2 * self.max_body_bytes + VALUE_BYTES * self.max_values
-        return self.large_bodies * large + INLINE_PARSE_BYTES
-
-    @classmethod
-    def resolve(cls, settings: Mapping[str, Any], overrides: Mapping[str, Any]) -> Limits:
-        values: Dict[str, Any] = {}
-        for spec in fields(cls):
-            kind = int if spec.type in ("int", int) else float
-            env = f"MLPACK_{spec.name.upper()}"
-            for source, raw in (
-                (f"--{spec.name.replace('_', '-')}", overrides.get(spec.name)),
-                (env, os.environ.get(env) or None),
-                (f"[serve].{spec.name}", settings.get(spec.name)),
-            ):
-                if raw is None:
-                    continue
-                try:
-                    value = kind(raw)
-                except (TypeError, ValueError):
-                    value = 0
-                if not value > 0:  # also NaN
-                    print(f"error: {source} must be a positive {kind.__name__}, got {raw!r}", file=sys.stderr)
-                    raise SystemExit(2)
-                values[spec.name] = value
-                break
-        return cls(**values)
 
 
 # A size in a header has at most this many digits (10**18 bytes is an exabyte): int() of a longer one

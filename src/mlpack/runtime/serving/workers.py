@@ -1,6 +1,7 @@
 """`serve`: one process, or forked workers sharing the listening socket, until SIGTERM.
 
 SIGTERM stops accepting, lets requests in flight finish (up to `Limits.drain_timeout`), then exits 0.
+Every setting comes from `ServeSettings`, read once in `serve_args` before anything listens.
 With `--workers N` the socket is bound once and shared; each process loads its own onnxruntime
 session after the fork, counts into its own row of the shared metrics, and exits if the parent dies.
 """
@@ -13,37 +14,41 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, List, Optional
 
+from ..settings import DEFAULT_DRIFT_WINDOW, Limits, ServeSettings, SettingsError
 from .app import App
 from .drift_tracking import DriftTracking
 from .http import HttpServer
 from .inference_log import InferenceLog
 from .metrics import Metrics
-from .wire import Limits
+from .served import ServedModel
 
 log = logging.getLogger("mlpack.server")
 
 
-def serve(
-    model: Any,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    *,
-    workers: int = 1,
-    max_body_bytes: Optional[int] = None,
-    **limits: Any,
-) -> int:
-    """Serve until SIGTERM or SIGINT; drain in-flight requests; return the exit code (0)."""
+def serve(model: ServedModel, settings: Optional[ServeSettings] = None) -> int:
+    """Serve until SIGTERM or SIGINT; drain in-flight requests; return the exit code (0).
+
+    `settings`: read once, before anything listens (default: `ServeSettings.read` of the model's
+    [serve] and the environment); a bad value has already been a `SettingsError` by then."""
+    if settings is None:
+        settings = ServeSettings.read(model.metadata.get("serve", {}), {})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = Limits.resolve(model.metadata.get("serve", {}), {"max_body_bytes": max_body_bytes, **limits})
-    workers = max(1, workers)
-    sock = socket.create_server((host, port), reuse_port=False, backlog=1024)
+    limits, workers = settings.limits, settings.workers
+    try:
+        sock = socket.create_server((settings.host, settings.port), reuse_port=False, backlog=1024)
+    except OSError as exc:  # in use, not an address of this machine, a privileged port
+        why = os.strerror(exc.errno) if exc.errno else str(exc)  # create_server's strerror repeats the address
+        raise SettingsError(f"cannot listen on {settings.host}:{settings.port}: {why}") from None
     # Made before the fork: every worker counts into the same shared memory, each in its own row.
-    drift = DriftTracking.from_settings(model, workers)
-    metrics = Metrics(list(App(model, limits=settings).allowed), slots=workers, observers=[drift] if drift else [])
+    drift = DriftTracking.for_model(model, settings.drift_window, workers)
+    metrics = Metrics(list(App(model, limits=limits).allowed), slots=workers, observers=[drift] if drift else [])
+    if settings.inference_log_missing:
+        log.warning("inference log is on in the config but %s is not set: not logging", settings.inference_log_missing)
     parent = os.getpid()
     children: List[int] = []
     for slot in range(1, workers):
@@ -59,7 +64,7 @@ def serve(
             with contextlib.suppress(ProcessLookupError):  # a worker that already exited
                 os.kill(pid, signal.SIGTERM)
 
-    where = f"http://{host}:{sock.getsockname()[1]}"
+    where = f"http://{settings.host}:{sock.getsockname()[1]}"
     banner = f"serving {model.name} {model.version} on {where}" + (f" with {workers} workers" if workers > 1 else "")
     code = _run_process(model, settings, metrics, 0, sock, banner, stop_children)
     for pid in children:
@@ -67,15 +72,21 @@ def serve(
     return code
 
 
-def serve_args(model: Any, args: Any) -> int:
-    """`serve` with the options `add_serve_arguments` put on the command line."""
-    options = {spec.name: getattr(args, spec.name, None) for spec in fields(Limits)}
-    return serve(model, args.host, args.port, workers=args.workers, **options)
+def serve_args(model: ServedModel, args: Any) -> int:
+    """`serve` with the options `add_serve_arguments` put on the command line; a bad setting (flag,
+    variable or [serve]) is one line on stderr and exit code 2."""
+    flags = {name: getattr(args, name, None) for name in FLAGS}
+    try:
+        settings = ServeSettings.read(model.metadata.get("serve", {}), flags)
+    except SettingsError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    return serve(model, settings)
 
 
 def _run_process(
-    model: Any,
-    limits: Limits,
+    model: ServedModel,
+    settings: ServeSettings,
     metrics: Metrics,
     slot: int,
     sock: socket.socket,
@@ -84,10 +95,15 @@ def _run_process(
     parent: Optional[int] = None,
 ) -> int:
     metrics.attach(slot)
-    app = App(model, limits=limits, metrics=metrics)
-    app.inference_log = InferenceLog.from_settings(
-        model, metrics.count_log, max_bytes=limits.log_queue_bytes or None, gauge=metrics.log_queue_bytes
-    )
+    app = App(model, limits=settings.limits, metrics=metrics)
+    if settings.inference_log is not None:
+        app.inference_log = InferenceLog.connect(
+            model,
+            settings.inference_log,
+            metrics.count_log,
+            max_bytes=settings.limits.log_queue_bytes or None,
+            gauge=metrics.log_queue_bytes,
+        )
     watch = (lambda stop: _watch_parent(parent, stop)) if parent is not None else None
     try:
         asyncio.run(HttpServer(app).run(sock, banner, on_stop, watch))
@@ -116,13 +132,19 @@ def _die_with_parent() -> None:
 
 
 def add_serve_arguments(parser: Any) -> None:
-    parser.add_argument("--host", default=os.environ.get("MLPACK_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("MLPACK_PORT", "8080")))
+    """The serve options; none reads the environment here (ServeSettings does, once, when serving):
+    a bad MLPACK_PORT must not break `--help` or another command."""
+    parser.add_argument("--host", default=None, help="address to listen on (default: MLPACK_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port to listen on (default: MLPACK_PORT or 8080)")
     parser.add_argument(
-        "--workers",
+        "--workers", type=int, default=None, help="processes sharing the port (default: MLPACK_WORKERS or 1)"
+    )
+    parser.add_argument(
+        "--drift-window",
         type=int,
-        default=int(os.environ.get("MLPACK_WORKERS", "1")),
-        help="processes sharing the port (default: MLPACK_WORKERS or 1)",
+        default=None,
+        help="recent records per worker that /metrics' drift figures cover, 0 = off "
+        f"(default: MLPACK_DRIFT_WINDOW, [serve].drift_window or {DEFAULT_DRIFT_WINDOW})",
     )
     defaults = Limits()
     helps = {
@@ -141,9 +163,13 @@ def add_serve_arguments(parser: Any) -> None:
             f"--{spec.name.replace('_', '-')}",
             type=int if spec.type in ("int", int) else float,
             default=None,
-            help=f"{helps[spec.name]} (default: MLPACK_{spec.name.upper()} or "
+            help=f"{helps.get(spec.name, spec.name.replace('_', ' '))} (default: MLPACK_{spec.name.upper()} or "
             f"{shown.get(spec.name, getattr(defaults, spec.name))})",
         )
+
+
+# Every option above, by its name in the parsed arguments: what serve_args hands to ServeSettings.
+FLAGS = ("host", "port", "workers", "drift_window", *(spec.name for spec in fields(Limits)))
 
 
 __all__ = ["add_serve_arguments", "serve", "serve_args"]

@@ -9,41 +9,18 @@ from __future__ import annotations
 
 import logging
 import mmap
-import os
-import sys
 import threading
 from collections.abc import Mapping
 from typing import Any, List, Optional
 
 from .drift_window import DriftWindow
+from .served import ServedModel
 
 log = logging.getLogger("mlpack.server")
 
-DEFAULT_DRIFT_WINDOW = 1000  # records per worker whose inputs and predictions /metrics compares to training
-
-
-def drift_window_size(settings: Mapping[str, Any]) -> int:
-    """MLPACK_DRIFT_WINDOW, else [serve].drift_window, else the default; 0 is off. A bad value ends the
-    server at start with one line and exit code 2, as `Limits.resolve` does for the other settings."""
-    for source, raw in (
-        ("MLPACK_DRIFT_WINDOW", os.environ.get("MLPACK_DRIFT_WINDOW") or None),
-        ("[serve].drift_window", settings.get("drift_window")),
-    ):
-        if raw is None:
-            continue
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            value = -1
-        if isinstance(raw, float) or value < 0:  # int(2.5) would quietly make a window of 2
-            print(f"error: {source} must be 0 (off) or a positive int, got {raw!r}", file=sys.stderr)
-            raise SystemExit(2)
-        return value
-    return DEFAULT_DRIFT_WINDOW
-
 
 class DriftTracking:
-    """Per-feature data quality and drift for /metrics (SPEC §5, §10), totalled across worker processes."""
+    """Per-feature data quality and drift for /metrics, totalled across worker processes."""
 
     def __init__(self, metadata: Mapping[str, Any], size: int, slots: int = 1) -> None:
         probe = DriftWindow.for_model(metadata, size=size)
@@ -60,8 +37,8 @@ class DriftTracking:
         self._failed = False
 
     @classmethod
-    def from_settings(cls, model: Any, workers: int) -> Optional[DriftTracking]:
-        size = drift_window_size(model.metadata.get("serve", {}))
+    def for_model(cls, model: ServedModel, size: int, workers: int) -> Optional[DriftTracking]:
+        """Tracking over windows of `size` records (ServeSettings.drift_window), or None: off."""
         if size == 0 or not model.metadata.get("baseline"):
             return None  # switched off, or a model built before baselines existed
         return cls(model.metadata, size, max(1, workers))
@@ -87,4 +64,4 @@ class DriftTracking:
         return self.window.prometheus(self.window.tally(self.slots))
 
 
-__all__ = ["DriftTracking", "drift_window_size"]
+__all__ = ["DriftTracking"]

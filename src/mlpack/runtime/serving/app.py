@@ -1,4 +1,4 @@
-"""Routes → the model: what each URL does (SPEC §5), independent of how HTTP reaches it.
+"""Routes → the model: what each URL does, independent of how HTTP reaches it.
 
 `App.respond(request)` turns one parsed request into one answer and counts it; every failure is an
 answer too (4xx for the client's mistakes, 500 for a bug, logged). The HTTP layer (`http.py`) calls
@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Dict, Optional, Tuple
 
+from ..settings import Limits
 from .inference_log import InferenceLog
 from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
+from .served import ServedModel
 from .v2 import OpenInference
-from .wire import JSON, ClientError, Limits, Request, Response, dump_json, new_id, parse_json
+from .wire import JSON, ClientError, Request, Response, dump_json, new_id, parse_json
 
 log = logging.getLogger("mlpack.server")
 
@@ -46,7 +48,7 @@ class App:
 
     def __init__(
         self,
-        model: Any,
+        model: ServedModel,
         *,
         limits: Optional[Limits] = None,
         metrics: Optional[Metrics] = None,
@@ -131,7 +133,7 @@ class App:
         """The model on records or columns, observers fed; a ValueError is the client's (`invalid`)."""
         observe = self.metrics.observe_feeds if self.metrics.observers else None
         try:
-            return self.model.run(data, observe, strict=strict)  # type: ignore[no-any-return]
+            return self.model.run(data, observe, strict=strict)
         except ValueError as exc:
             raise ClientError(invalid, str(exc)) from None
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from . import binary
 from .wire import ClientError, Request, Response, dump_json, new_id, parse_json
+
+if TYPE_CHECKING:
+    from .app import App
 
 _DATATYPES = {"numeric": "FP32", "categorical": "BYTES", "datetime": "INT64", "text": "BYTES"}
 
@@ -18,7 +21,7 @@ def _ok(document: Any) -> Response:
 class OpenInference:
     """The v2 routes of one model; `app` gives readiness, limits, the model run and the inference log."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.model = app.model
 

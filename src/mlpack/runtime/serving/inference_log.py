@@ -21,6 +21,9 @@ from datetime import datetime, timezone
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote_plus
 
+from ..settings import InferenceLogSettings
+from .served import ServedModel
+
 log = logging.getLogger("mlpack.server")
 
 Counter = Callable[..., None]  # count(written=n, dropped=n, reason=..., as_text=n, feedback_stored=n, ...)
@@ -145,23 +148,11 @@ class InferenceLog:
         self._thread.start()
 
     @classmethod
-    def from_settings(cls, model: Any, count: Counter, **options: Any) -> Optional[InferenceLog]:
-        """On when the model's [serve] config asks for it or MLPACK_INFERENCE_LOG_URI is set.
-
-        The connection string always comes from the environment: credentials never sit in a wheel.
-        """
-        settings = model.metadata.get("serve", {})
-        uri_env = settings.get("inference_log_uri_env", "MLPACK_INFERENCE_LOG_URI")
-        uri = os.environ.get(uri_env, "").strip() or os.environ.get("MLPACK_INFERENCE_LOG_URI", "").strip()
-        if not uri:
-            if settings.get("inference_log"):
-                log.warning("inference log is on in the config but %s is not set: not logging", uri_env)
-            return None
-        database = os.environ.get("MLPACK_INFERENCE_LOG_DB") or settings.get("inference_log_database", "mlpack")
-        collection = os.environ.get("MLPACK_INFERENCE_LOG_COLLECTION") or settings.get(
-            "inference_log_collection", "inference_log"
-        )
-        if _locked_key(uri):  # OpenSSL would ask the terminal for the passphrase, and a container has none
+    def connect(cls, model: ServedModel, where: InferenceLogSettings, count: Counter, **options: Any) -> InferenceLog:
+        """The log ServeSettings found switched on (the connection string from the environment:
+        credentials never sit in a wheel); a key or option that cannot work ends the server at start."""
+        uri_env = where.uri_env
+        if _locked_key(where.uri):  # OpenSSL would ask the terminal for the passphrase, and a container has none
             raise SystemExit(
                 f"inference log: the client key in {uri_env}'s tlsCertificateKeyFile is encrypted: "
                 "add tlsCertificateKeyFilePassword to the connection string"
@@ -171,12 +162,12 @@ class InferenceLog:
         except ImportError:
             raise SystemExit(f"inference logging needs pymongo: pip install '{model.name}[serve]'") from None
         try:
-            return cls(uri, database, collection, count, **options)
+            return cls(where.uri, where.database, where.collection, count, **options)
         except (PyMongoError, ValueError, TypeError, OSError) as exc:  # a TLS file, a key, an option
             raise SystemExit(f"inference log: the connection string in {uri_env} cannot be used: {_why(exc)}") from None
 
     # -- the request thread's side --------------------------------------------------------------
-    def record(self, model: Any, route: str, inputs: Any, predictions: List[Any], prediction_id: str) -> None:
+    def record(self, model: ServedModel, route: str, inputs: Any, predictions: List[Any], prediction_id: str) -> None:
         """Queue one answered request; its `_id` is the id the client got, for feedback to find it."""
         entry = {
             "_id": prediction_id,

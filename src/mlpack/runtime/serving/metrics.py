@@ -1,4 +1,4 @@
-"""Prometheus metrics that add up across worker processes (SPEC §5).
+"""Prometheus metrics that add up across worker processes.
 
 Every counter lives in one anonymous shared memory block mapped before the workers fork: each
 process writes only its own row, and a scrape of any process sums all rows, so every scrape reports
@@ -25,6 +25,8 @@ from http import HTTPStatus
 from typing import Any, List
 
 import numpy as np
+
+from .served import ServedModel
 
 try:
     from typing import Protocol
@@ -163,7 +165,7 @@ class Metrics:
             observer.observe(feeds, predictions)
 
     # -- the exposition -------------------------------------------------------------------------
-    def render(self, model: Any) -> str:
+    def render(self, model: ServedModel) -> str:
         totals = self.counters.totals()
         lines = [
             "# HELP mlpack_model_info The model being served.",
