@@ -143,6 +143,7 @@ def build(
                 known_paths=lambda: sample_paths(collection, config.source.filter),
                 feedback=feedback,
             )
+        del raw  # the loaded columns: the dataset has what training needs, and a million documents weigh
         for warning in dataset.warnings:
             say(f"warning: {warning}")
         log = experiments.TrialLog(

@@ -21,6 +21,7 @@ from typing import Any
 
 from mlpack.config import Config
 from mlpack.errors import ConfigError, outside
+from mlpack.source.columns import Column
 from mlpack.source.mongo import BATCH_SIZE, RawColumns, collect, connect
 from mlpack.times import Window, stamp
 
@@ -196,7 +197,7 @@ def load_feedback(config: Config, source_client: Any, *, now: datetime) -> Feedb
         if own:
             client.close()
     columns = collect([_document(row, config) for row in rows], config.features.loaded)
-    columns.ids = [f"feedback {row.order[0]}#{row.order[1]}" for row in rows]
+    columns.ids = Column([f"feedback {row.order[0]}#{row.order[1]}" for row in rows])
     summary.rows = len(rows)
     return Feedback(columns, [row.key for row in rows], summary)
 
@@ -233,8 +234,8 @@ def with_feedback(raw: RawColumns, found: Feedback) -> RawColumns:
         summary.replaced = raw.rows - len(kept)
         raw = dataclasses.replace(
             raw,
-            ids=[raw.ids[i] for i in kept],
-            values={path: [column[i] for i in kept] for path, column in raw.values.items()},
+            ids=raw.ids.take(kept),
+            values={path: column.take(kept) for path, column in raw.values.items()},
         )
     return RawColumns(  # `present` still counts a replaced document: it only tells a misspelt path from a sparse one
         ids=raw.ids + feedback.ids,

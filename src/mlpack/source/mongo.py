@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import unquote_plus
 
-from bson import json_util
+from bson import decode_all, json_util
 from bson.errors import BSONError
 from pymongo import MongoClient
 from pymongo.collection import Collection
+from pymongo.cursor import RawBatchCursor
 from pymongo.database import Database
 
 from mlpack.config import SourceSection
 from mlpack.errors import ConfigError, MlpackError, outside
 from mlpack.redaction import remember_uri
-from mlpack.runtime import ABSENT, lookup
+from mlpack.source.batches import BatchReader, prefetched
+from mlpack.source.columns import Column
 from mlpack.source.embedded import embedded_server
 
 # Unreachable servers must fail well inside the 30 s the CLI promises.
@@ -116,20 +119,29 @@ def _refuse_a_locked_key(options: dict[str, str]) -> None:
 
 @dataclass
 class RawColumns:
-    """Field values as found in the documents, one list per dotted path, in `_id` order.
+    """Field values as found in the documents, one column per dotted path, in `_id` order.
 
     Absent fields and nulls both read as None; `present` counts documents that had the field at
-    all, which is how a misspelt path is told apart from a sparse one.
+    all, which is how a misspelt path is told apart from a sparse one. Each column is a `Column`:
+    a sequence of the values as decoded, typed arrays underneath (see `mlpack.source.columns`).
     """
 
-    ids: list[Any] = field(default_factory=list)
-    values: dict[str, list[Any]] = field(default_factory=dict)
+    ids: Column = field(default_factory=Column)
+    values: dict[str, Column] = field(default_factory=dict)
     present: dict[str, int] = field(default_factory=dict)
     feedback: int = 0  # the last `feedback` rows came from the inference log ([source.feedback])
+
+    @classmethod
+    def of(cls, paths: list[str]) -> RawColumns:
+        return cls(values={path: Column() for path in paths}, present=dict.fromkeys(paths, 0))
 
     @property
     def rows(self) -> int:
         return len(self.ids)
+
+    def add(self, documents: list[Mapping[str, Any]]) -> None:
+        """One batch of documents more (the runtime's reading of each path: training reads as prediction does)."""
+        BatchReader(list(self.values)).add(documents, self.ids, self.values, self.present)
 
 
 def field_paths(document: dict[str, Any], prefix: str = "") -> list[str]:
@@ -182,26 +194,17 @@ def filter_as_json(query: dict[str, Any]) -> Any:
 
 
 def collect(
-    documents: Iterable[dict[str, Any]], paths: list[str], progress: Callable[[int], None] | None = None
+    documents: Iterable[Mapping[str, Any]], paths: list[str], progress: Callable[[int], None] | None = None
 ) -> RawColumns:
     """Columns of the given dotted paths from documents, in the order they come (a path given twice is read once)."""
-    paths = list(dict.fromkeys(paths))
-    split = [(path, tuple(path.split("."))) for path in paths]
-    columns = RawColumns(values={path: [] for path in paths}, present=dict.fromkeys(paths, 0))
-    appenders = [(path, parts, columns.values[path].append) for path, parts in split]
-    for document in documents:
-        columns.ids.append(document.get("_id"))
-        for path, parts, append in appenders:
-            value = lookup(document, path, parts)  # the runtime's reading: training reads as prediction does
-            if value is ABSENT:
-                append(None)
-            else:
-                columns.present[path] += 1
-                append(value)
-        if progress is not None and len(columns.ids) % BATCH_SIZE == 0:
-            progress(len(columns.ids))
+    columns = RawColumns.of(list(dict.fromkeys(paths)))
+    iterator = iter(documents)
+    while batch := list(itertools.islice(iterator, BATCH_SIZE)):
+        columns.add(batch)
+        if progress is not None and len(batch) == BATCH_SIZE:
+            progress(columns.rows)
     if progress is not None:
-        progress(len(columns.ids))
+        progress(columns.rows)
     return columns
 
 
@@ -215,11 +218,24 @@ def load_columns(
 ) -> RawColumns:
     """Stream the projected fields of matching documents into columns, without a per-row DataFrame.
 
-    Sorted by `_id` so that the same data always trains the same model.
+    Sorted by `_id` so that the same data always trains the same model. The server's batches
+    arrive as raw BSON, fetched in a thread while the previous one is decoded (bson's C decoder,
+    with the collection's codec options, as `find()` would) and read into the columns.
     """
     query = parse_filter(query or {})
-    with outside("MongoDB", action=f"the query on {collection.full_name}"):
-        cursor = collection.find(
-            query, projection=dict.fromkeys(paths, 1), sort=[("_id", 1)], limit=limit, batch_size=BATCH_SIZE
+    columns = RawColumns.of(list(dict.fromkeys(paths)))
+    options = collection.codec_options
+
+    def batches() -> RawBatchCursor[dict[str, Any]]:
+        return collection.find_raw_batches(
+            query, projection=dict.fromkeys(columns.values, 1), sort=[("_id", 1)], limit=limit, batch_size=BATCH_SIZE
         )
-        return collect(cursor, paths, progress)
+
+    with outside("MongoDB", action=f"the query on {collection.full_name}"):
+        for batch in prefetched(batches):
+            columns.add(decode_all(cast(bytes, batch), options))  # a raw batch: BSON documents end to end
+            if progress is not None:
+                progress(columns.rows)
+    if progress is not None and not columns.rows:
+        progress(0)
+    return columns

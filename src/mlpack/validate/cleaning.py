@@ -2,8 +2,9 @@
 
 The reading itself is the runtime's (`mlpack.runtime.to_number`: "NA" and "" are missing, " 54 "
 is 54), shared by training and every prediction path; this module only counts what it did, so
-that numbers stored as text are never accepted silently, and finds the documents whose target is
-missing for `[features].drop_missing_target`.
+that numbers stored as text are never accepted silently, finds the documents whose target is
+missing for `[features].drop_missing_target`, and words the warnings about data that trains but
+probably not as meant.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from mlpack.errors import DataError
-from mlpack.runtime import to_number
+from mlpack.runtime import MISSING_CATEGORY, to_number
 
 MISSING_TARGET_FILTER = '{{ "{path}" = {{ "$exists" = true, "$not" = {{ "$type" = "null" }} }} }}'
 
@@ -83,7 +86,56 @@ def without_missing_targets(raw: Any, target: str, regression: bool, notes: list
         f"{len(dropped)} of {raw.rows} documents left out: their target '{target}' is missing "
         f"(drop_missing_target), e.g. _id {raw.ids[dropped[0]]!s}"
     )
-    values = {path: [column[i] for i in kept] for path, column in raw.values.items()}
+    values = {path: _kept(column, kept) for path, column in raw.values.items()}
     first_feedback = raw.rows - raw.feedback  # a feedback label is never missing (POST /feedback refuses none)
     feedback = sum(1 for i in kept if i >= first_feedback)
-    return dataclasses.replace(raw, ids=[raw.ids[i] for i in kept], values=values, feedback=feedback)
+    return dataclasses.replace(raw, ids=_kept(raw.ids, kept), values=values, feedback=feedback)
+
+
+def _kept(column: Any, kept: list[int]) -> Any:
+    """The values at `kept`: a loaded Column's own `take` (no lookup per value), or a list's items."""
+    take = getattr(column, "take", None)
+    return take(kept) if take is not None else [column[i] for i in kept]
+
+
+MOSTLY_MISSING = 0.5  # a numeric feature missing in more documents than this gets a warning
+RARE_CLASS = 0.01  # a class with a smaller share of the documents gets a warning
+MIN_ROWS_FOR_ID_WARNING = 20  # "one distinct value per document" means little on a handful of rows
+
+
+def data_warnings(dataset: Any, features: Any, task: str, max_categories: int) -> list[str]:
+    """Things that train but probably not as meant (`dataset`: validate's Dataset): the user reads them in
+    the report and on the terminal."""
+    warnings = []
+    for path, column in dataset.categorical.items():
+        present = column[column != MISSING_CATEGORY]
+        distinct = len(set(present.tolist()))
+        if len(present) >= MIN_ROWS_FOR_ID_WARNING and distinct == len(present):
+            warnings.append(
+                f"categorical feature '{path}' has a different value in every document ({distinct}): it looks "
+                "like an id or free text; list free text under [features].text, or drop the field"
+            )
+        elif distinct > max_categories and path not in features.ordinal and path not in features.encoding:
+            warnings.append(
+                f"categorical feature '{path}' has {distinct} distinct values, more than "
+                f"[preprocessing].max_categories ({max_categories}): the {max_categories - 1} most frequent "
+                f'become columns and the rest share one; [features].encoding = {{ "{path}" = "target" }} '
+                '(or "frequency") makes it one number'
+            )
+    for path, values in dataset.numeric.items():
+        share = float(np.mean(np.isnan(values))) if len(values) else 0.0
+        if share > MOSTLY_MISSING:
+            warnings.append(
+                f"numeric feature '{path}' is missing in {share:.0%} of the documents: "
+                "most of its values will be the imputed median"
+            )
+    if task == "classification":
+        counts = Counter(dataset.target.tolist())
+        for label, count in sorted(counts.items(), key=lambda item: item[1]):
+            share = count / dataset.rows
+            if share < RARE_CLASS:
+                warnings.append(
+                    f"class {label!r} of target '{features.target}' is {share:.2%} of the documents "
+                    f"({count} of {dataset.rows}): the model may never predict it"
+                )
+    return warnings

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,17 @@ from mlpack.features.expressions import unknown_field
 from mlpack.features.labels import TargetKind, label_kind, with_feedback_targets
 from mlpack.features.ordinal import unlisted
 from mlpack.features.target import TRANSFORMS
-from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, category_text, date_milliseconds, to_number
+from mlpack.runtime import MISSING_DATE, category_text, date_milliseconds, to_number
+from mlpack.source import readings
 from mlpack.source.feedback import FeedbackSummary
 from mlpack.source.mongo import RawColumns
-from mlpack.validate.cleaning import missing_target, missing_target_hint, text_numbers_note, without_missing_targets
+from mlpack.validate.cleaning import (
+    data_warnings,
+    missing_target,
+    missing_target_hint,
+    text_numbers_note,
+    without_missing_targets,
+)
 
 MIN_ROWS_PER_CLASS = 2
 
@@ -38,7 +45,7 @@ class Dataset:
     numeric: dict[str, np.ndarray]
     categorical: dict[str, np.ndarray]
     target: np.ndarray  # class codes (int64, booleans as 0/1, or str) or float64 values
-    ids: list[Any]
+    ids: Sequence[Any]
     fingerprint: str = ""
     weight: np.ndarray | None = None  # [features].weight: per-document sample weights (float64, finite, >= 0)
     dates: dict[str, np.ndarray] = field(default_factory=dict)  # int64 ms since 1970 UTC, MISSING_DATE = missing
@@ -46,7 +53,7 @@ class Dataset:
     target_kind: TargetKind = "float"  # what the target's values were: predictions come back as that
     warnings: list[str] = field(default_factory=list)  # not fatal; in the report and on the terminal
     # [evaluation].split_field and the fields of test_filter as loaded, one value per document
-    split_values: dict[str, list[Any]] = field(default_factory=dict)
+    split_values: dict[str, Sequence[Any]] = field(default_factory=dict)
     feedback: FeedbackSummary | None = None  # [source.feedback]: its rows are the last `feedback.rows`
 
     @property
@@ -69,7 +76,7 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _example(ids: list[Any], index: int, value: Any) -> str:
+def _example(ids: Sequence[Any], index: int, value: Any) -> str:
     return f"e.g. _id {ids[index]!s} has {_shown(value)}"
 
 
@@ -78,7 +85,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _read_all(values: list[Any], read: Callable[[Any], Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+def _read_all(values: Sequence[Any], read: Callable[[Any], Any]) -> tuple[list[Any], list[tuple[int, str]]]:
     """Every value through the runtime's reading; the failures as (index, reason)."""
     out: list[Any] = []
     bad: list[tuple[int, str]] = []
@@ -91,12 +98,14 @@ def _read_all(values: list[Any], read: Callable[[Any], Any]) -> tuple[list[Any],
     return out, bad
 
 
-def _report_bad(kind: str, path: str, bad: list[tuple[int, str]], ids: list[Any]) -> str:
+def _report_bad(kind: str, path: str, bad: list[tuple[int, str]], ids: Sequence[Any]) -> str:
     index, reason = bad[0]
     return f"{kind} feature '{path}': {len(bad)} bad value(s), e.g. _id {ids[index]!s}: {reason}"
 
 
-def _check_numeric(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+def _check_numeric(path: str, values: Sequence[Any], ids: Sequence[Any], report: ValidationReport) -> np.ndarray | None:
+    if (fast := readings.numbers(values)) is not None:  # all numbers: the same reading, without a call per value
+        return fast
     numbers, bad = _read_all(values, to_number)
     if bad:
         report.problems.append(_report_bad("numeric", path, bad, ids))
@@ -107,7 +116,11 @@ def _check_numeric(path: str, values: list[Any], ids: list[Any], report: Validat
     return np.array(numbers, dtype=np.float64)
 
 
-def _check_categorical(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+def _check_categorical(
+    path: str, values: Sequence[Any], ids: Sequence[Any], report: ValidationReport
+) -> np.ndarray | None:
+    if (fast := readings.categories(values)) is not None:
+        return fast
     texts, bad = _read_all(values, category_text)
     if bad:
         report.problems.append(_report_bad("categorical", path, bad, ids))
@@ -124,11 +137,11 @@ def _number_or_nan(value: Any) -> float:
         return math.nan
 
 
-def _check_weight(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+def _check_weight(path: str, values: Sequence[Any], ids: Sequence[Any], report: ValidationReport) -> np.ndarray | None:
     """Sample weights: a number in every document, finite and not negative, not all zero."""
-    numbers = [_number_or_nan(v) for v in values]
-    column = np.array(numbers, dtype=np.float64)
-    bad = [i for i, w in enumerate(numbers) if not math.isfinite(w) or w < 0]
+    fast = readings.numbers(values)
+    column = fast if fast is not None else np.array([_number_or_nan(v) for v in values], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(column) | (column < 0)).tolist()
     if bad:
         report.problems.append(
             f"weight '{path}': {len(bad)} document(s) without a finite, non-negative number as weight, "
@@ -141,8 +154,12 @@ def _check_weight(path: str, values: list[Any], ids: list[Any], report: Validati
     return column
 
 
-def _check_datetime(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+def _check_datetime(
+    path: str, values: Sequence[Any], ids: Sequence[Any], report: ValidationReport
+) -> np.ndarray | None:
     """BSON dates (and ISO 8601 strings) → int64 milliseconds, as the graph receives them."""
+    if (fast := readings.milliseconds(values)) is not None:
+        return fast
     milliseconds: list[int] = []
     bad: list[int] = []
     for index, value in enumerate(values):
@@ -159,7 +176,7 @@ def _check_datetime(path: str, values: list[Any], ids: list[Any], report: Valida
     return np.array(milliseconds, dtype=np.int64)
 
 
-def _check_text(path: str, values: list[Any], ids: list[Any], report: ValidationReport) -> np.ndarray | None:
+def _check_text(path: str, values: Sequence[Any], ids: Sequence[Any], report: ValidationReport) -> np.ndarray | None:
     bad = [i for i, v in enumerate(values) if v is not None and not isinstance(v, str)]
     if bad:
         report.problems.append(
@@ -172,7 +189,7 @@ def _check_text(path: str, values: list[Any], ids: list[Any], report: Validation
 
 
 def _check_target_domain(
-    features: FeaturesSection, target: np.ndarray, ids: list[Any], report: ValidationReport
+    features: FeaturesSection, target: np.ndarray, ids: Sequence[Any], report: ValidationReport
 ) -> None:
     transform = TRANSFORMS[features.target_transform]
     bad = np.flatnonzero(~transform.accepts(target))
@@ -184,9 +201,10 @@ def _check_target_domain(
 
 
 def _check_target(
-    path: str, values: list[Any], ids: list[Any], task: Task, report: ValidationReport
+    path: str, values: Sequence[Any], ids: Sequence[Any], task: Task, report: ValidationReport
 ) -> tuple[np.ndarray, TargetKind] | None:
-    missing = missing_target(values, task == "regression")
+    missing = readings.missing(values, task == "regression")
+    missing = missing_target(values, task == "regression") if missing is None else missing
     if missing:
         report.problems.append(
             f"target '{path}': missing in {len(missing)} document(s), e.g. _id {ids[missing[0]]!s}: "
@@ -194,6 +212,8 @@ def _check_target(
         )
         return None
     if task == "regression":
+        if (fast := readings.numbers(values)) is not None:
+            return fast, "float"
         numbers, bad = _read_all(values, to_number)
         if bad:
             index, reason = bad[0]
@@ -206,13 +226,9 @@ def _check_target(
     return _class_labels(path, values, ids, report)
 
 
-def _class_labels(
-    path: str, values: list[Any], ids: list[Any], report: ValidationReport
+def _read_labels(
+    path: str, values: Sequence[Any], ids: Sequence[Any], report: ValidationReport
 ) -> tuple[np.ndarray, TargetKind] | None:
-    """Labels become the codes ONNX classifiers can emit: integers (booleans as 0/1) or strings.
-
-    The kind is kept so that predictions come back as the data had them (True stays True).
-    """
     kinds = [label_kind(v) for v in values]
     kind = kinds[0]
     if kind is None or any(k != kind for k in kinds):
@@ -225,13 +241,27 @@ def _class_labels(
         return None
     labels: np.ndarray
     if kind == "str":
-        labels = np.array(values, dtype=object)
+        labels = np.array(list(values), dtype=object)
     else:
         try:
             labels = np.array([int(v) for v in values], dtype=np.int64)
         except OverflowError:
             report.problems.append(f"target '{path}': integer class labels must fit in 64 bits")
             return None
+    return labels, kind
+
+
+def _class_labels(
+    path: str, values: Sequence[Any], ids: Sequence[Any], report: ValidationReport
+) -> tuple[np.ndarray, TargetKind] | None:
+    """Labels become the codes ONNX classifiers can emit: integers (booleans as 0/1) or strings.
+
+    The kind is kept so that predictions come back as the data had them (True stays True).
+    """
+    read = readings.labels(values) or _read_labels(path, values, ids, report)
+    if read is None:
+        return None
+    labels, kind = read
     counts = Counter(labels.tolist())
     if len(counts) < 2:
         report.problems.append(
@@ -274,48 +304,6 @@ def fingerprint(dataset: Dataset, features: FeaturesSection, rows: slice = slice
     if dataset.feedback is not None and rows == slice(None):  # builds without feedback keep their fingerprint
         digest.update(f"feedback:{dataset.feedback.rows}\0".encode())
     return digest.hexdigest()
-
-
-MOSTLY_MISSING = 0.5  # a numeric feature missing in more documents than this gets a warning
-RARE_CLASS = 0.01  # a class with a smaller share of the documents gets a warning
-MIN_ROWS_FOR_ID_WARNING = 20  # "one distinct value per document" means little on a handful of rows
-
-
-def data_warnings(dataset: Dataset, features: FeaturesSection, task: Task, max_categories: int) -> list[str]:
-    """Things that train but probably not as meant: the user reads them in the report and on the terminal."""
-    warnings = []
-    for path, column in dataset.categorical.items():
-        present = column[column != MISSING_CATEGORY]
-        distinct = len(set(present.tolist()))
-        if len(present) >= MIN_ROWS_FOR_ID_WARNING and distinct == len(present):
-            warnings.append(
-                f"categorical feature '{path}' has a different value in every document ({distinct}): it looks "
-                "like an id or free text; list free text under [features].text, or drop the field"
-            )
-        elif distinct > max_categories and path not in features.ordinal and path not in features.encoding:
-            warnings.append(
-                f"categorical feature '{path}' has {distinct} distinct values, more than "
-                f"[preprocessing].max_categories ({max_categories}): the {max_categories - 1} most frequent "
-                f'become columns and the rest share one; [features].encoding = {{ "{path}" = "target" }} '
-                '(or "frequency") makes it one number'
-            )
-    for path, values in dataset.numeric.items():
-        share = float(np.mean(np.isnan(values))) if len(values) else 0.0
-        if share > MOSTLY_MISSING:
-            warnings.append(
-                f"numeric feature '{path}' is missing in {share:.0%} of the documents: "
-                "most of its values will be the imputed median"
-            )
-    if task == "classification":
-        counts = Counter(dataset.target.tolist())
-        for label, count in sorted(counts.items(), key=lambda item: item[1]):
-            share = count / dataset.rows
-            if share < RARE_CLASS:
-                warnings.append(
-                    f"class {label!r} of target '{features.target}' is {share:.2%} of the documents "
-                    f"({count} of {dataset.rows}): the model may never predict it"
-                )
-    return warnings
 
 
 def validate(

@@ -1,0 +1,295 @@
+"""Loaded field values, stored compactly: one typed numpy array per batch where the batch's values share a type.
+
+A million documents read into Python lists cost a Python object per value (a float is 32 bytes with
+its pointer, a datetime 56). `Column` behaves as the list of a field's values (None for absent or
+null) but keeps each batch whose values are all floats, all ints or all naive datetimes (nulls
+allowed) as one array: 8 bytes a value, and `validate` turns it into training columns without a
+Python loop. Reading a value back gives the very value decoded, of the same type and with the same
+bits (`float64.tolist()` is exact), so everything that reads the list reads what it read before.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import itertools
+import operator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
+
+import numpy as np
+from bson.int64 import Int64
+
+# A batch's kind: float, int (Python int), int64 (bson's Int64), number (ints and floats: BSON int32
+# and double side by side, as numbers often are), date (naive datetime, as µs since 1970), bool,
+# str (a list), none (all null) or list (anything else, values as decoded).
+_ARRAY_KINDS = {float: "float", int: "int", Int64: "int64", datetime.datetime: "date", bool: "bool"}
+_NONE = type(None)
+_NUMBERS = {int, float, Int64}
+_EPOCH = datetime.datetime(1970, 1, 1)  # naive: pymongo's datetimes are naive UTC unless tz_aware
+_ONE_US = datetime.timedelta(microseconds=1)
+# Strings repeat (categories): the first copy is kept and shared, up to this many distinct ones
+# per column, past which the field is free text and sharing saves nothing.
+_SHARED_STRINGS = 10_000
+
+
+class _Chunk:
+    __slots__ = ("kind", "data", "nulls", "size", "ints")
+
+    def __init__(self, kind: str, data: Any, nulls: np.ndarray | None, size: int, ints: Any = None) -> None:
+        self.kind = kind
+        self.data = data  # ndarray (float64 / int64 / bool; date: int64 µs), list (str, list), None (none)
+        self.nulls = nulls  # bool ndarray of the None positions in an array, or None for none at all
+        self.size = size
+        self.ints = ints  # number: (the ints' positions, their exact values, which are Int64); data has floats
+
+    def tolist(self) -> list[Any]:
+        if self.kind in ("str", "list"):
+            return list(self.data)
+        if self.kind == "none":
+            return [None] * self.size
+        if self.kind == "date":
+            values: list[Any] = [_EPOCH + datetime.timedelta(microseconds=us) for us in self.data.tolist()]
+        elif self.kind == "int64":
+            values = [Int64(number) for number in self.data.tolist()]
+        else:
+            values = self.data.tolist()
+            if self.kind == "number":
+                for index, number, int64 in zip(*(part.tolist() for part in self.ints)):
+                    values[index] = Int64(number) if int64 else number
+        if self.nulls is not None:
+            for index in np.flatnonzero(self.nulls).tolist():
+                values[index] = None
+        return values
+
+
+def _typed(values: list[Any], shared: dict[str, str]) -> _Chunk:
+    """One batch's values as a chunk: an array where they share a float, int or naive-datetime type."""
+    size = len(values)
+    types = set(map(type, values))
+    nullable = _NONE in types
+    types.discard(_NONE)
+    if not types:
+        return _Chunk("none", None, None, size)
+    if types == {str}:
+        if len(shared) < _SHARED_STRINGS:
+            values = list(map(shared.setdefault, values, values))  # None is kept as None too
+        return _Chunk("str", values, None, size)
+    nulls = _nulls(values) if nullable else None
+    if len(types) > 1 and types <= _NUMBERS:
+        return _numbers(values, nulls, size) or _Chunk("list", values, None, size)
+    kind = _ARRAY_KINDS.get(next(iter(types))) if len(types) == 1 else None
+    if kind == "float":
+        return _Chunk(kind, np.array(values, dtype=np.float64), nulls, size)  # None is NaN; `nulls` says which
+    if kind is not None:
+        chunk = _array(kind, values if nulls is None else [v for v in values if v is not None], nulls, size)
+        if chunk is not None:
+            return chunk
+    return _Chunk("list", values, None, size)
+
+
+def _nulls(values: list[Any]) -> np.ndarray:
+    return np.fromiter(map(operator.is_, values, itertools.repeat(None)), dtype=bool, count=len(values))
+
+
+def _numbers(values: list[Any], nulls: np.ndarray | None, size: int) -> _Chunk | None:
+    """ints and floats: float64 as to_number reads them, and each int's exact value, to give it back."""
+    positions = [index for index, value in enumerate(values) if type(value) is not float and value is not None]
+    try:
+        exact = np.array([values[index] for index in positions], dtype=np.int64)
+        data = np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+    int64 = np.array([type(values[index]) is Int64 for index in positions], dtype=bool)
+    return _Chunk("number", data, nulls, size, (np.array(positions, dtype=np.int64), exact, int64))
+
+
+def _array(kind: str, present: list[Any], nulls: np.ndarray | None, size: int) -> _Chunk | None:
+    """ints, booleans or naive datetimes (`present`: the values that are not None) as an array; None if
+    they do not fit in int64."""
+    data = np.zeros(size, dtype=bool if kind == "bool" else np.int64)
+    where = slice(None) if nulls is None else ~nulls
+    if kind == "date":
+        if any(moment.tzinfo is not None for moment in present):
+            return None  # aware datetimes (a tz_aware client) are kept as they are
+        data[where] = [(moment - _EPOCH) // _ONE_US for moment in present]
+    else:
+        try:
+            data[where] = np.array(present, dtype=data.dtype)
+        except OverflowError:  # an int beyond int64: kept as decoded
+            return None
+    return _Chunk(kind, data, nulls, size)
+
+
+class Column(Sequence[Any]):
+    """The values of one field across the loaded documents, in order (None = absent or null).
+
+    A sequence like the list it replaces (len, index, slice, iterate, ==, append); `floats()`,
+    `strings()` and `microseconds()` give the typed arrays when every value has that type.
+    """
+
+    __slots__ = ("_chunks", "_ends", "_size", "_shared", "_tail")
+
+    def __init__(self, values: Iterable[Any] = ()) -> None:
+        self._chunks: list[_Chunk] = []
+        self._ends: list[int] = []  # where each chunk ends: an index is found by bisection
+        self._size = 0
+        self._shared: dict[str, str] = {}
+        self._tail: list[Any] | None = None  # values appended one by one, typed when the next batch comes
+        values = list(values)
+        if values:
+            self.add_batch(values)
+
+    def add_batch(self, values: list[Any]) -> None:
+        """The next batch of values (the list is kept, not copied, where it is not typed)."""
+        self._seal()
+        if values:
+            self._chunks.append(_typed(values, self._shared))
+            self._size += len(values)
+            self._ends.append(self._size)
+
+    def append(self, value: Any) -> None:
+        if self._tail is None:
+            self._tail = []
+        self._tail.append(value)
+        self._size += 1
+
+    def _seal(self) -> None:
+        if self._tail:
+            tail, self._tail = self._tail, None
+            self._chunks.append(_typed(tail, self._shared))
+            self._ends.append(self._size)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Any]:
+        self._seal()
+        for chunk in self._chunks:
+            yield from chunk.tolist()
+
+    def tolist(self) -> list[Any]:
+        self._seal()
+        return [value for chunk in self._chunks for value in chunk.tolist()]
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return self.tolist()[index]
+        position = operator.index(index)
+        if position < 0:
+            position += self._size
+        if not 0 <= position < self._size:
+            raise IndexError("Column index out of range")
+        self._seal()
+        at = bisect.bisect_right(self._ends, position)
+        return _one(self._chunks[at], position - (self._ends[at - 1] if at else 0))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Column, list, tuple)):
+            return len(self) == len(other) and self.tolist() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the list it stands for
+
+    def __add__(self, other: object) -> Column:
+        """This column's values, then `other`'s (a Column or a list), as list + list gives (the chunks are shared)."""
+        if not isinstance(other, (Column, list, tuple)):
+            return NotImplemented
+        joined = Column()
+        for part in (self, other if isinstance(other, Column) else Column(other)):
+            part._seal()
+            for chunk in part._chunks:
+                joined._chunks.append(chunk)
+                joined._size += chunk.size
+                joined._ends.append(joined._size)
+        return joined
+
+    def __radd__(self, other: object) -> Column:
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return Column(other) + self
+
+    def __repr__(self) -> str:
+        shown = self[:5]
+        return f"Column({shown!r}{' ...' if self._size > 5 else ''}, {self._size} values)"
+
+    def take(self, positions: Sequence[int]) -> Column:
+        """A column of the values at `positions`, in that order."""
+        values = self.tolist()
+        taken = Column()
+        for start in range(0, len(positions), 2_000):
+            taken.add_batch([values[i] for i in positions[start : start + 2_000]])
+        return taken
+
+    def _kinds(self) -> set[str]:
+        self._seal()
+        return {chunk.kind for chunk in self._chunks}
+
+    def floats(self) -> np.ndarray | None:
+        """float64 of every value (None as NaN, an int as float() reads it; a float's bits kept),
+        or None when some value is not a float or int (text, a boolean, a sub-document...)."""
+        if not self._kinds() <= {"float", "int", "int64", "number", "none"}:
+            return None
+        parts = []
+        for chunk in self._chunks:
+            if chunk.kind == "none":
+                parts.append(np.full(chunk.size, np.nan))
+                continue
+            part = chunk.data.astype(np.float64)  # a copy: the caller may write into it
+            if chunk.nulls is not None:
+                part[chunk.nulls] = np.nan
+            parts.append(part)
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def strings(self) -> list[str | None] | None:
+        """Every value, when each is a string or None; else None."""
+        if not self._kinds() <= {"str", "none"}:
+            return None
+        return self.tolist()
+
+    def integers(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(int64 values, null mask) when every value is an int (or bson Int64) or None; else None."""
+        if not self._kinds() <= {"int", "int64", "none"}:
+            return None
+        return self._with_nulls()
+
+    def booleans(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(bool values, null mask) when every value is a boolean or None; else None."""
+        if not self._kinds() <= {"bool", "none"}:
+            return None
+        return self._with_nulls(bool)
+
+    def microseconds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(µs since 1970 as int64, null mask) when every value is a naive datetime or None; else None."""
+        if not self._kinds() <= {"date", "none"}:
+            return None
+        return self._with_nulls()
+
+    def _with_nulls(self, dtype: Any = np.int64) -> tuple[np.ndarray, np.ndarray]:
+        values = [np.zeros(c.size, dtype) if c.kind == "none" else c.data for c in self._chunks]
+        nulls = [
+            np.ones(c.size, bool) if c.kind == "none" else c.nulls if c.nulls is not None else np.zeros(c.size, bool)
+            for c in self._chunks
+        ]
+        if not values:
+            return np.empty(0, dtype), np.empty(0, bool)
+        return np.concatenate(values), np.concatenate(nulls)
+
+
+def _one(chunk: _Chunk, position: int) -> Any:
+    if chunk.kind == "none" or (chunk.nulls is not None and chunk.nulls[position]):
+        return None
+    if chunk.kind in ("str", "list"):
+        return chunk.data[position]
+    if chunk.kind == "number":
+        at = int(np.searchsorted(chunk.ints[0], position))
+        if at < len(chunk.ints[0]) and chunk.ints[0][at] == position:
+            return (Int64 if chunk.ints[2][at] else int)(chunk.ints[1][at])
+    number = chunk.data[position].item()
+    if chunk.kind == "date":
+        return _EPOCH + datetime.timedelta(microseconds=number)
+    return Int64(number) if chunk.kind == "int64" else number

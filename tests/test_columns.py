@@ -1,0 +1,316 @@
+"""The loader's columnar path reads exactly what the per-document reading did (issue 23).
+
+The old path read each document with the runtime's `lookup` and kept Python lists; validation
+then read each value with `to_number` / `category_text` / `date_milliseconds`. The new path reads
+a batch at a time into typed `Column`s and validates them with numpy. These tests hold the two
+to the same result, value for value and bit for bit, on messy documents: nested, gaps, nulls,
+NaN and -0.0, ints past int64, Extended JSON numbers, dirty strings, naive and aware dates,
+literal dotted keys, parents that are no sub-document; through the real server too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from bson import ObjectId
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pymongo import MongoClient
+
+from mlpack.config import FeaturesSection
+from mlpack.errors import DataError
+from mlpack.runtime import ABSENT, category_text, date_milliseconds, lookup, to_number
+from mlpack.source import RawColumns, collect, load_columns, readings
+from mlpack.source.batches import prefetched
+from mlpack.source.columns import Column
+from mlpack.validate import Dataset, validate
+
+UTC = dt.UTC
+PATHS = ["n", "f", "c", "when", "label", "a.b", "a.c.d", "dotted.key", "text", "gone"]
+
+
+def old_columns(documents: list[dict[str, Any]], paths: list[str]) -> RawColumns:
+    """The reading before columns: `lookup` per document and path, into plain lists."""
+    raw = RawColumns(values={p: [] for p in paths}, present=dict.fromkeys(paths, 0))  # type: ignore[misc]
+    for document in documents:
+        raw.ids.append(document.get("_id"))
+        for path in paths:
+            value = lookup(document, path, tuple(path.split(".")))
+            raw.present[path] += value is not ABSENT
+            raw.values[path].append(None if value is ABSENT else value)
+    return raw
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as values, of the same type, and for floats with the same bits (NaN, -0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    if isinstance(a, dt.datetime):
+        return a == b and a.tzinfo == b.tzinfo
+    return bool(a == b) if not isinstance(a, (list, dict)) else repr(a) == repr(b)
+
+
+def messy(n: int, seed: int = 11, *, storable: bool = False) -> list[dict[str, Any]]:
+    """`storable`: no int past int64, which BSON cannot hold."""
+    rng = random.Random(seed)
+    naive = dt.datetime(1969, 12, 31, 23, 59, 59, 999000)
+    numbers: list[Any] = [
+        3,
+        -7,
+        2.5,
+        -0.0,
+        math.nan,
+        None,
+        Int64(2**40),
+        Int64(2**62) if storable else 2**70,
+        True,
+        " 54 ",
+        "NA",
+        "",
+        "1e3",
+    ]
+    numbers += [{"$numberInt": "3"}, {"$numberDouble": "NaN"}, {"$numberLong": "12"}, Decimal128("4.5"), "abc"]
+    categories: list[Any] = ["x", "y", None, 4, 4.0, "4", True, Int64(9), 1.5, math.nan, ObjectId(b"abcdefghijkl")]
+    dates: list[Any] = [naive, naive.replace(tzinfo=UTC), dt.datetime(2024, 5, 1, 12), None, "2024-05-01T12:00:00Z"]
+    documents = []
+    for index in range(n):
+        # runs of one type (a batch of them is typed) broken by the odd mixed stretch
+        run = (index // 700) % 5
+        document: dict[str, Any] = {"_id": index if index % 3 else ObjectId(index.to_bytes(12, "big"))}
+        document["n"] = [rng.randint(-5, 5), rng.random(), None, rng.choice(numbers), rng.randint(0, 9)][run]
+        document["f"] = rng.choice([rng.gauss(0, 1e6), math.nan, None, -0.0, 1e300 if run == 3 else 1.0])
+        document["c"] = [rng.choice("pqr"), rng.randint(0, 40), rng.choice(categories), None, rng.choice("st")][run]
+        document["when"] = [naive + dt.timedelta(days=rng.randint(-900, 900)), rng.choice(dates), None][run % 3]
+        document["label"] = [rng.random() < 0.5, rng.choice("ab"), rng.randint(0, 2), rng.choice([True, None])][run % 4]
+        document["a"] = rng.choice([{"b": rng.random(), "c": {"d": rng.choice(["u", "v"])}}, {"b": None}, 5, None, []])
+        if index % 97 == 1:
+            document["dotted.key"] = "literal"
+        elif run == 2:
+            document["dotted"] = {"key": rng.choice(["k1", "k2", None])}
+        document["text"] = rng.choice(["free text", None, "more text", 7] if run == 4 else ["t", None])
+        if index % 13 == 4:
+            del document["n"]
+        documents.append(document)
+    return documents
+
+
+def assert_same_columns(new: RawColumns, old: RawColumns) -> None:
+    assert new.rows == old.rows
+    assert new.present == old.present
+    assert all(same(a, b) for a, b in zip(new.ids, old.ids, strict=True))
+    for path, values in old.values.items():
+        column = new.values[path]
+        assert isinstance(column, Column)
+        assert len(column) == len(values)
+        mismatched = [i for i, (a, b) in enumerate(zip(column, values, strict=True)) if not same(a, b)]
+        assert not mismatched, (path, mismatched[:3], [column[i] for i in mismatched[:3]])
+        assert all(same(column[i], values[i]) for i in range(0, len(values), 37))  # indexing, across batches
+
+
+def test_collect_reads_messy_documents_exactly_as_the_per_document_lookup() -> None:
+    documents = messy(5_000)
+    assert_same_columns(collect(documents, PATHS), old_columns(documents, PATHS))
+
+
+def test_the_columns_are_typed_arrays_where_a_batch_shares_a_type() -> None:
+    raw = collect([{"_id": i, "x": float(i), "d": dt.datetime(2020, 1, 1), "s": "abc"[i % 3]} for i in range(5000)],
+                  ["x", "d", "s"])  # fmt: skip
+    floats = raw.values["x"].floats()
+    assert floats is not None and floats.dtype == np.float64 and floats[4999] == 4999.0
+    assert raw.values["d"].microseconds() is not None
+    assert raw.values["s"].strings() is not None and raw.values["x"].strings() is None
+    # shared strings: one object per distinct category, not one per document
+    assert len({id(text) for text in raw.values["s"]}) == 3
+
+
+FEATURES = {
+    "numeric": ["n", "f", "a.b"],
+    "categorical": ["c", "a.c.d", "dotted.key"],
+    "datetime": ["when"],
+    "text": ["text"],
+    "target": "label",
+}
+
+
+def _dataset_fields(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "numeric": {k: v.tobytes() for k, v in dataset.numeric.items()},
+        "categorical": {k: v.tolist() for k, v in dataset.categorical.items()},
+        "dates": {k: v.tolist() for k, v in dataset.dates.items()},
+        "texts": {k: v.tolist() for k, v in dataset.texts.items()},
+        "target": (dataset.target.dtype, dataset.target.tolist(), dataset.target_kind),
+        "fingerprint": dataset.fingerprint,
+        "warnings": dataset.warnings,
+    }
+
+
+def _outcome(raw: RawColumns, features: FeaturesSection, task: str) -> Any:
+    try:
+        return _dataset_fields(validate(raw, features, task))  # type: ignore[arg-type]
+    except DataError as exc:
+        return ("DataError", exc.message, exc.details)
+
+
+@pytest.mark.parametrize("start", [0, 700, 1400, 2100, 2800, 3500])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_validation_of_the_columns_equals_the_per_value_reading(start: int, task: str) -> None:
+    """Each 700-document run is one type per field (the fast path) or mixed/dirty (the per-value path):
+    either way the dataset, its fingerprint, its warnings and its errors are what the lists gave."""
+    documents = [d for d in messy(4_200) if d.get("label") is not None][start : start + 1_400]
+    features = FeaturesSection(**FEATURES)  # type: ignore[arg-type]
+    new, old = collect(documents, features.loaded), old_columns(documents, features.loaded)
+    assert _outcome(new, features, task) == _outcome(old, features, task)
+
+
+def test_a_clean_typed_dataset_takes_the_fast_path_and_equals_the_lists() -> None:
+    rng = random.Random(5)
+    documents = [
+        {
+            "_id": i,
+            "n": rng.choice([rng.randint(0, 99), None]) if i < 3000 else rng.random(),
+            "f": rng.choice([rng.gauss(0, 1), math.nan, None]),
+            "c": rng.choice(["x", "y", None]) if i < 2500 else rng.choice([None, "z"]),
+            "when": rng.choice(
+                [dt.datetime(1960, 1, 1, 0, 0, 0, 1000) + dt.timedelta(hours=rng.randint(0, 10**6)), None]
+            ),
+            "label": rng.choice([True, False]),
+            "a": {"b": rng.random(), "c": {"d": rng.randint(0, 3)}},
+            "dotted": {"key": "k"},
+            "text": rng.choice(["words here", None]),
+        }
+        for i in range(6_000)
+    ]
+    features = FeaturesSection(**FEATURES)  # type: ignore[arg-type]
+    new = collect(documents, features.loaded)
+    for path in ("n", "f", "a.b"):
+        assert readings.numbers(new.values[path]) is not None, path
+    assert readings.categories(new.values["c"]) is not None and readings.categories(new.values["a.c.d"]) is not None
+    assert readings.milliseconds(new.values["when"]) is not None and readings.labels(new.values["label"]) is not None
+    assert _outcome(new, features, "classification") == _outcome(old_columns(documents, features.loaded), features,
+                                                                 "classification")  # fmt: skip
+
+
+values = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1).map(Int64),
+    st.booleans(),
+    st.text(max_size=4),
+    st.sampled_from(["NA", " 54 ", "", "1e3", "04"]),
+    st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)),
+    st.datetimes(timezones=st.just(UTC)),
+    st.sampled_from([{"$numberInt": "3"}, {"$numberDouble": "-0.0"}, [1], Decimal128("1.5")]),
+)
+naive_dates = st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30))
+one_type = st.sampled_from(
+    [st.floats(), st.integers(-(2**63), 2**63 - 1), st.booleans(), st.text(max_size=3), naive_dates]
+)
+
+
+def _read(read: Any, value: Any) -> Any:
+    try:
+        return ("ok", read(value))
+    except ValueError:
+        return ("error",)
+
+
+def _chunked(items: list[Any], cuts: list[int]) -> Column:
+    column = Column()
+    for start, end in zip([0, *cuts], [*cuts, len(items)]):
+        column.add_batch(items[start:end])
+    return column
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(values, one_type.flatmap(lambda s: s)), max_size=40), st.data())
+def test_a_column_gives_back_every_value_and_reads_as_each_value_does(items: list[Any], data: Any) -> None:
+    homogeneous = data.draw(st.one_of(st.none(), one_type))
+    if homogeneous is not None:  # a batch of one type (with nulls): the typed arrays are exercised
+        items = data.draw(st.lists(st.one_of(st.none(), homogeneous), max_size=40))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(items)), max_size=3)))
+    column = _chunked(items, cuts)
+    assert len(column) == len(items) and all(same(a, b) for a, b in zip(column, items, strict=True))
+    assert all(same(column[i], item) for i, item in enumerate(items))
+    numbers = readings.numbers(column)
+    if numbers is not None:
+        expected = [to_number(v) for v in items]
+        assert numbers.tobytes() == np.array(expected, dtype=np.float64).tobytes()
+    categories = readings.categories(column)
+    if categories is not None:
+        assert categories.tolist() == [category_text(v) for v in items]
+    dates = readings.milliseconds(column)
+    if dates is not None:
+        assert dates.tolist() == [date_milliseconds(v) for v in items]
+    labels = readings.labels(column)
+    if labels is not None:
+        assert labels[0].tolist() == [v if isinstance(v, str) else int(v) for v in items]
+    for regression in (False, True):
+        missing = readings.missing(column, regression)
+        if missing is not None:
+            assert missing == [i for i, v in enumerate(items) if v is None or (isinstance(v, float) and v != v)]
+    everything_numeric = all(
+        type(v) in (int, float, Int64, type(None)) and _read(to_number, v)[0] == "ok" for v in items
+    )
+    if everything_numeric and all(not isinstance(v, int) or -(2**63) <= v < 2**63 for v in items):
+        assert numbers is not None  # the fast path is taken whenever it can be
+
+
+def test_appending_after_a_batch_and_taking_rows() -> None:
+    column = Column([1.0, 2.0])
+    column.append("three")
+    column.add_batch([4, None])
+    assert column == [1.0, 2.0, "three", 4, None] and column[-1] is None and column[1:3] == [2.0, "three"]
+    assert column.take([4, 0]) == [None, 1.0]
+    assert column + [7] == [1.0, 2.0, "three", 4, None, 7] and [0] + column == [0, 1.0, 2.0, "three", 4, None]
+    assert (column + column).floats() is None and len(column + Column()) == 5
+    assert column.floats() is None  # "three" is text: the per-value reading decides
+    with pytest.raises(IndexError):
+        column[5]
+
+
+# -- through the server -----------------------------------------------------------------------
+def test_load_columns_over_the_server_equals_find_and_lookup(mongo_client: MongoClient[dict[str, Any]]) -> None:
+    collection = mongo_client["mlpack_columns"]["messy"]
+    collection.drop()
+    collection.insert_many(messy(4_500, storable=True))
+    try:
+        old = old_columns(list(collection.find({}, projection=dict.fromkeys(PATHS, 1), sort=[("_id", 1)])), PATHS)
+        assert old.rows == 4_500
+        assert_same_columns(load_columns(collection, PATHS), old)
+        limited = load_columns(collection, PATHS, query={"c": {"$in": ["p", "q"]}}, limit=600)
+        assert limited.rows == 600 and set(limited.values["c"]) == {"p", "q"}
+    finally:
+        collection.drop()
+
+
+def test_an_error_in_the_fetching_thread_is_raised_to_the_reader_and_the_cursor_closed() -> None:
+    closed = []
+
+    class Batches:
+        def __enter__(self) -> Iterator[bytes]:
+            def batches() -> Iterator[bytes]:
+                yield b"one"
+                raise ConnectionError("the server went away")
+
+            return batches()
+
+        def __exit__(self, *exc: object) -> None:
+            closed.append(True)
+
+    read = []
+    with pytest.raises(ConnectionError, match="the server went away"):
+        for batch in prefetched(Batches):  # type: ignore[arg-type]
+            read.append(batch)
+    assert read == [b"one"] and closed == [True]
