@@ -159,6 +159,16 @@ def test_verify_passes_on_the_archive_and_the_layout_and_names_a_changed_layer(
         assert checked.code == 0, checked.err
         assert "Python and Debian packages are the ones its SBOM lists" in checked.out
         assert "model-signing's signature" in checked.out  # the image's model, signed
+    # What a registry holds (and `pull` brings back): the layout and the attached files, no .onnx, no wheel.
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    shutil.copytree(result.artifacts["oci"], pulled / result.artifacts["oci"].name)
+    for kind in ("sbom", "provenance", "provenance_envelope", "model_signature"):
+        shutil.copy(result.artifacts[kind], pulled)
+    alone = run("verify", pulled / result.artifacts["oci"].name, "--key", public)
+    assert alone.code == 0, alone.err
+    assert "its opt/model/site/test_model/model.onnx is test-model-1.0.0.onnx" in alone.out
+    assert "opt/model/site/test_model/model.onnx: model-signing's signature" in alone.out
     copy = tmp_path / "dist"
     shutil.copytree(result.artifacts["report"].parent, copy, ignore=shutil.ignore_patterns("*.docker"))
     layer_digest = result.report["image"]["model_layer"]["digest"].removeprefix("sha256:")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
+import shutil
 import tarfile
 import tempfile
 import zipfile
@@ -32,9 +34,11 @@ from typing import IO, Any
 
 from mlpack.artifacts import provenance, sbom, signing
 from mlpack.artifacts.inventory import Inventory, inventory
+from mlpack.artifacts.oci import SITE
 from mlpack.errors import ConfigError, VerificationError
 
 CHUNK = 1 << 20
+_IMAGE_MODEL = re.compile(re.escape(SITE) + r"/[A-Za-z0-9_]+/model\.onnx")  # the model package's own file
 MAX_DOCUMENT_BYTES = 64 << 20  # an image's SBOM is a few hundred KiB; the provenance a few KiB
 
 
@@ -235,10 +239,11 @@ def _image_files(path: Path) -> Iterator[tuple[Opener, set[str]]]:
         yield opener, set(members)
 
 
-def _verify_image(image: Path, build: Build, result: Verified) -> None:
+def _verify_image(image: Path, build: Build, key: Path | None, result: Verified) -> None:
     shown = image.name
+    scratch = tempfile.TemporaryDirectory(prefix="mlpack-verify-")
     try:
-        with _image_files(image) as (open_file, names):
+        with scratch, _image_files(image) as (open_file, names):
             for name in sorted(n for n in names if n.startswith("blobs/sha256/")):
                 with open_file(name) as stream:
                     if _sha256_stream(stream) != name.rsplit("/", 1)[1]:
@@ -263,6 +268,7 @@ def _verify_image(image: Path, build: Build, result: Verified) -> None:
                 if "sha256:" + unpacked != diff_id:
                     raise VerificationError(f"{shown}: layer {digest} does not match its diff_id in the config")
             found = _inventory_of(open_file, layers)
+            _verify_image_model(open_file, layers, Path(scratch.name) / "model.onnx", shown, build, key, result)
     except (KeyError, ValueError, OSError, tarfile.TarError) as exc:
         if isinstance(exc, VerificationError):
             raise
@@ -276,6 +282,31 @@ def _verify_image(image: Path, build: Build, result: Verified) -> None:
         first = sorted(set(listed) ^ set(held))[:1]
         raise VerificationError(f"{build.stem}.cdx.json does not list the packages {shown}'s layers hold: {first}")
     result.checks.append(f"{shown}: its {len(held)} Python and Debian packages are the ones its SBOM lists")
+
+
+def _verify_image_model(
+    open_file: Opener, layers: list[str], copy: Path, shown: str, build: Build, key: Path | None, result: Verified
+) -> None:
+    """The model the image serves (its site folder's NAME/model.onnx, top layer first) is the .onnx subject,
+    and with a key it verifies with the model-signing signature: an image is checked whole, pushed or not."""
+    for digest in reversed(layers):
+        with open_file(_blob(digest)) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if not (member.isfile() and _IMAGE_MODEL.fullmatch(name)):
+                    continue
+                source = tar.extractfile(member)
+                assert source is not None
+                with copy.open("wb") as target:
+                    shutil.copyfileobj(source, target, CHUNK)
+                onnx = build.kinds.get("onnx", "")
+                if _sha256_file(copy) != build.subjects.get(onnx):
+                    raise VerificationError(f"{shown}: its {name} is not the provenance's model {onnx}")
+                result.checks.append(f"{shown}: its {name} is {onnx}, byte for byte")
+                if key is not None:
+                    _verify_model_signature(copy, f"{shown}: {name}", build, key, result)
+                return
+    raise VerificationError(f"{shown} holds no {SITE}/NAME/model.onnx: not an image mlpack built")
 
 
 def _blob(digest: str) -> str:
@@ -320,11 +351,7 @@ def _verify(path: Path, public: Path | None, result: Verified) -> None:
     elif name.endswith(".onnx"):
         _verify_onnx(path, build, public, result)
     elif name.endswith(".image.tar") or (path.is_dir() and name.endswith(".oci")):
-        _verify_image(path, build, result)
-        if public is not None and build.kinds.get("onnx"):
-            model = build.path(".onnx")
-            if model.is_file():
-                _verify_onnx(model, build, public, result)
+        _verify_image(path, build, public, result)
     else:
         _against_subject(build, name, _sha256_file(path), result)
         _load_sbom(build, result)
