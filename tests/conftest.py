@@ -137,15 +137,21 @@ MARKED_BY_NAME = {
 # Measured over 10 s (pytest --durations=30, setup + call; 2 CPUs): `slow`, by test function (every
 # parametrization). tests/test_layout.py checks that each entry still names a test.
 SLOW = {
+    "tests/test_aliases.py::test_promote_roll_back_history_and_every_command_by_alias",  # 11 s + 5 s setup
     "tests/test_artifact_contents.py::test_no_training_text_or_unused_identifier_is_in_any_artifact",  # 20 s
     "tests/test_build.py::test_builds_in_separate_processes_and_folders_are_byte_identical",  # 12 s
     "tests/test_build.py::test_unreachable_database_exits_3_within_30_seconds",  # 10 s: its bound is 30
     "tests/test_features_build.py::test_the_wheel_reads_dates_on_the_oldest_and_newest_python",  # 33 s + 11 s
+    "tests/test_feedback.py::test_feedback_on_n_served_records_gives_n_more_training_rows",  # 17 s: 3 builds
+    # 10 s: three builds
+    "tests/test_feedback.py::test_a_document_the_collection_has_takes_its_latest_feedback_and_names_map_to_classes",
     "tests/test_image.py::test_image_builds_runs_and_describes_itself",  # 38 s
     "tests/test_image.py::test_the_image_runs_as_the_manifest_asks",  # 27 s
     "tests/test_newcomer.py::test_dist_is_never_silently_overwritten",  # 17 s
     "tests/test_newcomer.py::test_init_next_step_works_where_mlpack_is_not_published",  # 6.5 min, MLPACK_SLOW_TESTS
     "tests/test_predict_batches.py::test_spark_map_in_pandas_with_the_wheel_shipped_as_a_zip",  # 12 s + 9 s setup
+    # 52 s: a server, three runs of the workflow's steps, three builds
+    "tests/test_retrain_workflow.py::test_the_scheduled_retraining_rebuilds_on_drift_and_promotes_only_a_better_challenger",
     "tests/test_server.py::test_inference_log_writes_batches_and_survives_the_database_going_away",  # 22 s
     "tests/test_server_framing.py::test_every_request_h11_rejects_mlpack_rejects",  # 11 s
     "tests/test_server_hostile3.py::test_every_v2_request_answers_2xx_or_4xx",  # 24 s
