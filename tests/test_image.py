@@ -136,9 +136,22 @@ def test_no_engine_with_image_demanded_exits_3_and_keeps_the_context(
     churn_project: Project, run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with_image_section(churn_project)
+    churn_project.edit("port = 8080", 'port = 8080\nbuilder = "docker"')
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
     result = run("build", churn_project.path, "--image")
     assert_clean_error(result, 3, "no Docker engine answers", "churn-model-1.0.0.docker")
+    assert (churn_project.path / "dist" / "churn-model-1.0.0.docker" / "Dockerfile").is_file()
+    assert (churn_project.path / "dist" / "churn_model-1.0.0-py3-none-any.whl").is_file()
+
+
+def test_no_base_with_image_demanded_exits_3_and_keeps_the_context(
+    churn_project: Project, run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The default builder needs no engine, but its base: with neither an engine nor Docker Hub here, exit 3."""
+    with_image_section(churn_project)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
+    result = run("build", churn_project.path, "--image")
+    assert_clean_error(result, 3, "registry-1.docker.io", "churn-model-1.0.0.docker")
     assert (churn_project.path / "dist" / "churn-model-1.0.0.docker" / "Dockerfile").is_file()
     assert (churn_project.path / "dist" / "churn_model-1.0.0-py3-none-any.whl").is_file()
 
@@ -150,7 +163,7 @@ def test_no_engine_without_the_flag_builds_the_rest_and_says_so(
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
     result = run("build", churn_project.path)
     assert result.code == 0, result.err
-    assert "image not built: no Docker engine answers" in result.out
+    assert "the registry registry-1.docker.io is unreachable" in result.out and "image not built" in result.out
     report = json.loads((churn_project.path / "dist" / "churn-model-1.0.0.json").read_text())
     assert report["image"]["built"] is False
     assert run("build", churn_project.path, "--no-image", "--version", "1.0.1", "-q").code == 0

@@ -199,29 +199,42 @@ def test_the_layer_and_config_hold_what_the_dockerfile_says(inputs: dict[str, An
     runtime = config["config"]
     assert runtime["User"] == "65532:65532" and "9090/tcp" in runtime["ExposedPorts"]
     assert runtime["Entrypoint"] == ["python3", "-m", inputs["metadata"]["import_name"], "serve"]
-    assert "Cmd" not in runtime and "PYTHONPATH=/opt/model/site" in runtime["Env"] and "LANG=C.UTF-8" in runtime["Env"]
+    assert "Cmd" not in runtime and "LANG=C.UTF-8" in runtime["Env"]
+    assert "PYTHONPATH=/opt/model/site:/opt/model/deps" in runtime["Env"]
     assert "9090/healthz" in runtime["Healthcheck"]["Test"][-1]
     assert runtime["Labels"]["org.opencontainers.image.revision"] == "abc"
     assert json.loads(runtime["Labels"]["io.mlpack.metadata"])["version"] == inputs["metadata"]["version"]
-    assert config["created"] == "2026-01-01T00:00:00Z" and len(config["rootfs"]["diff_ids"]) == 2
-    assert len(config["history"]) == 2
-    layer = blobs / manifest["layers"][-1]["digest"][7:]
-    assert layer.read_bytes()[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip: mtime 0, no name
-    with tarfile.open(layer) as tar:
-        members = tar.getmembers()
-    names = [m.name for m in members]
-    assert names == sorted(names, key=lambda n: n.encode()) and names[:3] == ["opt", "opt/model", "opt/model/site"]
-    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", EPOCH)}
-    assert {m.mode for m in members} <= {0o755, 0o644, 0o777}
-    assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n or "/bin/" in n]
-    assert not [n for n in names if n.endswith("direct_url.json")]
-    assert any(n.startswith("opt/model/site/onnxruntime/") for n in names)
-    assert any(n.startswith(f"opt/model/site/{inputs['metadata']['import_name']}/") for n in names)
-    with gzip.open(layer) as plain:
-        assert digest_of(plain.read()) == config["rootfs"]["diff_ids"][-1]
+    assert config["created"] == "2026-01-01T00:00:00Z" and len(config["rootfs"]["diff_ids"]) == 3
+    assert len(config["history"]) == 3
+    import_name = inputs["metadata"]["import_name"]
+    members = {}
+    for descriptor, diff_id, folder in zip(manifest["layers"][1:], config["rootfs"]["diff_ids"][1:], ("deps", "site")):
+        layer = blobs / descriptor["digest"][7:]
+        assert layer.read_bytes()[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip: mtime 0, no name
+        with gzip.open(layer) as plain:
+            assert digest_of(plain.read()) == diff_id
+        with tarfile.open(layer) as tar:
+            members[folder] = tar.getmembers()
+        names = [m.name for m in members[folder]]
+        assert names == sorted(names, key=lambda n: n.encode()) and names[:3] == [
+            "opt",
+            "opt/model",
+            f"opt/model/{folder}",
+        ]
+        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members[folder]} == {(0, 0, "", "", EPOCH)}
+        assert {m.mode for m in members[folder]} <= {0o755, 0o644, 0o777}
+        assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n or "/bin/" in n]
+        assert not [n for n in names if n.endswith("direct_url.json")]
+    deps, site = ([m.name for m in members[folder]] for folder in ("deps", "site"))
+    # The dependencies in one layer, the model alone in the next: a retrained model shares the first.
+    assert any(n.startswith("opt/model/deps/onnxruntime/") for n in deps) and any("/numpy/" in n for n in deps)
+    assert not [n for n in deps if import_name in n]
+    assert any(n.startswith(f"opt/model/site/{import_name}/") for n in site)
+    assert not [n for n in site if n.startswith(("opt/model/site/onnxruntime", "opt/model/site/numpy"))]
+    assert image.dependency_layer.digest == manifest["layers"][1]["digest"] == image.dependency_layer.digest
     with tarfile.open(image.archive) as archive:
         listed = json.loads(archive.extractfile("manifest.json").read())  # type: ignore[union-attr]
-    assert listed[0]["RepoTags"] == ["m:1.0.0"] and len(listed[0]["Layers"]) == 2
+    assert listed[0]["RepoTags"] == ["m:1.0.0"] and len(listed[0]["Layers"]) == 3
 
 
 def test_a_tampered_or_missing_base_is_refused(inputs: dict[str, Any], tmp_path: Path) -> None:
@@ -262,6 +275,15 @@ def test_mlpack_build_writes_the_image_with_no_engine(
     index = json.loads((dist / "churn-model-1.0.0.oci" / "index.json").read_bytes())
     assert index["manifests"][0]["digest"] == image["digest"]
     assert json.loads((dist / "churn-model-1.0.0.json").read_text())["image"] == image
+    assert image["base"] == {"reference": f"oci:{inputs['oci']}", "from": "oci"} and image["loaded"] is False
+
+    # A retrained model: a new model layer on the very same dependency layer (what a registry already holds).
+    churn_project.edit('version = "1.0.0"', 'version = "1.0.1"')
+    retrained = run("build", churn_project.path, "--image", "--json")
+    assert retrained.code == 0, retrained.err
+    again = json.loads(retrained.out)["image"]
+    assert again["dependency_layer"] == image["dependency_layer"]
+    assert again["model_layer"]["digest"] != image["model_layer"]["digest"] and again["digest"] != image["digest"]
 
 
 def test_mlpack_build_with_a_missing_base_exits_2_in_one_line(churn_project: Project, run) -> None:

@@ -22,11 +22,11 @@ from packaging.version import Version
 from mlpack import card, registry
 from mlpack.artifacts import attest
 from mlpack.artifacts.dist import ArtifactRecord, BuildDir, BuildReport, sha256_of, write_report
-from mlpack.artifacts.image import build_image, engine_version, git_revision, write_context
-from mlpack.artifacts.oci import build_oci_image, is_local_base
+from mlpack.artifacts.image import git_revision, write_context
+from mlpack.artifacts.image_step import make_image
 from mlpack.artifacts.wheel import build_distributions, render_project, twine_check
 from mlpack.config import Config, load_config, with_version
-from mlpack.errors import ConfigError, ExternalError, QualityGateError
+from mlpack.errors import ConfigError, QualityGateError
 from mlpack.export.metadata import build_metadata
 from mlpack.exported import ExportedModel, Progress, make_model
 from mlpack.registry import aliases
@@ -99,7 +99,7 @@ def build(
     progress: Progress | None = None,
 ) -> BuildResult:
     """The whole build. `image`: True demands an image, False skips it, None builds one when the
-    config has an [image] table and an engine answers."""
+    config has an [image] table and its base (or, with builder = "docker", the engine) answers."""
     started = time.monotonic()
     say = progress or _silent
     config = load_config(project)
@@ -311,65 +311,23 @@ def _move_into_place(source: Path, target: Path, stage: Path) -> None:
 def build_image_step(
     config: Config, result: BuildResult, *, required: bool, say: Progress = _silent, clock: StageClock | None = None
 ) -> None:
-    """Build the image from the context in place; without an engine, fail only if the image was demanded."""
+    """The image (artifacts/image_step.py); without its engine or base, fail only if the image was demanded."""
     context = result.artifacts["docker"]
-    tag = config.image.tag_for(config.model.name, result.metadata["version"])
-    engine = None if is_local_base(config.image.base) else engine_version()
-    if is_local_base(config.image.base):
-        say(f"writing image {tag} on {config.image.base} (no engine)")
-        with (clock or result.clock).stage("image"):
-            result.report["image"] = _oci_image(config, result, tag, context)
-        say(f"image {tag}: manifest {result.report['image']['digest']}")
-    elif engine is None:
-        message = f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')})"
-        if required:
-            raise ExternalError(f"{message}: the image was not built; its build context is in {context}")
-        say(f"{message}: image not built (context in {context})")
-        result.report["image"] = {"built": False, "tag": tag, "reason": message}
-    else:
-        say(f"building image {tag} (Docker {engine}, no network)")
-        with (clock or result.clock).stage("image"):
-            image = build_image(context, tag)
-        result.report["image"] = {
-            "built": True,
-            "tag": image.tag,
-            "id": image.id,
-            "size": image.size,
-            "layers": len(image.layers),
-        }
+    with (clock or result.clock).stage("image"):
+        step = make_image(
+            config,
+            tag=config.image.tag_for(config.model.name, result.metadata["version"]),
+            wheel=result.artifacts["wheel"],
+            metadata=result.metadata,
+            context=context,
+            epoch=_epoch(result.metadata["created"]),
+            required=required,
+            say=say,
+        )
+    result.report["image"] = step.report
+    result.artifacts.update(step.artifacts)
     result.report["timings"] = (clock or result.clock).report()
     write_report(result.artifacts["report"], result.report)
-
-
-def _oci_image(config: Config, result: BuildResult, tag: str, context: Path) -> dict[str, Any]:
-    """The image with no engine (package/oci.py), next to the other artifacts."""
-    image = build_oci_image(
-        result.artifacts["report"].parent,
-        stem=result.artifacts["report"].stem,
-        tag=tag,
-        wheel=result.artifacts["wheel"],
-        metadata=result.metadata,
-        section=config.image,
-        revision=git_revision(config.project_dir),
-        epoch=_epoch(result.metadata["created"]),
-        project_dir=config.project_dir,
-        find_links=_project_path(config, config.image.find_links),
-        deps=context / "deps",
-    )
-    result.artifacts.update(oci=image.layout, image_archive=image.archive)
-    layer = {"digest": image.layer.digest, "diff_id": image.layer.diff_id, "size": image.layer.size}
-    return {
-        "built": True,
-        "engine": False,
-        "tag": tag,
-        "id": image.config_digest,
-        "digest": image.digest,
-        "size": image.size,
-        "layers": image.layers,
-        "layout": image.layout.name,
-        "archive": image.archive.name,
-        "model_layer": {**layer, "unpacked": image.layer.unpacked},
-    }
 
 
 def _epoch(created: str) -> int:

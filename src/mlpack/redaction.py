@@ -155,6 +155,13 @@ def remember_uri(uri: str) -> str:
     return display_uri(uri)
 
 
+def remember_secret(secret: str) -> None:
+    """Note a secret that came on its own (a registry password) for every later `redact`."""
+    if len(secret) >= _MIN_PIECE:  # as for a URI's: shorter ones would blank out ordinary letters
+        with _lock:
+            _secrets.add(secret)
+
+
 def redact(text: str, *, extra: set[str] | frozenset[str] = frozenset()) -> str:
     """`text` with every remembered secret (and `extra`) replaced by `***`. Longest first, so a
     piece of a password never leaves the rest of it readable."""

@@ -135,7 +135,9 @@ def _image(built: Built) -> tuple[sbom.ImageFacts | None, dict[str, Any] | None,
             stack.enter_context((layout / "blobs" / "sha256" / d.removeprefix("sha256:")).open("rb")) for d in layers
         ]
         found = inventory(streams)
-    parameters = {"tag": details["tag"], "base_layers": layers[:-1], "model_layer": layers[-1]}
+    # On the base: the dependency layer (shared by every model with the same dependencies), then the model's.
+    parameters = {"tag": details["tag"], "base_layers": layers[:-2], "dependency_layer": layers[-2]}
+    parameters["model_layer"] = layers[-1]
     return sbom.ImageFacts(details["tag"], digest, found), parameters, built.artifacts.get("image_archive")
 
 

@@ -176,7 +176,7 @@ def write_context(
         mlpack_version=metadata["versions"]["mlpack"],
         name=metadata["name"],
         version=metadata["version"],
-        base=section.base,
+        base=section.base.removeprefix("docker://").removeprefix("docker-daemon:"),
         port=section.port,
         import_name=metadata["import_name"],
         labels=_label_lines(image_labels(metadata, revision)),

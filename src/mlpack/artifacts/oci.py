@@ -1,12 +1,13 @@
 """The model image with no engine: an OCI image layout and a `docker load` archive, written by mlpack.
 
-The base comes from `[image].base = "oci:PATH"` (an OCI image layout folder) or
-`"docker-archive:PATH"` (a `docker save` tar); every blob of it is checked against its digest. On
-top goes one layer: the wheel and its dependencies, installed by `pip install --target` for the
-image's Python and platform (nothing runs inside the image). The layer is a reproducible tar
-(sorted, SOURCE_DATE_EPOCH mtimes, uid/gid 0, no names, 0o755/0o644 modes, no .pyc, GNU headers
-only where a name is long, never PAX) gzipped with mtime 0 and no file name; the config, manifest
-and index are canonical JSON. Same inputs and epoch, same manifest digest.
+The base comes from `[image].base` (oci_base.py: a registry, the local engine's store, an OCI layout
+or a `docker save` archive; every blob checked against its digest). On top go two layers (oci_install.py):
+the dependencies, then the model wheel, each installed by `pip install --target` for the image's
+Python and platform (nothing runs inside the image), so a retrained model shares the dependency
+layer. A layer is a reproducible tar (sorted, SOURCE_DATE_EPOCH mtimes, uid/gid 0, no names,
+0o755/0o644 modes, no .pyc, GNU headers only where a name is long, never PAX) gzipped with mtime 0
+and no file name; the config, manifest and index are canonical JSON. Same inputs and epoch, same
+manifest digest.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -38,14 +37,14 @@ from mlpack.artifacts.oci_base import (
     canonical,
     digest_of,
     image_python,
-    is_local_base,
-    load_base,
 )
+from mlpack.artifacts.oci_install import DEPS, SITE, install_trees
+from mlpack.artifacts.oci_pull import resolve_base
+from mlpack.artifacts.oci_remote import Connection
 from mlpack.config import ImageSection
 from mlpack.errors import ExternalError
 from mlpack.runtime import Metadata
 
-SITE = "opt/model/site"  # the layer's one folder: PYTHONPATH
 USER = "65532:65532"
 
 
@@ -60,41 +59,6 @@ class _Hashing:
         self.sha.update(data)
         self.size += len(data)
         return int(self.stream.write(data) or len(data))
-
-
-def install_layer_tree(
-    root: Path, wheel: Path, target: ImageTarget, *, pins: dict[str, str], find_links: str, offline: bool
-) -> None:
-    """`pip install --target root/opt/model/site` for the image's Python and platform; no .pyc, no scripts."""
-    site = root / SITE
-    site.parent.mkdir(parents=True)
-    constraints = root.parent / "constraints.txt"
-    constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()), encoding="utf-8")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
-    command += ["--no-warn-script-location", "--target", str(site), "--constraint", str(constraints)]
-    command += [*target.pip_platform_args(), str(wheel)]
-    if find_links:
-        command += (["--no-index"] if offline else []) + ["--find-links", find_links]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-    constraints.unlink()
-    if result.returncode != 0:
-        raise ExternalError(
-            f"could not install the model and its dependencies for Python {target.python} on {target.arch} "
-            "(pip install --target needs the package index, its cache or [image].find_links)",
-            details=result.stderr[-3000:],
-        )
-    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts name this machine's Python
-    for path in sorted(site.rglob("*"), reverse=True):
-        if path.name == "__pycache__" and path.is_dir():
-            shutil.rmtree(path)
-        elif path.suffix == ".pyc" or (path.name == "direct_url.json" and path.parent.suffix == ".dist-info"):
-            path.unlink()  # direct_url.json holds the wheel's path on this machine
-    for record in sorted(site.glob("*.dist-info/RECORD")):  # nor may RECORD list what was removed
-        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
-        gone = ("bin/", "../")
-        kept = [line for line in lines if not line.startswith(gone) and "/direct_url.json," not in line]
-        record.write_text("".join(kept), encoding="utf-8")
 
 
 def _entries(root: Path) -> list[tuple[str, Path]]:
@@ -153,7 +117,7 @@ def write_layer(root: Path, out: Path, epoch: int, *, compress: bool = True) -> 
 
 # -- the config and the layout ---------------------------------------------------------------------
 def image_config(
-    base: dict[str, Any], layer: Layer, *, metadata: Metadata, section: ImageSection, revision: str, epoch: int
+    base: dict[str, Any], layers: list[Layer], *, metadata: Metadata, section: ImageSection, revision: str, epoch: int
 ) -> dict[str, Any]:
     """The base's config with the model's: what today's Dockerfile says, field for field."""
     config = copy.deepcopy(base)
@@ -161,7 +125,7 @@ def image_config(
     port = section.port
     runtime = config.setdefault("config", {})
     env = {
-        "PYTHONPATH": f"/{SITE}",
+        "PYTHONPATH": f"/{SITE}:/{DEPS}",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "HOME": "/tmp",
@@ -190,15 +154,11 @@ def image_config(
     history = config.get("history") or []
     if sum(1 for entry in history if not entry.get("empty_layer")) != len(config["rootfs"]["diff_ids"]):
         history = [{"created_by": "base layer"} for _ in config["rootfs"]["diff_ids"]]  # docker load counts them
-    history.append(
-        {
-            "created": created,
-            "created_by": f"mlpack {metadata['versions']['mlpack']}: pip install --target /{SITE} "
-            f"{metadata['name']}=={metadata['version']} (no engine)",
-        }
-    )
+    by = f"mlpack {metadata['versions']['mlpack']}: pip install --target"
+    history.append({"created": created, "created_by": f"{by} /{DEPS} (the dependencies; no engine)"})
+    history.append({"created": created, "created_by": f"{by} /{SITE} {metadata['name']}=={metadata['version']}"})
     config["history"] = history
-    config["rootfs"]["diff_ids"] = [*config["rootfs"]["diff_ids"], layer.diff_id]
+    config["rootfs"]["diff_ids"] = [*config["rootfs"]["diff_ids"], *(layer.diff_id for layer in layers)]
     return config
 
 
@@ -208,24 +168,29 @@ class OciImage:
     config_digest: str  # what `docker images` shows as the id
     layout: Path
     archive: Path
-    layer: Layer
+    layer: Layer  # the model's, on top
+    dependency_layer: Layer  # the same for every model with the same dependencies
     size: int  # every layer's bytes (compressed where they are)
     layers: int
+    base_source: str  # where the base came from: registry, engine, oci, docker-archive
 
 
-def write_layout(folder: Path, base: BaseImage, layer: Layer, config: dict[str, Any], tag: str) -> tuple[str, str]:
+def write_layout(
+    folder: Path, base: BaseImage, layers: list[Layer], config: dict[str, Any], tag: str
+) -> tuple[str, str]:
     """The OCI image layout; returns the manifest's digest and the config's."""
     blobs = folder / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     for blob in base.layers:
         with blob.open() as source, (blobs / blob.digest.partition(":")[2]).open("wb") as target:
             shutil.copyfileobj(source, target, CHUNK)
-    shutil.copyfile(layer.path, blobs / layer.digest.partition(":")[2])
+    for layer in layers:
+        shutil.copyfile(layer.path, blobs / layer.digest.partition(":")[2])
     config_bytes = canonical(config)
     descriptors: list[dict[str, Any]] = [
         {"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in base.layers
     ]
-    descriptors.append({"mediaType": LAYER_GZIP, "digest": layer.digest, "size": layer.size})
+    descriptors += [{"mediaType": LAYER_GZIP, "digest": layer.digest, "size": layer.size} for layer in layers]
     manifest = {
         "schemaVersion": 2,
         "mediaType": MANIFEST,
@@ -262,25 +227,28 @@ def build_oci_image(
     project_dir: Path | None = None,
     find_links: str = "",
     deps: Path | None = None,
+    connection: Connection | None = None,
 ) -> OciImage:
     """NAME-VERSION.oci/ and NAME-VERSION.image.tar in `out_dir`, written aside and renamed into place.
 
-    `deps`: a build context's wheels for the same Python, installed from with no index."""
-    base = load_base(section.base, project_dir)
-    # As the build context: the image holds the onnxruntime and numpy the parity check ran with.
-    pins = {"onnxruntime": metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
-    python = image_python(section, base.config)
-    target = ImageTarget(python, ImageTarget.for_section(section).arch)
+    `deps`: a build context's wheels for the same Python, installed from with no index.
+    `connection`: how to reach the base's registry (its CA, credentials)."""
     stage = Path(tempfile.mkdtemp(prefix=".mlpack-oci-", dir=out_dir))
     try:
+        arch = ImageTarget.for_section(section).arch
+        base, source = resolve_base(section.base, project_dir, scratch=stage, connection=connection, arch=arch)
+        # As the build context: the image holds the onnxruntime and numpy the parity check ran with.
+        pins = {"onnxruntime": metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
+        python = image_python(section, base.config)
+        target = ImageTarget(python, arch)
         deps = deps if deps is not None and deps.is_dir() else None
         offline = bool(find_links) or (deps is not None and ImageTarget.for_section(section).python == python)
         links = find_links or (str(deps) if offline and deps is not None else "")
-        install_layer_tree(stage / "root", wheel, target, pins=pins, find_links=links, offline=offline)
-        layer = write_layer(stage / "root", stage / "layer.tar.gz", epoch)
-        config = image_config(base.config, layer, metadata=metadata, section=section, revision=revision, epoch=epoch)
+        deps_root, model_root = install_trees(stage, wheel, target, pins=pins, find_links=links, offline=offline)
+        layers = [write_layer(root, stage / f"{root.name}.tar.gz", epoch) for root in (deps_root, model_root)]
+        config = image_config(base.config, layers, metadata=metadata, section=section, revision=revision, epoch=epoch)
         layout = stage / f"{stem}.oci"
-        digest, config_digest = write_layout(layout, base, layer, config, tag)
+        digest, config_digest = write_layout(layout, base, layers, config, tag)
         archive = stage / f"{stem}.image.tar"
         with archive.open("wb") as stream:
             write_tar(stream, [(name, path) for name, path in _entries(layout)], epoch)
@@ -292,8 +260,9 @@ def build_oci_image(
         os.replace(archive, final_archive)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    size = sum(blob.size for blob in base.layers) + layer.size
-    return OciImage(digest, config_digest, final_layout, final_archive, layer, size, len(base.layers) + 1)
+    size = sum(blob.size for blob in base.layers) + sum(layer.size for layer in layers)
+    count = len(base.layers) + len(layers)
+    return OciImage(digest, config_digest, final_layout, final_archive, layers[1], layers[0], size, count, source)
 
 
-__all__ = ["OciImage", "build_oci_image", "is_local_base", "load_base"]
+__all__ = ["OciImage", "build_oci_image"]

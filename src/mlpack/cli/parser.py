@@ -23,6 +23,7 @@ from mlpack.cli.commands import (
     cmd_score,
     cmd_serve,
 )
+from mlpack.cli.push_command import attachment_argument, cmd_push
 from mlpack.cli.verify import add_verify
 
 _BY_ALIAS = "or NAME@ALIAS: the version the registry's alias names"
@@ -123,6 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--repository-url", help="the package index's upload URL")
     target.add_argument("--repository", help="a repository named in ~/.pypirc")
     publish.set_defaults(handler=cmd_publish)
+
+    push = commands.add_parser(
+        "push", parents=[common], help="push the built image (and its SBOM, provenance, signatures) to a registry"
+    )
+    push.add_argument("artifact", type=Path, help="the image: dist/NAME-VERSION.oci or dist/NAME-VERSION.image.tar")
+    push.add_argument("reference", help="HOST[:PORT]/REPOSITORY[:TAG] (no tag: the model's version)")
+    push.add_argument(
+        "--config", help="project folder or mlpack.toml whose registry records the push (default: ./mlpack.toml)"
+    )
+    push.add_argument("--ca-file", type=Path, help="PEM file of the CA that signed the registry's certificate")
+    push.add_argument("--username", help="registry user (else MLPACK_REGISTRY_USERNAME, else docker's config.json)")
+    push.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (else MLPACK_REGISTRY_PASSWORD)"
+    )
+    push.add_argument(
+        "--attach",
+        action="append",
+        type=attachment_argument,
+        metavar="FILE:MEDIA_TYPE[:ARTIFACT_TYPE]",
+        help="one more file to attach to the image as an OCI artifact (repeatable)",
+    )
+    push.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (a loopback registry)")
+    push.set_defaults(handler=cmd_push)
 
     init = commands.add_parser("init", parents=[common], help="scaffold a new model project")
     init.add_argument("name", help="the model's name (also the folder created)")

@@ -209,6 +209,18 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [serve].drift_window must be 0 (off) or a number of records")
     if not 1 <= config.image.port <= 65535:
         raise ConfigError(f"{where}: [image].port must be between 1 and 65535")
+    if config.image.builder not in ("mlpack", "docker"):
+        raise ConfigError(
+            f'{where}: [image].builder must be "mlpack" (no engine needed) or "docker" (docker build), '
+            f"got {config.image.builder[:40]!r}"
+        )
+    if config.image.builder == "docker" and config.image.base.startswith(("oci:", "docker-archive:")):
+        raise ConfigError(
+            f'{where}: [image].base {config.image.base!r} is a local file: builder = "docker" needs a reference'
+        )
+    ca = config.image.registry_ca
+    if ca and not names.plain_path(ca) and not (config.project_dir / ca).is_file():
+        raise ConfigError(f"{where}: [image].registry_ca {ca!r} is not a file (relative to the project)")
     find_links = config.image.find_links
     if find_links and not names.plain_path(find_links) and not (config.project_dir / find_links).is_dir():
         raise ConfigError(f"{where}: [image].find_links {find_links!r} is not a folder (relative to the project)")
@@ -272,7 +284,11 @@ def _check_experiments(config: Config, where: str) -> None:
 
 
 def _image_base(value: str) -> str | None:
-    """A registry reference, or a local base for the image with no engine: oci:PATH, docker-archive:PATH."""
+    """A reference (docker://REF: the registry only; docker-daemon:REF: the engine only), or a local
+    base for the image with no engine: oci:PATH, docker-archive:PATH."""
+    for prefix in ("docker://", "docker-daemon:"):
+        if value.startswith(prefix):
+            return names.image_reference(value.removeprefix(prefix))
     kind, _, path = value.partition(":")
     if kind in ("oci", "docker-archive"):
         return names.plain_path(path) if path else f"names no path after {kind}:"
@@ -299,6 +315,7 @@ _NAMED_VALUES: list[tuple[str, Callable[[Config], str], names.Checker]] = [
     ("[image].python", lambda c: c.image.python, _optional(names.python_version)),
     ("[image].arch", lambda c: c.image.arch, _optional(names.arch)),
     ("[image].find_links", lambda c: c.image.find_links, names.plain_path),
+    ("[image].registry_ca", lambda c: c.image.registry_ca, names.plain_path),
     ("[sign].key_env", lambda c: c.sign.key_env if c.sign else "MLPACK_SIGNING_KEY", names.env_name),
     ("[sign].key_file", lambda c: c.sign.key_file if c.sign else "", names.plain_path),
     ("[sign].password_env", lambda c: c.sign.password_env if c.sign else "", _optional(names.env_name)),

@@ -173,6 +173,8 @@ class ImageSection:
     python: str = ""  # the base image's Python ("3.11"); default: read from a python:X.Y base tag
     arch: str = ""  # x86_64 or aarch64; default: this machine's
     find_links: str = ""  # a local folder of wheels for the image's dependencies: no package index is asked
+    builder: str = "mlpack"  # "mlpack": the image written with no engine; "docker": `docker build` of the context
+    registry_ca: str = ""  # a PEM file (relative to the project): the CA of the base's registry
 
     def tag_for(self, name: str, version: str) -> str:
         tag = self.tag or f"{name.lower()}:{names.tag_text(version)}"

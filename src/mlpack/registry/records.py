@@ -204,6 +204,12 @@ class Registry:
             return  # a forced rebuild that failed must not erase the good build it tried to replace
         self._write({**_summary(metadata, config_text, "rejected"), "reason": reason, "details": details})
 
+    def record_push(self, name: str, version: str, entry: Mapping[str, Any]) -> None:
+        """One more push of the build's image (`mlpack push`): reference, digest, attachments, when."""
+        collection = self._indexed_collection()
+        with outside("MongoDB", action=f"recording the push in {collection.full_name}"):
+            collection.update_one({"name": name, "version": version}, {"$push": {"pushes": dict(entry)}})
+
     def mark(self, name: str, version: str, **fields: Any) -> None:
         collection = self._indexed_collection()
         with outside("MongoDB", action=f"updating {collection.full_name}"):

@@ -1,0 +1,97 @@
+"""The two trees the image with no engine adds to its base: the dependencies, then the model.
+
+Both are `pip install --target` for the image's Python and platform, run here (nothing runs inside
+the image). The dependencies (the wheel's own requirements, held to the onnxruntime and numpy the
+parity check ran with) go into /opt/model/deps, the model wheel alone (`--no-deps`) into
+/opt/model/site: a retrained model is a new top layer on the very same dependency layer, which a
+registry or an engine already holds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from email.parser import BytesHeaderParser
+from pathlib import Path
+
+from mlpack.artifacts.image import ImageTarget
+from mlpack.errors import ConfigError, ExternalError
+
+DEPS = "opt/model/deps"  # the dependency layer's one folder
+SITE = "opt/model/site"  # the model layer's one folder: first on PYTHONPATH
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """The Requires-Dist lines of the wheel without an extra (`serve`, `pandas`): what it needs to run."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+            headers = BytesHeaderParser().parsebytes(archive.read(name))
+    except (OSError, zipfile.BadZipFile, StopIteration) as exc:
+        raise ConfigError(f"{wheel} is not a readable wheel: {type(exc).__name__}") from None
+    return sorted(line for line in headers.get_all("Requires-Dist", []) if "extra ==" not in line)
+
+
+def _pip_install(
+    target_dir: Path, what: list[str], target: ImageTarget, *, extra: list[str], find_links: str, offline: bool
+) -> None:
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    command += ["--no-warn-script-location", "--target", str(target_dir), *extra, *target.pip_platform_args()]
+    if find_links:
+        command += (["--no-index"] if offline else []) + ["--find-links", find_links]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([*command, *what], capture_output=True, text=True, check=False, env=env)
+    if result.returncode != 0:
+        raise ExternalError(
+            f"could not install {' '.join(Path(w).name for w in what)} for Python {target.python} on {target.arch} "
+            "(pip install --target needs the package index, its cache or [image].find_links)",
+            details=result.stderr[-3000:],
+        )
+    _clean(target_dir)
+
+
+def _clean(site: Path) -> None:
+    """No bytecode, no console scripts (they name this machine's Python), no path of this machine."""
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    for path in sorted(site.rglob("*"), reverse=True):
+        if path.name == "__pycache__" and path.is_dir():
+            shutil.rmtree(path)
+        elif path.suffix == ".pyc" or (path.name == "direct_url.json" and path.parent.suffix == ".dist-info"):
+            path.unlink()  # direct_url.json holds the wheel's path on this machine
+    for record in sorted(site.glob("*.dist-info/RECORD")):  # nor may RECORD list what was removed
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        gone = ("bin/", "../")
+        kept = [line for line in lines if not line.startswith(gone) and "/direct_url.json," not in line]
+        record.write_text("".join(kept), encoding="utf-8")
+
+
+def install_trees(
+    stage: Path, wheel: Path, target: ImageTarget, *, pins: dict[str, str], find_links: str, offline: bool
+) -> tuple[Path, Path]:
+    """stage/deps/opt/model/deps and stage/model/opt/model/site; returns the two roots."""
+    deps_root, model_root = stage / "deps", stage / "model"
+    (deps_root / DEPS).parent.mkdir(parents=True)
+    (model_root / SITE).parent.mkdir(parents=True)
+    constraints = stage / "constraints.txt"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()), encoding="utf-8")
+    try:
+        requirements = wheel_requirements(wheel)
+        if requirements:
+            _pip_install(
+                deps_root / DEPS,
+                requirements,
+                target,
+                extra=["--constraint", str(constraints)],
+                find_links=find_links,
+                offline=offline,
+            )
+        else:
+            (deps_root / DEPS).mkdir()
+        model_only = ["--no-deps", "--no-index"]
+        _pip_install(model_root / SITE, [str(wheel)], target, extra=model_only, find_links="", offline=False)
+    finally:
+        constraints.unlink()
+    return deps_root, model_root

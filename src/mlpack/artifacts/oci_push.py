@@ -1,0 +1,201 @@
+"""An image mlpack wrote (its OCI layout, or the archive holding one) into a registry, with attachments.
+
+The manifest goes up as the exact bytes in the layout, so the registry's digest is the build's.
+Each attachment (an SBOM, a provenance statement, a signature) becomes an OCI artifact: an image
+manifest whose `artifactType` says what it is, whose config is the empty descriptor, whose one layer
+is the file, and whose `subject` is the image, which is what the referrers API lists. A registry
+without that API (distribution 2.8, Debian's docker-registry) is given the OCI 1.1 fallback: an
+index tagged `sha256-<hex of the image digest>` listing the artifacts, which clients read instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlpack.artifacts.image import METADATA_LABEL
+from mlpack.artifacts.oci_base import CHUNK, INDEX, MANIFEST, MAX_JSON_BYTES, canonical, digest_of
+from mlpack.artifacts.oci_remote import Connection, ImageReference, RegistryClient
+from mlpack.errors import ConfigError, ExternalError
+
+EMPTY = b"{}"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+TITLE = "org.opencontainers.image.title"
+CREATED = "org.opencontainers.image.created"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    path: Path  # the file, pushed as the artifact's one layer, bytes as they are
+    media_type: str  # that layer's mediaType: "application/vnd.cyclonedx+json"
+    artifact_type: str  # the artifact manifest's artifactType, what referrers are filtered on
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    manifest: bytes  # the bytes the digest names
+    digest: str
+    blobs: dict[str, Path]  # digest → file, every one checked
+    labels: dict[str, str]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        try:
+            found = json.loads(self.labels.get(METADATA_LABEL, "{}"))
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
+
+@dataclass(frozen=True)
+class PushResult:
+    reference: str  # REGISTRY/REPOSITORY:TAG as pushed
+    digest: str  # the image manifest's
+    attachments: list[dict[str, str]]  # file, artifact_type, digest
+    referrers: str  # "api" (the registry lists them itself) or "tag" (the sha256-<hex> fallback index)
+
+
+def read_local_image(artifact: Path, scratch: Path) -> LocalImage:
+    """The image of an mlpack layout folder or `.image.tar` (unpacked into `scratch`), every blob checked."""
+    if artifact.is_file():
+        try:
+            with tarfile.open(artifact, "r:") as archive:
+                archive.extractall(scratch / "layout", filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise ConfigError(f"{artifact} is not an image archive mlpack wrote: {exc}") from None
+        layout = scratch / "layout"
+    elif artifact.is_dir():
+        layout = artifact
+    else:
+        raise ConfigError(f"{artifact} does not exist (push takes dist/NAME-VERSION.oci or NAME-VERSION.image.tar)")
+    try:
+        index = json.loads((layout / "index.json").read_bytes())
+        entry = next(m for m in index["manifests"] if m.get("mediaType", MANIFEST) == MANIFEST)
+        digest = entry["digest"]
+        blobs: dict[str, Path] = {}
+        manifest = _checked(layout, digest, blobs).read_bytes()
+        document = json.loads(manifest)
+        config = json.loads(_checked(layout, document["config"]["digest"], blobs).read_bytes())
+        for layer in document["layers"]:
+            _checked(layout, layer["digest"], blobs)
+    except ConfigError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+        problem = f"{type(exc).__name__} {exc}"
+        raise ConfigError(f"{artifact} is not an OCI image layout with an image in it: {problem}") from None
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return LocalImage(manifest, digest, blobs, labels if isinstance(labels, dict) else {})
+
+
+def _checked(layout: Path, digest: str, blobs: dict[str, Path]) -> Path:
+    algorithm, _, hexdigest = str(digest).partition(":")
+    if algorithm != "sha256" or len(hexdigest) != 64 or not all(c in "0123456789abcdef" for c in hexdigest):
+        raise ValueError(f"unsupported digest {digest!r}")
+    path = layout / "blobs" / "sha256" / hexdigest
+    sha = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            sha.update(chunk)
+    if sha.hexdigest() != hexdigest:
+        raise ConfigError(f"blobs/sha256/{hexdigest[:12]}... of {layout.name} does not match its digest: changed?")
+    blobs[digest] = path
+    return path
+
+
+def push_image(
+    image: LocalImage,
+    reference: ImageReference,
+    *,
+    connection: Connection,
+    attachments: Sequence[Attachment] = (),
+) -> PushResult:
+    """Blobs the registry lacks, the manifest under the reference's tag, then each attachment by digest."""
+    if reference.digest:
+        raise ConfigError(f"push to a tag, not a digest: {reference} (the digest is the registry's answer)")
+    for attachment in attachments:
+        if not attachment.path.is_file():
+            raise ConfigError(f"the attachment {attachment.path} does not exist")
+    client = RegistryClient(reference, connection)
+    for digest, path in image.blobs.items():
+        if digest != image.digest:
+            client.upload_blob(path, digest)
+    client.put_manifest(reference.target, image.manifest, MANIFEST)
+    subject = {"mediaType": MANIFEST, "digest": image.digest, "size": len(image.manifest)}
+    pushed, descriptors, listed_by_api = [], [], True
+    created = str(image.metadata.get("created", ""))
+    for attachment in attachments:
+        manifest = _artifact_manifest(attachment, subject, created)
+        client.upload_blob(EMPTY, digest_of(EMPTY))
+        client.upload_blob(attachment.path, _file_digest(attachment.path))
+        headers = client.put_manifest(digest_of(manifest), manifest, MANIFEST)
+        listed_by_api = listed_by_api and any(key.lower() == "oci-subject" for key in headers)
+        descriptors.append(
+            {
+                "mediaType": MANIFEST,
+                "digest": digest_of(manifest),
+                "size": len(manifest),
+                "artifactType": attachment.artifact_type,
+                "annotations": json.loads(manifest).get("annotations", {}),
+            }
+        )
+        pushed.append(
+            {"file": attachment.path.name, "artifact_type": attachment.artifact_type, "digest": digest_of(manifest)}
+        )
+    if descriptors and not listed_by_api:
+        _update_fallback_index(client, image.digest, descriptors)
+    return PushResult(str(reference), image.digest, pushed, "api" if listed_by_api or not descriptors else "tag")
+
+
+def _file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            sha.update(chunk)
+    return "sha256:" + sha.hexdigest()
+
+
+def _artifact_manifest(attachment: Attachment, subject: dict[str, Any], created: str) -> bytes:
+    """Canonical, and dated by the build (not the push): pushing the same files again changes nothing."""
+    annotations = {**({CREATED: created} if created else {}), **attachment.annotations}
+    layer = {
+        "mediaType": attachment.media_type,
+        "digest": _file_digest(attachment.path),
+        "size": attachment.path.stat().st_size,
+        "annotations": {TITLE: attachment.path.name},
+    }
+    document: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": attachment.artifact_type,
+        "config": {"mediaType": EMPTY_TYPE, "digest": digest_of(EMPTY), "size": len(EMPTY)},
+        "layers": [layer],
+        "subject": subject,
+    }
+    if annotations:
+        document["annotations"] = annotations
+    return canonical(document)
+
+
+def _update_fallback_index(client: RegistryClient, subject: str, descriptors: list[dict[str, Any]]) -> None:
+    """The referrers tag schema (distribution spec 1.1): read the index, add ours, write it back."""
+    tag = subject.replace(":", "-")
+    manifests: list[dict[str, Any]] = []
+    if client.has_manifest(tag, [INDEX]):
+        data, _ = client.get_manifest(tag, [INDEX])
+        try:
+            if len(data) > MAX_JSON_BYTES:
+                raise ValueError("too large")
+            manifests = [m for m in json.loads(data)["manifests"] if isinstance(m, dict)]
+        except (ValueError, KeyError, TypeError) as exc:
+            problem = f"the referrers index {tag} in {client.reference.repository} is not an index: {exc}"
+            raise ExternalError(problem) from None
+    ours = {d["digest"] for d in descriptors}
+    kept = [m for m in manifests if m.get("digest") not in ours]
+    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": kept + descriptors}
+    client.put_manifest(tag, canonical(index), INDEX)

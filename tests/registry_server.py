@@ -1,0 +1,159 @@
+"""A real OCI registry on loopback for the push and pull tests: Debian's docker-registry (the CNCF
+distribution server), over TLS with a certificate from a CA made here, with an htpasswd login, or
+anonymous. skopeo is the independent client that reads back what mlpack wrote.
+
+The password reaches the server only as a bcrypt hash and skopeo only through an auth file
+(REGISTRY_AUTH_FILE), so it is in no child process's argv here either.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+USERNAME, PASSWORD = "mlpack-ci", "Reg1stry-Pass-w0rd"
+
+
+class RegistryUnavailable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class LoopbackRegistry:
+    host: str  # 127.0.0.1:PORT
+    ca: Path  # the PEM of the CA that signed its certificate
+    cert_dir: Path  # the CA as skopeo's --cert-dir wants it
+    auth_file: Path  # skopeo's REGISTRY_AUTH_FILE, with the login
+    login: bool
+
+    def skopeo(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """skopeo with this registry's CA and login; `--tls-verify` stays on."""
+        command, rest = str(args[0]), [str(a) for a in args[1:]]
+        where = ["--cert-dir", str(self.cert_dir)]
+        if command == "copy":  # the destination's TLS options; the source is an oci: folder or this registry
+            where = ["--src-cert-dir", str(self.cert_dir), "--dest-cert-dir", str(self.cert_dir)]
+        env = {**os.environ, "REGISTRY_AUTH_FILE": str(self.auth_file)}
+        done = subprocess.run(
+            ["skopeo", command, *where, *rest], capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"skopeo {command} {' '.join(rest)}: {done.stderr[-2000:]}")
+        return done
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_ca_and_certificate(folder: Path, name: str = "mlpack test registry CA") -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for 127.0.0.1 and localhost signed by it: (ca, cert, key) PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def subject(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(subject(name))
+        .issuer_name(subject(name))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    plain = serialization.NoEncryption()
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, plain))
+    return paths
+
+
+@contextmanager
+def loopback_registry(root: Path, *, login: bool = True) -> Iterator[LoopbackRegistry]:
+    """docker-registry serving TLS on 127.0.0.1:PORT from `root`, stopped (and only it) on the way out."""
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    if binary is None or shutil.which("skopeo") is None:
+        raise RegistryUnavailable(
+            "docker-registry and skopeo are not installed (apt-get install docker-registry skopeo)"
+        )
+    import bcrypt
+
+    ca, cert, key = make_ca_and_certificate(root / "tls")
+    cert_dir = root / "certs"
+    cert_dir.mkdir()
+    shutil.copyfile(ca, cert_dir / "ca.crt")
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    auth = ""
+    if login:
+        hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=6))
+        (root / "htpasswd").write_bytes(USERNAME.encode() + b":" + hashed + b"\n")
+        auth = f"auth:\n  htpasswd:\n    realm: mlpack-test\n    path: {root / 'htpasswd'}\n"
+    (root / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {host}\n  tls:\n    certificate: {cert}\n    key: {key}\n{auth}",
+        encoding="utf-8",
+    )
+    token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode() if login else ""
+    auth_file = root / "auth.json"
+    auth_file.write_text(json.dumps({"auths": {host: {"auth": token}} if login else {}}), encoding="utf-8")
+    log = (root / "registry.log").open("wb")
+    server = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    said = (root / "registry.log").read_text()
+                    raise RegistryUnavailable(f"docker-registry did not start: {said}") from None
+                time.sleep(0.1)
+        yield LoopbackRegistry(host, ca, cert_dir, auth_file, login)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
