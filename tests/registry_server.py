@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,14 +105,93 @@ def make_ca_and_certificate(folder: Path, name: str = "mlpack test registry CA")
     return paths
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
 @contextmanager
-def loopback_registry(root: Path, *, login: bool = True) -> Iterator[LoopbackRegistry]:
-    """docker-registry serving TLS on 127.0.0.1:PORT from `root`, stopped (and only it) on the way out."""
+def token_service(root: Path, cert: Path, key: Path) -> Iterator[tuple[str, Path]]:
+    """The Docker token protocol's other half, on loopback over TLS: GET /token with the Basic login
+    answers an ES256 JWT granting the scopes asked for (a wrong login: 401). Yields (realm, signing cert)."""
+    import http.server
+    import ssl
+    import threading
+    import urllib.parse
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from cryptography.x509.oid import NameOID
+
+    signing_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mlpack test token signer")])
+    signer = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(signing_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(signing_key, hashes.SHA256())
+    )
+    bundle = root / "token-signer.pem"
+    bundle.write_bytes(signer.public_bytes(serialization.Encoding.PEM))
+    expected = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.end_headers()
+                return
+            access = []
+            for scope in query.get("scope", []):
+                kind, name, actions = scope.split(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            issued = int(time.time())
+            claims = {"iss": "mlpack-test-issuer", "sub": USERNAME, "aud": query.get("service", [""])[0]}
+            claims |= {"exp": issued + 300, "nbf": issued - 10, "iat": issued, "jti": os.urandom(8).hex()}
+            claims["access"] = access
+            der = signer.public_bytes(serialization.Encoding.DER)
+            header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
+            signed = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+            r, s = decode_dss_signature(signing_key.sign(signed.encode(), ec.ECDSA(hashes.SHA256())))
+            token = f"{signed}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+            body = json.dumps({"token": token, "expires_in": 300}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/token", bundle
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def loopback_registry(root: Path, *, login: bool = True, token: bool = False) -> Iterator[LoopbackRegistry]:
+    """docker-registry serving TLS on 127.0.0.1:PORT from `root`, stopped (and only it) on the way out.
+
+    `login`: an htpasswd login (Basic); `token`: Bearer tokens from `token_service` for that login."""
     binary = shutil.which("docker-registry") or shutil.which("registry")
     if binary is None or shutil.which("skopeo") is None:
-        raise RegistryUnavailable(
-            "docker-registry and skopeo are not installed (apt-get install docker-registry skopeo)"
-        )
+        raise RegistryUnavailable("docker-registry or skopeo is missing (apt-get install docker-registry skopeo)")
     import bcrypt
 
     ca, cert, key = make_ca_and_certificate(root / "tls")
@@ -121,23 +200,31 @@ def loopback_registry(root: Path, *, login: bool = True) -> Iterator[LoopbackReg
     shutil.copyfile(ca, cert_dir / "ca.crt")
     port = free_port()
     host = f"127.0.0.1:{port}"
-    auth = ""
-    if login:
-        hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=6))
-        (root / "htpasswd").write_bytes(USERNAME.encode() + b":" + hashed + b"\n")
-        auth = f"auth:\n  htpasswd:\n    realm: mlpack-test\n    path: {root / 'htpasswd'}\n"
-    (root / "config.yml").write_text(
-        f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: {host}\n  tls:\n    certificate: {cert}\n    key: {key}\n{auth}",
-        encoding="utf-8",
-    )
-    token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode() if login else ""
-    auth_file = root / "auth.json"
-    auth_file.write_text(json.dumps({"auths": {host: {"auth": token}} if login else {}}), encoding="utf-8")
-    log = (root / "registry.log").open("wb")
-    server = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with ExitStack() as stack:
+        auth = ""
+        if token:
+            realm, bundle = stack.enter_context(token_service(root, cert, key))
+            auth = (
+                f"auth:\n  token:\n    realm: {realm}\n    service: mlpack-test\n    issuer: mlpack-test-issuer\n"
+                f"    rootcertbundle: {bundle}\n"
+            )
+        elif login:
+            hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=6))
+            (root / "htpasswd").write_bytes(USERNAME.encode() + b":" + hashed + b"\n")
+            auth = f"auth:\n  htpasswd:\n    realm: mlpack-test\n    path: {root / 'htpasswd'}\n"
+        (root / "config.yml").write_text(
+            f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {host}\n  tls:\n    certificate: {cert}\n    key: {key}\n{auth}",
+            encoding="utf-8",
+        )
+        login = login or token
+        basic = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode() if login else ""
+        auth_file = root / "auth.json"
+        auth_file.write_text(json.dumps({"auths": {host: {"auth": basic}} if login else {}}), encoding="utf-8")
+        log = stack.enter_context((root / "registry.log").open("wb"))
+        server = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+        stack.callback(_stop, server)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -149,11 +236,12 @@ def loopback_registry(root: Path, *, login: bool = True) -> Iterator[LoopbackReg
                     raise RegistryUnavailable(f"docker-registry did not start: {said}") from None
                 time.sleep(0.1)
         yield LoopbackRegistry(host, ca, cert_dir, auth_file, login)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

@@ -21,9 +21,10 @@ from tests.helpers.projects import Project
 RECORD = subscribers(3, seed=21, absent=False)
 
 
-def with_image_section(project: Project, port: int = 8080) -> None:
-    text = project.config.read_text()
-    project.config.write_text(text + f'\n[image]\nbase = "python:3.11-slim"\nport = {port}\n')
+def with_image_section(project: Project, port: int = 8080, builder: str = "") -> None:
+    """An image on the engine's python:3.11-slim: written by mlpack (the default), or `docker build`."""
+    text = project.config.read_text() + f'\n[image]\nbase = "python:3.11-slim"\nport = {port}\n'
+    project.config.write_text(text + (f'builder = "{builder}"\n' if builder else ""))
 
 
 def wait_healthy(container: str, timeout: float = 60) -> str:
@@ -40,8 +41,9 @@ def wait_healthy(container: str, timeout: float = 60) -> str:
 def test_image_builds_runs_and_describes_itself(
     churn_project: Project, run, docker_env: dict[str, str], mongo_client: MongoClient[Any], tmp_path: Path
 ) -> None:
+    """builder = "docker": the context's Dockerfile built on the engine (the default is tested below)."""
     port = free_port()
-    with_image_section(churn_project, port)
+    with_image_section(churn_project, port, builder="docker")
     result = run("build", churn_project.path, "--image", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
@@ -127,6 +129,8 @@ def test_retrain_reuses_the_dependency_layer(
     result = run("build", churn_project.path, "--image", "--json")
     assert result.code == 0, result.err
     second = image_inspect("churn-model:1.1.0")["RootFS"]["Layers"]
+    image = json.loads(result.out)["image"]  # the default: written by mlpack on the engine's base, loaded there
+    assert image["engine"] is False and image["base"]["from"] == "engine" and image["loaded"] is True
     assert len(first) == len(second)
     assert first[:-1] == second[:-1]  # base and dependencies reused
     assert first[-1] != second[-1]  # only the model layer is new
@@ -135,8 +139,7 @@ def test_retrain_reuses_the_dependency_layer(
 def test_no_engine_with_image_demanded_exits_3_and_keeps_the_context(
     churn_project: Project, run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    with_image_section(churn_project)
-    churn_project.edit("port = 8080", 'port = 8080\nbuilder = "docker"')
+    with_image_section(churn_project, builder="docker")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
     result = run("build", churn_project.path, "--image")
     assert_clean_error(result, 3, "no Docker engine answers", "churn-model-1.0.0.docker")
@@ -219,12 +222,12 @@ def test_the_image_runs_as_the_manifest_asks(
     docker("run", "--detach", "--name", name, "--network", "host", "--tmpfs", tmpfs, *hardening, container["image"])
     try:
         _answers_probes_and_predictions(name, port, container)
-        uid = docker("exec", name, "/opt/model/bin/python", "-c", "import os; print(os.getuid())").stdout.strip()
+        uid = docker("exec", name, "python3", "-c", "import os; print(os.getuid())").stdout.strip()
         assert uid == "65532"
         # Nothing but the tmpfs is writable: the root refuses a write, /tmp takes one.
-        denied = docker("exec", name, "/opt/model/bin/python", "-c", "open('/opt/x', 'w')", check=False)
+        denied = docker("exec", name, "python3", "-c", "open('/opt/x', 'w')", check=False)
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr
-        docker("exec", name, "/opt/model/bin/python", "-c", "open('/tmp/x', 'w').write('ok')")
+        docker("exec", name, "python3", "-c", "open('/tmp/x', 'w').write('ok')")
     finally:
         docker("rm", "--force", name, check=False)
 

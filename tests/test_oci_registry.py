@@ -23,7 +23,8 @@ from pymongo import MongoClient
 from mlpack.artifacts.image import ImageTarget, download_dependencies
 from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.oci_base import digest_of
-from mlpack.artifacts.oci_remote import Connection, Credentials
+from mlpack.artifacts.oci_push import pull_image
+from mlpack.artifacts.oci_remote import Connection, Credentials, ImageReference
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError, ExternalError
 from tests.conftest import Project, assert_clean_error
@@ -36,7 +37,7 @@ from tests.registry_server import (
     loopback_registry,
     make_ca_and_certificate,
 )
-from tests.test_oci import EPOCH, base_config, tiny_base_layer, with_local_base, write_oci_base
+from tests.test_oci import EPOCH, base_config, tiny_base_layer, tree_bytes, with_local_base, write_oci_base
 
 CYCLONEDX = "application/vnd.cyclonedx+json"
 IN_TOTO = "application/vnd.in-toto+json"
@@ -44,13 +45,15 @@ IN_TOTO = "application/vnd.in-toto+json"
 
 @pytest.fixture(scope="module")
 def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LoopbackRegistry]]:
-    """Two registries: one with a login, one anonymous; both TLS with their own test CA."""
+    """Three registries, each TLS with its own test CA: a Basic login (htpasswd), Bearer tokens from a
+    token service for the same login, and anonymous."""
     try:
         with (
             loopback_registry(tmp_path_factory.mktemp("registry-login")) as login,
+            loopback_registry(tmp_path_factory.mktemp("registry-token"), token=True) as token,
             loopback_registry(tmp_path_factory.mktemp("registry-anonymous"), login=False) as anonymous,
         ):
-            yield {"login": login, "anonymous": anonymous}
+            yield {"login": login, "token": token, "anonymous": anonymous}
     except RegistryUnavailable as exc:
         if os.environ.get("MLPACK_REQUIRE_REGISTRY"):
             raise
@@ -137,6 +140,17 @@ def test_a_base_from_a_registry_makes_the_image_a_local_base_makes(
 
     with pytest.raises(ExternalError, match="requires a login"):
         build(inputs, tmp_path / "nologin", f"{login.host}/base/tiny:1", Connection(login.ca))
+
+    # Bearer tokens: the registry's challenge names its token service, which takes the same login.
+    token = registries["token"]
+    token.skopeo("copy", "--preserve-digests", f"oci:{inputs['oci']}", f"docker://{token.host}/base/tiny:1")
+    with_token = Connection(ca_file=token.ca, credentials=Credentials(USERNAME, PASSWORD))
+    assert build(inputs, tmp_path / "token", f"{token.host}/base/tiny:1", with_token).digest == image.digest
+    refused = Connection(ca_file=token.ca, credentials=Credentials(USERNAME, "not-the-password"))
+    with pytest.raises(ExternalError, match=f"refused the login of '{USERNAME}'"):
+        build(inputs, tmp_path / "token-refused", f"{token.host}/base/tiny:1", refused)
+    with pytest.raises(ExternalError, match="requires a login"):
+        build(inputs, tmp_path / "token-none", f"{token.host}/base/tiny:1", Connection(token.ca))
     with pytest.raises(ConfigError, match="has no image"):
         build(inputs, tmp_path / "missing", f"{login.host}/base/none:1", with_login)
 
@@ -183,6 +197,22 @@ def test_push_sends_the_image_and_its_attachments_and_skopeo_reads_them(
     assert artifact["subject"]["digest"] == image.digest and artifact["artifactType"] == CYCLONEDX
     assert artifact["layers"][0]["digest"] == "sha256:" + hashlib.sha256(sbom.read_bytes()).hexdigest()
     assert artifact["layers"][0]["annotations"]["org.opencontainers.image.title"] == sbom.name
+
+    # To a registry of Bearer tokens too: the same digest, read back by skopeo.
+    token = registries["token"]
+    to_token = run("push", image.layout, f"{token.host}/models/churn-model:1.0.0", "--ca-file", token.ca, "-q")
+    assert to_token.code == 0, to_token.err
+    assert to_token.out.strip() == image.digest
+    raw = token.skopeo("inspect", "--raw", f"docker://{token.host}/models/churn-model:1.0.0").stdout.encode()
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == image.digest
+
+    # mlpack's own pull (what `mlpack verify REFERENCE` reads): the layout and the attached files, as pushed.
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    connection = Connection(ca_file=registry.ca, credentials=Credentials(USERNAME, PASSWORD))
+    layout, files = pull_image(ImageReference.parse(reference), pulled, connection=connection)
+    assert tree_bytes(layout / "blobs") == tree_bytes(image.layout / "blobs")  # every blob, byte for byte
+    assert {p.name: p.read_bytes() for p in files} == {p.name: p.read_bytes() for p in (sbom, statement)}
 
     # Again, from the archive, with the SBOM found next to it: same digests, the index not grown.
     archive = tmp_path / "churn-model-1.0.0.image.tar"

@@ -199,3 +199,80 @@ def _update_fallback_index(client: RegistryClient, subject: str, descriptors: li
     kept = [m for m in manifests if m.get("digest") not in ours]
     index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": kept + descriptors}
     client.put_manifest(tag, canonical(index), INDEX)
+
+
+def referrers(client: RegistryClient, digest: str) -> list[dict[str, Any]]:
+    """The artifacts attached to `digest`: the referrers API where the registry has it, else the fallback tag."""
+    response = client.request("GET", f"referrers/{digest}", headers={"Accept": INDEX})
+    if response.status_code == 200 and response.headers.get("Content-Type", "").startswith(INDEX):
+        data = response.content
+    else:
+        tag = digest.replace(":", "-")
+        if not client.has_manifest(tag, [INDEX]):
+            return []
+        data, _ = client.get_manifest(tag, [INDEX])
+    try:
+        if len(data) > MAX_JSON_BYTES:
+            raise ValueError("too large")
+        return [m for m in json.loads(data)["manifests"] if isinstance(m, dict) and "digest" in m]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ExternalError(f"the referrers of {digest} in {client.reference} are not an index: {exc}") from None
+
+
+def pull_image(reference: ImageReference, folder: Path, *, connection: Connection) -> tuple[Path, list[Path]]:
+    """The pushed image back: folder/NAME-VERSION.oci (an OCI layout of the exact manifest bytes, every
+    blob checked on the way) and each attached file in `folder` under its title; returns both."""
+    client = RegistryClient(reference, connection)
+    manifest, _ = client.get_manifest(reference.target, [MANIFEST])
+    digest = digest_of(manifest)
+    try:
+        document = json.loads(manifest)
+        wanted = [document["config"]["digest"], *(layer["digest"] for layer in document["layers"])]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ExternalError(f"{reference} is not an image manifest: {exc}") from None
+    stage = folder / ".pulling.oci"
+    blobs = stage / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (blobs / digest.removeprefix("sha256:")).write_bytes(manifest)
+    for blob in wanted:
+        if not (blobs / blob.removeprefix("sha256:")).is_file():
+            _checked_digest(blob)
+            client.download_blob(blob, blobs / blob.removeprefix("sha256:"))
+    labels = (json.loads((blobs / wanted[0].removeprefix("sha256:")).read_bytes()).get("config") or {}).get("Labels")
+    metadata = LocalImage(manifest, digest, {}, labels if isinstance(labels, dict) else {}).metadata
+    stem = f"{metadata['name']}-{metadata['version']}" if metadata.get("name") and metadata.get("version") else "image"
+    entry = {"mediaType": MANIFEST, "digest": digest, "size": len(manifest)}
+    if reference.tag:
+        entry["annotations"] = {"org.opencontainers.image.ref.name": reference.tag}
+    (stage / "index.json").write_bytes(canonical({"schemaVersion": 2, "mediaType": INDEX, "manifests": [entry]}))
+    (stage / "oci-layout").write_bytes(canonical({"imageLayoutVersion": "1.0.0"}))
+    layout = folder / f"{stem}.oci"
+    if layout.exists():
+        raise ConfigError(f"{layout} already exists: pull into an empty folder")
+    stage.rename(layout)
+    files = []
+    for descriptor in referrers(client, digest):
+        artifact, _ = client.get_manifest(descriptor["digest"], [MANIFEST])
+        try:
+            found = json.loads(artifact)
+            subject, (layer,) = found["subject"]["digest"], found["layers"]
+            title = layer.get("annotations", {}).get(TITLE, "")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ExternalError(f"the artifact {descriptor['digest']} is not one mlpack attaches: {exc}") from None
+        if subject != digest:
+            raise ExternalError(f"the artifact {descriptor['digest']} is attached to {subject}, not to {digest}")
+        if not title or Path(title).name != title or title.startswith("."):
+            raise ExternalError(f"the artifact {descriptor['digest']} names no plain file ({title[:60]!r})")
+        target = folder / title
+        if target.exists():
+            raise ConfigError(f"{target} already exists: pull into an empty folder")
+        client.download_blob(_checked_digest(layer["digest"]), target)
+        files.append(target)
+    return layout, files
+
+
+def _checked_digest(digest: str) -> str:
+    algorithm, _, hexdigest = str(digest).partition(":")
+    if algorithm != "sha256" or len(hexdigest) != 64 or not all(c in "0123456789abcdef" for c in hexdigest):
+        raise ExternalError(f"the registry names a blob by an unsupported digest {str(digest)[:80]!r}")
+    return digest

@@ -210,13 +210,16 @@ class RegistryClient:
             if self._basic and self._logged_in:  # sent at once: a layer is not uploaded twice
                 sent.update(registry.auth.get_auth_header())
             response = registry.do_request(url, method, data=data, headers=sent, stream=stream)
+            if response.status_code == 401 and getattr(registry.auth, "token", None):
+                # A token for fewer actions (pull) than this request needs (push): oras would send the same
+                # token again; asking anew makes it answer the new challenge's scope.
+                registry.auth.token = None
+                response = registry.do_request(url, method, data=data, headers=dict(headers or {}), stream=stream)
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc) from None
         except ValueError:  # oras: "Cannot respond to request for authentication." (no token was given)
-            raise ExternalError(
-                f"the registry {self.reference.registry} refused the login {self._who()}(wrong user name or password?)"
-            ) from None
-        if response.status_code == 401:
+            response = None
+        if response is None or response.status_code == 401:
             if not self._logged_in:
                 raise ExternalError(f"the registry {self.reference.registry} requires a login: {self._how_to_login()}")
             raise ExternalError(

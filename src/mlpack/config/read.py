@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlpack import filters, names
+from mlpack.config.image import check_image, image_base
 from mlpack.config.sections import CONFIG_FILE, Config, PreprocessingSection
 from mlpack.errors import ConfigError
 from mlpack.times import Window
@@ -207,23 +208,7 @@ def _check_semantics(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [serve].max_body_bytes must be at least 1024")
     if config.serve.drift_window < 0:
         raise ConfigError(f"{where}: [serve].drift_window must be 0 (off) or a number of records")
-    if not 1 <= config.image.port <= 65535:
-        raise ConfigError(f"{where}: [image].port must be between 1 and 65535")
-    if config.image.builder not in ("mlpack", "docker"):
-        raise ConfigError(
-            f'{where}: [image].builder must be "mlpack" (no engine needed) or "docker" (docker build), '
-            f"got {config.image.builder[:40]!r}"
-        )
-    if config.image.builder == "docker" and config.image.base.startswith(("oci:", "docker-archive:")):
-        raise ConfigError(
-            f'{where}: [image].base {config.image.base!r} is a local file: builder = "docker" needs a reference'
-        )
-    ca = config.image.registry_ca
-    if ca and not names.plain_path(ca) and not (config.project_dir / ca).is_file():
-        raise ConfigError(f"{where}: [image].registry_ca {ca!r} is not a file (relative to the project)")
-    find_links = config.image.find_links
-    if find_links and not names.plain_path(find_links) and not (config.project_dir / find_links).is_dir():
-        raise ConfigError(f"{where}: [image].find_links {find_links!r} is not a folder (relative to the project)")
+    check_image(config, where)
 
 
 def _check_champion(config: Config, where: str) -> None:
@@ -283,18 +268,6 @@ def _check_experiments(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [search].n_iter must be at least 1")
 
 
-def _image_base(value: str) -> str | None:
-    """A reference (docker://REF: the registry only; docker-daemon:REF: the engine only), or a local
-    base for the image with no engine: oci:PATH, docker-archive:PATH."""
-    for prefix in ("docker://", "docker-daemon:"):
-        if value.startswith(prefix):
-            return names.image_reference(value.removeprefix(prefix))
-    kind, _, path = value.partition(":")
-    if kind in ("oci", "docker-archive"):
-        return names.plain_path(path) if path else f"names no path after {kind}:"
-    return names.image_reference(value)
-
-
 def _optional(check: names.Checker) -> names.Checker:
     return lambda value: check(value) if value else None
 
@@ -310,7 +283,7 @@ _NAMED_VALUES: list[tuple[str, Callable[[Config], str], names.Checker]] = [
     ("[source].collection", lambda c: c.source.collection, names.mongo_collection),
     ("[source].seed", lambda c: c.source.seed, names.plain_path),
     ("[registry].collection", lambda c: c.registry.collection, names.mongo_collection),
-    ("[image].base", lambda c: c.image.base, _image_base),
+    ("[image].base", lambda c: c.image.base, image_base),
     ("[image].tag", lambda c: c.image.tag, _optional(names.image_tag)),
     ("[image].python", lambda c: c.image.python, _optional(names.python_version)),
     ("[image].arch", lambda c: c.image.arch, _optional(names.arch)),
