@@ -1,6 +1,6 @@
 """The image and a real registry: a base pulled over the distribution API, `mlpack push` with attachments.
 
-The registry is Debian's docker-registry on loopback (tests/registry_server.py): TLS from a CA made
+The registry is Debian's docker-registry on loopback (tests/helpers/registry_server.py): TLS from a CA made
 here, an htpasswd login or none. What mlpack pushed is read back by skopeo, an independent client.
 """
 
@@ -27,8 +27,9 @@ from mlpack.artifacts.oci_push import pull_image
 from mlpack.artifacts.oci_remote import Connection, Credentials, ImageReference
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError, ExternalError
-from tests.conftest import Project, assert_clean_error
-from tests.registry_server import (
+from tests.helpers.cli import assert_clean_error
+from tests.helpers.projects import Project
+from tests.helpers.registry_server import (
     PASSWORD,
     USERNAME,
     LoopbackRegistry,
