@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import tarfile
 import tomllib
 import unicodedata
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -305,8 +307,31 @@ def test_string_expressions_build_against_mongodb(churn_project: Project, run, m
     report = json.loads(built.out)
     assert report["parity"]["within_tolerance"] and report["parity"]["rows"] == 400
     assert report["parity"]["label_disagreements"] == 0 and report["metrics"]["accuracy"] > 0.9
+    # A field read only by expressions becomes no column: no warning says it does.
+    assert not [w for w in report["warnings"] if "ticket.fare" in w or "'name'" in w], report["warnings"]
+    # The model reads names only through contains() and length(): no artifact lists one.
+    for name, data in _artifact_bytes(churn_project.path / "dist").items():
+        for person in ("Owen", "Élodie", "İbrahim", "Σοφία"):
+            assert person.encode() not in data, (person, name)
     churn_project.edit("`from`", "from")
     refused = run("build", churn_project.path, "--version", "1.0.1")
     assert refused.code == 2
     assert "'from' is a Python keyword, so a field named so must be quoted with backticks: `from`" in refused.err
     assert "Traceback" not in refused.err
+
+
+def _artifact_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of the build's output, the wheel's and the sdist's members opened up."""
+    found: dict[str, bytes] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        found[str(path)] = path.read_bytes()
+        if path.suffix == ".whl":
+            with zipfile.ZipFile(path) as wheel:
+                found.update({f"{path.name}!{n}": wheel.read(n) for n in wheel.namelist()})
+        elif path.name.endswith(".tar.gz"):
+            with tarfile.open(path) as sdist:
+                for member in sdist.getmembers():
+                    handle = sdist.extractfile(member)
+                    if handle is not None:
+                        found[f"{path.name}!{member.name}"] = handle.read()
+    return found

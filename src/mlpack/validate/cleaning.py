@@ -108,6 +108,8 @@ def data_warnings(dataset: Any, features: Any, task: str, max_categories: int) -
     the report and on the terminal."""
     warnings = []
     for path, column in dataset.categorical.items():
+        if path not in features.categorical:  # read only by an expression: it becomes no column
+            continue
         present = column[column != MISSING_CATEGORY]
         distinct = len(set(present.tolist()))
         if len(present) >= MIN_ROWS_FOR_ID_WARNING and distinct == len(present):

@@ -12,7 +12,7 @@ that is not finite (division by zero, log of 0) is missing and imputed like any 
 
 from mlpack.features.expressions.compute import compute, evaluate
 from mlpack.features.expressions.functions import FUNCTIONS
-from mlpack.features.expressions.language import input_fields, parse_derived, unknown_field
+from mlpack.features.expressions.language import input_fields, parse_derived, string_read_fields, unknown_field
 from mlpack.features.expressions.nodes import Expression, ExpressionError, Kind
 
 __all__ = [
@@ -24,5 +24,6 @@ __all__ = [
     "evaluate",
     "input_fields",
     "parse_derived",
+    "string_read_fields",
     "unknown_field",
 ]

@@ -7,7 +7,19 @@ from collections.abc import Mapping
 from mlpack.errors import ConfigError
 from mlpack.features.expressions.check import _Checker
 from mlpack.features.expressions.functions import FUNCTIONS
-from mlpack.features.expressions.nodes import NAME_PATTERN, Expression, ExpressionError, Kind, _at, _fields, _word
+from mlpack.features.expressions.nodes import (
+    NAME_PATTERN,
+    Call,
+    Expression,
+    ExpressionError,
+    Field,
+    Kind,
+    Node,
+    _at,
+    _children,
+    _fields,
+    _word,
+)
 from mlpack.features.expressions.parse import _Parser
 
 
@@ -82,3 +94,22 @@ def unknown_field(expressions: list[Expression], path: str, hint: str) -> Expres
                     expression.name, expression.text, found.at, f"unknown name '{path}': no document has it ({hint})"
                 )
     raise KeyError(path)
+
+
+STRING_FUNCTIONS = ("lower", "strip", "contains", "length", "number", "coalesce")
+
+
+def string_read_fields(expressions: list[Expression]) -> set[str]:
+    """The fields a string function reads: the model tells none of their values apart (a name read by
+    contains() is not a category of the model), so no artifact lists them."""
+    found: set[str] = set()
+
+    def visit(node: Node) -> None:
+        if isinstance(node, Call) and node.name in STRING_FUNCTIONS:
+            found.update(arg.path for arg in node.args if isinstance(arg, Field))
+        for child in _children(node):
+            visit(child)
+
+    for expression in expressions:
+        visit(expression.root)
+    return found - {e.name for e in expressions}

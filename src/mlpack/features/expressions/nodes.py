@@ -119,6 +119,10 @@ def _at(node: Node) -> int:
 def _fields(node: Node) -> list[Field]:
     if isinstance(node, Field):
         return [node]
+    return [found for child in _children(node) for found in _fields(child)]
+
+
+def _children(node: Node) -> tuple[Node, ...]:
     children: tuple[Node, ...] = ()
     if isinstance(node, Unary):
         children = (node.operand,)
@@ -130,4 +134,4 @@ def _fields(node: Node) -> list[Field]:
         children = node.args
     elif isinstance(node, Member):
         children = (node.operand,)
-    return [found for child in children for found in _fields(child)]
+    return children
