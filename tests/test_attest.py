@@ -125,7 +125,8 @@ def test_the_provenance_names_every_artifact_and_what_made_it(signed: BuildResul
     definition = document["predicate"]["buildDefinition"]
     config_hash = hashlib.sha256(b"# test config\n").hexdigest()
     assert definition["externalParameters"]["config"]["sha256"] == config_hash
-    assert definition["internalParameters"]["SOURCE_DATE_EPOCH"] == "1767225600"  # the metadata's creation time
+    assert definition["internalParameters"]["created"] == "2026-01-01T00:00:00Z"
+    assert definition["internalParameters"]["SOURCE_DATE_EPOCH"] == os.environ.get("SOURCE_DATE_EPOCH", "")
     data = next(d for d in definition["resolvedDependencies"] if d.get("name") == "db.customers")
     assert data["digest"]["sha256"] == signed.metadata["data"]["sha256"]
     assert data["annotations"]["documents"] == 200
@@ -161,6 +162,8 @@ def test_two_processes_and_folders_write_the_same_sbom_provenance_and_envelope(
     build_in_process(tmp_path / "one", "1", key)
     build_in_process(tmp_path / "two", "2", key)
     one, two = tmp_path / "one" / "dist", tmp_path / "two" / "dist"
+    recorded = load(one / "test-model-1.0.0.provenance.json")["predicate"]["buildDefinition"]["internalParameters"]
+    assert recorded["SOURCE_DATE_EPOCH"] == "1767225600"
     for suffix in (".cdx.json", ".provenance.json", ".provenance.dsse.json", ".onnx"):
         name = f"test-model-1.0.0{suffix}"
         assert (one / name).read_bytes() == (two / name).read_bytes(), name

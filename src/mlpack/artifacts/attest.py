@@ -152,7 +152,6 @@ def attest_build(config: Config, built: Built, say: Callable[[str], None]) -> No
     metadata, artifacts = built.metadata, built.artifacts
     report_path = artifacts["report"]
     folder, stem = report_path.parent, report_path.stem
-    epoch = provenance.epoch_of(metadata["created"])
     image, image_parameters, archive = _image(built)
     say("writing the SBOM and the provenance" + (" and signing them" if config.sign else ""))
     digests = {kind: sha256_of(artifacts[kind]) for kind in ("wheel", "sdist", "onnx")}
@@ -186,7 +185,7 @@ def attest_build(config: Config, built: Built, say: Callable[[str], None]) -> No
             metadata,
             subjects,
             config_text=config.path.read_text(encoding="utf-8"),
-            epoch=epoch,
+            source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH", "").strip(),
             tools=tool_versions(key is not None),
             image={**image_parameters, "base": config.image.base} if image_parameters is not None else None,
             byproducts=[

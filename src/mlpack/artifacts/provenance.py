@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from mlpack.errors import VerificationError
@@ -39,17 +38,12 @@ class Subject:
     kind: str  # wheel, sdist, onnx, image, sbom
 
 
-def epoch_of(created: str) -> int:
-    """The metadata's creation time (SOURCE_DATE_EPOCH when it was set) as seconds."""
-    return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
-
-
 def statement(
     metadata: Metadata,
     subjects: list[Subject],
     *,
     config_text: str,
-    epoch: int,
+    source_date_epoch: str,
     tools: dict[str, str],
     image: dict[str, Any] | None = None,
     byproducts: list[Subject] | None = None,
@@ -94,7 +88,9 @@ def statement(
                 "buildType": BUILD_TYPE,
                 "externalParameters": external,
                 "internalParameters": {
-                    "SOURCE_DATE_EPOCH": str(epoch),
+                    # As the build saw it ("" when unset: then `created` is the build's clock time).
+                    "SOURCE_DATE_EPOCH": source_date_epoch,
+                    "created": metadata["created"],
                     "python": versions.get("python", ""),
                     "opset": str(metadata["versions"].get("opset", "")),
                 },
