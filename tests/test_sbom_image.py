@@ -6,8 +6,10 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,13 @@ from mlpack.build import BuildResult, build_image_step, write_artifacts
 from tests.helpers.attested import key_pair, write_oci_base
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.documents import subscribers
+from tests.helpers.registry_server import (
+    PASSWORD,
+    USERNAME,
+    LoopbackRegistry,
+    RegistryUnavailable,
+    loopback_registry,
+)
 from tests.helpers.training import config_for, export
 
 STATUS = """Package: base-files
@@ -138,8 +147,8 @@ def test_the_sbom_lists_what_the_images_layers_hold(imaged: tuple[BuildResult, P
     assert "pkg:deb/debian/libc6@2.36-9%2Bdeb12u10?arch=amd64&distro=debian-12" in purls
     assert "pkg:pypi/requests@2.28.1" in purls and "pkg:pypi/python-apt@2.6.0" in purls
     assert not any("old-tool" in purl for purl in purls)
-    installed = {c["name"]: c for c in image["components"] if "opt/model/site" in json.dumps(c)}
-    assert {"numpy", "onnxruntime", "test-model"} <= set(installed)  # the model layer, read back
+    installed = {c["name"]: c for c in image["components"] if "opt/model/" in json.dumps(c)}
+    assert {"numpy", "onnxruntime", "test-model"} <= set(installed)  # the dependency and model layers, read back
     # The wheel's dependencies: the very wheels the image was installed from, each with its file's sha256.
     deps = {c["name"]: c for c in document["components"] if c["bom-ref"].startswith("pypi:")}
     wheel_file = next((result.artifacts["docker"] / "deps").glob("numpy-*.whl"))
@@ -186,3 +195,49 @@ def test_verify_passes_on_the_archive_and_the_layout_and_names_a_changed_layer(
     raw[offset + 1000] ^= 1
     archive.write_bytes(bytes(raw))
     assert_clean_error(run("verify", archive), 1, f"{archive.name}: blobs/sha256/{layer_digest} does not match")
+
+
+# -- a pushed image ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackRegistry]:
+    """Debian's docker-registry on loopback, TLS from a test CA, htpasswd login (tests/helpers/registry_server.py)."""
+    try:
+        with loopback_registry(tmp_path_factory.mktemp("verify-registry")) as found:
+            yield found
+    except RegistryUnavailable as exc:
+        if os.environ.get("MLPACK_REQUIRE_REGISTRY"):
+            raise
+        pytest.skip(f"no registry: {exc}")
+
+
+def test_verify_a_pushed_reference(
+    imaged: tuple[BuildResult, Path],
+    registry: LoopbackRegistry,
+    run: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    result, public = imaged
+    monkeypatch.setenv("MLPACK_REGISTRY_USERNAME", USERNAME)
+    monkeypatch.setenv("MLPACK_REGISTRY_PASSWORD", PASSWORD)
+    monkeypatch.chdir(tmp_path)  # no mlpack.toml: push records nothing
+    reference = f"{registry.host}/models/test-model:1.0.0"
+    pushed = run("push", result.artifacts["oci"], reference, "--ca-file", registry.ca, "-q")
+    assert pushed.code == 0, pushed.err
+    checked = run("verify", reference, "--key", public, "--ca-file", registry.ca)
+    assert checked.code == 0, checked.err
+    assert f"{reference}: pulled, with 4 attached files" in checked.out
+    assert "opt/model/site/test_model/model.onnx: model-signing's signature" in checked.out
+    assert f"verified: {Path(reference).name} (signatures checked)" in checked.out
+    other = tmp_path / "other.pub"
+    other.write_bytes(key_pair(tmp_path, "ecdsa")[1].read_bytes())
+    assert_clean_error(run("verify", reference, "--key", other, "--ca-file", registry.ca), 1, "does not verify")
+    # The same image pushed without its SBOM and provenance: nothing to verify it against.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copytree(result.artifacts["oci"], bare / result.artifacts["oci"].name)
+    alone = f"{registry.host}/models/bare:1.0.0"
+    assert run("push", bare / result.artifacts["oci"].name, alone, "--ca-file", registry.ca, "-q").code == 0
+    assert_clean_error(run("verify", alone, "--ca-file", registry.ca), 1, "no provenance")
+    # A path that does not exist is never taken for a reference (no registry is asked).
+    assert_clean_error(run("verify", "dist/missing.whl"), 2, "does not exist")

@@ -30,12 +30,15 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mlpack.artifacts import provenance, sbom, signing
 from mlpack.artifacts.inventory import Inventory, inventory
-from mlpack.artifacts.oci import SITE
+from mlpack.artifacts.oci_install import SITE
 from mlpack.errors import ConfigError, VerificationError
+
+if TYPE_CHECKING:
+    from mlpack.artifacts.oci_remote import Connection
 
 CHUNK = 1 << 20
 _IMAGE_MODEL = re.compile(re.escape(SITE) + r"/[A-Za-z0-9_]+/model\.onnx")  # the model package's own file
@@ -325,10 +328,29 @@ def _inventory_of(open_file: Opener, layers: list[str]) -> Inventory:
 
 
 # -- the command ----------------------------------------------------------------------------------
+def verify_reference(reference: str, *, key: str | Path | None = None, connection: Connection) -> Verified:
+    """A pushed image: pulled with its attached files (oci_push.pull_image) into a scratch folder, every
+    blob checked on the way, then verified as a layout is; the reference is what the result names."""
+    from mlpack.artifacts.oci_push import pull_image
+    from mlpack.artifacts.oci_remote import ImageReference
+
+    parsed = ImageReference.parse(reference, what="the image to verify")
+    if key is not None:
+        signing.load_public_key(Path(key))
+    with tempfile.TemporaryDirectory(prefix="mlpack-verify-") as scratch:
+        layout, _files = pull_image(parsed, Path(scratch), connection=connection)
+        result = verify(layout, key=key)
+    result.checks.insert(0, f"{reference}: pulled, with {len(_files)} attached files")
+    result.artifact = Path(reference)
+    return result
+
+
 def verify(artifact: str | Path, *, key: str | Path | None = None) -> Verified:
     path = Path(artifact)
     if not path.exists():
-        raise ConfigError(f"{path} does not exist (give a wheel, .onnx, sdist, image archive or OCI layout)")
+        raise ConfigError(
+            f"{path} does not exist (give a wheel, .onnx, sdist, image archive, OCI layout or pushed image reference)"
+        )
     public = Path(key) if key is not None else None
     if public is not None:
         signing.load_public_key(public)  # a bad --key is a usage error before anything is read

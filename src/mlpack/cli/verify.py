@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Any
 
 from mlpack.cli.commands import _print_json
+from mlpack.errors import ConfigError
 
 
 def add_verify(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -17,13 +21,48 @@ def add_verify(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "artifact", help="a model .whl, sdist, .onnx, image archive (.image.tar) or OCI layout (.oci/) in its dist/"
     )
     verify.add_argument("--key", help="the signer's PEM public key: also check the signatures ([sign])")
+    pulled = verify.add_argument_group("a pushed image (ARTIFACT = HOST[:PORT]/REPOSITORY[:TAG|@DIGEST])")
+    pulled.add_argument("--ca-file", type=Path, help="PEM file of the CA that signed the registry's certificate")
+    pulled.add_argument("--username", help="registry user (else MLPACK_REGISTRY_USERNAME, else docker's config.json)")
+    pulled.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (else MLPACK_REGISTRY_PASSWORD)"
+    )
+    pulled.add_argument("--plain-http", action="store_true", help="HTTP instead of HTTPS (a loopback registry)")
     verify.set_defaults(handler=cmd_verify)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from mlpack.artifacts.verify import verify
+def _is_reference(text: str) -> bool:
+    """A pushed image names its registry (HOST.DOMAIN, HOST:PORT or localhost first): a path that does not
+    exist, `dist/x.whl`, is never sent to Docker Hub for want of a registry name."""
+    if Path(text).exists() or "/" not in text:
+        return False
+    host = text.split("/", 1)[0]
+    return not host.startswith(".") and ("." in host or ":" in host or host == "localhost")
 
-    result = verify(args.artifact, key=args.key)
+
+def _connection(args: argparse.Namespace) -> Any:
+    """As `mlpack push` reaches a registry: the CA, plain HTTP, and a login never taken from argv."""
+    from mlpack.artifacts.oci_remote import Connection, Credentials
+
+    if args.password_stdin:
+        if not args.username:
+            raise ConfigError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise ConfigError("--password-stdin: no password on standard input")
+        credentials: Credentials | None = Credentials(args.username, password)
+    else:
+        credentials = Credentials.from_env()
+    return Connection(ca_file=args.ca_file, plain_http=args.plain_http, credentials=credentials)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mlpack.artifacts.verify import verify, verify_reference
+
+    if _is_reference(args.artifact):
+        result = verify_reference(args.artifact, key=args.key, connection=_connection(args))
+    else:
+        result = verify(args.artifact, key=args.key)
     if args.json:
         _print_json(
             {"artifact": str(result.artifact), "verified": True, "signed": result.signed, "checks": result.checks}
