@@ -53,8 +53,9 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, L
             loopback_registry(tmp_path_factory.mktemp("registry-login")) as login,
             loopback_registry(tmp_path_factory.mktemp("registry-token"), token=True) as token,
             loopback_registry(tmp_path_factory.mktemp("registry-anonymous"), login=False) as anonymous,
+            loopback_registry(tmp_path_factory.mktemp("registry-plain"), login=False, tls=False) as plain,
         ):
-            yield {"login": login, "token": token, "anonymous": anonymous}
+            yield {"login": login, "token": token, "anonymous": anonymous, "plain": plain}
     except RegistryUnavailable as exc:
         if os.environ.get("MLPACK_REQUIRE_REGISTRY"):
             raise
@@ -207,6 +208,14 @@ def test_push_sends_the_image_and_its_attachments_and_skopeo_reads_them(
     raw = token.skopeo("inspect", "--raw", f"docker://{token.host}/models/churn-model:1.0.0").stdout.encode()
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == image.digest
 
+    # A registry with no TLS (on loopback): only with --plain-http, never by falling back on its own.
+    plain = registries["plain"]
+    http = f"{plain.host}/models/churn-model:1.0.0"
+    assert_clean_error(run("push", image.layout, http), 3, f"the registry {plain.host} does not answer TLS")
+    over_http = run("push", image.layout, http, "--plain-http", "-q")
+    assert over_http.code == 0, over_http.err
+    assert json.loads(plain.skopeo("inspect", f"docker://{http}").stdout)["Digest"] == image.digest
+
     # mlpack's own pull (what `mlpack verify REFERENCE` reads): the layout and the attached files, as pushed.
     pulled = tmp_path / "pulled"
     pulled.mkdir()
@@ -278,6 +287,16 @@ def test_bad_inputs_are_one_line_errors_with_their_exit_codes(
     good = run("push", image.layout, reference, *ca, "--username", USERNAME, "--password-stdin", "-q")
     assert good.code == 0, good.err
     assert good.out.strip() == image.digest
+
+    # `docker login`'s credentials: config.json in DOCKER_CONFIG, with nothing in the environment.
+    monkeypatch.delenv("MLPACK_REGISTRY_USERNAME")
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text(registry.auth_file.read_text())  # {"auths": {host: {"auth": ...}}}
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    logged_in = run("push", image.layout, reference, *ca, "-q")
+    assert logged_in.code == 0, logged_in.err
+    assert logged_in.out.strip() == image.digest
 
 
 def test_push_checks_and_records_the_build_in_the_registry_document(

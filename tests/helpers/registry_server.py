@@ -36,6 +36,7 @@ class LoopbackRegistry:
     cert_dir: Path  # the CA as skopeo's --cert-dir wants it
     auth_file: Path  # skopeo's REGISTRY_AUTH_FILE, with the login
     login: bool
+    tls: bool = True
 
     def skopeo(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """skopeo with this registry's CA and login; `--tls-verify` stays on."""
@@ -43,6 +44,8 @@ class LoopbackRegistry:
         where = ["--cert-dir", str(self.cert_dir)]
         if command == "copy":  # the destination's TLS options; the source is an oci: folder or this registry
             where = ["--src-cert-dir", str(self.cert_dir), "--dest-cert-dir", str(self.cert_dir)]
+        if not self.tls:
+            where = ["--dest-tls-verify=false"] if command == "copy" else ["--tls-verify=false"]
         env = {**os.environ, "REGISTRY_AUTH_FILE": str(self.auth_file)}
         done = subprocess.run(
             ["skopeo", command, *where, *rest], capture_output=True, text=True, env=env, timeout=timeout, check=False
@@ -185,10 +188,13 @@ def token_service(root: Path, cert: Path, key: Path) -> Iterator[tuple[str, Path
 
 
 @contextmanager
-def loopback_registry(root: Path, *, login: bool = True, token: bool = False) -> Iterator[LoopbackRegistry]:
+def loopback_registry(
+    root: Path, *, login: bool = True, token: bool = False, tls: bool = True
+) -> Iterator[LoopbackRegistry]:
     """docker-registry serving TLS on 127.0.0.1:PORT from `root`, stopped (and only it) on the way out.
 
-    `login`: an htpasswd login (Basic); `token`: Bearer tokens from `token_service` for that login."""
+    `login`: an htpasswd login (Basic); `token`: Bearer tokens from `token_service` for that login;
+    not `tls`: plain HTTP (as a registry on a developer's loopback often is)."""
     binary = shutil.which("docker-registry") or shutil.which("registry")
     if binary is None or shutil.which("skopeo") is None:
         raise RegistryUnavailable("docker-registry or skopeo is missing (apt-get install docker-registry skopeo)")
@@ -215,7 +221,7 @@ def loopback_registry(root: Path, *, login: bool = True, token: bool = False) ->
         (root / "config.yml").write_text(
             f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: {host}\n  tls:\n    certificate: {cert}\n    key: {key}\n{auth}",
+            f"http:\n  addr: {host}\n" + (f"  tls:\n    certificate: {cert}\n    key: {key}\n" if tls else "") + auth,
             encoding="utf-8",
         )
         login = login or token
@@ -235,7 +241,7 @@ def loopback_registry(root: Path, *, login: bool = True, token: bool = False) ->
                     said = (root / "registry.log").read_text()
                     raise RegistryUnavailable(f"docker-registry did not start: {said}") from None
                 time.sleep(0.1)
-        yield LoopbackRegistry(host, ca, cert_dir, auth_file, login)
+        yield LoopbackRegistry(host, ca, cert_dir, auth_file, login, tls)
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:

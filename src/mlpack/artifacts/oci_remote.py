@@ -163,8 +163,13 @@ class RegistryClient:
         registry.auth.session = registry.session
         if connection.credentials is not None:
             registry.auth.set_basic_auth(connection.credentials.username, connection.credentials.password)
-        else:  # docker login's: config.json's auths, credHelpers, credsStore
-            registry.auth.load_configs(registry.get_container(f"{self.reference.registry}/{self.reference.repository}"))
+        else:  # docker login's: config.json's auths, credHelpers, credsStore (oras reads ~/.docker, not DOCKER_CONFIG)
+            folder = os.environ.get("DOCKER_CONFIG")
+            configs = (
+                [str(Path(folder) / "config.json")] if folder and (Path(folder) / "config.json").is_file() else None
+            )
+            container = registry.get_container(f"{self.reference.registry}/{self.reference.repository}")
+            registry.auth.load_configs(container, configs=configs)
         self._logged_in = bool(getattr(registry.auth, "_basic_auth", None))
         if answer.status_code == 401 and self._basic and not self._logged_in:
             raise ExternalError(f"the registry {self.reference.registry} requires a login: {self._how_to_login()}")
@@ -183,6 +188,8 @@ class RegistryClient:
 
         where = f"the registry {self.reference.registry}"
         text = " ".join(str(exc).split())
+        if isinstance(exc, requests.exceptions.SSLError) and "wrong version number" in text.lower():
+            return ExternalError(f"{where} does not answer TLS: a plain HTTP registry? (then --plain-http)")
         if isinstance(exc, requests.exceptions.SSLError):
             verify = re.search(r"certificate verify failed: ([^(']+)", text)
             reason = verify.group(1).strip().rstrip(".") if verify else text[:200]
