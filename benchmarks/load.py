@@ -97,7 +97,7 @@ def run_peer(peer: str, uri: str, name: str) -> dict[str, float]:
     import bson
     from pymongo import MongoClient
 
-    collection = MongoClient(uri)[DATABASE][name]
+    collection: Any = MongoClient(uri)[DATABASE][name]
     projection = dict.fromkeys(PATHS, 1)
     find = {"projection": projection, "sort": [("_id", 1)], "batch_size": 2_000}
 
@@ -113,7 +113,7 @@ def run_peer(peer: str, uri: str, name: str) -> dict[str, float]:
     def pymongo_find() -> int:
         return sum(1 for _ in collection.find({}, **find))
 
-    def pymongoarrow() -> int:
+    def with_pymongoarrow() -> int:
         import pyarrow as pa
         from pymongoarrow.api import Schema, find_arrow_all
 
@@ -169,7 +169,7 @@ def run_peer(peer: str, uri: str, name: str) -> dict[str, float]:
     peers = {
         "raw batches": raw_batches,
         "find()": pymongo_find,
-        "pymongoarrow": pymongoarrow,
+        "pymongoarrow": with_pymongoarrow,
         "per-document": per_document,
         "per-document + validation": lambda: per_document(True),
         "mlpack": ours,
@@ -233,7 +233,7 @@ def run(uri: str, documents: int, rounds: int, peers: list[str]) -> int:
     ok = True
     if arrow and "mlpack" in median and "mlpack + validation" in median:
         ours, validated = median["mlpack"], median["mlpack + validation"]
-        goals = [
+        goals: list[tuple[str, float, float | None]] = [
             ("client CPU, mlpack / pymongoarrow", ours["cpu"] / arrow["cpu"], 1.0),
             ("client CPU, mlpack + validation / pymongoarrow", validated["cpu"] / arrow["cpu"], 1.2),
         ]

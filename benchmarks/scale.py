@@ -1,0 +1,260 @@
+"""A build from a million documents: wall time by stage, peak memory, the share that is not training.
+
+The documents are benchmarks/load.py's (1.1 KB, nested, gaps and nulls); the model reads 12 fields
+(7 numbers, 3 categories, a date, a boolean target), adds 3 derived features, and trains
+HistGradientBoosting (or SGD with --estimator sgd). The build is `mlpack build`'s own code, run in
+a fresh process that measures:
+
+- the wall time of each build stage (the report's `timings`) and of the whole build;
+- training: the estimator's own `fit` (timed around it), the rest of the "train" stage being the
+  split, the preprocessing graph fitted and applied, and the test metrics;
+- the load stage's client CPU (this process) next to its wall: the rest is the client waiting for
+  the server. A raw scan of the same projection (`find_raw_batches`, bytes only) is timed too: no
+  loader can take less than the server needs to send the documents;
+- peak RSS, and its growth over the process's RSS once mlpack and its libraries are imported,
+  compared with the projected columns as float64 (documents x fields x 8 bytes).
+
+Goals (issue 23): everything but training <= 20 % of the wall, peak RSS <= 2.5x the projected
+columns in float64. Uses MONGODB_URI, or starts the embedded server (seeding a million documents
+into the test server takes about 15 minutes; the collection is kept for the next run).
+
+    python benchmarks/scale.py [--documents 1000000] [--estimator hgb|sgd] [--database D --collection C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.load import CATEGORICAL, DATABASE, DATES, NUMERIC, PATHS, TARGET, seeded  # noqa: E402
+
+ESTIMATORS = {
+    "hgb": ("sklearn.ensemble.HistGradientBoostingClassifier", "max_iter = 100\nearly_stopping = false"),
+    "sgd": ("sklearn.linear_model.SGDClassifier", 'loss = "log_loss"\nmax_iter = 20\ntol = 1e-3'),
+}
+DERIVED = {
+    "income_per_visit": "profile.income / (visits + 1)",
+    "log_income": "log1p(profile.income)",
+    "credit_share": "account.credit / 850",
+}
+
+
+def project(directory: Path, database: str, collection: str, estimator: str, limit: int) -> Path:
+    class_path, params = ESTIMATORS[estimator]
+    derived = "\n".join(f'{name} = "{expression}"' for name, expression in DERIVED.items())
+    (directory / "mlpack.toml").write_text(
+        f"""
+[model]
+name = "scale-model"
+version = "1.0.0"
+task = "classification"
+
+[source]
+uri_env = "MONGODB_URI"
+database = "{database}"
+collection = "{collection}"
+limit = {limit}
+
+[features]
+numeric = {json.dumps(NUMERIC)}
+categorical = {json.dumps(CATEGORICAL)}
+datetime = {json.dumps(DATES)}
+target = "{TARGET}"
+
+[features.derived]
+{derived}
+
+[estimator]
+class = "{class_path}"
+
+[estimator.params]
+{params}
+""",
+        encoding="utf-8",
+    )
+    return directory
+
+
+def rss_now() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def child(project_dir: Path, estimator: str) -> dict[str, Any]:
+    """The build, in this fresh process, with the estimator's fit and the load's client CPU timed."""
+    import mlpack.build as build_module
+    from mlpack.build import build
+
+    class_path = ESTIMATORS[estimator][0]
+    module_name, class_name = class_path.rsplit(".", 1)
+    estimator_class = getattr(__import__(module_name, fromlist=[class_name]), class_name)
+    fits: list[float] = []
+    fit_cpus: list[float] = []
+    original_fit = estimator_class.fit
+
+    def timed_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started, cpu = time.perf_counter(), time.process_time()
+        try:
+            return original_fit(self, *args, **kwargs)
+        finally:
+            fits.append(time.perf_counter() - started)
+            fit_cpus.append(time.process_time() - cpu)
+
+    estimator_class.fit = timed_fit
+    load: dict[str, float] = {}
+    original_load = build_module.load_columns
+
+    def timed_load(*args: Any, **kwargs: Any) -> Any:
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            return original_load(*args, **kwargs)
+        finally:
+            load.update(client_cpu=time.process_time() - cpu, wall=time.perf_counter() - wall)
+
+    build_module.load_columns = timed_load  # type: ignore[assignment]
+    from contextlib import contextmanager
+
+    from mlpack.timings import StageClock
+
+    peaks: dict[str, float] = {}  # the peak RSS when each stage ended: where the peak rose is where memory went
+    cpus: dict[str, float] = {}  # this process's CPU in each stage (the machine may be shared: wall is not all ours)
+    original_stage = StageClock.stage
+
+    @contextmanager
+    def stage(self: StageClock, name: str) -> Any:
+        cpu = time.process_time()
+        with original_stage(self, name):
+            yield
+        cpus[name] = cpus.get(name, 0.0) + time.process_time() - cpu
+        peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    StageClock.stage = stage  # type: ignore[method-assign]
+    import skl2onnx  # noqa: F401
+    import sklearn.ensemble  # noqa: F401  # the libraries a build imports, before the baseline is read
+
+    import mlpack.export.convert  # noqa: F401
+
+    baseline = rss_now()
+    started, cpu_before = time.perf_counter(), time.process_time()
+    result = build(project_dir, out=project_dir / "dist", image=False, force=True)
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "wall": wall,
+        "stages": result.report["timings"]["stages"],
+        "fit": sum(fits),
+        "fit_cpu": sum(fit_cpus),
+        "cpus": cpus,
+        "cpu": time.process_time() - cpu_before,
+        "fits": len(fits),
+        "load": load,
+        "rows": result.report["parity"]["rows"] if "parity" in result.report else None,
+        "peak_rss": peak,
+        "peaks": peaks,
+        "baseline_rss": baseline,
+    }
+
+
+def raw_scan(uri: str, database: str, collection: str, limit: int) -> float:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(uri)
+    started = time.perf_counter()
+    for _ in client[database][collection].find_raw_batches(
+        {}, projection=dict.fromkeys(PATHS, 1), sort=[("_id", 1)], batch_size=2_000, limit=limit
+    ):
+        pass
+    seconds = time.perf_counter() - started
+    client.close()
+    return seconds
+
+
+def run(uri: str, documents: int, estimator: str, database: str, collection: str, with_scan: bool) -> int:
+    if (database, collection) == (DATABASE, f"scale_{documents}"):
+        seeded(uri, collection, documents)
+    scan = raw_scan(uri, database, collection, documents) if with_scan else None
+    with tempfile.TemporaryDirectory(prefix="mlpack-scale-") as folder:
+        directory = project(Path(folder), database, collection, estimator, documents)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(directory), "--estimator", estimator],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MONGODB_URI": uri},
+        ).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    wall, fit, stages = figures["wall"], figures["fit"], figures["stages"]
+    columns = documents * len(PATHS) * 8
+    growth = figures["peak_rss"] - figures["baseline_rss"]
+    print(f"{documents} documents, {len(PATHS)} fields loaded, {len(DERIVED)} derived, {ESTIMATORS[estimator][0]}")
+    print(f"  build wall {wall:8.1f} s")
+    for name, seconds in stages.items():
+        peak_then = figures["peaks"].get(name, 0) / 2**20
+        cpu = figures["cpus"].get(name, 0.0)
+        print(
+            f"    {name:10s} {seconds:8.1f} s  {seconds / wall:6.1%}   CPU {cpu:7.1f} s   "
+            f"peak RSS by its end {peak_then:6.0f} MiB"
+        )
+    other = wall - sum(stages.values())
+    print(f"    {'other':10s} {other:8.1f} s  {other / wall:6.1%}  (connect, registry, version, staging)")
+    load = figures["load"]
+    print(
+        f"  load: client CPU {load['client_cpu']:.1f} s of {load['wall']:.1f} s wall "
+        f"({load['wall'] - load['client_cpu']:.1f} s waiting for the server)"
+        + (f"; a raw scan of the same projection alone takes {scan:.1f} s" if scan is not None else "")
+    )
+    print(f"  training (the estimator's fit, {figures['fits']} call(s)) {fit:8.1f} s  {fit / wall:6.1%}")
+    not_training = (wall - fit) / wall
+    print(f"  not training {wall - fit:8.1f} s  {not_training:6.1%}  (goal <= 20%)")
+    cpu, fit_cpu = figures["cpu"], figures["fit_cpu"]
+    print(
+        f"  in CPU seconds (this process, all its threads): build {cpu:.1f} s, the fit {fit_cpu:.1f} s, "
+        f"not training {(cpu - fit_cpu) / cpu:6.1%}"
+    )
+    print(
+        f"  peak RSS {figures['peak_rss'] / 2**20:.0f} MiB; over the {figures['baseline_rss'] / 2**20:.0f} MiB of "
+        f"the imported libraries: {growth / 2**20:.0f} MiB = {growth / columns:.2f}x the projected columns in "
+        f"float64 ({columns / 2**20:.0f} MiB; goal <= 2.5x); the whole peak is {figures['peak_rss'] / columns:.2f}x"
+    )
+    print(
+        "  without the server's share of the load: not training "
+        f"{(wall - fit - (load['wall'] - load['client_cpu'])) / wall:6.1%}"
+    )
+    return 0 if not_training <= 0.20 and growth <= 2.5 * columns else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--documents", type=int, default=1_000_000)
+    parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default="hgb")
+    parser.add_argument("--database", default=DATABASE)
+    parser.add_argument("--collection", help="an existing collection of load.py's documents (default: seeded)")
+    parser.add_argument("--raw-scan", action="store_true", help="also time a raw scan of the projection (server time)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(Path(args.child), args.estimator)))
+        return 0
+    collection = args.collection or f"scale_{args.documents}"
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        return run(uri, args.documents, args.estimator, args.database, collection, args.raw_scan)
+    from mlpack.source.embedded import embedded_server
+
+    with embedded_server() as started:
+        return run(started, args.documents, args.estimator, args.database, collection, args.raw_scan)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
