@@ -86,6 +86,9 @@ BAD_CONFIGS = [
         "'tenure_months' is listed twice",
     ),
     ("[evaluation]", "[evaluation]\n[evaluation.extra]", "unknown key [evaluation].extra"),
+    ("[evaluation]", "[serve]\nbatch_max_records = 0\n[evaluation]", "[serve].batch_max_records must be a positive"),
+    ("[evaluation]", "[serve]\nbatch_wait_us = -5\n[evaluation]", "[serve].batch_wait_us must be 0 or a positive"),
+    ("[evaluation]", '[serve]\nbatch_wait_us = "fast"\n[evaluation]', "[serve].batch_wait_us must be an integer"),
     ('task = "classification"', 'task = "classification', "not valid TOML"),
 ]
 
@@ -152,7 +155,7 @@ _known = {
     "evaluation": ["test_size", "seed", "metrics", "gates"],
     "export": ["target_opset", "parity_tolerance"],
     "image": ["base", "port", "tag", "python", "arch"],
-    "serve": ["max_body_bytes", "inference_log"],
+    "serve": ["max_body_bytes", "inference_log", "batch_max_records", "batch_wait_us"],
 }
 _sections = st.fixed_dictionaries(
     {},

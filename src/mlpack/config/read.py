@@ -204,10 +204,9 @@ def _check_semantics(config: Config, where: str) -> None:
     _check_feedback(config, where)
     if config.export.parity_tolerance < 0:
         raise ConfigError(f"{where}: [export].parity_tolerance must not be negative")
-    if config.serve.max_body_bytes < 1024:
-        raise ConfigError(f"{where}: [serve].max_body_bytes must be at least 1024")
-    if config.serve.drift_window < 0:
-        raise ConfigError(f"{where}: [serve].drift_window must be 0 (off) or a number of records")
+    problem = config.serve.problem()
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
     check_image(config, where)
 
 

@@ -194,6 +194,22 @@ class ServeSection:
     inference_log_database: str = "mlpack"
     inference_log_collection: str = "inference_log"
     drift_window: int = 1000  # recent records per worker that /metrics' drift figures cover; 0 = off
+    # Adaptive batching (unset: the server's defaults): records in one onnxruntime call of
+    # concurrent requests (1 = each request alone), and the longest a request waits for others.
+    batch_max_records: int | None = None
+    batch_wait_us: int | None = None
+
+    def problem(self) -> str:
+        """What is wrong with these values, as the one line a ConfigError says ("" if nothing)."""
+        if self.max_body_bytes < 1024:
+            return "[serve].max_body_bytes must be at least 1024"
+        if self.drift_window < 0:
+            return "[serve].drift_window must be 0 (off) or a number of records"
+        if self.batch_max_records is not None and self.batch_max_records < 1:
+            return "[serve].batch_max_records must be a positive integer (1: no batching)"
+        if self.batch_wait_us is not None and self.batch_wait_us < 0:
+            return "[serve].batch_wait_us must be 0 or a positive number of microseconds"
+        return ""
 
 
 @dataclass(frozen=True)

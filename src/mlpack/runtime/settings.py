@@ -19,6 +19,10 @@ from typing import Any, Optional, Tuple
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_DRIFT_WINDOW = 1000  # records per worker whose inputs and predictions /metrics compares to training
 DEFAULT_LOG_URI_ENV = "MLPACK_INFERENCE_LOG_URI"
+# Adaptive batching (serving/batching.py): records in one onnxruntime call of concurrent requests,
+# and the longest a request waits for the others its call expects (benchmarks/serve.py chose both).
+DEFAULT_BATCH_MAX_RECORDS = 64
+DEFAULT_BATCH_WAIT_US = 200
 # A JSON value costs Python ~25-80 bytes however short its text ("{}," is 3 bytes, a dict 64): a body
 # may hold at most this many values per allowed record, counted (by its commas) before it is parsed.
 VALUES_PER_RECORD = 100
@@ -102,6 +106,8 @@ class ServeSettings:
     # [serve].inference_log is on but the variable it names is empty: the server warns and serves on.
     inference_log_missing: str = ""
     threads: Optional[int] = None  # MLPACK_THREADS: onnxruntime's intra-op threads (None: its default)
+    batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS  # records in one model call of many requests; 1: off
+    batch_wait_us: int = DEFAULT_BATCH_WAIT_US  # µs a request may wait for others to join its call
 
     @classmethod
     def read(
@@ -117,6 +123,8 @@ class ServeSettings:
         port = reader.get("port", _port, "a port number (0-65535)", in_serve=False)
         workers = reader.get("workers", _positive(int), "a positive int", in_serve=False)
         drift = reader.get("drift_window", _non_negative_int, "0 (off) or a positive int")
+        batch = reader.get("batch_max_records", _positive(int), "a positive int (1: no batching)")
+        wait = reader.get("batch_wait_us", _non_negative_int, "0 or a positive int (microseconds)")
         log, missing = _inference_log(serve, environ)
         return cls(
             host=host if host is not None else cls.host,
@@ -127,6 +135,8 @@ class ServeSettings:
             inference_log=log,
             inference_log_missing=missing,
             threads=session_threads(environ),
+            batch_max_records=batch if batch is not None else DEFAULT_BATCH_MAX_RECORDS,
+            batch_wait_us=wait if wait is not None else DEFAULT_BATCH_WAIT_US,
         )
 
 
@@ -266,6 +276,8 @@ def _collection_name(name: str) -> str:
 
 
 __all__ = [
+    "DEFAULT_BATCH_MAX_RECORDS",
+    "DEFAULT_BATCH_WAIT_US",
     "DEFAULT_DRIFT_WINDOW",
     "InferenceLogSettings",
     "Limits",

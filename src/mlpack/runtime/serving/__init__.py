@@ -10,8 +10,9 @@ typed as the `served.ServedModel` protocol. Layers, bottom up:
     drift_window.py   recent records per feature in bins (..drift.Profile), for /metrics
     drift_tracking.py the observer for per-feature data quality and drift
     inference_log.py  requests and predictions to MongoDB, off the request path
+    batching.py       requests that arrive together share one onnxruntime call; its /metrics
     openapi.py, v2.py the OpenAPI document; the Open Inference Protocol v2 routes
-    app.py            routes → model; answers and counts every request
+    app.py            routes → model (directly, or queued in the batcher); answers and counts every request
     framing.py        request heads by RFC 9112 (as strict as h11)
     bodies.py         request bodies: a byte budget for those in memory, a minimum rate
     http.py           HTTP/1.1 connections on asyncio; takes a handler, never imports the app

@@ -11,7 +11,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Dict, Optional, Tuple
+from functools import partial
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..settings import Limits
 from .inference_log import InferenceLog
@@ -19,11 +20,15 @@ from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
 from .served import ServedModel
 from .v2 import OpenInference
-from .wire import JSON, ClientError, Request, Response, dump_json, new_id, parse_json
+from .wire import JSON, Answer, ClientError, Request, Response, dump_json, new_id, parse_json
+
+if TYPE_CHECKING:
+    from .batching import Batcher
 
 log = logging.getLogger("mlpack.server")
 
-Handler = Callable[[Request], Response]
+Handler = Callable[[Request], Answer]
+Answered = Callable[[List[Any], Optional[List[List[float]]]], Response]  # labels, probabilities → the answer
 METRICS_TYPE = "text/plain; version=0.0.4"
 
 
@@ -57,6 +62,7 @@ class App:
         self.model = model
         self.limits = limits or Limits()
         self.inference_log = inference_log
+        self.batcher: Optional[Batcher] = None  # set by serve(): None, each prediction runs the model itself
         self.ready = threading.Event()
         self.draining = threading.Event()
         self.v2 = OpenInference(self)
@@ -80,29 +86,55 @@ class App:
         self.model.load()
         self.ready.set()
 
-    def respond(self, request: Request) -> Response:
-        """One request → one answer; every failure becomes an answer, and every answer is counted."""
-        started = time.perf_counter()
+    def respond(self, request: Request) -> Answer:
+        """One request → one answer; every failure becomes an answer, and every answer is counted.
+        A prediction the batcher queues is answered by its future, counted when it is settled."""
+        return self._settle(request, time.perf_counter(), self._route, request)
+
+    def _settle(self, request: Request, started: float, step: Callable[[Any], Any], argument: Any) -> Answer:
+        """`step(argument)` as the request's answer, failures mapped and counted (a future: later)."""
         route = request.path if request.path in self.allowed else "other"
         answer = Response(500, b"")
         try:
-            answer = self._route(request)
+            answer = step(argument)
+            if not isinstance(answer, Response):  # queued: settled again by its batch's finish
+                return answer  # type: ignore[no-any-return]
         except ClientError as error:
             answer = Response.error(error.status, error.message, error.headers)
         except Exception:  # a bug, never the client's doing: answer, log, keep serving
             log.exception("unexpected error on %s %s", request.method, request.path)
             answer = Response.error(500, "internal error")
-        finally:
-            seconds = time.perf_counter() - started
-            self.metrics.observe(route, request.method, answer.status, seconds, answer.predictions)
+        seconds = time.perf_counter() - started
+        self.metrics.observe(route, request.method, answer.status, seconds, answer.predictions)
         return answer
+
+    def batched(
+        self, request: Request, data: Any, rows: Any, records: int, strict: bool, invalid: int, then: Answered
+    ) -> Optional[Answer]:
+        """The model on `data` in the next batch, `then(labels, probabilities)` its answer. None: not
+        batched (off, more records than a batch, or off the event loop): the caller runs the model."""
+        batcher = self.batcher
+        if batcher is None or not batcher.takes(records):
+            return None
+        started = time.perf_counter()
+
+        def step(outcome: Any) -> Response:
+            if isinstance(outcome, ValueError):  # the runtime's word on a field: the client's mistake
+                raise ClientError(invalid, str(outcome))
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return then(*outcome)
+
+        return batcher.submit(
+            data, rows, records, strict, lambda outcome: self._settle(request, started, step, outcome)
+        )
 
     def refuse(self, status: int, message: str) -> Response:
         """A request the HTTP layer turned away before any route saw it (framing, size), counted."""
         self.metrics.observe("other", "-", status, 0.0, 0)
         return Response.error(status, message)
 
-    def _route(self, request: Request) -> Response:
+    def _route(self, request: Request) -> Answer:
         method = "GET" if request.method == "HEAD" else request.method  # the HTTP layer drops HEAD's body
         handler = self.routes.get((method, request.path))
         if handler is not None:
@@ -137,12 +169,20 @@ class App:
         except ValueError as exc:
             raise ClientError(invalid, str(exc)) from None
 
-    def predict(self, request: Request) -> Response:
+    def predict(self, request: Request) -> Answer:
         self.require_ready()
         # ?strict=true: absent fields and unknown categories are refused, as predict(..., strict=True)
         strict = strict_query(request.query)
         records = records_from_body(self.document(request), self.limits.max_records)
+        rows = self.model.rows(records)  # records, one or many (columns are not batched)
+        if rows is not None:
+            later = self.batched(request, records, rows, len(rows), strict, 422, partial(self.predicted, records))
+            if later is not None:
+                return later
         labels, probabilities, _ = self.run(records, strict=strict)
+        return self.predicted(records, labels, probabilities)
+
+    def predicted(self, records: Any, labels: List[Any], probabilities: Optional[List[List[float]]]) -> Response:
         prediction_id = new_id()
         answer: Dict[str, Any] = {"id": prediction_id, "predictions": labels}
         if probabilities is not None:

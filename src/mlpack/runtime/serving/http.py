@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Set, TypeVar
 
 from .bodies import ByteBudget, SlowBody, read_body
 from .framing import FramingError, Incoming, body_length, parse_head
-from .wire import Limits, Request, Response
+from .wire import Answer, Limits, Request, Response
 
 try:
     from typing import Protocol
@@ -59,8 +59,8 @@ class Handler(Protocol):
     def load(self) -> None:
         """Get ready to answer (load the model); called once, before connections are accepted."""
 
-    def respond(self, request: Request) -> Response:
-        """Answer one request; never raises."""
+    def respond(self, request: Request) -> Answer:
+        """Answer one request (a future: a prediction queued in a batch; on the loop only); never raises."""
         raise NotImplementedError
 
     def refuse(self, status: int, message: str) -> Response:
@@ -221,6 +221,8 @@ class HttpServer:
             if body is None:
                 return False
         answer = self.handler.respond(Request(method, path, query, headers, body))
+        if not isinstance(answer, Response):  # a prediction in a batch: answered once its call has run
+            answer = await answer
         return await self._answer(writer, answer, keep_alive, head_only=method == "HEAD")
 
     async def _large_exchange(
@@ -251,6 +253,7 @@ class HttpServer:
             del body
             async with self._large:
                 answer = await asyncio.get_running_loop().run_in_executor(None, self.handler.respond, request)
+            assert isinstance(answer, Response)  # off the event loop nothing is queued in a batch
             del request
         finally:
             await self._reading.release(length)

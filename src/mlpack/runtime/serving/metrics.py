@@ -66,6 +66,17 @@ class Observer(Protocol):
         return []
 
 
+class Section(Protocol):
+    """Series of its own in the exposition (the batcher's), counted in shared memory like these."""
+
+    def attach(self, slot: int) -> None:
+        """Called in each process after the fork, with that process's row number."""
+
+    def render(self) -> List[str]:
+        """Prometheus text lines (with their # HELP / # TYPE) for the server's totals."""
+        return []
+
+
 class SharedCounters:
     """`width` float64 counters per process, in memory shared by every process forked after this."""
 
@@ -86,7 +97,13 @@ class SharedCounters:
 class Metrics:
     """Request counts, latency histograms, predictions, errors and inference-log outcomes."""
 
-    def __init__(self, routes: Sequence[str], slots: int = 1, observers: Sequence[Observer] = ()) -> None:
+    def __init__(
+        self,
+        routes: Sequence[str],
+        slots: int = 1,
+        observers: Sequence[Observer] = (),
+        sections: Sequence[Section] = (),
+    ) -> None:
         self.routes = tuple(sorted(set(routes) | {"/metrics", "other"}))
         self._route = {route: index for index, route in enumerate(self.routes)}
         self._method = {method: index for index, method in enumerate(_METHODS)}
@@ -111,13 +128,14 @@ class Metrics:
             offset += size
         self.counters = SharedCounters(offset, slots)
         self.observers = list(observers)
+        self.sections = [*observers, *sections]  # everything with a row per process and lines of its own
         self._lock = threading.Lock()
 
     def attach(self, slot: int) -> None:
         """This process counts into row `slot` (0 for the first process, 1.. for forked workers)."""
         self.counters.attach(slot)
-        for observer in self.observers:
-            observer.attach(slot)
+        for section in self.sections:
+            section.attach(slot)
 
     # -- counting (hot path: a handful of array writes) ----------------------------------------
     def observe(self, route: str, method: str, status: int, seconds: float, predictions: int) -> None:
@@ -231,9 +249,18 @@ class Metrics:
                 for i, outcome in enumerate(_FEEDBACK_OUTCOMES)
             ),
         ]
-        for observer in self.observers:
-            lines += observer.render()
+        for section in self.sections:
+            lines += section.render()
         return "\n".join(lines) + "\n"
 
 
-__all__ = ["KNOWN_METHODS", "LATENCY_BUCKETS", "LOG_DROP_REASONS", "Metrics", "Observer", "SharedCounters", "label"]
+__all__ = [
+    "KNOWN_METHODS",
+    "LATENCY_BUCKETS",
+    "LOG_DROP_REASONS",
+    "Metrics",
+    "Observer",
+    "Section",
+    "SharedCounters",
+    "label",
+]

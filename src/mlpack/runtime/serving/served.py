@@ -70,6 +70,19 @@ class ServedModel(Protocol):
         """Records or columns in; raises ValueError naming the field a client got wrong."""
         ...
 
+    # What the batcher uses: reading a request (as run does), and the graph on many requests' feeds.
+    def feeds(self, data: Any, strict: bool = False) -> Tuple[Dict[str, np.ndarray], bool]:
+        """The ONNX feeds of records or columns, and whether one record came in; ValueError as run."""
+        ...
+
+    def outputs(self, feeds: Mapping[str, np.ndarray]) -> Tuple[List[Any], Optional[List[List[float]]]]:
+        """Labels (or values) and class probabilities, a row each; a row's do not depend on the others."""
+        ...
+
+    def rows(self, data: Any) -> Optional[List[Any]]:
+        """`data` as a list of records when it is records, else None (columns)."""
+        ...
+
 
 if TYPE_CHECKING:  # mypy: the runtime's own Model is a ServedModel (a missing attribute fails here)
     from ..model import Model

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from . import binary
-from .wire import ClientError, Request, Response, dump_json, new_id, parse_json
+from .wire import Answer, ClientError, Request, Response, dump_json, new_id, parse_json
 
 if TYPE_CHECKING:
     from .app import App
@@ -68,7 +69,7 @@ class OpenInference:
         }
 
     # -- inference ------------------------------------------------------------------------------
-    def infer(self, request: Request) -> Response:
+    def infer(self, request: Request) -> Answer:
         """One input tensor per feature (by its path or its ONNX input name); others are ignored.
 
         Tensors come as JSON `data` or, with the binary extension, as raw bytes after the JSON header.
@@ -83,7 +84,16 @@ class OpenInference:
         if not isinstance(body, Mapping) or not isinstance(body.get("inputs"), list):
             raise ClientError(400, 'expected {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
         columns = self._columns(body["inputs"], raw)
+        rows = len(next(iter(columns.values()), ()))  # each column's, or the runtime names the one that differs
+        later = self.app.batched(request, columns, None, rows, False, 400, partial(self._inferred, body, columns))
+        if later is not None:
+            return later
         labels, probabilities, _ = self.app.run(columns, invalid=400)
+        return self._inferred(body, columns, labels, probabilities)
+
+    def _inferred(
+        self, body: Mapping[str, Any], columns: Dict[str, Any], labels: List[Any], probabilities: Any
+    ) -> Response:
         prediction_id = new_id()
         outputs = self._requested(body, self._outputs(labels, probabilities))  # first: a refused request is not logged
         if self.app.inference_log is not None:

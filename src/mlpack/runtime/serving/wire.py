@@ -12,11 +12,14 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
 
 import numpy as np
 
 from ..settings import Limits
+
+if TYPE_CHECKING:
+    import asyncio
 
 JSON = "application/json"
 
@@ -51,6 +54,10 @@ class Response:
     @classmethod
     def error(cls, status: int, message: str, headers: Tuple[Tuple[str, str], ...] = ()) -> Response:
         return cls(status, dump_json({"error": message}), JSON, headers)
+
+
+# What the app answers a request with: the response, or (a prediction queued in a batch) its future.
+Answer = Union[Response, "asyncio.Future[Response]"]
 
 
 # A size in a header has at most this many digits (10**18 bytes is an exabyte): int() of a longer one
@@ -167,6 +174,7 @@ def dump_json(document: Any) -> bytes:
 
 
 __all__ = [
+    "Answer",
     "ClientError",
     "Limits",
     "Request",

@@ -19,8 +19,16 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, List, Optional
 
-from ..settings import DEFAULT_DRIFT_WINDOW, Limits, ServeSettings, SettingsError
+from ..settings import (
+    DEFAULT_BATCH_MAX_RECORDS,
+    DEFAULT_BATCH_WAIT_US,
+    DEFAULT_DRIFT_WINDOW,
+    Limits,
+    ServeSettings,
+    SettingsError,
+)
 from .app import App
+from .batching import Batcher, BatchStats
 from .drift_tracking import DriftTracking
 from .http import HttpServer
 from .inference_log import InferenceLog
@@ -46,7 +54,9 @@ def serve(model: ServedModel, settings: Optional[ServeSettings] = None) -> int:
         raise SettingsError(f"cannot listen on {settings.host}:{settings.port}: {why}") from None
     # Made before the fork: every worker counts into the same shared memory, each in its own row.
     drift = DriftTracking.for_model(model, settings.drift_window, workers)
-    metrics = Metrics(list(App(model, limits=limits).allowed), slots=workers, observers=[drift] if drift else [])
+    batches = BatchStats.for_settings(settings)  # None: batching off
+    routes = list(App(model, limits=limits).allowed)
+    metrics = Metrics(routes, workers, [drift] if drift else [], [batches] if batches else [])
     if settings.inference_log_missing:
         log.warning("inference log is on in the config but %s is not set: not logging", settings.inference_log_missing)
     parent = os.getpid()
@@ -55,7 +65,8 @@ def serve(model: ServedModel, settings: Optional[ServeSettings] = None) -> int:
         pid = os.fork()
         if pid == 0:
             _die_with_parent()
-            code = _run_process(model, settings, metrics, slot, sock, f"worker {os.getpid()} ready", parent=parent)
+            ready = f"worker {os.getpid()} ready"
+            code = _run_process(model, settings, metrics, batches, slot, sock, ready, parent=parent)
             os._exit(code)
         children.append(pid)
 
@@ -66,7 +77,7 @@ def serve(model: ServedModel, settings: Optional[ServeSettings] = None) -> int:
 
     where = f"http://{settings.host}:{sock.getsockname()[1]}"
     banner = f"serving {model.name} {model.version} on {where}" + (f" with {workers} workers" if workers > 1 else "")
-    code = _run_process(model, settings, metrics, 0, sock, banner, stop_children)
+    code = _run_process(model, settings, metrics, batches, 0, sock, banner, stop_children)
     for pid in children:
         os.waitpid(pid, 0)
     return code
@@ -88,6 +99,7 @@ def _run_process(
     model: ServedModel,
     settings: ServeSettings,
     metrics: Metrics,
+    batches: Optional[BatchStats],
     slot: int,
     sock: socket.socket,
     banner: str,
@@ -104,6 +116,9 @@ def _run_process(
             max_bytes=settings.limits.log_queue_bytes or None,
             gauge=metrics.log_queue_bytes,
         )
+    if batches is not None:
+        observe = metrics.observe_feeds if metrics.observers else None
+        app.batcher = Batcher(model, settings.batch_max_records, settings.batch_wait_us, observe, batches)
     watch = (lambda stop: _watch_parent(parent, stop)) if parent is not None else None
     try:
         asyncio.run(HttpServer(app).run(sock, banner, on_stop, watch))
@@ -146,6 +161,20 @@ def add_serve_arguments(parser: Any) -> None:
         help="recent records per worker that /metrics' drift figures cover, 0 = off "
         f"(default: MLPACK_DRIFT_WINDOW, [serve].drift_window or {DEFAULT_DRIFT_WINDOW})",
     )
+    parser.add_argument(
+        "--batch-max-records",
+        type=int,
+        default=None,
+        help="records in one onnxruntime call of concurrent requests, 1 = each request alone (default: "
+        f"MLPACK_BATCH_MAX_RECORDS, [serve].batch_max_records or {DEFAULT_BATCH_MAX_RECORDS})",
+    )
+    parser.add_argument(
+        "--batch-wait-us",
+        type=int,
+        default=None,
+        help="microseconds a request may wait for others to join its call (default: MLPACK_BATCH_WAIT_US, "
+        f"[serve].batch_wait_us or {DEFAULT_BATCH_WAIT_US})",
+    )
     defaults = Limits()
     helps = {
         "max_body_bytes": "request body limit in bytes",
@@ -169,7 +198,15 @@ def add_serve_arguments(parser: Any) -> None:
 
 
 # Every option above, by its name in the parsed arguments: what serve_args hands to ServeSettings.
-FLAGS = ("host", "port", "workers", "drift_window", *(spec.name for spec in fields(Limits)))
+FLAGS = (
+    "host",
+    "port",
+    "workers",
+    "drift_window",
+    "batch_max_records",
+    "batch_wait_us",
+    *(spec.name for spec in fields(Limits)),
+)
 
 
 __all__ = ["add_serve_arguments", "serve", "serve_args"]
