@@ -23,6 +23,7 @@ import pytest
 from mlpack.artifacts.image import ImageTarget, download_dependencies
 from mlpack.artifacts.oci import build_oci_image, write_tar
 from mlpack.artifacts.oci_base import canonical, digest_of, load_base
+from mlpack.artifacts.oci_deps import DEPENDENCY_EPOCH
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
 from mlpack.source.embedded import free_port
@@ -221,7 +222,8 @@ def test_the_layer_and_config_hold_what_the_dockerfile_says(inputs: dict[str, An
             "opt/model",
             f"opt/model/{folder}",
         ]
-        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members[folder]} == {(0, 0, "", "", EPOCH)}
+        mtime = DEPENDENCY_EPOCH if folder == "deps" else EPOCH  # the dependencies' do not depend on the build
+        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members[folder]} == {(0, 0, "", "", mtime)}
         assert {m.mode for m in members[folder]} <= {0o755, 0o644, 0o777}
         assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n or "/bin/" in n]
         assert not [n for n in names if n.endswith("direct_url.json")]
@@ -235,6 +237,39 @@ def test_the_layer_and_config_hold_what_the_dockerfile_says(inputs: dict[str, An
     with tarfile.open(image.archive) as archive:
         listed = json.loads(archive.extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert listed[0]["RepoTags"] == ["m:1.0.0"] and len(listed[0]["Layers"]) == 3
+
+
+def test_the_dependency_layer_is_made_once_and_checked_when_reused(
+    inputs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second build (another model version, another time) takes the cached layer; a changed one is remade."""
+    monkeypatch.setenv("MLPACK_CACHE_DIR", str(tmp_path / "cache"))
+    section = ImageSection(base=f"oci:{inputs['oci']}", python="3.11")
+
+    def build(name: str, epoch: int) -> Any:
+        (tmp_path / name).mkdir()
+        return build_oci_image(
+            tmp_path / name,
+            stem="m",
+            tag="m:1",
+            wheel=inputs["wheel"],
+            metadata=inputs["metadata"],
+            section=section,
+            revision="",
+            epoch=epoch,
+            deps=inputs["deps"],
+        )
+
+    first = build("one", EPOCH)
+    (entry,) = (tmp_path / "cache" / "layers").iterdir()
+    second = build("two", EPOCH + 86400)  # a day later: a new model layer, the same dependency layer
+    assert not first.dependency_cached and second.dependency_cached
+    assert second.dependency_layer.digest == first.dependency_layer.digest and second.digest != first.digest
+    blob = tmp_path / "cache" / "blobs" / "sha256" / first.dependency_layer.digest[7:]
+    blob.write_bytes(blob.read_bytes()[:-1] + b"\0")
+    third = build("three", EPOCH)
+    assert not third.dependency_cached and third.digest == first.digest  # remade, not taken
+    assert build("four", EPOCH).dependency_cached and entry.is_file()  # and the cache mended
 
 
 def test_a_tampered_or_missing_base_is_refused(inputs: dict[str, Any], tmp_path: Path) -> None:
@@ -282,7 +317,8 @@ def test_mlpack_build_writes_the_image_with_no_engine(
     retrained = run("build", churn_project.path, "--image", "--json")
     assert retrained.code == 0, retrained.err
     again = json.loads(retrained.out)["image"]
-    assert again["dependency_layer"] == image["dependency_layer"]
+    assert again["dependency_layer"]["digest"] == image["dependency_layer"]["digest"]
+    assert again["dependency_layer"]["cached"] is True  # made by the first build, taken from the cache
     assert again["model_layer"]["digest"] != image["model_layer"]["digest"] and again["digest"] != image["digest"]
 
 

@@ -123,8 +123,9 @@ def test_a_base_from_a_registry_makes_the_image_a_local_base_makes(
     pulled = build(inputs, tmp_path / "login", f"{login.host}/base/tiny:1", with_login)
     assert pulled.digest == image.digest and pulled.base_source == "registry"
     cache = tmp_path / "cache" / "blobs" / "sha256"
-    cached = sorted(p.name for p in cache.iterdir())
-    assert len(cached) == 2  # the layer and the config, by their sha256
+    base = json.loads((image.layout / "blobs" / "sha256" / image.digest[7:]).read_bytes())
+    cached = {p.name for p in cache.iterdir()}  # by sha256: the base's layer and config, the dependency layer
+    assert len(cached) == 3 and {base["layers"][0]["digest"][7:], image.dependency_layer.digest[7:]} <= cached
     anonymous_base = f"docker://{anonymous.host}/base/tiny:1"
     anonymous_pull = build(inputs, tmp_path / "anon", anonymous_base, Connection(anonymous.ca))
     blobs = {"ours": image.layout / "blobs" / "sha256", "theirs": anonymous_pull.layout / "blobs" / "sha256"}
@@ -134,7 +135,7 @@ def test_a_base_from_a_registry_makes_the_image_a_local_base_makes(
     assert theirs["layers"][1:] == ours["layers"][1:]  # the dependency and model layers: the same bytes
 
     # A cached blob changed on disk is refused, not built on.
-    blob = cache / cached[0]
+    blob = cache / base["layers"][0]["digest"][7:]  # the base's layer
     blob.write_bytes(blob.read_bytes() + b"x")
     with pytest.raises((ConfigError, ExternalError), match="does not match"):
         build(inputs, tmp_path / "tampered", f"{login.host}/base/tiny:1", with_login)

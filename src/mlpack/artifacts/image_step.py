@@ -92,7 +92,7 @@ def make_image(
         "layout": image.layout.name,
         "archive": image.archive.name,
         "base": {"reference": config.image.base, "from": image.base_source},
-        "dependency_layer": layer(image.dependency_layer),
+        "dependency_layer": {**layer(image.dependency_layer), "cached": image.dependency_cached},
         "model_layer": layer(image.layer),
     }
     say(f"image {tag}: manifest {image.digest}")

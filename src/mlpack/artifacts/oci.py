@@ -38,7 +38,7 @@ from mlpack.artifacts.oci_base import (
     digest_of,
     image_python,
 )
-from mlpack.artifacts.oci_install import DEPS, SITE, install_trees
+from mlpack.artifacts.oci_install import DEPS, SITE, install_model, wheel_requirements
 from mlpack.artifacts.oci_pull import resolve_base
 from mlpack.artifacts.oci_remote import Connection
 from mlpack.config import ImageSection
@@ -173,6 +173,7 @@ class OciImage:
     size: int  # every layer's bytes (compressed where they are)
     layers: int
     base_source: str  # where the base came from: registry, engine, oci, docker-archive
+    dependency_cached: bool = False  # the dependency layer came from the cache (made by an earlier build)
 
 
 def write_layout(
@@ -244,8 +245,11 @@ def build_oci_image(
         deps = deps if deps is not None and deps.is_dir() else None
         offline = bool(find_links) or (deps is not None and ImageTarget.for_section(section).python == python)
         links = find_links or (str(deps) if offline and deps is not None else "")
-        deps_root, model_root = install_trees(stage, wheel, target, pins=pins, find_links=links, offline=offline)
-        layers = [write_layer(root, stage / f"{root.name}.tar.gz", epoch) for root in (deps_root, model_root)]
+        from mlpack.artifacts.oci_deps import dependency_layer  # it builds on write_layer, below in this module
+
+        requirements = wheel_requirements(wheel)
+        deps_layer, cached = dependency_layer(stage, requirements, target, pins=pins, links=links, offline=offline)
+        layers = [deps_layer, write_layer(install_model(stage, wheel, target), stage / "model.tar.gz", epoch)]
         config = image_config(base.config, layers, metadata=metadata, section=section, revision=revision, epoch=epoch)
         layout = stage / f"{stem}.oci"
         digest, config_digest = write_layout(layout, base, layers, config, tag)
@@ -262,7 +266,9 @@ def build_oci_image(
         shutil.rmtree(stage, ignore_errors=True)
     size = sum(blob.size for blob in base.layers) + sum(layer.size for layer in layers)
     count = len(base.layers) + len(layers)
-    return OciImage(digest, config_digest, final_layout, final_archive, layers[1], layers[0], size, count, source)
+    return OciImage(
+        digest, config_digest, final_layout, final_archive, layers[1], layers[0], size, count, source, cached
+    )
 
 
 __all__ = ["OciImage", "build_oci_image"]

@@ -68,30 +68,26 @@ def _clean(site: Path) -> None:
         record.write_text("".join(kept), encoding="utf-8")
 
 
-def install_trees(
-    stage: Path, wheel: Path, target: ImageTarget, *, pins: dict[str, str], find_links: str, offline: bool
-) -> tuple[Path, Path]:
-    """stage/deps/opt/model/deps and stage/model/opt/model/site; returns the two roots."""
-    deps_root, model_root = stage / "deps", stage / "model"
-    (deps_root / DEPS).parent.mkdir(parents=True)
-    (model_root / SITE).parent.mkdir(parents=True)
+def install_dependencies(
+    stage: Path, requirements: list[str], target: ImageTarget, *, pins: dict[str, str], find_links: str, offline: bool
+) -> Path:
+    """stage/deps/opt/model/deps: the requirements, held to `pins`; returns the layer's root."""
+    root = stage / "deps"
+    (root / DEPS).mkdir(parents=True)
     constraints = stage / "constraints.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()), encoding="utf-8")
     try:
-        requirements = wheel_requirements(wheel)
         if requirements:
-            _pip_install(
-                deps_root / DEPS,
-                requirements,
-                target,
-                extra=["--constraint", str(constraints)],
-                find_links=find_links,
-                offline=offline,
-            )
-        else:
-            (deps_root / DEPS).mkdir()
-        model_only = ["--no-deps", "--no-index"]
-        _pip_install(model_root / SITE, [str(wheel)], target, extra=model_only, find_links="", offline=False)
+            extra = ["--constraint", str(constraints)]
+            _pip_install(root / DEPS, requirements, target, extra=extra, find_links=find_links, offline=offline)
     finally:
         constraints.unlink()
-    return deps_root, model_root
+    return root
+
+
+def install_model(stage: Path, wheel: Path, target: ImageTarget) -> Path:
+    """stage/model/opt/model/site: the model wheel alone; returns the layer's root."""
+    root = stage / "model"
+    (root / SITE).parent.mkdir(parents=True)
+    _pip_install(root / SITE, [str(wheel)], target, extra=["--no-deps", "--no-index"], find_links="", offline=False)
+    return root
