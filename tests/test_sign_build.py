@@ -118,3 +118,32 @@ def test_a_wrong_password_and_a_missing_key_file(
     assert_clean_error(run("build", churn_project.path), 2, "unknown key [sign].key_fle (did you mean 'key_file'?)")
     churn_project.config.write_text(base + '\n[sign]\nkey_env = "not a name"\n', encoding="utf-8")
     assert_clean_error(run("build", churn_project.path), 2, "[sign].key_env 'not a name' is not an environment")
+
+
+RECORDER = """
+import os, sys
+with open(os.environ["ENV_RECORD"], "a", encoding="utf-8") as log:
+    log.write(" ".join(sys.orig_argv[1:4]).replace("\\n", " ") + "\\t" + ",".join(sorted(os.environ)) + "\\n")
+"""
+
+
+def test_no_tool_the_build_runs_inherits_the_signing_key_or_the_database_uri(
+    churn_project: Project, run: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """python -m build, twine and pip run with the environment minus the variables holding secrets:
+    every Python child records the variables it was given (a sitecustomize on PYTHONPATH)."""
+    (tmp_path / "recorder").mkdir()
+    (tmp_path / "recorder" / "sitecustomize.py").write_text(RECORDER, encoding="utf-8")
+    record = tmp_path / "children.log"
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "recorder"))
+    monkeypatch.setenv("ENV_RECORD", str(record))
+    monkeypatch.setenv("MY_SIGNING_KEY", pem(ec.generate_private_key(ec.SECP256R1())))
+    churn_project.config.write_text(churn_project.config.read_text() + SIGN, encoding="utf-8")
+    result = run("build", churn_project.path, "-q")
+    assert result.code == 0, result.err
+    children = [line.split("\t") for line in record.read_text(encoding="utf-8").splitlines()]
+    assert any("build" in argv for argv, _ in children) and any("twine" in argv for argv, _ in children), children
+    for argv, names in children:
+        assert "MY_SIGNING_KEY" not in names.split(","), argv
+        assert "MLPACK_TEST_URI" not in names.split(","), argv  # the project's [source].uri_env
+        assert "ENV_RECORD" in names.split(",")  # the rest of the environment is passed on

@@ -13,6 +13,7 @@ way a human reads it — everything between `://` and the last `@` of the author
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from urllib.parse import unquote, unquote_plus
@@ -177,3 +178,22 @@ def forget_all() -> None:
     """For tests: drop every remembered secret."""
     with _lock:
         _secrets.clear()
+
+
+# -- secrets in the environment --------------------------------------------------------------------
+# The variables that hold a secret mlpack read (the signing key, its password): the tools a build
+# runs (python -m build, twine, pip, docker, skopeo) get an environment without them, so no child
+# process, its logs or its crash reports ever hold the key.
+_SECRET_VARIABLES: set[str] = set()
+
+
+def remember_secret_variable(name: str) -> None:
+    with _lock:
+        _SECRET_VARIABLES.add(name)
+
+
+def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """os.environ without the variables that hold secrets mlpack read, with `extra` on top."""
+    with _lock:
+        hidden = set(_SECRET_VARIABLES)
+    return {**{k: v for k, v in os.environ.items() if k not in hidden}, **(extra or {})}

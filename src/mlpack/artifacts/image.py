@@ -26,6 +26,7 @@ from mlpack import names
 from mlpack.artifacts.wheel import packaging_dir
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError, ExternalError
+from mlpack.redaction import child_environment
 from mlpack.runtime import Metadata
 
 METADATA_LABEL = "io.mlpack.metadata"
@@ -136,7 +137,7 @@ def download_dependencies(
     ]
     if find_links:  # a local wheelhouse: the context is then made with no network at all
         command += ["--no-index", "--find-links", find_links]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=child_environment())
     constraints.unlink()
     if result.returncode != 0:
         raise ExternalError(
@@ -227,7 +228,7 @@ def build_image(context: Path, tag: str) -> ImageResult:
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        env=child_environment({"DOCKER_BUILDKIT": "0"}),
     )
     if result.returncode != 0:
         raise ExternalError(f"docker build of {tag} failed", details=(result.stdout + result.stderr)[-4000:])

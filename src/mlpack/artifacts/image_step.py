@@ -21,6 +21,7 @@ from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.oci_remote import Connection, Credentials
 from mlpack.config import Config
 from mlpack.errors import ExternalError
+from mlpack.redaction import child_environment
 from mlpack.runtime import Metadata
 
 LOAD_TIMEOUT_S = 600
@@ -112,6 +113,7 @@ def _load_into_engine(archive: Path, tag: str, say: Callable[[str], None]) -> bo
             text=True,
             timeout=LOAD_TIMEOUT_S,
             check=False,
+            env=child_environment(),
         )
     except subprocess.TimeoutExpired:
         raise ExternalError(f"docker load of {archive.name} did not finish in {LOAD_TIMEOUT_S} s") from None

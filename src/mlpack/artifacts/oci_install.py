@@ -9,7 +9,6 @@ registry or an engine already holds.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from mlpack.artifacts.image import ImageTarget
 from mlpack.errors import ConfigError, ExternalError
+from mlpack.redaction import child_environment
 
 DEPS = "opt/model/deps"  # the dependency layer's one folder
 SITE = "opt/model/site"  # the model layer's one folder: first on PYTHONPATH
@@ -42,7 +42,7 @@ def _pip_install(
     command += ["--no-warn-script-location", "--target", str(target_dir), *extra, *target.pip_platform_args()]
     if find_links:
         command += (["--no-index"] if offline else []) + ["--find-links", find_links]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = child_environment({"PYTHONDONTWRITEBYTECODE": "1"})
     result = subprocess.run([*command, *what], capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         raise ExternalError(

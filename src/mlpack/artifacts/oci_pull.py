@@ -33,6 +33,7 @@ from mlpack.artifacts.oci_base import (
 )
 from mlpack.artifacts.oci_remote import Connection, ImageReference, RegistryClient
 from mlpack.errors import ConfigError, ExternalError
+from mlpack.redaction import child_environment
 
 REGISTRY, ENGINE = "docker://", "docker-daemon:"
 ACCEPT = [INDEX, MANIFEST, *(docker for docker, oci in _DOCKER_TYPES.items() if oci in (INDEX, MANIFEST))]
@@ -82,6 +83,7 @@ def _load_engine(reference: str, scratch: Path, *, demanded: bool) -> BaseImage:
             text=True,
             timeout=SAVE_TIMEOUT_S,
             check=False,
+            env=child_environment(),
         )
     except subprocess.TimeoutExpired:
         raise ExternalError(f"docker save {reference} did not finish in {SAVE_TIMEOUT_S} s") from None

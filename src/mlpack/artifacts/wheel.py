@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pyproject_hooks
 from mlpack import runtime
 from mlpack.artifacts import markdown
 from mlpack.errors import ExternalError
+from mlpack.redaction import child_environment
 from mlpack.runtime import FeatureInfo, Metadata
 
 
@@ -170,7 +170,7 @@ def render_project(
 
 def _runner(source_date_epoch: int) -> pyproject_hooks.SubprocessRunner:
     def run(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
-        env = {**os.environ, **(extra_environ or {}), "SOURCE_DATE_EPOCH": str(source_date_epoch)}
+        env = child_environment({**(extra_environ or {}), "SOURCE_DATE_EPOCH": str(source_date_epoch)})
         result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ExternalError("building the model package failed", details=(result.stdout + result.stderr)[-4000:])
@@ -199,6 +199,7 @@ def twine_check(paths: list[Path]) -> None:
         capture_output=True,
         text=True,
         check=False,
+        env=child_environment(),
     )
     if result.returncode != 0:
         raise ExternalError("twine check failed on the model package", details=(result.stdout + result.stderr).strip())

@@ -22,7 +22,7 @@ from pymongo.database import Database
 
 from mlpack.config import SourceSection
 from mlpack.errors import ConfigError, MlpackError, outside
-from mlpack.redaction import remember_uri
+from mlpack.redaction import remember_secret_variable, remember_uri
 from mlpack.source.batches import BatchReader, prefetched
 from mlpack.source.columns import Column
 from mlpack.source.embedded import embedded_server
@@ -43,6 +43,7 @@ def mongo_server(source: SourceSection) -> Iterator[str]:
     uri = os.environ.get(source.uri_env, "").strip()
     if uri:
         remember_uri(uri)  # from here on no message, report or --json output can show its secrets
+        remember_secret_variable(source.uri_env)  # nor a tool the build runs (pip, docker) inherit it
         yield uri
     elif source.embedded:
         with embedded_server() as embedded_uri:
