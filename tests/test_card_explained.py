@@ -263,3 +263,31 @@ def test_the_test_splits_predictions_are_an_artifact_with_ids(logistic: BuildRes
     regression = build(tmp_path, config, messy_subscribers(200))
     first = json.loads(regression.artifacts["predictions"].read_text(encoding="utf-8").splitlines()[0])
     assert set(first) == {"_id", "truth", "prediction"} and isinstance(first["prediction"], float)
+
+
+def test_with_a_weight_every_metric_is_weighted_and_says_so(tmp_path: Path) -> None:
+    documents = messy_subscribers()
+    for index, document in enumerate(documents):
+        document["account_weight"] = 1.0 + (index % 4)  # 1, 2, 3, 4
+    config = configured("sklearn.linear_model.LogisticRegression", "classification")
+    config = dataclasses.replace(config, features=dataclasses.replace(config.features, weight="account_weight"))
+    result = build(tmp_path, config, documents)
+    metadata = result.metadata
+    assert metadata["evaluation"]["weighted_by"] == "account_weight"
+    weights = {str(d["_id"]): d["account_weight"] for d in documents}
+    lines = [json.loads(line) for line in result.artifacts["predictions"].read_text(encoding="utf-8").splitlines()]
+    w = np.array([weights[line["_id"]["$oid"]] for line in lines])
+    truth = np.array([line["truth"] for line in lines], dtype=object)
+    predicted = np.array([line["prediction"] for line in lines], dtype=object)
+    stayed = np.array([line["probabilities"]["stayed"] for line in lines])
+    assert metadata["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(truth, predicted, sample_weight=w))
+    assert metadata["metrics"]["accuracy"] != pytest.approx(skm.accuracy_score(truth, predicted), abs=1e-9)
+    assert metadata["metrics"]["f1_macro"] == pytest.approx(
+        skm.f1_score(truth, predicted, average="macro", sample_weight=w), abs=1e-6
+    )
+    assert metadata["metrics"]["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(truth == "stayed", stayed, sample_weight=w), abs=1e-5
+    )
+    html = result.artifacts["card"].read_text(encoding="utf-8")
+    assert "metrics weighted by account_weight" in html and "<th>weight</th>" in html
+    assert "weighted by each document's `account_weight`" in readme_of(result)

@@ -195,22 +195,34 @@ def test_random_search_is_seeded_and_samples_n_iter_points() -> None:
     assert len(plan(small).points) == 2  # type: ignore[union-attr]  # never more points than the space holds
 
 
-def test_a_failing_point_is_logged_as_failed_and_the_others_still_win() -> None:
+def test_a_failing_point_is_logged_as_failed_said_and_the_others_still_win() -> None:
     from tests.helpers.documents import subscribers
 
+    # Each value is one the estimator takes; together they are not (lbfgs has no l1 penalty): that is
+    # only found by fitting, so the point fails as a trial.
     config = config_for(
-        "sklearn.tree.DecisionTreeClassifier",
+        "sklearn.linear_model.LogisticRegression",
         "classification",
-        {"random_state": 0},
-        search={"params": {"max_depth": [3, -1]}, "cv": 3},
+        {"max_iter": 500},
+        search={"params": {"l1_ratio": [0.0, 1.0]}, "cv": 3},
     )
-    exported = export(config, subscribers(120))
+    said: list[str] = []
+    exported = export(config, subscribers(120), warn=said.append)
     assert exported.experiment is not None
-    statuses = {t.params["max_depth"]: t.status for t in exported.experiment.trials}
-    assert statuses == {3: "ok", -1: "failed"}
+    statuses = {t.params["l1_ratio"]: t.status for t in exported.experiment.trials}
+    assert statuses == {0.0: "ok", 1.0: "failed"}
     failed = next(t for t in exported.experiment.trials if t.status == "failed")
-    assert "max_depth" in failed.error
-    assert exported.metadata["search"]["failed"] == 1 and exported.metadata["estimator"]["params"]["max_depth"] == 3
+    assert "l1 penalty" in failed.error
+    assert exported.metadata["search"]["failed"] == 1 and exported.metadata["estimator"]["params"]["l1_ratio"] == 0.0
+    assert any(
+        w.startswith("trial 2 of 2 (l1_ratio = 1.0) failed to train and is left out of the ranking: ValueError")
+        for w in said
+    ), said
+
+
+def test_a_value_the_estimator_refuses_is_exit_2_before_any_data(churn_project: Project, run) -> None:
+    append(churn_project, "\n[search]\nparams = { max_depth = [3, -1] }\n")
+    assert_clean_error(run("build", churn_project.path), 2, "[search].params.max_depth = -1: The 'max_depth' parameter")
 
 
 @pytest.mark.parametrize(
@@ -405,3 +417,31 @@ def test_a_scoring_metric_outside_the_reported_ones_is_still_computed_and_ranks(
     scores = {t.params["max_depth"]: t.score("balanced_accuracy") for t in exported.experiment.trials}
     assert all(not np.isnan(v) for v in scores.values())
     assert exported.metadata["search"]["best_params"] == {"max_depth": max(scores, key=lambda d: scores[d])}
+
+
+def test_none_in_a_search_space_is_written_at_none_and_a_bare_none_gets_that_spelling(
+    churn_project: Project, run, mongo_client: MongoClient[Any]
+) -> None:
+    text = churn_project.config.read_text(encoding="utf-8")
+    append(churn_project, '\n[search]\nparams = { max_depth = [3, "none"] }\ncv = 3\n')
+    assert_clean_error(
+        run("build", churn_project.path), 2, "[search].params.max_depth = 'none'", 'write "@none" for None'
+    )
+    churn_project.config.write_text(text, encoding="utf-8")
+    append(
+        churn_project,
+        '\n[search]\nparams = { max_depth = [3, "@none"], class_weight = ["balanced", "@none"] }\ncv = 3\n',
+    )
+    result = run("build", churn_project.path, "--json")
+    assert result.code == 0, result.err
+    search = json.loads(result.out)["search"]
+    assert search["space"] == {"max_depth": [3, None], "class_weight": ["balanced", None]}
+    assert search["trials"] == 4 and search["failed"] == 0
+    logged = trials_of(mongo_client, churn_project)
+    assert sorted(((t["params"]["max_depth"] or 0), t["params"]["class_weight"] or "") for t in logged) == [
+        (0, ""),
+        (0, "balanced"),
+        (3, ""),
+        (3, "balanced"),
+    ]
+    assert all(t["status"] == "ok" for t in logged)

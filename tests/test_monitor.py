@@ -130,8 +130,10 @@ def test_like_requests_pass_and_a_shifted_stream_fails_naming_its_features(serve
     shifted = served.monitor(*_window(served.shifted))
     assert shifted.code == 1, shifted.err + shifted.out
     assert "Traceback" not in shifted.err
-    message = shifted.err.strip().splitlines()[-1]
-    assert message.startswith("error: PSI above 0.2 for: ")
+    errors = [line for line in shifted.err.strip().splitlines() if line.startswith("error: ")]
+    message = next(line for line in errors if line.startswith("error: PSI above 0.2 for: "))
+    # The new payment method is also a share of unknown categories above the 5% limit.
+    assert any(line.startswith("error: unknown categories above 5.0% for: billing.method (") for line in errors)
     named = set(message.split(": ", 2)[2].split(", "))
     assert {"tenure_months", "contract", "billing.method"} <= named
     assert not named & {"support_calls", "billing.monthly_charges"}
@@ -187,6 +189,8 @@ def test_html_report_is_self_contained(served: Served, monitor: Any, tmp_path: P
 
 def test_a_higher_threshold_passes_the_shifted_stream(served: Served, monitor: Any) -> None:
     result = monitor(*_window(served.shifted), "--threshold", "1000")
+    assert result.code == 1 and result.err.startswith("error: unknown categories above 5.0%"), result.err
+    result = monitor(*_window(served.shifted), "--threshold", "1000", "--unknown-threshold", "0.5")
     assert result.code == 0, result.err
 
 
@@ -197,6 +201,8 @@ def test_a_higher_threshold_passes_the_shifted_stream(served: Served, monitor: A
         (["--until", "2026-13-40"], "--until '2026-13-40' is not a time"),
         (["--since", "1h", "--until", "2h"], "must be before --until"),
         (["--threshold", "-1"], "--threshold must be a positive number"),
+        (["--missing-threshold", "1.5"], "--missing-threshold must be a share above 0 and at most 1"),
+        (["--unknown-threshold", "0"], "--unknown-threshold must be a share above 0 and at most 1"),
         (["--threshold", "nan"], "--threshold must be a positive number"),
         (["--version", "9.9.9"], "no build of churn-model 9.9.9"),
         (["--model", "/nonexistent/model.onnx"], "artifact not found"),

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from packaging.version import Version
 
-from mlpack import card, registry
+from mlpack import card, library_warnings, registry
 from mlpack.artifacts import attest
 from mlpack.artifacts.dist import ArtifactRecord, BuildDir, BuildReport, sha256_of, write_report
 from mlpack.artifacts.image import git_revision, write_context
@@ -97,11 +97,15 @@ def build(
     force: bool = False,
     image: bool | None = None,
     progress: Progress | None = None,
+    warn: Progress | None = None,
 ) -> BuildResult:
     """The whole build. `image`: True demands an image, False skips it, None builds one when the
-    config has an [image] table and its base (or, with builder = "docker", the engine) answers."""
+    config has an [image] table and its base (or, with builder = "docker", the engine) answers. `warn` hears
+    every warning as it comes up (the data's, the champion's, the libraries' in mlpack's words); the
+    report keeps them too."""
     started = time.monotonic()
     say = progress or _silent
+    tell = warn or _silent
     config = load_config(project)
     if version is not None:
         config = with_version(config, version)
@@ -145,14 +149,14 @@ def build(
             )
         del raw  # the loaded columns: the dataset has what training needs, and a million documents weigh
         for warning in dataset.warnings:
-            say(f"warning: {warning}")
+            tell(warning)
         log = experiments.TrialLog(
             database[config.registry.experiments] if config.registry.enabled else None,
             name=config.model.name,
             version=resolved_version,
             estimator=config.estimator.class_path,
         )
-        defending, not_compared = _champion(config, out_dir, resolved_version, say)
+        defending, not_compared = _champion(config, out_dir, resolved_version, tell)
         try:
             exported = make_model(
                 config,
@@ -164,6 +168,7 @@ def build(
                 clock=clock,
                 champion=defending,
                 recipe=recipe,
+                warn=tell,
             )
         except QualityGateError as exc:
             records.record_rejected(
@@ -175,7 +180,9 @@ def build(
             raise
         exported.champion_warning = not_compared or exported.champion_warning
         with_image = image if image is not None else config.image_configured
-        result = write_artifacts(config, exported, out_dir, say, image_context=with_image, clock=clock, force=force)
+        result = write_artifacts(
+            config, exported, out_dir, say, image_context=with_image, clock=clock, force=force, warn=tell
+        )
         try:
             if with_image:
                 build_image_step(config, result, required=image is True, say=say, clock=clock)
@@ -192,7 +199,7 @@ def build(
     return result
 
 
-def _champion(config: Config, out_dir: Path, version: str, say: Progress) -> tuple[champion.Champion | None, str]:
+def _champion(config: Config, out_dir: Path, version: str, warn: Progress) -> tuple[champion.Champion | None, str]:
     """[evaluation].champion: the aliased version's verified .onnx, or None and a warning when there is none."""
     if not champion.enabled(config):
         return None, ""
@@ -205,7 +212,7 @@ def _champion(config: Config, out_dir: Path, version: str, say: Progress) -> tup
         if found.version != version:
             return champion.load(reference.alias, found.version, found.path), ""
         warning = f"champion {reference} is {version}, the version being built: not compared with itself"
-    say(f"warning: {warning}")
+    warn(warning)
     return None, warning
 
 
@@ -218,6 +225,7 @@ def write_artifacts(
     image_context: bool = False,
     clock: StageClock | None = None,
     force: bool = False,
+    warn: Progress = _silent,
 ) -> BuildResult:
     """Wheel, sdist, ONNX file, report (and the image's build context), staged, then renamed into `out_dir`.
 
@@ -229,10 +237,12 @@ def write_artifacts(
     clock = clock or StageClock()
     with scratch_folder(out_dir) as stage:
         say("writing the model card (permutation importance on the test split)")
-        with clock.stage("card"):  # the card, its README tables, the test split's predictions
+        with clock.stage("card"), library_warnings.captured() as heard:  # + its README tables, the predictions
             written, card_tables = card.write_card(
                 stage, stem, exported.trained, exported.rows, metadata, exported.onnx_bytes, exported.champion
             )
+        for sentence in heard.sentences():
+            warn(sentence)
         say("packaging the model wheel")
         with clock.stage("package"):
             project = render_project(

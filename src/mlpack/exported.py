@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mlpack import library_warnings
 from mlpack.config import Config
 from mlpack.export.convert import to_onnx, with_metadata
 from mlpack.export.metadata import build_metadata, with_baseline, with_parity
@@ -24,7 +25,7 @@ from mlpack.training import champion as challenger_vs
 from mlpack.training import experiments
 from mlpack.training.metrics import check_gates
 from mlpack.training.recipe import Recipe, settle
-from mlpack.training.train import Split, TrainedModel, split, train
+from mlpack.training.train import Split, TrainedModel, split, train, with_positive
 from mlpack.validate import Dataset
 
 Progress = Callable[[str], None]
@@ -56,36 +57,48 @@ def make_model(
     clock: StageClock | None = None,
     champion: challenger_vs.Champion | None = None,
     recipe: Recipe | None = None,
+    warn: Progress = _silent,
 ) -> ExportedModel:
     """Cross-validate or search (each trial logged), train, gate, export and verify: validated data in,
-    an ONNX model that agrees with scikit-learn out. `recipe`: settled from `config` when not given."""
+    an ONNX model that agrees with scikit-learn out. `recipe`: settled from `config` when not given.
+    What the libraries warn of on the way is said through `warn`, as mlpack's sentences (and kept in
+    the metadata's warnings when it came up in training)."""
     clock = clock or StageClock()
-    recipe = recipe or settle(config)
+    recipe = with_positive(recipe or settle(config), dataset)  # a threshold's class, known from the data
     rows = split(recipe, dataset)
     log = log or experiments.TrialLog(
         None, name=config.model.name, version=version, estimator=config.estimator.class_path
     )
-    with clock.stage("train"):
-        experiment = experiments.run(recipe, rows, log, say=say)
+    with clock.stage("train"), library_warnings.captured() as heard:
+        experiment = experiments.run(recipe, rows, log, say=say, warn=warn)
         best = {**recipe.estimator.params, **experiment.best_params} if experiment else None
         say(f"training {recipe.estimator_name} on {dataset.rows} rows")
         trained = train(recipe, dataset, rows=rows, params=best)
     if experiment is not None:
         clock.trials = experiment.timings()
-
-    metadata = build_metadata(config, dataset, version=version, created=created, trained=trained, experiment=experiment)
+    said = heard.sentences()
+    for sentence in said:
+        warn(sentence)
+    metadata = build_metadata(
+        config, dataset, version=version, created=created, trained=trained, experiment=experiment, heard=said
+    )
     # A rejected model's metadata (metrics, parity) goes with the error, for the registry's record.
     check_gates(trained.metrics, config.evaluation.gates, metadata=dict(metadata))
     # The champion's scores on these test rows; a challenger that does not beat it by the margin stops here.
     compared, warning = challenger_vs.evaluate(config, champion, trained, metadata, say) if champion else (None, "")
+    if warning:
+        warn(warning)
     say("exporting to ONNX")
-    with clock.stage("export"):
-        onnx_model = to_onnx(
-            trained, metadata["inputs"], opset=config.export.target_opset, graph_name=config.model.import_name
-        )
-    model = Model(onnx_model.SerializeToString(), metadata)
-    with clock.stage("parity"):
-        parity = parity_report(trained, model, config.export.parity_tolerance)
+    with library_warnings.captured() as heard:
+        with clock.stage("export"):
+            onnx_model = to_onnx(
+                trained, metadata["inputs"], opset=config.export.target_opset, graph_name=config.model.import_name
+            )
+        model = Model(onnx_model.SerializeToString(), metadata)
+        with clock.stage("parity"):
+            parity = parity_report(trained, model, config.export.parity_tolerance)
+    for sentence in heard.sentences():
+        warn(sentence)
     metadata = with_parity(metadata, parity)
     check_parity(parity, classification=trained.classes is not None, metadata=dict(metadata))
     unlisted = string_read_fields(config.features.expressions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,10 +31,13 @@ def config_for(estimator: str, task: str, params: dict[str, Any] | None = None, 
     return parse_config(raw)
 
 
-def export(config: Config, documents: list[dict[str, Any]]) -> ExportedModel:
+def export(
+    config: Config, documents: list[dict[str, Any]], *, warn: Callable[[str], None] | None = None
+) -> ExportedModel:
     raw = collect(documents, config.features.loaded)
     dataset = validate(raw, config.features, config.model.task, max_categories=config.preprocessing.max_categories)
-    return make_model(config, dataset, version="1.0.0", created=datetime(2026, 1, 1, tzinfo=UTC))
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    return make_model(config, dataset, version="1.0.0", created=created, warn=warn or (lambda _message: None))
 
 
 def runtime_model(exported: ExportedModel) -> Model:

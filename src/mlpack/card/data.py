@@ -96,17 +96,19 @@ def _importances(trained: TrainedModel, metadata: Metadata, scoring: str, seed: 
     classes = trained.classes or []
     sign = 1.0 if metric.higher_is_better else -1.0  # an error that grows is a score that drops
 
-    def score(estimator: Any, x: Any, y: np.ndarray) -> float:
+    def score(estimator: Any, x: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
         proba = estimator.predict_proba(x) if metric.uses_probabilities else None
-        value = metric.score(y, estimator.predict(x), proba, classes)
+        value = metric.score(y, estimator.predict(x), proba, classes, sample_weight)
         return sign * value if math.isfinite(value) else 0.0
 
     keep = _even_sample(len(trained.test_target), MAX_IMPORTANCE_ROWS)
+    weight = trained.test_weight[keep] if trained.test_weight is not None else None
     result = permutation_importance(
         trained.pipeline,
         trained.test_frame.iloc[keep],
         trained.test_target[keep],
         scoring=score,
+        sample_weight=weight,
         n_repeats=IMPORTANCE_REPEATS,
         random_state=seed,
     )
@@ -134,19 +136,23 @@ def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
         truth = np.asarray(trained.test_target == classes[index])
         if truth.all() or not truth.any():
             continue  # a class absent from the test split has no curve
-        fpr, tpr, _ = skm.roc_curve(truth, proba[:, index])
-        precision, recall, _ = skm.precision_recall_curve(truth, proba[:, index])
+        w = trained.test_weight  # weighted as the metrics are, so the area is the reported roc_auc
+        fpr, tpr, _ = skm.roc_curve(truth, proba[:, index], sample_weight=w)
+        precision, recall, _ = skm.precision_recall_curve(truth, proba[:, index], sample_weight=w)
         label = str(classes[index])
         area = round(float(skm.auc(fpr, tpr)), 6)  # from the full curve, before thinning it for the picture
         roc_keep, pr_keep = _even_sample(len(fpr), MAX_CURVE_POINTS), _even_sample(len(recall), MAX_CURVE_POINTS)
         data.roc.append(Curve(label, _rounded(fpr[roc_keep]), _rounded(tpr[roc_keep]), area))
-        average = float(skm.average_precision_score(truth, proba[:, index]))
+        average = float(skm.average_precision_score(truth, proba[:, index], sample_weight=w))
         data.pr.append(Curve(label, _rounded(recall[pr_keep]), _rounded(precision[pr_keep]), round(average, 6)))
-    data.per_class = per_class(trained.test_target, predicted, classes, None)
+    weight = trained.test_weight
+    data.per_class = per_class(trained.test_target, predicted, classes, weight)
     if positives:
-        data.calibration = calibration(trained.test_target, proba, classes, positives, None)
-    if positives and len(classes) == 2:
-        data.threshold = threshold_view(trained.test_target, proba, classes, 1, 0.5, None)
+        data.calibration = calibration(trained.test_target, proba, classes, positives, weight)
+    if positives and len(classes) == 2:  # the model's own threshold ([estimator].threshold), else 0.5
+        decider = trained.pipeline.steps[-1][1]
+        positive, chosen = getattr(decider, "positive_index_", 1), getattr(decider, "threshold_", 0.5)
+        data.threshold = threshold_view(trained.test_target, proba, classes, positive, chosen, weight)
     for name, target in (("train", rows.train_target), ("test", rows.test_target)):
         counted = Counter(target.tolist())
         data.balance[name] = {str(c): int(counted.get(c, 0)) for c in classes}

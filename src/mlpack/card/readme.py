@@ -144,6 +144,9 @@ def _date(ms: float) -> str:
 def render_markdown(data: CardData, metadata: Metadata) -> str:
     """The card's numbers as Markdown tables, for the wheel's README."""
     parts = []
+    weight = metadata.get("evaluation", {}).get("weighted_by")
+    if weight:
+        parts.append(f"Every metric below is weighted by each document's {markdown.code(weight)} ([features].weight).")
     search = _search_markdown(metadata)
     if search:
         parts.append(search)

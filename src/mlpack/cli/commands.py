@@ -25,46 +25,6 @@ def _print_json(document: Any) -> None:
     print(redact(json.dumps(document, indent=2, sort_keys=True, default=str)))
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from mlpack.build import build
-
-    progress = _progress(args)
-    result = build(
-        args.project, out=args.out, version=args.version, force=args.force, image=args.image, progress=progress
-    )
-    if result.report.get("champion_warning") and progress is None and not args.json:  # else said as progress
-        print(redact(f"mlpack: warning: {result.report['champion_warning']}"), file=sys.stderr)
-    if args.json:
-        _print_json(
-            {**result.report, "paths": {k: str(p) for k, p in result.artifacts.items()}, "seconds": result.seconds}
-        )
-    elif not args.quiet:
-        metadata = result.metadata
-        metrics = ", ".join(f"{name} {value:.4f}" for name, value in metadata["metrics"].items())
-        print(f"built {metadata['name']} {metadata['version']} in {result.seconds:.1f} s ({metrics})")
-        if feedback_line(metadata["data"]):
-            print(feedback_line(metadata["data"]))
-        if result.report.get("champion"):
-            from mlpack.training.champion import summary
-
-            print(summary(result.report["champion"]))
-        print(parity_line(metadata["parity"]))
-        search, cv = metadata.get("search"), metadata.get("cv")
-        if cv:
-            scoring = search["scoring"] if search else next(iter(cv["scores"]))
-            score = cv["scores"][scoring]
-            tried = f"search: {search['trials']} trials, best {json.dumps(search['best_params'])}; " if search else ""
-            print(f"{tried}{cv['folds']}-fold CV {scoring} {score['mean']:.4f} ± {score['std']:.4f}")
-        for path in result.artifacts.values():
-            print(f"  {path}")
-        image = result.report.get("image")
-        if image and image["built"]:
-            print(f"image {image['tag']} ({image['size'] / 2**20:.0f} MiB, {image['id'][:19]})")
-        elif image:
-            print(f"image not built: {image['reason']}")
-    return 0
-
-
 def _artifact(args: argparse.Namespace) -> str:
     """The command's artifact: as given, or NAME@ALIAS resolved through the registry to a verified file."""
     from mlpack.registry.aliases import artifact_path
@@ -278,6 +238,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         version=args.version,
         dist=args.dist,
         artifact=args.model,
+        missing_threshold=args.missing_threshold,
+        unknown_threshold=args.unknown_threshold,
     )
     if args.html:
         write_html(report, args.html)
@@ -288,11 +250,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if report.records == 0:
         print(f"error: no inference log records of {report.model} {report.version} in the window", file=sys.stderr)
         return 1
-    if report.drifted:
-        names = ", ".join(row.name for row in report.drifted)
-        print(f"error: PSI above {report.threshold:g} for: {names}", file=sys.stderr)
-        return 1
-    return 0
+    for problem in report.problems():  # PSI, a missing-rate jump, unknown categories
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if report.problems() else 0
 
 
 def cmd_estimators(args: argparse.Namespace) -> int:

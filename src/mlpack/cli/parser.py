@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mlpack import __version__
+from mlpack.cli.building import cmd_build
 from mlpack.cli.commands import (
-    cmd_build,
     cmd_estimators,
     cmd_experiments,
     cmd_init,
@@ -159,7 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")
     monitor.add_argument("--since", help="start of the window: ISO 8601 time or a duration before now (24h, 7d)")
     monitor.add_argument("--until", help="end of the window (default: now)")
-    monitor.add_argument("--threshold", type=float, default=0.2, help="PSI above which to exit 1 (default: 0.2)")
+    monitor.add_argument("--threshold", type=float, help="PSI above which to exit 1 ([monitor].threshold, 0.2)")
+    monitor.add_argument(
+        "--missing-threshold",
+        type=float,
+        help="exit 1 when a feature's missing rate is above the training one by more than this share "
+        "([monitor].missing_threshold, 0.1)",
+    )
+    monitor.add_argument(
+        "--unknown-threshold",
+        type=float,
+        help="exit 1 when a categorical's share of categories unseen in training is above this "
+        "([monitor].unknown_threshold, 0.05)",
+    )
     monitor.add_argument("--html", type=Path, help="also write a self-contained HTML report to this file")
     monitor.add_argument("--version", dest="version", help=f"the model version (default: [model].version), {_BY_ALIAS}")
     monitor.add_argument("--dist", type=Path, help="folder holding the build report (default: PROJECT/dist)")

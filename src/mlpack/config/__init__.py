@@ -10,6 +10,7 @@ from mlpack.config.read import find_config_file, load_config, parse_config, with
 from mlpack.config.sections import (
     CONFIG_FILE,
     Config,
+    EarlyStoppingSection,
     EstimatorSection,
     EvaluationSection,
     ExportSection,
@@ -17,6 +18,7 @@ from mlpack.config.sections import (
     FeedbackSection,
     ImageSection,
     ModelSection,
+    MonitorSection,
     PreprocessingSection,
     RegistrySection,
     SearchSection,
@@ -29,6 +31,7 @@ from mlpack.config.sections import (
 __all__ = [
     "CONFIG_FILE",
     "Config",
+    "EarlyStoppingSection",
     "EstimatorSection",
     "EvaluationSection",
     "ExportSection",
@@ -36,6 +39,7 @@ __all__ = [
     "FeedbackSection",
     "ImageSection",
     "ModelSection",
+    "MonitorSection",
     "PreprocessingSection",
     "RegistrySection",
     "SearchSection",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import re
 import tomllib
 import types
 import typing
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlpack import filters, names
+from mlpack.config import rules
 from mlpack.config.image import check_image, image_base
 from mlpack.config.sections import CONFIG_FILE, Config, PreprocessingSection
 from mlpack.errors import ConfigError
@@ -200,7 +199,8 @@ def _check_semantics(config: Config, where: str) -> None:
     if not 0 < config.evaluation.test_size < 1:
         raise ConfigError(f"{where}: [evaluation].test_size must be between 0 and 1, got {config.evaluation.test_size}")
     _check_experiments(config, where)
-    _check_champion(config, where)
+    rules.check_champion(config, where)
+    rules.check_estimator(config, where)
     _check_feedback(config, where)
     if config.export.parity_tolerance < 0:
         raise ConfigError(f"{where}: [export].parity_tolerance must not be negative")
@@ -208,22 +208,8 @@ def _check_semantics(config: Config, where: str) -> None:
     if problem:
         raise ConfigError(f"{where}: {problem}")
     check_image(config, where)
-
-
-def _check_champion(config: Config, where: str) -> None:
-    """[evaluation].champion: an alias name; champion_margin and champion_metric only with it."""
-    evaluation = config.evaluation
-    if evaluation.champion and not re.match(r"^[a-z][a-z0-9_-]{0,39}$", evaluation.champion):
-        raise ConfigError(
-            f"{where}: [evaluation].champion {evaluation.champion[:60]!r} is not an alias name "
-            "(a lowercase letter, then up to 39 lowercase letters, digits, - or _: production, staging)"
-        )
-    margin = evaluation.champion_margin
-    if not math.isnan(margin) and not (math.isfinite(margin) and margin >= 0):
-        raise ConfigError(f"{where}: [evaluation].champion_margin must be a number of at least 0, got {margin}")
-    if not evaluation.champion and (not math.isnan(margin) or evaluation.champion_metric):
-        key = "champion_margin" if not math.isnan(margin) else "champion_metric"
-        raise ConfigError(f'{where}: [evaluation].{key} needs champion, the alias to compare with ("production")')
+    if config.monitor.problem() is not None:
+        raise ConfigError(f"{where}: {config.monitor.problem()}")
 
 
 def _check_feedback(config: Config, where: str) -> None:

@@ -127,9 +127,27 @@ class PreprocessingSection:
 
 
 @dataclass(frozen=True)
+class EarlyStoppingSection:
+    """[estimator.early_stopping]: boosting stops when a held-out part of the training rows stops improving."""
+
+    rounds: int = 10  # iterations without improvement on the validation set before it stops
+    validation_fraction: float = 0.1  # of the rows each fit is given (seeded; stratified for a classifier)
+
+
+@dataclass(frozen=True)
 class EstimatorSection:
     class_path: str = field(metadata={"key": "class"})
     params: dict[str, Any] = field(default_factory=dict)
+    calibration: Literal["", "sigmoid", "isotonic"] = ""  # CalibratedClassifierCV on 5 held-out folds
+    threshold: float = math.nan  # binary: predict positive_class when its probability is at least this
+    threshold_metric: str = ""  # binary: the threshold that maximises this metric on held-out folds
+    positive_class: str = ""  # binary: the class the threshold is for (its text); default: the second class
+    early_stopping: EarlyStoppingSection | None = None
+
+    @property
+    def decides(self) -> bool:
+        """A decision threshold of its own (fixed, or chosen for a metric)."""
+        return not math.isnan(self.threshold) or bool(self.threshold_metric)
 
 
 @dataclass(frozen=True)
@@ -231,6 +249,26 @@ class SignSection:
 
 
 @dataclass(frozen=True)
+class MonitorSection:
+    """`mlpack monitor`'s limits (its flags override them): above any, it exits 1 naming the feature."""
+
+    threshold: float = 0.2  # PSI of a feature's (or the predictions') values against the training baseline
+    missing_threshold: float = 0.1  # the live missing rate above the training one by more than this share
+    unknown_threshold: float = 0.05  # a categorical's share of categories never seen in training
+
+    def problem(self) -> str | None:
+        """What is wrong with the limits, named by key: a PSI limit above 0, rates above 0 and at most 1."""
+        for key, value, top, wanted in [
+            ("threshold", self.threshold, math.inf, "a positive number"),
+            ("missing_threshold", self.missing_threshold, 1.0, "a share above 0 and at most 1"),
+            ("unknown_threshold", self.unknown_threshold, 1.0, "a share above 0 and at most 1"),
+        ]:
+            if not (0 < value <= top):  # NaN fails too
+                return f"[monitor].{key} must be {wanted}, got {value}"
+        return None
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelSection
     source: SourceSection
@@ -243,6 +281,7 @@ class Config:
     image: ImageSection = field(default_factory=ImageSection)
     serve: ServeSection = field(default_factory=ServeSection)
     registry: RegistrySection = field(default_factory=RegistrySection)
+    monitor: MonitorSection = field(default_factory=MonitorSection)
     sign: SignSection | None = None  # no [sign] table: nothing is signed
     # Where the file was read from: relative paths (the seed) resolve against it.
     project_dir: Path = field(default=Path("."), metadata={"internal": True})

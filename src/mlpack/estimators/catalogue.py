@@ -50,6 +50,9 @@ class EstimatorSpec:
     # The library's own parameter names, which it takes through **kwargs and get_params() does not
     # list (LightGBM's `verbose`, XGBoost's `eta`): accepted as the library accepts them.
     native_params: Callable[[], frozenset[str]] | None = None
+    # [estimator.early_stopping]: "native" (scikit-learn's own n_iter_no_change), or the library whose
+    # fit takes a validation set (estimators/decision.py holds one out); "" for estimators that do not boost.
+    early_stopping: str = ""
     note: str = ""
 
 
@@ -141,16 +144,22 @@ SUPPORTED: dict[str, EstimatorSpec] = {
     "sklearn.tree.DecisionTreeClassifier": EstimatorSpec(_C, scaled=False),
     "sklearn.ensemble.RandomForestClassifier": EstimatorSpec(_C, scaled=False),
     "sklearn.ensemble.ExtraTreesClassifier": EstimatorSpec(_C, scaled=False),
-    "sklearn.ensemble.GradientBoostingClassifier": EstimatorSpec(_C, scaled=False),
+    "sklearn.ensemble.GradientBoostingClassifier": EstimatorSpec(_C, scaled=False, early_stopping="native"),
     "sklearn.ensemble.HistGradientBoostingClassifier": EstimatorSpec(
-        _C, scaled=False, register=converters.register_hist_gradient_boosting
+        _C, scaled=False, register=converters.register_hist_gradient_boosting, early_stopping="native"
     ),
     "sklearn.tree.DecisionTreeRegressor": EstimatorSpec(_R, scaled=False),
     "sklearn.ensemble.RandomForestRegressor": EstimatorSpec(_R, scaled=False),
     "sklearn.ensemble.ExtraTreesRegressor": EstimatorSpec(_R, scaled=False),
-    "sklearn.ensemble.GradientBoostingRegressor": EstimatorSpec(_R, scaled=False, sum_in_double=True),
+    "sklearn.ensemble.GradientBoostingRegressor": EstimatorSpec(
+        _R, scaled=False, sum_in_double=True, early_stopping="native"
+    ),
     "sklearn.ensemble.HistGradientBoostingRegressor": EstimatorSpec(
-        _R, scaled=False, register=converters.register_hist_gradient_boosting, sum_in_double=True
+        _R,
+        scaled=False,
+        register=converters.register_hist_gradient_boosting,
+        sum_in_double=True,
+        early_stopping="native",
     ),
     # -- XGBoost and LightGBM, converted by onnxmltools (the `boosting` extra) ------------------
     "xgboost.XGBClassifier": EstimatorSpec(
@@ -161,6 +170,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         trained_class="mlpack.estimators.xgboost_labels.LabelledXGBClassifier",  # XGBoost takes only labels 0..n-1
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
         native_params=_xgboost_params,
+        early_stopping="xgboost",
     ),
     "xgboost.XGBRegressor": EstimatorSpec(
         _R,
@@ -170,6 +180,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
         sum_in_double=True,
         native_params=_xgboost_params,
+        early_stopping="xgboost",
         note="XGBoost itself sums its trees in float32: on large targets raise [export].parity_tolerance",
     ),
     "lightgbm.LGBMClassifier": EstimatorSpec(
@@ -182,6 +193,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         fit_errors=("lightgbm.basic.LightGBMError",),
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
         native_params=_lightgbm_params,
+        early_stopping="lightgbm",
     ),
     "lightgbm.LGBMRegressor": EstimatorSpec(
         _R,
@@ -193,6 +205,7 @@ SUPPORTED: dict[str, EstimatorSpec] = {
         ml_opset=_ONNXMLTOOLS_ML_OPSET,
         sum_in_double=True,
         native_params=_lightgbm_params,
+        early_stopping="lightgbm",
     ),
 }
 

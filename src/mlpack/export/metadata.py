@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from importlib.metadata import version as installed_version
 from typing import Any
@@ -20,7 +21,7 @@ from sklearn.pipeline import Pipeline
 
 import mlpack
 from mlpack.config import Config, PreprocessingSection
-from mlpack.estimators import has_probabilities
+from mlpack.estimators import decision, has_probabilities
 from mlpack.export.convert import derived_metadata, feature_metadata, input_metadata, onnx_input_names
 from mlpack.export.parity import ParityReport
 from mlpack.features.categories import kept_categories
@@ -89,6 +90,8 @@ def evaluation_metadata(config: Config) -> dict[str, Any]:
         found["split_field"] = evaluation.split_field
     if evaluation.test_filter:
         found["test_filter"] = filter_as_json(evaluation.test_filter)
+    if config.features.weight:  # the metrics (test split, folds, card, champion) are weighted by it
+        found["weighted_by"] = config.features.weight
     return found
 
 
@@ -100,6 +103,7 @@ def build_metadata(
     created: datetime,
     trained: TrainedModel | None = None,
     experiment: Experiment | None = None,
+    heard: Sequence[str] = (),
 ) -> Metadata:
     """The model's metadata (README: "The metadata") once it is trained (`trained` None: what a build
     rejected before training knows); `with_parity` and `with_baseline` add what is learnt later."""
@@ -126,7 +130,7 @@ def build_metadata(
         },
         "versions": tool_versions(config.export.target_opset),
         "serve": dataclasses.asdict(config.serve),
-        "warnings": list(dataset.warnings),
+        "warnings": [*dataset.warnings, *heard],  # the data's, then the libraries' (library_warnings.py)
         "inputs": input_metadata(config.features, input_names),
         "inputs_contract": inputs_contract(),
     }
@@ -148,6 +152,9 @@ def build_metadata(
             metadata["class_codes"] = list(trained.classes)
             metadata["class_balance"] = _class_balance(trained, labels)
             metadata["probabilities"] = has_probabilities(trained.pipeline)
+        decided = decision.summary(trained.pipeline.steps[-1][1], metadata.get("classes"))
+        if decided:
+            metadata["decision"] = decided
     if experiment is not None:
         metadata["cv"] = experiment.cv_summary()
         summary = experiment.search_summary()

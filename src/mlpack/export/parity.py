@@ -100,6 +100,9 @@ def _compare(
         agree = np.array([a == b and type(a) is type(b) for a, b in zip(labels, sklearn_labels)], dtype=bool)
         top_two = np.sort(expected, axis=1)[:, -2:]
         tied = (top_two[:, 1] - top_two[:, 0]) <= 2 * tolerance
+        decider = trained.pipeline.steps[-1][1]
+        if hasattr(decider, "threshold_"):  # a decision threshold: a tie is a probability on the threshold
+            tied = np.abs(expected[:, decider.positive_index_] - decider.threshold_) <= 2 * tolerance
         gaps = np.abs(actual - expected)
         beyond = np.any(gaps > tolerance * np.maximum(1.0, np.abs(expected)), axis=1)
         return _Comparison(gaps.max(axis=1, initial=0.0), beyond, ~agree & ~tied, agree)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -13,9 +14,9 @@ import numpy as np
 
 from mlpack.config import load_config
 from mlpack.errors import outside
-from mlpack.monitor.locate import CHUNK, LIVE_METRICS, check_threshold, log_location, model_metadata
+from mlpack.monitor.locate import CHUNK, LIVE_METRICS, Limits, log_location, model_metadata
 from mlpack.runtime import Model
-from mlpack.runtime.drift import DEFAULT_THRESHOLD, Profile, label_text
+from mlpack.runtime.drift import Profile, label_text
 from mlpack.times import Window, stamp
 
 
@@ -38,7 +39,9 @@ class Distribution:
     missing_rate: float = 0.0
     training_missing_rate: float = 0.0
     unknown_rate: float | None = None  # categoricals: share of values never seen in training
-    drifted: bool = False
+    drifted: bool = False  # PSI above the limit
+    missing_jump: bool = False  # the missing rate above the training one by more than the limit
+    unknown_jump: bool = False  # unknown categories above the limit
     bins: list[Bin] = field(default_factory=list)
 
 
@@ -55,22 +58,50 @@ class Report:
     version: str
     since: str | None
     until: str
-    threshold: float
+    threshold: float  # the PSI limit
     records: int = 0
     requests: int = 0
     unreadable: int = 0  # logged requests whose inputs the model could not read (logged by another version?)
     features: list[Distribution] = field(default_factory=list)
     predictions: Distribution | None = None
     feedback: Feedback = field(default_factory=Feedback)
+    missing_threshold: float = 0.1
+    unknown_threshold: float = 0.05
 
     @property
     def drifted(self) -> list[Distribution]:
         rows = [*self.features, *([self.predictions] if self.predictions else [])]
         return [row for row in rows if row.drifted]
 
+    @property
+    def missing_jumps(self) -> list[Distribution]:
+        return [row for row in self.features if row.missing_jump]
+
+    @property
+    def unknown_jumps(self) -> list[Distribution]:
+        return [row for row in self.features if row.unknown_jump]
+
+    def problems(self) -> list[str]:
+        """What `mlpack monitor` exits 1 for, one line each (empty: every figure within its limit)."""
+        found = []
+        if self.drifted:
+            found.append(f"PSI above {self.threshold:g} for: {', '.join(row.name for row in self.drifted)}")
+        if self.missing_jumps:
+            shown = ", ".join(
+                f"{row.name} ({row.missing_rate:.1%}, training {row.training_missing_rate:.1%})"
+                for row in self.missing_jumps
+            )
+            found.append(f"missing rate up by more than {self.missing_threshold:.1%} for: {shown}")
+        if self.unknown_jumps:
+            shown = ", ".join(f"{row.name} ({row.unknown_rate or 0.0:.1%})" for row in self.unknown_jumps)
+            found.append(f"unknown categories above {self.unknown_threshold:.1%} for: {shown}")
+        return found
+
     def as_dict(self) -> dict[str, Any]:
         document = asdict(self)
         document["drifted"] = [row.name for row in self.drifted]
+        document["missing_jumps"] = [row.name for row in self.missing_jumps]
+        document["unknown_jumps"] = [row.name for row in self.unknown_jumps]
         return document
 
 
@@ -85,7 +116,7 @@ class _Tally:
     def add(self, values: Any) -> None:
         self.counts += self.profile.counts_of(values)
 
-    def result(self, threshold: float, training_missing: float) -> Distribution:
+    def result(self, limits: Limits, training_missing: float) -> Distribution:
         profile, counts = self.profile, self.counts
         total = int(counts.sum())
         present = counts[: profile.value_bins]
@@ -95,7 +126,11 @@ class _Tally:
             if profile.unknown_bin >= 0:
                 row.unknown_rate = round(float(counts[profile.unknown_bin]) / total, 6)
         row.psi = profile.psi(counts)
-        row.drifted = row.psi is not None and row.psi > threshold
+        row.drifted = row.psi is not None and row.psi > limits.psi
+        # A jump, not noise: 3.6% missing in training and 32.4% live is a broken upstream field even
+        # where the present values' PSI stays small (they are still drawn from the same distribution).
+        row.missing_jump = bool(total) and row.missing_rate - training_missing > limits.missing + 1e-12
+        row.unknown_jump = row.unknown_rate is not None and row.unknown_rate > limits.unknown + 1e-12
         shown = present.sum()
         row.bins = [
             Bin(label, round(float(expected), 6), round(float(count) / shown, 6) if shown else 0.0)
@@ -115,7 +150,13 @@ def _records_of(document: Mapping[str, Any]) -> Any:
     return document.get("inputs")
 
 
-def analyse(documents: Iterable[Mapping[str, Any]], metadata: Mapping[str, Any], threshold: float) -> Report:
+def analyse(
+    documents: Iterable[Mapping[str, Any]],
+    metadata: Mapping[str, Any],
+    threshold: float,
+    *,
+    limits: Limits | None = None,
+) -> Report:
     """Fold the logged requests into per-feature and prediction distributions, and the feedback pairs."""
     baseline = metadata["baseline"]
     model = Model(b"", metadata)  # only `feeds` is used: no onnxruntime session is created
@@ -130,6 +171,8 @@ def analyse(documents: Iterable[Mapping[str, Any]], metadata: Mapping[str, Any],
         until="",
         threshold=threshold,
     )
+    limits = dataclasses.replace(limits or Limits(), psi=threshold)
+    report.missing_threshold, report.unknown_threshold = limits.missing, limits.unknown
     truths: list[Any] = []
     guesses: list[Any] = []
 
@@ -190,8 +233,8 @@ def analyse(documents: Iterable[Mapping[str, Any]], metadata: Mapping[str, Any],
     if batch:
         together(batch)
     for name, tally in tallies.items():
-        report.features.append(tally.result(threshold, float(baseline["features"][name].get("missing", 0.0))))
-    report.predictions = prediction.result(threshold, 0.0)
+        report.features.append(tally.result(limits, float(baseline["features"][name].get("missing", 0.0))))
+    report.predictions = prediction.result(limits, 0.0)
     report.feedback = _live_metrics(truths, guesses, metadata)
     return report
 
@@ -250,24 +293,28 @@ def monitor(
     *,
     since: str | None = None,
     until: str | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     version: str | None = None,
     dist: str | Path | None = None,
     artifact: str | None = None,
+    missing_threshold: float | None = None,
+    unknown_threshold: float | None = None,
 ) -> Report:
-    """The report for one model version over a window of its inference log."""
+    """The report for one model version over a window of its inference log; a limit not given is
+    [monitor]'s in mlpack.toml (defaults: PSI 0.2, missing rate +0.1, unknown categories 0.05)."""
     from mlpack.source import connect
 
     config = load_config(project)
     window = Window.parse(since, until)
-    threshold = check_threshold(threshold)
+    limits = Limits.of(config, threshold, missing_threshold, unknown_threshold)
     metadata = model_metadata(config, version=version, dist=Path(dist) if dist else None, artifact=artifact)
     where = log_location(config, metadata)
     client = connect(where.uri)
     try:
         collection = client[where.database][where.collection]
         with outside("MongoDB", action=f"reading the inference log {where.database}.{where.collection}"):
-            report = analyse(_documents(collection, metadata["name"], metadata["version"], window), metadata, threshold)
+            logged = _documents(collection, metadata["name"], metadata["version"], window)
+            report = analyse(logged, metadata, limits.psi, limits=limits)
     finally:
         client.close()
     report.since = stamp(window.since) if window.since else None

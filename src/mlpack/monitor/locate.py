@@ -22,10 +22,33 @@ LIVE_METRICS = {
 
 
 # -- options -------------------------------------------------------------------------------------
-def check_threshold(value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"--threshold must be a positive number, got {value:g}")
+def check_threshold(value: float, flag: str = "--threshold", *, share: bool = False) -> float:
+    """A PSI limit is a positive number; a rate's limit (`share`) is above 0 and at most 1."""
+    if not (math.isfinite(value) and value > 0) or (share and value > 1):
+        wanted = "a share above 0 and at most 1 (0.1 = 10%)" if share else "a positive number"
+        raise ConfigError(f"{flag} must be {wanted}, got {value:g}")
     return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Above any of these, `mlpack monitor` exits 1: a PSI, a rise of the missing rate over the training
+    one, a share of categories never seen in training (the flags, else [monitor] in mlpack.toml)."""
+
+    psi: float = 0.2
+    missing: float = 0.1
+    unknown: float = 0.05
+
+    @classmethod
+    def of(cls, config: Config, psi: float | None, missing: float | None, unknown: float | None) -> Limits:
+        section = config.monitor
+        missing = section.missing_threshold if missing is None else missing
+        unknown = section.unknown_threshold if unknown is None else unknown
+        return cls(
+            check_threshold(section.threshold if psi is None else psi),
+            check_threshold(missing, "--missing-threshold", share=True),
+            check_threshold(unknown, "--unknown-threshold", share=True),
+        )
 
 
 # -- which model, which log ----------------------------------------------------------------------

@@ -15,6 +15,11 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _metric(value: float | None) -> str:
+    """A build metric, or "-" where the build did not compute it (never "nan")."""
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
 def _psi_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -31,13 +36,16 @@ def render_text(report: Report) -> str:
     rows = [("", "PSI", "missing", "training missing", "unknown categories")]
     for row in [*report.features, *([report.predictions] if report.predictions else [])]:
         flag = " !" if row.drifted else ""
+        feature = row is not report.predictions
         rows.append(
             (
-                row.name if row is not report.predictions else "(predictions)",
+                row.name if feature else "(predictions)",
                 _psi_text(row.psi) + flag,
-                _percent(row.missing_rate) if row is not report.predictions else "-",
-                _percent(row.training_missing_rate) if row is not report.predictions else "-",
-                _percent(row.unknown_rate) if row.kind == "categorical" and row is not report.predictions else "-",
+                _percent(row.missing_rate) + (" !" if row.missing_jump else "") if feature else "-",
+                _percent(row.training_missing_rate) if feature else "-",
+                _percent(row.unknown_rate) + (" !" if row.unknown_jump else "")
+                if row.kind == "categorical" and feature
+                else "-",
             )
         )
     widths = [max(len(cells[i]) for cells in rows) for i in range(len(rows[0]))]
@@ -58,6 +66,14 @@ def render_text(report: Report) -> str:
         lines.append(f"drift above the threshold {report.threshold:g}: {names}")
     else:
         lines.append(f"no PSI above the threshold {report.threshold:g}")
+    if report.missing_jumps:
+        names = ", ".join(
+            f"{r.name} ({r.training_missing_rate:.1%} -> {r.missing_rate:.1%})" for r in report.missing_jumps
+        )
+        lines.append(f"missing rate up by more than {report.missing_threshold:.1%}: {names}")
+    if report.unknown_jumps:
+        names = ", ".join(f"{row.name} ({row.unknown_rate or 0.0:.1%})" for row in report.unknown_jumps)
+        lines.append(f"unknown categories above {report.unknown_threshold:.1%}: {names}")
     return "\n".join(lines)
 
 
@@ -66,7 +82,7 @@ def render_html(report: Report) -> str:
     rows = []
     sections = []
     for row in [*report.features, *([report.predictions] if report.predictions else [])]:
-        css = ' class="drift"' if row.drifted else ""
+        css = ' class="drift"' if row.drifted or row.missing_jump or row.unknown_jump else ""
         rows.append(
             f"<tr{css}><td>{html.escape(row.name)}</td><td>{row.kind}</td><td>{_psi_text(row.psi)}</td>"
             f"<td>{_percent(row.missing_rate)}</td><td>{_percent(row.training_missing_rate)}</td>"
@@ -76,13 +92,15 @@ def render_html(report: Report) -> str:
     feedback = report.feedback
     live = (
         "".join(
-            f"<tr><td>{name}</td><td>{value:.4f}</td><td>{feedback.build_metrics.get(name, float('nan')):.4f}</td></tr>"
+            f"<tr><td>{name}</td><td>{value:.4f}</td><td>{_metric(feedback.build_metrics.get(name))}</td></tr>"
             for name, value in feedback.metrics.items()
         )
         or '<tr><td colspan="3">no feedback labels in this window</td></tr>'
     )
     title = html.escape(f"{report.model} {report.version}: drift and live quality")
     drifted = ", ".join(html.escape(row.name) for row in report.drifted) or "none"
+    jumped = ", ".join(html.escape(row.name) for row in report.missing_jumps) or "none"
+    unknown = ", ".join(html.escape(row.name) for row in report.unknown_jumps) or "none"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -94,7 +112,9 @@ tr.drift td {{ background: #fde2e1; }}
 </style></head><body>
 <h1>{title}</h1>
 <p>{report.records} records in {report.requests} logged requests, from {report.since or "the start"} to {report.until}.
-PSI threshold {report.threshold:g}; above it: <strong>{drifted}</strong>.</p>
+PSI threshold {report.threshold:g}; above it: <strong>{drifted}</strong>. Missing rate up by more than
+{report.missing_threshold:.1%}: <strong>{jumped}</strong>. Unknown categories above {report.unknown_threshold:.1%}:
+<strong>{unknown}</strong>.</p>
 <table><tr><th>feature</th><th>kind</th><th>PSI</th><th>missing</th><th>training missing</th>
 <th>unknown categories</th></tr>
 {"".join(rows)}

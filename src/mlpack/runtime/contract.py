@@ -112,6 +112,9 @@ class Metadata(_MetadataRequired, total=False):
     baseline: Dict[str, Any]  # the training distributions drift is measured against (mlpack.drift)
     cv: Dict[str, Any]  # cross-validation summary on the training split (mlpack.experiments)
     search: Dict[str, Any]  # hyper-parameter search summary: space, trials, best params (mlpack.experiments)
+    # How the model decides ([estimator]): calibration, threshold (and the metric it was chosen for),
+    # positive_class, early_stopping (rounds, validation_fraction, iterations kept). Absent: as fitted.
+    decision: Dict[str, Any]
 
 
 # -- the one check of a metadata document, derived from the TypedDicts above ----------------------

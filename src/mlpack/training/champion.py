@@ -105,7 +105,7 @@ def score(champion: Champion, trained: TrainedModel, metadata: Metadata, names: 
             scores[name] = math.nan
             continue
         try:
-            scores[name] = round(metric.score(y, predicted, proba, classes), 6)
+            scores[name] = round(metric.score(y, predicted, proba, classes, trained.test_weight), 6)
         except (ValueError, TypeError):  # undefined on these rows, or classes the champion never saw
             scores[name] = math.nan
     return scores
@@ -163,8 +163,7 @@ def evaluate(
     """Score the champion on the challenger's test rows and apply the margin: the report's entry, or
     None and the warning when the champion cannot be scored on these rows."""
     problem = unscorable(champion, metadata, trained.test_columns)
-    if problem is not None:
-        say(f"warning: champion {problem}")
+    if problem is not None:  # the build says the warning (its warn channel), and records it in the report
         return None, f"champion {problem}"
     names = list(trained.metrics)
     entry = comparison(

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 from pymongo.collection import Collection
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from mlpack.errors import ConfigError, DataError, ExternalError, outside
@@ -198,8 +197,10 @@ def run(
     log: TrialLog,
     *,
     say: Callable[[str], None] = lambda _m: None,
+    warn: Callable[[str], None] = lambda _m: None,
 ) -> Experiment | None:
-    """Every trial of the plan on the training split, each logged as it finishes; the best one."""
+    """Every trial of the plan on the training split, each logged as it finishes; the best one. A trial
+    that fails (or scores NaN) is said through `warn` and left out of the ranking; all failing is exit 2."""
     the_plan = recipe.plan
     if the_plan is None:
         return None
@@ -217,11 +218,23 @@ def run(
         trial = _run_trial(recipe, number, point, params, folds, y_all, split.train_weight, names)
         log.write(the_plan, trial, params)
         trials.append(trial)
+        where = f"trial {number + 1} of {len(the_plan.points)} ({_shown(point)})"
+        if trial.status != "ok":
+            warn(f"{where} failed to train and is left out of the ranking: {trial.error[:300]}")
+        elif math.isnan(trial.score(the_plan.scoring)):
+            warn(f"{where} has no {the_plan.scoring} (NaN in every fold) and ranks last")
     best = ranked(trials, the_plan)[0]
     if best.status != "ok":
-        raise ConfigError(f"every trial failed to train; the first: {trials[0].error}")
+        raise ConfigError(f"all {len(trials)} trials failed to train; the first: {trials[0].error[:500]}")
     log.mark_best(best)
     return Experiment(the_plan, trials, best, round(time.monotonic() - started, 4))
+
+
+def _shown(point: dict[str, Any]) -> str:
+    """A point as the config writes it: None as "@none"."""
+    if not point:
+        return "the configured params"
+    return ", ".join(f"{k} = {'@none' if v is None else repr(v)}" for k, v in point.items())
 
 
 @dataclass(frozen=True)
@@ -279,16 +292,15 @@ def _run_trial(
         fit_args = {"sample_weight": weight[fold.fit_rows]} if weight is not None else {}
         began = time.perf_counter()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(fold.fit_x, y_all[fold.fit_rows], **fit_args)
+            model.fit(fold.fit_x, y_all[fold.fit_rows], **fit_args)  # warnings: the build says them
         except fit_errors(spec) as exc:  # a bad value in the space (InvalidParameterError is a ValueError)
             trial.fit_seconds.append(time.perf_counter() - began)
             trial.status, trial.error = "failed", f"{type(exc).__name__}: {exc}"
             trial.folds = []
             return trial
         trial.fit_seconds.append(time.perf_counter() - began)
-        trial.folds.append(score_all(model, fold.score_x, y_all[fold.score_rows], names))
+        scored = weight[fold.score_rows] if weight is not None else None  # the metrics weigh as in the build's
+        trial.folds.append(score_all(model, fold.score_x, y_all[fold.score_rows], names, scored))
     return trial
 
 

@@ -16,38 +16,51 @@ from mlpack.config import EvaluationSection, Task
 from mlpack.errors import ConfigError, QualityGateError
 from mlpack.estimators import has_probabilities
 
+Weights = np.ndarray | None  # [features].weight of the rows scored: every metric is weighted by it
+
 
 @dataclass(frozen=True)
 class Metric:
     task: Task
     higher_is_better: bool
-    # (true values, predicted labels or values, class probabilities or None, classes) -> score
-    score: Callable[[np.ndarray, np.ndarray, np.ndarray | None, list[Any]], float]
+    # (true values, predicted labels or values, class probabilities or None, classes, weights or None) -> score
+    function: Callable[[np.ndarray, np.ndarray, np.ndarray | None, list[Any], Weights], float]
     uses_probabilities: bool = False  # only these need predict_proba (the model card skips it otherwise)
 
+    def score(
+        self, y: np.ndarray, predicted: np.ndarray, proba: np.ndarray | None, classes: list[Any], weight: Weights = None
+    ) -> float:
+        return self.function(y, predicted, proba, classes, weight)
 
-def _roc_auc(y: np.ndarray, _pred: np.ndarray, proba: np.ndarray | None, classes: list[Any]) -> float:
+
+def _roc_auc(y: np.ndarray, _pred: np.ndarray, proba: np.ndarray | None, classes: list[Any], w: Weights) -> float:
     assert proba is not None
     if len(classes) == 2:
-        return float(skm.roc_auc_score(y == classes[1], proba[:, 1]))
-    return float(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes))
+        return float(skm.roc_auc_score(y == classes[1], proba[:, 1], sample_weight=w))
+    return float(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes, sample_weight=w))
+
+
+def _labels(function: Callable[..., Any], **options: Any) -> Callable[..., float]:
+    """A metric of the predicted labels or values, weighted by the rows' weights when there are some."""
+    return lambda y, p, _proba, _classes, w: float(function(y, p, sample_weight=w, **options))
 
 
 METRICS: dict[str, Metric] = {
-    "accuracy": Metric("classification", True, lambda y, p, _, __: float(skm.accuracy_score(y, p))),
-    "balanced_accuracy": Metric("classification", True, lambda y, p, _, __: float(skm.balanced_accuracy_score(y, p))),
-    "f1_macro": Metric("classification", True, lambda y, p, _, __: float(skm.f1_score(y, p, average="macro"))),
-    "precision_macro": Metric(
-        "classification", True, lambda y, p, _, __: float(skm.precision_score(y, p, average="macro", zero_division=0))
-    ),
-    "recall_macro": Metric("classification", True, lambda y, p, _, __: float(skm.recall_score(y, p, average="macro"))),
+    "accuracy": Metric("classification", True, _labels(skm.accuracy_score)),
+    "balanced_accuracy": Metric("classification", True, _labels(skm.balanced_accuracy_score)),
+    "f1_macro": Metric("classification", True, _labels(skm.f1_score, average="macro")),
+    "precision_macro": Metric("classification", True, _labels(skm.precision_score, average="macro", zero_division=0)),
+    "recall_macro": Metric("classification", True, _labels(skm.recall_score, average="macro")),
     "roc_auc": Metric("classification", True, _roc_auc, uses_probabilities=True),
     "log_loss": Metric(
-        "classification", False, lambda y, _, pr, c: float(skm.log_loss(y, pr, labels=c)), uses_probabilities=True
+        "classification",
+        False,
+        lambda y, _, pr, c, w: float(skm.log_loss(y, pr, labels=c, sample_weight=w)),
+        uses_probabilities=True,
     ),
-    "r2": Metric("regression", True, lambda y, p, _, __: float(skm.r2_score(y, p))),
-    "rmse": Metric("regression", False, lambda y, p, _, __: float(skm.root_mean_squared_error(y, p))),
-    "mae": Metric("regression", False, lambda y, p, _, __: float(skm.mean_absolute_error(y, p))),
+    "r2": Metric("regression", True, _labels(skm.r2_score)),
+    "rmse": Metric("regression", False, _labels(skm.root_mean_squared_error)),
+    "mae": Metric("regression", False, _labels(skm.mean_absolute_error)),
 }
 
 DEFAULT_METRICS: dict[Task, list[str]] = {
@@ -77,8 +90,11 @@ def metric_names(task: Task, evaluation: EvaluationSection, estimator: Any, clas
     return list(dict.fromkeys([*names, *evaluation.gates]))
 
 
-def score_all(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, names: list[str]) -> dict[str, float]:
-    """Every named metric of a fitted pipeline on (x, y); a metric undefined on these rows is NaN."""
+def score_all(
+    pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, names: list[str], weight: Weights = None
+) -> dict[str, float]:
+    """Every named metric of a fitted pipeline on (x, y), weighted by `weight` if given; a metric
+    undefined on these rows is NaN."""
     predicted = pipeline.predict(x)
     classification = METRICS[names[0]].task == "classification"
     probabilities = pipeline.predict_proba(x) if classification and has_probabilities(pipeline) else None
@@ -86,7 +102,7 @@ def score_all(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, names: list[st
     scores = {}
     for name in names:
         try:
-            scores[name] = round(METRICS[name].score(y, predicted, probabilities, classes), 6)
+            scores[name] = round(METRICS[name].score(y, predicted, probabilities, classes, weight), 6)
         except ValueError:  # e.g. roc_auc on rows of a single class
             scores[name] = math.nan
     return scores

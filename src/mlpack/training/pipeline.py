@@ -7,18 +7,21 @@ registered skl2onnx converter, so the same fitted steps become the model's ONNX 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
 from mlpack.errors import DataError
-from mlpack.estimators import EstimatorSpec
+from mlpack.estimators import EstimatorSpec, decision
 from mlpack.features.categories import RareCategories
 from mlpack.features.dates import DateParts
 from mlpack.features.derived import DerivedFeatures
@@ -31,6 +34,8 @@ from mlpack.features.text import TextWords, stop_words
 if TYPE_CHECKING:
     from mlpack.training.recipe import Recipe
 
+
+CALIBRATION_FOLDS = 5  # calibration and a chosen threshold fit on 4/5, check on 1/5 (scikit-learn's default)
 
 _SCALERS: dict[str, Callable[[], Any]] = {"standard": StandardScaler, "robust": RobustScaler}
 
@@ -98,10 +103,29 @@ def graph_features(recipe: Recipe, spec: EstimatorSpec) -> GraphFeatures:
 
 
 def final(recipe: Recipe, estimator: Any) -> Any:
-    """The pipeline's last step: the estimator, inside the target transform when there is one."""
+    """The pipeline's last step: the estimator, stopping early on a validation set, calibrated, deciding
+    at its threshold ([estimator]), inside the target transform when there is one. The search's trials
+    fit this same step, so what they score is what ships."""
+    section, seed = recipe.estimator, recipe.evaluation.seed
+    model = estimator
+    stopping = section.early_stopping
+    if stopping is not None and recipe.spec.early_stopping == "native":  # scikit-learn's own validation split
+        native = {"n_iter_no_change": stopping.rounds, "validation_fraction": stopping.validation_fraction}
+        model.set_params(**native, **({"early_stopping": True} if "early_stopping" in model.get_params() else {}))
+    elif stopping is not None:
+        wrapper = decision.StopsEarlyClassifier if recipe.classification else decision.StopsEarlyRegressor
+        model = wrapper(model, stopping.rounds, stopping.validation_fraction, seed)
+    if section.calibration:
+        folds = StratifiedKFold(CALIBRATION_FOLDS, shuffle=True, random_state=seed)
+        model = CalibratedClassifierCV(model, method=section.calibration, cv=folds, ensemble=False)
+    if section.decides:
+        threshold = 0.5 if math.isnan(section.threshold) else section.threshold
+        model = decision.DecisionThreshold(
+            model, threshold, section.threshold_metric, recipe.positive, CALIBRATION_FOLDS, seed
+        )
     if recipe.features.target_transform:
-        return TransformedTarget(estimator, recipe.features.target_transform)
-    return estimator
+        return TransformedTarget(model, recipe.features.target_transform)
+    return model
 
 
 def preprocessing_pipeline(recipe: Recipe, spec: EstimatorSpec) -> Pipeline:

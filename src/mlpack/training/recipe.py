@@ -46,6 +46,7 @@ class Recipe:
     plan: Plan | None  # cross-validation or search, None for neither
     input_names: dict[str, str]  # feature path → ONNX input name
     target_opset: int
+    positive: Any = None  # a threshold's class (its code), once the data is known (train.with_positive)
 
     @property
     def classification(self) -> bool:
@@ -61,8 +62,35 @@ class Recipe:
         return make_estimator(section, self.task, seed=self.evaluation.seed)
 
 
+# TOML has no null. In [estimator].params and [search].params this string stands for Python's None
+# (max_depth = [4, 8, "@none"]): no parameter of a supported estimator takes it as a value, where
+# "none" or "None" could be one (a class named "none", a string option) and a typo of it would pass.
+NONE = "@none"
+_NULL_LOOKALIKES = {"none", "null", "nil", "~"}
+
+
+def with_nones(value: Any) -> Any:
+    """`value` with every "@none" (inside lists and tables too) as None."""
+    if isinstance(value, str) and value == NONE:
+        return None
+    if isinstance(value, list):
+        return [with_nones(v) for v in value]
+    if isinstance(value, dict):
+        return {k: with_nones(v) for k, v in value.items()}
+    return value
+
+
+def _with_nones(config: Config) -> Config:
+    estimator = dataclasses.replace(config.estimator, params=with_nones(config.estimator.params))
+    search = config.search and dataclasses.replace(config.search, params=with_nones(config.search.params))
+    return dataclasses.replace(config, estimator=estimator, search=search)
+
+
 def settle(config: Config) -> Recipe:
+    config = _with_nones(config)
     estimator, spec = make_estimator(config.estimator, config.model.task)
+    _check_values(estimator, config.estimator.params, "[estimator].params")
+    _check_decision(config, estimator, spec)
     names = _metrics(config, estimator)
     return Recipe(
         task=config.model.task,
@@ -94,6 +122,7 @@ class Plan:
 
 def plan(config: Config) -> Plan | None:
     """The trials a config asks for, or None without [evaluation].cv and [search]. Checks every name."""
+    config = _with_nones(config)
     estimator, _ = make_estimator(config.estimator, config.model.task)
     return _plan(config, estimator, _metrics(config, estimator))
 
@@ -124,10 +153,50 @@ def _plan(config: Config, estimator: BaseEstimator, names: list[str]) -> Plan | 
         points = list(sampler)
     # TOML hands over plain Python values; numpy scalars from the sampler would not go into MongoDB.
     points = [{k: _plain(v) for k, v in sorted(point.items())} for point in points]
+    for point in points:  # a value the estimator refuses is a config mistake: said now, not as failed trials
+        _check_values(estimator, {**config.estimator.params, **point}, "[search].params", only=set(point))
     folds = search.cv or evaluation.cv or DEFAULT_FOLDS
     return Plan(
         "search", points, folds, scoring, metric.higher_is_better, evaluation.seed, search.params, search.method
     )
+
+
+def _check_values(estimator: BaseEstimator, params: dict[str, Any], where: str, only: set[str] | None = None) -> None:
+    """scikit-learn's own constraints on each value (an int >= 1 or None, one of "sqrt", "log2"...), before
+    any data is read; a "none" written for None gets the spelling that works. Estimators without declared
+    constraints (XGBoost, LightGBM) are checked by their fit, as failed trials."""
+    from sklearn.base import clone
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    if not hasattr(type(estimator), "_parameter_constraints"):
+        return
+    candidate = clone(estimator).set_params(**params)
+    try:
+        candidate._validate_params()
+    except InvalidParameterError as exc:
+        name = next((n for n in sorted(params, key=len, reverse=True) if f"'{n}' parameter" in str(exc)), "")
+        if only is not None and name and name not in only:
+            return  # a configured param's own problem, said for [estimator].params
+        value = params.get(name)
+        hint = f' (TOML has no null: write "{NONE}" for None)' if str(value).strip().lower() in _NULL_LOOKALIKES else ""
+        raise ConfigError(f"{where}.{name or '?'} = {value!r}: {exc}{hint}") from None
+
+
+def _check_decision(config: Config, estimator: BaseEstimator, spec: EstimatorSpec) -> None:
+    """[estimator] early_stopping needs a boosting estimator; calibration and a threshold need probabilities."""
+    from mlpack.estimators import has_probabilities
+
+    section, name = config.estimator, config.estimator.class_path.rsplit(".", 1)[-1]
+    if section.early_stopping is not None and not spec.early_stopping:
+        raise ConfigError(
+            f"[estimator.early_stopping]: {name} does not boost, so there is nothing to stop early; it is for "
+            "GradientBoosting*, HistGradientBoosting*, XGBoost and LightGBM"
+        )
+    for key, given in (("calibration", bool(section.calibration)), ("threshold", section.decides)):
+        if given and not has_probabilities(estimator):
+            raise ConfigError(
+                f"[estimator].{key} needs class probabilities, which {name} with these params does not give"
+            )
 
 
 def _plain(value: Any) -> Any:

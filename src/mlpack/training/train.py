@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 
 from mlpack import filters
@@ -19,6 +19,7 @@ from mlpack.features.labels import class_names as class_names  # the class helpe
 from mlpack.features.labels import class_value as class_value
 from mlpack.features.labels import with_class_weight_labels as with_class_weight_labels
 from mlpack.features.text import NoWordsError
+from mlpack.runtime import category_text
 from mlpack.training import splits
 from mlpack.training.metrics import score_all
 from mlpack.training.pipeline import build_pipeline, check_derived, frame
@@ -40,6 +41,7 @@ class TrainedModel:
     test_columns: dict[str, np.ndarray]  # the same rows keyed by feature path, as the runtime sees them
     test_target: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)  # the estimator's params as fitted
+    test_weight: np.ndarray | None = None  # [features].weight of the test rows: the metrics are weighted by it
 
 
 @dataclass
@@ -53,6 +55,11 @@ class Split:
     test_target: np.ndarray
     train_keys: np.ndarray | None = None  # "time": ms since 1970, "group": the group, per training row
     test_ids: list[Any] = field(default_factory=list)  # the test documents' _ids (the predictions artifact)
+    test_weight: np.ndarray | None = None  # [features].weight of the test documents: the metrics weigh by it
+
+
+# Fewer test documents than this give no score to trust (one document: r² is undefined, accuracy is 0 or 1).
+MIN_TEST_ROWS = 5
 
 
 def split(recipe: Recipe, dataset: Dataset) -> Split:
@@ -73,6 +80,11 @@ def split(recipe: Recipe, dataset: Dataset) -> Split:
     if not len(train_rows) or not len(test_rows):
         empty = "training" if not len(train_rows) else "test"
         raise DataError(f'[evaluation].split = "{evaluation.split}" leaves the {empty} split empty')
+    if len(test_rows) < MIN_TEST_ROWS:
+        raise DataError(
+            f"the test split holds {len(test_rows)} of {dataset.rows} documents, fewer than {MIN_TEST_ROWS}: no metric "
+            f'on it would mean anything; add documents, or raise [evaluation].test_size (split "{evaluation.split}")'
+        )
     columns = dataset.columns()
     return Split(
         train_columns={path: values[train_rows] for path, values in columns.items()},
@@ -82,7 +94,29 @@ def split(recipe: Recipe, dataset: Dataset) -> Split:
         test_target=dataset.target[test_rows],
         train_keys=keys[train_rows] if keys is not None else None,
         test_ids=[dataset.ids[row] for row in test_rows.tolist()],
+        test_weight=dataset.weight[test_rows] if dataset.weight is not None else None,
     )
+
+
+def with_positive(recipe: Recipe, dataset: Dataset) -> Recipe:
+    """The recipe with its threshold's class resolved against the data: [estimator].positive_class (a
+    class's text, "true" or "1", or its [features].labels name), else the second class (scikit-learn's)."""
+    section = recipe.estimator
+    if not recipe.classification or not section.decides:
+        return recipe
+    codes = np.unique(dataset.target).tolist()
+    if len(codes) != 2:
+        raise DataError(f"[estimator].threshold is for two classes; target '{recipe.features.target}' has {len(codes)}")
+    if not section.positive_class:
+        return dataclasses.replace(recipe, positive=codes[1])
+    names = {category_text(class_value(code, dataset)): code for code in codes}
+    names.update({str(name): code for code, name in zip(codes, class_names(codes, dataset, recipe))})
+    if section.positive_class not in names:
+        known = ", ".join(names)
+        raise ConfigError(
+            f"[estimator].positive_class {section.positive_class!r} is not a class of the target ({known})"
+        )
+    return dataclasses.replace(recipe, positive=names[section.positive_class])
 
 
 def train(
@@ -108,9 +142,7 @@ def train(
     train_frame = frame(parts.train_columns, recipe.input_names)
     check_derived(recipe, train_frame)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            pipeline.fit(train_frame, parts.train_target, **fit_args)
+        pipeline.fit(train_frame, parts.train_target, **fit_args)  # a ConvergenceWarning is the build's to say
     except NoWordsError as exc:
         raise DataError(str(exc)) from None
     except GraphConversionError as exc:
@@ -119,7 +151,14 @@ def train(
         # scikit-learn validates params at fit time (InvalidParameterError is a ValueError).
         raise ConfigError(f"[estimator] {recipe.estimator.class_path} could not be trained: {exc}") from None
     test_frame = frame(parts.test_columns, recipe.input_names)
-    scores = score_all(pipeline, test_frame, parts.test_target, list(recipe.metrics))
+    scores = score_all(pipeline, test_frame, parts.test_target, list(recipe.metrics), parts.test_weight)
+    undefined = [name for name, value in scores.items() if math.isnan(value)]
+    if undefined:  # a model whose score cannot be computed has not been evaluated: never ship it as "nan"
+        raise DataError(
+            f"{', '.join(undefined)} cannot be computed on the test split of {len(parts.test_target)} documents "
+            "(a class absent from it, or every true value the same): add documents, raise [evaluation].test_size, "
+            "or choose other [evaluation].metrics"
+        )
     return TrainedModel(
         pipeline=pipeline,
         spec=spec,
@@ -133,4 +172,5 @@ def train(
         test_columns=parts.test_columns,
         test_target=parts.test_target,
         params=dict(configured),
+        test_weight=parts.test_weight,
     )

@@ -129,7 +129,7 @@ def data_warnings(dataset: Any, features: Any, task: str, max_categories: int) -
         if share > MOSTLY_MISSING:
             warnings.append(
                 f"numeric feature '{path}' is missing in {share:.0%} of the documents: "
-                "most of its values will be the imputed median"
+                "most of its values will be the imputed value ([preprocessing].numeric_impute)"
             )
     if task == "classification":
         counts = Counter(dataset.target.tolist())
@@ -141,3 +141,32 @@ def data_warnings(dataset: Any, features: Any, task: str, max_categories: int) -
                     f"({count} of {dataset.rows}): the model may never predict it"
                 )
     return warnings
+
+
+def never_present(kind: str, columns: dict[str, Any], rows: int) -> list[str]:
+    """Features whose every value is missing (null, NaN, a missing marker such as "NA", an empty text).
+
+    Such a column used to build: the imputer drops a numeric column it has no value for while the
+    graph still takes the input, and the model learns nothing from it. The data or the config is
+    wrong, so the build stops naming it (exit 1)."""
+    import numpy as np
+
+    from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE
+
+    problems = []
+    for path, column in columns.items():
+        if column is None or not rows:
+            continue
+        if kind == "numeric":
+            empty = bool(np.isnan(column).all())
+        elif kind == "datetime":
+            empty = bool((column == MISSING_DATE).all())
+        else:
+            empty = all(value == (MISSING_CATEGORY if kind == "categorical" else "") for value in column.tolist())
+        if empty:
+            problems.append(
+                f"{kind} feature '{path}' has no value in any of the {rows} documents (each is null, absent or a "
+                'missing marker such as "NA"): there is nothing to learn from it; fix the data or remove it from '
+                "[features]"
+            )
+    return problems

@@ -27,13 +27,8 @@ from mlpack.runtime import MISSING_DATE, category_text, date_milliseconds, to_nu
 from mlpack.source import readings
 from mlpack.source.feedback import FeedbackSummary
 from mlpack.source.mongo import RawColumns
-from mlpack.validate.cleaning import (
-    data_warnings,
-    missing_target,
-    missing_target_hint,
-    text_numbers_note,
-    without_missing_targets,
-)
+from mlpack.validate import cleaning
+from mlpack.validate.cleaning import data_warnings, missing_target
 
 MIN_ROWS_PER_CLASS = 2
 
@@ -110,7 +105,7 @@ def _check_numeric(path: str, values: Sequence[Any], ids: Sequence[Any], report:
     if bad:
         report.problems.append(_report_bad("numeric", path, bad, ids))
         return None
-    note = text_numbers_note(path, values, numbers)
+    note = cleaning.text_numbers_note(path, values, numbers)
     if note:
         report.notes.append(note)
     return np.array(numbers, dtype=np.float64)
@@ -208,7 +203,7 @@ def _check_target(
     if missing:
         report.problems.append(
             f"target '{path}': missing in {len(missing)} document(s), e.g. _id {ids[missing[0]]!s}: "
-            + missing_target_hint(path)
+            + cleaning.missing_target_hint(path)
         )
         return None
     if task == "regression":
@@ -344,7 +339,7 @@ def validate(
     if raw.feedback:  # labels of the collection's type, by their names too; before a missing one is dropped
         raw = with_feedback_targets(raw, features, task == "regression")
     if features.drop_missing_target:  # the documents whose target is missing are left out, and counted
-        raw = without_missing_targets(raw, features.target, task == "regression", report.notes)
+        raw = cleaning.without_missing_targets(raw, features.target, task == "regression", report.notes)
     by_kind: dict[str, list[str]] = {"number": [], "category": [], "date": [], "text": []}
     for path in features.inputs:
         by_kind[features.input_kind(path)].append(path)
@@ -355,6 +350,8 @@ def validate(
         report.problems += [problem] if problem else []
     dates = {path: _check_datetime(path, raw.values[path], raw.ids, report) for path in by_kind["date"]}
     texts = {path: _check_text(path, raw.values[path], raw.ids, report) for path in by_kind["text"]}
+    for kind, found in (("numeric", numeric), ("categorical", categorical), ("datetime", dates), ("text", texts)):
+        report.problems += cleaning.never_present(kind, found, raw.rows)  # all null: nothing to learn from
     target = _check_target(features.target, raw.values[features.target], raw.ids, task, report)
     if target is not None and features.target_transform:
         _check_target_domain(features, target[0], raw.ids, report)

@@ -1,0 +1,69 @@
+"""`mlpack build`: its arguments → build.py → the summary lines (or `--json`), progress and warnings on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from mlpack.cli.commands import _print_json, _progress
+from mlpack.cli.lines import feedback_line, parity_line
+from mlpack.redaction import redact
+
+
+def _warnings(args: argparse.Namespace) -> Callable[[str], None]:
+    """mlpack's warnings: always on stderr (CI logs too, and beside --json's stdout), unless -q."""
+    if args.quiet:
+        return lambda _message: None
+    return lambda message: print(redact(f"mlpack: warning: {message}"), file=sys.stderr, flush=True)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from mlpack.build import build
+
+    result = build(
+        args.project,
+        out=args.out,
+        version=args.version,
+        force=args.force,
+        image=args.image,
+        progress=_progress(args),
+        warn=_warnings(args),
+    )
+    if args.json:
+        _print_json(
+            {**result.report, "paths": {k: str(p) for k, p in result.artifacts.items()}, "seconds": result.seconds}
+        )
+    elif not args.quiet:
+        metadata = result.metadata
+        metrics = ", ".join(f"{name} {value:.4f}" for name, value in metadata["metrics"].items())
+        weighted = metadata.get("evaluation", {}).get("weighted_by")
+        metrics += f"; weighted by {weighted}" if weighted else ""
+        print(f"built {metadata['name']} {metadata['version']} in {result.seconds:.1f} s ({metrics})")
+        if feedback_line(metadata["data"]):
+            print(feedback_line(metadata["data"]))
+        if result.report.get("champion"):
+            from mlpack.training.champion import summary
+
+            print(summary(result.report["champion"]))
+        print(parity_line(metadata["parity"]))
+        search, cv = metadata.get("search"), metadata.get("cv")
+        if cv:
+            scoring = search["scoring"] if search else next(iter(cv["scores"]))
+            score = cv["scores"][scoring]
+            failed = f" ({search['failed']} failed)" if search and search["failed"] else ""
+            tried = (
+                f"search: {search['trials']} trials{failed}, best {json.dumps(search['best_params'])}; "
+                if search
+                else ""
+            )
+            print(f"{tried}{cv['folds']}-fold CV {scoring} {score['mean']:.4f} ± {score['std']:.4f}")
+        for path in result.artifacts.values():
+            print(f"  {path}")
+        image = result.report.get("image")
+        if image and image["built"]:
+            print(f"image {image['tag']} ({image['size'] / 2**20:.0f} MiB, {image['id'][:19]})")
+        elif image:
+            print(f"image not built: {image['reason']}")
+    return 0
