@@ -15,7 +15,8 @@ typed as the `served.ServedModel` protocol. Layers, bottom up:
     app.py            routes → model (directly, or queued in the batcher); answers and counts every request
     framing.py        request heads by RFC 9112 (as strict as h11)
     bodies.py         request bodies: a byte budget for those in memory, a minimum rate
-    http.py           HTTP/1.1 connections on asyncio; takes a handler, never imports the app
+    connection.py     one connection as an asyncio.Protocol: the usual request answered inline
+    http.py           the server: accepting, idle and room, draining; takes a handler, never the app
     workers.py        serve(): processes, signals, the command-line options (..settings.ServeSettings)
 """
 

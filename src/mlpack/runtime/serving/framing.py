@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Dict, List, Optional, Tuple
 
 from .wire import MAX_DIGITS, header_size
@@ -31,73 +32,97 @@ MAX_TARGET_BYTES = 8 * 1024
 MAX_HEADERS = 100
 
 
-class Incoming:
-    """What a connection has sent that no request has taken yet: the StreamReader's interface for
-    heads and bodies, over a buffer of our own.
+def take_head(buffer: bytearray, scanned: int, limit: int) -> Tuple[Optional[List[str]], int]:
+    """The next request's head from the start of `buffer`, taken out of it: its request line and header
+    lines, each without its CRLF. `(None, scanned)` while the head is incomplete; pass `scanned` back
+    when more has arrived, so that a head sent a byte at a time costs O(n), not O(n²).
 
-    A head is read in as few awaits as the client took to send it (usually one), and found whole
-    with one search for the blank line, instead of one `readuntil` per line: that cost ~3.5 us a
-    line, more than the rest of the parsing. Line ends are checked on everything received so far,
-    so a request with bare LF line ends is refused at once rather than waited on until the timeout.
+    Found whole with one search for the blank line, instead of one `readuntil` per line: that cost
+    ~3.5 us a line, more than the rest of the parsing. Line ends are checked on everything received so
+    far, so a request with bare LF line ends is refused at once rather than waited on until the timeout.
+    """
+    if buffer.startswith(b"\r\n"):
+        # RFC 9112 2.2 lets a server skip empty lines before a request; h11 refuses them, and so
+        # do we: a stray CRLF after a body is what a miscounted Content-Length leaves behind.
+        raise FramingError(400, "an empty line where a request line belongs")
+    end = buffer.find(b"\r\n\r\n", max(0, scanned - 3))
+    # Up to the blank line; else all received so far but a last CR, whose LF may come next.
+    seen = end + 2 if end >= 0 else len(buffer) - buffer.endswith(b"\r")
+    if (end + 4 if end >= 0 else len(buffer)) > limit:  # the blank line counts
+        raise FramingError(431, "request headers are too large")
+    crlf = buffer.count(b"\r\n", scanned, seen)
+    if buffer.count(b"\n", scanned, seen) != crlf or buffer.count(b"\r", scanned, seen) != crlf:
+        raise FramingError(400, "a request line ends with CRLF, and holds no other CR or LF")
+    if end < 0:
+        return None, seen
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    del buffer[: end + 4]
+    if len(lines) > MAX_HEADERS + 1:
+        raise FramingError(431, f"more than {MAX_HEADERS} header lines")
+    return lines, 0
+
+
+class Incoming:
+    """What a connection has sent that no request has taken yet, for a coroutine that reads it: heads
+    and bodies over a buffer shared with whoever fills it.
+
+    `fill()` waits until more has been appended to `buffer` and says whether anything came (False at
+    the end of the stream). Given a StreamReader instead, it reads from that into its own buffer.
     """
 
     CHUNK = 64 * 1024
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
-        self.buffer = bytearray()
+    def __init__(
+        self,
+        reader: Optional[asyncio.StreamReader] = None,
+        *,
+        buffer: Optional[bytearray] = None,
+        fill: Optional[Callable[[], Awaitable[bool]]] = None,
+    ) -> None:
+        self.buffer = bytearray() if buffer is None else buffer
+        if fill is None:
+            assert reader is not None
+            fill = self._reader_fill(reader)
+        self.fill = fill
+
+    def _reader_fill(self, reader: asyncio.StreamReader) -> Callable[[], Awaitable[bool]]:
+        async def fill() -> bool:
+            chunk = await reader.read(self.CHUNK)
+            self.buffer += chunk
+            return bool(chunk)
+
+        return fill
 
     async def head(self, limit: int) -> List[str]:
         """The request line and header lines of the next request, each without its CRLF."""
-        buffer = self.buffer
-        scanned = 0  # bytes already checked, so that a head sent a byte at a time costs O(n), not O(n²)
+        scanned = 0
         while True:
-            if buffer[:2] == b"\r\n":
-                # RFC 9112 2.2 lets a server skip empty lines before a request; h11 refuses them, and so
-                # do we: a stray CRLF after a body is what a miscounted Content-Length leaves behind.
-                raise FramingError(400, "an empty line where a request line belongs")
-            end = buffer.find(b"\r\n\r\n", max(0, scanned - 3))
-            # Up to the blank line; else all received so far but a last CR, whose LF may come next.
-            seen = end + 2 if end >= 0 else len(buffer) - buffer.endswith(b"\r")
-            if (end + 4 if end >= 0 else len(buffer)) > limit:  # the blank line counts
-                raise FramingError(431, "request headers are too large")
-            crlf = buffer.count(b"\r\n", scanned, seen)
-            if buffer.count(b"\n", scanned, seen) != crlf or buffer.count(b"\r", scanned, seen) != crlf:
-                raise FramingError(400, "a request line ends with CRLF, and holds no other CR or LF")
-            if end >= 0:
-                break
-            scanned = seen
-            chunk = await self.reader.read(self.CHUNK)
-            if not chunk:
-                raise asyncio.IncompleteReadError(bytes(buffer), None)
-            buffer += chunk
-        lines = buffer[:end].decode("latin-1").split("\r\n")
-        del buffer[: end + 4]
-        if len(lines) > MAX_HEADERS + 1:
-            raise FramingError(431, f"more than {MAX_HEADERS} header lines")
-        return lines
+            lines, scanned = take_head(self.buffer, scanned, limit)
+            if lines is not None:
+                return lines
+            if not await self.fill():
+                raise asyncio.IncompleteReadError(bytes(self.buffer), None)
 
     async def readexactly(self, count: int) -> bytes:
         """The next `count` bytes (a body); IncompleteReadError if the connection ends first."""
         buffer = self.buffer
-        if len(buffer) >= count:
-            data = bytes(buffer[:count])
-            del buffer[:count]
-            return data
-        taken = bytes(buffer)
-        buffer.clear()
-        try:
-            return taken + await self.reader.readexactly(count - len(taken))
-        except asyncio.IncompleteReadError as exc:
-            raise asyncio.IncompleteReadError(taken + exc.partial, count) from None
+        while len(buffer) < count:
+            if not await self.fill():
+                taken = bytes(buffer)
+                buffer.clear()
+                raise asyncio.IncompleteReadError(taken, count)
+        data = bytes(buffer[:count])
+        del buffer[:count]
+        return data
 
     async def read(self, count: int) -> bytes:
         """Up to `count` bytes, as soon as any are there; b"" at the end of the stream."""
-        if self.buffer:
-            data = bytes(self.buffer[:count])
-            del self.buffer[:count]
-            return data
-        return await self.reader.read(count)
+        buffer = self.buffer
+        if not buffer and not await self.fill():
+            return b""
+        data = bytes(buffer[:count])
+        del buffer[:count]
+        return data
 
 
 def parse_head(lines: List[str]) -> Tuple[str, str, str, Dict[str, str]]:
@@ -169,4 +194,4 @@ def body_length(headers: Dict[str, str]) -> Optional[int]:
     return length
 
 
-__all__ = ["FramingError", "Incoming", "body_length", "parse_head"]
+__all__ = ["FramingError", "Incoming", "body_length", "parse_head", "take_head"]
