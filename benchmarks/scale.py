@@ -16,7 +16,9 @@ a fresh process that measures:
 
 Goals (issue 23): everything but training <= 20 % of the wall, peak RSS <= 2.5x the projected
 columns in float64. Uses MONGODB_URI, or starts the embedded server (seeding a million documents
-into the test server takes about 15 minutes; the collection is kept for the next run).
+into the test server takes about 15 minutes; the collection is kept for the next run). The test
+server sorts a million documents for minutes before its first batch and answers no heartbeat
+meanwhile: give the URI `connectTimeoutMS=900000&serverSelectionTimeoutMS=900000`.
 
     python benchmarks/scale.py [--documents 1000000] [--estimator hgb|sgd] [--database D --collection C]
 """
@@ -186,14 +188,16 @@ def run(uri: str, documents: int, estimator: str, database: str, collection: str
     scan = raw_scan(uri, database, collection, documents) if with_scan else None
     with tempfile.TemporaryDirectory(prefix="mlpack-scale-") as folder:
         directory = project(Path(folder), database, collection, estimator, documents)
-        out = subprocess.run(
+        done = subprocess.run(
             [sys.executable, __file__, "--child", str(directory), "--estimator", estimator],
-            check=True,
             capture_output=True,
             text=True,
             env={**os.environ, "MONGODB_URI": uri},
-        ).stdout
-    figures = json.loads(out.strip().splitlines()[-1])
+        )
+    if done.returncode:
+        print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+        return done.returncode
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
     wall, fit, stages = figures["wall"], figures["fit"], figures["stages"]
     columns = documents * len(PATHS) * 8
     growth = figures["peak_rss"] - figures["baseline_rss"]
