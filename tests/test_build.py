@@ -418,8 +418,15 @@ def test_bundled_example_builds_with_the_embedded_server(tmp_path: Path) -> None
     result = run_process("build", REPO / "examples" / "wine", "--out", tmp_path / "dist", env=env)
     assert result.code == 0, result.err
     assert "built wine-cultivar 1.0.0" in result.out
-    assert "image not built: no Docker engine answers" in result.out
-    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [
+    # The image needs no engine; its base comes from Docker Hub, which a machine offline cannot reach:
+    # then the build says why there is no image and succeeds without it (the image has its own tests).
+    image = {"wine-cultivar-1.0.0.oci", "wine-cultivar-1.0.0.image.tar"}
+    made = {p.name for p in (tmp_path / "dist").iterdir()}
+    if "image not built: the registry registry-1.docker.io is unreachable" in result.out:
+        assert not made & image
+    else:
+        assert "image wine-cultivar:1.0.0" in result.out and image <= made, result.out
+    assert sorted(made - image) == [
         "wine-cultivar-1.0.0.cdx.json",
         "wine-cultivar-1.0.0.docker",
         "wine-cultivar-1.0.0.html",
