@@ -148,6 +148,10 @@ SLOW = {
     "tests/test_image.py::test_image_builds_runs_and_describes_itself",  # 38 s
     "tests/test_image.py::test_the_image_runs_as_the_manifest_asks",  # 27 s
     "tests/test_newcomer.py::test_dist_is_never_silently_overwritten",  # 17 s
+    "tests/test_oci.py::test_the_dependency_layer_is_made_once_and_checked_when_reused",  # 37 s: four images
+    "tests/test_oci.py::test_mlpack_build_writes_the_image_with_no_engine",  # 16 s: two builds
+    "tests/test_oci.py::test_two_processes_and_folders_give_the_same_manifest_digest",  # 13 s
+    "tests/test_oci_registry.py::test_a_base_from_a_registry_makes_the_image_a_local_base_makes",  # 18 s + 9 s
     "tests/test_newcomer.py::test_init_next_step_works_where_mlpack_is_not_published",  # 6.5 min, MLPACK_SLOW_TESTS
     "tests/test_predict_batches.py::test_spark_map_in_pandas_with_the_wheel_shipped_as_a_zip",  # 12 s + 9 s setup
     # 52 s: a server, three runs of the workflow's steps, three builds
