@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from mlpack import __version__
+from mlpack.artifacts.dist import sha256_of
 from mlpack.artifacts.image import ImageTarget
 from mlpack.artifacts.oci import Layer, write_layer
 from mlpack.artifacts.oci_base import CHUNK
@@ -27,19 +28,11 @@ from mlpack.artifacts.oci_pull import cache_dir
 DEPENDENCY_EPOCH = 315532800  # 1980-01-01T00:00:00Z: zip's earliest time, what wheels carry
 
 
-def _file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(CHUNK), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
 def dependency_key(requirements: list[str], pins: dict[str, str], target: ImageTarget, links: str) -> str | None:
     """What the layer is made of, hashed; None when pip would ask an index (its answer may change)."""
     if not links or not Path(links).is_dir():
         return None
-    wheels = sorted((p.name, _file_sha256(p)) for p in Path(links).glob("*.whl"))
+    wheels = sorted((p.name, sha256_of(p)) for p in Path(links).glob("*.whl"))
     inputs = {
         "mlpack": __version__,  # how the tree is installed and cleaned
         "requirements": requirements,
@@ -55,7 +48,7 @@ def _cached(key: str) -> Layer | None:
     try:
         found = json.loads(entry.read_text(encoding="utf-8"))
         blob = cache_dir() / found["digest"].removeprefix("sha256:")
-        if "sha256:" + _file_sha256(blob) != found["digest"]:
+        if "sha256:" + sha256_of(blob) != found["digest"]:
             return None
         plain = hashlib.sha256()
         with gzip.open(blob) as stream:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from mlpack.artifacts import provenance, sbom, signing
+from mlpack.artifacts.dist import sha256_of
 from mlpack.artifacts.inventory import Inventory, inventory
 from mlpack.artifacts.oci_install import SITE
 from mlpack.errors import ConfigError, VerificationError
@@ -51,14 +52,6 @@ class Verified:
     checks: list[str] = field(default_factory=list)  # one line per thing found to match
     signed: bool = False  # a signature was checked with --key
     unsigned_note: str = ""  # why no signature was checked
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sha256_stream(stream: IO[bytes] | gzip.GzipFile) -> str:
@@ -143,7 +136,7 @@ def _load_sbom(build: Build, result: Verified) -> dict[str, Any]:
     path = build.path(".cdx.json")
     if not path.is_file():
         raise VerificationError(f"{path.name} (the SBOM) is missing next to the artifact")
-    _against_subject(build, path.name, _sha256_file(path), result)
+    _against_subject(build, path.name, sha256_of(path), result)
     document: dict[str, Any] = json.loads(_small(path))
     by_ref = {c.get("bom-ref"): c for c in document.get("components", [])}
     by_ref[sbom.WHEEL_REF] = document["metadata"]["component"]
@@ -181,7 +174,7 @@ def _verify_wheel(wheel: Path, build: Build, key: Path | None, result: Verified)
         if missing:
             raise VerificationError(f"{wheel.name}: {missing[0]} is in its RECORD but not in the wheel")
         result.checks.append(f"{wheel.name}: all {len(record)} files match its RECORD")
-        _against_subject(build, wheel.name, _sha256_file(wheel), result)
+        _against_subject(build, wheel.name, sha256_of(wheel), result)
         document = _load_sbom(build, result)
         listed = {
             c["name"]: [h["content"] for h in c.get("hashes", [])]
@@ -214,7 +207,7 @@ def _verify_model_signature(model: Path, shown: str, build: Build, key: Path, re
 
 
 def _verify_onnx(model: Path, build: Build, key: Path | None, result: Verified) -> None:
-    _against_subject(build, model.name, _sha256_file(model), result)
+    _against_subject(build, model.name, sha256_of(model), result)
     _load_sbom(build, result)
     if key is not None:
         _verify_model_signature(model, model.name, build, key, result)
@@ -277,7 +270,7 @@ def _verify_image(image: Path, build: Build, key: Path | None, result: Verified)
             raise
         raise VerificationError(f"{shown} is not a readable OCI image: {type(exc).__name__} {exc}") from None
     if image.is_file():  # after its blobs, so that a changed layer is named, not just the archive
-        _against_subject(build, image.name, _sha256_file(image), result)
+        _against_subject(build, image.name, sha256_of(image), result)
     document = _load_sbom(build, result)
     listed = sbom.listed_packages(document)
     held = sorted((package.purl, package.sha256) for package in sbom.image_packages(found))
@@ -303,7 +296,7 @@ def _verify_image_model(
                 with copy.open("wb") as target:
                     shutil.copyfileobj(source, target, CHUNK)
                 onnx = build.kinds.get("onnx", "")
-                if _sha256_file(copy) != build.subjects.get(onnx):
+                if sha256_of(copy) != build.subjects.get(onnx):
                     raise VerificationError(f"{shown}: its {name} is not the provenance's model {onnx}")
                 result.checks.append(f"{shown}: its {name} is {onnx}, byte for byte")
                 if key is not None:
@@ -375,5 +368,5 @@ def _verify(path: Path, public: Path | None, result: Verified) -> None:
     elif name.endswith(".image.tar") or (path.is_dir() and name.endswith(".oci")):
         _verify_image(path, build, public, result)
     else:
-        _against_subject(build, name, _sha256_file(path), result)
+        _against_subject(build, name, sha256_of(path), result)
         _load_sbom(build, result)

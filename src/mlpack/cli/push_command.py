@@ -21,17 +21,23 @@ def attachment_argument(value: str) -> tuple[Path, str, str]:
     return Path(path), media_type, media_type
 
 
+def stdin_password(args: argparse.Namespace) -> str | None:
+    """--password-stdin's password (with --username), or None without the flag: never from argv."""
+    if not args.password_stdin:
+        return None
+    if not args.username:
+        raise ConfigError("--password-stdin needs --username")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ConfigError("--password-stdin: no password on standard input")
+    return password
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from mlpack.artifacts.oci_push import Attachment
     from mlpack.push import default_attachments, push
 
-    password = None
-    if args.password_stdin:
-        if not args.username:
-            raise ConfigError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise ConfigError("--password-stdin: no password on standard input")
+    password = stdin_password(args)
     attachments = None
     if args.attach:
         extra = [Attachment(path, media_type, artifact_type) for path, media_type, artifact_type in args.attach]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from mlpack.cli.commands import _print_json
-from mlpack.errors import ConfigError
+from mlpack.cli.push_command import stdin_password
 
 
 def add_verify(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -44,15 +43,8 @@ def _connection(args: argparse.Namespace) -> Any:
     """As `mlpack push` reaches a registry: the CA, plain HTTP, and a login never taken from argv."""
     from mlpack.artifacts.oci_remote import Connection, Credentials
 
-    if args.password_stdin:
-        if not args.username:
-            raise ConfigError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise ConfigError("--password-stdin: no password on standard input")
-        credentials: Credentials | None = Credentials(args.username, password)
-    else:
-        credentials = Credentials.from_env()
+    password = stdin_password(args)
+    credentials = Credentials(args.username, password) if password is not None else Credentials.from_env()
     return Connection(ca_file=args.ca_file, plain_http=args.plain_http, credentials=credentials)
 
 
