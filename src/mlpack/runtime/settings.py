@@ -105,7 +105,7 @@ class ServeSettings:
     inference_log: Optional[InferenceLogSettings] = None  # None: off
     # [serve].inference_log is on but the variable it names is empty: the server warns and serves on.
     inference_log_missing: str = ""
-    threads: Optional[int] = None  # MLPACK_THREADS: onnxruntime's intra-op threads (None: its default)
+    threads: Optional[int] = 1  # MLPACK_THREADS: onnxruntime's intra-op threads (1 unless it says more)
     batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS  # records in one model call of many requests; 1: off
     batch_wait_us: int = DEFAULT_BATCH_WAIT_US  # µs a request may wait for others to join its call
 
@@ -141,10 +141,16 @@ class ServeSettings:
 
 
 def session_threads(environ: Optional[Mapping[str, str]] = None) -> Optional[int]:
-    """MLPACK_THREADS, onnxruntime's intra-op threads for every session (unset: onnxruntime's choice)."""
+    """MLPACK_THREADS, onnxruntime's intra-op threads for every session; unset: one.
+
+    One thread is the default everywhere (the wheel, `mlpack predict`, the server, the parity check):
+    with more, onnxruntime sums a tree ensemble's trees in an order that depends on the batch and the
+    thread count, so a forest's 0.5 becomes 0.49999997 in one process and 0.50000003 in another and a
+    label flips between the wheel and the server. MLPACK_THREADS=N trades that for speed on big batches.
+    """
     raw = (os.environ if environ is None else environ).get("MLPACK_THREADS") or None
     if raw is None:
-        return None
+        return 1
     value = _positive(int)(raw)
     if value is None:
         raise SettingsError(f"MLPACK_THREADS must be a positive int, got {raw!r}")

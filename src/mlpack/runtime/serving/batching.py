@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -208,7 +207,7 @@ class BatchStats:
     @classmethod
     def for_settings(cls, settings: ServeSettings) -> Optional[BatchStats]:
         """Made before the workers fork; None when batching is off: --batch-max-records 1, or
-        MLPACK_THREADS above 1. Unset, the sessions get the one intra-op thread batching needs."""
+        MLPACK_THREADS above 1 (sessions have one intra-op thread unless it says otherwise)."""
         if settings.batch_max_records <= 1:
             return None
         if settings.threads is not None and settings.threads > 1:
@@ -218,8 +217,6 @@ class BatchStats:
                 settings.threads,
             )
             return None
-        if settings.threads is None:
-            os.environ["MLPACK_THREADS"] = "1"  # read when each worker makes its session, after the fork
         return cls(settings.workers)
 
     def attach(self, slot: int) -> None:
