@@ -13,7 +13,6 @@ import sys
 import tarfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
 from mlpack.source.embedded import free_port
 from tests.helpers.cli import assert_clean_error
-from tests.helpers.docker_engine import EngineUnavailable, docker_engine
+from tests.helpers.oci_layouts import write_oci_base
 from tests.helpers.projects import Project
 
 EPOCH = 1767225600
@@ -57,31 +56,6 @@ def base_config(diff_ids: list[str], env: list[str] | None = None) -> dict[str, 
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [{"created_by": "tiny base"} for _ in diff_ids],
     }
-
-
-def write_oci_base(folder: Path, layer: bytes, config: dict[str, Any]) -> Path:
-    blobs = folder / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    config_bytes = canonical(config)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": digest_of(config_bytes),
-            "size": len(config_bytes),
-        },
-        "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(layer), "size": len(layer)}
-        ],
-    }
-    manifest_bytes = canonical(manifest)
-    for data in (layer, config_bytes, manifest_bytes):
-        (blobs / digest_of(data)[7:]).write_bytes(data)
-    entry = {"mediaType": manifest["mediaType"], "digest": digest_of(manifest_bytes), "size": len(manifest_bytes)}
-    (folder / "index.json").write_bytes(canonical({"schemaVersion": 2, "manifests": [entry]}))
-    (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    return folder
 
 
 def write_archive_base(path: Path, layer: bytes, config: dict[str, Any]) -> Path:
@@ -330,17 +304,6 @@ def test_mlpack_build_with_a_missing_base_exits_2_in_one_line(churn_project: Pro
 
 
 # -- a real engine: docker load, then run ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def engine() -> Iterator[dict[str, str]]:
-    try:
-        with docker_engine() as env:
-            yield env
-    except EngineUnavailable as exc:
-        if os.environ.get("MLPACK_REQUIRE_DOCKER"):
-            raise
-        pytest.skip(f"no Docker engine: {exc}")
-
-
 def docker(env: dict[str, str], *args: str | Path, timeout: float = 300) -> str:
     done = subprocess.run(
         ["docker", *map(str, args)], capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}

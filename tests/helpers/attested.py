@@ -42,7 +42,8 @@ def build_in(folder: Path, *, sign: dict[str, str] | None = None) -> BuildResult
 
 def write_oci_base(folder: Path, layer: bytes) -> Path:
     """An OCI image layout of one uncompressed layer: a base for the engine-free image (nothing in it runs)."""
-    from mlpack.artifacts.oci_base import canonical, digest_of
+    from mlpack.artifacts.oci_base import digest_of
+    from tests.helpers.oci_layouts import write_oci_base as write_layout
 
     config = {
         "architecture": "amd64",
@@ -51,25 +52,4 @@ def write_oci_base(folder: Path, layer: bytes) -> Path:
         "rootfs": {"type": "layers", "diff_ids": [digest_of(layer)]},
         "history": [{"created_by": "test base"}],
     }
-    config_bytes = canonical(config)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": digest_of(config_bytes),
-            "size": len(config_bytes),
-        },
-        "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(layer), "size": len(layer)}
-        ],
-    }
-    manifest_bytes = canonical(manifest)
-    blobs = folder / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    for data in (layer, config_bytes, manifest_bytes):
-        (blobs / digest_of(data).removeprefix("sha256:")).write_bytes(data)
-    entry = {"mediaType": manifest["mediaType"], "digest": digest_of(manifest_bytes), "size": len(manifest_bytes)}
-    (folder / "index.json").write_bytes(canonical({"schemaVersion": 2, "manifests": [entry]}))
-    (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    return folder
+    return write_layout(folder, layer, config)
