@@ -219,6 +219,18 @@ def test_no_log_connection_is_exit_2_and_an_unreachable_database_exit_3(monitor:
     assert_clean_error(monitor(env=down), 3, "unreachable")
 
 
+def test_the_log_name_is_read_and_checked_as_the_server_reads_it(monitor: Any) -> None:
+    # monitor and the server share one reader: a name the server would refuse is refused the same way.
+    bad_db = monitor(env={"MLPACK_INFERENCE_LOG_DB": "a/b"})
+    assert_clean_error(bad_db, 2, "MLPACK_INFERENCE_LOG_DB must not hold")
+    bad_collection = monitor(env={"MLPACK_INFERENCE_LOG_COLLECTION": "system.users"})
+    assert_clean_error(bad_collection, 2, "MLPACK_INFERENCE_LOG_COLLECTION must not start with system.")
+    # A database the server never wrote to holds no records of the model: the variable was read.
+    unset = {"MLPACK_INFERENCE_LOG_COLLECTION": ""}  # the fixture's variables last for the whole test
+    elsewhere = monitor(env={"MLPACK_INFERENCE_LOG_DB": "mlpack_test_monitor_elsewhere", **unset})
+    assert_clean_error(elsewhere, 1, "no inference log records of churn-model 1.0.0")
+
+
 def test_an_empty_window_is_exit_1_saying_so(monitor: Any) -> None:
     result = monitor("--since", "2001-01-01", "--until", "2001-01-02")
     assert_clean_error(result, 1, "no inference log records of churn-model 1.0.0 in the window")

@@ -12,6 +12,7 @@ from typing import Any
 from mlpack.artifacts.dist import BuildDir
 from mlpack.config import Config
 from mlpack.errors import ConfigError
+from mlpack.runtime.settings import DEFAULT_LOG_URI_ENV, SettingsError, inference_log
 
 CHUNK = 2000  # logged records read through the runtime at once
 # Label metrics (the log holds labels, not probabilities), by task.
@@ -86,24 +87,26 @@ class LogLocation:
 
 
 def log_location(config: Config, metadata: Mapping[str, Any]) -> LogLocation:
-    """Where the server writes its log: the same variables and [serve] keys the server reads."""
-    settings = {**metadata.get("serve", {})}
+    """Where the server writes its log, read by the server's own reader (runtime.settings), so the
+    variables, [serve] keys and name checks are the server's; the built model's [serve] wins over the
+    project's. With no log variable set, the source's MongoDB is where the log is looked for."""
     serve = config.serve
-    uri_env = settings.get("inference_log_uri_env") or serve.inference_log_uri_env
-    candidates = [uri_env, "MLPACK_INFERENCE_LOG_URI", config.source.uri_env]
-    for name in candidates:
-        uri = os.environ.get(name, "").strip()
-        if uri:
-            break
-    else:
+    settings = {
+        "inference_log_uri_env": serve.inference_log_uri_env,
+        "inference_log_database": serve.inference_log_database,
+        "inference_log_collection": serve.inference_log_collection,
+        **metadata.get("serve", {}),
+    }
+    try:
+        log, _ = inference_log(settings, os.environ)
+        via = log.uri_env if log else config.source.uri_env
+        if log is None and os.environ.get(via, "").strip():
+            log, _ = inference_log(settings, {**os.environ, DEFAULT_LOG_URI_ENV: os.environ[via]})
+    except SettingsError as exc:
+        raise ConfigError(exc.message) from None
+    if log is None:
         raise ConfigError(
-            f"no inference log to read: set {uri_env} (the server's log connection string) "
-            f"or {config.source.uri_env} to the MongoDB that holds it"
+            f"no inference log to read: set {settings['inference_log_uri_env']} (the server's log connection "
+            f"string) or {config.source.uri_env} to the MongoDB that holds it"
         )
-    database = os.environ.get("MLPACK_INFERENCE_LOG_DB") or settings.get(
-        "inference_log_database", serve.inference_log_database
-    )
-    collection = os.environ.get("MLPACK_INFERENCE_LOG_COLLECTION") or settings.get(
-        "inference_log_collection", serve.inference_log_collection
-    )
-    return LogLocation(uri, database, collection, name)
+    return LogLocation(log.uri, log.database, log.collection, via)

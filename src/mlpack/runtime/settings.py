@@ -125,7 +125,7 @@ class ServeSettings:
         drift = reader.get("drift_window", _non_negative_int, "0 (off) or a positive int")
         batch = reader.get("batch_max_records", _positive(int), "a positive int (1: no batching)")
         wait = reader.get("batch_wait_us", _non_negative_int, "0 or a positive int (microseconds)")
-        log, missing = _inference_log(serve, environ)
+        log, missing = inference_log(serve, environ)
         return cls(
             host=host if host is not None else cls.host,
             port=port if port is not None else cls.port,
@@ -232,8 +232,9 @@ def _host(raw: Any) -> Optional[str]:
 _BAD_DATABASE = set('/\\. "$\x00')
 
 
-def _inference_log(serve: Mapping[str, Any], environ: Mapping[str, str]) -> Tuple[Optional[InferenceLogSettings], str]:
-    """On when the variable [serve].inference_log_uri_env names (or MLPACK_INFERENCE_LOG_URI) is set.
+def inference_log(serve: Mapping[str, Any], environ: Mapping[str, str]) -> Tuple[Optional[InferenceLogSettings], str]:
+    """The one reading of where the log goes, for the server and for `mlpack monitor`, which reads it back.
+    On when the variable [serve].inference_log_uri_env names (or MLPACK_INFERENCE_LOG_URI) is set.
     Returns the settings (None: off) and, when [serve] asks for a log no variable gives, its name."""
     uri_env = serve.get("inference_log_uri_env") or DEFAULT_LOG_URI_ENV
     if not isinstance(uri_env, str):
@@ -287,6 +288,7 @@ __all__ = [
     "DEFAULT_DRIFT_WINDOW",
     "InferenceLogSettings",
     "Limits",
+    "inference_log",
     "ServeSettings",
     "SettingsError",
     "session_threads",
