@@ -169,12 +169,14 @@ def child(project_dir: Path, estimator: str) -> dict[str, Any]:
 
 
 def raw_scan(uri: str, database: str, collection: str, limit: int) -> float:
+    """Bytes only, as the build reads them: natural order, or the server's sort by `_id` with a limit."""
     from pymongo import MongoClient
 
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
     started = time.perf_counter()
+    order: dict[str, Any] = {"sort": [("_id", 1)], "limit": limit} if limit else {}
     for _ in client[database][collection].find_raw_batches(
-        {}, projection=dict.fromkeys(PATHS, 1), sort=[("_id", 1)], batch_size=2_000, limit=limit
+        {}, projection=dict.fromkeys(PATHS, 1), batch_size=2_000, **order
     ):
         pass
     seconds = time.perf_counter() - started
@@ -182,12 +184,15 @@ def raw_scan(uri: str, database: str, collection: str, limit: int) -> float:
     return seconds
 
 
-def run(uri: str, documents: int, estimator: str, database: str, collection: str, with_scan: bool) -> int:
+def run(
+    uri: str, documents: int, estimator: str, database: str, collection: str, with_scan: bool, limited: bool
+) -> int:
     if (database, collection) == (DATABASE, f"scale_{documents}"):
         seeded(uri, collection, documents)
-    scan = raw_scan(uri, database, collection, documents) if with_scan else None
+    limit = documents if limited else 0  # a limit is "the first N by _id": the server sorts before it sends
+    scan = raw_scan(uri, database, collection, limit) if with_scan else None
     with tempfile.TemporaryDirectory(prefix="mlpack-scale-") as folder:
-        directory = project(Path(folder), database, collection, estimator, documents)
+        directory = project(Path(folder), database, collection, estimator, limit)
         done = subprocess.run(
             [sys.executable, __file__, "--child", str(directory), "--estimator", estimator],
             capture_output=True,
@@ -245,6 +250,11 @@ def main() -> int:
     parser.add_argument("--database", default=DATABASE)
     parser.add_argument("--collection", help="an existing collection of load.py's documents (default: seeded)")
     parser.add_argument("--raw-scan", action="store_true", help="also time a raw scan of the projection (server time)")
+    parser.add_argument(
+        "--limit",
+        action="store_true",
+        help="set [source].limit = --documents: the server sorts by _id (as every build did before natural order)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -253,11 +263,11 @@ def main() -> int:
     collection = args.collection or f"scale_{args.documents}"
     uri = os.environ.get("MONGODB_URI")
     if uri:
-        return run(uri, args.documents, args.estimator, args.database, collection, args.raw_scan)
+        return run(uri, args.documents, args.estimator, args.database, collection, args.raw_scan, args.limit)
     from mlpack.source.embedded import embedded_server
 
     with embedded_server() as started:
-        return run(started, args.documents, args.estimator, args.database, collection, args.raw_scan)
+        return run(started, args.documents, args.estimator, args.database, collection, args.raw_scan, args.limit)
 
 
 if __name__ == "__main__":

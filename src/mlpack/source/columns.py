@@ -31,6 +31,9 @@ _ONE_US = datetime.timedelta(microseconds=1)
 # Strings repeat (categories): the first copy is kept and shared, up to this many distinct ones
 # per column, past which the field is free text and sharing saves nothing.
 _SHARED_STRINGS = 10_000
+# Kinds whose chunks `take` reorders as arrays (a "number" chunk keeps its ints apart: value by value).
+_TAKEN_AS_ARRAYS = frozenset({"float", "int", "int64", "date", "bool"})
+_TAKE_BATCH = 2_000
 
 
 class _Chunk:
@@ -217,12 +220,39 @@ class Column(Sequence[Any]):
         shown = self[:5]
         return f"Column({shown!r}{' ...' if self._size > 5 else ''}, {self._size} values)"
 
-    def take(self, positions: Sequence[int]) -> Column:
+    def take(self, positions: Sequence[int] | np.ndarray) -> Column:
         """A column of the values at `positions`, in that order."""
+        kinds = self._kinds() - {"none"}
+        if len(kinds) == 1 and next(iter(kinds)) in _TAKEN_AS_ARRAYS:  # one array type: numpy, no value objects
+            return self._take_arrays(next(iter(kinds)), np.asarray(positions, dtype=np.int64))
         values = self.tolist()
         taken = Column()
-        for start in range(0, len(positions), 2_000):
-            taken.add_batch([values[i] for i in positions[start : start + 2_000]])
+        taken._shared = self._shared
+        for start in range(0, len(positions), _TAKE_BATCH):
+            taken.add_batch([values[i] for i in positions[start : start + _TAKE_BATCH]])
+        return taken
+
+    def _take_arrays(self, kind: str, positions: np.ndarray) -> Column:
+        """`take` for a column of one array kind (and all-null batches): the arrays reordered, cut in batches."""
+        dtype, blank = {"float": (np.float64, np.nan), "bool": (bool, False)}.get(kind, (np.int64, 0))
+        data = np.concatenate([np.full(c.size, blank, dtype) if c.kind == "none" else c.data for c in self._chunks])
+        data = data[positions]
+        nulls = None
+        if any(chunk.nulls is not None or chunk.kind == "none" for chunk in self._chunks):
+            nulls = np.concatenate([_null_mask(chunk) for chunk in self._chunks])[positions]
+        taken = Column()
+        for start in range(0, len(positions), _TAKE_BATCH):
+            size = min(_TAKE_BATCH, len(positions) - start)
+            part = None if nulls is None else nulls[start : start + size]
+            if part is not None and part.all():
+                chunk = _Chunk("none", None, None, size)
+            else:
+                chunk = _Chunk(
+                    kind, data[start : start + size], part if part is not None and part.any() else None, size
+                )
+            taken._chunks.append(chunk)
+            taken._size += size
+            taken._ends.append(taken._size)
         return taken
 
     def _kinds(self) -> set[str]:
@@ -278,6 +308,12 @@ class Column(Sequence[Any]):
         if not values:
             return np.empty(0, dtype), np.empty(0, bool)
         return np.concatenate(values), np.concatenate(nulls)
+
+
+def _null_mask(chunk: _Chunk) -> np.ndarray:
+    if chunk.kind == "none":
+        return np.ones(chunk.size, dtype=bool)
+    return chunk.nulls if chunk.nulls is not None else np.zeros(chunk.size, dtype=bool)
 
 
 def _one(chunk: _Chunk, position: int) -> Any:

@@ -26,6 +26,7 @@ from mlpack.redaction import remember_secret_variable, remember_uri
 from mlpack.source.batches import BatchReader, prefetched
 from mlpack.source.columns import Column
 from mlpack.source.embedded import embedded_server
+from mlpack.source.order import NeedsServerSort, id_order
 
 # Unreachable servers must fail well inside the 30 s the CLI promises.
 SERVER_SELECTION_TIMEOUT_MS = 10_000
@@ -140,6 +141,12 @@ class RawColumns:
     def rows(self) -> int:
         return len(self.ids)
 
+    def reorder(self, positions: Any) -> None:
+        """The rows in the order of `positions` (one column at a time: one extra column at most in memory)."""
+        self.ids = self.ids.take(positions)
+        for path in self.values:
+            self.values[path] = self.values[path].take(positions)
+
     def add(self, documents: list[Mapping[str, Any]]) -> None:
         """One batch of documents more (the runtime's reading of each path: training reads as prediction does)."""
         BatchReader(list(self.values)).add(documents, self.ids, self.values, self.present)
@@ -219,17 +226,49 @@ def load_columns(
 ) -> RawColumns:
     """Stream the projected fields of matching documents into columns, without a per-row DataFrame.
 
-    Sorted by `_id` so that the same data always trains the same model. The server's batches
+    In `_id` order, so that the same data always trains the same model. The server's batches
     arrive as raw BSON, fetched in a thread while the previous one is decoded (bson's C decoder,
-    with the collection's codec options, as `find()` would) and read into the columns.
+    with the collection's codec options, as `find()` would) and read into the columns. Without a
+    `limit` the documents are read in natural order and put in `_id` order here (`source.order`):
+    a server asked to sort may sort everything before it sends the first batch. A `limit` means
+    the first documents by `_id`, which only the server can choose.
     """
     query = parse_filter(query or {})
-    columns = RawColumns.of(list(dict.fromkeys(paths)))
+    paths = list(dict.fromkeys(paths))
+    if limit:
+        return _read(collection, paths, query, limit, progress, sort=True)
+    columns = _read(collection, paths, query, 0, progress, sort=False)
+    try:
+        positions = id_order(columns.ids, collated=lambda: _collated(collection))
+    except NeedsServerSort:
+        return _read(collection, paths, query, 0, None, sort=True)
+    if positions is not None:
+        columns.reorder(positions)
+    return columns
+
+
+def _collated(collection: Collection[dict[str, Any]]) -> bool:
+    """Whether the collection (or view) has a default collation, which a sort of strings follows."""
+    with outside("MongoDB", action=f"reading the options of {collection.full_name}"):
+        return "collation" in collection.options()
+
+
+def _read(
+    collection: Collection[dict[str, Any]],
+    paths: list[str],
+    query: dict[str, Any],
+    limit: int,
+    progress: Callable[[int], None] | None,
+    *,
+    sort: bool,
+) -> RawColumns:
+    columns = RawColumns.of(paths)
     options = collection.codec_options
+    order = {"sort": [("_id", 1)]} if sort else {}
 
     def batches() -> RawBatchCursor[dict[str, Any]]:
         return collection.find_raw_batches(
-            query, projection=dict.fromkeys(columns.values, 1), sort=[("_id", 1)], limit=limit, batch_size=BATCH_SIZE
+            query, projection=dict.fromkeys(paths, 1), limit=limit, batch_size=BATCH_SIZE, **order
         )
 
     with outside("MongoDB", action=f"the query on {collection.full_name}"):
