@@ -79,7 +79,7 @@ def main() -> None:
     def sklearn_search() -> None:
         estimator, spec = make_estimator(config.estimator, "classification")
         search = GridSearchCV(
-            build_pipeline(recipe, estimator, spec),
+            build_pipeline(recipe, estimator),
             {f"estimator__{k}": v for k, v in GRID.items()},
             scoring={"accuracy": "accuracy", "f1_macro": "f1_macro", "roc_auc": "roc_auc"},
             cv=StratifiedKFold(FOLDS, shuffle=True, random_state=config.evaluation.seed),

@@ -285,7 +285,7 @@ def test_sample_weights_reach_the_fit_and_are_not_a_model_input() -> None:
     names = recipe.input_names
     from sklearn.linear_model import LogisticRegression
 
-    by_hand = build_pipeline(recipe, LogisticRegression(), exported.trained.spec)
+    by_hand = build_pipeline(recipe, LogisticRegression())
     by_hand.fit(frame(rows.train_columns, names), rows.train_target, estimator__sample_weight=rows.train_weight)
     coefficients = exported.trained.pipeline[-1].coef_
     np.testing.assert_allclose(coefficients, by_hand[-1].coef_, rtol=1e-6)

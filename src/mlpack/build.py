@@ -67,11 +67,10 @@ def created_at() -> datetime:
 
 def preflight(config: Config) -> Recipe:
     """Configuration mistakes that need no data are reported before any database is touched; the
-    recipe they are checked in (estimator, metrics, search plan, folds) is what training gets."""
+    recipe they are checked in (estimator, metrics, search plan, folds, the champion's metric) is what
+    training gets."""
     recipe = settle(config)
     parse_filter(config.source.filter)
-    if champion.enabled(config):
-        champion.scoring_metric(config, recipe.metrics)
     attest.check(config)  # [sign]: the key loads (a wrong one or its password fails here, exit 2)
     return recipe
 

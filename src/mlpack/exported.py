@@ -85,7 +85,12 @@ def make_model(
     # A rejected model's metadata (metrics, parity) goes with the error, for the registry's record.
     check_gates(trained.metrics, config.evaluation.gates, metadata=dict(metadata))
     # The champion's scores on these test rows; a challenger that does not beat it by the margin stops here.
-    compared, warning = challenger_vs.evaluate(config, champion, trained, metadata, say) if champion else (None, "")
+    compared, warning = None, ""
+    if champion is not None:
+        margin = config.evaluation.champion_margin
+        compared, warning = challenger_vs.evaluate(
+            champion, trained, metadata, say, metric=recipe.champion_metric, margin=margin
+        )
     if warning:
         warn(warning)
     say("exporting to ONNX")

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from mlpack.config import Config
-from mlpack.errors import ConfigError, QualityGateError
+from mlpack.errors import QualityGateError
 from mlpack.runtime import Metadata, Model, read_onnx_metadata
-from mlpack.training.metrics import METRICS
+from mlpack.training.metrics import METRICS, champion_metric
 from mlpack.training.train import TrainedModel
 
 
@@ -47,14 +47,8 @@ def enabled(config: Config) -> bool:
 
 
 def scoring_metric(config: Config, names: Sequence[str]) -> str:
-    """The metric the margin is measured on: `champion_metric`, else the first metric computed."""
-    chosen = config.evaluation.champion_metric or names[0]
-    if chosen not in names:
-        raise ConfigError(
-            f"[evaluation].champion_metric {chosen!r} is not one of the metrics computed ({', '.join(names)}): "
-            "add it to [evaluation].metrics"
-        )
-    return chosen
+    """The metric the margin is measured on (metrics.champion_metric; the recipe settles it once)."""
+    return champion_metric(config.evaluation, names)
 
 
 def load(alias: str, version: str, path: Path) -> Champion:
@@ -132,9 +126,8 @@ def comparison(
     }
 
 
-def check_margin(config: Config, entry: dict[str, Any], challenger: dict[str, float], metadata: dict[str, Any]) -> None:
-    """Refuse a challenger that does not beat the champion by [evaluation].champion_margin."""
-    margin = config.evaluation.champion_margin
+def check_margin(margin: float, entry: dict[str, Any], challenger: dict[str, float], metadata: dict[str, Any]) -> None:
+    """Refuse a challenger that does not beat the champion by [evaluation].champion_margin (nan: compare only)."""
     if math.isnan(margin):
         return
     name = entry["metric"]
@@ -158,19 +151,24 @@ def check_margin(config: Config, entry: dict[str, Any], challenger: dict[str, fl
 
 
 def evaluate(
-    config: Config, champion: Champion, trained: TrainedModel, metadata: Metadata, say: Callable[[str], None]
+    champion: Champion,
+    trained: TrainedModel,
+    metadata: Metadata,
+    say: Callable[[str], None],
+    *,
+    metric: str,
+    margin: float,
 ) -> tuple[dict[str, Any] | None, str]:
-    """Score the champion on the challenger's test rows and apply the margin: the report's entry, or
-    None and the warning when the champion cannot be scored on these rows."""
+    """Score the champion on the challenger's test rows and apply the margin (`metric`: the recipe's
+    champion_metric; `margin`: [evaluation].champion_margin): the report's entry, or None and the
+    warning when the champion cannot be scored on these rows."""
     problem = unscorable(champion, metadata, trained.test_columns)
     if problem is not None:  # the build says the warning (its warn channel), and records it in the report
         return None, f"champion {problem}"
-    names = list(trained.metrics)
-    entry = comparison(
-        champion, trained.metrics, score(champion, trained, metadata, names), scoring_metric(config, names)
-    )
+    theirs = score(champion, trained, metadata, list(trained.metrics))
+    entry = comparison(champion, trained.metrics, theirs, metric)
     say(f"champion: {summary(entry)}")
-    check_margin(config, entry, trained.metrics, dict(metadata))
+    check_margin(margin, entry, trained.metrics, dict(metadata))
     return entry, ""
 
 

@@ -29,10 +29,11 @@ from mlpack.errors import ConfigError, DataError, ExternalError, outside
 from mlpack.estimators import fit_errors
 from mlpack.features.graph import GraphConversionError
 from mlpack.features.labels import with_class_weight_labels
+from mlpack.features.pipeline import frame, graph_features
 from mlpack.features.text import NoWordsError
 from mlpack.training import splits
 from mlpack.training.metrics import score_all
-from mlpack.training.pipeline import final, frame, graph_features
+from mlpack.training.pipeline import final
 from mlpack.training.recipe import Plan, Recipe
 from mlpack.training.train import Split
 
@@ -254,7 +255,7 @@ def _fold_features(
     out = []
     for fit_rows, score_rows in folds:
         try:
-            features = graph_features(recipe, recipe.spec)
+            features = graph_features(recipe.feature_spec)
             # fit_transform: a target encoding's training rows out of fold, as the final fit trains on them.
             fold_groups = None if groups is None else groups[fit_rows]
             fit_x = features.fit_transform(x_all.iloc[fit_rows], y_all[fit_rows], groups=fold_groups)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,3 +120,14 @@ def check_gates(metrics: dict[str, float], gates: dict[str, float], metadata: di
     if failures:
         details = "\n".join(["quality gates:", *failures])
         raise QualityGateError("quality gate failed", details=details, metadata=metadata)
+
+
+def champion_metric(evaluation: EvaluationSection, names: Sequence[str]) -> str:
+    """[evaluation].champion's margin is measured on `champion_metric`, else the first metric computed."""
+    chosen = evaluation.champion_metric or names[0]
+    if chosen not in names:
+        raise ConfigError(
+            f"[evaluation].champion_metric {chosen!r} is not one of the metrics computed ({', '.join(names)}): "
+            "add it to [evaluation].metrics"
+        )
+    return chosen

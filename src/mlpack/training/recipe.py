@@ -1,8 +1,9 @@
 """The recipe: what training needs of mlpack.toml, settled once before any data is read.
 
-`settle(config)` constructs the estimator once, checks the metrics, the search space and the
-folds, and names the graph's inputs; every stage of training (split, experiments, fit) is handed
-this frozen value instead of the whole Config and re-derives nothing. Its mistakes are exit 2
+`settle(config)` constructs the estimator once, checks the metrics (the champion's too), the search
+space and the folds, and settles what the graph's features are made of (`FeatureSpec`); every stage
+of training (split, experiments, fit) is handed this frozen value instead of the whole Config and
+re-derives nothing. Its mistakes are exit 2
 before any database is touched.
 """
 
@@ -28,8 +29,9 @@ from mlpack.config import (
 )
 from mlpack.errors import ConfigError
 from mlpack.estimators import EstimatorSpec, make_estimator
+from mlpack.features.pipeline import FeatureSpec
 from mlpack.names import onnx_input_names
-from mlpack.training.metrics import METRICS, metric_names
+from mlpack.training.metrics import METRICS, champion_metric, metric_names
 
 DEFAULT_FOLDS = 3
 
@@ -37,20 +39,31 @@ DEFAULT_FOLDS = 3
 @dataclass(frozen=True)
 class Recipe:
     task: Task
-    features: FeaturesSection
-    preprocessing: PreprocessingSection
+    feature_spec: FeatureSpec  # what the graph's features are made of (features/pipeline.py)
     evaluation: EvaluationSection
     estimator: EstimatorSection  # the class and the configured params
     spec: EstimatorSpec
     metrics: tuple[str, ...]  # what the build reports; the gates' metrics included
     plan: Plan | None  # cross-validation or search, None for neither
-    input_names: dict[str, str]  # feature path → ONNX input name
-    target_opset: int
+    champion_metric: str  # the metric a champion's margin is measured on (checked when [evaluation].champion is set)
     positive: Any = None  # a threshold's class (its code), once the data is known (train.with_positive)
 
     @property
     def classification(self) -> bool:
         return self.task == "classification"
+
+    @property
+    def features(self) -> FeaturesSection:
+        return self.feature_spec.features
+
+    @property
+    def preprocessing(self) -> PreprocessingSection:
+        return self.feature_spec.preprocessing
+
+    @property
+    def input_names(self) -> dict[str, str]:
+        """Feature path → ONNX input name."""
+        return self.feature_spec.input_names
 
     @property
     def estimator_name(self) -> str:
@@ -92,17 +105,34 @@ def settle(config: Config) -> Recipe:
     _check_values(estimator, config.estimator.params, "[estimator].params")
     _check_decision(config, estimator, spec)
     names = _metrics(config, estimator)
+    the_plan = _plan(config, estimator, names)
     return Recipe(
         task=config.model.task,
-        features=config.features,
-        preprocessing=config.preprocessing,
         evaluation=config.evaluation,
         estimator=config.estimator,
         spec=spec,
         metrics=tuple(names),
-        plan=_plan(config, estimator, names),
+        plan=the_plan,
+        champion_metric=champion_metric(config.evaluation, names) if config.evaluation.champion else names[0],
+        feature_spec=feature_spec(config, spec),
+    )
+
+
+def feature_spec(config: Config, spec: EstimatorSpec) -> FeatureSpec:
+    """[features] and [preprocessing], with what they depend on of the estimator: whether it is scaled
+    ([preprocessing].scale "auto" scales only scale-sensitive estimators) and the opsets its converter needs."""
+    scale = config.preprocessing.scale
+    opset: int | dict[str, int] = config.export.target_opset
+    if spec.ml_opset is not None:
+        opset = {"": config.export.target_opset, "ai.onnx.ml": spec.ml_opset}
+    return FeatureSpec(
+        features=config.features,
+        preprocessing=config.preprocessing,
         input_names=onnx_input_names(config.features.inputs),
-        target_opset=config.export.target_opset,
+        scale=("standard" if spec.scaled else "none") if scale == "auto" else scale,
+        task=config.model.task,
+        seed=config.evaluation.seed,
+        opset=opset,
     )
 
 

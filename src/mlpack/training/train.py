@@ -18,11 +18,12 @@ from mlpack.features.graph import GraphConversionError
 from mlpack.features.labels import class_names as class_names  # the class helpers, re-exported
 from mlpack.features.labels import class_value as class_value
 from mlpack.features.labels import with_class_weight_labels as with_class_weight_labels
+from mlpack.features.pipeline import check_derived, frame
 from mlpack.features.text import NoWordsError
 from mlpack.runtime import category_text
 from mlpack.training import splits
 from mlpack.training.metrics import score_all
-from mlpack.training.pipeline import build_pipeline, check_derived, frame
+from mlpack.training.pipeline import build_pipeline
 from mlpack.training.recipe import Recipe
 from mlpack.validate import Dataset
 
@@ -133,14 +134,14 @@ def train(
     if recipe.classification:
         chosen = with_class_weight_labels(chosen, parts.train_target, dataset, recipe)
     estimator, spec = recipe.make(chosen)
-    pipeline = build_pipeline(recipe, estimator, spec)
+    pipeline = build_pipeline(recipe, estimator)
     fit_args: dict[str, Any] = (
         {"estimator__sample_weight": parts.train_weight} if parts.train_weight is not None else {}
     )
     if recipe.evaluation.split == "group" and parts.train_keys is not None:
         fit_args["features__groups"] = parts.train_keys  # a target encoding's folds keep each group whole
     train_frame = frame(parts.train_columns, recipe.input_names)
-    check_derived(recipe, train_frame)
+    check_derived(recipe.feature_spec, train_frame)
     try:
         pipeline.fit(train_frame, parts.train_target, **fit_args)  # a ConvergenceWarning is the build's to say
     except NoWordsError as exc:
