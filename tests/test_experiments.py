@@ -322,6 +322,40 @@ def test_class_weight_keys_are_matched_to_the_classes() -> None:
         export(config, subscribers(160))
 
 
+def test_class_weight_keys_by_label_name_work_in_the_search_as_in_the_final_fit() -> None:
+    """[features].labels names are class_weight keys for the trials too (they once failed as "not a class")."""
+    from mlpack.errors import ConfigError
+    from tests.helpers.documents import subscribers
+
+    documents = [{**d, "label": int(d["churned"])} for d in subscribers(160)]
+    weights = {"class_weight": {"gone": 3.0, "kept": 1.0}}
+    labels = {"labels": {"1": "gone", "0": "kept"}}
+    tree = "sklearn.tree.DecisionTreeClassifier"
+    plain = export(config_for(tree, "classification", weights, features=labels), documents)
+    assert plain.trained.pipeline[-1].class_weight == {1: 3.0, 0: 1.0}
+    searched = config_for(
+        "sklearn.tree.DecisionTreeClassifier",
+        "classification",
+        weights,
+        features=labels,
+        search={"params": {"max_depth": [2, 3], "class_weight": [{"gone": 5.0, "kept": 1.0}, "balanced"]}, "cv": 3},
+    )
+    exported = export(searched, documents)
+    assert exported.experiment is not None
+    assert [t.status for t in exported.experiment.trials] == ["ok"] * 4
+    assert exported.experiment.best.params["class_weight"] in ({"gone": 5.0, "kept": 1.0}, "balanced")
+    assert exported.trained.pipeline[-1].class_weight in ({1: 5.0, 0: 1.0}, "balanced")
+    bad = config_for(
+        "sklearn.tree.DecisionTreeClassifier",
+        "classification",
+        {},
+        features=labels,
+        search={"params": {"class_weight": [{"left": 5.0}]}, "cv": 3},
+    )
+    with pytest.raises(ConfigError, match="class_weight names 'left'.*classes: 0, 1, kept, gone"):
+        export(bad, documents)
+
+
 def test_weight_build_end_to_end_and_its_bad_inputs(
     churn_project: Project, run, mongo_client: MongoClient[Any]
 ) -> None:

@@ -25,7 +25,7 @@ from mlpack.training import champion as challenger_vs
 from mlpack.training import experiments
 from mlpack.training.metrics import check_gates
 from mlpack.training.recipe import Recipe, settle
-from mlpack.training.train import Split, TrainedModel, split, train, with_positive
+from mlpack.training.train import Split, TrainedModel, split, train, with_classes
 from mlpack.validate import Dataset
 
 Progress = Callable[[str], None]
@@ -64,7 +64,7 @@ def make_model(
     What the libraries warn of on the way is said through `warn`, as mlpack's sentences (and kept in
     the metadata's warnings when it came up in training)."""
     clock = clock or StageClock()
-    recipe = with_positive(recipe or settle(config), dataset)  # a threshold's class, known from the data
+    recipe = with_classes(recipe or settle(config), dataset)  # class_weight keys, a threshold's class
     rows = split(recipe, dataset)
     log = log or experiments.TrialLog(
         None, name=config.model.name, version=version, estimator=config.estimator.class_path

@@ -28,7 +28,6 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from mlpack.errors import ConfigError, DataError, ExternalError, outside
 from mlpack.estimators import fit_errors
 from mlpack.features.graph import GraphConversionError
-from mlpack.features.labels import with_class_weight_labels
 from mlpack.features.pipeline import frame, graph_features
 from mlpack.features.text import NoWordsError
 from mlpack.training import splits
@@ -285,8 +284,6 @@ def _run_trial(
     names: list[str],
 ) -> Trial:
     trial = Trial(number, point)
-    if recipe.classification:
-        params = with_class_weight_labels(params, y_all)
     for fold in folds:
         estimator, spec = recipe.make(params)
         model = final(recipe, estimator)

@@ -29,6 +29,7 @@ from mlpack.config import (
 )
 from mlpack.errors import ConfigError
 from mlpack.estimators import EstimatorSpec, make_estimator
+from mlpack.features.labels import weights_by_class
 from mlpack.features.pipeline import FeatureSpec
 from mlpack.names import onnx_input_names
 from mlpack.training.metrics import METRICS, champion_metric, metric_names
@@ -46,7 +47,10 @@ class Recipe:
     metrics: tuple[str, ...]  # what the build reports; the gates' metrics included
     plan: Plan | None  # cross-validation or search, None for neither
     champion_metric: str  # the metric a champion's margin is measured on (checked when [evaluation].champion is set)
-    positive: Any = None  # a threshold's class (its code), once the data is known (train.with_positive)
+    # Once the data is known (train.with_classes), for a classifier: how mlpack.toml may name each class
+    # (its text, its [features].labels name) → its code, and a threshold's class (its code).
+    class_keys: dict[str, Any] | None = None
+    positive: Any = None
 
     @property
     def classification(self) -> bool:
@@ -70,7 +74,12 @@ class Recipe:
         return self.estimator.class_path.rsplit(".", 1)[-1]
 
     def make(self, params: dict[str, Any]) -> tuple[BaseEstimator, EstimatorSpec]:
-        """A fresh estimator with these params (over mlpack's defaults), seeded by [evaluation].seed."""
+        """A fresh estimator with these params (over mlpack's defaults), seeded by [evaluation].seed; a
+        class_weight table's keys (a class's text or label name) mapped to the classes' codes. The final
+        fit and every trial make theirs here, so a key that works for one works for the other."""
+        weights = params.get("class_weight")
+        if self.class_keys is not None and isinstance(weights, dict):
+            params = {**params, "class_weight": weights_by_class(weights, self.class_keys)}
         section = dataclasses.replace(self.estimator, params=params)
         return make_estimator(section, self.task, seed=self.evaluation.seed)
 

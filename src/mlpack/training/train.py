@@ -15,12 +15,12 @@ from mlpack import filters
 from mlpack.errors import ConfigError, DataError, ExternalError
 from mlpack.estimators import EstimatorSpec, fit_errors
 from mlpack.features.graph import GraphConversionError
+from mlpack.features.labels import class_keys
 from mlpack.features.labels import class_names as class_names  # the class helpers, re-exported
 from mlpack.features.labels import class_value as class_value
 from mlpack.features.labels import with_class_weight_labels as with_class_weight_labels
 from mlpack.features.pipeline import check_derived, frame
 from mlpack.features.text import NoWordsError
-from mlpack.runtime import category_text
 from mlpack.training import splits
 from mlpack.training.metrics import score_all
 from mlpack.training.pipeline import build_pipeline
@@ -99,25 +99,31 @@ def split(recipe: Recipe, dataset: Dataset) -> Split:
     )
 
 
-def with_positive(recipe: Recipe, dataset: Dataset) -> Recipe:
-    """The recipe with its threshold's class resolved against the data: [estimator].positive_class (a
-    class's text, "true" or "1", or its [features].labels name), else the second class (scikit-learn's)."""
-    section = recipe.estimator
-    if not recipe.classification or not section.decides:
+def with_classes(recipe: Recipe, dataset: Dataset) -> Recipe:
+    """A classifier's recipe with the data's classes settled: how mlpack.toml may name each (the
+    recipe's class_keys, which class_weight keys are read by), and a threshold's class:
+    [estimator].positive_class (a class's text, "true" or "1", or its [features].labels name), else the
+    second class (scikit-learn's)."""
+    if not recipe.classification:
         return recipe
     codes = np.unique(dataset.target).tolist()
-    if len(codes) != 2:
+    section, positive = recipe.estimator, recipe.positive
+    if section.decides and len(codes) != 2:
         raise DataError(f"[estimator].threshold is for two classes; target '{recipe.features.target}' has {len(codes)}")
-    if not section.positive_class:
-        return dataclasses.replace(recipe, positive=codes[1])
-    names = {category_text(class_value(code, dataset)): code for code in codes}
-    names.update({str(name): code for code, name in zip(codes, class_names(codes, dataset, recipe))})
-    if section.positive_class not in names:
-        known = ", ".join(names)
-        raise ConfigError(
-            f"[estimator].positive_class {section.positive_class!r} is not a class of the target ({known})"
-        )
-    return dataclasses.replace(recipe, positive=names[section.positive_class])
+    keys = class_keys(codes, dataset, recipe)
+    if section.decides and not section.positive_class:
+        positive = codes[1]
+    elif section.decides:
+        if section.positive_class not in keys:
+            known = ", ".join(keys)
+            raise ConfigError(
+                f"[estimator].positive_class {section.positive_class!r} is not a class of the target ({known})"
+            )
+        positive = keys[section.positive_class]
+    return dataclasses.replace(recipe, class_keys=keys, positive=positive)
+
+
+with_positive = with_classes  # its name before class_weight keys were settled with the positive class
 
 
 def train(
@@ -130,10 +136,9 @@ def train(
     """Fit on the training split (with `params` over the configured ones, e.g. a search's best) and score on test."""
     parts = rows if rows is not None else split(recipe, dataset)
     configured = recipe.estimator.params if params is None else params
-    chosen = configured
-    if recipe.classification:
-        chosen = with_class_weight_labels(chosen, parts.train_target, dataset, recipe)
-    estimator, spec = recipe.make(chosen)
+    if recipe.classification and recipe.class_keys is None:
+        recipe = with_classes(recipe, dataset)  # class_weight keys are read by the data's classes
+    estimator, spec = recipe.make(configured)
     pipeline = build_pipeline(recipe, estimator)
     fit_args: dict[str, Any] = (
         {"estimator__sample_weight": parts.train_weight} if parts.train_weight is not None else {}
