@@ -16,8 +16,14 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from mlpack.estimators import decision
-from mlpack.features.pipeline import frame as frame  # re-exported: its home was here
+
+# Re-exported: their home was here (they take the recipe's FeatureSpec now).
+from mlpack.features.pipeline import check_derived as check_derived
+from mlpack.features.pipeline import derived_columns as derived_columns
+from mlpack.features.pipeline import frame as frame
 from mlpack.features.pipeline import graph_features
+from mlpack.features.pipeline import graph_inputs as graph_inputs
+from mlpack.features.pipeline import preprocessing_pipeline as preprocessing_pipeline
 from mlpack.features.target import TransformedTarget
 
 if TYPE_CHECKING:
