@@ -7,7 +7,7 @@ sits on, neighbours at equal distances. The diagnosis says which, and for which 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,35 @@ def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> Pari
     )
 
 
+# Rows compared at a time: both sides' predictions (and the features scikit-learn computes on the
+# way) exist for one chunk only, so a million rows cost no more memory than this many.
+PARITY_CHUNK = 65_536
+
+
 def _compare(
+    trained: TrainedModel, model: Model, columns: dict[str, np.ndarray], frame: Any, tolerance: float
+) -> _Comparison:
+    """`_compare_rows` a chunk of rows at a time (each row's comparison depends on that row alone)."""
+    rows = len(frame)
+    if rows <= PARITY_CHUNK:
+        return _compare_rows(trained, model, columns, frame, tolerance)
+    parts = [
+        _compare_rows(
+            trained,
+            model,
+            {path: values[start : start + PARITY_CHUNK] for path, values in columns.items()},
+            frame.iloc[start : start + PARITY_CHUNK],
+            tolerance,
+        )
+        for start in range(0, rows, PARITY_CHUNK)
+    ]
+    joined = {
+        field.name: np.concatenate([getattr(part, field.name) for part in parts]) for field in fields(_Comparison)
+    }
+    return _Comparison(**joined)
+
+
+def _compare_rows(
     trained: TrainedModel, model: Model, columns: dict[str, np.ndarray], frame: Any, tolerance: float
 ) -> _Comparison:
     labels, probabilities, _ = model.run(columns)

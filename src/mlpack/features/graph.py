@@ -35,6 +35,10 @@ INPUT_TYPES: dict[str, tuple[str, Any, Any]] = {
 }
 
 
+# Rows the preprocessing graph runs at a time in `transform` (a multiple of any SIMD width).
+TRANSFORM_CHUNK = 65_536
+
+
 class GraphConversionError(RuntimeError):
     """skl2onnx could not convert the preprocessing (the message is one line)."""
 
@@ -68,9 +72,11 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         table the other folds made, as float32 as a graph holding that table would give them.
         `groups` (a group split's field, per row) keeps each group within one of those folds."""
         trained = self._fit(X, y, groups)
+        crossed = [(columns, np.array(trained[:, columns])) for columns in cross_fitted_columns(self.preprocessing_)]
+        del trained  # scikit-learn's own features: only a cross-fitted transformer's columns are kept
         features = self.transform(X)
-        for columns in cross_fitted_columns(self.preprocessing_):
-            features[:, columns] = np.asarray(trained[:, columns], dtype=np.float32)
+        for columns, values in crossed:
+            features[:, columns] = np.asarray(values, dtype=np.float32)
         return features
 
     def _fit(self, X: Any, y: Any, groups: Any = None) -> np.ndarray:
@@ -103,17 +109,33 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             self._session = _new_session(self.onnx_)
         return self._session
 
-    def feeds(self, X: Any) -> dict[str, np.ndarray]:
-        """The graph's input tensors from a frame whose columns are the ONNX input names."""
+    def feeds(self, X: Any, rows: slice = slice(None)) -> dict[str, np.ndarray]:
+        """The graph's input tensors from a frame whose columns are the ONNX input names (`rows` of it)."""
         out = {}
         for name, kind in self.inputs:
-            out[name] = np.asarray(X[name].to_numpy(), dtype=INPUT_TYPES[kind][2]).reshape(-1, 1)
+            out[name] = np.asarray(X[name].to_numpy()[rows], dtype=INPUT_TYPES[kind][2]).reshape(-1, 1)
         return out
 
     def transform(self, X: Any) -> np.ndarray:
-        features = self.session.run(None, self.feeds(X))[0]
-        # float64 holds every float32 exactly; estimators that would train in float32 (MLP) keep float64.
-        return np.asarray(features, dtype=np.float64)
+        """The graph's features, float64 (which holds every float32 exactly; estimators that would train
+        in float32, an MLP, keep float64), run TRANSFORM_CHUNK rows at a time into one array: a million
+        rows never hold the graph's float32 output and its float64 copy at once. Each feature is a
+        function of its own row, and the session runs on one thread, so the values do not depend on
+        the chunk (tests/test_features_build.py holds chunked and whole to the same bits)."""
+        rows = len(X)
+        if rows <= TRANSFORM_CHUNK:
+            return np.asarray(self.session.run(None, self.feeds(X))[0], dtype=np.float64)
+        bounds = [*range(0, rows, TRANSFORM_CHUNK), rows]
+        if bounds[-1] - bounds[-2] < 1_024:  # no small last chunk: onnxruntime runs a lone row by other kernels
+            del bounds[-2]
+        features: np.ndarray | None = None
+        for start, end in zip(bounds, bounds[1:]):
+            chunk = self.session.run(None, self.feeds(X, slice(start, end)))[0]
+            if features is None:
+                features = np.empty((rows, chunk.shape[1]), dtype=np.float64)
+            features[start:end] = chunk
+        assert features is not None
+        return features
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.preprocessing_.get_feature_names_out(), dtype=object)

@@ -1,0 +1,55 @@
+"""Large builds run the preprocessing graph and the parity check a chunk of rows at a time (issue 23).
+
+A million rows would otherwise hold the graph's float32 output and its float64 copy, and both
+sides' predictions of every row, at once. These tests hold the chunked runs to the whole ones, bit
+for bit: the features the estimator trains on, and so the exported model and its parity figures,
+on the shop's documents (derived expressions with log1p, dates, a category, free text).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mlpack.export.parity as parity
+import mlpack.features.graph as graph
+from mlpack.config import parse_config
+from mlpack.exported import ExportedModel
+from tests.helpers.shop import CONFIG, orders
+from tests.helpers.training import export
+
+DOCUMENTS = orders(3_000, seed=4)
+ESTIMATORS = ["sklearn.linear_model.LinearRegression", "sklearn.ensemble.HistGradientBoostingRegressor"]
+
+
+def exported_with(monkeypatch: pytest.MonkeyPatch, estimator: str, chunk: int) -> ExportedModel:
+    monkeypatch.setattr(graph, "TRANSFORM_CHUNK", chunk)
+    monkeypatch.setattr(parity, "PARITY_CHUNK", chunk)
+    raw: dict[str, Any] = tomllib.loads(CONFIG.format(database="db"))
+    raw["estimator"] = {"class": estimator, "params": {"max_iter": 30} if "Hist" in estimator else {}}
+    raw["evaluation"]["gates"] = {}
+    return export(parse_config(raw), DOCUMENTS)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=["linear", "hist-gradient-boosting"])
+def test_a_model_made_in_chunks_is_the_model_made_whole(monkeypatch: pytest.MonkeyPatch, estimator: str) -> None:
+    whole = exported_with(monkeypatch, estimator, 10**9)
+    # 2,250 training rows: 700, 700, 850 (a short tail joins the last chunk)
+    chunked = exported_with(monkeypatch, estimator, 700)
+    assert chunked.onnx_bytes == whole.onnx_bytes
+    assert chunked.metadata == whole.metadata  # the parity figures among them
+    assert chunked.metadata["parity"]["rows"] == len(DOCUMENTS)
+
+
+def test_the_graph_gives_each_row_the_same_bits_whatever_the_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = exported_with(monkeypatch, ESTIMATORS[0], 10**9)
+    features = model.trained.pipeline.steps[0][1]
+    frame = model.trained.train_frame
+    whole = features.transform(frame)
+    for chunk in (1_000, 2_000, 5_000):
+        monkeypatch.setattr(graph, "TRANSFORM_CHUNK", chunk)
+        chunked = features.transform(frame)
+        assert chunked.dtype == np.float64 and chunked.tobytes() == whole.tobytes(), chunk
