@@ -159,5 +159,6 @@ def check_derived(spec: FeatureSpec, train_frame: pd.DataFrame) -> None:
 
 
 def frame(columns: dict[str, np.ndarray], input_names: dict[str, str]) -> pd.DataFrame:
-    """Columns keyed by feature path as the pipeline reads them: keyed by ONNX input name."""
-    return pd.DataFrame({input_names[path]: values for path, values in columns.items()})
+    """Columns keyed by feature path as the pipeline reads them: keyed by ONNX input name. Not copied:
+    the frame shares the split's arrays (pandas would consolidate the floats into a new block, a copy)."""
+    return pd.DataFrame({input_names[path]: values for path, values in columns.items()}, copy=False)
