@@ -127,37 +127,6 @@ def class_keys(codes: list[Any], dataset: Any, config: Any) -> dict[str, Any]:
     return keys
 
 
-def weights_by_class(weights: dict[Any, Any], keys: dict[str, Any]) -> dict[Any, Any]:
-    """`class_weight = { 0 = 1.0, 1 = 5.0 }`: TOML keys are strings, integer classes are not; map them
-    by `keys` (class_keys). A key that names no class is a config error (scikit-learn's own message
-    would not name the key)."""
-    mapped = {}
-    for key, value in weights.items():
-        text = key if isinstance(key, str) else category_text(key)
-        if text not in keys:
-            known = ", ".join(keys)
-            raise ConfigError(f"class_weight names {key!r}, which is not a class of the target (classes: {known})")
-        mapped[keys[text]] = value
-    return mapped
-
-
-def with_class_weight_labels(
-    params: dict[str, Any], target: np.ndarray, dataset: Any | None = None, config: Any | None = None
-) -> dict[str, Any]:
-    """`params` with a class_weight table's keys mapped to the classes of `target` (weights_by_class):
-    by their text, and, given the dataset and the config, by their [features].labels names too. The
-    build maps once the data is known (Recipe.make, with the recipe's class_keys)."""
-    weights = params.get("class_weight")
-    if not isinstance(weights, dict):
-        return params
-    codes = np.unique(target).tolist()
-    if dataset is not None and config is not None:
-        keys = class_keys(codes, dataset, config)
-    else:
-        keys = {category_text(class_value(code, dataset) if dataset is not None else code): code for code in codes}
-    return {**params, "class_weight": weights_by_class(weights, keys)}
-
-
 __all__ = [
     "TargetKind",
     "class_keys",
@@ -165,7 +134,5 @@ __all__ = [
     "class_value",
     "feedback_targets",
     "label_kind",
-    "weights_by_class",
-    "with_class_weight_labels",
     "with_feedback_targets",
 ]

@@ -29,9 +29,9 @@ from mlpack.config import (
 )
 from mlpack.errors import ConfigError
 from mlpack.estimators import EstimatorSpec, make_estimator
-from mlpack.features.labels import weights_by_class
 from mlpack.features.pipeline import FeatureSpec
 from mlpack.names import onnx_input_names
+from mlpack.runtime import category_text
 from mlpack.training.metrics import METRICS, champion_metric, metric_names
 
 DEFAULT_FOLDS = 3
@@ -82,6 +82,20 @@ class Recipe:
             params = {**params, "class_weight": weights_by_class(weights, self.class_keys)}
         section = dataclasses.replace(self.estimator, params=params)
         return make_estimator(section, self.task, seed=self.evaluation.seed)
+
+
+def weights_by_class(weights: dict[Any, Any], keys: dict[str, Any]) -> dict[Any, Any]:
+    """`class_weight = { churned = 5.0, stayed = 1.0 }`: TOML keys are strings, integer classes are not;
+    each key is mapped to its class's code by `keys` (the recipe's class_keys). A key that names no class
+    is a config error (scikit-learn's own message would not name the key)."""
+    mapped = {}
+    for key, value in weights.items():
+        text = key if isinstance(key, str) else category_text(key)
+        if text not in keys:
+            known = ", ".join(keys)
+            raise ConfigError(f"class_weight names {key!r}, which is not a class of the target (classes: {known})")
+        mapped[keys[text]] = value
+    return mapped
 
 
 # TOML has no null. In [estimator].params and [search].params this string stands for Python's None

@@ -18,7 +18,6 @@ from mlpack.features.graph import GraphConversionError
 from mlpack.features.labels import class_keys
 from mlpack.features.labels import class_names as class_names  # the class helpers, re-exported
 from mlpack.features.labels import class_value as class_value
-from mlpack.features.labels import with_class_weight_labels as with_class_weight_labels
 from mlpack.features.pipeline import check_derived, frame
 from mlpack.features.text import NoWordsError
 from mlpack.training import splits
