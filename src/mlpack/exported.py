@@ -7,19 +7,19 @@ writes a file: `build.write_artifacts` does, from the `ExportedModel` this retur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from mlpack import library_warnings
 from mlpack.config import Config
+from mlpack.export.baseline import training_baseline
 from mlpack.export.convert import to_onnx, with_metadata
 from mlpack.export.metadata import build_metadata, with_baseline, with_parity
 from mlpack.export.parity import check_parity, parity_report
 from mlpack.features.expressions import string_read_fields
 from mlpack.runtime import Metadata, Model
-from mlpack.runtime.drift import baseline_of
 from mlpack.timings import StageClock
 from mlpack.training import champion as challenger_vs
 from mlpack.training import experiments
@@ -112,21 +112,4 @@ def make_model(
     return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment, compared, warning)
 
 
-def training_baseline(
-    dataset: Dataset, model: Model, metadata: Metadata, max_categories: int, unlisted: Collection[str] = ()
-) -> dict[str, Any]:
-    """The drift baseline: the distribution of each input and of the ONNX model's own predictions
-    over the data the model was built from, which the server and `mlpack monitor` compare live traffic to.
-    `unlisted`: fields whose values the model tells none apart (read by string functions): no value listed."""
-    columns = dataset.columns()
-    predictions: list[Any] = []
-    for start in range(0, dataset.rows, 50_000):  # bounded memory on large collections
-        chunk = {name: values[start : start + 50_000] for name, values in columns.items()}
-        predictions += model.run(chunk)[0]
-    # Every graph input (fields read only by derived expressions too), by the document path it reads.
-    profiled = {entry["path"]: (entry["kind"], columns[entry["path"]]) for entry in metadata["inputs"]}
-    known = {f["name"]: set(f["categories"]) for f in metadata["features"] if "categories" in f}
-    known.update({path: set() for path in unlisted if path not in known})
-    return baseline_of(
-        profiled, predictions, metadata["task"], rows=dataset.rows, max_categories=max_categories, known=known
-    )
+__all__ = ["ExportedModel", "Progress", "make_model", "training_baseline"]
