@@ -147,7 +147,7 @@ def build_metadata(
             _with_training_facts(entry, trained, config.preprocessing) for entry in metadata["features"]
         ]
         if trained.classes is not None:
-            labels = class_names(trained.classes, dataset, config)
+            labels = class_names(trained.classes, dataset.target_kind, config.features.labels)
             metadata["classes"] = labels
             metadata["class_codes"] = list(trained.classes)
             metadata["class_balance"] = _class_balance(trained, labels)

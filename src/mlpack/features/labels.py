@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 from typing import Any, Literal
 
@@ -92,15 +92,14 @@ def with_feedback_targets(raw: Any, features: Any, regression: bool) -> Any:
     return dataclasses.replace(raw, values={**raw.values, target: column})
 
 
-def class_value(code: Any, dataset: Any) -> Any:
-    """A class as the data had it: the training code 1 of a boolean target is True."""
-    return bool(code) if dataset.target_kind == "bool" else code
+def class_value(code: Any, target_kind: TargetKind) -> Any:
+    """A class as the data had it (`target_kind`: the Dataset's): the training code 1 of a boolean target is True."""
+    return bool(code) if target_kind == "bool" else code
 
 
-def class_names(codes: list[Any], dataset: Any, config: Any) -> list[Any]:
-    """The classes as predict() returns them: as in the data, or by their [features].labels names."""
-    labels = config.features.labels
-    values = [class_value(code, dataset) for code in codes]
+def class_names(codes: list[Any], target_kind: TargetKind, labels: Mapping[str, str]) -> list[Any]:
+    """The classes as predict() returns them: as in the data, or by their [features].labels names (`labels`)."""
+    values = [class_value(code, target_kind) for code in codes]
     if not labels:
         return values
     texts = [category_text(value) for value in values]
@@ -119,11 +118,11 @@ def class_names(codes: list[Any], dataset: Any, config: Any) -> list[Any]:
     return names
 
 
-def class_keys(codes: list[Any], dataset: Any, config: Any) -> dict[str, Any]:
+def class_keys(codes: list[Any], target_kind: TargetKind, labels: Mapping[str, str]) -> dict[str, Any]:
     """Every way mlpack.toml may name a class → its training code: the class's canonical text ("1",
     "true") and its [features].labels name. class_weight keys and positive_class are read by it."""
-    keys = {category_text(class_value(code, dataset)): code for code in codes}
-    keys.update({str(name): code for code, name in zip(codes, class_names(codes, dataset, config))})
+    keys = {category_text(class_value(code, target_kind)): code for code in codes}
+    keys.update({str(name): code for code, name in zip(codes, class_names(codes, target_kind, labels))})
     return keys
 
 

@@ -109,7 +109,7 @@ def with_classes(recipe: Recipe, dataset: Dataset) -> Recipe:
     section, positive = recipe.estimator, recipe.positive
     if section.decides and len(codes) != 2:
         raise DataError(f"[estimator].threshold is for two classes; target '{recipe.features.target}' has {len(codes)}")
-    keys = class_keys(codes, dataset, recipe)
+    keys = class_keys(codes, dataset.target_kind, recipe.features.labels)
     if section.decides and not section.positive_class:
         positive = codes[1]
     elif section.decides:
