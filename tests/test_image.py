@@ -167,6 +167,7 @@ def test_no_engine_without_the_flag_builds_the_rest_and_says_so(
     result = run("build", churn_project.path)
     assert result.code == 0, result.err
     assert "the registry registry-1.docker.io is unreachable" in result.out and "image not built" in result.out
+    assert "could not be read; name a reachable registry, an OCI layout or a `docker save` archive" in result.out
     report = json.loads((churn_project.path / "dist" / "churn-model-1.0.0.json").read_text())
     assert report["image"]["built"] is False
     assert run("build", churn_project.path, "--no-image", "--version", "1.0.1", "-q").code == 0

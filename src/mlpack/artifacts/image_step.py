@@ -76,8 +76,13 @@ def make_image(
     except ExternalError as exc:
         if required:
             raise ExternalError(f"{exc.message}: the image was not built; its build context is in {context}") from None
-        say(f"{exc.message}: image not built (context in {context})")
-        return ImageStep({"built": False, "tag": tag, "reason": exc.message})
+        # The wheel and the rest are built; say how to get the image without a network to the base's registry.
+        hint = (
+            f"[image].base = {config.image.base!r} could not be read; "
+            "name a reachable registry, an OCI layout or a `docker save` archive"
+        )
+        say(f"{exc.message}: image not built ({hint}; context in {context})")
+        return ImageStep({"built": False, "tag": tag, "reason": f"{exc.message} ({hint})"})
 
     def layer(found: Any) -> dict[str, Any]:
         return {"digest": found.digest, "diff_id": found.diff_id, "size": found.size, "unpacked": found.unpacked}
