@@ -103,6 +103,18 @@ CASES = [
         "[image].registry_ca",
     ),
     ("registry base, bad", 'base = "python:3.11-slim"', 'base = "docker://Bad Name"', "[image].base"),
+    (
+        "plain HTTP with a CA",
+        'base = "python:3.11-slim"',
+        'base = "python:3.11-slim"\nplain_http = true\nregistry_ca = "ca.pem"',
+        "[image].plain_http has no TLS",
+    ),
+    (
+        "plain HTTP not a boolean",
+        'base = "python:3.11-slim"',
+        'base = "python:3.11-slim"\nplain_http = "yes"',
+        "[image].plain_http",
+    ),
     ("name with the long s", 'name = "hostile-model"', f'name = "ca{LONG_S}e"', "[model].name"),
     ("name with the Kelvin sign", 'name = "hostile-model"', f'name = "{KELVIN}elvin"', "[model].name"),
     ("name of 300 characters", 'name = "hostile-model"', f'name = "{"n" * 300}"', "[model].name"),

@@ -23,10 +23,12 @@ from mlpack.artifacts.image import ImageTarget, download_dependencies
 from mlpack.artifacts.oci import build_oci_image, write_tar
 from mlpack.artifacts.oci_base import canonical, digest_of, load_base
 from mlpack.artifacts.oci_deps import DEPENDENCY_EPOCH
+from mlpack.artifacts.read import open_model
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
 from mlpack.source.embedded import free_port
 from tests.helpers.cli import assert_clean_error
+from tests.helpers.documents import subscribers
 from tests.helpers.oci_layouts import write_oci_base
 from tests.helpers.projects import Project
 
@@ -85,6 +87,7 @@ def inputs(built_model: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     config = base_config([digest_of(layer)])
     return {
         "wheel": wheel,
+        "onnx": built_model.artifacts["onnx"],
         "metadata": built_model.metadata,
         "deps": root / "deps",
         "oci": write_oci_base(root / "base.oci", layer, config),
@@ -338,6 +341,17 @@ def test_docker_loads_and_runs_the_image(inputs: dict[str, Any], engine: dict[st
             except OSError:
                 time.sleep(0.5)
         assert answer == {"status": "ok"}, docker(engine, "logs", container)
+        # A prediction runs a session: onnxruntime and numpy from the pruned dependency layer (oci_prune.py).
+        records = json.loads(
+            json.dumps([{k: v for k, v in d.items() if k != "_id"} for d in subscribers(20)], default=str)
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=json.dumps(records).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["predictions"] == open_model(inputs["onnx"]).predict(records)
         uid = docker(engine, "exec", container, "python3", "-c", "import os; print(os.getuid())").strip()
         assert uid == "65532"
     finally:

@@ -6,6 +6,7 @@ here, an htpasswd login or none. What mlpack pushed is read back by skopeo, an i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -21,14 +22,15 @@ import pytest
 from pymongo import MongoClient
 
 from mlpack.artifacts.image import ImageTarget, download_dependencies
+from mlpack.artifacts.image_step import base_connection
 from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.oci_base import digest_of
 from mlpack.artifacts.oci_push import pull_image
 from mlpack.artifacts.oci_remote import Connection, Credentials, ImageReference
-from mlpack.config import ImageSection
+from mlpack.config import ImageSection, load_config
 from mlpack.errors import ConfigError, ExternalError
 from tests.helpers.cli import assert_clean_error
-from tests.helpers.projects import Project
+from tests.helpers.projects import CHURN_CONFIG, Project
 from tests.helpers.registry_server import (
     PASSWORD,
     USERNAME,
@@ -134,11 +136,13 @@ def test_a_base_from_a_registry_makes_the_image_a_local_base_makes(
     assert [layer["mediaType"].rpartition(".")[2] for layer in theirs["layers"]] == ["tar+gzip"] * 3
     assert theirs["layers"][1:] == ours["layers"][1:]  # the dependency and model layers: the same bytes
 
-    # A cached blob changed on disk is refused, not built on.
+    # A cached blob changed on disk is not built on: fetched anew from the registry (a layout links its
+    # blobs from the cache, so a change made through a layout's name lands here), the cache mended.
     blob = cache / base["layers"][0]["digest"][7:]  # the base's layer
     blob.write_bytes(blob.read_bytes() + b"x")
-    with pytest.raises((ConfigError, ExternalError), match="does not match"):
-        build(inputs, tmp_path / "tampered", f"{login.host}/base/tiny:1", with_login)
+    mended = build(inputs, tmp_path / "tampered", f"{login.host}/base/tiny:1", with_login)
+    assert mended.digest == image.digest
+    assert digest_of(blob.read_bytes()) == base["layers"][0]["digest"]
     blob.unlink()
 
     with pytest.raises(ExternalError, match="requires a login"):
@@ -340,3 +344,30 @@ def test_push_checks_and_records_the_build_in_the_registry_document(
     assert PASSWORD not in json.dumps(record, default=str)
     inspected = json.loads(registry.skopeo("inspect", f"docker://{reference}:1.0.0").stdout)
     assert inspected["Digest"] == digest
+
+
+def test_a_base_from_a_plain_http_registry_with_image_plain_http(
+    inputs: dict[str, Any],
+    image: Any,
+    registries: dict[str, LoopbackRegistry],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """[image].plain_http = true reads the base over HTTP; without it, one line naming the key, never a fallback."""
+    monkeypatch.setenv("MLPACK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    plain = registries["plain"]
+    plain.skopeo("copy", "--preserve-digests", f"oci:{inputs['oci']}", f"docker://{plain.host}/base/tiny:1")
+    project = tmp_path / "project"
+    project.mkdir()
+    image_table = f'[image]\nbase = "{plain.host}/base/tiny:1"\npython = "3.11"\nplain_http = true\n'
+    (project / "mlpack.toml").write_text(CHURN_CONFIG.format(database="d") + image_table, encoding="utf-8")
+    config = load_config(project)
+    assert config.image.plain_http is True
+    pulled = build(inputs, tmp_path / "plain", config.image.base, base_connection(config))
+    assert pulled.digest == image.digest and pulled.base_source == "registry"  # the base's bytes, over HTTP
+    over_tls = dataclasses.replace(config, image=dataclasses.replace(config.image, plain_http=False))
+    with pytest.raises(
+        ExternalError, match=r"does not answer TLS: a plain HTTP registry\? \(then \[image\]\.plain_http = true\)"
+    ):
+        build(inputs, tmp_path / "tls", config.image.base, base_connection(over_tls))

@@ -149,6 +149,11 @@ def test_the_sbom_lists_what_the_images_layers_hold(imaged: tuple[BuildResult, P
     assert not any("old-tool" in purl for purl in purls)
     installed = {c["name"]: c for c in image["components"] if "opt/model/" in json.dumps(c)}
     assert {"numpy", "onnxruntime", "test-model"} <= set(installed)  # the dependency and model layers, read back
+    # What the image's dependency layer left out of a distribution is said on it (artifacts/oci_prune.py).
+    properties = [(c["name"], p) for c in installed.values() for p in c["properties"]]
+    pruned = {name: p["value"] for name, p in properties if p["name"] == "mlpack:pruned"}
+    assert set(pruned) == {"numpy", "onnxruntime"}, pruned
+    assert "taken out by mlpack: the C API library" in pruned["onnxruntime"] and "PRUNED.json" in pruned["numpy"]
     # The wheel's dependencies: the very wheels the image was installed from, each with its file's sha256.
     deps = {c["name"]: c for c in document["components"] if c["bom-ref"].startswith("pypi:")}
     wheel_file = next((result.artifacts["docker"] / "deps").glob("numpy-*.whl"))

@@ -34,12 +34,15 @@ class ImageStep:
 
 
 def base_connection(config: Config) -> Connection:
-    """How to reach the base's registry: [image].registry_ca, and MLPACK_REGISTRY_* or docker's config.json."""
+    """How to reach the base's registry: [image].registry_ca or plain_http, and MLPACK_REGISTRY_* or
+    docker's config.json."""
     ca = config.image.registry_ca
     return Connection(
         ca_file=config.project_dir / ca if ca else None,
+        plain_http=config.image.plain_http,
         credentials=Credentials.from_env(),
         ca_option="[image].registry_ca",
+        plain_option="[image].plain_http = true",
     )
 
 

@@ -9,6 +9,7 @@ lower layer held, as the image's file system would. The SBOM lists what this ret
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import re
 import tarfile
@@ -23,7 +24,7 @@ MAX_FILE_BYTES = 8 << 20  # a dpkg status of a large distribution is a few MiB; 
 _DPKG_STATUS = "var/lib/dpkg/status"
 _DPKG_STATUS_D = "var/lib/dpkg/status.d/"  # distroless images: one file per package
 _OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
-_DIST_INFO = re.compile(r"(?:^|/)[^/]+\.dist-info/(METADATA|RECORD)$")
+_DIST_INFO = re.compile(r"(?:^|/)[^/]+\.dist-info/(METADATA|RECORD|PRUNED\.json)$")
 _EGG_INFO = re.compile(r"(?:^|/)[^/]+\.egg-info(?:/PKG-INFO)?$")  # Debian's own python3-* packages
 
 
@@ -33,6 +34,7 @@ class PythonDistribution:
     version: str
     path: str  # the dist-info folder in the image, e.g. opt/model/site/numpy-2.1.0.dist-info
     record_sha256: str  # sha256 of its RECORD: every installed file's own hash; "" for an egg-info
+    pruned: str = ""  # what mlpack took out of it for the image (oci_prune.py's PRUNED.json), in words
 
 
 @dataclass(frozen=True, order=True)
@@ -119,8 +121,23 @@ def _python(files: dict[str, bytes]) -> list[PythonDistribution]:
             continue
         headers = _headers(data)
         if headers.get("Name") and headers.get("Version"):
-            found.append(PythonDistribution(canonicalize_name(headers["Name"]), headers["Version"], folder, digest))
+            name, version = canonicalize_name(headers["Name"]), headers["Version"]
+            found.append(PythonDistribution(name, version, folder, digest, _pruned(files, folder)))
     return sorted(found)
+
+
+def _pruned(files: dict[str, bytes], folder: str) -> str:
+    """PRUNED.json of a dist-info, in words: how many files and bytes were taken out, why, where listed."""
+    data = files.get(folder + "/PRUNED.json")
+    if data is None:
+        return ""
+    try:
+        note = json.loads(data)
+        taken = note["files"]
+        size = sum(int(value) for value in taken.values())
+        return f"{len(taken)} files ({size} bytes) taken out by {note['by']}: {note['why']}; listed in PRUNED.json"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "files taken out: PRUNED.json is not readable"
 
 
 def _paragraphs(text: str) -> Iterable[dict[str, str]]:

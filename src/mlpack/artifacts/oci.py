@@ -2,9 +2,9 @@
 
 The base comes from `[image].base` (oci_base.py: a registry, the local engine's store, an OCI layout
 or a `docker save` archive; every blob checked against its digest). On top go two layers (oci_install.py):
-the dependencies, then the model wheel, each installed by `pip install --target` for the image's
-Python and platform (nothing runs inside the image), so a retrained model shares the dependency
-layer. A layer is a reproducible tar (sorted, SOURCE_DATE_EPOCH mtimes, uid/gid 0, no names,
+the dependencies, installed by `pip install --target` for the image's Python and platform, then the
+model wheel, installed by the PyPA's `installer` (nothing runs inside the image), so a retrained model
+shares the dependency layer. A layer is a reproducible tar (sorted, SOURCE_DATE_EPOCH mtimes, uid/gid 0, no names,
 0o755/0o644 modes, no .pyc, GNU headers only where a name is long, never PAX) gzipped with mtime 0
 and no file name; the config, manifest and index are canonical JSON. Same inputs and epoch, same
 manifest digest.
@@ -38,7 +38,10 @@ from mlpack.artifacts.oci_base import (
     digest_of,
     image_python,
 )
+from mlpack.artifacts.oci_files import place, write_archive
 from mlpack.artifacts.oci_install import DEPS, SITE, install_model, wheel_requirements
+from mlpack.artifacts.oci_prune import LABEL as PRUNED_LABEL
+from mlpack.artifacts.oci_prune import label as pruned_label
 from mlpack.artifacts.oci_pull import resolve_base
 from mlpack.artifacts.oci_remote import Connection
 from mlpack.config import ImageSection
@@ -147,16 +150,19 @@ def image_config(
         "StartPeriod": 5 * seconds,
         "Retries": 3,
     }
-    runtime["Labels"] = {**(runtime.get("Labels") or {}), **image_labels(metadata, revision)}
+    labels = {**image_labels(metadata, revision), PRUNED_LABEL: pruned_label()}  # what left the dependencies
+    runtime["Labels"] = {**(runtime.get("Labels") or {}), **labels}
     config["created"] = created
     config.setdefault("architecture", "amd64")
     config.setdefault("os", "linux")
     history = config.get("history") or []
     if sum(1 for entry in history if not entry.get("empty_layer")) != len(config["rootfs"]["diff_ids"]):
         history = [{"created_by": "base layer"} for _ in config["rootfs"]["diff_ids"]]  # docker load counts them
-    by = f"mlpack {metadata['versions']['mlpack']}: pip install --target"
-    history.append({"created": created, "created_by": f"{by} /{DEPS} (the dependencies; no engine)"})
-    history.append({"created": created, "created_by": f"{by} /{SITE} {metadata['name']}=={metadata['version']}"})
+    by = f"mlpack {metadata['versions']['mlpack']}:"
+    deps_by = f"{by} pip install --target /{DEPS} (the dependencies; no engine)"
+    history.append({"created": created, "created_by": deps_by})
+    model_by = f"{by} installer /{SITE} {metadata['name']}=={metadata['version']} (no engine)"
+    history.append({"created": created, "created_by": model_by})
     config["history"] = history
     config["rootfs"]["diff_ids"] = [*config["rootfs"]["diff_ids"], *(layer.diff_id for layer in layers)]
     return config
@@ -182,11 +188,15 @@ def write_layout(
     """The OCI image layout; returns the manifest's digest and the config's."""
     blobs = folder / "blobs" / "sha256"
     blobs.mkdir(parents=True)
-    for blob in base.layers:
-        with blob.open() as source, (blobs / blob.digest.partition(":")[2]).open("wb") as target:
-            shutil.copyfileobj(source, target, CHUNK)
+    for blob in base.layers:  # linked or copied in the kernel where the bytes lie in a file (oci_files.py)
+        target = blobs / blob.digest.partition(":")[2]
+        if blob.file is not None:
+            place(blob.file, blob.offset, blob.size, target)
+        else:
+            with blob.open() as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out, CHUNK)
     for layer in layers:
-        shutil.copyfile(layer.path, blobs / layer.digest.partition(":")[2])
+        place(layer.path, 0, layer.size, blobs / layer.digest.partition(":")[2])
     config_bytes = canonical(config)
     descriptors: list[dict[str, Any]] = [
         {"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in base.layers
@@ -254,8 +264,7 @@ def build_oci_image(
         layout = stage / f"{stem}.oci"
         digest, config_digest = write_layout(layout, base, layers, config, tag)
         archive = stage / f"{stem}.image.tar"
-        with archive.open("wb") as stream:
-            write_tar(stream, [(name, path) for name, path in _entries(layout)], epoch)
+        write_archive(archive, [(name, _tarinfo(name, path, epoch), path) for name, path in _entries(layout)])
         (layout / "manifest.json").unlink()  # not part of an OCI layout; kept in the archive only
         final_layout, final_archive = out_dir / layout.name, out_dir / archive.name
         if final_layout.is_dir():

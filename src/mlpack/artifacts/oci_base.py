@@ -9,15 +9,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from mlpack.artifacts.image import ImageTarget
+from mlpack.artifacts.oci_files import place
+from mlpack.artifacts.oci_memo import cache_dir, remember, remembered
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
 
@@ -56,6 +60,9 @@ class Blob:
     size: int
     media_type: str
     open: Callable[[], Any]  # a context manager giving a binary stream of the blob
+    # Where its bytes lie as they are, so a layout links or copies them in the kernel: a file, and the offset in it.
+    file: Path | None = None
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,9 @@ def _load_layout(root: Path) -> BaseImage:
     for layer in document["layers"]:
         path = blob_path(layer["digest"])
         opener = _file_opener(path)
-        _check_blob(opener, layer["digest"], None, f"layer {layer['digest']}")
+        check_file(path, layer["digest"], f"layer {layer['digest']}")
         media = _DOCKER_TYPES.get(layer["mediaType"], layer["mediaType"])
-        layers.append(Blob(layer["digest"], path.stat().st_size, media, opener))
+        layers.append(Blob(layer["digest"], path.stat().st_size, media, opener, path))
     return BaseImage(config, layers)
 
 
@@ -122,16 +129,52 @@ def _load_archive(path: Path) -> BaseImage:
     with tarfile.open(path, "r:") as archive:
         manifest = json.loads(_member(archive, "manifest.json"))[0]
         config = _json(_member(archive, manifest["Config"]), "the image config")
-        sizes = {name: archive.getmember(name).size for name in manifest["Layers"]}
+        members = {name: archive.getmember(name) for name in manifest["Layers"]}
     diff_ids = config["rootfs"]["diff_ids"]
     if len(diff_ids) != len(manifest["Layers"]):
         raise ValueError("manifest.json and the config name different numbers of layers")
     layers = []
     for name, diff_id in zip(manifest["Layers"], diff_ids, strict=True):
         opener = _member_opener(path, name)
-        digest, gzipped = _check_blob(opener, None, diff_id, f"layer {name}")
-        layers.append(Blob(digest, sizes[name], LAYER_GZIP if gzipped else LAYER, opener))
+        checked = remembered(
+            path, f"member {name} {diff_id}", partial(_check_blob, opener, None, diff_id, f"layer {name}")
+        )
+        digest, gzipped = str(checked[0]), bool(checked[1])
+        member = members[name]
+        media = LAYER_GZIP if gzipped else LAYER
+        if not member.isreg() or member.issparse():
+            layers.append(Blob(digest, member.size, media, opener))
+            continue
+        cached = _into_cache(path, member.offset_data, member.size, digest)
+        if cached is not None:
+            layers.append(Blob(digest, member.size, media, _file_opener(cached), cached))
+        else:
+            layers.append(Blob(digest, member.size, media, opener, path, member.offset_data))
     return BaseImage(config, layers)
+
+
+def _into_cache(archive: Path, offset: int, size: int, digest: str) -> Path | None:
+    """The checked layer copied once into the blob cache, so that every later layout links it (None: no cache).
+
+    The copy is of bytes just checked, made in the kernel, and remembered as the blob it is; a cached
+    blob changed since (through a layout's link to it) fails its digest and is copied again."""
+    cached = cache_dir() / digest.removeprefix("sha256:")
+    try:
+        if cached.is_file():
+            try:
+                check_file(cached, digest, f"the cached layer {cached}")
+                return cached
+            except ValueError:
+                pass
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.part")
+        partial.unlink(missing_ok=True)
+        place(archive, offset, size, partial)
+        os.replace(partial, cached)
+        remember(cached, f"blob {digest}", None)
+        return cached
+    except OSError:
+        return None
 
 
 def _member(archive: tarfile.TarFile, name: str) -> bytes:
@@ -157,6 +200,11 @@ def _member_opener(path: Path, name: str) -> Callable[[], Any]:
             yield stream
 
     return opener
+
+
+def check_file(path: Path, digest: str, what: str) -> None:
+    """The file's bytes are the blob `digest` names (hashed once while the file is unchanged: oci_memo.py)."""
+    remembered(path, f"blob {digest}", lambda: _check_blob(_file_opener(path), digest, None, what))
 
 
 def _check_blob(opener: Callable[[], Any], digest: str | None, diff_id: str | None, what: str) -> tuple[str, bool]:

@@ -4,26 +4,27 @@ The layer depends on the wheel's requirements, the pins, the image's Python and 
 wheel files pip installs them from, never on the model or the build's time: its mtimes are fixed
 (1980-01-01, as in a wheel), so the same dependencies make the same bytes, whenever they are built.
 When they come from a folder of wheels (the build context's deps/, or [image].find_links), the
-finished layer is kept in the blob cache under a key of all of those, and checked against its
-digest and diff_id when it is used again.
+finished layer is kept in the blob cache under a key of all of those (the pruning rules included),
+and checked against its digest when it is used again (hashed once while the blob is unchanged:
+oci_memo.py).
 """
 
 from __future__ import annotations
 
-import gzip
+import functools
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 from mlpack import __version__
 from mlpack.artifacts.dist import sha256_of
 from mlpack.artifacts.image import ImageTarget
 from mlpack.artifacts.oci import Layer, write_layer
-from mlpack.artifacts.oci_base import CHUNK
+from mlpack.artifacts.oci_files import place
 from mlpack.artifacts.oci_install import install_dependencies
-from mlpack.artifacts.oci_pull import cache_dir
+from mlpack.artifacts.oci_memo import cache_dir, cache_root, remember, remembered
+from mlpack.artifacts.oci_prune import RULES
 
 DEPENDENCY_EPOCH = 315532800  # 1980-01-01T00:00:00Z: zip's earliest time, what wheels carry
 
@@ -32,32 +33,34 @@ def dependency_key(requirements: list[str], pins: dict[str, str], target: ImageT
     """What the layer is made of, hashed; None when pip would ask an index (its answer may change)."""
     if not links or not Path(links).is_dir():
         return None
-    wheels = sorted((p.name, sha256_of(p)) for p in Path(links).glob("*.whl"))
+    found = sorted(Path(links).glob("*.whl"))
+    wheels = sorted((p.name, remembered(p, "sha256", functools.partial(sha256_of, p))) for p in found)
     inputs = {
         "mlpack": __version__,  # how the tree is installed and cleaned
         "requirements": requirements,
         "pins": pins,
         "platform": target.pip_platform_args(),
         "wheels": wheels,
+        "pruned": RULES,  # what is taken out of them
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def _cached(key: str) -> Layer | None:
-    entry = cache_dir().parent.parent / "layers" / f"{key}.json"
+    """The layer the entry names, if its blob still has the digest it was written with.
+
+    The diff_id (the unpacked tar's digest) was computed from the same bytes as the digest while the
+    layer was written, and is kept beside it: bytes that match the digest match the diff_id, so the
+    blob is not unpacked again to check it. The digest itself is hashed once while the blob is unchanged
+    (oci_memo.py)."""
+    entry = cache_root() / "layers" / f"{key}.json"
     try:
         found = json.loads(entry.read_text(encoding="utf-8"))
         blob = cache_dir() / found["digest"].removeprefix("sha256:")
-        if "sha256:" + sha256_of(blob) != found["digest"]:
-            return None
-        plain = hashlib.sha256()
-        with gzip.open(blob) as stream:
-            for chunk in iter(lambda: stream.read(CHUNK), b""):
-                plain.update(chunk)
-        if "sha256:" + plain.hexdigest() != found["diff_id"]:
+        if "sha256:" + remembered(blob, "sha256", lambda: sha256_of(blob)) != found["digest"]:
             return None
         return Layer(blob, found["digest"], found["diff_id"], int(found["size"]), int(found["unpacked"]))
-    except (OSError, ValueError, KeyError, TypeError, EOFError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -68,9 +71,12 @@ def _keep(key: str, layer: Layer) -> None:
         blobs.mkdir(parents=True, exist_ok=True)
         blob = blobs / layer.digest.removeprefix("sha256:")
         partial = blob.with_name(blob.name + ".part")  # written even if there: what is there failed its check
-        shutil.copyfile(layer.path, partial)
+        partial.unlink(missing_ok=True)
+        place(layer.path, 0, layer.size, partial)
         os.replace(partial, blob)
-        entry = blobs.parent.parent / "layers" / f"{key}.json"
+        if os.path.samefile(blob, layer.path):  # linked: the very bytes hashed as they were written
+            remember(blob, "sha256", layer.digest.removeprefix("sha256:"))
+        entry = cache_root() / "layers" / f"{key}.json"
         entry.parent.mkdir(parents=True, exist_ok=True)
         document = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size, "unpacked": layer.unpacked}
         partial = entry.with_name(entry.name + ".part")

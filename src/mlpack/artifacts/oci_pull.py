@@ -13,7 +13,6 @@ and checked against their digests when fetched and again when used.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -24,13 +23,14 @@ from mlpack.artifacts.oci_base import (
     MANIFEST,
     BaseImage,
     Blob,
-    _check_blob,
     _file_opener,
     _json,
     _load_archive,
+    check_file,
     is_local_base,
     load_base,
 )
+from mlpack.artifacts.oci_memo import cache_dir
 from mlpack.artifacts.oci_remote import Connection, ImageReference, RegistryClient
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.redaction import child_environment
@@ -39,11 +39,6 @@ REGISTRY, ENGINE = "docker://", "docker-daemon:"
 ACCEPT = [INDEX, MANIFEST, *(docker for docker, oci in _DOCKER_TYPES.items() if oci in (INDEX, MANIFEST))]
 OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 SAVE_TIMEOUT_S = 600
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("MLPACK_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(root) / ("" if os.environ.get("MLPACK_CACHE_DIR") else "mlpack") / "blobs" / "sha256"
 
 
 def resolve_base(
@@ -117,10 +112,14 @@ def _load_registry(text: str, connection: Connection, arch: str) -> BaseImage:
         layers = []
         for layer in document["layers"]:
             path = _fetch(client, layer["digest"])
-            opener = _file_opener(path)
-            _check_blob(opener, layer["digest"], None, f"the cached layer {path}")
+            try:
+                check_file(path, layer["digest"], f"the cached layer {path}")
+            except ValueError:  # changed in the cache (a layout links its blobs from there): fetched anew
+                path.unlink()
+                path = _fetch(client, layer["digest"])
+                check_file(path, layer["digest"], f"the layer {layer['digest']} from the registry")
             media = _DOCKER_TYPES.get(layer["mediaType"], layer["mediaType"])
-            layers.append(Blob(layer["digest"], path.stat().st_size, media, opener))
+            layers.append(Blob(layer["digest"], path.stat().st_size, media, _file_opener(path), path))
     except (KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
         raise ExternalError(f"the registry's manifest of {reference} is not an image manifest: {exc!r}") from None
     except ValueError as exc:

@@ -110,6 +110,7 @@ class Connection:
     credentials: Credentials | None = None
     timeout: float = TIMEOUT_S
     ca_option: str = "--ca-file"  # where the user names the CA: for the messages
+    plain_option: str = "--plain-http"  # where the user asks for plain HTTP: for the messages
 
 
 def digest_bytes(data: bytes) -> str:
@@ -189,7 +190,9 @@ class RegistryClient:
         where = f"the registry {self.reference.registry}"
         text = " ".join(str(exc).split())
         if isinstance(exc, requests.exceptions.SSLError) and "wrong version number" in text.lower():
-            return ExternalError(f"{where} does not answer TLS: a plain HTTP registry? (then --plain-http)")
+            return ExternalError(
+                f"{where} does not answer TLS: a plain HTTP registry? (then {self.connection.plain_option})"
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             verify = re.search(r"certificate verify failed: ([^(']+)", text)
             reason = verify.group(1).strip().rstrip(".") if verify else text[:200]

@@ -234,7 +234,9 @@ def image_packages(found: Inventory) -> list[Package]:
                 dist.record_sha256,
                 dist.name,
                 dist.version,
-                (("path", dist.path),) + ((("sha256_of", "RECORD"),) if dist.record_sha256 else ()),
+                (("path", dist.path),)
+                + ((("sha256_of", "RECORD"),) if dist.record_sha256 else ())
+                + ((("pruned", dist.pruned),) if dist.pruned else ()),
             )
         )
     namespace = found.os_id or "debian"

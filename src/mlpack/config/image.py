@@ -32,6 +32,10 @@ def check_image(config: Config, where: str) -> None:
         )
     if image.builder == "docker" and image.base.startswith(LOCAL_BASES):
         raise ConfigError(f'{where}: [image].base {image.base!r} is a local file: builder = "docker" needs a reference')
+    if image.plain_http and image.registry_ca:
+        raise ConfigError(
+            f"{where}: [image].plain_http has no TLS, so [image].registry_ca would check nothing: set one"
+        )
     for key, value, exists in (
         ("registry_ca", image.registry_ca, lambda path: path.is_file()),
         ("find_links", image.find_links, lambda path: path.is_dir()),

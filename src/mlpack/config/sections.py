@@ -122,6 +122,7 @@ class ImageSection:
     find_links: str = ""  # a local folder of wheels for the image's dependencies: no package index is asked
     builder: str = "mlpack"  # "mlpack": the image written with no engine; "docker": `docker build` of the context
     registry_ca: str = ""  # a PEM file (relative to the project): the CA of the base's registry
+    plain_http: bool = False  # the base's registry answers plain HTTP, no TLS (a loopback or CI registry)
 
     def tag_for(self, name: str, version: str) -> str:
         tag = self.tag or f"{name.lower()}:{names.tag_text(version)}"
