@@ -55,14 +55,16 @@ class LoopbackRegistry:
         return done
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((address, 0))
         return int(probe.getsockname()[1])
 
 
-def make_ca_and_certificate(folder: Path, name: str = "mlpack test registry CA") -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate for 127.0.0.1 and localhost signed by it: (ca, cert, key) PEM files."""
+def make_ca_and_certificate(
+    folder: Path, name: str = "mlpack test registry CA", address: str = "127.0.0.1"
+) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for 127.0.0.1, localhost and `address` signed by it: (ca, cert, key) PEM files."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -87,7 +89,8 @@ def make_ca_and_certificate(folder: Path, name: str = "mlpack test registry CA")
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    ips = sorted({"127.0.0.1", address})
+    names = [*(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips), x509.DNSName("localhost")]
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject("127.0.0.1"))
@@ -189,23 +192,24 @@ def token_service(root: Path, cert: Path, key: Path) -> Iterator[tuple[str, Path
 
 @contextmanager
 def loopback_registry(
-    root: Path, *, login: bool = True, token: bool = False, tls: bool = True
+    root: Path, *, login: bool = True, token: bool = False, tls: bool = True, address: str = "127.0.0.1"
 ) -> Iterator[LoopbackRegistry]:
     """docker-registry serving TLS on 127.0.0.1:PORT from `root`, stopped (and only it) on the way out.
 
     `login`: an htpasswd login (Basic); `token`: Bearer tokens from `token_service` for that login;
-    not `tls`: plain HTTP (as a registry on a developer's loopback often is)."""
+    not `tls`: plain HTTP (as a registry on a developer's loopback often is); `address`: another of this
+    machine's own addresses to listen on instead (the Docker engine skips TLS checks for 127.0.0.0/8)."""
     binary = shutil.which("docker-registry") or shutil.which("registry")
     if binary is None or shutil.which("skopeo") is None:
         raise RegistryUnavailable("docker-registry or skopeo is missing (apt-get install docker-registry skopeo)")
     import bcrypt
 
-    ca, cert, key = make_ca_and_certificate(root / "tls")
+    ca, cert, key = make_ca_and_certificate(root / "tls", address=address)
     cert_dir = root / "certs"
     cert_dir.mkdir()
     shutil.copyfile(ca, cert_dir / "ca.crt")
-    port = free_port()
-    host = f"127.0.0.1:{port}"
+    port = free_port(address)
+    host = f"{address}:{port}"
     with ExitStack() as stack:
         auth = ""
         if token:
@@ -234,7 +238,7 @@ def loopback_registry(
         deadline = time.monotonic() + 30
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                with socket.create_connection((address, port), timeout=1):
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
@@ -242,6 +246,17 @@ def loopback_registry(
                     raise RegistryUnavailable(f"docker-registry did not start: {said}") from None
                 time.sleep(0.1)
         yield LoopbackRegistry(host, ca, cert_dir, auth_file, login, tls)
+
+
+def own_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if it has one besides loopback."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the route
+            address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
