@@ -119,6 +119,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     rounds = parser.parse_args().rounds
+    load_before = os.getloadavg()
     with docker_engine() as env, tempfile.TemporaryDirectory() as scratch:
         os.environ.update(env)
         root = Path(scratch)
@@ -152,7 +153,12 @@ def main() -> int:
         }
         total = len(layers("bench-mlpack:1.0.1"))
         ratio = median["mlpack"] / median["docker cold"]
+        load_after = os.getloadavg()
         print(f"base {BASE_IMAGE}: {base_size / MIB:.0f} MiB; {rounds} interleaved rounds, medians")
+        print(
+            f"machine load (1-minute average): {load_before[0]:.1f} before, {load_after[0]:.1f} after;"
+            f" {os.cpu_count()} CPUs"
+        )
         print(f"{'':28}{'docker build':>14}{'mlpack (no engine)':>20}{'ratio':>8}")
         print(f"{'first model (cold)':28}{median['docker cold']:>12.1f} s{median['mlpack']:>18.1f} s{ratio:>8.2f}")
         retrain_ratio = median["mlpack retrain"] / median["docker retrain"]
