@@ -107,9 +107,9 @@ def wrk(url: str, body: str, connections: int, seconds: int, scratch: Path) -> d
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time so far of a process and its live descendants (Linux /proc), all threads
-    included: `mlflow models serve` and `bentoml serve` answer from child processes."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time so far of a process and its live descendants (Linux /proc), all
+    threads included: `mlflow models serve` and `bentoml serve` answer from child processes."""
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -117,13 +117,14 @@ def cpu_seconds(pid: int) -> float:
                 stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:  # gone meanwhile
                 continue
-    family, total = {pid}, 0.0
+    family, user, system = {pid}, 0, 0
     for _ in range(8):  # a few generations deep is plenty
         family |= {child for child, fields in stats.items() if int(fields[1]) in family}
     for member in family & stats.keys():
         fields = stats[member]
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        user, system = user + int(fields[11]), system + int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
 
 
 def _pinned(cpus: list[int]) -> list[str]:
@@ -157,10 +158,14 @@ def stop(server: Server) -> None:
 
 def measure(server: Server, connections: int, seconds: int, scratch: Path) -> dict[str, float]:
     assert server.proc is not None
-    before = cpu_seconds(server.proc.pid)
+    user, system = cpu_seconds(server.proc.pid)
     run = wrk(server.url, server.body, connections, seconds, scratch)
-    # CPU the server spent per request (all its processes and threads): steadier than req/s on a busy machine.
-    run["cpu_us"] = 1e6 * (cpu_seconds(server.proc.pid) - before) / max(1.0, run["rps"] * seconds)
+    # CPU the server spent per request (all its processes and threads): steadier than req/s on a busy
+    # machine; and the kernel's part of it (system time: sockets, epoll, scheduling).
+    user_after, system_after = cpu_seconds(server.proc.pid)
+    requests = max(1.0, run["rps"] * seconds)
+    run["cpu_us"] = 1e6 * (user_after - user + system_after - system) / requests
+    run["sys_us"] = 1e6 * (system_after - system) / requests
     return run
 
 
@@ -289,13 +294,14 @@ def ratio(runs: Runs, ours: str, theirs: str, connections: int, key: str) -> tup
 def report(runs: Runs, args: argparse.Namespace) -> bool:
     """The table, the ratios and the targets; whether every target that could be checked was met."""
     print(f"\nsingle-record POST, {args.seconds} s per run, {args.rounds} rounds, 1 worker each (wrk on loopback)")
-    print(f"{'server':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'errors':>8}")
+    columns = f"{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'of it sys':>10}{'errors':>8}"
+    print(f"{'server':<22}{columns}")
     for name, by_connections in runs.items():
         for connections, rounds in by_connections.items():
             m = {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
             print(
                 f"{name:<22}{connections:>6}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}"
-                f"{m['cpu_us']:>12.0f}{m['errors']:>8.0f}"
+                f"{m['cpu_us']:>12.0f}{m['sys_us']:>10.0f}{m['errors']:>8.0f}"
             )
     pairs = [("mlpack", other) for other in runs if other not in ("mlpack", "mlpack (drift off)", "control")]
     pairs += [("mlpack unbatched", other) for other in ("starlette+uvicorn", "bentoml") if other in runs]
@@ -331,6 +337,7 @@ def targets(runs: Runs) -> bool:
         checks.append(
             ("unbatched server CPU per request <= 90 us at 64", median("mlpack unbatched", 64, "cpu_us") <= 90)
         )
+        checks.append(("batched server CPU per request <= 90 us at 64", median("mlpack", 64, "cpu_us") <= 90))
     if baseline and "mlpack unbatched" in runs:
         worse = median("mlpack unbatched", 64, "p99_ms") > median(baseline, 64, "p99_ms")
         checks.append((f"unbatched p99 at 64 no worse than {baseline}'s", not worse))

@@ -20,7 +20,7 @@ from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
 from .served import ServedModel
 from .v2 import OpenInference
-from .wire import JSON, Answer, ClientError, Request, Response, dump_json, new_id, parse_json
+from .wire import JSON, Answer, ClientError, Request, Response, dump_json, dump_json_text, new_id, parse_json
 
 if TYPE_CHECKING:
     from .batching import Batcher
@@ -37,6 +37,8 @@ def ok(document: Any) -> Response:
 
 
 def records_from_body(body: Any, max_records: int) -> Any:
+    if type(body) is dict and "instances" not in body:
+        return body  # one record, the usual body: no abstract-class checks (a third of this function's cost)
     if isinstance(body, Mapping) and "instances" in body:
         body = body["instances"]
         if not isinstance(body, list):
@@ -66,6 +68,8 @@ class App:
         self.ready = threading.Event()
         self.draining = threading.Event()
         self.v2 = OpenInference(self)
+        # The end of every /predict answer, as json.dumps writes it: the model's name and version.
+        self._model_tail = f', "model": {dump_json_text({"name": model.name, "version": model.version})}}}'
         self.routes: Dict[Tuple[str, str], Handler] = {
             ("POST", "/predict"): self.predict,
             ("POST", "/feedback"): self.feedback,
@@ -94,7 +98,6 @@ class App:
     def _settle(self, request: Request, started: float, step: Callable[[Any], Any], argument: Any) -> Answer:
         """`step(argument)` as the request's answer, failures mapped and counted (a future: later)."""
         route = request.path if request.path in self.allowed else "other"
-        answer = Response(500, b"")
         try:
             answer = step(argument)
             if not isinstance(answer, Response):  # queued: settled again by its batch's finish
@@ -183,14 +186,16 @@ class App:
         return self.predicted(records, labels, probabilities)
 
     def predicted(self, records: Any, labels: List[Any], probabilities: Optional[List[List[float]]]) -> Response:
+        """{"id", "predictions"[, "probabilities"], "model"} as json.dumps writes it, from pieces: the
+        model's part is the same in every answer and the id needs no escaping (hex)."""
         prediction_id = new_id()
-        answer: Dict[str, Any] = {"id": prediction_id, "predictions": labels}
+        parts = ['{"id": "', prediction_id, '", "predictions": ', dump_json_text(labels)]
         if probabilities is not None:
-            answer["probabilities"] = probabilities
-        answer["model"] = {"name": self.model.name, "version": self.model.version}
+            parts += (', "probabilities": ', dump_json_text(probabilities))
+        parts.append(self._model_tail)
         if self.inference_log is not None:
             self.inference_log.record(self.model, "/predict", records, labels, prediction_id)
-        return Response(200, dump_json(answer), predictions=len(labels))
+        return Response(200, "".join(parts).encode(), predictions=len(labels))
 
     def feedback(self, request: Request) -> Response:
         """The true outcome of an answered prediction: `{"id", "label"[, "index"]}`, stored beside it."""

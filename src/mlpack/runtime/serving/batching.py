@@ -126,10 +126,18 @@ class Batcher:
         records the one model call held (0: none was made)."""
         outcomes: List[Outcome] = [None] * len(jobs)
         parts: List[Part] = []
-        for strict in (False, True):
-            group = [index for index, job in enumerate(jobs) if job.strict is strict]
-            if group:
-                parts += self._feeds(jobs, group, strict, outcomes)
+        if len(jobs) == 1:  # a request alone (one connection): read as it is, no groups to make
+            job = jobs[0]
+            try:
+                feeds = self.model.feeds(job.data, job.strict)[0]
+                parts.append((feeds, [(0, len(next(iter(feeds.values()))))]))
+            except Exception as exc:
+                outcomes[0] = exc
+        else:
+            for strict in (False, True):
+                group = [index for index, job in enumerate(jobs) if job.strict is strict]
+                if group:
+                    parts += self._feeds(jobs, group, strict, outcomes)
         if not parts:
             return outcomes, 0
         members = [member for _, held in parts for member in held]

@@ -14,10 +14,10 @@ import contextlib
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Dict, NamedTuple, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 from .bodies import SlowBody, read_body
-from .framing import FramingError, Incoming, body_length, parse_head, take_head
+from .framing import FramingError, Incoming, Waiting, body_length, parse_head, take_head
 from .wire import Request, Response, render
 
 if TYPE_CHECKING:
@@ -30,18 +30,6 @@ MAX_HEAD_BYTES = 64 * 1024
 READ_AHEAD_BYTES = 2 * 64 * 1024  # buffered beyond what a waiting coroutine asked for, then reading pauses
 LARGE_BODY_WAIT_S = 2.0  # then 503 with Retry-After: the client retries rather than queueing forever
 LINGER_S = 2.0  # reading and dropping the rest of a refused body, at most
-
-
-class Waiting(NamedTuple):
-    """A request whose head is read and whose body has to be waited for (`Connection.slow`)."""
-
-    method: str
-    path: str
-    query: str
-    version: str
-    headers: Dict[str, str]
-    length: int
-    keep_alive: bool
 
 
 class Connection(asyncio.Protocol):
@@ -84,6 +72,8 @@ class Connection(asyncio.Protocol):
             return
         if not (self.stalled or self.awaiting):
             self.process()
+        elif len(self.buffer) > READ_AHEAD_BYTES:  # pipelined behind an answer not yet written: bounded
+            self._pause_reading()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -179,11 +169,14 @@ class Connection(asyncio.Protocol):
             answer = handler.respond(Request(method, path, query, headers, body))
             head_only = method == "HEAD"
             if not isinstance(answer, Response):  # a prediction queued in a batch: written once its call has run
-                self.awaiting = True
-                server.enter()
-                self._pause_reading()
-                answer.add_done_callback(functools.partial(self._answered, keep_alive=keep_alive, head_only=head_only))
-                return
+                if answer.done() and not answer.cancelled():
+                    answer = answer.result()  # its batch ran at once (the request came alone)
+                else:  # reading goes on (not two epoll_ctl per request): pipelined bytes are only buffered
+                    self.awaiting = True
+                    server.enter()
+                    done = functools.partial(self._answered, keep_alive=keep_alive, head_only=head_only)
+                    answer.add_done_callback(done)
+                    return
             if not self._deliver(answer, keep_alive, head_only):
                 return
             self.wait_for_head()
@@ -218,13 +211,12 @@ class Connection(asyncio.Protocol):
 
     def write(self, answer: Response, *, close: bool, head_only: bool = False) -> bool:
         """Write one answer; whether the connection carries another request (False: closed after it)."""
-        if self.closed:
-            return False
-        self.transport.write(render(answer, close, head_only))  # type: ignore[union-attr]
-        if close:
+        if not self.closed:
+            self.transport.write(render(answer, close, head_only))  # type: ignore[union-attr]
+            if not close:
+                return True
             self.close()
-            return False
-        return True
+        return False
 
     # -- closing --------------------------------------------------------------------------------------
     def close(self) -> None:

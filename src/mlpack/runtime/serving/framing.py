@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from .wire import MAX_DIGITS, header_size
 
@@ -170,6 +170,18 @@ def _origin_form(target: str) -> str:
     return target
 
 
+class Waiting(NamedTuple):
+    """A request whose head is read and whose body has to be waited for (connection.py: `Connection.slow`)."""
+
+    method: str
+    path: str
+    query: str
+    version: str
+    headers: Dict[str, str]
+    length: int
+    keep_alive: bool
+
+
 def body_length(headers: Dict[str, str]) -> Optional[int]:
     """The body's length from Content-Length (None: no body); Transfer-Encoding is not taken."""
     encoding = headers.get("transfer-encoding")
@@ -194,4 +206,4 @@ def body_length(headers: Dict[str, str]) -> Optional[int]:
     return length
 
 
-__all__ = ["FramingError", "Incoming", "body_length", "parse_head", "take_head"]
+__all__ = ["FramingError", "Incoming", "Waiting", "body_length", "parse_head", "take_head"]

@@ -70,6 +70,7 @@ class HttpServer:
     """
 
     ACCEPT_LOG_INTERVAL_S = 10.0
+    ACCEPT_AT_ONCE = 128  # connections taken from the backlog in one turn of the loop
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
@@ -115,15 +116,28 @@ class HttpServer:
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
-            self.open += 1
-            if self.open >= self.limits.max_connections:
-                self.room.clear()
-                self.make_room()
-            try:
-                await loop.connect_accepted_socket(lambda: Connection(self), conn)
-            except OSError:
-                conn.close()
-                self.gone()
+            # Then whatever else the backlog holds, now, each connection set up by a task of its own:
+            # one accept and one set-up per turn of a busy loop took ~1 s for wrk's 64 connections,
+            # whose first requests made the p99 of the whole run.
+            for _ in range(self.ACCEPT_AT_ONCE):
+                self.open += 1
+                if self.open >= self.limits.max_connections:
+                    self.room.clear()
+                    self.make_room()
+                self.start(self._connect(loop, conn))
+                if not self.room.is_set():
+                    break
+                try:
+                    conn, _ = sock.accept()
+                except OSError:  # none waiting (BlockingIOError), or an error sock_accept meets next
+                    break
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: Connection(self), conn)
+        except OSError:
+            conn.close()
+            self.gone()
 
     def gone(self) -> None:
         """A socket accepted earlier is closed: its place is free again."""
