@@ -70,7 +70,9 @@ def _keep(key: str, layer: Layer) -> None:
         blobs = cache_dir()
         blobs.mkdir(parents=True, exist_ok=True)
         blob = blobs / layer.digest.removeprefix("sha256:")
-        partial = blob.with_name(blob.name + ".part")  # written even if there: what is there failed its check
+        # Written even if there (what is there failed its check), under this process's own name: the
+        # partial is a link to this build's layer, and another build's copy must never write through it.
+        partial = blob.with_name(f"{blob.name}.{os.getpid()}.part")
         partial.unlink(missing_ok=True)
         place(layer.path, 0, layer.size, partial)
         os.replace(partial, blob)
@@ -79,7 +81,7 @@ def _keep(key: str, layer: Layer) -> None:
         entry = cache_root() / "layers" / f"{key}.json"
         entry.parent.mkdir(parents=True, exist_ok=True)
         document = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size, "unpacked": layer.unpacked}
-        partial = entry.with_name(entry.name + ".part")
+        partial = entry.with_name(f"{entry.name}.{os.getpid()}.part")
         partial.write_text(json.dumps(document), encoding="utf-8")
         os.replace(partial, entry)
     except OSError:

@@ -11,7 +11,6 @@ changed later through either name is caught by its digest the next time it is us
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 from pathlib import Path
 from typing import BinaryIO
@@ -48,16 +47,18 @@ def copy_range(source: BinaryIO, target: BinaryIO, offset: int, size: int) -> No
 
 
 def place(source: Path, offset: int, size: int, target: Path) -> None:
-    """`target` holds `size` bytes of `source` from `offset`: a hard link when they are all of it."""
+    """A new file `target` holding `size` bytes of `source` from `offset`: a hard link when they are all of it.
+
+    `target` must not exist (never written through: it may be a link to another file's bytes)."""
     if offset == 0 and source.stat().st_size == size:
         try:
             os.link(source, target)
             return
+        except FileExistsError:
+            raise
         except OSError:  # another file system, or links not allowed: a copy
             pass
-        shutil.copyfile(source, target)
-        return
-    with source.open("rb") as data, target.open("wb") as out:
+    with source.open("rb") as data, target.open("xb") as out:
         copy_range(data, out, offset, size)
 
 
