@@ -22,6 +22,8 @@ Batch = TypeVar("Batch")
 # Raw batches waiting to be decoded: enough to ride out the server's pauses, few enough that the
 # memory they hold stays a few MiB.
 PREFETCH = 4
+_NO_FIELDS: dict[str, Any] = {}
+_DICTS = itertools.repeat(dict)
 
 
 def _child(node: Any, part: str) -> Any:
@@ -34,7 +36,23 @@ def _children(nodes: list[Any], part: str) -> list[Any]:
     try:  # every node a dict (the usual batch): dict.get through map, no Python frame per document
         return list(map(dict.get, nodes, itertools.repeat(part), itertools.repeat(ABSENT)))
     except TypeError:
-        return [node.get(part, ABSENT) if type(node) is dict else _child(node, part) for node in nodes]
+        pass
+    # A few nodes are no dict (a parent absent from some documents): those alone are read one by one.
+    odd = list(itertools.compress(range(len(nodes)), map(operator.not_, map(isinstance, nodes, _DICTS))))
+    patched = list(nodes)
+    for index in odd:
+        patched[index] = _NO_FIELDS
+    values = list(map(dict.get, patched, itertools.repeat(part), itertools.repeat(ABSENT)))
+    for index in odd:
+        values[index] = _child(nodes[index], part)
+    return values
+
+
+def _absent_as_none(values: list[Any]) -> list[Any]:
+    """The values with each ABSENT replaced by None (in place: the list is the batch's own)."""
+    for index in itertools.compress(range(len(values)), map(operator.is_, values, itertools.repeat(ABSENT))):
+        values[index] = None
+    return values
 
 
 def _count_absent(values: list[Any]) -> int:
@@ -51,8 +69,12 @@ class BatchReader:
     looked up once per batch.
     """
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], *, projected: bool = False) -> None:
+        """`projected`: the documents are a server's answer to a projection on `paths`. A projection
+        reads a dotted path through sub-documents only, so a literal dotted key ({"billing.method":
+        ...}) never comes back, and lookup's first try, the whole path as one key, is not made."""
         self.paths = [(path, tuple(path.split("."))) for path in paths]
+        self.projected = projected
 
     def field_values(
         self,
@@ -62,11 +84,12 @@ class BatchReader:
         parents: dict[tuple[str, ...], list[Any]],
     ) -> list[Any]:
         """`lookup(document, path, parts)` for each document (ABSENT where it has no such field)."""
-        values = _children(documents, path)  # the whole path as one key: lookup tries that first
         if len(parts) == 1:
-            return values
-        if _count_absent(values) != len(values):  # a literal dotted key ("billing.method": ...) somewhere
-            return [lookup(document, path, parts) for document in documents]
+            return _children(documents, path)
+        if not self.projected:
+            values = _children(documents, path)  # the whole path as one key: lookup tries that first
+            if _count_absent(values) != len(values):  # a literal dotted key ("billing.method": ...) somewhere
+                return [lookup(document, path, parts) for document in documents]
         for depth in range(1, len(parts)):
             prefix = parts[:depth]
             if prefix not in parents:
@@ -78,15 +101,13 @@ class BatchReader:
     ) -> None:
         """Append one batch of documents to the columns: absent and null are None, `present` counts the rest."""
         found_ids = _children(documents, "_id")
-        ids.add_batch(
-            [None if value is ABSENT else value for value in found_ids] if _count_absent(found_ids) else found_ids
-        )
+        ids.add_batch(_absent_as_none(found_ids) if _count_absent(found_ids) else found_ids)
         parents: dict[tuple[str, ...], list[Any]] = {}
         for path, parts in self.paths:
             found = self.field_values(documents, path, parts, parents)
             absent = _count_absent(found)
             if absent:
-                found = [None if value is ABSENT else value for value in found]
+                found = _absent_as_none(found)
             present[path] += len(found) - absent
             values[path].add_batch(found)
 

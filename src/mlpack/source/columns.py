@@ -28,6 +28,9 @@ _NONE = type(None)
 _NUMBERS = {int, float, Int64}
 _EPOCH = datetime.datetime(1970, 1, 1)  # naive: pymongo's datetimes are naive UTC unless tz_aware
 _ONE_US = datetime.timedelta(microseconds=1)
+_TZINFO = operator.attrgetter("tzinfo")
+# What an array holds where a value is None (its null mask says so): 0, False, 1970-01-01.
+_FILLERS: dict[str, Any] = {"int": 0, "int64": 0, "bool": False, "date": _EPOCH}
 # Strings repeat (categories): the first copy is kept and shared, up to this many distinct ones
 # per column, past which the field is free text and sharing saves nothing.
 _SHARED_STRINGS = 10_000
@@ -85,7 +88,7 @@ def _typed(values: list[Any], shared: dict[str, str]) -> _Chunk:
     if kind == "float":
         return _Chunk(kind, np.array(values, dtype=np.float64), nulls, size)  # None is NaN; `nulls` says which
     if kind is not None:
-        chunk = _array(kind, values if nulls is None else [v for v in values if v is not None], nulls, size)
+        chunk = _array(kind, values if nulls is None else _filled(values, nulls, _FILLERS[kind]), nulls, size)
         if chunk is not None:
             return chunk
     return _Chunk("list", values, None, size)
@@ -107,18 +110,24 @@ def _numbers(values: list[Any], nulls: np.ndarray | None, size: int) -> _Chunk |
     return _Chunk("number", data, nulls, size, (np.array(positions, dtype=np.int64), exact, int64))
 
 
-def _array(kind: str, present: list[Any], nulls: np.ndarray | None, size: int) -> _Chunk | None:
-    """ints, booleans or naive datetimes (`present`: the values that are not None) as an array; None if
-    they do not fit in int64."""
-    data = np.zeros(size, dtype=bool if kind == "bool" else np.int64)
-    where = slice(None) if nulls is None else ~nulls
+def _filled(values: list[Any], nulls: np.ndarray, filler: Any) -> list[Any]:
+    """A copy of the values with `filler` where they are None (the array's value there; `nulls` says which)."""
+    filled = list(values)
+    for index in np.flatnonzero(nulls).tolist():
+        filled[index] = filler
+    return filled
+
+
+def _array(kind: str, values: list[Any], nulls: np.ndarray | None, size: int) -> _Chunk | None:
+    """ints, booleans or naive datetimes (None already replaced by a filler) as an array; None if they
+    do not fit in int64."""
     if kind == "date":
-        if any(moment.tzinfo is not None for moment in present):
+        if not all(map(operator.is_, map(_TZINFO, values), itertools.repeat(None))):
             return None  # aware datetimes (a tz_aware client) are kept as they are
-        data[where] = [(moment - _EPOCH) // _ONE_US for moment in present]
+        data = np.array([(moment - _EPOCH) // _ONE_US for moment in values], dtype=np.int64)
     else:
         try:
-            data[where] = np.array(present, dtype=data.dtype)
+            data = np.array(values, dtype=bool if kind == "bool" else np.int64)
         except OverflowError:  # an int beyond int64: kept as decoded
             return None
     return _Chunk(kind, data, nulls, size)

@@ -147,9 +147,10 @@ class RawColumns:
         for path in self.values:
             self.values[path] = self.values[path].take(positions)
 
-    def add(self, documents: list[Mapping[str, Any]]) -> None:
-        """One batch of documents more (the runtime's reading of each path: training reads as prediction does)."""
-        BatchReader(list(self.values)).add(documents, self.ids, self.values, self.present)
+    def add(self, documents: list[Mapping[str, Any]], *, projected: bool = False) -> None:
+        """One batch of documents more (the runtime's reading of each path: training reads as prediction does).
+        `projected`: a server's answer to a projection on these paths (see BatchReader)."""
+        BatchReader(list(self.values), projected=projected).add(documents, self.ids, self.values, self.present)
 
 
 def field_paths(document: dict[str, Any], prefix: str = "") -> list[str]:
@@ -273,7 +274,7 @@ def _read(
 
     with outside("MongoDB", action=f"the query on {collection.full_name}"):
         for batch in prefetched(batches):
-            columns.add(decode_all(cast(bytes, batch), options))  # a raw batch: BSON documents end to end
+            columns.add(decode_all(cast(bytes, batch), options), projected=True)  # raw: documents end to end
             if progress is not None:
                 progress(columns.rows)
     if progress is not None and not columns.rows:
