@@ -213,3 +213,22 @@ def test_a_wheel_that_is_no_zip_is_named(builds: dict[str, BuildResult], run: An
     files = copy_of(builds["unsigned"], tmp_path)
     files["wheel"].write_bytes(b"PK\x03\x04 not really")
     assert_clean_error(run("verify", files["wheel"]), 1, "is not a readable wheel")
+
+
+def test_a_changed_byte_inside_a_compressed_file_of_the_wheel_is_named(
+    builds: dict[str, BuildResult], run: Any, tmp_path: Path
+) -> None:
+    """One byte of model.onnx's deflated data flipped in place: zipfile's CRC check fails as the member
+    is read, which was a BadZipFile traceback instead of the changed file's name."""
+    files = copy_of(builds["unsigned"], tmp_path)
+    with zipfile.ZipFile(files["wheel"]) as archive:
+        info = archive.getinfo("test_model/model.onnx")
+    assert info.compress_type == zipfile.ZIP_DEFLATED
+    header = files["wheel"].read_bytes()[info.header_offset : info.header_offset + 30]
+    data_start = (
+        info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    )
+    flip(files["wheel"], data_start + info.compress_size // 2)
+    assert_clean_error(
+        run("verify", files["wheel"]), 1, "test_model-1.0.0-py3-none-any.whl: test_model/model.onnx was changed"
+    )

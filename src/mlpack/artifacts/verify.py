@@ -26,6 +26,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -167,9 +168,15 @@ def _verify_wheel(wheel: Path, build: Build, key: Path | None, result: Verified)
                 raise VerificationError(f"{wheel.name}: {info.filename} is not in its RECORD (added after the build)")
             if info.file_size != entry[1]:  # before reading: a crafted size is refused unread
                 raise VerificationError(f"{wheel.name}: {info.filename} does not match its RECORD size")
-            with archive.open(info) as stream:
-                if _sha256_stream(stream) != entry[0]:
-                    raise VerificationError(f"{wheel.name}: {info.filename} does not match its RECORD hash")
+            try:
+                with archive.open(info) as stream:
+                    digest = _sha256_stream(stream)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a changed byte inside its compressed data
+                raise VerificationError(
+                    f"{wheel.name}: {info.filename} was changed: its bytes are damaged ({exc})"
+                ) from None
+            if digest != entry[0]:
+                raise VerificationError(f"{wheel.name}: {info.filename} does not match its RECORD hash")
         missing = sorted(set(record) - set(archive.namelist()))
         if missing:
             raise VerificationError(f"{wheel.name}: {missing[0]} is in its RECORD but not in the wheel")
