@@ -75,6 +75,10 @@ BAD_CONFIGS = [
     ('task = "classification"', 'task = "clustering"', "[model].task must be one of 'classification', 'regression'"),
     ('version = "1.0.0"', 'version = "one"', "[model].version 'one' is not a PEP 440 version"),
     ('name = "churn-model"', 'name = "churn model!"', "[model].name 'churn model!' is not a valid package name"),
+    # A wheel named so installs, but `import 9lives` is a syntax error and `import json` finds the stdlib's.
+    ('name = "churn-model"', 'name = "9lives"', "[model].name '9lives' gives the import name '9lives', which Python"),
+    ('name = "churn-model"', 'name = "class"', "`import class` is a syntax error"),
+    ('name = "churn-model"', 'name = "json"', "[model].name 'json' gives the import name 'json', which is taken"),
     ('database = "db"\n', "", "missing required key [source].database"),
     ('target = "label"', "target = 3", "[features].target must be a string, got 3"),
     ('numeric = ["tenure_months"', 'numeric = [1, "tenure_months"', "[features].numeric[0] must be a string, got 1"),

@@ -281,6 +281,8 @@ def test_init_refuses_to_overwrite_and_bad_names(tmp_path: Path, run) -> None:
     assert_clean_error(run("init", "taken", "--directory", tmp_path), 2, "already exists")
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
     assert_clean_error(run("init", "bad name!", "--directory", tmp_path), 2, "is not a valid package name")
+    assert_clean_error(run("init", "9lives", "--directory", tmp_path), 2, "which Python cannot import")
+    assert not (tmp_path / "9lives").exists()
 
 
 def test_publish_with_a_throwaway_registry_checks_the_build_report(

@@ -8,7 +8,9 @@ pattern lets `ſ` match `s` and the Kelvin sign match `k`, which is how such nam
 
 from __future__ import annotations
 
+import keyword
 import re
+import sys
 from collections.abc import Callable
 
 from packaging.utils import InvalidName, canonicalize_name
@@ -43,6 +45,16 @@ MAX_DATABASE_BYTES = 63
 MAX_NAMESPACE_BYTES = 255
 
 
+# What a model's package may not be called: the installed wheel would hide behind the standard
+# library's module of that name (it comes first on sys.path) or overwrite what the wheel runs on.
+_TAKEN_IMPORT_NAMES = frozenset(sys.stdlib_module_names) | {"numpy", "onnxruntime", "mlpack"}
+
+
+def import_name(value: str) -> str:
+    """The model package's import name: `churn-model` → `churn_model`."""
+    return re.sub(r"[-.]+", "_", value).lower()
+
+
 def package_name(value: str) -> str | None:
     if len(value) > MAX_NAME:
         return f"is {len(value)} characters long (at most {MAX_NAME}, so that artifact file names fit)"
@@ -52,6 +64,17 @@ def package_name(value: str) -> str | None:
         return (
             "is not a valid package name (ASCII letters, digits, '-', '_', '.'; "
             "starting and ending with a letter or digit)"
+        )
+    module = import_name(value)
+    if not module.isidentifier() or keyword.iskeyword(module):
+        return (
+            f"gives the import name {module!r}, which Python cannot import (`import {module}` is a syntax "
+            "error): start it with a letter and avoid Python keywords"
+        )
+    if module in _TAKEN_IMPORT_NAMES:
+        return (
+            f"gives the import name {module!r}, which is taken (the standard library or a package the model "
+            f"runs on): `import {module}` would not find the model"
         )
     return None
 

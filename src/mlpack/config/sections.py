@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +27,7 @@ class ModelSection:
 
     @property
     def import_name(self) -> str:
-        return re.sub(r"[-.]+", "_", self.name).lower()
+        return names.import_name(self.name)
 
 
 @dataclass(frozen=True)
