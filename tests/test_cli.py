@@ -73,6 +73,13 @@ def test_predict_agrees_across_artifacts_and_formats(built: BuildResult, run, tm
         ("[1, 2]", ".json", [], "line 1: expected an object of fields, got int"),
         ("tenure_months,support_calls\nabc,1\n", ".csv", [], "line 2: field 'tenure_months': expected a number"),
         ("tenure_months\n1,2\n", ".csv", [], "line 2: more values than columns in the header"),
+        # A cut-off row: its absent cells are no empty ones, and would have been predicted as missing values.
+        (
+            "tenure_months,support_calls\n1,2\n3\n",
+            ".csv",
+            [],
+            "line 3: fewer values (1) than columns in the header (2)",
+        ),
         ('{"support_calls": true}\n', ".jsonl", [], "line 1: field 'support_calls': expected a number, got True"),
     ],
 )

@@ -83,9 +83,13 @@ def _csv_items(stream: TextIO, model: Model) -> Iterator[Item]:
             if key is None:  # more cells than header names
                 error = "more values than columns in the header"
                 break
+            if text is None:  # fewer cells (a cut-off row): its last fields would silently read as missing
+                given = sum(value is not None for value in row.values())
+                error = f"fewer values ({given}) than columns in the header ({len(row)})"
+                break
             if key in numeric:  # the one reading of a number: "NA" and "" are missing, " 54 " is 54
                 try:
-                    record[key] = None if text is None else to_number(text)
+                    record[key] = to_number(text)
                 except ValueError as exc:
                     error = f"field '{key}': {exc}"
                     break
