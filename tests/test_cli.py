@@ -152,3 +152,12 @@ def test_serve_on_a_port_in_use_is_a_usage_error(built: BuildResult) -> None:
         port = taken.getsockname()[1]
         result = run_process("serve", built.artifacts["onnx"], "--port", str(port), timeout=60)
     assert_clean_error(result, 2, f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_a_library_warning_is_shown_in_mlpacks_own_form(capsys: pytest.CaptureFixture[str]) -> None:
+    """A library's warning that reaches the command line is one `mlpack: warning:` line, like the build's
+    own (README: "Warnings"), with no file or source line; it was a bare `warning:`."""
+    from mlpack.cli import _show_warning
+
+    _show_warning(UserWarning("y_pred contains classes not in y_true"), UserWarning, "/x/sklearn/metrics.py", 7)
+    assert capsys.readouterr().err == "mlpack: warning: y_pred contains classes not in y_true\n"

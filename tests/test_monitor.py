@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -281,3 +282,20 @@ def _predicted(served: Served, records: list[dict[str, Any]]) -> list[dict[str, 
 
     model = open_model(served.built.artifacts["wheel"])
     return [{"predictions": [model.predict(record)]} for record in records]
+
+
+def test_live_metrics_on_labels_of_one_class_warn_in_no_library_form(served: Served) -> None:
+    """Feedback that holds only one class while the model also predicted the other: scikit-learn's
+    "y_pred contains classes not in y_true" reached the monitor's stderr as a bare `warning:` line."""
+    stream = like_stream(40)
+    model_labels = [row["predictions"][0] for row in _predicted(served, stream)]
+    assert len(set(model_labels)) == 2
+    documents = [
+        {"inputs": record, "predictions": [label], "feedback": {"label": model_labels[0]}}
+        for record, label in zip(stream, model_labels)
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = analyse(documents, served.built.metadata, 0.2)
+    assert [str(w.message) for w in caught] == []
+    assert report.feedback.labels == 40 and 0 < report.feedback.metrics["accuracy"] < 1

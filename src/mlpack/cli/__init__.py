@@ -31,7 +31,7 @@ def _show_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
 ) -> None:
     # Libraries warn with text that may quote a connection string: through `redact`, one line, no source.
-    print(redact(f"warning: {message}"), file=sys.stderr)
+    print(redact(f"mlpack: warning: {message}"), file=sys.stderr)  # the form of mlpack's own warnings
 
 
 def _quiet_broken_pipe() -> int:

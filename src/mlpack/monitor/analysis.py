@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -282,7 +283,11 @@ def _live_metrics(truths: list[Any], guesses: list[Any], metadata: Mapping[str, 
     for name in LIVE_METRICS[task]:
         if task == "regression" and name == "r2" and len(y) < 2:
             continue
-        value = METRICS[name].score(y, p, None, classes)
+        with warnings.catch_warnings():
+            # A window's few labels often lack a class the model predicted: scikit-learn then warns
+            # ("y_pred contains classes not in y_true") in its own form; the report gives the count.
+            warnings.simplefilter("ignore", UserWarning)
+            value = METRICS[name].score(y, p, None, classes)
         if math.isfinite(value):
             result.metrics[name] = round(value, 6)
     return result
