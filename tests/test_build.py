@@ -455,3 +455,16 @@ def test_registry_can_be_renamed_or_turned_off(churn_project: Project, run, mong
     assert database["model_builds"].count_documents({}) == 1
     churn_project.edit('version = "1.0.0"', 'version = "auto"')
     assert_clean_error(run("build", churn_project.path), 2, '"auto" needs the registry')
+
+
+def test_a_collection_that_does_not_exist_is_named_with_the_nearest(churn_project: Project, run) -> None:
+    """A typo in [source].collection read nothing and said only that "the query matched nothing"."""
+    churn_project.edit('collection = "customers"', 'collection = "customer"')
+    result = run("build", churn_project.path)
+    assert_clean_error(
+        result, 1, "has no collection 'customer' (did you mean 'customers'?)", "no documents to train on"
+    )
+    churn_project.edit('collection = "customer"', 'collection = "customers"\nfilter = { plan = "none" }')
+    result = run("build", churn_project.path)  # an existing collection that matched nothing says just that
+    assert_clean_error(result, 1, f"the query matched nothing in {churn_project.database}.customers")
+    assert "has no collection" not in result.err

@@ -6,6 +6,7 @@ folder inside `--out` (same file system) and renamed into place only once all st
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from mlpack.artifacts.image import git_revision, write_context
 from mlpack.artifacts.image_step import make_image
 from mlpack.artifacts.wheel import build_distributions, render_project, twine_check
 from mlpack.config import Config, load_config, with_version
-from mlpack.errors import ConfigError, QualityGateError
+from mlpack.errors import ConfigError, QualityGateError, outside
 from mlpack.export.metadata import build_metadata
 from mlpack.exported import ExportedModel, Progress, make_model
 from mlpack.registry import aliases
@@ -142,7 +143,7 @@ def build(
                 config.features,
                 config.model.task,
                 max_categories=config.preprocessing.max_categories,
-                source_label=collection.full_name,
+                source_label=_source_label(collection, raw.rows),
                 known_paths=lambda: sample_paths(collection, config.source.filter),
                 feedback=feedback,
             )
@@ -196,6 +197,21 @@ def build(
             )
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def _source_label(collection: Any, rows: int) -> str:
+    """The collection read; when nothing was, whether it exists at all (a typo in [source].collection)."""
+    if rows:
+        return str(collection.full_name)
+    with outside("MongoDB", action=f"listing the collections of {collection.database.name}"):
+        present = collection.database.list_collection_names()
+    if collection.name in present:
+        return str(collection.full_name)
+    guess = difflib.get_close_matches(collection.name, present, n=1, cutoff=0.6)
+    known = f"did you mean '{guess[0]}'?" if guess else f"it has: {', '.join(sorted(present)[:8]) or 'none'}"
+    return (
+        f"{collection.full_name}: database {collection.database.name!r} has no collection {collection.name!r} ({known})"
+    )
 
 
 def _champion(config: Config, out_dir: Path, version: str, warn: Progress) -> tuple[champion.Champion | None, str]:
