@@ -11,6 +11,7 @@ literal dotted keys, parents that are no sub-document; through the real server t
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import random
 import struct
@@ -33,6 +34,7 @@ from mlpack.source import RawColumns, collect, load_columns, readings
 from mlpack.source.batches import prefetched
 from mlpack.source.columns import Column
 from mlpack.validate import Dataset, validate
+from mlpack.validate.dataset import _json_list
 
 UTC = dt.UTC
 PATHS = ["n", "f", "c", "when", "label", "a.b", "a.c.d", "dotted.key", "text", "gone"]
@@ -314,3 +316,18 @@ def test_an_error_in_the_fetching_thread_is_raised_to_the_reader_and_the_cursor_
         for batch in prefetched(Batches):  # type: ignore[arg-type]
             read.append(batch)
     assert read == [b"one"] and closed == [True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.text(max_size=4)),
+        st.lists(st.integers()),
+        st.lists(st.booleans()),
+        st.lists(st.one_of(st.integers(), st.booleans(), st.floats(), st.text(max_size=2), st.none())),
+    )
+)
+def test_the_fingerprints_json_of_a_column_is_json_dumps(values: list[Any]) -> None:
+    """The data fingerprint encodes each distinct category once; its bytes stay json.dumps' (0.0 and
+    -0.0, 1 and True are equal keys that json writes differently: those lists take json.dumps itself)."""
+    assert _json_list(values) == json.dumps(values).encode()

@@ -273,6 +273,17 @@ def _class_labels(
     return labels, kind
 
 
+def _json_list(values: list[Any]) -> bytes:
+    """`json.dumps(values).encode()`, each distinct value encoded once (categories and labels repeat).
+    Only for values all str, all int or all bool: equal values of those encode alike (0.0 and -0.0,
+    or 1 and True, are equal keys that json writes differently)."""
+    types = set(map(type, values))
+    if len(types) != 1 or not types <= {str, int, bool}:
+        return json.dumps(values).encode()
+    encoded = {value: json.dumps(value) for value in set(values)}
+    return ("[" + ", ".join(map(encoded.__getitem__, values)) + "]").encode()
+
+
 def fingerprint(dataset: Dataset, features: FeaturesSection, rows: slice = slice(None)) -> str:
     """sha256 of the training data as the model saw it: column names, order, and values (of `rows`).
 
@@ -284,15 +295,15 @@ def fingerprint(dataset: Dataset, features: FeaturesSection, rows: slice = slice
         digest.update(np.ascontiguousarray(values[rows], dtype="<f8").tobytes())
     for path, values in dataset.categorical.items():
         digest.update(f"categorical:{path}\0".encode())
-        digest.update(json.dumps(values[rows].tolist()).encode())
+        digest.update(_json_list(values[rows].tolist()))
     for path, values in dataset.dates.items():
         digest.update(f"datetime:{path}\0".encode())
         digest.update(np.ascontiguousarray(values[rows], dtype="<i8").tobytes())
     for path, values in dataset.texts.items():
         digest.update(f"text:{path}\0".encode())
-        digest.update(json.dumps(values[rows].tolist()).encode())
+        digest.update(_json_list(values[rows].tolist()))
     digest.update(f"target:{features.target}\0".encode())
-    digest.update(json.dumps(dataset.target[rows].tolist()).encode())
+    digest.update(_json_list(dataset.target[rows].tolist()))
     if dataset.weight is not None:
         digest.update(f"weight:{features.weight}\0".encode())
         digest.update(np.ascontiguousarray(dataset.weight[rows], dtype="<f8").tobytes())
