@@ -462,9 +462,12 @@ def test_a_collection_that_does_not_exist_is_named_with_the_nearest(churn_projec
     churn_project.edit('collection = "customers"', 'collection = "customer"')
     result = run("build", churn_project.path)
     assert_clean_error(
-        result, 1, "has no collection 'customer' (did you mean 'customers'?)", "no documents to train on"
+        result,
+        2,
+        f"[source].collection 'customer' is not a collection of database '{churn_project.database}'",
+        "(did you mean 'customers'?)",
     )
     churn_project.edit('collection = "customer"', 'collection = "customers"\nfilter = { plan = "none" }')
     result = run("build", churn_project.path)  # an existing collection that matched nothing says just that
     assert_clean_error(result, 1, f"the query matched nothing in {churn_project.database}.customers")
-    assert "has no collection" not in result.err
+    assert "is not a collection" not in result.err

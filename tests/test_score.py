@@ -236,3 +236,19 @@ def test_a_changed_wheel_and_an_unreachable_database_are_refused(scored_project:
     env = {"MLPACK_TEST_URI": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300"}
     result = run_process("score", scored_project.path, "--into", "x", env=env)
     assert_clean_error(result, 3, "unreachable")
+
+
+def test_a_source_collection_that_does_not_exist_is_named(
+    scored_project: Project, mongo_client: MongoClient[Any], run, tmp_path: Path
+) -> None:
+    """A typo in [source].collection scored "0 of 0 documents" and exited 0: MongoDB reads it as empty."""
+    config = tmp_path / "mlpack.toml"
+    text = (scored_project.path / "mlpack.toml").read_text(encoding="utf-8")
+    config.write_text(text.replace('collection = "customers"', 'collection = "custmers"'), encoding="utf-8")
+    dist = scored_project.path / "dist"
+    result = run("score", config, "--into", "typo_scores", "--dist", dist)
+    assert_clean_error(result, 2, "[source].collection 'custmers' is not a collection", "did you mean 'customers'?")
+    # An existing collection that the filter matches none of is no mistake: nothing to score, exit 0.
+    nothing = run("score", scored_project.path, "--into", "typo_scores", "--filter", '{"tenure_months": -1}')
+    assert nothing.code == 0 and "scored 0 of 0 documents" in nothing.out, nothing.err
+    assert "typo_scores" not in mongo_client[scored_project.database].list_collection_names()

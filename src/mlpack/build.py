@@ -6,7 +6,6 @@ folder inside `--out` (same file system) and renamed into place only once all st
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 import tempfile
@@ -27,13 +26,13 @@ from mlpack.artifacts.image import git_revision, write_context
 from mlpack.artifacts.image_step import make_image
 from mlpack.artifacts.wheel import build_distributions, render_project, twine_check
 from mlpack.config import Config, load_config, with_version
-from mlpack.errors import ConfigError, QualityGateError, outside
+from mlpack.errors import ConfigError, QualityGateError
 from mlpack.export.metadata import build_metadata
 from mlpack.exported import ExportedModel, Progress, make_model
 from mlpack.registry import aliases
 from mlpack.runtime import Metadata
 from mlpack.source import load_columns, open_database
-from mlpack.source.feedback import add_feedback
+from mlpack.source.feedback import add_feedback, check_collection
 from mlpack.source.mongo import parse_filter, sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.timings import StageClock
@@ -136,6 +135,8 @@ def build(
                 limit=config.source.limit,
                 progress=lambda rows: say(f"loaded {rows} documents"),
             )
+            if raw.rows == 0:  # read nothing: is the collection there at all? (MongoDB reads a typo as empty)
+                check_collection(database, config.source.collection, "[source].collection")
             raw, feedback = add_feedback(raw, config, database.client, now=created)
         with clock.stage("validate"):
             dataset = validate(
@@ -143,7 +144,7 @@ def build(
                 config.features,
                 config.model.task,
                 max_categories=config.preprocessing.max_categories,
-                source_label=_source_label(collection, raw.rows),
+                source_label=collection.full_name,
                 known_paths=lambda: sample_paths(collection, config.source.filter),
                 feedback=feedback,
             )
@@ -197,21 +198,6 @@ def build(
             )
     result.seconds = round(time.monotonic() - started, 2)
     return result
-
-
-def _source_label(collection: Any, rows: int) -> str:
-    """The collection read; when nothing was, whether it exists at all (a typo in [source].collection)."""
-    if rows:
-        return str(collection.full_name)
-    with outside("MongoDB", action=f"listing the collections of {collection.database.name}"):
-        present = collection.database.list_collection_names()
-    if collection.name in present:
-        return str(collection.full_name)
-    guess = difflib.get_close_matches(collection.name, present, n=1, cutoff=0.6)
-    known = f"did you mean '{guess[0]}'?" if guess else f"it has: {', '.join(sorted(present)[:8]) or 'none'}"
-    return (
-        f"{collection.full_name}: database {collection.database.name!r} has no collection {collection.name!r} ({known})"
-    )
 
 
 def _champion(config: Config, out_dir: Path, version: str, warn: Progress) -> tuple[champion.Champion | None, str]:

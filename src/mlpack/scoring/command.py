@@ -34,6 +34,7 @@ from mlpack.scoring.worker import (
     score_documents,
 )
 from mlpack.source import open_database
+from mlpack.source.feedback import check_collection
 
 DEFAULT_BATCH_SIZE = 1_000
 
@@ -211,6 +212,8 @@ def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResul
         collection = database.client[spec.database][spec.source]
         with outside("MongoDB", target=display_uri(uri), action=f"--filter on {collection.full_name}"):
             count = collection.count_documents(query)
+        if count == 0:  # a typo in [source].collection reads as an empty collection: "scored 0 of 0"
+            check_collection(collection.database, spec.source, "[source].collection")
         model = {"name": module.model.name, "version": module.model.version}
         result = ScoreResult(model, request.engine, collection.full_name, f"{spec.database}.{spec.into}", count)
         say(f"scoring {count:,} documents of {collection.full_name} with {model['name']} {model['version']}")

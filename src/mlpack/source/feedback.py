@@ -140,17 +140,16 @@ def _rows(documents: Iterator[Mapping[str, Any]], summary: FeedbackSummary) -> l
     return sorted(by_key.values(), key=lambda row: row.order)
 
 
-def check_collection(database: Any, name: str, key: str) -> None:
-    """An inference log that is not there is a mistake in the config, said before anything is read."""
+def check_collection(database: Any, name: str, key: str, hint: str = "") -> None:
+    """A collection that is not there (an inference log, a typo in [source].collection) is a mistake in
+    the config: MongoDB reads a missing collection as an empty one, so nothing else would say so."""
     with outside("MongoDB", action=f"listing the collections of {database.name}"):
         present = database.list_collection_names()
     if name not in present:
         guess = difflib.get_close_matches(name, present, n=1, cutoff=0.6)
         known = f"did you mean '{guess[0]}'?" if guess else f"it has: {', '.join(sorted(present)[:8]) or 'none'}"
-        raise ConfigError(
-            f"{key}.collection {name!r} is not a collection of database {database.name!r} ({known}); "
-            "the server writes its log to [serve].inference_log_collection"
-        )
+        tail = f"; {hint}" if hint else ""
+        raise ConfigError(f"{key} {name!r} is not a collection of database {database.name!r} ({known}){tail}")
 
 
 @dataclass
@@ -180,7 +179,12 @@ def load_feedback(config: Config, source_client: Any, *, now: datetime) -> Feedb
         client, own = connect(uri), True
     try:
         database = client[database_name]
-        check_collection(database, collection_name, key)
+        check_collection(
+            database,
+            collection_name,
+            f"{key}.collection",
+            "the server writes its log to [serve].inference_log_collection",
+        )
         summary = FeedbackSummary(
             database_name,
             collection_name,
