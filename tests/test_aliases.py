@@ -130,6 +130,12 @@ def test_what_cannot_be_promoted_or_resolved_is_one_clear_line(
     for alias in ("Production", "1.0.0", "prod uction", "x" * 41, ""):
         assert_clean_error(run("promote", "churn-model", "1.0.0", "--alias", alias, *config), 2, "is not a valid alias")
     assert_clean_error(run("inspect", "churn-model@canary", *config), 2, "churn-model has no alias 'canary'")
+    # A typo in the model's name is named as one, not as "churn-modle has no alias 'production' (it has none)".
+    assert_clean_error(
+        run("inspect", "churn-modle@production", *config),
+        2,
+        "no model named 'churn-modle' in the registry (known: churn-model)",
+    )
     assert_clean_error(run("inspect", "churn-model@Canary", *config), 2, "'Canary' is not a valid alias")
     assert_clean_error(
         run("serve", "churn-model@canary", "--config", two_builds.path / "nowhere"),

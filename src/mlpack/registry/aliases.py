@@ -129,6 +129,10 @@ class Aliases:
         with outside("MongoDB", action=f"reading the aliases {self.collection.full_name}"):
             document = self.collection.find_one({"name": name, "alias": alias})
         if document is None or not isinstance(document.get("version"), str):
+            if not self.registry.list(name):  # a typo in NAME: say that, not "no alias" of a model never built
+                models = sorted({row["name"] for row in self.registry.list()})
+                listing = f"known: {', '.join(models)}" if models else "the registry is empty"
+                raise ConfigError(f"no model named {name!r} in the registry ({listing})")
             known = sorted(d["alias"] for d in self.documents(name))
             listing = f"its aliases: {', '.join(known)}" if known else "it has none"
             raise ConfigError(
