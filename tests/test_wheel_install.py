@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import venv
@@ -160,3 +161,18 @@ def test_wheel_predicts_on_the_oldest_and_newest_python(
         [env / "bin" / "python", "-c", script], input=json.dumps(records), capture_output=True, text=True, check=True
     )
     assert json.loads(answer.stdout) == exported.trained.pipeline.predict(sklearn_frame(exported, records)).tolist()
+
+
+def test_the_inference_log_without_pymongo_is_one_error_line_and_exit_2(installed: Installed) -> None:
+    """The plain wheel has no pymongo: turning its log on says which extra to install, as `error:`, exit
+    2 (a setting the server cannot use), before any request; it was the bare message and exit 1."""
+    env = {**os.environ, "MLPACK_INFERENCE_LOG_URI": "mongodb://127.0.0.1:1/"}
+    done = subprocess.run(
+        [installed.python, "-m", "test_model", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr == "error: inference logging needs pymongo: pip install 'test-model[serve]'\n", done.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Tuple
@@ -41,6 +42,20 @@ class SettingsError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class StartFailure(SystemExit):
+    """What a worker finds it cannot use as it starts (the inference log's connection string, pymongo
+    absent): one `error:` line, exit code 2 as for a bad setting. A bare SystemExit(message) printed
+    the message with no `error:` and exited 1."""
+
+    def __init__(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        super().__init__(SettingsError.exit_code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)

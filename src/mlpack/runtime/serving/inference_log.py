@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote_plus
 
-from ..settings import InferenceLogSettings
+from ..settings import InferenceLogSettings, StartFailure
 from .served import ServedModel
 
 log = logging.getLogger("mlpack.server")
@@ -153,18 +153,20 @@ class InferenceLog:
         credentials never sit in a wheel); a key or option that cannot work ends the server at start."""
         uri_env = where.uri_env
         if _locked_key(where.uri):  # OpenSSL would ask the terminal for the passphrase, and a container has none
-            raise SystemExit(
+            raise StartFailure(
                 f"inference log: the client key in {uri_env}'s tlsCertificateKeyFile is encrypted: "
                 "add tlsCertificateKeyFilePassword to the connection string"
             )
         try:
             from pymongo.errors import PyMongoError
         except ImportError:
-            raise SystemExit(f"inference logging needs pymongo: pip install '{model.name}[serve]'") from None
+            raise StartFailure(f"inference logging needs pymongo: pip install '{model.name}[serve]'") from None
         try:
             return cls(where.uri, where.database, where.collection, count, **options)
         except (PyMongoError, ValueError, TypeError, OSError) as exc:  # a TLS file, a key, an option
-            raise SystemExit(f"inference log: the connection string in {uri_env} cannot be used: {_why(exc)}") from None
+            raise StartFailure(
+                f"inference log: the connection string in {uri_env} cannot be used: {_why(exc)}"
+            ) from None
 
     # -- the request thread's side --------------------------------------------------------------
     def record(self, model: ServedModel, route: str, inputs: Any, predictions: List[Any], prediction_id: str) -> None:
