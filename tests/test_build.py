@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 import zipfile
 from datetime import UTC, datetime
@@ -471,3 +472,14 @@ def test_a_collection_that_does_not_exist_is_named_with_the_nearest(churn_projec
     result = run("build", churn_project.path)  # an existing collection that matched nothing says just that
     assert_clean_error(result, 1, f"the query matched nothing in {churn_project.database}.customers")
     assert "is not a collection" not in result.err
+
+
+def test_a_build_without_the_attest_extra_warns_on_stderr(churn_project: Project, run) -> None:
+    """README's quick start installs '.[embedded]' only: the build wrote no SBOM nor provenance and said
+    so only as progress, which is shown on a terminal alone, so CI logs and pipes never saw it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "cyclonedx", None)  # as if the [attest] extra were not installed
+        result = run("build", churn_project.path)
+    assert result.code == 0, result.err
+    assert "mlpack: warning: no SBOM nor provenance: the cyclonedx package is not installed" in result.err
+    assert not list((churn_project.path / "dist").glob("*.cdx.json"))

@@ -187,7 +187,7 @@ def build(
         try:
             if with_image:
                 build_image_step(config, result, required=image is True, say=say, clock=clock)
-            attest.attest_build(config, result, say)  # SBOM, provenance, signatures: after the image
+            attest.attest_build(config, result, say, warn=tell)  # SBOM, provenance, signatures: after the image
         finally:
             records.record_built(
                 result.metadata,

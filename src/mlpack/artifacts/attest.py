@@ -141,11 +141,15 @@ def _image(built: Built) -> tuple[sbom.ImageFacts | None, dict[str, Any] | None,
     return sbom.ImageFacts(details["tag"], digest, found), parameters, built.artifacts.get("image_archive")
 
 
-def attest_build(config: Config, built: Built, say: Callable[[str], None]) -> None:
-    """Write the SBOM and the provenance of a finished build (and sign them with [sign]); update its report."""
+def attest_build(
+    config: Config, built: Built, say: Callable[[str], None], warn: Callable[[str], None] | None = None
+) -> None:
+    """Write the SBOM and the provenance of a finished build (and sign them with [sign]); update its report.
+
+    Without the extra, `warn` says so (stderr, on a terminal or not: `say` is progress, which CI never saw)."""
     absent = missing(signed=config.sign is not None)
     if absent:  # (with [sign], `check` refused this before the build began)
-        say(f"warning: no SBOM nor provenance: the {absent} package is not installed ({EXTRA})")
+        (warn or say)(f"no SBOM nor provenance: the {absent} package is not installed ({EXTRA})")
         return
     from mlpack.artifacts import provenance, sbom, signing
 
