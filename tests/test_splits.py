@@ -253,3 +253,18 @@ def test_the_wheels_model_card_says_how_the_test_split_was_chosen() -> None:
     assert "Measured on a held-out newest 20% (by `signup`) of the data" in said["time"]
     assert "Measured on a held-out 20% of the `account` groups of the data" in said["group"]
     assert 'Measured on a held-out part (`{"region": "north"}`) of the data' in said["filter"]
+
+
+def test_a_test_filter_on_the_parent_of_a_feature_builds(
+    churn_project: Project, run, mongo_client: MongoClient[Any]
+) -> None:
+    """The test filter reads `billing`, a feature reads `billing.method`: the loader's projection named
+    both, which MongoDB refuses ("Path collision at billing", exit 2); the parent alone brings both."""
+    collection = mongo_client[churn_project.database]["customers"]
+    test_filter = 'test_filter = { billing = { "$exists" = true }, support_calls = { "$gte" = 6 } }'
+    churn_project.edit("test_size = 0.25", f'test_size = 0.25\nsplit = "filter"\n{test_filter}')
+    built = run("build", churn_project.path, "--json")
+    assert built.code == 0, built.err
+    parity = json.loads(built.out)["parity"]
+    expected = collection.count_documents({"billing": {"$exists": True}, "support_calls": {"$gte": 6}})
+    assert 5 <= parity["test_rows"] == expected and parity["train_rows"] + parity["test_rows"] == 240
