@@ -1,7 +1,8 @@
 """Loading training data: mlpack's loader vs MongoDB's own Arrow library, pymongo and pandas.
 
 Same collection (1.1 KB nested documents: 12 of ~20 fields projected, sub-documents, a date, gaps
-and nulls), same projection, `_id` order. Each peer runs in a fresh process, the peers
+and nulls), same projection, `_id` order: the peers ask the server to sort, mlpack reads in natural
+order and sorts by `_id` itself (mlpack.source.order), which its client CPU includes. Each peer runs in a fresh process, the peers
 interleaved round by round; the figures are medians over the rounds, ratios taken in this run:
 
 - `raw batches`: `find_raw_batches`, bytes only (the wire and the server: nobody reads faster)
