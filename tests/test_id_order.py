@@ -10,6 +10,7 @@ server, and hold a build from shuffled documents to the bytes of one from sorted
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import random
@@ -178,3 +179,20 @@ def test_a_build_from_shuffled_documents_is_byte_identical_to_one_from_sorted_do
     customers.drop()
     shuffled_into(customers, documents)
     assert built() == in_order
+
+
+def test_the_cycle_collector_is_paused_while_loading_and_restored(mongo_client: MongoClient[dict[str, Any]]) -> None:
+    collection = mongo_client["mlpack_order"]["gc"]
+    collection.drop()
+    collection.insert_many([{"_id": index, "v": index} for index in range(5_000)])
+    seen: list[bool] = []
+    try:
+        assert gc.isenabled()
+        load_columns(collection, ["v"], progress=lambda rows: seen.append(gc.isenabled()))
+        assert seen and not any(seen) and gc.isenabled()
+        gc.disable()  # a caller's own setting is kept
+        load_columns(collection, ["v"])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        collection.drop()

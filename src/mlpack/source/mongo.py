@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import itertools
 import json
 import os
@@ -248,6 +249,21 @@ def load_columns(
     return columns
 
 
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """The cycle collector paused while batches are decoded: a batch's documents are trees (no
+    cycles; reference counting frees them when the next batch comes), yet the dicts they allocate
+    would set off a collection every few hundred documents, and now and then a full one: about a
+    quarter of the loader's CPU (measured offline). The previous setting is restored on the way out."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _collated(collection: Collection[dict[str, Any]]) -> bool:
     """Whether the collection (or view) has a default collation, which a sort of strings follows."""
     with outside("MongoDB", action=f"reading the options of {collection.full_name}"):
@@ -279,7 +295,7 @@ def _read(
     def batches() -> RawBatchCursor[dict[str, Any]]:
         return collection.find_raw_batches(query, projection=projection, limit=limit, batch_size=BATCH_SIZE, **order)
 
-    with outside("MongoDB", action=f"the query on {collection.full_name}"):
+    with outside("MongoDB", action=f"the query on {collection.full_name}"), _without_cyclic_gc():
         for batch in prefetched(batches):
             columns.add(decode_all(cast(bytes, batch), options), projected=True)  # raw: documents end to end
             if progress is not None:
