@@ -2,8 +2,9 @@
 
 Same collection (1.1 KB nested documents: 12 of ~20 fields projected, sub-documents, a date, gaps
 and nulls), same projection, `_id` order: the peers ask the server to sort, mlpack reads in natural
-order and sorts by `_id` itself (mlpack.source.order), which its client CPU includes. Each peer runs in a fresh process, the peers
-interleaved round by round; the figures are medians over the rounds, ratios taken in this run:
+order and sorts by `_id` itself (mlpack.source.order), which its client CPU includes. Each peer
+runs in a fresh process, the peers interleaved round by round; the figures are medians over the
+rounds, ratios taken in this run:
 
 - `raw batches`: `find_raw_batches`, bytes only (the wire and the server: nobody reads faster)
 - `find()`: pymongo's documents, decoded by its C extension, nothing read out of them
