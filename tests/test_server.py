@@ -521,6 +521,11 @@ FEEDBACK_MISTAKES = [
     ({"id": "abc"}, "label"),
     ({"id": "abc", "label": None}, "label"),
     ({"id": "abc", "label": ["a"]}, "label"),
+    # Not a class of the model (its classes are "churned" and "stayed"): it was taken (202), and the next
+    # build trained on feedback stopped on it (exit 1), or monitor scored it as a class of its own.
+    ({"id": "abc", "label": "maybe"}, "label"),
+    ({"id": "abc", "label": True}, "label"),
+    ({"id": "abc", "label": 1}, "label"),
     ({"id": "abc", "label": "a", "index": -1}, "index"),
     ({"id": "abc", "label": "a", "index": "0"}, "index"),
     ({"id": "abc", "label": "a", "index": True}, "index"),

@@ -18,7 +18,7 @@ from ..settings import Limits
 from .inference_log import InferenceLog
 from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
-from .served import ServedModel
+from .served import ServedModel, feedback_label_problem
 from .v2 import OpenInference
 from .wire import JSON, Answer, ClientError, Request, Response, dump_json, dump_json_text, new_id, parse_json
 
@@ -211,6 +211,9 @@ class App:
             index = int(index)
         if type(index) is not int or not 0 <= index < self.limits.max_records:
             raise ClientError(422, "field 'index': expected the record's position in its request (default 0)")
+        problem = feedback_label_problem(self.model, label)
+        if problem is not None:
+            raise ClientError(422, f"field 'label': {problem}")
         if self.inference_log is None:
             raise ClientError(
                 501, "feedback is stored in the inference log, which is off: set MLPACK_INFERENCE_LOG_URI"

@@ -27,6 +27,9 @@ def openapi_document(model: ServedModel, limits: Optional[Limits] = None) -> Dic
     object reads as all its fields absent, as in the source documents.
     """
     max_records = getattr(limits, "max_records", 10_000)
+    # POST /feedback takes exactly what /predict answers: a class (as JSON types it), or a number.
+    regression = model.task == "regression"
+    feedback_label = {"type": "number"} if regression else {"enum": list(model.classes or [])}
     record: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": True}
     for feature in model.features:
         node = record
@@ -123,12 +126,7 @@ def openapi_document(model: ServedModel, limits: Optional[Limits] = None) -> Dic
                                     "required": ["id", "label"],
                                     "properties": {
                                         "id": {"type": "string", "minLength": 1, "maxLength": 64},
-                                        "label": {
-                                            "anyOf": [
-                                                {"type": "string", "maxLength": 1000},
-                                                {"type": ["number", "boolean"]},
-                                            ]
-                                        },
+                                        "label": feedback_label,
                                         "index": {
                                             "type": "integer",
                                             "minimum": 0,

@@ -7,6 +7,8 @@ and a test double or another runtime can be one too without inheriting anything.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -92,3 +94,26 @@ if TYPE_CHECKING:  # mypy: the runtime's own Model is a ServedModel (a missing a
 
 
 __all__ = ["Observe", "Run", "ServedFeature", "ServedModel"]
+
+
+def feedback_label_problem(model: ServedModel, label: Any) -> Optional[str]:
+    """Why `label` cannot be a true outcome of this model (None when it can): one of the classes /predict
+    answers with, of the same JSON type (`true`, not "true", for a boolean target), or a regression's
+    number. Taken, a label of another kind stopped the next build that trains on feedback (exit 1)."""
+    if model.task == "regression":
+        if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
+            return "expected the true value, a number"
+        return None
+    classes = list(model.classes or [])
+    if any(_same_class(label, known) for known in classes):
+        return None
+    shown = ", ".join(json.dumps(c) for c in classes[:10]) + (", ..." if len(classes) > 10 else "")
+    return f"expected one of the model's classes ({shown}), as /predict answers them"
+
+
+def _same_class(label: Any, known: Any) -> bool:
+    if isinstance(label, bool) or isinstance(known, bool):
+        return type(label) is type(known) and label == known
+    if isinstance(known, (int, float)):
+        return isinstance(label, (int, float)) and label == known  # 1.0 is the class 1, as JSON has it
+    return isinstance(label, str) and label == known
