@@ -211,6 +211,7 @@ def test_time_split_build_against_mongodb(churn_project: Project, run, mongo_cli
     grouped = run("build", churn_project.path, "--json", "--version", "1.0.1")
     assert grouped.code == 0, grouped.err
     assert json.loads(grouped.out)["evaluation"]["split"] == "group"
+    assert "is also a model input" not in grouped.err  # account is no feature
 
     churn_project.edit(
         'split = "group"\nsplit_field = "account"', 'split = "filter"\ntest_filter = { region = "north" }'
@@ -268,3 +269,21 @@ def test_a_test_filter_on_the_parent_of_a_feature_builds(
     parity = json.loads(built.out)["parity"]
     expected = collection.count_documents({"billing": {"$exists": True}, "support_calls": {"$gte": 6}})
     assert 5 <= parity["test_rows"] == expected and parity["train_rows"] + parity["test_rows"] == 240
+
+
+def test_grouping_by_a_feature_warns_that_the_test_groups_are_unseen(
+    churn_project: Project, run, mongo_client: MongoClient[Any]
+) -> None:
+    """Grouped by `region`, a categorical feature: the model never sees the test split's regions (strict
+    prediction refuses them), which the build did not say."""
+    collection = mongo_client[churn_project.database]["customers"]
+    collection.delete_many({})
+    collection.insert_many(dated(240, seed=2))
+    churn_project.edit('categorical = ["contract"', 'categorical = ["region", "contract"')
+    churn_project.edit("test_size = 0.25", 'test_size = 0.25\nsplit = "group"\nsplit_field = "region"')
+    built = run("build", churn_project.path)
+    assert built.code == 0, built.err
+    assert (
+        "mlpack: warning: [evaluation].split_field 'region' is also a model input: with split = \"group\" no "
+        "value of it in the test split is seen in training"
+    ) in built.err

@@ -109,6 +109,9 @@ def build(
     if version is not None:
         config = with_version(config, version)
     recipe = preflight(config)
+    split_field = config.evaluation.split_field
+    if config.evaluation.split == "group" and split_field in config.features.inputs:
+        tell(_GROUP_INPUT.format(field=split_field))
     config_text = config.path.read_text(encoding="utf-8")
     out_dir = Path(out) if out is not None else config.project_dir / "dist"
     created = created_at()
@@ -198,6 +201,15 @@ def build(
             )
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+# Grouping by a field the model also reads: the test split's values of it are never seen in training.
+_GROUP_INPUT = (
+    "[evaluation].split_field '{field}' is also a model input: with split = \"group\" no value of it in the "
+    "test split is seen in training, so the model knows only the training split's (strict prediction refuses "
+    "the others) and the test scores are those of unknown categories; leave it out of [features], or group by "
+    "another field"
+)
 
 
 def _champion(config: Config, out_dir: Path, version: str, warn: Progress) -> tuple[champion.Champion | None, str]:
