@@ -18,7 +18,7 @@ from pymongo import MongoClient
 
 from mlpack.build import BuildResult, write_artifacts
 from mlpack.config import load_config
-from mlpack.monitor import Window, analyse, parse_time, render_html
+from mlpack.monitor import Window, analyse, parse_time, render_html, render_text
 from tests.helpers.cli import Result, assert_clean_error, run_process
 from tests.helpers.documents import subscribers
 from tests.helpers.drift import reference_categorical_psi, reference_numeric_psi
@@ -299,3 +299,13 @@ def test_live_metrics_on_labels_of_one_class_warn_in_no_library_form(served: Ser
         report = analyse(documents, served.built.metadata, 0.2)
     assert [str(w.message) for w in caught] == []
     assert report.feedback.labels == 40 and 0 < report.feedback.metrics["accuracy"] < 1
+
+
+def test_a_window_of_few_records_says_its_psi_is_noise(served: Served) -> None:
+    """3 logged records flagged every feature's PSI above 4 with nothing to say it means little."""
+    stream = like_stream(120)
+    labels = [row["predictions"][0] for row in _predicted(served, stream)]
+    documents = [{"inputs": record, "predictions": [label]} for record, label in zip(stream, labels)]
+    few = render_text(analyse(documents[:3], served.built.metadata, 0.2))
+    assert "(only 3 records: PSI over 10 bins needs a few hundred values" in few.splitlines()[1]
+    assert "PSI over 10 bins" not in render_text(analyse(documents, served.built.metadata, 0.2))

@@ -9,6 +9,8 @@ from pathlib import Path
 from mlpack.errors import ConfigError
 from mlpack.monitor.analysis import Bin, Report
 
+FEW_RECORDS = 100  # below this, a window's PSI is mostly noise (README: "PSI is noisy on few values")
+
 
 # -- output --------------------------------------------------------------------------------------
 def _percent(value: float | None) -> str:
@@ -29,6 +31,10 @@ def render_text(report: Report) -> str:
     lines = [
         f"{report.model} {report.version}: {report.records} records in {report.requests} logged requests, {span}",
     ]
+    if report.records < FEW_RECORDS:  # 3 records put every feature's PSI above 4: say why before the table
+        lines.append(
+            f"  (only {report.records} records: PSI over 10 bins needs a few hundred values before 0.2 means anything)"
+        )
     if report.unreadable:
         lines.append(
             f"  ({report.unreadable} logged requests could not be read by this model version and were skipped)"
