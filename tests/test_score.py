@@ -252,3 +252,20 @@ def test_a_source_collection_that_does_not_exist_is_named(
     nothing = run("score", scored_project.path, "--into", "typo_scores", "--filter", '{"tenure_months": -1}')
     assert nothing.code == 0 and "scored 0 of 0 documents" in nothing.out, nothing.err
     assert "typo_scores" not in mongo_client[scored_project.database].list_collection_names()
+
+
+def test_skipped_documents_are_listed_as_a_failed_run_lists_them(
+    scored_project: Project, mongo_client: MongoClient[Any], run
+) -> None:
+    """`--on-error skip` listed `_id ObjectId('...')` (Python's repr) where a failed run says `_id "..."`."""
+    collection = mongo_client[scored_project.database]["customers"]
+    bad = collection.insert_one({"tenure_months": "soon", "support_calls": 1}).inserted_id
+    try:
+        query = json.dumps({"_id": {"$oid": str(bad)}})
+        failed = run("score", scored_project.path, "--into", "skip_scores", "--filter", query)
+        assert_clean_error(failed, 1, f"_id \"{bad}\": field 'tenure_months'")
+        skipped = run("score", scored_project.path, "--into", "skip_scores", "--filter", query, "--on-error", "skip")
+        assert skipped.code == 0, skipped.err
+        assert f"\n  _id \"{bad}\": field 'tenure_months': expected a number, got 'soon'\n" in skipped.out
+    finally:
+        collection.delete_one({"_id": bad})

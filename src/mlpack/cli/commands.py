@@ -306,9 +306,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             f"{result.documents_per_second:,.0f} documents/s)"
         )
         if result.skipped:
+            from mlpack.scoring.worker import describe_errors  # as a failed run lists them: `_id "..."`
+
             print(f"skipped {result.skipped} document(s) that could not be scored:")
-            for _id, message in result.errors:
-                print(f"  _id {_id!r}: {message}")
+            print(describe_errors(result.errors))
     return 0
 
 
