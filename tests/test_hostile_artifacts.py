@@ -256,6 +256,9 @@ def test_inspect_reads_an_image_build_context(built_model: BuildResult, run: Any
         ("100k-deep JSON", ".json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         ("CSV field over 128 KiB", ".csv", b"tenure_months,contract\n" + b"1," + b"x" * 200_000 + b"\n", "CSV"),
         ("not UTF-8", ".jsonl", b'{"contract": "\xff\xfe"}\n', "not UTF-8"),
+        # A .json file is one document: when it does not parse or holds no records, no record can be named.
+        ("JSON that does not parse", ".json", b'[{"contract": "monthly"},', "not valid JSON"),
+        ("JSON that holds no records", ".json", b"42", "expected a record, a list of records"),
     ],
 )
 def test_crafted_input_files(

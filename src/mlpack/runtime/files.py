@@ -55,13 +55,13 @@ def _json_items(stream: TextIO) -> Iterator[Item]:
         raise InputFileError("JSON nested too deeply to be records") from None
     except ValueError as exc:
         where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ValueError(f"not valid JSON: {getattr(exc, 'msg', exc)}{where}") from None
+        raise InputFileError(f"not valid JSON: {getattr(exc, 'msg', exc)}{where}") from None
     if isinstance(document, Mapping) and "instances" in document:
         document = document["instances"]
     if isinstance(document, Mapping):
         document = [document]
     if not isinstance(document, list):
-        raise ValueError('expected a record, a list of records or {"instances": [...]}')
+        raise InputFileError('expected a record, a list of records or {"instances": [...]}')
     for index, record in enumerate(document):
         yield Item(index + 1, record)  # "line" is the record's position in the document here
 
@@ -120,7 +120,8 @@ class PredictSummary:
 
 
 class InputFileError(ValueError):
-    """The input file as a whole cannot be read (not UTF-8, broken CSV, JSON nested too deeply): exit 2."""
+    """The input file as a whole cannot be read (not UTF-8, broken CSV, a .json document that does not
+    parse, is nested too deeply or holds no records): exit 2. A bad record of a readable file is exit 1."""
 
 
 class RecordError(ValueError):
