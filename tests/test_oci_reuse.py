@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlpack.artifacts.oci import _entries, _tarinfo, build_oci_image, write_tar
+from mlpack.artifacts.oci import _entries, _tarinfo, build_oci_image, write_layout, write_tar
 from mlpack.artifacts.oci_base import digest_of, load_base
 from mlpack.artifacts.oci_files import write_archive
 from mlpack.config import ImageSection
@@ -108,3 +109,18 @@ def test_a_layer_changed_through_a_layouts_link_is_not_built_on(
             "sha256:" + hashlib.sha256((second.layout / "blobs" / "sha256" / digest[7:]).read_bytes()).hexdigest()
             == digest
         )
+
+
+def test_a_base_that_repeats_a_layer_gives_a_layout_with_that_blob_once(tmp_path: Path) -> None:
+    # Old images name the empty layer (and BuildKit an unchanged one) twice in a manifest: one blob.
+    layer = tiny_base_layer(tmp_path)
+    diff_id = digest_of(layer)
+    base = write_oci_base(tmp_path / "base.oci", layer, base_config([diff_id, diff_id]), repeat=2)
+    loaded = load_base(f"oci:{base}")
+    assert [blob.digest for blob in loaded.layers] == [diff_id, diff_id]
+    config = base_config([diff_id, diff_id])
+    write_layout(tmp_path / "out.oci", loaded, [], config, "tiny:1")
+    blob = tmp_path / "out.oci" / "blobs" / "sha256" / diff_id.partition(":")[2]
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == diff_id.partition(":")[2]
+    manifest = json.loads((tmp_path / "out.oci" / "manifest.json").read_text())[0]
+    assert manifest["Layers"] == [f"blobs/sha256/{diff_id.partition(':')[2]}"] * 2

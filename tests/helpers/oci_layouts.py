@@ -8,8 +8,9 @@ from typing import Any
 from mlpack.artifacts.oci_base import canonical, digest_of
 
 
-def write_oci_base(folder: Path, layer: bytes, config: dict[str, Any]) -> Path:
-    """An OCI image layout of one uncompressed layer with this image config (nothing in it runs)."""
+def write_oci_base(folder: Path, layer: bytes, config: dict[str, Any], *, repeat: int = 1) -> Path:
+    """An OCI image layout of one uncompressed layer with this image config (nothing in it runs);
+    `repeat`: the manifest names the layer that many times (as old images name the empty layer)."""
     blobs = folder / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     config_bytes = canonical(config)
@@ -23,7 +24,8 @@ def write_oci_base(folder: Path, layer: bytes, config: dict[str, Any]) -> Path:
         },
         "layers": [
             {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest_of(layer), "size": len(layer)}
-        ],
+        ]
+        * repeat,
     }
     manifest_bytes = canonical(manifest)
     for data in (layer, config_bytes, manifest_bytes):

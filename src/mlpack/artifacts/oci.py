@@ -190,13 +190,17 @@ def write_layout(
     blobs.mkdir(parents=True)
     for blob in base.layers:  # linked or copied in the kernel where the bytes lie in a file (oci_files.py)
         target = blobs / blob.digest.partition(":")[2]
+        if target.exists():  # a layer the base repeats (the empty layer, often): one blob, named twice
+            continue
         if blob.file is not None:
             place(blob.file, blob.offset, blob.size, target)
         else:
-            with blob.open() as source, target.open("wb") as out:
+            with blob.open() as source, target.open("xb") as out:
                 shutil.copyfileobj(source, out, CHUNK)
     for layer in layers:
-        place(layer.path, 0, layer.size, blobs / layer.digest.partition(":")[2])
+        target = blobs / layer.digest.partition(":")[2]
+        if not target.exists():  # place() never writes through a name (it may be a link to the cache)
+            place(layer.path, 0, layer.size, target)
     config_bytes = canonical(config)
     descriptors: list[dict[str, Any]] = [
         {"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in base.layers
