@@ -20,6 +20,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.cursor import RawBatchCursor
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from mlpack.config import SourceSection
 from mlpack.errors import ConfigError, MlpackError, outside
@@ -29,6 +30,7 @@ from mlpack.source.columns import Column
 from mlpack.source.embedded import embedded_server
 from mlpack.source.order import NeedsServerSort, id_order
 
+_UNAUTHORIZED = 13  # MongoDB's error code for an action the user's roles do not allow
 # Unreachable servers must fail well inside the 30 s the CLI promises.
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 BATCH_SIZE = 2_000
@@ -265,9 +267,17 @@ def _without_cyclic_gc() -> Iterator[None]:
 
 
 def _collated(collection: Collection[dict[str, Any]]) -> bool:
-    """Whether the collection (or view) has a default collation, which a sort of strings follows."""
+    """Whether the collection (or view) may have a default collation, which a sort of strings follows.
+
+    Its options come from listCollections, which a user allowed only to find() in the collection may not
+    run: then it may have one, and the server sorts (the build needs no more rights than the query)."""
     with outside("MongoDB", action=f"reading the options of {collection.full_name}"):
-        return "collation" in collection.options()
+        try:
+            return "collation" in collection.options()
+        except OperationFailure as exc:
+            if exc.code != _UNAUTHORIZED:
+                raise
+            return True
 
 
 def outermost(paths: list[str]) -> list[str]:
