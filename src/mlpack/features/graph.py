@@ -121,7 +121,7 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         in float32, an MLP, keep float64), run TRANSFORM_CHUNK rows at a time into one array: a million
         rows never hold the graph's float32 output and its float64 copy at once. Each feature is a
         function of its own row, and the session runs on one thread, so the values do not depend on
-        the chunk (tests/test_features_build.py holds chunked and whole to the same bits)."""
+        the chunk (tests/test_chunks.py holds chunked and whole to the same model bytes)."""
         rows = len(X)
         if rows <= TRANSFORM_CHUNK:
             return np.asarray(self.session.run(None, self.feeds(X))[0], dtype=np.float64)
