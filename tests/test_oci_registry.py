@@ -26,7 +26,7 @@ from mlpack.artifacts.image_step import base_connection
 from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.oci_base import digest_of
 from mlpack.artifacts.oci_push import pull_image
-from mlpack.artifacts.oci_remote import Connection, Credentials, ImageReference
+from mlpack.artifacts.oci_remote import Connection, Credentials, ImageReference, RegistryClient
 from mlpack.config import ImageSection, load_config
 from mlpack.errors import ConfigError, ExternalError
 from tests.helpers.cli import assert_clean_error
@@ -371,3 +371,26 @@ def test_a_base_from_a_plain_http_registry_with_image_plain_http(
         ExternalError, match=r"does not answer TLS: a plain HTTP registry\? \(then \[image\]\.plain_http = true\)"
     ):
         build(inputs, tmp_path / "tls", config.image.base, base_connection(over_tls))
+
+
+def test_a_blob_download_never_writes_through_another_name_in_the_cache(
+    inputs: dict[str, Any], registries: dict[str, LoopbackRegistry], tmp_path: Path
+) -> None:
+    """The cache is shared by concurrent builds, and its names may be links to a layout's blobs: a
+    download goes through a name of this process's own. The shared `<digest>.part` was opened "wb",
+    so a link left there (another build's partial, linked to its layer) was truncated and overwritten."""
+    plain = registries["plain"]
+    plain.skopeo("copy", "--preserve-digests", f"oci:{inputs['oci']}", f"docker://{plain.host}/base/race:1")
+    layer = tiny_base_layer(tmp_path / "layer")
+    digest = digest_of(layer)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    out = cache / digest[7:]
+    others = tmp_path / "another-build-layer"
+    others.write_bytes(b"another build's layer\n")
+    for name in (f"{out.name}.part", f"{out.name}.{os.getpid()}.part"):
+        os.link(others, cache / name)
+    client = RegistryClient(ImageReference.parse(f"{plain.host}/base/race:1"), Connection(plain_http=True))
+    client.download_blob(digest, out)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == digest[7:]
+    assert others.read_bytes() == b"another build's layer\n"

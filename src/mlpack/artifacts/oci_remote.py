@@ -276,14 +276,18 @@ class RegistryClient:
         return bool(response.status_code == 200)
 
     def download_blob(self, digest: str, out: Path) -> None:
-        """The blob into `out` (through a temporary name), refused unless its bytes hash to `digest`."""
-        partial_path = out.with_name(out.name + ".part")
+        """The blob into `out` (through a temporary name), refused unless its bytes hash to `digest`.
+
+        The temporary name is this process's own, made afresh: `out` is in the blob cache, which
+        concurrent builds share, and a name there may be a link to a layout's blob (oci_files.py)."""
+        partial_path = out.with_name(f"{out.name}.{os.getpid()}.part")
+        partial_path.unlink(missing_ok=True)
         sha = hashlib.sha256()
         response = self.request("GET", f"blobs/{digest}", stream=True)
         try:
             if response.status_code != 200:
                 raise self.fail(response, f"reading the blob {digest} of")
-            with partial_path.open("wb") as stream:
+            with partial_path.open("xb") as stream:
                 for chunk in response.iter_content(CHUNK):
                     sha.update(chunk)
                     stream.write(chunk)
