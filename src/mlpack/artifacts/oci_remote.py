@@ -281,12 +281,12 @@ class RegistryClient:
         The temporary name is this process's own, made afresh: `out` is in the blob cache, which
         concurrent builds share, and a name there may be a link to a layout's blob (oci_files.py)."""
         partial_path = out.with_name(f"{out.name}.{os.getpid()}.part")
-        partial_path.unlink(missing_ok=True)
         sha = hashlib.sha256()
         response = self.request("GET", f"blobs/{digest}", stream=True)
         try:
             if response.status_code != 200:
                 raise self.fail(response, f"reading the blob {digest} of")
+            partial_path.unlink(missing_ok=True)
             with partial_path.open("xb") as stream:
                 for chunk in response.iter_content(CHUNK):
                     sha.update(chunk)
