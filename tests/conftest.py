@@ -24,7 +24,7 @@ from tests.helpers.documents import subscribers
 from tests.helpers.projects import CHURN_CONFIG, Project
 
 # Fixtures that several test modules use, kept with the helpers they need.
-pytest_plugins = ["tests.helpers.images", "tests.helpers.shop"]
+pytest_plugins = ["tests.helpers.images", "tests.helpers.oci_inputs", "tests.helpers.shop"]
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,8 @@ from pymongo import MongoClient
 from mlpack.source import load_columns
 from mlpack.source.columns import Column
 from mlpack.source.order import NeedsServerSort, id_order, sort_key
+from tests.helpers.columns import PATHS, assert_same_columns, messy, old_columns, same
 from tests.helpers.projects import Project
-from tests.test_columns import PATHS, assert_same_columns, messy, old_columns, same
 
 # One of each type the client sorts, with the edges of MongoDB's order: NaN below every number, -inf,
 # ints, longs, doubles and decimals compared by value, strings by code point ("Z" < "a" < "é"), dates

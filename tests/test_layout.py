@@ -220,3 +220,27 @@ def test_markers_follow_the_fixtures_a_test_uses(tmp_path: Path) -> None:
     assert marks["tests/test_card.py::test_the_card_renders_in_headless_chromium"] == {"browser"}
     node = {nodeid for nodeid, found in marks.items() if "node" in found}
     assert node and all(nodeid.startswith("tests/test_node_client.py::") for nodeid in node)
+
+
+def _test_imports(source: str) -> list[str]:
+    """The test modules (tests/test_*.py) that `source` imports: shared code lives in tests/helpers/."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        found += [name for name in names if name.startswith("tests.test_")]
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    # Importing a test module runs its fixtures' definitions twice and ties two files' tests together;
+    # shared data, builders and fixtures (as pytest plugins) are in tests/helpers/.
+    offenders = {
+        path.name: _test_imports(path.read_text(encoding="utf-8")) for path in sorted((REPO / "tests").rglob("*.py"))
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+    assert _test_imports("from tests.test_oci import EPOCH\nimport tests.test_cli, os\n") == [
+        "tests.test_oci",
+        "tests.test_cli",
+    ]

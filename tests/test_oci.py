@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
-import io
 import json
 import os
 import subprocess
@@ -13,14 +11,12 @@ import sys
 import tarfile
 import time
 import urllib.request
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlpack.artifacts.image import ImageTarget, download_dependencies
-from mlpack.artifacts.oci import build_oci_image, write_tar
+from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.oci_base import canonical, digest_of, load_base
 from mlpack.artifacts.oci_deps import DEPENDENCY_EPOCH
 from mlpack.artifacts.read import open_model
@@ -29,71 +25,16 @@ from mlpack.errors import ConfigError
 from mlpack.source.embedded import free_port
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.documents import subscribers
-from tests.helpers.oci_layouts import write_oci_base
+from tests.helpers.oci_layouts import (
+    EPOCH,
+    base_config,
+    tiny_base_layer,
+    tree_bytes,
+    with_local_base,
+    write_archive_base,
+    write_oci_base,
+)
 from tests.helpers.projects import Project
-
-EPOCH = 1767225600
-BASE_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHON_VERSION=3.11.9", "LANG=C.UTF-8"]
-
-
-def tiny_base_layer(folder: Path) -> bytes:
-    """A few files as a layer: enough to be a base for the layout (nothing in it runs)."""
-    root = folder / "rootfs"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "os-release").write_text('NAME="tiny"\n')
-    (root / "usr" / "bin").mkdir(parents=True)
-    (root / "usr" / "bin" / "python3").write_text("#!/bin/sh\n")
-    (root / "usr" / "bin" / "python3").chmod(0o755)
-    stream = io.BytesIO()
-    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*"))
-    write_tar(stream, files, 0)
-    return stream.getvalue()
-
-
-def base_config(diff_ids: list[str], env: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Env": env or BASE_ENV, "Cmd": ["python3"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": "tiny base"} for _ in diff_ids],
-    }
-
-
-def write_archive_base(path: Path, layer: bytes, config: dict[str, Any]) -> Path:
-    config_bytes = canonical(config)
-    members: dict[str, str | bytes] = {
-        "manifest.json": json.dumps([{"Config": "config.json", "RepoTags": ["tiny:1"], "Layers": ["l/layer.tar"]}]),
-        "config.json": config_bytes,
-        "l/layer.tar": layer,
-    }
-    with tarfile.open(path, "w") as archive:
-        for name, data in members.items():
-            raw = data.encode() if isinstance(data, str) else data
-            info = tarfile.TarInfo(name)
-            info.size = len(raw)
-            archive.addfile(info, io.BytesIO(raw))
-    return path
-
-
-@pytest.fixture(scope="module")
-def inputs(built_model: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The model's wheel, its dependency wheels for 3.11 (fetched once), and a tiny base both ways."""
-    root = tmp_path_factory.mktemp("oci-inputs")
-    wheel = built_model.artifacts["wheel"]
-    pins = {"onnxruntime": built_model.metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
-    download_dependencies(wheel, root / "deps", ImageTarget("3.11", "x86_64"), pins=pins)
-    layer = tiny_base_layer(root)
-    config = base_config([digest_of(layer)])
-    return {
-        "wheel": wheel,
-        "onnx": built_model.artifacts["onnx"],
-        "metadata": built_model.metadata,
-        "deps": root / "deps",
-        "oci": write_oci_base(root / "base.oci", layer, config),
-        "archive": write_archive_base(root / "base.tar", layer, config),
-    }
-
 
 SCRIPT = """
 import json, sys
@@ -131,14 +72,6 @@ def build_in_process(folder: Path, inputs: dict[str, Any], base: str, seed: str)
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
-
-
-def tree_bytes(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_two_processes_and_folders_give_the_same_manifest_digest(inputs: dict[str, Any], tmp_path: Path) -> None:
@@ -266,10 +199,6 @@ def test_a_tampered_or_missing_base_is_refused(inputs: dict[str, Any], tmp_path:
     (tmp_path / "junk.tar").write_bytes(b"not a tar")
     with pytest.raises(ConfigError, match="is not a readable image"):
         load_base(f"docker-archive:{tmp_path / 'junk.tar'}")
-
-
-def with_local_base(project: Project, base: str) -> None:
-    project.config.write_text(project.config.read_text() + f'\n[image]\nbase = "{base}"\npython = "3.11"\n')
 
 
 def test_mlpack_build_writes_the_image_with_no_engine(

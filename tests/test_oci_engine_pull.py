@@ -29,7 +29,7 @@ from mlpack.artifacts.read import open_model
 from mlpack.config import ImageSection
 from mlpack.source.embedded import free_port
 from tests.helpers.documents import subscribers
-from tests.helpers.images import engine
+from tests.helpers.oci_layouts import EPOCH
 from tests.helpers.registry_server import (
     PASSWORD,
     USERNAME,
@@ -38,9 +38,6 @@ from tests.helpers.registry_server import (
     loopback_registry,
     own_address,
 )
-from tests.test_oci import EPOCH, inputs
-
-__all__ = ["engine", "inputs"]  # fixtures shared with test_oci.py and the image tests
 
 pytestmark = pytest.mark.slow
 CERTS_D = Path("/etc/docker/certs.d")

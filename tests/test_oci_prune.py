@@ -20,9 +20,7 @@ from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.oci_prune import RULES
 from mlpack.config import ImageSection
 from tests.helpers.documents import subscribers
-from tests.test_oci import EPOCH, inputs
-
-__all__ = ["inputs"]  # the module's fixture, shared with test_oci.py
+from tests.helpers.oci_layouts import EPOCH
 
 GONE = (
     "onnxruntime/capi/libonnxruntime.so.",  # 35 MB: the C API library

@@ -30,6 +30,7 @@ from mlpack.artifacts.oci_remote import Connection, Credentials, ImageReference,
 from mlpack.config import ImageSection, load_config
 from mlpack.errors import ConfigError, ExternalError
 from tests.helpers.cli import assert_clean_error
+from tests.helpers.oci_layouts import EPOCH, base_config, tiny_base_layer, tree_bytes, with_local_base, write_oci_base
 from tests.helpers.projects import CHURN_CONFIG, Project
 from tests.helpers.registry_server import (
     PASSWORD,
@@ -40,7 +41,6 @@ from tests.helpers.registry_server import (
     loopback_registry,
     make_ca_and_certificate,
 )
-from tests.test_oci import EPOCH, base_config, tiny_base_layer, tree_bytes, with_local_base, write_oci_base
 
 CYCLONEDX = "application/vnd.cyclonedx+json"
 IN_TOTO = "application/vnd.in-toto+json"

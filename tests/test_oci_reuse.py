@@ -21,10 +21,7 @@ from mlpack.artifacts.oci_base import digest_of, load_base
 from mlpack.artifacts.oci_files import write_archive
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
-from tests.helpers.oci_layouts import write_oci_base
-from tests.test_oci import EPOCH, base_config, inputs, tiny_base_layer, write_archive_base
-
-__all__ = ["inputs"]  # the module's fixture, shared with test_oci.py
+from tests.helpers.oci_layouts import EPOCH, base_config, tiny_base_layer, write_archive_base, write_oci_base
 
 
 def flip_in_place(path: Path, offset: int) -> None:

@@ -166,6 +166,24 @@ def test_session_is_created_lazily(exported: ExportedModel) -> None:
     assert model._session is not None
 
 
+def test_predictions_survive_an_onnxruntime_whose_private_run_changed(exported: ExportedModel, model: Model) -> None:
+    """The runtime calls onnxruntime's private compiled `run` for speed; a release whose binding takes
+    other arguments (and whose public `run` knows them) must cost speed, never a prediction."""
+    expected = model.predict(DOCUMENTS[:7])
+    changed = runtime_model(exported)
+    session = changed.session
+    binding = session._sess
+
+    class NewBinding:
+        def run(self, names: Any, feeds: Any, options: Any, new_required_argument: Any) -> Any:
+            return binding.run(names, feeds, options)
+
+    session._sess = NewBinding()
+    session.run = lambda names, feeds, options=None: session._sess.run(names, feeds, options, "new")
+    assert changed.predict(DOCUMENTS[:7]) == expected
+    assert changed.predict(DOCUMENTS[:7]) == expected  # and from then on through the public `run`
+
+
 values = st.one_of(
     st.none(),
     st.integers(-(10**6), 10**6),

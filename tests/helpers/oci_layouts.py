@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
+from mlpack.artifacts.oci import write_tar
 from mlpack.artifacts.oci_base import canonical, digest_of
+from tests.helpers.projects import Project
+
+EPOCH = 1767225600
+BASE_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHON_VERSION=3.11.9", "LANG=C.UTF-8"]
 
 
 def write_oci_base(folder: Path, layer: bytes, config: dict[str, Any], *, repeat: int = 1) -> Path:
@@ -34,3 +43,55 @@ def write_oci_base(folder: Path, layer: bytes, config: dict[str, Any], *, repeat
     (folder / "index.json").write_bytes(canonical({"schemaVersion": 2, "manifests": [entry]}))
     (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     return folder
+
+
+def tiny_base_layer(folder: Path) -> bytes:
+    """A few files as a layer: enough to be a base for the layout (nothing in it runs)."""
+    root = folder / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "os-release").write_text('NAME="tiny"\n')
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "python3").write_text("#!/bin/sh\n")
+    (root / "usr" / "bin" / "python3").chmod(0o755)
+    stream = io.BytesIO()
+    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*"))
+    write_tar(stream, files, 0)
+    return stream.getvalue()
+
+
+def base_config(diff_ids: list[str], env: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": env or BASE_ENV, "Cmd": ["python3"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "tiny base"} for _ in diff_ids],
+    }
+
+
+def write_archive_base(path: Path, layer: bytes, config: dict[str, Any]) -> Path:
+    config_bytes = canonical(config)
+    members: dict[str, str | bytes] = {
+        "manifest.json": json.dumps([{"Config": "config.json", "RepoTags": ["tiny:1"], "Layers": ["l/layer.tar"]}]),
+        "config.json": config_bytes,
+        "l/layer.tar": layer,
+    }
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            archive.addfile(info, io.BytesIO(raw))
+    return path
+
+
+def tree_bytes(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def with_local_base(project: Project, base: str) -> None:
+    project.config.write_text(project.config.read_text() + f'\n[image]\nbase = "{base}"\npython = "3.11"\n')

@@ -69,7 +69,16 @@ class Model:
             else:  # pragma: no cover - an onnxruntime without it
                 run = functools.partial(session.run, names)
             self._runner = run
-        return run(feeds)
+        try:
+            return run(feeds)
+        except TypeError:
+            # `_sess` is onnxruntime's private binding: one whose `run` takes other arguments than 1.x's
+            # must cost speed, never predictions. The public `run` from now on (its errors are its own).
+            if getattr(run, "func", None) is not _compiled_run:
+                raise
+            session = self.session
+            self._runner = functools.partial(session.run, [output.name for output in session.get_outputs()])
+            return self._runner(feeds)
 
     def load(self) -> Model:
         """Create the session now rather than on the first prediction (servers call this at start)."""

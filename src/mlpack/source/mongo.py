@@ -245,6 +245,7 @@ def load_columns(
     try:
         positions = id_order(columns.ids, collated=lambda: _collated(collection))
     except NeedsServerSort:
+        del columns  # the natural-order copy: not held while the whole collection is read again
         return _read(collection, paths, query, 0, None, sort=True)
     if positions is not None:
         columns.reorder(positions)
