@@ -23,6 +23,7 @@ from pymongo import MongoClient
 
 from mlpack.source import load_columns
 from mlpack.source.columns import Column
+from mlpack.source.feedback import check_collection
 from mlpack.source.order import NeedsServerSort, id_order, sort_key
 from tests.helpers.columns import PATHS, assert_same_columns, messy, old_columns, same
 from tests.helpers.projects import Project
@@ -224,3 +225,10 @@ def test_string_ids_load_in_order_for_a_user_who_may_only_find(find_only: MongoC
     columns = load_columns(find_only.shop.customers, ["x"])
     assert list(columns.ids) == ["a", "b", "c", "d", "e"]
     assert list(columns.values["x"]) == [4, 1, 3, 0, 2]
+
+
+def test_a_user_who_may_only_find_builds_without_the_collection_check(find_only: MongoClient[dict[str, Any]]) -> None:
+    # Whether [source].collection exists is asked with listCollections: for a user without that right the
+    # check steps aside (the query alone decides, as before it existed) instead of failing the build.
+    check_collection(find_only.shop, "customers", "[source].collection")
+    check_collection(find_only.shop, "customer", "[source].collection")  # cannot tell a typo: the query will

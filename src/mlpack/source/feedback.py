@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pymongo.errors import OperationFailure
+
 from mlpack.config import Config
 from mlpack.errors import ConfigError, outside
 from mlpack.source.columns import Column
-from mlpack.source.mongo import BATCH_SIZE, RawColumns, collect, connect
+from mlpack.source.mongo import BATCH_SIZE, UNAUTHORIZED, RawColumns, collect, connect
 from mlpack.times import Window, stamp
 
 PROJECTION = {"inputs": 1, "feedback": 1, "route": 1, "at": 1, "inputs_as_text": 1}
@@ -144,7 +146,12 @@ def check_collection(database: Any, name: str, key: str, hint: str = "") -> None
     """A collection that is not there (an inference log, a typo in [source].collection) is a mistake in
     the config: MongoDB reads a missing collection as an empty one, so nothing else would say so."""
     with outside("MongoDB", action=f"listing the collections of {database.name}"):
-        present = database.list_collection_names()
+        try:
+            present = database.list_collection_names()
+        except OperationFailure as exc:
+            if exc.code == UNAUTHORIZED:
+                return  # a user who may only find(): the query alone decides, as before this check existed
+            raise
     if name not in present:
         guess = difflib.get_close_matches(name, present, n=1, cutoff=0.6)
         known = f"did you mean '{guess[0]}'?" if guess else f"it has: {', '.join(sorted(present)[:8]) or 'none'}"

@@ -30,7 +30,7 @@ from mlpack.source.columns import Column
 from mlpack.source.embedded import embedded_server
 from mlpack.source.order import NeedsServerSort, id_order
 
-_UNAUTHORIZED = 13  # MongoDB's error code for an action the user's roles do not allow
+UNAUTHORIZED = 13  # MongoDB's error code for an action the user's roles do not allow
 # Unreachable servers must fail well inside the 30 s the CLI promises.
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 BATCH_SIZE = 2_000
@@ -276,7 +276,7 @@ def _collated(collection: Collection[dict[str, Any]]) -> bool:
         try:
             return "collation" in collection.options()
         except OperationFailure as exc:
-            if exc.code != _UNAUTHORIZED:
+            if exc.code != UNAUTHORIZED:
                 raise
             return True
 
