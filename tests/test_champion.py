@@ -71,6 +71,12 @@ def test_a_worse_challenger_is_refused_and_a_better_one_reports_both(
 
 def test_no_production_alias_is_a_warning(churn_project: Project, run: Any) -> None:
     churn_project.edit(GATE, CHAMPION)
+    first = run("build", churn_project.path)
+    assert first.code == 0, first.err
+    assert "warning: champion churn-model@production: no model named 'churn-model' in the registry" in first.err
+    assert "vs production" not in first.out
+    # The model is in the registry now, but nothing was promoted to production.
+    churn_project.edit('version = "1.0.0"', 'version = "1.0.1"')
     built = run("build", churn_project.path)
     assert built.code == 0, built.err
     assert "warning: champion churn-model@production" in built.err and "no alias 'production'" in built.err

@@ -163,12 +163,14 @@ def test_wheel_predicts_on_the_oldest_and_newest_python(
     assert json.loads(answer.stdout) == exported.trained.pipeline.predict(sklearn_frame(exported, records)).tolist()
 
 
-def test_the_inference_log_without_pymongo_is_one_error_line_and_exit_2(installed: Installed) -> None:
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_the_inference_log_without_pymongo_is_one_error_line_and_exit_2(installed: Installed, workers: str) -> None:
     """The plain wheel has no pymongo: turning its log on says which extra to install, as `error:`, exit
-    2 (a setting the server cannot use), before any request; it was the bare message and exit 1."""
+    2 (a setting the server cannot use), before any request; it was the bare message and exit 1. Found
+    before the workers fork: one line, not one per worker."""
     env = {**os.environ, "MLPACK_INFERENCE_LOG_URI": "mongodb://127.0.0.1:1/"}
     done = subprocess.run(
-        [installed.python, "-m", "test_model", "serve", "--port", "0"],
+        [installed.python, "-m", "test_model", "serve", "--port", "0", "--workers", workers],
         capture_output=True,
         text=True,
         env=env,

@@ -148,9 +148,10 @@ class InferenceLog:
         self._thread.start()
 
     @classmethod
-    def connect(cls, model: ServedModel, where: InferenceLogSettings, count: Counter, **options: Any) -> InferenceLog:
-        """The log ServeSettings found switched on (the connection string from the environment:
-        credentials never sit in a wheel); a key or option that cannot work ends the server at start."""
+    def check(cls, model: ServedModel, where: InferenceLogSettings) -> None:
+        """What would stop the log at start, found once in the serving process before any worker forks
+        (each worker would print the same line): a locked key, no pymongo, a connection string or TLS
+        file that cannot be used. Nothing connects here."""
         uri_env = where.uri_env
         if _locked_key(where.uri):  # OpenSSL would ask the terminal for the passphrase, and a container has none
             raise StartFailure(
@@ -158,14 +159,29 @@ class InferenceLog:
                 "add tlsCertificateKeyFilePassword to the connection string"
             )
         try:
+            from pymongo import MongoClient
             from pymongo.errors import PyMongoError
         except ImportError:
             raise StartFailure(f"inference logging needs pymongo: pip install '{model.name}[serve]'") from None
         try:
+            MongoClient(where.uri, connect=False).close()  # options and TLS files are read here, no socket opened
+        except (PyMongoError, ValueError, TypeError, OSError) as exc:
+            raise StartFailure(
+                f"inference log: the connection string in {uri_env} cannot be used: {_why(exc)}"
+            ) from None
+
+    @classmethod
+    def connect(cls, model: ServedModel, where: InferenceLogSettings, count: Counter, **options: Any) -> InferenceLog:
+        """The log ServeSettings found switched on (the connection string from the environment:
+        credentials never sit in a wheel); a key or option that cannot work ends the server at start."""
+        cls.check(model, where)
+        from pymongo.errors import PyMongoError
+
+        try:
             return cls(where.uri, where.database, where.collection, count, **options)
         except (PyMongoError, ValueError, TypeError, OSError) as exc:  # a TLS file, a key, an option
             raise StartFailure(
-                f"inference log: the connection string in {uri_env} cannot be used: {_why(exc)}"
+                f"inference log: the connection string in {where.uri_env} cannot be used: {_why(exc)}"
             ) from None
 
     # -- the request thread's side --------------------------------------------------------------

@@ -57,6 +57,8 @@ def serve(model: ServedModel, settings: Optional[ServeSettings] = None) -> int:
     batches = BatchStats.for_settings(settings)  # None: batching off
     routes = list(App(model, limits=limits).allowed)
     metrics = Metrics(routes, workers, [drift] if drift else [], [batches] if batches else [])
+    if settings.inference_log is not None:
+        InferenceLog.check(model, settings.inference_log)  # once, here: not one error line per worker
     if settings.inference_log_missing:
         log.warning("inference log is on in the config but %s is not set: not logging", settings.inference_log_missing)
     parent = os.getpid()
