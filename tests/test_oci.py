@@ -28,6 +28,7 @@ from tests.helpers.documents import subscribers
 from tests.helpers.oci_layouts import (
     EPOCH,
     base_config,
+    image_from,
     tiny_base_layer,
     tree_bytes,
     with_local_base,
@@ -158,17 +159,7 @@ def test_the_dependency_layer_is_made_once_and_checked_when_reused(
 
     def build(name: str, epoch: int) -> Any:
         (tmp_path / name).mkdir()
-        return build_oci_image(
-            tmp_path / name,
-            stem="m",
-            tag="m:1",
-            wheel=inputs["wheel"],
-            metadata=inputs["metadata"],
-            section=section,
-            revision="",
-            epoch=epoch,
-            deps=inputs["deps"],
-        )
+        return image_from(tmp_path / name, inputs, section, epoch=epoch)
 
     first = build("one", EPOCH)
     (entry,) = (tmp_path / "cache" / "layers").iterdir()
@@ -248,16 +239,12 @@ def test_docker_loads_and_runs_the_image(inputs: dict[str, Any], engine: dict[st
     base = tmp_path / "python.tar"
     docker(engine, "save", "--output", base, "python:3.11-slim")
     port = free_port()
-    image = build_oci_image(
+    image = image_from(
         tmp_path,
+        inputs,
+        dataclasses.replace(ImageSection(base=f"docker-archive:{base}", port=port), python="3.11"),
         stem="churn-model-9.9.9",
         tag="churn-model-oci:9.9.9",
-        wheel=inputs["wheel"],
-        metadata=inputs["metadata"],
-        section=dataclasses.replace(ImageSection(base=f"docker-archive:{base}", port=port), python="3.11"),
-        revision="",
-        epoch=EPOCH,
-        deps=inputs["deps"],
     )
     assert "churn-model-oci:9.9.9" in docker(engine, "load", "--input", image.archive)
     container = docker(engine, "run", "--detach", "--network", "host", "churn-model-oci:9.9.9").strip()

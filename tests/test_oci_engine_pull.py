@@ -24,12 +24,11 @@ from typing import Any
 
 import pytest
 
-from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.read import open_model
 from mlpack.config import ImageSection
 from mlpack.source.embedded import free_port
 from tests.helpers.documents import subscribers
-from tests.helpers.oci_layouts import EPOCH
+from tests.helpers.oci_layouts import image_from
 from tests.helpers.registry_server import (
     PASSWORD,
     USERNAME,
@@ -98,16 +97,12 @@ def test_docker_pulls_and_runs_the_pushed_image(
     base = tmp_path / "python.tar"
     docker(env, "save", "--output", base, "python:3.11-slim")
     port = free_port()
-    image = build_oci_image(
+    image = image_from(
         tmp_path,
+        inputs,
+        dataclasses.replace(ImageSection(base=f"docker-archive:{base}", port=port), python="3.11"),
         stem="churn-model-9.9.9",
         tag="churn-model-oci:9.9.9",
-        wheel=inputs["wheel"],
-        metadata=inputs["metadata"],
-        section=dataclasses.replace(ImageSection(base=f"docker-archive:{base}", port=port), python="3.11"),
-        revision="",
-        epoch=EPOCH,
-        deps=inputs["deps"],
     )
     reference = f"{registry.host}/models/churn-model-oci:9.9.9"
     monkeypatch.setenv("MLPACK_REGISTRY_USERNAME", USERNAME)

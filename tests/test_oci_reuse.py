@@ -16,12 +16,19 @@ from typing import Any
 
 import pytest
 
-from mlpack.artifacts.oci import _entries, _tarinfo, build_oci_image, write_layout, write_tar
+from mlpack.artifacts.oci import _entries, _tarinfo, write_layout, write_tar
 from mlpack.artifacts.oci_base import digest_of, load_base
 from mlpack.artifacts.oci_files import write_archive
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
-from tests.helpers.oci_layouts import EPOCH, base_config, tiny_base_layer, write_archive_base, write_oci_base
+from tests.helpers.oci_layouts import (
+    EPOCH,
+    base_config,
+    image_from,
+    tiny_base_layer,
+    write_archive_base,
+    write_oci_base,
+)
 
 
 def flip_in_place(path: Path, offset: int) -> None:
@@ -82,17 +89,7 @@ def test_a_layer_changed_through_a_layouts_link_is_not_built_on(
 
     def build(name: str) -> Any:
         (tmp_path / name).mkdir()
-        return build_oci_image(
-            tmp_path / name,
-            stem="m",
-            tag="m:1",
-            wheel=inputs["wheel"],
-            metadata=inputs["metadata"],
-            section=section,
-            revision="",
-            epoch=EPOCH,
-            deps=inputs["deps"],
-        )
+        return image_from(tmp_path / name, inputs, section)
 
     first = build("one")
     blobs = first.layout / "blobs" / "sha256"

@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from mlpack.artifacts.oci import write_tar
+from mlpack.artifacts.oci import OciImage, build_oci_image, write_tar
 from mlpack.artifacts.oci_base import canonical, digest_of
 from tests.helpers.projects import Project
 
@@ -95,3 +95,20 @@ def tree_bytes(folder: Path) -> dict[str, str]:
 
 def with_local_base(project: Project, base: str) -> None:
     project.config.write_text(project.config.read_text() + f'\n[image]\nbase = "{base}"\npython = "3.11"\n')
+
+
+def image_from(
+    folder: Path, inputs: dict[str, Any], section: Any, *, stem: str = "m", tag: str = "m:1", epoch: int = EPOCH
+) -> OciImage:
+    """The engine-free image of the `inputs` fixture's wheel and dependencies on `section`'s base."""
+    return build_oci_image(
+        folder,
+        stem=stem,
+        tag=tag,
+        wheel=inputs["wheel"],
+        metadata=inputs["metadata"],
+        section=section,
+        revision="",
+        epoch=epoch,
+        deps=inputs["deps"],
+    )
