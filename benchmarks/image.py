@@ -60,7 +60,7 @@ def model(root: Path, version: str, seed: int) -> tuple[Path, Path, dict]:
     config = dataclasses.replace(config, path=root / "mlpack.toml", image_configured=True)
     exported = export(config, subscribers(400, seed=seed))
     exported.metadata["version"] = version
-    result = write_artifacts(config, exported, root / f"dist-{version}", image_context=True)
+    result = write_artifacts(config, exported, root / f"dist-{version}", image="context")
     return result.artifacts["docker"], result.artifacts["wheel"], result.metadata
 
 

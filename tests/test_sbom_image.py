@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from mlpack.artifacts import attest
 from mlpack.artifacts.inventory import inventory
-from mlpack.build import BuildResult, build_image_step, write_artifacts
+from mlpack.build import BuildResult, write_artifacts
 from tests.helpers.attested import key_pair, write_oci_base
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.documents import subscribers
@@ -126,9 +125,10 @@ def imaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, Path]
         sign={"key_file": str(private)},
     )
     config = dataclasses.replace(config, path=root / "mlpack.toml", project_dir=root)
-    result = write_artifacts(config, export(config, subscribers(200)), root / "dist", image_context=True)
-    build_image_step(config, result, required=True)
-    attest.attest_build(config, result, lambda _message: None)
+    result = write_artifacts(
+        config, export(config, subscribers(200)), root / "dist", image="required", attest_build=True
+    )
+    assert result.failure is None, result.failure
     return result, public
 
 

@@ -36,6 +36,11 @@ def stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def epoch_of(stamped: str) -> int:
+    """A `stamp` (the metadata's `created`) as seconds since 1970: the wheel's and the image's file times."""
+    return int(datetime.strptime(stamped, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+
+
 @dataclass(frozen=True)
 class Window:
     since: datetime | None

@@ -35,8 +35,9 @@ def build_in(folder: Path, *, sign: dict[str, str] | None = None) -> BuildResult
     config = config_for("sklearn.linear_model.LogisticRegression", "classification", **sections)
     config = dataclasses.replace(config, path=folder / "mlpack.toml", project_dir=folder)
     attest.check(config)
-    result = write_artifacts(config, export(config, subscribers(200)), folder / "dist")
-    attest.attest_build(config, result, lambda _message: None)
+    result = write_artifacts(config, export(config, subscribers(200)), folder / "dist", attest_build=True)
+    if result.failure is not None:
+        raise result.failure
     return result
 
 

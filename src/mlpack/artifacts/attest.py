@@ -8,8 +8,8 @@ writes next to the artifacts, each staged and then renamed into place:
     NAME-VERSION.provenance.dsse.json  with [sign]: that statement's bytes, signed, as a DSSE envelope
     NAME-VERSION.model.sig             with [sign]: the .onnx signed with model-signing (signing.py)
 
-and records them in the build report. `attachment_files` tells `mlpack push` which of them go to the
-registry with a pushed image, and as what.
+and records them in the build's report, which the build writes once, after this. `attachment_files`
+tells `mlpack push` which of them go to the registry with a pushed image, and as what.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from mlpack.artifacts.dist import BuildReport, sha256_of, write_report
+from mlpack.artifacts.dist import BuildReport, sha256_of
 from mlpack.artifacts.inventory import inventory
 from mlpack.config import Config
 from mlpack.errors import ConfigError
@@ -144,7 +144,8 @@ def _image(built: Built) -> tuple[sbom.ImageFacts | None, dict[str, Any] | None,
 def attest_build(
     config: Config, built: Built, say: Callable[[str], None], warn: Callable[[str], None] | None = None
 ) -> None:
-    """Write the SBOM and the provenance of a finished build (and sign them with [sign]); update its report.
+    """Write the SBOM and the provenance of a finished build (and sign them with [sign]); record them in
+    `built.report`, which the caller writes.
 
     Without the extra, `warn` says so (stderr, on a terminal or not: `say` is progress, which CI never saw)."""
     absent = missing(signed=config.sign is not None)
@@ -219,4 +220,3 @@ def attest_build(
             }
         if key is not None:  # the public key's hash, as model-signing's bundle names it: never the key
             built.report["signed"] = {"algorithm": key.algorithm, "key_sha256": signing.key_id(key.key.public_key())}
-    write_report(report_path, built.report)

@@ -23,6 +23,7 @@ from mlpack.config import Config
 from mlpack.errors import ExternalError
 from mlpack.redaction import child_environment
 from mlpack.runtime import Metadata
+from mlpack.times import epoch_of
 
 LOAD_TIMEOUT_S = 600
 
@@ -48,16 +49,16 @@ def base_connection(config: Config) -> Connection:
 
 def make_image(
     config: Config,
-    *,
-    tag: str,
-    wheel: Path,
     metadata: Metadata,
+    *,
+    wheel: Path,
     context: Path,
-    epoch: int,
     required: bool,
     say: Callable[[str], None],
 ) -> ImageStep:
-    """The image, or (not `required`, and the engine or the base's registry is not there) why not."""
+    """The image NAME:VERSION of the built wheel and its context, files dated at the build's `created`;
+    or (not `required`, and the engine or the base's registry is not there) why not."""
+    tag = config.image.tag_for(config.model.name, metadata["version"])
     if config.image.builder == "docker":
         return _docker_build(context, tag, required=required, say=say)
     say(f"writing image {tag} on {config.image.base} (no engine)")
@@ -70,7 +71,7 @@ def make_image(
             metadata=metadata,
             section=config.image,
             revision=git_revision(config.project_dir),
-            epoch=epoch,
+            epoch=epoch_of(metadata["created"]),
             project_dir=config.project_dir,
             find_links=str(config.project_dir / config.image.find_links) if config.image.find_links else "",
             deps=context / "deps",
