@@ -404,7 +404,9 @@ def test_make_model_without_a_log_still_searches() -> None:
 
     raw = collect(subscribers(120), ["tenure_months", "support_calls", "lifetime_value"])
     dataset = validate(raw, raw_config.features, "regression")
-    exported = make_model(raw_config, dataset, version="1.0.0", created=datetime(2026, 1, 1, tzinfo=UTC))
+    exported = make_model(
+        raw_config, dataset, recipe=settle(raw_config), version="1.0.0", created=datetime(2026, 1, 1, tzinfo=UTC)
+    )
     assert exported.metadata["search"]["scoring"] == "r2" and exported.metadata["search"]["trials"] == 2
     assert exported.metadata["search"]["folds"] == 3
 

@@ -17,7 +17,6 @@ from mlpack.artifacts import attest
 from mlpack.artifacts.dist import BuildDir
 from mlpack.config import Config, load_config, with_version
 from mlpack.errors import ConfigError, QualityGateError
-from mlpack.export.metadata import build_metadata
 from mlpack.exported import ExportedModel, Progress, make_model
 from mlpack.outputs import BuildResult, write_artifacts
 from mlpack.registry import aliases
@@ -144,7 +143,7 @@ def build(
             )
         except QualityGateError as exc:
             records.record_rejected(
-                exc.metadata or build_metadata(config, dataset, version=resolved_version, created=created),
+                exc.metadata,
                 config_text=config_text,
                 reason=exc.message,
                 details=exc.details,

@@ -42,9 +42,10 @@ class QualityGateError(MlpackError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, details: str = "", metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, metadata: dict[str, Any], details: str = "") -> None:
         super().__init__(message, details=details)
-        self.metadata: dict[str, Any] = metadata or {}  # metrics and parity of the rejected model, for the registry
+        # The rejected model's metadata (its metrics, parity, the champion's scores): the registry records it.
+        self.metadata: dict[str, Any] = metadata
 
 
 class VerificationError(MlpackError):

@@ -2,7 +2,7 @@
 
 Cross-validation or search (each trial logged), training on the graph's own features, the quality
 gates, the ONNX export and the parity check on every row, then the drift baseline. Nothing here
-writes a file: `build.write_artifacts` does, from the `ExportedModel` this returns.
+writes a file: `outputs.write_artifacts` does, from the `ExportedModel` this returns.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mlpack.timings import StageClock
 from mlpack.training import champion as challenger_vs
 from mlpack.training import experiments
 from mlpack.training.metrics import check_gates
-from mlpack.training.recipe import Recipe, settle
+from mlpack.training.recipe import Recipe
 from mlpack.training.train import Split, TrainedModel, split, train, with_classes
 from mlpack.validate import Dataset
 
@@ -50,21 +50,22 @@ def make_model(
     config: Config,
     dataset: Dataset,
     *,
+    recipe: Recipe,
     version: str,
     created: datetime,
     say: Progress = _silent,
     log: experiments.TrialLog | None = None,
     clock: StageClock | None = None,
     champion: challenger_vs.Champion | None = None,
-    recipe: Recipe | None = None,
     warn: Progress = _silent,
 ) -> ExportedModel:
     """Cross-validate or search (each trial logged), train, gate, export and verify: validated data in,
-    an ONNX model that agrees with scikit-learn out. `recipe`: settled from `config` when not given.
+    an ONNX model that agrees with scikit-learn out. `recipe`: what `training.recipe.settle` made of
+    `config` before any data was read (the build's preflight), the one place its facts are settled.
     What the libraries warn of on the way is said through `warn`, as mlpack's sentences (and kept in
     the metadata's warnings when it came up in training)."""
     clock = clock or StageClock()
-    recipe = with_classes(recipe or settle(config), dataset)  # class_weight keys, a threshold's class
+    recipe = with_classes(recipe, dataset)  # class_weight keys, a threshold's class
     rows = split(recipe, dataset)
     log = log or experiments.TrialLog(
         None, name=config.model.name, version=version, estimator=config.estimator.class_path

@@ -14,6 +14,7 @@ from mlpack.build import ExportedModel, make_model
 from mlpack.config import Config, parse_config
 from mlpack.runtime import Model
 from mlpack.source import collect
+from mlpack.training.recipe import settle
 from mlpack.validate import validate
 from tests.helpers.documents import CATEGORICAL, NUMERIC
 
@@ -37,7 +38,9 @@ def export(
     raw = collect(documents, config.features.loaded)
     dataset = validate(raw, config.features, config.model.task, max_categories=config.preprocessing.max_categories)
     created = datetime(2026, 1, 1, tzinfo=UTC)
-    return make_model(config, dataset, version="1.0.0", created=created, warn=warn or (lambda _message: None))
+    return make_model(
+        config, dataset, recipe=settle(config), version="1.0.0", created=created, warn=warn or (lambda _message: None)
+    )
 
 
 def runtime_model(exported: ExportedModel) -> Model:

@@ -241,7 +241,7 @@ def _neighbour_ties(trained: TrainedModel) -> int:
     return int(np.sum(np.isclose(distances[:, k - 1], distances[:, k], rtol=1e-6, atol=1e-9)))
 
 
-def check_parity(report: ParityReport, classification: bool, metadata: dict[str, Any] | None = None) -> None:
+def check_parity(report: ParityReport, classification: bool, *, metadata: dict[str, Any]) -> None:
     if report.within_tolerance and report.label_disagreements == 0:
         return
     details = (

@@ -108,7 +108,7 @@ def score_all(
     return scores
 
 
-def check_gates(metrics: dict[str, float], gates: dict[str, float], metadata: dict[str, Any] | None = None) -> None:
+def check_gates(metrics: dict[str, float], gates: dict[str, float], *, metadata: dict[str, Any]) -> None:
     """Gates are minimums for scores (accuracy) and maximums for errors (rmse)."""
     failures = []
     for name, limit in gates.items():
