@@ -20,7 +20,7 @@ from typing import Any, Literal, cast
 
 from mlpack import card, library_warnings
 from mlpack.artifacts import attest
-from mlpack.artifacts.dist import ArtifactRecord, BuildReport, sha256_of, write_report
+from mlpack.artifacts.dist import ArtifactRecord, BuildDir, BuildReport, sha256_of, write_report
 from mlpack.artifacts.image import git_revision, write_context
 from mlpack.artifacts.image_step import make_image
 from mlpack.artifacts.wheel import build_distributions, render_project, twine_check
@@ -177,7 +177,7 @@ def _write_files(
             _move_into_place(path, final[kind], stage)
     # A report of an earlier build of this version goes first: until the new one is written, no
     # report vouches for files it did not record.
-    final["report"] = out_dir / f"{stem}.json"
+    final["report"] = BuildDir(out_dir, config.model.name).report_path(metadata["version"])
     final["report"].unlink(missing_ok=True)
     return BuildResult(metadata=metadata, artifacts=final, report=report, clock=clock)
 
