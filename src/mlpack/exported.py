@@ -81,7 +81,14 @@ def make_model(
     for sentence in said:
         warn(sentence)
     metadata = build_metadata(
-        config, dataset, version=version, created=created, trained=trained, experiment=experiment, heard=said
+        config,
+        dataset,
+        version=version,
+        created=created,
+        input_names=recipe.input_names,
+        trained=trained,
+        experiment=experiment,
+        heard=said,
     )
     # A rejected model's metadata (metrics, parity) goes with the error, for the registry's record.
     check_gates(trained.metrics, config.evaluation.gates, metadata=dict(metadata))

@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 import mlpack
 from mlpack.config import Config, PreprocessingSection
 from mlpack.estimators import decision, has_probabilities
-from mlpack.export.convert import derived_metadata, feature_metadata, input_metadata, onnx_input_names
+from mlpack.export.convert import derived_metadata, feature_metadata, input_metadata
 from mlpack.export.parity import ParityReport
 from mlpack.features.categories import kept_categories
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, ClassShare, FeatureInfo, Metadata, ParityInfo
@@ -101,14 +101,15 @@ def build_metadata(
     *,
     version: str,
     created: datetime,
-    trained: TrainedModel | None = None,
+    input_names: dict[str, str],
+    trained: TrainedModel,
     experiment: Experiment | None = None,
     heard: Sequence[str] = (),
 ) -> Metadata:
-    """The model's metadata (README: "The metadata") once it is trained (`trained` None: what a build
-    rejected before training knows); `with_parity` and `with_baseline` add what is learnt later."""
+    """The model's metadata (README: "The metadata") once it is trained; `with_parity` and
+    `with_baseline` add what is learnt later.
+    `input_names`: feature path → ONNX input name, as the recipe settled them (names.onnx_input_names)."""
     source = config.source
-    input_names = onnx_input_names(config.features.inputs)
     metadata: Metadata = {
         "name": config.model.name,
         "import_name": config.model.import_name,
@@ -118,7 +119,8 @@ def build_metadata(
         "description": config.model.description,
         "target": config.features.target,
         "features": feature_metadata(config.features, input_names),
-        "estimator": {"class": config.estimator.class_path, "params": config.estimator.params},
+        "estimator": {"class": config.estimator.class_path, "params": trained.params},
+        "metrics": trained.metrics,
         "evaluation": evaluation_metadata(config),
         "data": {
             "database": source.database,
@@ -140,21 +142,18 @@ def build_metadata(
         metadata["derived"] = derived_metadata(config.features)
     if config.features.target_transform:
         metadata["target_transform"] = config.features.target_transform
-    if trained is not None:
-        metadata["estimator"] = {"class": config.estimator.class_path, "params": trained.params}
-        metadata["metrics"] = trained.metrics
-        metadata["features"] = [
-            _with_training_facts(entry, trained, config.preprocessing) for entry in metadata["features"]
-        ]
-        if trained.classes is not None:
-            labels = class_names(trained.classes, dataset.target_kind, config.features.labels)
-            metadata["classes"] = labels
-            metadata["class_codes"] = list(trained.classes)
-            metadata["class_balance"] = _class_balance(trained, labels)
-            metadata["probabilities"] = has_probabilities(trained.pipeline)
-        decided = decision.summary(trained.pipeline.steps[-1][1], metadata.get("classes"))
-        if decided:
-            metadata["decision"] = decided
+    metadata["features"] = [
+        _with_training_facts(entry, trained, config.preprocessing) for entry in metadata["features"]
+    ]
+    if trained.classes is not None:
+        labels = class_names(trained.classes, dataset.target_kind, config.features.labels)
+        metadata["classes"] = labels
+        metadata["class_codes"] = list(trained.classes)
+        metadata["class_balance"] = _class_balance(trained, labels)
+        metadata["probabilities"] = has_probabilities(trained.pipeline)
+    decided = decision.summary(trained.pipeline.steps[-1][1], metadata.get("classes"))
+    if decided:
+        metadata["decision"] = decided
     if experiment is not None:
         metadata["cv"] = experiment.cv_summary()
         summary = experiment.search_summary()
