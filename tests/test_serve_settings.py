@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlpack.build import BuildResult
-from mlpack.runtime.settings import DEFAULT_DRIFT_WINDOW, Limits, ServeSettings, SettingsError
+from mlpack.runtime.settings import DEFAULT_DRIFT_WINDOW, Limits, ServeSettings, SettingsError, StartFailure
 from tests.helpers.cli import Result, run_process
 
 # (variable, value, the one line the server prints): one for each kind of check.
@@ -149,3 +149,17 @@ def test_mlpack_predict_with_bad_threads_is_one_line_and_exit_2(built_model: Bui
         "predict", built_model.artifacts["onnx"], "--input", records, env={"MLPACK_THREADS": "two"}, timeout=60
     )
     one_line_exit_2(result, "MLPACK_THREADS must be a positive int, got 'two'")
+
+
+def test_a_start_failure_carries_its_line_and_serve_prints_it_once(
+    built_model: BuildResult, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Made, a StartFailure says nothing (a caller may catch it); `mlpack serve` prints its one line."""
+    failure = StartFailure("inference log: nothing to use")
+    assert (str(failure), failure.exit_code) == ("inference log: nothing to use", 2)
+    assert capsys.readouterr() == ("", "")
+    uri = f"mongodb://127.0.0.1:1/?tls=true&tlsCAFile={tmp_path / 'no-such-ca.pem'}"
+    result = run_process("serve", built_model.artifacts["wheel"], "--port", "0", env={"MLPACK_INFERENCE_LOG_URI": uri})
+    assert result.code == 2 and "Traceback" not in result.err, result
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("error: inference log: the connection string in MLPACK_INFERENCE_LOG_URI cannot be used")

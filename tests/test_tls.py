@@ -38,7 +38,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 from mlpack.cli import main as cli_main
 from mlpack.errors import Context, ExternalError, translate
 from mlpack.runtime.serving.inference_log import InferenceLog
-from mlpack.runtime.settings import ServeSettings
+from mlpack.runtime.settings import ServeSettings, StartFailure
 from mlpack.source.embedded import embedded_server
 from tests.helpers.cli import Result
 from tests.helpers.documents import subscribers
@@ -341,7 +341,7 @@ def test_the_served_model_names_a_bad_key_at_start_and_a_bad_certificate_in_its_
     ]:
         where = ServeSettings.read({}, {}, {"MLPACK_INFERENCE_LOG_URI": uri}).inference_log
         assert where is not None
-        with pytest.raises(SystemExit) as stopped:
+        with pytest.raises(StartFailure) as stopped:
             InferenceLog.connect(model, where, lambda **_: None)
         assert needle in str(stopped.value) and "s3cret" not in str(stopped.value), stopped.value
     counts: list[dict[str, Any]] = []

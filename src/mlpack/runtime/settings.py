@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Tuple
@@ -44,18 +43,10 @@ class SettingsError(Exception):
         self.message = message
 
 
-class StartFailure(SystemExit):
-    """What a worker finds it cannot use as it starts (the inference log's connection string, pymongo
-    absent): one `error:` line, exit code 2 as for a bad setting. A bare SystemExit(message) printed
-    the message with no `error:` and exited 1."""
-
-    def __init__(self, message: str) -> None:
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        super().__init__(SettingsError.exit_code)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class StartFailure(SettingsError):
+    """What the server finds it cannot use as it starts (the inference log's connection string, pymongo
+    absent): exit code 2 as for a bad setting. It only carries the line: `serve_args`, where every
+    setting's error becomes output, prints it (`error: ...`), in the serving process or a worker."""
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,10 @@ def serve(model: ServedModel, settings: Optional[ServeSettings] = None) -> int:
         if pid == 0:
             _die_with_parent()
             ready = f"worker {os.getpid()} ready"
-            code = _run_process(model, settings, metrics, batches, slot, sock, ready, parent=parent)
+            try:
+                code = _run_process(model, settings, metrics, batches, slot, sock, ready, parent=parent)
+            except SettingsError as exc:  # a worker's own start (its inference log), said as the parent would
+                code = _said(exc)
             os._exit(code)
         children.append(pid)
 
@@ -90,11 +93,15 @@ def serve_args(model: ServedModel, args: Any) -> int:
     variable or [serve]) is one line on stderr and exit code 2."""
     flags = {name: getattr(args, name, None) for name in FLAGS}
     try:
-        settings = ServeSettings.read(model.metadata.get("serve", {}), flags)
-    except SettingsError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    return serve(model, settings)
+        return serve(model, ServeSettings.read(model.metadata.get("serve", {}), flags))
+    except SettingsError as exc:  # StartFailure too: what the server found it cannot use as it starts
+        return _said(exc)
+
+
+def _said(exc: SettingsError) -> int:
+    """A setting's or a start's error as its one line on stderr; the exit code it carries."""
+    print(f"error: {exc.message}", file=sys.stderr, flush=True)
+    return exc.exit_code
 
 
 def _run_process(
