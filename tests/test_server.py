@@ -1,4 +1,4 @@
-"""The HTTP server (README: "The HTTP server") in a real process: routes, bad input, fuzzing, load, drain, inference log."""
+"""The HTTP server (README: "The HTTP server") in a real process: routes, bad input, fuzzing, load, drain, the log."""
 
 from __future__ import annotations
 
