@@ -299,3 +299,29 @@ def test_publish_with_a_throwaway_registry_checks_the_build_report(
     )
     assert result.code == 0, result.err
     assert json.loads(result.out)["registry_checked"] is False
+
+
+def test_publish_auto_takes_this_folders_newest_build_not_another_folders(
+    churn_project: Project, run, package_index: str, credentials: None, mongo_client: MongoClient[Any]
+) -> None:
+    """Two checkouts of one project share the registry: each has only its own builds in its dist/.
+    `version = "auto"` publishes this folder's newest build the registry vouches for, not the
+    registry's newest (built in the other folder, absent here)."""
+    churn_project.edit('version = "1.0.0"', 'version = "7.0.0"')  # the index is the module's: its own version
+    assert run("build", churn_project.path, "-q").code == 0
+    churn_project.edit('version = "7.0.0"', 'version = "auto"')
+    other = churn_project.path.parent / "other-checkout"
+    other.mkdir()
+    (other / "mlpack.toml").write_bytes(churn_project.config.read_bytes())
+    assert run("build", other, "-q").code == 0  # 7.0.1, in the other folder only
+    result = run("publish", churn_project.path, "--repository-url", f"{package_index}/", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["version"] == "7.0.0"
+    registry = mongo_client[churn_project.database]["mlpack_models"]
+    assert {r["version"]: r["status"] for r in registry.find()} == {"7.0.0": "published", "7.0.1": "built"}
+    # A folder with none of the registry's builds says so, naming the folder.
+    empty = churn_project.path.parent / "fresh-checkout"
+    empty.mkdir()
+    (empty / "mlpack.toml").write_bytes(churn_project.config.read_bytes())
+    refused = run("publish", empty, "--repository-url", f"{package_index}/")
+    assert_clean_error(refused, 2, f"none of the registry's builds of churn-model is in {empty / 'dist'}")

@@ -14,7 +14,7 @@ from mlpack.artifacts.dist import BuildDir, BuildReport, sha256_of
 from mlpack.config import Config, load_config
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.redaction import remember_uri
-from mlpack.registry import HOLDING_STATUSES, open_registry
+from mlpack.registry import HOLDING_STATUSES, RegistryRecord, open_registry
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,31 @@ def _registry_is_throwaway(config: Config) -> bool:
 def _built_files(config: Config, version: str, dist: Path) -> tuple[BuildReport, list[Path]]:
     builds = BuildDir(dist, config.model.name)
     return builds.report(version), [builds.verified(version, kind) for kind in ("wheel", "sdist")]
+
+
+def _newest_here(name: str, records: list[RegistryRecord], dist: Path) -> str:
+    """`auto`: the newest build in this dist/ whose report the registry vouches for (a held status, the
+    same wheel and sdist digests). The registry is shared with every other checkout of the project, so
+    its newest build may have been made elsewhere and be absent here, or be another build of the same
+    version number: publishing takes what this folder built."""
+    held = {r["version"]: r for r in records if r.get("status") in HOLDING_STATUSES}
+    if not held:
+        raise ConfigError(f"the registry holds no build of {name}: run `mlpack build` first")
+    builds = BuildDir(dist, name)
+    for version in reversed(builds.versions()):
+        record = held.get(version)
+        if record is None:
+            continue
+        written = builds.report(version).get("artifacts", {})
+        if all(
+            written.get(kind, {}).get("sha256") == record.get("artifacts", {}).get(kind, {}).get("sha256")
+            for kind in ("wheel", "sdist")
+        ):
+            return version
+    raise ConfigError(
+        f"none of the registry's builds of {name} is in {dist} (its newest, {list(held)[-1]}, was built "
+        "elsewhere): run `mlpack build` here, or name one: --version, --dist"
+    )
 
 
 def publish(
@@ -60,10 +85,7 @@ def publish(
     else:
         with open_registry(config) as registry:
             if wanted == "auto":
-                held = [r["version"] for r in registry.list(config.model.name) if r.get("status") in HOLDING_STATUSES]
-                if not held:
-                    raise ConfigError(f"the registry holds no build of {config.model.name}: run `mlpack build` first")
-                wanted = held[-1]
+                wanted = _newest_here(config.model.name, registry.list(config.model.name), dist_dir)
             report, files = _built_files(config, wanted, dist_dir)
             record = registry.find(config.model.name, wanted)
             if record is None or record.get("status") not in HOLDING_STATUSES:
