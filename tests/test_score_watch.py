@@ -109,3 +109,30 @@ def test_watch_mistakes_are_one_line(churn_project: Project, run: Any, mongo_cli
     assert_clean_error(run(*base, "--into", "customers"), 2, "is the source collection")
     mongo_client[churn_project.database]["scored.resume"].insert_one({"_id": "customers", "token": {"_data": "00"}})
     assert_clean_error(run(*base), 3, "cannot resume from the token saved in", "to start over")
+
+
+def test_a_document_updated_to_a_bad_value_loses_its_earlier_result(
+    churn_project: Project, run: Any, mongo_client: MongoClient[Any]
+) -> None:
+    """Its old prediction describes a document that no longer exists: removed, the error named."""
+    assert run("build", churn_project.path, "-q").code == 0
+    database = mongo_client[churn_project.database]
+    request = ScoreRequest(project=churn_project.path, into="scored", on_error="skip")
+    stop = threading.Event()
+    done: list[Any] = []
+    scorer = threading.Thread(target=lambda: done.append(watch(request, stop=stop)))
+    scorer.start()
+    try:
+        _wait_for(lambda: database["scored.resume"].count_documents({}) == 1)
+        assert database["scored"].count_documents({"_id": 7}) == 1
+        database["customers"].update_one({"_id": 7}, {"$set": {"tenure_months": "a decade"}})
+        database["customers"].update_one({"_id": 8}, {"$inc": {"support_calls": 1}})  # still scorable
+        _wait_for(lambda: database["scored"].count_documents({"_id": 7}) == 0, timeout=30)
+    finally:
+        stop.set()
+        scorer.join(timeout=10)
+    summary = done[0].summary()
+    assert summary["skipped"] == summary["removed"] == 1 and summary["events"] == 2, summary
+    ((error,),) = [[e for e in summary["errors"] if e["_id"] == "7"]]
+    assert "tenure_months" in error["message"], error
+    assert database["scored"].count_documents({}) == 239

@@ -62,6 +62,7 @@ class ScoreResult:
     matched: int
     written: int = 0
     skipped: int = 0
+    removed: int = 0  # earlier results of skipped documents, deleted (they would look current)
     seconds: float = 0.0
     ranges: int = 1
     errors: list[tuple[Any, str]] = field(default_factory=list)
@@ -80,6 +81,7 @@ class ScoreResult:
             "matched": self.matched,
             "written": self.written,
             "skipped": self.skipped,
+            "removed": self.removed,
             "ranges": self.ranges,
             "seconds": round(self.seconds, 3),
             "documents_per_second": round(self.documents_per_second, 1),
@@ -222,6 +224,7 @@ def score(request: ScoreRequest, progress: Progress | None = None) -> ScoreResul
             done = engine(spec, wheel, module, collection, count, say)
         result.seconds = time.monotonic() - started
     result.written, result.skipped, result.errors = done.written, done.skipped, done.errors
+    result.removed = done.removed
     result.ranges, result.stage_seconds = done.ranges, done.seconds
     if done.failed:
         raise DataError(

@@ -8,7 +8,8 @@ has one result). After each batch is written, the stream's resume token is saved
 batch it wrote: at most that batch is scored again, nothing is skipped. The first start (no saved
 token) opens the stream, scores every document already there, and only then saves the stream's
 token, so documents inserted meanwhile are scored too. SIGTERM or SIGINT stop it after the batch in
-hand, token saved, exit 0. Deleted documents are left alone (their results stay).
+hand, token saved, exit 0. Deleted documents are left alone (their results stay); a document updated
+to a value the model refuses loses its earlier result, which would otherwise pass for its prediction.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class WatchResult:
     events: int = 0  # change events read
     written: int = 0  # results written (initial pass included)
     skipped: int = 0
+    removed: int = 0  # earlier results of documents updated to values the model refuses, deleted
     batches: int = 0
     seconds: float = 0.0
     errors: list[tuple[Any, str]] = field(default_factory=list)
@@ -70,6 +72,7 @@ class WatchResult:
             "events": self.events,
             "written": self.written,
             "skipped": self.skipped,
+            "removed": self.removed,
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
             "errors": [{"_id": str(i), "message": m} for i, m in self.errors],
@@ -170,7 +173,10 @@ def _run(client: Any, spec: ScoreSpec, module: Any, say: Progress, stop: threadi
                 documents = list({doc["_id"]: doc for doc in events if doc is not None}.values())  # newest wins
                 result.events += len(events)
                 result.batches += 1
-                _add(result, _score_documents(module, documents, target, spec), spec)
+                done = _score_documents(module, documents, target, spec)
+                for _id, message in done.errors:  # its earlier result is gone: say why
+                    say(f"_id {_id}: not scored, its earlier result removed: {message}")
+                _add(result, done, spec)
                 say(f"{result.events:,} events, {result.written:,} results written, {result.skipped} skipped")
             if stream.resume_token != saved_token:
                 saved_token = stream.resume_token
@@ -205,6 +211,7 @@ def _next_batch(
 def _add(result: WatchResult, done: SliceResult, spec: ScoreSpec) -> None:
     result.written += done.written
     result.skipped += done.skipped
+    result.removed += done.removed
     result.errors = (result.errors + done.errors)[:10]
     if done.failed:
         raise DataError(

@@ -53,6 +53,7 @@ class SliceResult:
     read: int = 0
     written: int = 0
     skipped: int = 0
+    removed: int = 0  # earlier results of skipped documents, deleted: they no longer describe them
     errors: list[tuple[Any, str]] = field(default_factory=list)  # (_id, message), the first few
     failed: bool = False  # --on-error fail met a bad document and stopped
     ranges: int = 1  # how many slices were added up
@@ -63,6 +64,7 @@ class SliceResult:
         self.read += other.read
         self.written += other.written
         self.skipped += other.skipped
+        self.removed += other.removed
         self.errors = (self.errors + other.errors)[:MAX_ERROR_EXAMPLES]
         self.failed = self.failed or other.failed
         self.ranges += other.ranges
@@ -172,13 +174,16 @@ def result_documents(module: Any, documents: list[dict[str, Any]]) -> list[dict[
     return results
 
 
-def _score_batch(module: Any, batch: list[dict[str, Any]], skip_bad: bool, result: SliceResult) -> list[Any]:
-    """The results of one batch; a batch with a bad document is redone one document at a time."""
+def _score_batch(
+    module: Any, batch: list[dict[str, Any]], skip_bad: bool, result: SliceResult
+) -> tuple[list[Any], list[Any]]:
+    """The results of one batch and the `_id`s of its documents that cannot be scored; a batch with
+    a bad document is redone one document at a time."""
     try:
-        return result_documents(module, batch)
+        return result_documents(module, batch), []
     except ValueError:
         pass
-    good = []
+    good, bad = [], []
     for document in batch:
         try:
             good += result_documents(module, [document])
@@ -186,10 +191,19 @@ def _score_batch(module: Any, batch: list[dict[str, Any]], skip_bad: bool, resul
             if len(result.errors) < MAX_ERROR_EXAMPLES:
                 result.errors.append((document["_id"], str(exc)))
             result.skipped += 1
+            bad.append(document["_id"])
             if not skip_bad:
                 result.failed = True
-                return []  # fail: nothing from this batch is written
-    return good
+                return [], bad  # fail: nothing from this batch is written
+    return good, bad
+
+
+def _remove(collection: Any, ids: list[Any]) -> int:
+    """The results an earlier run wrote for documents that now cannot be scored (updated to a value
+    the model refuses): left, they would pass for the current documents' predictions."""
+    if not ids:
+        return 0
+    return int(collection.delete_many({"_id": {"$in": ids}}).deleted_count)
 
 
 def _write(collection: Any, documents: list[dict[str, Any]]) -> int:
@@ -234,9 +248,10 @@ def score_documents(
     for batch in batches:
         scored_at = time.perf_counter()
         result.read += len(batch)
-        results = _score_batch(module, batch, spec.skip_bad, result)
+        results, bad = _score_batch(module, batch, spec.skip_bad, result)
         written_at = time.perf_counter()
         result.written += _write(target, results)
+        result.removed += _remove(target, bad)
         now = time.perf_counter()
         result.seconds["read"] += scored_at - clock
         result.seconds["predict"] += written_at - scored_at
@@ -270,7 +285,10 @@ def spark_task(spec: ScoreSpec, wheel_file: str, id_ranges: Iterable[dict[str, A
 
     for id_range in id_ranges:
         result = score_range(spec, SparkFiles.get(wheel_file), id_range)
-        yield {name: getattr(result, name) for name in ("read", "written", "skipped", "errors", "failed", "seconds")}
+        yield {
+            name: getattr(result, name)
+            for name in ("read", "written", "skipped", "removed", "errors", "failed", "seconds")
+        }
 
 
 def describe_errors(errors: list[tuple[Any, str]]) -> str:
