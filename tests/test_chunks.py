@@ -53,3 +53,16 @@ def test_the_graph_gives_each_row_the_same_bits_whatever_the_chunk(monkeypatch: 
         monkeypatch.setattr(graph, "TRANSFORM_CHUNK", chunk)
         chunked = features.transform(frame)
         assert chunked.dtype == np.float64 and chunked.tobytes() == whole.tobytes(), chunk
+
+
+def test_the_training_frame_shares_the_split_columns_strings_too() -> None:
+    """pandas 3 would copy a string column into its own string dtype, and every chunk the graph ran
+    would make a Python string per row of the whole column again: the frame keeps the arrays."""
+    from mlpack.features.pipeline import frame
+
+    plans = np.array(["basic", "pro", "basic"], dtype=object)
+    ages = np.array([31.0, np.nan, 47.0])
+    made = frame({"plan": plans, "age": ages}, {"plan": "plan", "age": "age"})
+    assert made["plan"].dtype == object and np.shares_memory(made["plan"].to_numpy(), plans)
+    assert np.shares_memory(made["age"].to_numpy(), ages)
+    assert made["plan"].tolist() == ["basic", "pro", "basic"]

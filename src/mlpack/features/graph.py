@@ -113,7 +113,8 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         """The graph's input tensors from a frame whose columns are the ONNX input names (`rows` of it)."""
         out = {}
         for name, kind in self.inputs:
-            out[name] = np.asarray(X[name].to_numpy()[rows], dtype=INPUT_TYPES[kind][2]).reshape(-1, 1)
+            # The rows first, then the array: a column pandas stores in pyarrow makes its Python objects on to_numpy.
+            out[name] = np.asarray(X[name].iloc[rows].to_numpy(), dtype=INPUT_TYPES[kind][2]).reshape(-1, 1)
         return out
 
     def transform(self, X: Any) -> np.ndarray:

@@ -160,5 +160,12 @@ def check_derived(spec: FeatureSpec, train_frame: pd.DataFrame) -> None:
 
 def frame(columns: dict[str, np.ndarray], input_names: dict[str, str]) -> pd.DataFrame:
     """Columns keyed by feature path as the pipeline reads them: keyed by ONNX input name. Not copied:
-    the frame shares the split's arrays (pandas would consolidate the floats into a new block, a copy)."""
-    return pd.DataFrame({input_names[path]: values for path, values in columns.items()}, copy=False)
+    the frame shares the split's arrays (pandas would consolidate the floats into a new block, a copy).
+    Strings stay the object arrays they are: pandas 3 would store them as its string dtype (a copy in
+    pyarrow), and every read of such a column (the graph's feeds, a chunk at a time) would make a new
+    Python string per row of the whole column."""
+    return pd.DataFrame({input_names[path]: _shared(values) for path, values in columns.items()}, copy=False)
+
+
+def _shared(values: np.ndarray) -> Any:
+    return pd.Series(values, dtype=object, copy=False) if values.dtype == object else values
