@@ -335,3 +335,22 @@ def test_bare_line_feeds_are_refused_before_the_head_is_complete() -> None:
             _head_of(sent, eof=False)  # the stream stays open: refused without waiting for more
     # A CR at the very end may be the first half of a CRLF: wait for the rest.
     assert _head_of(b"GET / HTTP/1.1\r", b"\nHost: x\r\n\r\n") == ["GET / HTTP/1.1", "Host: x"]
+
+
+def test_a_line_read_before_is_read_the_same_again() -> None:
+    """Lines already checked are remembered: a remembered line must be read as it was the first time,
+    a request line never taken for a header line or back, and a bad line refused every time."""
+    from mlpack.runtime.serving.framing import FramingError, parse_head
+
+    request_like = "GET http://x/a HTTP/1.1"  # a valid request line that is not a valid header line
+    for _ in range(2):
+        assert parse_head([request_like, "Host: x", "X-A:  1 "]) == ("GET", "/a", "HTTP/1.1", {"host": "x", "x-a": "1"})
+        with pytest.raises(FramingError, match="malformed header line"):
+            parse_head(["GET / HTTP/1.1", "Host: x", request_like])
+        with pytest.raises(FramingError, match="malformed request line"):
+            parse_head(["Host: x", "Host: x"])
+        with pytest.raises(FramingError, match="more than one Host"):
+            parse_head(["GET / HTTP/1.1", "Host: x", "Host: x"])
+        assert parse_head(["GET / HTTP/1.1", "Host: x", "X-A: 1", "X-A: 2"])[3]["x-a"] == "1, 2"
+    for index in range(2000):  # many distinct lines: remembered ones are forgotten, never read wrong
+        assert parse_head(["GET / HTTP/1.1", "Host: x", f"X-{index}: {index}"])[3][f"x-{index}"] == str(index)
