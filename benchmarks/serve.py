@@ -8,7 +8,8 @@ one worker process each, onnxruntime on one thread. Servers (benchmarks/serve_pe
     mlpack unbatched    the same with --batch-max-records 1: one onnxruntime call per request
     mlpack (drift off)  batched, MLPACK_DRIFT_WINDOW=0; and "control", a second one (an A/A pair)
     mlpack@REV          with --baseline REV: the server of an older commit (git archive), e.g. the
-                        one before a change, so "N x today's" is measured in the same run
+                        one before a change, so "N x today's" is measured in the same run; and
+                        "mlpack@REV unbatched", its unbatched server, for the unbatched path's before
     starlette+uvicorn   the same runtime behind Starlette on uvicorn with uvloop and httptools
                         (`pip install 'mlpack-onnx[bench]'`; missing: skipped)
     bentoml             BentoML 1.x, adaptive batching on (a batchable API), the same runtime and
@@ -203,6 +204,9 @@ def servers(args: argparse.Namespace, scratch: Path) -> list[Server]:
         )
         subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
         chosen.append(mlpack(f"mlpack@{args.baseline}", {}, str(folder / "src")))
+        # And unbatched, so a change to the unbatched path is measured against its before, too.
+        unbatched = {"MLPACK_BATCH_MAX_RECORDS": "1"}
+        chosen.append(mlpack(f"mlpack@{args.baseline} unbatched", unbatched, str(folder / "src")))
     try:
         import httptools  # noqa: F401
         import starlette  # noqa: F401
@@ -303,8 +307,11 @@ def report(runs: Runs, args: argparse.Namespace) -> bool:
                 f"{name:<22}{connections:>6}{m['rps']:>10.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}"
                 f"{m['cpu_us']:>12.0f}{m['sys_us']:>10.0f}{m['errors']:>8.0f}"
             )
-    pairs = [("mlpack", other) for other in runs if other not in ("mlpack", "mlpack (drift off)", "control")]
+    ours = ("mlpack", "mlpack (drift off)", "control")
+    pairs = [("mlpack", other) for other in runs if other not in ours and not other.endswith(" unbatched")]
+    pairs += [("mlpack", "mlpack unbatched")] if "mlpack unbatched" in runs else []
     pairs += [("mlpack unbatched", other) for other in ("starlette+uvicorn", "bentoml") if other in runs]
+    pairs += [("mlpack unbatched", other) for other in runs if other.startswith("mlpack@") and "unbatched" in other]
     pairs += [("mlpack", "mlpack (drift off)"), ("control", "mlpack (drift off)")]
     print(f"\nratios (median of {args.rounds} rounds, range in brackets)")
     for ours, theirs in pairs:
