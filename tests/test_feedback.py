@@ -86,9 +86,9 @@ def test_feedback_on_n_served_records_gives_n_more_training_rows(
         tensors = columns.json()["id"]  # Open Inference Protocol columns, logged as columns
         retried = server.request("POST", "/predict", arriving[8]).json()["id"]  # record 8 sent again
 
-        def feedback(prediction: str, label: str, index: int = 0) -> None:
+        def feedback(prediction: str, label: str, index: int = 0, status: int = 202) -> None:
             body = {"id": prediction, "label": label, "index": index}
-            assert server.request("POST", "/feedback", body).status == 202
+            assert server.request("POST", "/feedback", body).status == status
 
         feedback(singles[0], _other(truth[1000]))  # a first, wrong outcome ...
         time.sleep(0.01)
@@ -98,7 +98,7 @@ def test_feedback_on_n_served_records_gives_n_more_training_rows(
         for index in range(6):
             feedback(batch, truth[1012 + index], index)
         feedback(tensors, truth[1025], 1)  # the second record of the columns
-        feedback("0" * 32, "stayed")  # an id never answered: not stored
+        feedback("0" * 32, "stayed", status=404)  # an id never answered: not stored
     finally:
         assert server.stop() == 0  # SIGTERM flushes the log
     log = mongo_client[churn_project.database]["inference_log"]

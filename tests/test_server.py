@@ -488,10 +488,12 @@ def test_predictions_carry_ids_and_feedback_is_stored_beside_them(built_model: B
                 process.request("POST", "/feedback", {"id": one["id"], "label": "churned"}),
                 process.request("POST", "/feedback", {"id": two["id"], "index": 1, "label": "stayed"}),
                 process.request("POST", "/feedback", {"id": v2["id"], "label": "stayed"}),
-                process.request("POST", "/feedback", {"id": "0" * 32, "label": "stayed"}),  # never answered
             ]
-            assert [a.status for a in accepted] == [202] * 4
+            assert [a.status for a in accepted] == [202] * 3
             assert accepted[1].json() == {"id": two["id"], "index": 1, "status": "accepted"}
+            # An id no /predict answered is said to be unknown (it was a 202, as if stored), and nothing is stored.
+            unknown = process.request("POST", "/feedback", {"id": "0" * 32, "label": "stayed"})
+            assert unknown.status == 404 and f"no logged prediction has id '{'0' * 32}'" in unknown.json()["error"]
             for body, field in FEEDBACK_MISTAKES:
                 answer = process.request("POST", "/feedback", body)
                 assert answer.status == 422 and f"field '{field}'" in answer.json()["error"], (body, answer.body)

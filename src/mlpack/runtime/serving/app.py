@@ -7,6 +7,8 @@ it and knows nothing of the routes; the routes know nothing of sockets.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -197,7 +199,7 @@ class App:
             self.inference_log.record(self.model, "/predict", records, labels, prediction_id)
         return Response(200, "".join(parts).encode(), predictions=len(labels))
 
-    def feedback(self, request: Request) -> Response:
+    def feedback(self, request: Request) -> Answer:
         """The true outcome of an answered prediction: `{"id", "label"[, "index"]}`, stored beside it."""
         body = self.document(request)
         if not isinstance(body, Mapping):
@@ -218,8 +220,38 @@ class App:
             raise ClientError(
                 501, "feedback is stored in the inference log, which is off: set MLPACK_INFERENCE_LOG_URI"
             )
-        self.inference_log.feedback(prediction_id, index, label)
-        return Response(202, dump_json({"id": prediction_id, "index": index, "status": "accepted"}))
+        log, started = self.inference_log, time.perf_counter()
+        answer = partial(_feedback_answer, prediction_id, index)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a large body, answered on a thread of its own: the store can wait there
+            return answer(log.store_feedback(prediction_id, index, label))
+        future: asyncio.Future[Response] = loop.create_future()
+
+        def stored(outcome: str) -> None:  # on the log's thread: the answer is settled on the event loop
+            def settle() -> None:
+                settled = self._settle(request, started, answer, outcome)  # a Response: answer makes no future
+                if isinstance(settled, Response) and not future.done():
+                    future.set_result(settled)
+
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server has stopped
+                loop.call_soon_threadsafe(settle)
+
+        if not log.feedback(prediction_id, index, label, stored):
+            raise ClientError(503, "too many feedback requests at once: send it again", (("Retry-After", "1"),))
+        return future
+
+
+def _feedback_answer(prediction_id: str, index: int, outcome: str) -> Response:
+    """What the client hears of its feedback: stored (202), no logged request with that id (404), or
+    not stored, the database unreachable or refusing (503): a client sends it again."""
+    if outcome == "unknown":
+        raise ClientError(
+            404, f"no logged prediction has id {prediction_id!r}: send the id a /predict answer carried; nothing stored"
+        )
+    if outcome != "stored":
+        raise ClientError(503, "the inference log did not take the feedback (unreachable or refused): send it again")
+    return Response(202, dump_json({"id": prediction_id, "index": index, "status": "accepted"}))
 
 
 def strict_query(query: str) -> bool:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote_plus
@@ -35,7 +36,11 @@ MIN_QUEUE_BYTES, MAX_QUEUE_BYTES = 4 * MIB, 64 * MIB
 # timeout, a batch is tried 5 times over ~14 s (a restart or failover) before it is dropped.
 RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 MAX_DOCUMENT_BYTES = 16 * MIB - 16 * 1024  # MongoDB's limit, less room for the insert command
-FEEDBACK_BYTES = 256  # what a queued feedback entry is charged, beyond its label's text
+# Feedback is stored while its request waits, on the log's own threads; more at once is a 503.
+FEEDBACK_THREADS, MAX_FEEDBACK_IN_FLIGHT = 2, 256
+# Beyond flush_seconds: how long an id not in the log yet is looked for again (its record may still be
+# queued here or in another worker) before the answer is 404.
+FEEDBACK_GRACE_SECONDS = 1.5
 UNREACHABLE = object()  # what an action tried until the retries ran out gives
 # Once the queue has drained after holding this much, freed memory goes back to the system: records
 # of ~30 KB sit in glibc's heap, which keeps them (an outage left RSS 105 MiB up after it ended).
@@ -144,6 +149,8 @@ class InferenceLog:
         self._flush_seconds = flush_seconds
         self._retry_delays = tuple(retry_delays)
         self._stopping = threading.Event()
+        self._feedback_in_flight = 0
+        self._feedback_pool = ThreadPoolExecutor(FEEDBACK_THREADS, thread_name_prefix="inference-log-feedback")
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._thread.start()
 
@@ -200,10 +207,54 @@ class InferenceLog:
         if data is not None:
             self._put(("record", data, len(data)), dropped=1)
 
-    def feedback(self, prediction_id: str, index: int, label: Any) -> None:
-        """Queue a true outcome, to be stored next to the logged prediction (`feedback`, a list)."""
+    def feedback(self, prediction_id: str, index: int, label: Any, done: Callable[[str], None]) -> bool:
+        """Store a true outcome beside its logged prediction on the log's own threads, then `done(outcome)`
+        (see `store_feedback`). False: too many in flight, nothing will be stored."""
+        with self._ready:
+            full = self._feedback_in_flight >= MAX_FEEDBACK_IN_FLIGHT
+            if not full:
+                self._feedback_in_flight += 1
+        if full:
+            self._count(reason="queue_full", feedback_dropped=1)
+            return False
+
+        def run() -> None:
+            try:
+                outcome = self.store_feedback(prediction_id, index, label)
+            finally:
+                with self._ready:
+                    self._feedback_in_flight -= 1
+            done(outcome)
+
+        self._feedback_pool.submit(run)
+        return True
+
+    def store_feedback(self, prediction_id: str, index: int, label: Any) -> str:
+        """Push `{index, label, at}` onto the logged request's `feedback` list: "stored"; "unknown" when
+        no logged request has that id (a record is written up to flush_seconds after its answer, by this
+        worker or another, so the id is looked for again until then); "unreachable": not stored."""
         entry = {"index": index, "label": label, "at": datetime.now(tz=timezone.utc)}
-        self._put(("feedback", (prediction_id, entry), FEEDBACK_BYTES + len(str(label))), feedback_dropped=1)
+        deadline = time.monotonic() + self._flush_seconds + FEEDBACK_GRACE_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                result = self._attempts(
+                    "feedback",
+                    lambda: self._collection.update_one({"_id": prediction_id}, {"$push": {"feedback": entry}}),
+                )
+            except Exception:  # refused, or a label the driver cannot encode
+                result = UNREACHABLE
+            if result is UNREACHABLE:
+                self._count(feedback_dropped=1)
+                return "unreachable"
+            if result.matched_count:
+                self._count(feedback_stored=1)
+                return "stored"
+            if time.monotonic() + pause > deadline or self._stopping.is_set():
+                self._count(feedback_unknown=1)  # an id never given, or a prediction whose record was dropped
+                return "unknown"
+            self._stopping.wait(pause)
+            pause = min(pause * 2, 0.4)
 
     def _encode(self, entry: Dict[str, Any]) -> Optional[bytes]:
         try:
@@ -275,13 +326,8 @@ class InferenceLog:
                 if self._stopping.is_set():
                     return
                 continue
-            records = [RawBSONDocument(data) for kind, data, _ in batch if kind == "record"]
             try:
-                if records:  # first: feedback in the same batch may be about them
-                    self._write(records)
-                for kind, entry, _ in batch:
-                    if kind == "feedback":
-                        self._store_feedback(*entry)
+                self._write([RawBSONDocument(data) for _, data, _ in batch])
             except Exception:  # a bug: say so once a batch, keep the thread (and the log) alive
                 log.exception("inference log: a batch failed")
             finally:
@@ -338,25 +384,12 @@ class InferenceLog:
                 self._count(written=1, as_text=1)
         self._count(written=written)
 
-    def _store_feedback(self, prediction_id: str, entry: Dict[str, Any]) -> None:
-        try:
-            result = self._attempts(
-                "feedback", lambda: self._collection.update_one({"_id": prediction_id}, {"$push": {"feedback": entry}})
-            )
-        except Exception:  # refused, or a label the driver cannot encode
-            result = UNREACHABLE
-        if result is UNREACHABLE:
-            self._count(feedback_dropped=1)
-        elif result.matched_count:
-            self._count(feedback_stored=1)
-        else:  # an id never given, or a prediction whose record was dropped
-            self._count(feedback_unknown=1)
-
     def close(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         with self._ready:
             self._ready.notify()
         self._thread.join(timeout)
+        self._feedback_pool.shutdown(wait=True, cancel_futures=True)  # a running one ends at its next look
         self._client.close()
 
 
