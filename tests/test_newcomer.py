@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mlpack.build import sha256_of
+from mlpack.artifacts.dist import sha256_of
 from mlpack.source.embedded import free_port
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.documents import subscribers
