@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pymongo import MongoClient
@@ -23,6 +25,20 @@ from tests.helpers.projects import Project
 def _scorer(project: Project, *extra: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "mlpack", "score", str(project.path), "--into", "scored", "--watch", *extra]
     return subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextmanager
+def _watching(request: ScoreRequest) -> Iterator[list[Any]]:
+    """`watch` on a thread; on the way out it is stopped and joined, and the list holds its result."""
+    stop = threading.Event()
+    done: list[Any] = []
+    scorer = threading.Thread(target=lambda: done.append(watch(request, stop=stop)))
+    scorer.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        scorer.join(timeout=10)
 
 
 def _wait_for(predicate: Any, timeout: float = 60) -> None:
@@ -82,19 +98,14 @@ def test_watch_with_a_filter_stops_cleanly_and_says_what_it_did(
     assert run("build", churn_project.path, "-q").code == 0
     database = mongo_client[churn_project.database]
     request = ScoreRequest(project=churn_project.path, into="only_long", filter='{"contract": "yearly"}')
-    stop = threading.Event()
-    done: list[Any] = []
-    scorer = threading.Thread(target=lambda: done.append(watch(request, stop=stop)))
-    scorer.start()
-    _wait_for(lambda: database["only_long.resume"].count_documents({}) == 1)
-    first = database["only_long"].count_documents({})
-    assert first == database["customers"].count_documents({"contract": "yearly"}) > 0
-    new = [{**document, "_id": 5000 + i} for i, document in enumerate(subscribers(60, seed=5))]
-    database["customers"].insert_many(new)
-    wanted = first + sum(d["contract"] == "yearly" for d in new)
-    _wait_for(lambda: database["only_long"].count_documents({}) == wanted)
-    stop.set()
-    scorer.join(timeout=10)
+    with _watching(request) as done:
+        _wait_for(lambda: database["only_long.resume"].count_documents({}) == 1)
+        first = database["only_long"].count_documents({})
+        assert first == database["customers"].count_documents({"contract": "yearly"}) > 0
+        new = [{**document, "_id": 5000 + i} for i, document in enumerate(subscribers(60, seed=5))]
+        database["customers"].insert_many(new)
+        wanted = first + sum(d["contract"] == "yearly" for d in new)
+        _wait_for(lambda: database["only_long"].count_documents({}) == wanted)
     summary = done[0].summary()
     assert summary["initial"] == first and summary["written"] == wanted and summary["resumed"] is False
     assert summary["events"] == wanted - first and summary["skipped"] == 0
@@ -118,19 +129,12 @@ def test_a_document_updated_to_a_bad_value_loses_its_earlier_result(
     assert run("build", churn_project.path, "-q").code == 0
     database = mongo_client[churn_project.database]
     request = ScoreRequest(project=churn_project.path, into="scored", on_error="skip")
-    stop = threading.Event()
-    done: list[Any] = []
-    scorer = threading.Thread(target=lambda: done.append(watch(request, stop=stop)))
-    scorer.start()
-    try:
+    with _watching(request) as done:
         _wait_for(lambda: database["scored.resume"].count_documents({}) == 1)
         assert database["scored"].count_documents({"_id": 7}) == 1
         database["customers"].update_one({"_id": 7}, {"$set": {"tenure_months": "a decade"}})
         database["customers"].update_one({"_id": 8}, {"$inc": {"support_calls": 1}})  # still scorable
         _wait_for(lambda: database["scored"].count_documents({"_id": 7}) == 0, timeout=30)
-    finally:
-        stop.set()
-        scorer.join(timeout=10)
     summary = done[0].summary()
     assert summary["skipped"] == summary["removed"] == 1 and summary["events"] == 2, summary
     ((error,),) = [[e for e in summary["errors"] if e["_id"] == "7"]]
