@@ -393,6 +393,8 @@ def test_config_mistakes_fail_before_touching_the_database(
     churn_project.edit("gates = { r2 = 0.6 }", "gates = { accuracy = 0.6 }")
     churn_project.edit('collection = "customers"', 'collection = "customers"\nfilter = { _id = { "$oid" = "zz" } }')
     assert_clean_error(run("build", churn_project.path), 2, "[source].filter is not a valid query", "'zz'")
+    churn_project.edit('filter = { _id = { "$oid" = "zz" } }', "filter = { at = 07:00:00 }")
+    assert_clean_error(run("build", churn_project.path), 2, "[source].filter holds a time of day (07:00:00)")
     assert time.monotonic() - started < 5
 
 

@@ -22,7 +22,7 @@ from mlpack.outputs import BuildResult, write_artifacts
 from mlpack.registry import aliases
 from mlpack.source import load_columns, open_database
 from mlpack.source.feedback import add_feedback, check_collection
-from mlpack.source.mongo import parse_filter, sample_paths
+from mlpack.source.mongo import sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.timings import StageClock
 from mlpack.training import champion, experiments
@@ -49,8 +49,7 @@ def preflight(config: Config) -> Recipe:
     """Configuration mistakes that need no data are reported before any database is touched; the
     recipe they are checked in (estimator, metrics, search plan, folds, the champion's metric) is what
     training gets."""
-    recipe = settle(config)
-    parse_filter(config.source.filter)
+    recipe = settle(config)  # [source].filter and [evaluation].test_filter were parsed with the config
     attest.check(config)  # [sign]: the key loads (a wrong one or its password fails here, exit 2)
     return recipe
 

@@ -1,4 +1,5 @@
-"""A MongoDB query evaluated on loaded documents, in Python ([evaluation].test_filter, `score --watch --filter`).
+"""MongoDB queries: read from mlpack.toml once (`parse_query`), and evaluated on loaded documents in
+Python ([evaluation].test_filter, `score --watch --filter`).
 
 The same operators MongoDB applies, on the values mlpack read: the holdout of a filter split is
 exactly the documents the server would have matched.
@@ -13,9 +14,13 @@ from typing import Any
 
 import numpy as np
 from bson import json_util
+from bson.errors import BSONError
 
 _LOGICAL = ("$and", "$or", "$nor")
-_EXTENDED_VALUES = {"$date", "$oid", "$numberLong", "$numberDecimal", "$numberInt", "$numberDouble", "$uuid"}
+_EXTENDED_VALUES = {
+    *("$date", "$oid", "$numberLong", "$numberDecimal", "$numberInt", "$numberDouble", "$uuid"),
+    *("$binary", "$timestamp", "$minKey", "$maxKey", "$regularExpression"),
+}
 _OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$regex", "$options")
 
 
@@ -61,20 +66,41 @@ def _check_condition(path: str, condition: Any) -> None:
 
 def matching(query: Mapping[str, Any], columns: Mapping[str, Sequence[Any]], rows: int) -> np.ndarray:
     """Which of `rows` loaded documents (columns: path → values) the [evaluation].test_filter matches."""
-    parsed = _bson_values(query)
     paths = list(columns)
-    return np.array([matches(parsed, dict(zip(paths, values))) for values in zip(*columns.values())] or [False] * rows)
+    return np.array([matches(query, dict(zip(paths, values))) for values in zip(*columns.values())] or [False] * rows)
+
+
+def parse_query(query: Mapping[str, Any]) -> dict[str, Any]:
+    """A query as mlpack.toml writes it, as MongoDB takes it; the config reads [source].filter and
+    [evaluation].test_filter through this once, and every stage is handed the result. A TOML date is
+    midnight UTC and a local date-time is UTC (as the server would read it); Extended JSON
+    ({"$date": ...}, {"$oid": ...}) is the BSON value it names; an operator ({"$regex": ...}) stays an
+    operator, so the server and `matches` read it alike. ValueError says what MongoDB has no type for."""
+    try:
+        parsed = _bson_values(query)
+    except _NoMongoType:
+        raise
+    except (BSONError, ValueError, TypeError) as exc:  # a malformed $oid, $date, $numberLong ...
+        raise ValueError(f"is not a valid query: {exc}") from None
+    return dict(parsed)
+
+
+class _NoMongoType(ValueError):
+    pass
 
 
 def _bson_values(value: Any) -> Any:
-    """TOML dates as midnight UTC, Extended JSON ({"$date": ...}, {"$oid": ...}) as the BSON values they name."""
     if isinstance(value, Mapping):
         converted = {key: _bson_values(item) for key, item in value.items()}
         return json_util.object_hook(converted) if converted and set(converted) <= _EXTENDED_VALUES else converted
     if isinstance(value, list):
         return [_bson_values(item) for item in value]
-    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    if isinstance(value, datetime.date):
         return datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC)
+    if isinstance(value, datetime.time):
+        raise _NoMongoType(f"holds a time of day ({value}), which has no MongoDB type: use a full date-time")
     return value
 
 

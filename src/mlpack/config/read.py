@@ -56,7 +56,22 @@ def parse_config(raw: dict[str, Any], *, path: Path = Path(CONFIG_FILE)) -> Conf
     )
     _check_semantics(config, str(path))
     fields = _split_fields(config, str(path))
-    return dataclasses.replace(config, features=dataclasses.replace(config.features, split_fields=fields))
+    # The filters as MongoDB takes them, parsed once here: every stage is handed the query itself.
+    source_filter = _query(config.source.filter, "[source].filter", str(path))
+    test_filter = _query(config.evaluation.test_filter, "[evaluation].test_filter", str(path))
+    return dataclasses.replace(
+        config,
+        features=dataclasses.replace(config.features, split_fields=fields),
+        source=dataclasses.replace(config.source, filter=source_filter),
+        evaluation=dataclasses.replace(config.evaluation, test_filter=test_filter),
+    )
+
+
+def _query(query: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    try:
+        return filters.parse_query(query)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {key} {exc}") from None
 
 
 def with_version(config: Config, version: str) -> Config:

@@ -8,6 +8,7 @@ readers use the typed keys (optional ones with `.get` or `in`), so mypy catches 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,6 +16,7 @@ from importlib.metadata import version as installed_version
 from typing import Any
 
 import numpy as np
+from bson import json_util
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -26,7 +28,6 @@ from mlpack.export.convert import derived_metadata, feature_metadata, input_meta
 from mlpack.export.parity import ParityReport
 from mlpack.features.categories import kept_categories
 from mlpack.runtime import MISSING_CATEGORY, MISSING_DATE, ClassShare, FeatureInfo, Metadata, ParityInfo
-from mlpack.source.mongo import filter_as_json
 from mlpack.training.experiments import Experiment
 from mlpack.training.train import TrainedModel, class_names
 from mlpack.validate import Dataset
@@ -89,7 +90,7 @@ def evaluation_metadata(config: Config) -> dict[str, Any]:
     if evaluation.split_field:
         found["split_field"] = evaluation.split_field
     if evaluation.test_filter:
-        found["test_filter"] = filter_as_json(evaluation.test_filter)
+        found["test_filter"] = _as_json(evaluation.test_filter)
     if config.features.weight:  # the metrics (test split, folds, card, champion) are weighted by it
         found["weighted_by"] = config.features.weight
     return found
@@ -125,7 +126,7 @@ def build_metadata(
         "data": {
             "database": source.database,
             "collection": source.collection,
-            "filter": filter_as_json(source.filter),
+            "filter": _as_json(source.filter),
             "limit": source.limit,
             "rows": dataset.rows,
             "sha256": dataset.fingerprint,
@@ -235,3 +236,9 @@ def _class_balance(trained: TrainedModel, names: list[Any]) -> list[ClassShare]:
         {"label": name, "code": code, "count": counts[code], "share": round(counts[code] / total, 6)}
         for code, name in zip(trained.classes, names)
     ]
+
+
+def _as_json(query: dict[str, Any]) -> Any:
+    """A query (the config holds it parsed, as MongoDB takes it) in relaxed Extended JSON: its dates and
+    ObjectIds survive as JSON."""
+    return json.loads(json_util.dumps(query, json_options=json_util.RELAXED_JSON_OPTIONS))

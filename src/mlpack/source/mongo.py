@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import gc
 import itertools
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -14,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 from urllib.parse import unquote_plus
 
-from bson import decode_all, json_util
-from bson.errors import BSONError
+from bson import decode_all
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.cursor import RawBatchCursor
@@ -171,38 +168,10 @@ def sample_paths(collection: Collection[dict[str, Any]], query: dict[str, Any] |
     """The field paths of one matching document: what a misspelt feature path can be compared with."""
     try:
         with outside("MongoDB", action=f"reading {collection.full_name}"):
-            document = collection.find_one(parse_filter(query or {}))
+            document = collection.find_one(query or {})
     except MlpackError:
         return []
     return field_paths(document) if document else []
-
-
-def _toml_to_bson(value: Any) -> Any:
-    """TOML's own dates as MongoDB has them: a date is midnight UTC; a time of day has no BSON type."""
-    if isinstance(value, dict):
-        return {key: _toml_to_bson(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_toml_to_bson(item) for item in value]
-    if isinstance(value, datetime.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
-    if isinstance(value, datetime.date):
-        return datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.UTC)
-    if isinstance(value, datetime.time):
-        raise ConfigError(f"[source].filter: a time of day ({value}) has no MongoDB type; use a full date-time")
-    return value
-
-
-def parse_filter(query: dict[str, Any]) -> dict[str, Any]:
-    """The TOML filter as a MongoDB query; Extended JSON values ({"$oid": ...}, {"$date": ...}) work."""
-    try:
-        return json_util.loads(json_util.dumps(_toml_to_bson(query)))
-    except (BSONError, ValueError, TypeError) as exc:
-        raise ConfigError(f"[source].filter is not a valid query: {exc}") from None
-
-
-def filter_as_json(query: dict[str, Any]) -> Any:
-    """The filter for metadata: relaxed Extended JSON, so dates and ObjectIds survive as JSON."""
-    return json.loads(json_util.dumps(parse_filter(query), json_options=json_util.RELAXED_JSON_OPTIONS))
 
 
 def collect(
@@ -237,7 +206,7 @@ def load_columns(
     a server asked to sort may sort everything before it sends the first batch. A `limit` means
     the first documents by `_id`, which only the server can choose.
     """
-    query = parse_filter(query or {})
+    query = query or {}
     paths = list(dict.fromkeys(paths))
     if limit:
         return _read(collection, paths, query, limit, progress, sort=True)
