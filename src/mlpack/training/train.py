@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlpack import filters
 from mlpack.errors import ConfigError, DataError, ExternalError
 from mlpack.estimators import EstimatorSpec, fit_errors
 from mlpack.features.graph import GraphConversionError
@@ -64,19 +63,12 @@ MIN_TEST_ROWS = 5
 
 def split(recipe: Recipe, dataset: Dataset) -> Split:
     """[evaluation].split: random (stratified for classification), time, group or filter (training/splits.py)."""
-    evaluation, keys = recipe.evaluation, None
+    evaluation = recipe.evaluation
     try:
-        if evaluation.split in ("time", "group"):
-            keys = splits.split_keys(evaluation.split, evaluation.split_field, dataset.split_values, dataset.ids)
-            train_rows, test_rows = splits.holdout(evaluation.split, keys, evaluation.test_size, evaluation.seed)
-        elif evaluation.split == "filter":
-            test = filters.matching(evaluation.test_filter, dataset.split_values, dataset.rows)
-            train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
-        else:
-            stratify = dataset.target if recipe.classification else None
-            train_rows, test_rows = splits.at_random(dataset.rows, evaluation.test_size, evaluation.seed, stratify)
+        chosen = splits.holdout(evaluation, dataset, stratify=dataset.target if recipe.classification else None)
     except ValueError as exc:
         raise DataError(f"cannot split {dataset.rows} documents into train and test: {exc}") from None
+    train_rows, test_rows, keys = chosen.train, chosen.test, chosen.keys
     if not len(train_rows) or not len(test_rows):
         empty = "training" if not len(train_rows) else "test"
         raise DataError(f'[evaluation].split = "{evaluation.split}" leaves the {empty} split empty')
