@@ -194,7 +194,7 @@ def _champion(config: Config, out_dir: Path, version: str, warn: Progress) -> tu
         warning = f"champion {reference}: {exc.message}; this build is not compared with a champion"
     else:
         if found.version != version:
-            return champion.load(reference.alias, found.version, found.path), ""
+            return champion.Champion(reference.alias, found.version, found.path), ""
         warning = f"champion {reference} is {version}, the version being built: not compared with itself"
     warn(warning)
     return None, warning

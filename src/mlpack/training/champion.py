@@ -17,6 +17,7 @@ predicts another target or task) is reported as a warning, never a failure.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,12 +35,17 @@ from mlpack.training.train import TrainedModel
 
 @dataclass(frozen=True)
 class Champion:
-    """The aliased version, loaded: what the challenger is compared with."""
+    """The aliased version: what the challenger is compared with. `path`: its ONNX file, already verified
+    against the registry's sha256 (aliases.resolve); loaded when it is first scored, so that its session
+    is not held while the challenger trains."""
 
     alias: str
     version: str
     path: Path
-    model: Model
+
+    @functools.cached_property
+    def model(self) -> Model:
+        return Model(self.path, read_onnx_metadata(self.path))
 
 
 def enabled(config: Config) -> bool:
@@ -49,11 +55,6 @@ def enabled(config: Config) -> bool:
 def scoring_metric(config: Config, names: Sequence[str]) -> str:
     """The metric the margin is measured on (metrics.champion_metric; the recipe settles it once)."""
     return champion_metric(config.evaluation, names)
-
-
-def load(alias: str, version: str, path: Path) -> Champion:
-    """The champion's ONNX file (already verified against the registry's sha256) as a runtime Model."""
-    return Champion(alias, version, path, Model(path, read_onnx_metadata(path)))
 
 
 def unscorable(champion: Champion, metadata: Metadata, columns: dict[str, np.ndarray]) -> str | None:
@@ -187,7 +188,6 @@ __all__ = [
     "comparison",
     "enabled",
     "evaluate",
-    "load",
     "score",
     "scoring_metric",
     "summary",
