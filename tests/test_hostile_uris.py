@@ -189,3 +189,14 @@ def test_the_display_form_keeps_the_host_and_hides_the_rest(case: str, template:
 def test_no_credentials_no_change() -> None:
     assert display_uri("mongodb://127.0.0.1:27017/crm?appname=x") == "mongodb://127.0.0.1:27017/crm?appname=x"
     assert display_uri("mongodb://alice@h/") == "mongodb://alice@h/"
+
+
+def test_a_registry_password_is_hidden_from_the_moment_it_is_held() -> None:
+    """Before any client uses it: a message about the registry login (or its config) never shows it."""
+    from mlpack.artifacts.oci_remote import Credentials
+
+    password = "reg-Pa55word-never-shown"
+    assert password in redact(f"login failed for {password}")  # not a secret until something holds it
+    held = Credentials("ci-bot", password)
+    assert redact(f"login failed for {held.password}") == "login failed for ***"
+    assert password not in repr(held)

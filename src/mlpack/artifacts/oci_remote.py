@@ -88,6 +88,11 @@ class Credentials:
     username: str
     password: str
 
+    def __post_init__(self) -> None:
+        # A secret from the moment it is held (read from the environment, a flag or stdin), not only once a
+        # client uses it: no message, report or --json output can show it from here on.
+        remember_secret(self.password)
+
     def __repr__(self) -> str:  # a traceback or a debugger never shows the password
         return f"Credentials(username={self.username!r}, password='***')"
 
@@ -131,8 +136,6 @@ class RegistryClient:
         self._oras_provider = oras.provider
         self._registry: Any = None
         self._basic = self._logged_in = False
-        if connection.credentials is not None:
-            remember_secret(connection.credentials.password)
 
     # -- the connection ---------------------------------------------------------------------------
     def _connect(self) -> Any:
