@@ -7,10 +7,13 @@ writes a file: `outputs.write_artifacts` does, from the `ExportedModel` this ret
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import onnx
 
 from mlpack import library_warnings
 from mlpack.config import Config
@@ -38,12 +41,17 @@ def _silent(_message: str) -> None:
 @dataclass
 class ExportedModel:
     trained: TrainedModel
-    onnx_bytes: bytes  # the ONNX file, metadata included
+    onnx_model: onnx.ModelProto  # the verified graph (parity was checked on it)
     metadata: Metadata
     rows: Split | None = None  # the train/test split the model was fitted and scored on
     experiment: experiments.Experiment | None = None
     champion: dict[str, Any] | None = None  # the aliased version's scores on the same test split (champion.py)
     champion_warning: str = ""  # why the champion was not compared, when it was not
+
+    @functools.cached_property
+    def onnx_bytes(self) -> bytes:
+        """The ONNX file: the graph with the build's metadata in it, serialized once (deterministically)."""
+        return with_metadata(self.onnx_model, self.metadata)
 
 
 def make_model(
@@ -117,7 +125,7 @@ def make_model(
     unlisted = string_read_fields(config.features.expressions)
     baseline = training_baseline(dataset, model, metadata, config.preprocessing.max_categories, unlisted)
     metadata = with_baseline(metadata, baseline)
-    return ExportedModel(trained, with_metadata(onnx_model, metadata), metadata, rows, experiment, compared, warning)
+    return ExportedModel(trained, onnx_model, metadata, rows, experiment, compared, warning)
 
 
 __all__ = ["ExportedModel", "Progress", "make_model", "training_baseline"]
