@@ -15,6 +15,7 @@ from mlpack.card.classes import Calibration, ClassScores, ThresholdView, calibra
 from mlpack.card.coefficients import Coefficients, coefficients
 from mlpack.card.features import Distribution, distributions
 from mlpack.estimators import has_probabilities
+from mlpack.estimators.predictions import predictions
 from mlpack.runtime import Metadata
 from mlpack.training.metrics import METRICS
 from mlpack.training.train import Split, TrainedModel
@@ -123,20 +124,19 @@ def _importances(trained: TrainedModel, metadata: Metadata, scoring: str, seed: 
 def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
     classes = trained.classes or []
     data.classes = [str(c) for c in classes]
-    predicted = trained.pipeline.predict(trained.test_frame)
+    predicted, proba = _test_answers(trained, probabilities=has_probabilities(trained.pipeline))
     data.confusion = skm.confusion_matrix(trained.test_target, predicted, labels=classes).tolist()
     # Binary: the curves of the second class (scikit-learn's positive class); more: one vs rest each.
     # A classifier without probabilities (LinearSVC) has no curves to draw.
     positives = [1] if len(classes) == 2 else list(range(len(classes)))
-    if not has_probabilities(trained.pipeline):
+    if proba is None:
         positives = []
-    else:
-        proba = trained.pipeline.predict_proba(trained.test_frame)
     for index in positives:
         truth = np.asarray(trained.test_target == classes[index])
         if truth.all() or not truth.any():
             continue  # a class absent from the test split has no curve
         w = trained.test_weight  # weighted as the metrics are, so the area is the reported roc_auc
+        assert proba is not None
         fpr, tpr, _ = skm.roc_curve(truth, proba[:, index], sample_weight=w)
         precision, recall, _ = skm.precision_recall_curve(truth, proba[:, index], sample_weight=w)
         label = str(classes[index])
@@ -147,12 +147,12 @@ def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
         data.pr.append(Curve(label, _rounded(recall[pr_keep]), _rounded(precision[pr_keep]), round(average, 6)))
     weight = trained.test_weight
     data.per_class = per_class(trained.test_target, predicted, classes, weight)
-    if positives:
+    if positives and proba is not None:
         data.calibration = calibration(trained.test_target, proba, classes, positives, weight)
-    if positives and len(classes) == 2:  # the model's own threshold ([estimator].threshold), else 0.5
-        decider = trained.pipeline.steps[-1][1]
-        positive, chosen = getattr(decider, "positive_index_", 1), getattr(decider, "threshold_", 0.5)
-        data.threshold = threshold_view(trained.test_target, proba, classes, positive, chosen, weight)
+        if len(classes) == 2:  # the model's own threshold ([estimator].threshold), else 0.5
+            decider = trained.pipeline.steps[-1][1]
+            positive, chosen = getattr(decider, "positive_index_", 1), getattr(decider, "threshold_", 0.5)
+            data.threshold = threshold_view(trained.test_target, proba, classes, positive, chosen, weight)
     for name, target in (("train", rows.train_target), ("test", rows.test_target)):
         counted = Counter(target.tolist())
         data.balance[name] = {str(c): int(counted.get(c, 0)) for c in classes}
@@ -160,7 +160,7 @@ def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
 
 def _regression(data: CardData, trained: TrainedModel) -> None:
     actual = np.asarray(trained.test_target, dtype=np.float64)
-    predicted = np.asarray(trained.pipeline.predict(trained.test_frame), dtype=np.float64)
+    predicted = np.asarray(_test_answers(trained, probabilities=False)[0], dtype=np.float64)
     residuals = actual - predicted
     data.residuals = {
         "mean": round(float(residuals.mean()), 6),
@@ -171,6 +171,13 @@ def _regression(data: CardData, trained: TrainedModel) -> None:
     keep = _even_sample(len(actual))
     data.actual = _rounded(actual[keep])
     data.predicted = _rounded(predicted[keep])
+
+
+def _test_answers(trained: TrainedModel, *, probabilities: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """scikit-learn's answers on the test split: those training made (train.py), else made here."""
+    if trained.test_predicted is not None and (trained.test_probabilities is not None or not probabilities):
+        return trained.test_predicted, trained.test_probabilities if probabilities else None
+    return predictions(trained.pipeline, trained.test_frame, probabilities=probabilities)
 
 
 def _even_sample(n: int, most: int = MAX_POINTS) -> np.ndarray:

@@ -24,7 +24,12 @@ _ID_OPTIONS = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_awa
 
 def plain_id(value: Any) -> Any:
     """An `_id` as relaxed Extended JSON: 7 stays 7, an ObjectId is {"$oid": ...}, a date {"$date": ...}."""
+    if type(value) in _AS_THEMSELVES:  # what relaxed Extended JSON writes as the value itself (the usual _id)
+        return value
     return json.loads(json_util.dumps(value, json_options=_ID_OPTIONS))
+
+
+_AS_THEMSELVES = (int, str)  # not bool, Int64 or float: each has rules of its own in Extended JSON
 
 
 def _shortest(value: Any) -> float:
@@ -32,26 +37,35 @@ def _shortest(value: Any) -> float:
     return float(str(np.float32(value)))
 
 
+def _shortest_all(values: Any) -> list[Any]:
+    """`_shortest` of every value of an array (numpy's float32 to text is the same shortest form), as lists."""
+    texts = np.asarray(values, dtype=np.float32).astype(str)
+    return [list(map(float, row)) for row in texts.tolist()] if texts.ndim == 2 else list(map(float, texts.tolist()))
+
+
 def prediction_lines(model: Model, rows: Split, metadata: Metadata) -> list[str]:
     labels, probabilities, _ = model.run(rows.test_columns)
     names = dict(zip(metadata.get("class_codes", []), metadata.get("classes", [])))
     classes = list(metadata.get("classes", []))
+    keys = [json.dumps(name) if not isinstance(name, str) else name for name in classes]
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode  # one encoder for every line
+    truths = np.asarray(rows.test_target).tolist()  # Python values, as .item() gives them
+    classification = metadata["task"] == "classification"
+    shortest = _shortest_all(probabilities) if classification and probabilities is not None else None
+    values = None if classification else _shortest_all(labels)
     lines = []
     for index, document_id in enumerate(rows.test_ids):
-        truth = rows.test_target[index]
+        truth = truths[index]
         record: dict[str, Any] = {"_id": plain_id(document_id)}
-        if metadata["task"] == "classification":
-            record["truth"] = names.get(_python(truth), _python(truth))
+        if classification:
+            record["truth"] = names.get(truth, truth)
             record["prediction"] = _python(labels[index])
-            if probabilities is not None:
-                record["probabilities"] = {
-                    json.dumps(name) if not isinstance(name, str) else name: _shortest(p)
-                    for name, p in zip(classes, probabilities[index])
-                }
+            if shortest is not None:
+                record["probabilities"] = dict(zip(keys, shortest[index]))
         else:
             record["truth"] = float(truth)
-            record["prediction"] = _shortest(labels[index])
-        lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
+            record["prediction"] = values[index] if values is not None else None
+        lines.append(encode(record))
     return lines
 
 

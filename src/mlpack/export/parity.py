@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mlpack.errors import QualityGateError
+from mlpack.estimators.predictions import predictions
 from mlpack.runtime import Model
 from mlpack.training.train import TrainedModel
 
@@ -61,7 +62,9 @@ def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> Pari
     relative for regression values above 1, where float32 cannot be closer than about 6e-8 × |value|.
     """
     train = _compare(trained, model, trained.train_columns, trained.train_frame, tolerance)
-    test = _compare(trained, model, trained.test_columns, trained.test_frame, tolerance)
+    # scikit-learn's answers on the test rows were made in training: the same pipeline on the same frame.
+    known = None if trained.test_predicted is None else (trained.test_predicted, trained.test_probabilities)
+    test = _compare(trained, model, trained.test_columns, trained.test_frame, tolerance, known)
     difference = np.concatenate([train.difference, test.difference])
     agree = np.concatenate([train.agree, test.agree])
     max_diff = float(difference.max()) if difference.size else 0.0
@@ -87,13 +90,22 @@ def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> Pari
 PARITY_CHUNK = 65_536
 
 
+Answers = tuple[np.ndarray, "np.ndarray | None"]  # scikit-learn's predictions and class probabilities
+
+
 def _compare(
-    trained: TrainedModel, model: Model, columns: dict[str, np.ndarray], frame: Any, tolerance: float
+    trained: TrainedModel,
+    model: Model,
+    columns: dict[str, np.ndarray],
+    frame: Any,
+    tolerance: float,
+    known: Answers | None = None,
 ) -> _Comparison:
-    """`_compare_rows` a chunk of rows at a time (each row's comparison depends on that row alone)."""
+    """`_compare_rows` a chunk of rows at a time (each row's comparison depends on that row alone).
+    `known`: scikit-learn's answers on these rows, already made (else they are made here)."""
     rows = len(frame)
     if rows <= PARITY_CHUNK:
-        return _compare_rows(trained, model, columns, frame, tolerance)
+        return _compare_rows(trained, model, columns, frame, tolerance, known)
     parts = [
         _compare_rows(
             trained,
@@ -101,6 +113,7 @@ def _compare(
             {path: values[start : start + PARITY_CHUNK] for path, values in columns.items()},
             frame.iloc[start : start + PARITY_CHUNK],
             tolerance,
+            None if known is None else _rows(known, slice(start, start + PARITY_CHUNK)),
         )
         for start in range(0, rows, PARITY_CHUNK)
     ]
@@ -110,21 +123,36 @@ def _compare(
     return _Comparison(**joined)
 
 
+def _rows(known: Answers, rows: slice) -> Answers:
+    labels, probabilities = known
+    return labels[rows], None if probabilities is None else probabilities[rows]
+
+
 def _compare_rows(
-    trained: TrainedModel, model: Model, columns: dict[str, np.ndarray], frame: Any, tolerance: float
+    trained: TrainedModel,
+    model: Model,
+    columns: dict[str, np.ndarray],
+    frame: Any,
+    tolerance: float,
+    known: Answers | None = None,
 ) -> _Comparison:
     labels, probabilities, _ = model.run(columns)
     none = np.zeros(len(labels), dtype=bool)
+    with_probabilities = trained.classes is not None and probabilities is not None
+    # scikit-learn's side: the features computed once, and both answers from them (estimators.predictions).
+    if known is None or (with_probabilities and known[1] is None):
+        known = predictions(trained.pipeline, frame, probabilities=with_probabilities)
+    predicted, expected = known
     if trained.classes is not None and probabilities is None:
         # Labels only (LinearSVC): every disagreement counts, as there are no probabilities to show a tie.
-        agree = np.asarray(labels) == trained.pipeline.predict(frame)
+        agree = np.asarray(labels) == predicted
         return _Comparison(np.zeros(len(labels)), none, ~agree, agree)
     if trained.classes is not None:
-        expected = trained.pipeline.predict_proba(frame)
+        assert expected is not None
         actual = np.asarray(probabilities, dtype=np.float64).reshape(expected.shape)
         # The runtime answers with the classes as users see them (True, label names): compare those.
         as_user = dict(zip(trained.classes, model.classes or trained.classes))
-        sklearn_labels = [as_user[code] for code in trained.pipeline.predict(frame).tolist()]
+        sklearn_labels = [as_user[code] for code in predicted.tolist()]
         agree = np.array([a == b and type(a) is type(b) for a, b in zip(labels, sklearn_labels)], dtype=bool)
         top_two = np.sort(expected, axis=1)[:, -2:]
         tied = (top_two[:, 1] - top_two[:, 0]) <= 2 * tolerance
@@ -134,7 +162,7 @@ def _compare_rows(
         gaps = np.abs(actual - expected)
         beyond = np.any(gaps > tolerance * np.maximum(1.0, np.abs(expected)), axis=1)
         return _Comparison(gaps.max(axis=1, initial=0.0), beyond, ~agree & ~tied, agree)
-    expected = trained.pipeline.predict(frame).astype(np.float64)
+    expected = np.asarray(predicted).astype(np.float64)
     actual = np.asarray(labels, dtype=np.float64)
     difference = np.abs(actual - expected)
     beyond = difference > tolerance * np.maximum(1.0, np.abs(expected))

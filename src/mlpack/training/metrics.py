@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from mlpack.config import EvaluationSection, Task
 from mlpack.errors import ConfigError, QualityGateError
 from mlpack.estimators import has_probabilities
+from mlpack.estimators.predictions import predictions
 
 Weights = np.ndarray | None  # [features].weight of the rows scored: every metric is weighted by it
 
@@ -95,9 +96,25 @@ def score_all(
 ) -> dict[str, float]:
     """Every named metric of a fitted pipeline on (x, y), weighted by `weight` if given; a metric
     undefined on these rows is NaN."""
-    predicted = pipeline.predict(x)
+    predicted, probabilities = answers(pipeline, x, classification=METRICS[names[0]].task == "classification")
+    return scores_of(pipeline, y, predicted, probabilities, names, weight)
+
+
+def answers(pipeline: Pipeline, x: pd.DataFrame, *, classification: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pipeline's predictions on x, and a classifier's class probabilities when it gives them."""
+    return predictions(pipeline, x, probabilities=classification and has_probabilities(pipeline))
+
+
+def scores_of(
+    pipeline: Pipeline,
+    y: np.ndarray,
+    predicted: np.ndarray,
+    probabilities: np.ndarray | None,
+    names: list[str],
+    weight: Weights = None,
+) -> dict[str, float]:
+    """`score_all` of predictions already made (`answers`)."""
     classification = METRICS[names[0]].task == "classification"
-    probabilities = pipeline.predict_proba(x) if classification and has_probabilities(pipeline) else None
     classes = pipeline.classes_.tolist() if classification else []
     scores = {}
     for name in names:

@@ -20,7 +20,7 @@ from mlpack.features.labels import class_value as class_value
 from mlpack.features.pipeline import check_derived, frame
 from mlpack.features.text import NoWordsError
 from mlpack.training import splits
-from mlpack.training.metrics import score_all
+from mlpack.training.metrics import answers, scores_of
 from mlpack.training.pipeline import build_pipeline
 from mlpack.training.recipe import Recipe
 from mlpack.validate import Dataset
@@ -41,6 +41,9 @@ class TrainedModel:
     test_target: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)  # the estimator's params as fitted
     test_weight: np.ndarray | None = None  # [features].weight of the test rows: the metrics are weighted by it
+    # scikit-learn's answers on test_frame, made once in training (pipeline.predict and predict_proba)
+    test_predicted: np.ndarray | None = None
+    test_probabilities: np.ndarray | None = None
 
 
 @dataclass
@@ -148,7 +151,9 @@ def train(
         # scikit-learn validates params at fit time (InvalidParameterError is a ValueError).
         raise ConfigError(f"[estimator] {recipe.estimator.class_path} could not be trained: {exc}") from None
     test_frame = frame(parts.test_columns, recipe.input_names)
-    scores = score_all(pipeline, test_frame, parts.test_target, list(recipe.metrics), parts.test_weight)
+    # The test rows' answers, once: the metrics, the parity check and the card all read these.
+    predicted, probabilities = answers(pipeline, test_frame, classification=recipe.classification)
+    scores = scores_of(pipeline, parts.test_target, predicted, probabilities, list(recipe.metrics), parts.test_weight)
     undefined = [name for name, value in scores.items() if math.isnan(value)]
     if undefined:  # a model whose score cannot be computed has not been evaluated: never ship it as "nan"
         raise DataError(
@@ -170,4 +175,6 @@ def train(
         test_target=parts.test_target,
         params=dict(configured),
         test_weight=parts.test_weight,
+        test_predicted=predicted,
+        test_probabilities=probabilities,
     )
