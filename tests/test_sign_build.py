@@ -147,3 +147,25 @@ def test_no_tool_the_build_runs_inherits_the_signing_key_or_the_database_uri(
         assert "MY_SIGNING_KEY" not in names.split(","), argv
         assert "MLPACK_TEST_URI" not in names.split(","), argv  # the project's [source].uri_env
         assert "ENV_RECORD" in names.split(",")  # the rest of the environment is passed on
+
+
+def test_the_config_s_secret_variables_never_reach_a_tool_the_build_runs(
+    churn_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Declared when the config is read, by any command: not only once the key is loaded (a tool run
+    before that, or by a command that never signs, would have inherited them)."""
+    from mlpack.config import load_config
+    from mlpack.redaction import child_environment, forget_all
+
+    forget_all()
+    for name in ("MY_SIGNING_KEY", "MY_KEY_PASSWORD", "UNRELATED_SETTING"):
+        monkeypatch.setenv(name, "x" * 12)
+    assert {"MY_SIGNING_KEY", "MY_KEY_PASSWORD", "MLPACK_TEST_URI"} <= set(child_environment())
+    churn_project.config.write_text(
+        churn_project.config.read_text() + SIGN + 'password_env = "MY_KEY_PASSWORD"\n', encoding="utf-8"
+    )
+    load_config(churn_project.path)
+    passed = child_environment()
+    assert not {"MY_SIGNING_KEY", "MY_KEY_PASSWORD", "MLPACK_TEST_URI"} & set(passed)  # [source].uri_env too
+    assert passed["UNRELATED_SETTING"] == "x" * 12
+    forget_all()

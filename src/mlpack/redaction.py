@@ -175,9 +175,10 @@ def redact(text: str, *, extra: set[str] | frozenset[str] = frozenset()) -> str:
 
 
 def forget_all() -> None:
-    """For tests: drop every remembered secret."""
+    """For tests: drop every remembered secret (and every secret variable)."""
     with _lock:
         _secrets.clear()
+        _SECRET_VARIABLES.clear()
 
 
 # -- secrets in the environment --------------------------------------------------------------------

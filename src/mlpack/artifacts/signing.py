@@ -37,7 +37,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mlpack.config import SignSection
 from mlpack.errors import ConfigError, VerificationError
-from mlpack.redaction import remember_secret_variable
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -92,8 +91,7 @@ def load_key(section: SignSection, project_dir: Path) -> SigningKey:
         except OSError as exc:
             raise ConfigError(f"{where} cannot be read: {exc.strerror}") from None
     else:
-        where = f"${section.key_env}"
-        remember_secret_variable(section.key_env)  # no tool the build runs inherits it
+        where = f"${section.key_env}"  # kept from the tools the build runs since the config was read
         text = os.environ.get(section.key_env, "")
         if not text.strip():
             raise ConfigError(
@@ -103,7 +101,6 @@ def load_key(section: SignSection, project_dir: Path) -> SigningKey:
         pem = text.encode("utf-8")
     password = None
     if section.password_env:
-        remember_secret_variable(section.password_env)
         value = os.environ.get(section.password_env)
         if value is None:
             raise ConfigError(f"[sign].password_env names ${section.password_env}, which is not set")

@@ -55,6 +55,7 @@ def parse_config(raw: dict[str, Any], *, path: Path = Path(CONFIG_FILE)) -> Conf
         config, project_dir=path.parent.resolve(), path=path, image_configured=isinstance(raw.get("image"), dict)
     )
     _check_semantics(config, str(path))
+    rules.declare_secrets(config)
     fields = _split_fields(config, str(path))
     # The filters as MongoDB takes them, parsed once here: every stage is handed the query itself.
     source_filter = _query(config.source.filter, "[source].filter", str(path))

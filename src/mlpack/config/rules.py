@@ -8,6 +8,7 @@ import re
 
 from mlpack.config.sections import Config
 from mlpack.errors import ConfigError
+from mlpack.redaction import remember_secret_variable
 
 # What [estimator].threshold_metric may name (estimators/decision.py computes them on held-out folds).
 THRESHOLD_METRICS = ("f1", "precision", "recall", "accuracy", "balanced_accuracy", "f1_macro")
@@ -65,3 +66,17 @@ def check_estimator(config: Config, where: str) -> None:
             f"{where}: [estimator.early_stopping].validation_fraction must be between 0 and 1, got "
             f"{stopping.validation_fraction}"
         )
+
+
+def declare_secrets(config: Config) -> None:
+    """The environment variables this config names for secrets (MongoDB connection strings, the signing
+    key and its password) are kept from every tool mlpack runs (pip, docker) from the
+    moment the config is read, whichever command reads it and whether or not it reads them itself."""
+    named = [config.source.uri_env, config.serve.inference_log_uri_env]
+    if config.source.feedback is not None and config.source.feedback.uri_env:
+        named.append(config.source.feedback.uri_env)
+    if config.sign is not None:
+        named += [config.sign.key_env, config.sign.password_env]
+    for name in named:
+        if name:
+            remember_secret_variable(name)

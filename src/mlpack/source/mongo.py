@@ -21,7 +21,7 @@ from pymongo.errors import OperationFailure
 
 from mlpack.config import SourceSection
 from mlpack.errors import ConfigError, MlpackError, outside
-from mlpack.redaction import remember_secret_variable, remember_uri
+from mlpack.redaction import remember_uri
 from mlpack.source.batches import BatchReader, prefetched
 from mlpack.source.columns import Column
 from mlpack.source.embedded import embedded_server
@@ -43,8 +43,9 @@ def mongo_server(source: SourceSection) -> Iterator[str]:
     """The connection string to use: the `uri_env` variable, else an embedded server if allowed."""
     uri = os.environ.get(source.uri_env, "").strip()
     if uri:
-        remember_uri(uri)  # from here on no message, report or --json output can show its secrets
-        remember_secret_variable(source.uri_env)  # nor a tool the build runs (pip, docker) inherit it
+        # From here on no message, report or --json output can show its secrets (and no tool the build
+        # runs inherits the variable: the config declared it when it was read, config/rules.py).
+        remember_uri(uri)
         yield uri
     elif source.embedded:
         with embedded_server() as embedded_uri:
