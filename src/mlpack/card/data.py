@@ -14,8 +14,6 @@ from sklearn.inspection import permutation_importance
 from mlpack.card.classes import Calibration, ClassScores, ThresholdView, calibration, per_class, threshold_view
 from mlpack.card.coefficients import Coefficients, coefficients
 from mlpack.card.features import Distribution, distributions
-from mlpack.estimators import has_probabilities
-from mlpack.estimators.predictions import predictions
 from mlpack.runtime import Metadata
 from mlpack.training.metrics import METRICS
 from mlpack.training.train import Split, TrainedModel
@@ -124,7 +122,8 @@ def _importances(trained: TrainedModel, metadata: Metadata, scoring: str, seed: 
 def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
     classes = trained.classes or []
     data.classes = [str(c) for c in classes]
-    predicted, proba = _test_answers(trained, probabilities=has_probabilities(trained.pipeline))
+    # scikit-learn's answers on the test split, made once in training (train.py)
+    predicted, proba = trained.test_predicted, trained.test_probabilities
     data.confusion = skm.confusion_matrix(trained.test_target, predicted, labels=classes).tolist()
     # Binary: the curves of the second class (scikit-learn's positive class); more: one vs rest each.
     # A classifier without probabilities (LinearSVC) has no curves to draw.
@@ -160,7 +159,7 @@ def _classification(data: CardData, trained: TrainedModel, rows: Split) -> None:
 
 def _regression(data: CardData, trained: TrainedModel) -> None:
     actual = np.asarray(trained.test_target, dtype=np.float64)
-    predicted = np.asarray(_test_answers(trained, probabilities=False)[0], dtype=np.float64)
+    predicted = np.asarray(trained.test_predicted, dtype=np.float64)
     residuals = actual - predicted
     data.residuals = {
         "mean": round(float(residuals.mean()), 6),
@@ -171,13 +170,6 @@ def _regression(data: CardData, trained: TrainedModel) -> None:
     keep = _even_sample(len(actual))
     data.actual = _rounded(actual[keep])
     data.predicted = _rounded(predicted[keep])
-
-
-def _test_answers(trained: TrainedModel, *, probabilities: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """scikit-learn's answers on the test split: those training made (train.py), else made here."""
-    if trained.test_predicted is not None and (trained.test_probabilities is not None or not probabilities):
-        return trained.test_predicted, trained.test_probabilities if probabilities else None
-    return predictions(trained.pipeline, trained.test_frame, probabilities=probabilities)
 
 
 def _even_sample(n: int, most: int = MAX_POINTS) -> np.ndarray:

@@ -63,7 +63,7 @@ def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> Pari
     """
     train = _compare(trained, model, trained.train_columns, trained.train_frame, tolerance)
     # scikit-learn's answers on the test rows were made in training: the same pipeline on the same frame.
-    known = None if trained.test_predicted is None else (trained.test_predicted, trained.test_probabilities)
+    known = (trained.test_predicted, trained.test_probabilities)
     test = _compare(trained, model, trained.test_columns, trained.test_frame, tolerance, known)
     difference = np.concatenate([train.difference, test.difference])
     agree = np.concatenate([train.agree, test.agree])

@@ -39,11 +39,12 @@ class TrainedModel:
     test_frame: pd.DataFrame  # the test split as the pipeline sees it (columns = ONNX input names)
     test_columns: dict[str, np.ndarray]  # the same rows keyed by feature path, as the runtime sees them
     test_target: np.ndarray
+    # scikit-learn's answers on test_frame, made once in training (pipeline.predict and, for a classifier
+    # that has it, predict_proba): the metrics, the parity check and the card all read these.
+    test_predicted: np.ndarray
+    test_probabilities: np.ndarray | None
     params: dict[str, Any] = field(default_factory=dict)  # the estimator's params as fitted
     test_weight: np.ndarray | None = None  # [features].weight of the test rows: the metrics are weighted by it
-    # scikit-learn's answers on test_frame, made once in training (pipeline.predict and predict_proba)
-    test_predicted: np.ndarray | None = None
-    test_probabilities: np.ndarray | None = None
 
 
 @dataclass
