@@ -485,3 +485,26 @@ def test_a_build_without_the_attest_extra_warns_on_stderr(churn_project: Project
     assert result.code == 0, result.err
     assert "mlpack: warning: no SBOM nor provenance: the cyclonedx package is not installed" in result.err
     assert not list((churn_project.path / "dist").glob("*.cdx.json"))
+
+
+def test_a_build_the_registry_cannot_record_is_not_left_as_built(
+    churn_project: Project, run, mongo_client: MongoClient[Any]
+) -> None:
+    """The registry refusing the record (here a unique index another document already fills) failed the
+    build with exit 3, but left its report in dist/: score, serve and monitor then used a wheel the
+    registry never recorded."""
+    registry = mongo_client[churn_project.database]["mlpack_models"]
+    registry.insert_one({"name": "another-model", "version": "9.9.9", "task": "classification"})
+    registry.create_index("task", unique=True)
+    result = run("build", churn_project.path)
+    assert_clean_error(result, 3, "is not recorded", "churn-model-1.0.0.json was withdrawn", "--force")
+    out = churn_project.path / "dist"
+    assert not (out / "churn-model-1.0.0.json").exists()
+    assert (out / "churn_model-1.0.0-py3-none-any.whl").is_file()  # the files stay: nothing is lost
+    assert registry.count_documents({"name": "churn-model"}) == 0
+    assert_clean_error(run("score", churn_project.path, "--into", "scored"), 2, "no build of churn-model")
+
+    registry.drop_indexes()  # the registry reachable again: the build is made and recorded
+    assert run("build", churn_project.path, "-q", "--force").code == 0
+    assert (out / "churn-model-1.0.0.json").is_file()
+    assert registry.count_documents({"name": "churn-model", "status": "built"}) == 1

@@ -53,3 +53,13 @@ def test_nothing_built_says_what_to_do(tmp_path: Path) -> None:
         builds.wheel("auto")
     with pytest.raises(ConfigError, match=r"no build of churn 1\.0\.0 .* run `mlpack build` first"):
         builds.report("1.0.0")
+
+
+def test_a_wheel_no_report_vouches_for_is_not_handed_out(tmp_path: Path) -> None:
+    """A build whose record the registry refused has its report withdrawn; its wheel stays in the folder."""
+    _build(tmp_path, "churn", "1.0.0")
+    (tmp_path / "churn-1.0.0.json").unlink()
+    builds = BuildDir(tmp_path, "churn")
+    assert (tmp_path / "churn-1.0.0-py3-none-any.whl").is_file()
+    with pytest.raises(ConfigError, match=r"no build of churn 1\.0\.0 .*no churn-1\.0\.0\.json"):
+        builds.wheel("1.0.0")

@@ -43,6 +43,12 @@ def project(tmp_path: Path, find_only_uri: str, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_build_score_and_monitor_name_the_right_they_lack(project: Path, run: Any) -> None:
-    assert_clean_error(run("build", project, "-q"), 3, "did not allow indexing the registry crm.mlpack_models")
+    assert_clean_error(
+        run("build", project, "-q"), 3, "did not allow indexing the registry crm.mlpack_models", "was withdrawn"
+    )
+    # The same build without a registry (it needs find() only), so that score and monitor have a build to use.
+    config = project / "mlpack.toml"
+    config.write_text(config.read_text().replace("[evaluation]", "[registry]\nenabled = false\n\n[evaluation]", 1))
+    assert run("build", project, "-q", "--force").code == 0
     assert_clean_error(run("score", project, "--into", "scored"), 3, "did not allow scoring crm.customers into scored")
     assert_clean_error(run("monitor", project), 3, "did not allow reading the inference log")

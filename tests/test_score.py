@@ -209,8 +209,8 @@ def test_bad_requests_are_named_and_write_nothing(
         (("--into", "x", "--filter", '{"$bogus": 1}'), 2, "rejected --filter"),
         (("--into", "x", "--batch-size", "0"), 2, "--batch-size must be a positive integer"),
         (("--into", "x", "--master", "local[2]"), 2, "--master and --partitions are for --engine spark"),
-        (("--into", "x", "--version", "9.9.9"), 2, "no built wheel of churn-model 9.9.9"),
-        (("--into", "x", "--dist", tmp_path), 2, "no built wheel"),
+        (("--into", "x", "--version", "9.9.9"), 2, "no build of churn-model 9.9.9"),
+        (("--into", "x", "--dist", tmp_path), 2, "no build of churn-model 1.0.0"),
     ]
     for args, code, message in cases:
         assert_clean_error(run("score", project, *args), code, message)

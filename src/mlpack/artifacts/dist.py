@@ -144,21 +144,13 @@ class BuildDir:
         return artifact
 
     def wheel(self, version: str) -> Path:
-        """The model wheel of a version ("auto": the newest), verified against its report when it has one."""
-        wanted = version
-        if version == "auto":
-            try:
-                wanted = self.resolve(version)
-            except ConfigError:
-                raise ConfigError(f"no built wheel of {self.name} in {self.folder}: run `mlpack build` first") from None
-        wheel = self.wheel_path(wanted)
-        if not wheel.is_file():
-            raise ConfigError(
-                f"no built wheel of {self.name} {wanted} in {self.folder} (no {wheel.name}): run `mlpack build`"
-            )
-        if self.report_path(wanted).is_file():  # the report vouches for the wheel: a changed file is refused
-            return self.verified(wanted, "wheel")
-        return wheel
+        """The model wheel of a version ("auto": the newest), verified against its report. A wheel with no
+        report is not handed out: a build the registry could not record has its report withdrawn."""
+        try:
+            wanted = self.resolve(version)
+        except ConfigError:
+            raise ConfigError(f"no built wheel of {self.name} in {self.folder}: run `mlpack build` first") from None
+        return self.verified(wanted, "wheel")
 
     @staticmethod
     def _load(path: Path) -> dict[str, Any] | None:
