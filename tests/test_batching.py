@@ -11,7 +11,7 @@ import pytest
 
 from mlpack.build import BuildResult
 from mlpack.runtime import Model
-from mlpack.runtime.serving.batching import Batcher, BatchStats
+from mlpack.runtime.serving.batching import ALONE, OWN, QUEUED, Batcher, BatchStats
 from tests.helpers.documents import distinct_records
 
 
@@ -82,6 +82,35 @@ def test_one_request_alone_runs_at_once_without_waiting_a_turn(model: Model) -> 
         return future.done()  # nothing else was ready to run: answered before submit returned
 
     assert asyncio.run(main()) and calls.sizes == [1]
+
+
+def test_a_request_nothing_could_join_runs_alone_and_is_counted_as_a_call(model: Model) -> None:
+    """ALONE only when no request waits, the last call held one and nothing else is ready on the
+    loop; anything else that could share its call queues it, and a large one or off the loop is OWN."""
+    batcher = Batcher(model, max_records=8, stats=BatchStats())
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        ways = [batcher.way(1), batcher.way(9)]  # alone on the loop; over the batch's records
+        loop.call_soon(lambda: None)  # another callback is ready: a request it reads could join
+        ways.append(batcher.way(1))
+        await asyncio.sleep(0)
+        loop.call_soon(lambda: None)
+        future = submit(batcher, distinct_records(1)[0])  # queued: something else is ready
+        ways.append(batcher.way(1))  # one is queued: this one joins it
+        await future
+        batcher.expected = 3  # the last call held three: the next ones are waited for
+        ways.append(batcher.way(1))
+        return ways
+
+    assert asyncio.run(main()) == [ALONE, OWN, QUEUED, QUEUED, QUEUED]
+    assert batcher.way(1) == OWN  # off the event loop (a large body, on an executor thread)
+    alone, queued = BatchStats(), BatchStats()
+    for records in (1, 0, 1):  # a call of one record, one refused (no call), another call
+        alone.count_alone(records)
+        queued.count(records, [0.0])
+    assert alone.render() == queued.render()  # in /metrics, as a call of one that did not wait
+    assert "mlpack_batch_records_sum 2" in alone.render() and "mlpack_batch_queue_seconds_count 3" in alone.render()
 
 
 def test_no_call_holds_more_than_batch_max_records(model: Model) -> None:

@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..settings import Limits
+from .batching import ALONE, OWN
 from .inference_log import InferenceLog
 from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
@@ -119,8 +120,19 @@ class App:
         """The model on `data` in the next batch, `then(labels, probabilities)` its answer. None: not
         batched (off, more records than a batch, or off the event loop): the caller runs the model."""
         batcher = self.batcher
-        if batcher is None or not batcher.takes(records):
+        if batcher is None:
             return None
+        way = batcher.way(records)
+        if way == OWN:
+            return None
+        if way == ALONE:  # nothing could join it: it runs now, exactly as unbatched, and is counted
+            ran = 0
+            try:
+                labels, probabilities, _ = self.run(data, invalid, strict)
+                ran = len(labels)
+            finally:
+                batcher.ran_alone(ran)
+            return then(labels, probabilities)
         started = time.perf_counter()
 
         def step(outcome: Any) -> Response:
