@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..settings import Limits
 from .batching import ALONE, OWN
+from .ids import new_id
 from .inference_log import InferenceLog
 from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
 from .served import ServedModel, feedback_label_problem
 from .v2 import OpenInference
-from .wire import JSON, Answer, ClientError, Request, Response, dump_json, dump_json_text, new_id, parse_json
+from .wire import JSON, Answer, ClientError, Request, Response, dump_json, dump_json_text, parse_json
 
 if TYPE_CHECKING:
     from .batching import Batcher

@@ -23,6 +23,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote_plus
 
 from ..settings import InferenceLogSettings, StartFailure
+from .ids import minted_ms
 from .served import ServedModel
 
 log = logging.getLogger("mlpack.server")
@@ -30,8 +31,7 @@ log = logging.getLogger("mlpack.server")
 Counter = Callable[..., None]  # count(written=n, dropped=n, reason=..., as_text=n, feedback_stored=n, ...)
 MIB = 1024 * 1024
 # The default queue: a sixteenth of the memory the process may use (the pod's limit), 4 to 64 MiB.
-MEMORY_SHARE = 16
-MIN_QUEUE_BYTES, MAX_QUEUE_BYTES = 4 * MIB, 64 * MIB
+MEMORY_SHARE, MIN_QUEUE_BYTES, MAX_QUEUE_BYTES = 16, 4 * MIB, 64 * MIB
 # Seconds between attempts at a batch the database did not take: with the 2 s server selection
 # timeout, a batch is tried 5 times over ~14 s (a restart or failover) before it is dropped.
 RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
@@ -39,15 +39,15 @@ MAX_DOCUMENT_BYTES = 16 * MIB - 16 * 1024  # MongoDB's limit, less room for the 
 # Feedback is stored while its request waits, on the log's own threads; more at once is a 503.
 FEEDBACK_THREADS, MAX_FEEDBACK_IN_FLIGHT = 2, 256
 # Beyond flush_seconds: how long an id not in the log yet is looked for again (its record may still be
-# queued here or in another worker) before the answer is 404.
-FEEDBACK_GRACE_SECONDS = 1.5
+# queued here or in another worker) before the answer is 404; only an id minted that recently (ids.py),
+# give or take the clock difference of two workers' hosts.
+FEEDBACK_GRACE_SECONDS, CLOCK_SKEW_SECONDS = 1.5, 30.0
 UNREACHABLE = object()  # what an action tried until the retries ran out gives
 # Once the queue has drained after holding this much, freed memory goes back to the system: records
 # of ~30 KB sit in glibc's heap, which keeps them (an outage left RSS 105 MiB up after it ended).
-TRIM_AFTER_BYTES = 8 * MIB
-# What one insert_many carries at most: pymongo encodes the batch into one more buffer of its size,
-# beyond the queue's bytes (200 records of 30 KB took 16 MiB of queue to 30 MiB of RSS).
-BATCH_BYTES = 1 * MIB
+# What one insert_many carries at most (BATCH_BYTES): pymongo encodes the batch into one more buffer of
+# its size, beyond the queue's bytes (200 records of 30 KB took 16 MiB of queue to 30 MiB of RSS).
+TRIM_AFTER_BYTES, BATCH_BYTES = 8 * MIB, 1 * MIB
 
 
 def _trimmer() -> Callable[[int], object]:
@@ -230,11 +230,14 @@ class InferenceLog:
         return True
 
     def store_feedback(self, prediction_id: str, index: int, label: Any) -> str:
-        """Push `{index, label, at}` onto the logged request's `feedback` list: "stored"; "unknown" when
-        no logged request has that id (a record is written up to flush_seconds after its answer, by this
-        worker or another, so the id is looked for again until then); "unreachable": not stored."""
+        """Push `{index, label, at}` onto the logged request's `feedback` list: "stored"; "unknown" when no
+        logged request has that id (a record is written up to flush_seconds after its answer, by this worker
+        or another, so a recent id is looked for again until then); "unreachable": not stored."""
         entry = {"index": index, "label": label, "at": datetime.now(tz=timezone.utc)}
-        deadline = time.monotonic() + self._flush_seconds + FEEDBACK_GRACE_SECONDS
+        minted, window = minted_ms(prediction_id), self._flush_seconds + FEEDBACK_GRACE_SECONDS
+        if minted is None or time.time() * 1000 - minted > (window + CLOCK_SKEW_SECONDS) * 1000:
+            window = 0.0  # an id no /predict gave in the last seconds: its record is in the log or nowhere
+        deadline = time.monotonic() + window
         pause = 0.05
         while True:
             try:

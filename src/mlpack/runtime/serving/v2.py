@@ -7,7 +7,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from . import binary
-from .wire import Answer, ClientError, Request, Response, dump_json, new_id, parse_json
+from .ids import new_id
+from .wire import Answer, ClientError, Request, Response, dump_json, parse_json
 
 if TYPE_CHECKING:
     from .app import App

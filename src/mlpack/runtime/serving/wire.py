@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
@@ -140,15 +139,6 @@ def header_size(text: str) -> Optional[int]:
     return int(digits or "0") if len(digits) <= MAX_DIGITS else None
 
 
-def new_id() -> str:
-    """A prediction id: random, so ids from several workers or restarts never collide. The hex of a
-    version-4 UUID, as uuid.uuid4().hex, from os.urandom without the UUID object (a third of its cost)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
-    return raw.hex()
-
-
 # -- JSON in ------------------------------------------------------------------------------------
 class _LongInteger:
     """An integer past Python's digit limit: no feature can take it, and the runtime names the field."""
@@ -263,7 +253,6 @@ __all__ = [
     "dump_json_text",
     "json_safe",
     "header_size",
-    "new_id",
     "parse_json",
     "render",
 ]

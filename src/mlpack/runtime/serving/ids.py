@@ -1,0 +1,39 @@
+"""Prediction ids: what /predict and /v2 answer carry, and what POST /feedback names.
+
+An id is a version-7 UUID (RFC 9562) as 32 hex digits: the millisecond it was minted, then 74 random
+bits, so ids from several workers or restarts never collide. The time lets /feedback tell an id whose
+record may still be on its way to the log (minted in the last seconds: looked for again) from one no
+/predict gave recently (looked for once): a flood of made-up ids no longer holds the feedback threads
+for the whole grace period each, which delayed every real outcome behind them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional
+
+_HEX = frozenset("0123456789abcdef")
+
+
+# Of a 128-bit id: the 4 version bits and the 2 variant bits cleared, then set (version 7, variant 10).
+_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_SET = (0x7 << 76) | (0x2 << 62)
+
+
+def new_id() -> str:
+    """A fresh id: 48 bits of Unix milliseconds, the version, 12 + 62 random bits, the variant."""
+    bits = (time.time_ns() // 1_000_000 % (1 << 48)) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "%032x" % (bits & _CLEAR | _SET)
+
+
+def minted_ms(prediction_id: str) -> Optional[int]:
+    """When an id of new_id's was minted (Unix ms), or None for any other string."""
+    if len(prediction_id) != 32 or not _HEX.issuperset(prediction_id):
+        return None
+    if prediction_id[12] != "7" or prediction_id[16] not in "89ab":
+        return None
+    return int(prediction_id[:12], 16)
+
+
+__all__ = ["minted_ms", "new_id"]
