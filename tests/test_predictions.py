@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlpack.card.predictions import _shortest, _shortest_all, plain_id
+from mlpack.card.predictions import _shortest, _shortest_all, plain_id, write_predictions
 from mlpack.estimators.predictions import predictions
+from mlpack.runtime import Metadata, Model
+from mlpack.training.train import Split
 from tests.helpers.documents import subscribers
 from tests.helpers.training import config_for, export
 
@@ -102,3 +105,53 @@ def test_probabilities_are_written_with_the_fewest_digits_that_read_back_as_the_
     one_by_one = [_shortest(value) for value in values.tolist()]
     assert _shortest_all(values) == one_by_one
     assert _shortest_all(values.reshape(-1, 2)) == [one_by_one[i : i + 2] for i in range(0, len(values), 2)]
+
+
+def _whole_split_one_value_at_a_time(model: Model, rows: Split, metadata: Metadata) -> bytes:
+    """The artifact as it was written before it was written in chunks: the model run once on the whole
+    test split, every value and every line converted on its own."""
+    labels, probabilities, _ = model.run(rows.test_columns)
+    names = dict(zip(metadata.get("class_codes", []), metadata.get("classes", [])))
+    lines = []
+    for index, document_id in enumerate(rows.test_ids):
+        truth = rows.test_target[index]
+        truth = truth.item() if isinstance(truth, np.generic) else truth
+        record: dict[str, Any] = {"_id": json.loads(json_util.dumps(document_id, json_options=_RELAXED))}
+        if metadata["task"] == "classification":
+            record["truth"] = names.get(truth, truth)
+            record["prediction"] = labels[index]
+            if probabilities is not None:
+                record["probabilities"] = {
+                    name: _shortest(p) for name, p in zip(metadata["classes"], probabilities[index])
+                }
+        else:
+            record["truth"] = float(truth)
+            record["prediction"] = _shortest(labels[index])
+        lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+_RELAXED = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=True)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "task"),
+    [
+        ("sklearn.ensemble.HistGradientBoostingClassifier", "classification"),
+        ("sklearn.linear_model.LogisticRegression", "classification"),  # a matrix product: its kernel sees the chunk
+        ("sklearn.linear_model.Ridge", "regression"),
+    ],
+)
+def test_the_predictions_written_a_chunk_at_a_time_are_the_bytes_of_the_whole_split(
+    estimator: str, task: str, tmp_path: Path
+) -> None:
+    exported = export(config_for(estimator, task), subscribers(300))
+    assert exported.rows is not None
+    rows, metadata = exported.rows, exported.metadata
+    model = Model(exported.onnx_bytes, metadata)
+    expected = _whole_split_one_value_at_a_time(model, rows, metadata)
+    total = len(rows.test_ids)
+    assert expected.count(b"\n") == total > 8
+    for chunk_rows in (1, 7, total - 1, total, 8192):  # total - 1: a last chunk of one row
+        written = write_predictions(tmp_path / f"{chunk_rows}.jsonl", model, rows, metadata, chunk_rows)
+        assert written.read_bytes() == expected, chunk_rows
