@@ -16,12 +16,15 @@ from skl2onnx import update_registered_converter
 from skl2onnx._parse import _parse_sklearn
 from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
 
 from mlpack.features.categories import OTHER, RareCategories
 from mlpack.features.dates import DATE_PARTS, DateParts, date_parts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.encodings import ENCODERS, CategoryTable
 from mlpack.features.expressions import compute
+from mlpack.features.impute import MedianImputer
 from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.string_ops import TEXT_LOCALE, OnnxStringOps
 from mlpack.features.target import TRANSFORMS, TransformedTarget
@@ -282,6 +285,10 @@ def register() -> None:
     )
     update_registered_converter(RareCategories, "MlpackRareCategories", _rare_shapes, _rare_converter)
     update_registered_converter(TextWords, "MlpackTextWords", _text_shapes, _text_converter)
+    # SimpleImputer's own converter: the fitted statistics_ are the same, only how they were found differs.
+    update_registered_converter(
+        MedianImputer, "MlpackMedianImputer", calculate_sklearn_imputer_output_shapes, convert_sklearn_imputer
+    )
     update_registered_converter(OrdinalCategories, "MlpackOrdinalCategories", _ordinal_shapes, _ordinal_converter)
     for encoder in ENCODERS.values():
         update_registered_converter(encoder, f"Mlpack{encoder.__name__}", _table_shapes, _table_converter)

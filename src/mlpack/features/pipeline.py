@@ -15,7 +15,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
@@ -25,6 +24,7 @@ from mlpack.features.dates import DateParts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.encodings import CategoryTable, FrequencyEncoding, TargetEncoding
 from mlpack.features.graph import GraphFeatures
+from mlpack.features.impute import MedianImputer
 from mlpack.features.ordinal import OrdinalCategories
 from mlpack.features.sections import FeaturesSection, PreprocessingSection
 from mlpack.features.text import TextWords, stop_words
@@ -51,7 +51,7 @@ def _numeric_steps(spec: FeatureSpec) -> list[tuple[str, Any]]:
     """Impute, then scale ([preprocessing].scale)."""
     prep = spec.preprocessing
     steps: list[tuple[str, Any]] = [
-        ("impute", SimpleImputer(strategy=prep.numeric_impute, fill_value=prep.numeric_fill_value))
+        ("impute", MedianImputer(strategy=prep.numeric_impute, fill_value=prep.numeric_fill_value))
     ]
     if spec.scale != "none":
         steps.append(("scale", _SCALERS[spec.scale]()))
