@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 
 import mlpack.export.parity as parity
 import mlpack.features.graph as graph
@@ -53,6 +55,31 @@ def test_the_graph_gives_each_row_the_same_bits_whatever_the_chunk(monkeypatch: 
         monkeypatch.setattr(graph, "TRANSFORM_CHUNK", chunk)
         chunked = features.transform(frame)
         assert chunked.dtype == np.float64 and chunked.tobytes() == whole.tobytes(), chunk
+
+
+def test_the_graph_is_fitted_without_stacking_scikit_learns_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ColumnTransformer's fit stacks every transformer's output into a matrix of the training rows
+    that nothing reads (the estimator trains on the graph's features): it is not made, and the graph
+    and its features are those of the fit that made it."""
+    model = exported_with(monkeypatch, ESTIMATORS[0], 10**9)
+    features = model.trained.pipeline.steps[0][1]
+    frame, target = model.trained.train_frame, model.trained.train_target
+    stacked: list[int] = []
+    stack = ColumnTransformer._hstack
+    monkeypatch.setattr(
+        ColumnTransformer,
+        "_hstack",
+        lambda self, Xs, *, n_samples: stacked.append(1) or stack(self, Xs, n_samples=n_samples),
+    )
+    reference = clone(features)
+    reference._fit(frame, target, features=True)  # as it was fitted before: scikit-learn's features made
+    assert stacked == [1]
+    ours = clone(features)
+    trained_on = ours.fit_transform(frame, target)
+    assert stacked == [1]  # not stacked again
+    assert "_hstack" not in vars(ours.preprocessing_.steps[-1][1])  # nothing of the fit left on the fitted step
+    assert ours.onnx_ == reference.onnx_
+    assert trained_on.tobytes() == reference.transform(frame).tobytes()
 
 
 def test_the_training_frame_shares_the_split_columns_strings_too() -> None:

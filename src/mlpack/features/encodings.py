@@ -196,6 +196,15 @@ def give_groups(preprocessing: Any, groups: Any) -> None:
                 transformer.set_params(groups=np.asarray(groups))
 
 
+def has_cross_fitted(preprocessing: Any) -> bool:
+    """Whether an unfitted preprocessing Pipeline holds a cross-fitted transformer (a target encoding)."""
+    return any(
+        getattr(transformer, "cross_fitted", False)
+        for _, step in getattr(preprocessing, "steps", [])
+        for _, transformer, _ in getattr(step, "transformers", [])
+    )
+
+
 def cross_fitted_columns(preprocessing: Any) -> list[slice]:
     """The output columns of a fitted preprocessing Pipeline whose training values are out of fold."""
     found: list[slice] = []

@@ -20,10 +20,11 @@ import numpy as np
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from mlpack.features.converters import register as register_converters
-from mlpack.features.encodings import cross_fitted_columns, give_groups
+from mlpack.features.encodings import cross_fitted_columns, give_groups, has_cross_fitted
 
 # How each kind of input enters the graph: (the metadata's "type", the tensor type, the numpy dtype).
 # Dates are int64 milliseconds since 1970 UTC, BSON's own representation, so any client can feed them.
@@ -63,7 +64,7 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.opset = opset
 
     def fit(self, X: Any, y: Any = None, groups: Any = None) -> GraphFeatures:
-        self._fit(X, y, groups)
+        self._fit(X, y, groups, features=False)
         return self
 
     def fit_transform(self, X: Any, y: Any = None, groups: Any = None, **params: Any) -> np.ndarray:
@@ -71,7 +72,7 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         transformer (a target encoding), which are its out-of-fold values — each row encoded by a
         table the other folds made, as float32 as a graph holding that table would give them.
         `groups` (a group split's field, per row) keeps each group within one of those folds."""
-        trained = self._fit(X, y, groups)
+        trained = self._fit(X, y, groups, features=has_cross_fitted(self.preprocessing))
         crossed = [(columns, np.array(trained[:, columns])) for columns in cross_fitted_columns(self.preprocessing_)]
         del trained  # scikit-learn's own features: only a cross-fitted transformer's columns are kept
         features = self.transform(X)
@@ -79,11 +80,16 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             features[:, columns] = np.asarray(values, dtype=np.float32)
         return features
 
-    def _fit(self, X: Any, y: Any, groups: Any = None) -> np.ndarray:
+    def _fit(self, X: Any, y: Any, groups: Any = None, *, features: bool = True) -> Any:
+        """Fit the preprocessing; scikit-learn's features of `X` when `features` (else None: not computed)."""
         self.preprocessing_ = clone(self.preprocessing)
         if groups is not None:
             give_groups(self.preprocessing_, groups)
-        trained = np.asarray(self.preprocessing_.fit_transform(X, y))
+        trained = None
+        if features:
+            trained = np.asarray(self.preprocessing_.fit_transform(X, y))
+        else:
+            _fit_only(self.preprocessing_, X, y)
         self.onnx_ = self._convert()
         self._session: Any = None
         self.n_features_in_ = len(self.inputs)
@@ -145,6 +151,26 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         state = dict(self.__dict__)
         state["_session"] = None  # an onnxruntime session does not pickle; it is made again on use
         return state
+
+
+def _fit_only(preprocessing: Pipeline, X: Any, y: Any) -> None:
+    """`preprocessing.fit(X, y)` without the features it would concatenate: ColumnTransformer's fit is
+    its fit_transform, which stacks every transformer's output into one matrix of the training rows
+    (at a million documents, the build's peak) that nothing reads. Its fitted state (the fitted
+    transformers, the output's columns and sparsity) is set before the stacking, which alone is skipped."""
+    last = preprocessing.steps[-1][1]
+    stacks = isinstance(last, ColumnTransformer)
+    if stacks:
+        last._hstack = _no_stack  # type: ignore[method-assign]  # this instance, for this fit only
+    try:
+        preprocessing.fit(X, y)
+    finally:
+        if stacks:
+            del last._hstack
+
+
+def _no_stack(Xs: Any, *, n_samples: int) -> None:
+    return None
 
 
 __all__ = ["INPUT_TYPES", "GraphConversionError", "GraphFeatures", "initial_types"]
