@@ -8,7 +8,9 @@ The bottom of the `serving` package: it imports nothing from the rest of it, so 
 from __future__ import annotations
 
 import json
+import json.decoder
 import json.encoder
+import json.scanner
 import math
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -185,6 +187,28 @@ def nesting(body: bytes) -> int:
     return deepest
 
 
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # json.loads' own (C) scanner
+_space = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
+
+
+def _loads(body: bytes) -> Any:
+    """`json.loads(body)`: the same value, the same errors. A body that starts with `{` or `[` and
+    another byte than NUL is UTF-8 to json.loads (no BOM, not UTF-16/32), so it is decoded and
+    scanned here without the Python steps around json's scanner (detect_encoding, decode, raw_decode:
+    half of the cost of a one-record body, 3.3 instead of 6.4 us); any other body goes to json.loads."""
+    if body[:1] not in (b"{", b"[") or body[1:2] == b"\x00":
+        return json.loads(body)
+    text = body.decode("utf-8", "surrogatepass")
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration as stop:
+        raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+    end = _space(text, end).end()
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
 def parse_json(body: Optional[bytes], max_values: int) -> Any:
     """The body as Python values, once its cost is known to be bounded (README: "What a body may cost").
 
@@ -204,7 +228,7 @@ def parse_json(body: Optional[bytes], max_values: int) -> Any:
         raise ClientError(400, f"the body is nested too deeply: arrays and objects more than {MAX_DEPTH} levels")
     try:
         try:
-            return json.loads(body)
+            return _loads(body)
         except ValueError as exc:
             if type(exc) is not ValueError:  # JSONDecodeError, UnicodeDecodeError: the body is bad
                 raise
