@@ -4,10 +4,13 @@ json.loads reads it (its errors as 400s), and prediction ids that never repeat, 
 from __future__ import annotations
 
 import json
+import os
 import random
+import uuid
 from typing import Any
 
-from mlpack.runtime.serving import wire
+from mlpack.runtime.serving import ids, wire
+from mlpack.runtime.serving.ids import new_id
 from mlpack.runtime.serving.wire import ClientError, dump_json_text, parse_json
 
 
@@ -88,3 +91,18 @@ def test_bodies_are_read_as_json_loads_reads_them() -> None:
     for body in bodies():
         got, want = read(body), expected(body)
         assert repr(got) == repr(want), body  # repr: NaN is NaN, -0.0 is not 0.0
+
+
+def test_prediction_ids_never_repeat_even_across_a_fork() -> None:
+    made = [new_id() for _ in range(3 * ids.RANDOM_AT_ONCE)]  # their random bits read several times
+    assert len(set(made)) == len(made) and all(uuid.UUID(i).version == 7 for i in made)
+    new_id()  # the parent holds random bits read ahead: a worker forked now must not use them
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        os.write(write, new_id()[13:].encode())  # after the time: what must differ
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    assert os.read(read, 64).decode() != new_id()[13:]
+    os.close(read)
