@@ -26,6 +26,7 @@ from mlpack.runtime import Metadata, Model
 from mlpack.timings import StageClock
 from mlpack.training import champion as challenger_vs
 from mlpack.training import experiments
+from mlpack.training.aside import columns_set_aside
 from mlpack.training.metrics import check_gates
 from mlpack.training.recipe import Recipe
 from mlpack.training.train import Split, TrainedModel, split, train, with_classes
@@ -78,50 +79,51 @@ def make_model(
     log = log or experiments.TrialLog(
         None, name=config.model.name, version=version, estimator=config.estimator.class_path
     )
-    with clock.stage("train"), library_warnings.captured() as heard:
-        experiment = experiments.run(recipe, rows, log, say=say, warn=warn)
-        best = {**recipe.estimator.params, **experiment.best_params} if experiment else None
-        say(f"training {recipe.estimator_name} on {dataset.rows} rows")
-        trained = train(recipe, dataset, rows=rows, params=best)
-    if experiment is not None:
-        clock.trials = experiment.timings()
-    said = heard.sentences()
-    for sentence in said:
-        warn(sentence)
-    metadata = build_metadata(
-        config,
-        dataset,
-        version=version,
-        created=created,
-        input_names=recipe.input_names,
-        trained=trained,
-        experiment=experiment,
-        heard=said,
-    )
-    # A rejected model's metadata (metrics, parity) goes with the error, for the registry's record.
-    check_gates(trained.metrics, config.evaluation.gates, metadata=dict(metadata))
-    # The champion's scores on these test rows; a challenger that does not beat it by the margin stops here.
-    compared, warning = None, ""
-    if champion is not None:
-        margin = config.evaluation.champion_margin
-        compared, warning = challenger_vs.evaluate(
-            champion, trained, metadata, say, metric=recipe.champion_metric, margin=margin
+    with columns_set_aside(dataset, rows):  # training holds the split's copy of every column: not both
+        with clock.stage("train"), library_warnings.captured() as heard:
+            experiment = experiments.run(recipe, rows, log, say=say, warn=warn)
+            best = {**recipe.estimator.params, **experiment.best_params} if experiment else None
+            say(f"training {recipe.estimator_name} on {dataset.rows} rows")
+            trained = train(recipe, dataset, rows=rows, params=best)
+        if experiment is not None:
+            clock.trials = experiment.timings()
+        said = heard.sentences()
+        for sentence in said:
+            warn(sentence)
+        metadata = build_metadata(
+            config,
+            dataset,
+            version=version,
+            created=created,
+            input_names=recipe.input_names,
+            trained=trained,
+            experiment=experiment,
+            heard=said,
         )
-    if warning:
-        warn(warning)
-    say("exporting to ONNX")
-    with library_warnings.captured() as heard:
-        with clock.stage("export"):
-            onnx_model = to_onnx(
-                trained, metadata["inputs"], opset=config.export.target_opset, graph_name=config.model.import_name
+        # A rejected model's metadata (metrics, parity) goes with the error, for the registry's record.
+        check_gates(trained.metrics, config.evaluation.gates, metadata=dict(metadata))
+        # The champion's scores on these test rows; a challenger that does not beat it by the margin stops here.
+        compared, warning = None, ""
+        if champion is not None:
+            margin = config.evaluation.champion_margin
+            compared, warning = challenger_vs.evaluate(
+                champion, trained, metadata, say, metric=recipe.champion_metric, margin=margin
             )
-        model = Model(onnx_model.SerializeToString(), metadata)
-        with clock.stage("parity"):
-            parity = parity_report(trained, model, config.export.parity_tolerance)
-    for sentence in heard.sentences():
-        warn(sentence)
-    metadata = with_parity(metadata, parity)
-    check_parity(parity, classification=trained.classes is not None, metadata=dict(metadata))
+        if warning:
+            warn(warning)
+        say("exporting to ONNX")
+        with library_warnings.captured() as heard:
+            with clock.stage("export"):
+                onnx_model = to_onnx(
+                    trained, metadata["inputs"], opset=config.export.target_opset, graph_name=config.model.import_name
+                )
+            model = Model(onnx_model.SerializeToString(), metadata)
+            with clock.stage("parity"):
+                parity = parity_report(trained, model, config.export.parity_tolerance)
+        for sentence in heard.sentences():
+            warn(sentence)
+        metadata = with_parity(metadata, parity)
+        check_parity(parity, classification=trained.classes is not None, metadata=dict(metadata))
     unlisted = string_read_fields(config.features.expressions)
     baseline = training_baseline(dataset, model, metadata, config.preprocessing.max_categories, unlisted)
     metadata = with_baseline(metadata, baseline)

@@ -59,6 +59,7 @@ class Split:
     train_keys: np.ndarray | None = None  # "time": ms since 1970, "group": the group, per training row
     test_ids: list[Any] = field(default_factory=list)  # the test documents' _ids (the predictions artifact)
     test_weight: np.ndarray | None = None  # [features].weight of the test documents: the metrics weigh by it
+    rows: tuple[np.ndarray, np.ndarray] | None = None  # the dataset's row numbers of the train and test parts
 
 
 # Fewer test documents than this give no score to trust (one document: r² is undefined, accuracy is 0 or 1).
@@ -91,6 +92,7 @@ def split(recipe: Recipe, dataset: Dataset) -> Split:
         train_keys=keys[train_rows] if keys is not None else None,
         test_ids=[dataset.ids[row] for row in test_rows.tolist()],
         test_weight=dataset.weight[test_rows] if dataset.weight is not None else None,
+        rows=(train_rows, test_rows),
     )
 
 
