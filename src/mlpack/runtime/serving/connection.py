@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Dict, Optional
 
 from .bodies import SlowBody, read_body
-from .framing import FramingError, Incoming, Waiting, body_length, parse_head, take_head
+from .framing import FramingError, Incoming, Waiting, next_head
 from .wire import Request, Response, render
 
 if TYPE_CHECKING:
@@ -136,12 +136,11 @@ class Connection(asyncio.Protocol):
         server, handler, buffer = self.server, self.handler, self.buffer
         while buffer and not (self.busy or self.stalled or self.awaiting or self.closed):
             try:
-                lines, self.scanned = take_head(buffer, self.scanned, MAX_HEAD_BYTES)
-                if lines is None:
+                head, self.scanned = next_head(buffer, self.scanned, MAX_HEAD_BYTES)
+                if head is None:
                     return  # the rest of the head is still to come
                 server.waiting.pop(self, None)
-                method, target, version, headers = parse_head(lines)
-                length = body_length(headers)
+                method, target, version, headers, length = head
             except FramingError as error:
                 server.waiting.pop(self, None)
                 self.write(handler.refuse(error.status, error.message), close=True)
