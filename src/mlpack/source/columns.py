@@ -27,7 +27,6 @@ _ARRAY_KINDS = {float: "float", int: "int", Int64: "int64", datetime.datetime: "
 _NONE = type(None)
 _NUMBERS = {int, float, Int64}
 _EPOCH = datetime.datetime(1970, 1, 1)  # naive: pymongo's datetimes are naive UTC unless tz_aware
-_ONE_US = datetime.timedelta(microseconds=1)
 _TZINFO = operator.attrgetter("tzinfo")
 # What an array holds where a value is None (its null mask says so): 0, False, 1970-01-01.
 _FILLERS: dict[str, Any] = {"int": 0, "int64": 0, "bool": False, "date": _EPOCH}
@@ -86,7 +85,9 @@ def _typed(values: list[Any], shared: dict[str, str]) -> _Chunk:
         return _numbers(values, nulls, size) or _Chunk("list", values, None, size)
     kind = _ARRAY_KINDS.get(next(iter(types))) if len(types) == 1 else None
     if kind == "float":
-        return _Chunk(kind, np.array(values, dtype=np.float64), nulls, size)  # None is NaN; `nulls` says which
+        # fromiter, not np.array: no discovery of each value's type and shape (7 % of the loader's instructions).
+        filled = values if nulls is None else _filled(values, nulls, np.nan)
+        return _Chunk(kind, np.fromiter(filled, dtype=np.float64, count=size), nulls, size)  # None is NaN
     if kind is not None:
         chunk = _array(kind, values if nulls is None else _filled(values, nulls, _FILLERS[kind]), nulls, size)
         if chunk is not None:
@@ -124,10 +125,18 @@ def _array(kind: str, values: list[Any], nulls: np.ndarray | None, size: int) ->
     if kind == "date":
         if not all(map(operator.is_, map(_TZINFO, values), itertools.repeat(None))):
             return None  # aware datetimes (a tz_aware client) are kept as they are
-        data = np.array([(moment - _EPOCH) // _ONE_US for moment in values], dtype=np.int64)
+        # The µs from the difference's parts: exact, without timedelta division's detour through Python ints.
+        data = np.fromiter(
+            [
+                (since := moment - _EPOCH).days * 86_400_000_000 + since.seconds * 1_000_000 + since.microseconds
+                for moment in values
+            ],
+            dtype=np.int64,
+            count=size,
+        )
     else:
         try:
-            data = np.array(values, dtype=bool if kind == "bool" else np.int64)
+            data = np.fromiter(values, dtype=bool if kind == "bool" else np.int64, count=size)
         except OverflowError:  # an int beyond int64: kept as decoded
             return None
     return _Chunk(kind, data, nulls, size)
