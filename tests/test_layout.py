@@ -195,7 +195,19 @@ def test_markers_follow_the_fixtures_a_test_uses(tmp_path: Path) -> None:
     (tmp_path / "show_marks.py").write_text(MARKS_PLUGIN, encoding="utf-8")
     files = ["test_image.py", "test_escaping.py", "test_score.py", "test_card.py", "test_node_client.py"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "show_marks", *(f"tests/{f}" for f in files)],
+        # -n 0: collected in this process, where the plugin prints (not in pytest-xdist's workers)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "show_marks",
+            *(f"tests/{f}" for f in files),
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
         capture_output=True,

@@ -2,11 +2,13 @@
 started here (no engine runs on these machines by default), with a local Python base image.
 
 Slow parts are cached between runs under ~/.cache/mlpack-tests/docker (MLPACK_TEST_CACHE):
-the unpacked engine, its data root (so built layers are reused) and the base image.
+the unpacked engine and the base image, shared; each test process's (pytest-xdist worker's) engine
+has its own data root there, so that built layers are reused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -77,6 +79,23 @@ def _unpack_engine(root: Path) -> Path:
     return unpacked
 
 
+@contextmanager
+def _preparing(root: Path) -> Iterator[None]:
+    """One test process at a time unpacks the engine and makes the base tarball (pytest-xdist's workers
+    each start an engine, and on a fresh machine would otherwise write the same files at once)."""
+    with (root / "prepare.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _engine_root(root: Path) -> Path:
+    """This test process's own engine: its data root (built layers kept between runs), exec root, socket,
+    pidfile and log. Two workers' engines never share one, nor stop each other's as stale."""
+    own = root / f"engine-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    own.mkdir(exist_ok=True)
+    return own
+
+
 def _stop_stale(pidfile: Path) -> None:
     if not pidfile.is_file():
         return
@@ -135,20 +154,22 @@ def docker_engine() -> Iterator[dict[str, str]]:
         yield env
         return
     root = cache_dir()
-    unpacked = _unpack_engine(root)
+    with _preparing(root):
+        unpacked = _unpack_engine(root)
+    own = _engine_root(root)
     bins = f"{unpacked / 'usr' / 'bin'}{os.pathsep}{unpacked / 'usr' / 'sbin'}"
-    env = {"PATH": f"{bins}{os.pathsep}{os.environ['PATH']}", "DOCKER_HOST": f"unix://{root / 'docker.sock'}"}
-    pidfile = root / "dockerd.pid"
+    env = {"PATH": f"{bins}{os.pathsep}{os.environ['PATH']}", "DOCKER_HOST": f"unix://{own / 'docker.sock'}"}
+    pidfile = own / "dockerd.pid"
     _stop_stale(pidfile)
-    (root / "data").mkdir(exist_ok=True)
-    log = (root / "dockerd.log").open("wb")
+    (own / "data").mkdir(exist_ok=True)
+    log = (own / "dockerd.log").open("wb")
     daemon = subprocess.Popen(
         [
             "dockerd",
             "--data-root",
-            str(root / "data"),
+            str(own / "data"),
             "--exec-root",
-            str(root / "exec"),
+            str(own / "exec"),
             "-H",
             env["DOCKER_HOST"],
             "--pidfile",
@@ -169,9 +190,10 @@ def docker_engine() -> Iterator[dict[str, str]]:
         deadline = time.monotonic() + 60
         while not _answers({**os.environ, **env}):
             if daemon.poll() is not None or time.monotonic() > deadline:
-                raise EngineUnavailable(f"dockerd did not start: {(root / 'dockerd.log').read_text()[-800:]}")
+                raise EngineUnavailable(f"dockerd did not start: {(own / 'dockerd.log').read_text()[-800:]}")
             time.sleep(0.3)
-        _ensure_base_image({**os.environ, **env}, root)
+        with _preparing(root):
+            _ensure_base_image({**os.environ, **env}, root)
         yield env
     finally:
         daemon.send_signal(signal.SIGTERM)

@@ -14,7 +14,9 @@ import pytest
 from tests.helpers.docker_engine import EngineUnavailable, docker_engine
 
 
-@pytest.fixture(scope="module")
+# One engine per test process (each pytest-xdist worker its own: docker_engine.py), started when a test
+# first needs it: per module, it was stopped and started again for each of the four modules.
+@pytest.fixture(scope="session")
 def engine() -> Iterator[dict[str, str]]:
     try:
         with docker_engine() as env:
