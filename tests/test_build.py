@@ -497,7 +497,7 @@ def test_a_build_the_registry_cannot_record_is_not_left_as_built(
     registry.insert_one({"name": "another-model", "version": "9.9.9", "task": "classification"})
     registry.create_index("task", unique=True)
     result = run("build", churn_project.path)
-    assert_clean_error(result, 3, "is not recorded", "churn-model-1.0.0.json was withdrawn", "--force")
+    assert_clean_error(result, 3, "is not recorded", "no churn-model-1.0.0.json was written", "--force")
     out = churn_project.path / "dist"
     assert not (out / "churn-model-1.0.0.json").exists()
     assert (out / "churn_model-1.0.0-py3-none-any.whl").is_file()  # the files stay: nothing is lost

@@ -44,7 +44,7 @@ def project(tmp_path: Path, find_only_uri: str, monkeypatch: pytest.MonkeyPatch)
 
 def test_build_score_and_monitor_name_the_right_they_lack(project: Path, run: Any) -> None:
     assert_clean_error(
-        run("build", project, "-q"), 3, "did not allow indexing the registry crm.mlpack_models", "was withdrawn"
+        run("build", project, "-q"), 3, "did not allow indexing the registry crm.mlpack_models", "was written"
     )
     # The same build without a registry (it needs find() only), so that score and monitor have a build to use.
     config = project / "mlpack.toml"

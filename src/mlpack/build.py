@@ -14,7 +14,7 @@ from packaging.version import Version
 
 from mlpack import registry
 from mlpack.artifacts import attest
-from mlpack.artifacts.dist import BuildDir
+from mlpack.artifacts.dist import BuildDir, write_report
 from mlpack.config import Config, load_config, with_version
 from mlpack.errors import ConfigError, ExternalError, MlpackError, QualityGateError
 from mlpack.exported import ExportedModel, Progress, make_model
@@ -160,6 +160,7 @@ def build(
             clock=clock,
             force=force,
             warn=tell,
+            report=False,
         )
         try:
             records.record_built(
@@ -169,8 +170,16 @@ def build(
                 image=result.report.get("image"),
                 files=result.artifacts,
             )
-        except MlpackError as exc:
-            raise _unrecorded(exc, result) from None
+        except MlpackError as exc:  # not recorded, so not built: no report vouches for these files
+            report = result.artifacts["report"]
+            raise ExternalError(  # recording fails only in talking to MongoDB (errors.outside)
+                f"{exc.message} (the build of {result.metadata['name']} {result.metadata['version']} is not "
+                f"recorded, so no {report.name} was written to {report.parent}: build again once the registry "
+                "is reachable, with --force to replace its files)",
+                details=exc.details,
+            ) from None
+        # The report last: its presence is what score, serve, monitor and publish read as "built".
+        write_report(result.artifacts["report"], result.report)
     if result.failure is not None:  # the demanded image: the rest of the build is in place and recorded
         raise result.failure
     result.seconds = round(time.monotonic() - started, 2)
@@ -184,21 +193,6 @@ _GROUP_INPUT = (
     "the others) and the test scores are those of unknown categories; leave it out of [features], or group by "
     "another field"
 )
-
-
-def _unrecorded(exc: MlpackError, result: BuildResult) -> ExternalError:
-    """A build the registry could not record is not a build: its report (what score, serve, monitor and
-    publish read as "built") is withdrawn, so `auto` never picks it and nothing vouches for its files.
-    The files stay: a build run again replaces them when it is byte-identical (the same data, config and
-    SOURCE_DATE_EPOCH) or with --force."""
-    report = result.artifacts["report"]
-    report.unlink(missing_ok=True)
-    return ExternalError(  # recording fails only in talking to MongoDB (errors.outside)
-        f"{exc.message} (the build of {result.metadata['name']} {result.metadata['version']} is not recorded, "
-        f"so {report.name} was withdrawn from {report.parent}: build again once the registry is reachable, "
-        "with --force to replace its files)",
-        details=exc.details,
-    )
 
 
 def _champion(config: Config, out_dir: Path, version: str, warn: Progress) -> tuple[champion.Champion | None, str]:

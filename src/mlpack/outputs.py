@@ -77,10 +77,12 @@ def write_artifacts(
     clock: StageClock | None = None,
     force: bool = False,
     warn: Progress = _silent,
+    report: bool = True,
 ) -> BuildResult:
     """The build's files into `out_dir`, then (`attest_build`) its SBOM, provenance and signatures, then
-    the report. An artifact already in `out_dir` under the same name is replaced only when it is
-    byte-identical (a reproducible rebuild) or `force` is given: nothing silently overwrites a build."""
+    the report (with `report=False`, `build` writes it itself, once the registry has recorded the build).
+    An artifact already in `out_dir` under the same name is replaced only when it is byte-identical (a
+    reproducible rebuild) or `force` is given: nothing silently overwrites a build."""
     clock = clock or StageClock()
     result = _write_files(config, exported, out_dir, say, context=image != "none", clock=clock, force=force, warn=warn)
     try:
@@ -101,7 +103,8 @@ def write_artifacts(
     except MlpackError as exc:
         result.failure = exc
     result.report["timings"] = clock.report()
-    write_report(result.artifacts["report"], result.report)
+    if report:
+        write_report(result.artifacts["report"], result.report)
     return result
 
 
