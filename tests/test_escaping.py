@@ -66,7 +66,10 @@ def test_labels_round_trip_through_the_docker_engine(
     """The builder expands nothing in a LABEL and keeps non-ASCII text as it is."""
     _hostile_project(churn_project, mongo_client)
     churn_project.config.write_text(
-        churn_project.config.read_text() + '\n[image]\nbase = "python:3.11-slim"\n', encoding="utf-8"
+        # A tag of its own: where both pytest-xdist workers share one engine (an engine already running),
+        # test_image.py may build churn-model:1.0.0 at the same moment.
+        churn_project.config.read_text() + '\n[image]\nbase = "python:3.11-slim"\ntag = "escaping-model:1.0.0"\n',
+        encoding="utf-8",
     )
     result = run("build", churn_project.path, "--image", "--json")
     assert result.code == 0, result.err
