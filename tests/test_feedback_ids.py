@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mlpack.build import BuildResult
 from mlpack.runtime.serving.ids import minted_ms, new_id
-from mlpack.source.embedded import embedded_server
 from tests.helpers.documents import subscribers
-from tests.helpers.http_client import ServerProcess
+from tests.helpers.http_client import logged_server
 
 RECORD = {k: v for k, v in subscribers(1)[0].items() if k not in ("_id", "churned")}
 
@@ -33,33 +32,26 @@ def test_an_id_is_a_version_7_uuid_that_says_when_it_was_minted() -> None:
 
 
 def test_a_flood_of_unknown_ids_does_not_hold_up_real_feedback(built_model: BuildResult) -> None:
-    with embedded_server() as log_uri:
-        process = ServerProcess.mlpack(
-            built_model.artifacts["wheel"],
-            env={"MLPACK_INFERENCE_LOG_URI": log_uri, "MLPACK_INFERENCE_LOG_DB": "telemetry"},
-        )
-        try:
-            an_hour_ago = uuid.UUID(int=(int(new_id(), 16) - ((3_600_000) << 80))).hex
-            unknown = [uuid.uuid4().hex for _ in range(40)] + ["0" * 32] * 12 + [an_hour_ago] * 12
+    with logged_server(built_model.artifacts["wheel"]) as (process, _log):
+        an_hour_ago = uuid.UUID(int=(int(new_id(), 16) - ((3_600_000) << 80))).hex
+        unknown = [uuid.uuid4().hex for _ in range(40)] + ["0" * 32] * 12 + [an_hour_ago] * 12
 
-            def send(prediction_id: str) -> int:
-                return process.request("POST", "/feedback", {"id": prediction_id, "label": "stayed"}).status
+        def send(prediction_id: str) -> int:
+            return process.request("POST", "/feedback", {"id": prediction_id, "label": "stayed"}).status
 
-            started = time.monotonic()
-            with ThreadPoolExecutor(16) as pool:
-                flood = pool.map(send, unknown)
-                answered = process.request("POST", "/predict", RECORD).json()
-                real = process.request("POST", "/feedback", {"id": answered["id"], "label": "churned"})
-                took = time.monotonic() - started
-                statuses = list(flood)
-            assert statuses == [404] * len(unknown)
-            assert real.status == 202
-            # Before: each unknown id held a feedback thread 2.5 s; the real outcome came after 19 s here.
-            assert took < 10, took
-            # An id minted a moment ago is still looked for until its record could have been written.
-            fresh = new_id()
-            started = time.monotonic()
-            assert send(fresh) == 404
-            assert time.monotonic() - started >= 2.0
-        finally:
-            process.stop()
+        started = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            flood = pool.map(send, unknown)
+            answered = process.request("POST", "/predict", RECORD).json()
+            real = process.request("POST", "/feedback", {"id": answered["id"], "label": "churned"})
+            took = time.monotonic() - started
+            statuses = list(flood)
+        assert statuses == [404] * len(unknown)
+        assert real.status == 202
+        # Before: each unknown id held a feedback thread 2.5 s; the real outcome came after 19 s here.
+        assert took < 10, took
+        # An id minted a moment ago is still looked for until its record could have been written.
+        fresh = new_id()
+        started = time.monotonic()
+        assert send(fresh) == 404
+        assert time.monotonic() - started >= 2.0

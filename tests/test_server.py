@@ -21,7 +21,7 @@ from mlpack.artifacts.read import open_model
 from mlpack.build import BuildResult, write_artifacts
 from mlpack.source.embedded import embedded_server
 from tests.helpers.documents import fuzzed_subscriber, subscribers
-from tests.helpers.http_client import ServerProcess
+from tests.helpers.http_client import ServerProcess, logged_server
 from tests.helpers.training import config_for, export
 
 RECORDS = subscribers(30, seed=11, absent=False)
@@ -473,47 +473,41 @@ def test_expect_100_continue_is_answered_at_once(server: ServerProcess) -> None:
 
 def test_predictions_carry_ids_and_feedback_is_stored_beside_them(built_model: BuildResult) -> None:
     """Issue 11 item 5: every /predict answer has an id; POST /feedback puts the truth next to the logged record."""
-    with embedded_server() as log_uri:
-        process = ServerProcess.mlpack(
-            built_model.artifacts["wheel"],
-            env={"MLPACK_INFERENCE_LOG_URI": log_uri, "MLPACK_INFERENCE_LOG_DB": "telemetry"},
-        )
-        try:
-            one = process.request("POST", "/predict", RECORDS[0]).json()
-            two = process.request("POST", "/predict", RECORDS[1:3]).json()
-            v2 = process.request("POST", "/v2/models/test-model/infer", {"inputs": v2_inputs(RECORDS[3:4])}).json()
-            ids = [one["id"], two["id"], v2["id"]]
-            assert all(isinstance(i, str) and len(i) == 32 for i in ids) and len(set(ids)) == 3
-            accepted = [
-                process.request("POST", "/feedback", {"id": one["id"], "label": "churned"}),
-                process.request("POST", "/feedback", {"id": two["id"], "index": 1, "label": "stayed"}),
-                process.request("POST", "/feedback", {"id": v2["id"], "label": "stayed"}),
-            ]
-            assert [a.status for a in accepted] == [202] * 3
-            assert accepted[1].json() == {"id": two["id"], "index": 1, "status": "accepted"}
-            # An id no /predict answered is said to be unknown (it was a 202, as if stored), and nothing is stored.
-            unknown = process.request("POST", "/feedback", {"id": "0" * 32, "label": "stayed"})
-            assert unknown.status == 404 and f"no logged prediction has id '{'0' * 32}'" in unknown.json()["error"]
-            for body, field in FEEDBACK_MISTAKES:
-                answer = process.request("POST", "/feedback", body)
-                assert answer.status == 422 and f"field '{field}'" in answer.json()["error"], (body, answer.body)
-            client: MongoClient[dict[str, Any]] = MongoClient(log_uri)
-            collection = client["telemetry"]["inference_log"]
-            deadline = time.monotonic() + 15
-            while collection.count_documents({"feedback": {"$exists": True}}) < 3 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            logged = {doc["_id"]: doc for doc in collection.find()}
-            client.close()
-            assert set(logged) == set(ids)
-            assert logged[one["id"]]["predictions"] == one["predictions"]
-            assert [(f["index"], f["label"]) for f in logged[one["id"]]["feedback"]] == [(0, "churned")]
-            assert [(f["index"], f["label"]) for f in logged[two["id"]]["feedback"]] == [(1, "stayed")]
-            assert logged[v2["id"]]["route"] == "v2/infer" and logged[v2["id"]]["feedback"][0]["label"] == "stayed"
-            text = process.request("GET", "/metrics").body.decode()
-            assert scraped(text, "mlpack_feedback_total", outcome="stored") == 3
-            assert scraped(text, "mlpack_feedback_total", outcome="unknown") == 1
-        finally:
-            assert process.stop() == 0
+    with logged_server(built_model.artifacts["wheel"]) as (process, log_uri):
+        one = process.request("POST", "/predict", RECORDS[0]).json()
+        two = process.request("POST", "/predict", RECORDS[1:3]).json()
+        v2 = process.request("POST", "/v2/models/test-model/infer", {"inputs": v2_inputs(RECORDS[3:4])}).json()
+        ids = [one["id"], two["id"], v2["id"]]
+        assert all(isinstance(i, str) and len(i) == 32 for i in ids) and len(set(ids)) == 3
+        accepted = [
+            process.request("POST", "/feedback", {"id": one["id"], "label": "churned"}),
+            process.request("POST", "/feedback", {"id": two["id"], "index": 1, "label": "stayed"}),
+            process.request("POST", "/feedback", {"id": v2["id"], "label": "stayed"}),
+        ]
+        assert [a.status for a in accepted] == [202] * 3
+        assert accepted[1].json() == {"id": two["id"], "index": 1, "status": "accepted"}
+        # An id no /predict answered is said to be unknown (it was a 202, as if stored), and nothing is stored.
+        unknown = process.request("POST", "/feedback", {"id": "0" * 32, "label": "stayed"})
+        assert unknown.status == 404 and f"no logged prediction has id '{'0' * 32}'" in unknown.json()["error"]
+        for body, field in FEEDBACK_MISTAKES:
+            answer = process.request("POST", "/feedback", body)
+            assert answer.status == 422 and f"field '{field}'" in answer.json()["error"], (body, answer.body)
+        client: MongoClient[dict[str, Any]] = MongoClient(log_uri)
+        collection = client["telemetry"]["inference_log"]
+        deadline = time.monotonic() + 15
+        while collection.count_documents({"feedback": {"$exists": True}}) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        logged = {doc["_id"]: doc for doc in collection.find()}
+        client.close()
+        assert set(logged) == set(ids)
+        assert logged[one["id"]]["predictions"] == one["predictions"]
+        assert [(f["index"], f["label"]) for f in logged[one["id"]]["feedback"]] == [(0, "churned")]
+        assert [(f["index"], f["label"]) for f in logged[two["id"]]["feedback"]] == [(1, "stayed")]
+        assert logged[v2["id"]]["route"] == "v2/infer" and logged[v2["id"]]["feedback"][0]["label"] == "stayed"
+        text = process.request("GET", "/metrics").body.decode()
+        assert scraped(text, "mlpack_feedback_total", outcome="stored") == 3
+        assert scraped(text, "mlpack_feedback_total", outcome="unknown") == 1
+        assert process.stop() == 0
 
 
 FEEDBACK_MISTAKES = [

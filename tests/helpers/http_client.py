@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpack.source.embedded import free_port
+from mlpack.source.embedded import embedded_server, free_port
 
 
 @dataclass
@@ -154,3 +155,17 @@ def exchange(port: int, data: bytes, *, timeout: float = 10) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+@contextmanager
+def logged_server(wheel: Path, database: str = "telemetry") -> Iterator[tuple[ServerProcess, str]]:
+    """The wheel's server with its inference log on, in a SecantusDB of its own (the server and that
+    database's URI); the server is stopped on the way out."""
+    with embedded_server() as log_uri:
+        process = ServerProcess.mlpack(
+            wheel, env={"MLPACK_INFERENCE_LOG_URI": log_uri, "MLPACK_INFERENCE_LOG_DB": database}
+        )
+        try:
+            yield process, log_uri
+        finally:
+            process.stop()

@@ -145,7 +145,7 @@ class BuildDir:
 
     def wheel(self, version: str) -> Path:
         """The model wheel of a version ("auto": the newest), verified against its report. A wheel with no
-        report is not handed out: a build the registry could not record has its report withdrawn."""
+        report is not handed out: a build the registry could not record gets none (build.py)."""
         try:
             wanted = self.resolve(version)
         except ConfigError:

@@ -14,7 +14,10 @@ import time
 from typing import List, Optional
 
 _HEX = frozenset("0123456789abcdef")
-
+RANDOM_AT_ONCE = 256
+_random: List[int] = []  # 80 random bits each, for the next ids
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_random.clear)
 
 # Of a 128-bit id: the 4 version bits and the 2 variant bits cleared, then set (version 7, variant 10).
 _CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
@@ -35,12 +38,6 @@ def new_id() -> str:
         random = _random.pop()
     bits = (time.time_ns() // 1_000_000 % (1 << 48)) << 80 | random
     return "%032x" % (bits & _CLEAR | _SET)
-
-
-RANDOM_AT_ONCE = 256
-_random: List[int] = []  # 80 random bits each, for the next ids
-if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
-    os.register_at_fork(after_in_child=_random.clear)
 
 
 def minted_ms(prediction_id: str) -> Optional[int]:
