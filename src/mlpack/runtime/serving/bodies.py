@@ -11,6 +11,8 @@ Apache's mod_reqtimeout asks (nginx's client_body_timeout bounds only the gap be
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import List
 
 from .framing import Incoming
@@ -77,4 +79,15 @@ async def read_body(incoming: Incoming, length: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-__all__ = ["BODY_GRACE_S", "MIN_BODY_RATE", "ByteBudget", "SlowBody", "read_body"]
+async def drop_for(incoming: Incoming, seconds: float) -> None:
+    """Read and drop what the client sends, for `seconds` at most or until its end (a refused body)."""
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+        while (left := deadline - time.monotonic()) > 0:
+            incoming.buffer.clear()
+            if not await asyncio.wait_for(incoming.fill(), left):
+                break
+    incoming.buffer.clear()
+
+
+__all__ = ["BODY_GRACE_S", "MIN_BODY_RATE", "ByteBudget", "SlowBody", "drop_for", "read_body"]

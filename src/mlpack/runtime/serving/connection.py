@@ -2,9 +2,10 @@
 
 The usual request (a small one whose head and body came in together) is answered inside
 `data_received`, where asyncio hands over the bytes: one parse of the buffer, one `write`, and no
-task, future or stream object. A request that needs to wait (its body still on its way, a body over
-64 KiB, `Expect: 100-continue`, a refusal that must linger) is handed to a coroutine, `slow`, that
-owns the connection until the request is answered and reads the same buffer through `Incoming`.
+task, future or stream object (if others are answered in the same turn of the loop, it is written
+with theirs at its end: `HttpServer.later`). A request that needs to wait (its body still on its way,
+a body over 64 KiB, `Expect: 100-continue`, a refusal that must linger) is handed to a coroutine,
+`slow`, that owns the connection until the request is answered and reads the same buffer (`Incoming`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from typing import TYPE_CHECKING, Dict, Optional
 
-from .bodies import SlowBody, read_body
+from .bodies import SlowBody, drop_for, read_body
 from .framing import FramingError, Incoming, Waiting, next_head
 from .wire import Request, Response, render
 
@@ -53,6 +53,7 @@ class Connection(asyncio.Protocol):
         self._waiter: Optional[asyncio.Future[None]] = None  # a coroutine waiting for bytes
         self._drained: Optional[asyncio.Future[None]] = None  # a coroutine waiting for the client to read
         self._timer: Optional[asyncio.TimerHandle] = None  # the write timeout of a stalled answer
+        self.unsent: Optional[bytes] = None  # an answer written at the end of this turn (HttpServer.later)
         self.incoming = Incoming(buffer=self.buffer, fill=self.fill)
 
     # -- asyncio's callbacks ------------------------------------------------------------------------
@@ -183,16 +184,26 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def _deliver(self, answer: Response, keep_alive: bool, head_only: bool) -> bool:
-        """Write an answer made inline; whether the next request may be read now."""
-        if not self.write(answer, close=not keep_alive or self.handler.draining.is_set(), head_only=head_only):
+        """Write an answer made inline; whether the next request may be read now. With other callbacks
+        ready on the loop (CPython's asyncio keeps them in `_ready`: other connections' requests, in
+        this turn) and nothing more in the buffer, it leaves with theirs (`HttpServer.later`)."""
+        close = not keep_alive or self.handler.draining.is_set()
+        if not (close or self.buffer or self.closed) and getattr(self.loop, "_ready", None):
+            self.server.later(self, render(answer, False, head_only))
+            return True
+        if not self.write(answer, close=close, head_only=head_only):
             return False
-        if self.write_paused:  # the client is not reading: no more requests until it takes this answer
-            self.stalled = True
-            self.server.enter()
-            self._pause_reading()
-            self._timer = self.loop.call_later(self.server.limits.write_timeout, self.abort)
+        if self.write_paused:
+            self.stall()
             return False
         return True
+
+    def stall(self) -> None:
+        """The client is not reading: no more requests until it takes the answer (or the write timeout)."""
+        self.stalled = True
+        self.server.enter()
+        self._pause_reading()
+        self._timer = self.loop.call_later(self.server.limits.write_timeout, self.abort)
 
     def _answered(self, done: asyncio.Future[Response], *, keep_alive: bool, head_only: bool) -> None:
         """A batched prediction's answer is ready: write it, then go on with the requests behind it."""
@@ -211,6 +222,8 @@ class Connection(asyncio.Protocol):
     def write(self, answer: Response, *, close: bool, head_only: bool = False) -> bool:
         """Write one answer; whether the connection carries another request (False: closed after it)."""
         if not self.closed:
+            if self.unsent is not None:
+                self.server.send_unsent(self)  # what was written first leaves first
             self.transport.write(render(answer, close, head_only))  # type: ignore[union-attr]
             if not close:
                 return True
@@ -222,6 +235,7 @@ class Connection(asyncio.Protocol):
         """No more requests: close once the answers written are out (or after the write timeout)."""
         if self.closed:
             return
+        self.server.send_unsent(self)
         self.closed = True
         self.server.waiting.pop(self, None)
         transport = self.transport
@@ -233,7 +247,8 @@ class Connection(asyncio.Protocol):
             self._timer = self.loop.call_later(self.server.limits.write_timeout, transport.abort)
 
     def abort(self) -> None:
-        """Close now, dropping whatever is not yet written."""
+        """Close now, dropping whatever is not yet written (an answer held back goes first, as before)."""
+        self.server.send_unsent(self)
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -374,13 +389,7 @@ class Connection(asyncio.Protocol):
         await self.drain()
         with contextlib.suppress(Exception):
             self.transport.write_eof()  # type: ignore[union-attr]
-        deadline = time.monotonic() + LINGER_S
-        with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
-            while (left := deadline - time.monotonic()) > 0:
-                self.buffer.clear()
-                if not await asyncio.wait_for(self.fill(), left):
-                    break
-        self.buffer.clear()
+        await drop_for(self.incoming, LINGER_S)
 
     async def _answer(self, answer: Response, keep_alive: bool, head_only: bool = False) -> bool:
         keep_alive = keep_alive and not self.handler.draining.is_set()

@@ -10,7 +10,8 @@ one parse of the connection's buffer and one `write`. Everything else (a body st
 over 64 KiB, `Expect: 100-continue`, a refusal that must linger) is handed to a coroutine that owns
 the connection until that request is done (`Connection.slow`), with the limits and
 timeouts of the stream-based server this replaced. Connections waiting for a head are timed by one
-sweep over them in the order they began waiting, not by a timer per request.
+sweep over them in the order they began waiting, not by a timer per request. The answers made in one
+turn of the loop leave together at its end (`HttpServer.later`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, List, Optional, Set
 
 from ..settings import Limits
 from .bodies import ByteBudget
@@ -38,6 +39,9 @@ except ImportError:  # pragma: no cover
     Protocol = object  # type: ignore[assignment]
 
 log = logging.getLogger("mlpack.server")
+
+# The longest an answer made inline waits for the others of its turn of the loop: then they all go.
+LATER_S = 0.001
 
 
 class Handler(Protocol):
@@ -89,6 +93,50 @@ class HttpServer:
         self.large = asyncio.Semaphore(self.limits.large_bodies)  # parsed and predicted at once
         self.reading = ByteBudget(self.limits.large_bodies * self.limits.max_body_bytes)
         self.tasks: Set[asyncio.Task[None]] = set()  # exchanges in progress (a reference keeps them alive)
+        self.unsent: List[Connection] = []  # holding an answer for the end of this turn of the loop
+        self._unsent_since = 0.0
+        self._flush_soon = False  # a callback to write them is on the loop
+
+    # -- answers at the end of a turn -------------------------------------------------------------
+    def later(self, connection: Connection, data: bytes) -> None:
+        """Write `connection`'s answer `data` at the end of this turn of the loop, with the others.
+
+        Each answer written wakes the client's thread that waits for it, on another CPU: on loopback
+        that wake-up is the sender's work (the kernel delivers the bytes within `send`), 13 us of a
+        180 us request at 64 connections. Written together, one wake-up takes many answers. The turn
+        ends sooner than any of its requests would be read again, so no answer waits for the client's
+        next request; and none waits longer than LATER_S for the others: then all go at once."""
+        connection.unsent = data
+        unsent, loop = self.unsent, connection.loop
+        unsent.append(connection)
+        if len(unsent) == 1:
+            self._unsent_since = loop.time()
+            if not self._flush_soon:
+                self._flush_soon = True
+                loop.call_soon(self._flush_later)  # after this turn's callbacks, before the next poll's
+        elif loop.time() - self._unsent_since >= LATER_S:
+            self.flush()
+
+    def _flush_later(self) -> None:
+        self._flush_soon = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every answer `later` holds, in the order they were made."""
+        unsent, self.unsent = self.unsent, []
+        for connection in unsent:
+            self.send_unsent(connection)
+
+    @staticmethod
+    def send_unsent(connection: Connection) -> None:
+        """Write the answer `later` held back for `connection`, as it would have been (a stall included)."""
+        data, connection.unsent = connection.unsent, None
+        if data is None or connection.closed:
+            return
+        connection.transport.write(data)  # type: ignore[union-attr]
+        if connection.write_paused and not connection.stalled:
+            connection.server.waiting.pop(connection, None)  # it reads no head until the client takes this
+            connection.stall()
 
     # -- connections ----------------------------------------------------------------------------
     async def accept(self, sock: socket.socket) -> None:
