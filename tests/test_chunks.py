@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import mlpack.export.parity as parity
 import mlpack.features.graph as graph
 from mlpack.config import parse_config
 from mlpack.exported import ExportedModel
+from mlpack.features.text import TextWords
 from tests.helpers.shop import CONFIG, orders
 from tests.helpers.training import export
 
@@ -80,6 +82,41 @@ def test_the_graph_is_fitted_without_stacking_scikit_learns_features(monkeypatch
     assert "_hstack" not in vars(ours.preprocessing_.steps[-1][1])  # nothing of the fit left on the fitted step
     assert ours.onnx_ == reference.onnx_
     assert trained_on.tobytes() == reference.transform(frame).tobytes()
+
+
+def test_no_part_of_the_preprocessing_computes_its_features_of_the_training_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ColumnTransformer's fit would compute every part's features of the training rows and hold them
+    all until the last part is fitted: each part is fitted without them (a pipeline's last step is
+    fitted, not applied), and the fitted preprocessing is the one fit_transform leaves."""
+    model = exported_with(monkeypatch, ESTIMATORS[0], 10**9)
+    features = model.trained.pipeline.steps[0][1]
+    frame, target = model.trained.train_frame, model.trained.train_target
+    reference = clone(features)
+    reference._fit(frame, target, features=True)
+    applied: list[str] = []
+    for last in (StandardScaler, OneHotEncoder, TextWords):  # the shop's parts end in these
+        original = last.transform
+
+        def spied(self: Any, X: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            if len(X) == len(frame):
+                applied.append(type(self).__name__)
+            return _original(self, X, *args, **kwargs)
+
+        monkeypatch.setattr(last, "transform", spied)
+    ours = clone(features)
+    ours._fit(frame, target, features=False)
+    assert applied == []
+    fitted, expected = ours.preprocessing_.steps[-1][1], reference.preprocessing_.steps[-1][1]
+    assert [type(part) for _, part, _ in fitted.transformers_] == [type(part) for _, part, _ in expected.transformers_]
+    assert fitted.output_indices_ == expected.output_indices_
+    given = features.preprocessing.steps[-1][1].transformers
+    assert [type(part) for _, part, _ in fitted.transformers] == [type(part) for _, part, _ in given]  # as given
+    assert ours.onnx_ == reference.onnx_
+    monkeypatch.undo()
+    assert ours.transform(frame).tobytes() == reference.transform(frame).tobytes()
+    assert ours.preprocessing_.transform(frame).tobytes() == reference.preprocessing_.transform(frame).tobytes()
 
 
 def test_the_training_frame_shares_the_split_columns_strings_too() -> None:

@@ -154,19 +154,53 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
 
 def _fit_only(preprocessing: Pipeline, X: Any, y: Any) -> None:
-    """`preprocessing.fit(X, y)` without the features it would concatenate: ColumnTransformer's fit is
-    its fit_transform, which stacks every transformer's output into one matrix of the training rows
-    (at a million documents, the build's peak) that nothing reads. Its fitted state (the fitted
-    transformers, the output's columns and sparsity) is set before the stacking, which alone is skipped."""
+    """`preprocessing.fit(X, y)` without the features it would make of the training rows: ColumnTransformer's
+    fit is its fit_transform, which computes each transformer's output, holds them all until the last is
+    done, and stacks them into one matrix (at a million documents, the build's peak) that nothing reads.
+    Here each transformer is fitted without transforming the training rows (`_FitOnly`); its fitted state
+    and the ColumnTransformer's (the fitted transformers, the output's columns and sparsity) are those
+    of the fit_transform, and the stacking alone is skipped."""
     last = preprocessing.steps[-1][1]
-    stacks = isinstance(last, ColumnTransformer)
-    if stacks:
-        last._hstack = _no_stack  # type: ignore[method-assign]  # this instance, for this fit only
+    if not isinstance(last, ColumnTransformer) or last.sparse_threshold != 0:
+        # sparse_threshold 0: the output is dense whatever the parts give, so no part's sparsity is needed
+        preprocessing.fit(X, y)
+        return
+    given = last.transformers
+    last.transformers = [(name, _FitOnly(part) if _fitted(part) else part, columns) for name, part, columns in given]
+    last._hstack = _no_stack  # type: ignore[method-assign]  # this instance, for this fit only
     try:
         preprocessing.fit(X, y)
+        fitted = [(name, getattr(part, "part", part), columns) for name, part, columns in last.transformers_]
+        last.transformers_ = fitted
     finally:
-        if stacks:
-            del last._hstack
+        last.transformers = given
+        del last._hstack
+
+
+def _fitted(part: Any) -> bool:
+    return not isinstance(part, str)  # "drop" and "passthrough" are not fitted
+
+
+class _FitOnly(BaseEstimator):  # type: ignore[misc]
+    """A ColumnTransformer part whose fit_transform fits it (a Pipeline's last step is fitted, not also
+    applied) and gives a stand-in of the output's shape that holds no memory: ColumnTransformer reads
+    only its shape here, and nothing reads its values. `_fit_only` puts the fitted part back."""
+
+    def __init__(self, part: Any) -> None:
+        self.part = part
+
+    def fit(self, X: Any, y: Any = None, **params: Any) -> _FitOnly:
+        self.part.fit(X, y, **params)
+        return self
+
+    def transform(self, X: Any) -> Any:
+        return self.part.transform(X)
+
+    def fit_transform(self, X: Any, y: Any = None, **params: Any) -> np.ndarray:
+        self.fit(X, y, **params)
+        # The output's width from one row: every part's output columns are fixed by its fitted state.
+        width = self.part.transform(X.iloc[:1] if hasattr(X, "iloc") else X[:1]).shape[1]
+        return np.broadcast_to(np.float64(0.0), (len(X), width))
 
 
 def _no_stack(Xs: Any, *, n_samples: int) -> None:
