@@ -23,6 +23,7 @@ from mlpack.training import splits
 from mlpack.training.metrics import answers, scores_of
 from mlpack.training.pipeline import build_pipeline
 from mlpack.training.recipe import Recipe
+from mlpack.training.spill import kept_in_a_file
 from mlpack.validate import Dataset
 
 
@@ -140,12 +141,12 @@ def train(
     fit_args: dict[str, Any] = (
         {"estimator__sample_weight": parts.train_weight} if parts.train_weight is not None else {}
     )
+    feature_args: dict[str, Any] = {}
     if recipe.evaluation.split == "group" and parts.train_keys is not None:
-        fit_args["features__groups"] = parts.train_keys  # a target encoding's folds keep each group whole
-    train_frame = frame(parts.train_columns, recipe.input_names)
-    check_derived(recipe.feature_spec, train_frame)
+        feature_args["groups"] = parts.train_keys  # a target encoding's folds keep each group whole
+    check_derived(recipe.feature_spec, frame(parts.train_columns, recipe.input_names))
     try:
-        pipeline.fit(train_frame, parts.train_target, **fit_args)  # a ConvergenceWarning is the build's to say
+        _fit(pipeline, parts, recipe.input_names, fit_args, feature_args)  # a ConvergenceWarning is the build's to say
     except NoWordsError as exc:
         raise DataError(str(exc)) from None
     except GraphConversionError as exc:
@@ -153,6 +154,7 @@ def train(
     except fit_errors(spec) as exc:
         # scikit-learn validates params at fit time (InvalidParameterError is a ValueError).
         raise ConfigError(f"[estimator] {recipe.estimator.class_path} could not be trained: {exc}") from None
+    train_frame = frame(parts.train_columns, recipe.input_names)
     test_frame = frame(parts.test_columns, recipe.input_names)
     # The test rows' answers, once: the metrics, the parity check and the card all read these.
     predicted, probabilities = answers(pipeline, test_frame, classification=recipe.classification)
@@ -181,3 +183,26 @@ def train(
         test_predicted=predicted,
         test_probabilities=probabilities,
     )
+
+
+def _fit(
+    pipeline: Pipeline,
+    parts: Split,
+    input_names: dict[str, str],
+    fit_args: dict[str, Any],
+    feature_args: dict[str, Any],
+) -> None:
+    """`pipeline.fit` on the training rows, in two steps: the graph's features (the pipeline's first step,
+    fitted and applied as Pipeline.fit would), then the estimator on them (Pipeline.fit with that step as
+    passthrough). The split's columns are read by neither while they wait (training/spill.py): the test
+    rows' during both, the training rows' once their features are made."""
+    features = pipeline.steps[0][1]
+    with kept_in_a_file(parts.test_columns):
+        trained_on = features.fit_transform(frame(parts.train_columns, input_names), parts.train_target, **feature_args)
+        with kept_in_a_file(parts.train_columns):
+            pipeline.set_params(features="passthrough")
+            try:
+                pipeline.fit(trained_on, parts.train_target, **fit_args)
+            finally:
+                pipeline.set_params(features=features)
+            del trained_on  # before the columns come back: the estimator keeps no reference to its features
