@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from mlpack import registry
+from mlpack import heap, registry
 from mlpack.artifacts import attest
 from mlpack.artifacts.dist import BuildDir, write_report
 from mlpack.config import Config, load_config, with_version
@@ -118,6 +118,7 @@ def build(
                 feedback=feedback,
             )
         del raw  # the loaded columns: the dataset has what training needs, and a million documents weigh
+        heap.release()  # and their pages go back: the next steps' arrays would otherwise be mapped beside them
         for warning in dataset.warnings:
             tell(warning)
         log = experiments.TrialLog(
@@ -148,6 +149,7 @@ def build(
                 details=exc.details,
             )
             raise
+        del dataset  # the model has what the artifacts need: the columns are not held through them
         exported.champion_warning = not_compared or exported.champion_warning
         with_image = image if image is not None else config.image_configured
         result = write_artifacts(

@@ -15,7 +15,7 @@ from typing import Any
 
 import onnx
 
-from mlpack import library_warnings
+from mlpack import heap, library_warnings
 from mlpack.config import Config
 from mlpack.export.baseline import training_baseline
 from mlpack.export.convert import to_onnx, with_metadata
@@ -125,6 +125,7 @@ def make_model(
         metadata = with_parity(metadata, parity)
         check_parity(parity, classification=trained.classes is not None, metadata=dict(metadata))
     unlisted = string_read_fields(config.features.expressions)
+    heap.release()  # the columns put back above: the baseline's passes are not mapped beside what parity freed
     baseline = training_baseline(dataset, model, metadata, config.preprocessing.max_categories, unlisted)
     metadata = with_baseline(metadata, baseline)
     return ExportedModel(trained, onnx_model, metadata, rows, experiment, compared, warning)

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mlpack import heap
+
 STAGES = ("load", "validate", "train", "export", "parity", "card", "package", "image")
 
 
@@ -19,6 +21,7 @@ class StageClock:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        heap.release()  # what the steps before freed: a stage's arrays are not mapped beside it
         started = time.perf_counter()
         try:
             yield

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from mlpack import heap
 from mlpack.features.converters import register as register_converters
 from mlpack.features.encodings import cross_fitted_columns, give_groups, has_cross_fitted
 
@@ -75,6 +76,7 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         trained = self._fit(X, y, groups, features=has_cross_fitted(self.preprocessing))
         crossed = [(columns, np.array(trained[:, columns])) for columns in cross_fitted_columns(self.preprocessing_)]
         del trained  # scikit-learn's own features: only a cross-fitted transformer's columns are kept
+        heap.release()  # what the fit's passes freed, before the largest array of training, the features
         features = self.transform(X)
         for columns, values in crossed:
             features[:, columns] = np.asarray(values, dtype=np.float32)

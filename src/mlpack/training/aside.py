@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from mlpack import heap
 from mlpack.training.train import Split
 from mlpack.validate import Dataset
 
@@ -40,6 +41,7 @@ def columns_set_aside(dataset: Dataset, rows: Split) -> Iterator[None]:
     kept = {kind: list(getattr(dataset, kind)) for kind in _KINDS}  # the paths, in their order
     for kind in _KINDS:
         setattr(dataset, kind, _SetAside())
+    heap.release()
     try:
         yield
     finally:

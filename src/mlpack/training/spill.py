@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from mlpack import heap
+
 
 @contextlib.contextmanager
 def kept_in_a_file(columns: dict[str, np.ndarray]) -> Iterator[None]:
@@ -35,6 +37,7 @@ def kept_in_a_file(columns: dict[str, np.ndarray]) -> Iterator[None]:
         else:
             kept = True
             columns.clear()
+            heap.release()  # their pages: the next arrays are not mapped beside them
         try:
             yield
         finally:

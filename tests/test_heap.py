@@ -1,0 +1,45 @@
+"""Freed memory goes back to the system between a build's large steps (mlpack.heap, issue 23).
+
+glibc keeps freed heap memory for the next allocation; an array above its mmap threshold is mapped
+in fresh pages beside it, so a step that freed its arrays and a next step that maps a larger one
+added up in the build's peak. After `release()` the freed pages are no longer the process's.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+# Run in a fresh process, whose heap holds nothing else: 64 KiB arrays, each followed by a small live
+# allocation, all in the heap (under the mmap threshold), and no free block at its top for free() to
+# hand back by itself. Prints the resident bytes held, after free() and after release().
+SCRIPT = """
+import numpy as np
+from mlpack import heap
+
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+blocks, pins = [], []
+for _ in range(1_000):
+    blocks.append(np.ones(8_192))
+    pins.append(bytes(600))
+held = resident()
+del blocks
+freed = resident()
+asked = heap.release()
+print(held, freed, resident(), asked, len(pins))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_freed_heap_memory_is_handed_back() -> None:
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True).stdout.split()
+    held, freed, released = (int(value) for value in out[:3])
+    assert out[3:] == ["True", "1000"]
+    assert held - freed < 16 * 2**20  # free() alone keeps the pages
+    assert freed - released > 48 * 2**20  # of the 64 MiB freed
