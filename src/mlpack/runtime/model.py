@@ -105,9 +105,12 @@ class Model:
         paths are shared), without building columns first, which costs more than the model for one."""
         feeds: Dict[str, np.ndarray] = {}
         for feature in self.features:
-            value = record.get(feature.name, ABSENT)
+            value = record.get(feature.name, ABSENT)  # a dotted key first ("billing.method"), as `lookup`
             if value is ABSENT and len(feature.parts) > 1:
-                value = lookup(record, feature.name, feature.parts)
+                parts = feature.parts
+                outer = record.get(parts[0]) if len(parts) == 2 else None
+                # A plain sub-document (JSON's): its field, as `lookup` reads it without its checks.
+                value = outer.get(parts[1], ABSENT) if type(outer) is dict else lookup(record, feature.name, parts)
             if value is ABSENT:
                 if strict:
                     raise feature.problem("absent (strict: every field must be given)", 0, False)

@@ -1,0 +1,80 @@
+"""One record's feeds (`Model._record_feeds`, the server's usual request), whatever shape its nested
+fields take: a sub-document, a dotted key (which wins), both, a null, a plain value or a list where the
+sub-document belongs, a mapping that is not a dict, an absent or null inner field. A plain dict's
+field is read without `values.lookup`'s checks, so each reading is compared with `lookup`'s (the same
+record with its sub-documents as mappings that are not dicts) and with the reading of the record in a
+list of one (`_record_columns`). Same arrays, or the same error."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pytest
+
+from mlpack.build import ExportedModel
+from mlpack.runtime import Model
+from tests.helpers.documents import subscribers
+from tests.helpers.training import config_for, export, runtime_model
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    exported: ExportedModel = export(
+        config_for("sklearn.ensemble.RandomForestClassifier", "classification", {"n_estimators": 5}),
+        subscribers(120, absent=False),
+    )
+    return runtime_model(exported)
+
+
+BILLING_SHAPES: list[Any] = [
+    {"monthly_charges": 70.5, "method": "card"},
+    {"monthly_charges": None, "method": None},
+    {"method": "bank"},  # monthly_charges absent
+    {},
+    None,
+    5,
+    "card",
+    [70.5, "card"],
+    types.MappingProxyType({"monthly_charges": 12.0, "method": "check"}),
+    {"monthly_charges": "71.5", "method": 3},  # a number as text; a category that is a number
+    {"monthly_charges": [1, 2], "method": "card"},  # refused: a list for a number
+]
+
+
+def shapes() -> list[dict[str, Any]]:
+    records = []
+    for billing in BILLING_SHAPES:
+        base = {"tenure_months": 12, "support_calls": 1, "contract": "monthly"}
+        records.append({**base, "billing": billing})
+        records.append({**base, "billing": billing, "billing.method": "check"})  # the dotted key wins
+        records.append({**base, "billing.monthly_charges": 33.0, "billing.method": "bank"})
+        records.append(base)  # no billing at all
+    return records
+
+
+def reading(model: Model, record: dict[str, Any], strict: bool, one: bool) -> Any:
+    try:
+        feeds = model._record_feeds(record, strict) if one else model.feeds([record], strict)[0]
+    except ValueError as exc:
+        return ("error", str(exc).replace("record 0: ", ""))
+    return {  # numbers by their bits (NaN included), categories by their text
+        name: (array.dtype.str, array.shape, array.tobytes() if array.dtype.kind == "f" else array.tolist())
+        for name, array in feeds.items()
+    }
+
+
+def proxied(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with each sub-document a read-only mapping: read through `lookup` alone."""
+    return {key: types.MappingProxyType(value) if type(value) is dict else value for key, value in record.items()}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_one_record_reads_as_lookup_and_as_a_list_of_one(model: Model, strict: bool) -> None:
+    for record in shapes():
+        alone = reading(model, record, strict, True)
+        assert alone == reading(model, proxied(record), strict, True), record
+        if "billing.method" not in record or not isinstance(record.get("billing"), dict):
+            # (With both spellings, a list reads the sub-document's value and one record the dotted
+            # key's: an older difference, outside this comparison.)
+            assert alone == reading(model, record, strict, False), record
