@@ -192,7 +192,8 @@ class App:
         # ?strict=true: absent fields and unknown categories are refused, as predict(..., strict=True)
         strict = strict_query(request.query)
         records = records_from_body(self.document(request), self.limits.max_records)
-        rows = self.model.rows(records)  # records, one or many (columns are not batched)
+        # Records, one or many (columns are not batched); unbatched, nothing reads them.
+        rows = self.model.rows(records) if self.batcher is not None else None
         if rows is not None:
             later = self.batched(request, records, rows, len(rows), strict, 422, partial(self.predicted, records))
             if later is not None:
