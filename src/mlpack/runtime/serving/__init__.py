@@ -16,7 +16,8 @@ typed as the `served.ServedModel` protocol. Layers, bottom up:
     framing.py        request heads by RFC 9112 (as strict as h11)
     bodies.py         request bodies: a byte budget for those in memory, a minimum rate
     connection.py     one connection as an asyncio.Protocol: the usual request answered inline
-    http.py           the server: accepting, idle and room, draining; takes a handler, never the app
+    http.py           the server: accepting, idle and room, a turn's answers written together, draining;
+                      takes a handler, never the app
     workers.py        serve(): processes, signals, the command-line options (..settings.ServeSettings)
 """
 
