@@ -26,14 +26,12 @@ from hypothesis import strategies as st
 from pymongo import MongoClient
 
 from mlpack.config import FeaturesSection
-from mlpack.errors import DataError
 from mlpack.runtime import category_text, date_milliseconds, to_number
-from mlpack.source import RawColumns, collect, load_columns, readings
+from mlpack.source import collect, load_columns, readings
 from mlpack.source.batches import prefetched
 from mlpack.source.columns import Column
-from mlpack.validate import Dataset, validate
 from mlpack.validate.dataset import _json_list
-from tests.helpers.columns import PATHS, UTC, assert_same_columns, messy, old_columns, same
+from tests.helpers.columns import PATHS, UTC, assert_same_columns, messy, old_columns, same, validation_outcome
 
 
 def test_collect_reads_messy_documents_exactly_as_the_per_document_lookup() -> None:
@@ -61,25 +59,6 @@ FEATURES = {
 }
 
 
-def _dataset_fields(dataset: Dataset) -> dict[str, Any]:
-    return {
-        "numeric": {k: v.tobytes() for k, v in dataset.numeric.items()},
-        "categorical": {k: v.tolist() for k, v in dataset.categorical.items()},
-        "dates": {k: v.tolist() for k, v in dataset.dates.items()},
-        "texts": {k: v.tolist() for k, v in dataset.texts.items()},
-        "target": (dataset.target.dtype, dataset.target.tolist(), dataset.target_kind),
-        "fingerprint": dataset.fingerprint,
-        "warnings": dataset.warnings,
-    }
-
-
-def _outcome(raw: RawColumns, features: FeaturesSection, task: str) -> Any:
-    try:
-        return _dataset_fields(validate(raw, features, task))  # type: ignore[arg-type]
-    except DataError as exc:
-        return ("DataError", exc.message, exc.details)
-
-
 @pytest.mark.parametrize("start", [0, 700, 1400, 2100, 2800, 3500])
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_validation_of_the_columns_equals_the_per_value_reading(start: int, task: str) -> None:
@@ -88,7 +67,7 @@ def test_validation_of_the_columns_equals_the_per_value_reading(start: int, task
     documents = [d for d in messy(4_200) if d.get("label") is not None][start : start + 1_400]
     features = FeaturesSection(**FEATURES)  # type: ignore[arg-type]
     new, old = collect(documents, features.loaded), old_columns(documents, features.loaded)
-    assert _outcome(new, features, task) == _outcome(old, features, task)
+    assert validation_outcome(new, features, task) == validation_outcome(old, features, task)
 
 
 def test_a_clean_typed_dataset_takes_the_fast_path_and_equals_the_lists() -> None:
@@ -115,8 +94,8 @@ def test_a_clean_typed_dataset_takes_the_fast_path_and_equals_the_lists() -> Non
         assert readings.numbers(new.values[path]) is not None, path
     assert readings.categories(new.values["c"]) is not None and readings.categories(new.values["a.c.d"]) is not None
     assert readings.milliseconds(new.values["when"]) is not None and readings.labels(new.values["label"]) is not None
-    assert _outcome(new, features, "classification") == _outcome(old_columns(documents, features.loaded), features,
-                                                                 "classification")  # fmt: skip
+    old = old_columns(documents, features.loaded)
+    assert validation_outcome(new, features, "classification") == validation_outcome(old, features, "classification")
 
 
 values = st.one_of(

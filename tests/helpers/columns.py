@@ -16,9 +16,12 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
+from mlpack.config import FeaturesSection
+from mlpack.errors import DataError
 from mlpack.runtime import ABSENT, lookup
 from mlpack.source import RawColumns
 from mlpack.source.columns import Column
+from mlpack.validate import Dataset, validate
 
 UTC = dt.UTC
 PATHS = ["n", "f", "c", "when", "label", "a.b", "a.c.d", "dotted.key", "text", "gone"]
@@ -102,3 +105,24 @@ def assert_same_columns(new: RawColumns, old: RawColumns) -> None:
         mismatched = [i for i, (a, b) in enumerate(zip(column, values, strict=True)) if not same(a, b)]
         assert not mismatched, (path, mismatched[:3], [column[i] for i in mismatched[:3]])
         assert all(same(column[i], values[i]) for i in range(0, len(values), 37))  # indexing, across batches
+
+
+def dataset_fields(dataset: Dataset) -> dict[str, Any]:
+    """What a validated dataset holds, comparable with ==."""
+    return {
+        "numeric": {k: v.tobytes() for k, v in dataset.numeric.items()},
+        "categorical": {k: v.tolist() for k, v in dataset.categorical.items()},
+        "dates": {k: v.tolist() for k, v in dataset.dates.items()},
+        "texts": {k: v.tolist() for k, v in dataset.texts.items()},
+        "target": (dataset.target.dtype, dataset.target.tolist(), dataset.target_kind),
+        "fingerprint": dataset.fingerprint,
+        "warnings": dataset.warnings,
+    }
+
+
+def validation_outcome(raw: RawColumns, features: FeaturesSection, task: str) -> Any:
+    """The dataset validation makes of the columns, or the error it raises."""
+    try:
+        return dataset_fields(validate(raw, features, task))  # type: ignore[arg-type]
+    except DataError as exc:
+        return ("DataError", exc.message, exc.details)

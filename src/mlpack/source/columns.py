@@ -38,7 +38,9 @@ _TAKEN_AS_ARRAYS = frozenset({"float", "int", "int64", "date", "bool"})
 _TAKE_BATCH = 2_000
 
 
-class _Chunk:
+class Chunk:
+    """One batch of a column's values: an array of one kind with its null mask, or a list."""
+
     __slots__ = ("kind", "data", "nulls", "size", "ints")
 
     def __init__(self, kind: str, data: Any, nulls: np.ndarray | None, size: int, ints: Any = None) -> None:
@@ -68,38 +70,39 @@ class _Chunk:
         return values
 
 
-def _typed(values: list[Any], shared: dict[str, str]) -> _Chunk:
-    """One batch's values as a chunk: an array where they share a float, int or naive-datetime type."""
+def typed_chunk(values: list[Any], shared: dict[str, str]) -> Chunk:
+    """One batch's values as a chunk: an array where they share a float, int or naive-datetime type.
+    (`source.rawbson` builds the same chunks from raw BSON without the values; its test holds it to this.)"""
     size = len(values)
     types = set(map(type, values))
     nullable = _NONE in types
     types.discard(_NONE)
     if not types:
-        return _Chunk("none", None, None, size)
+        return Chunk("none", None, None, size)
     if types == {str}:
         if len(shared) < _SHARED_STRINGS:
             values = list(map(shared.setdefault, values, values))  # None is kept as None too
-        return _Chunk("str", values, None, size)
+        return Chunk("str", values, None, size)
     nulls = _nulls(values) if nullable else None
     if len(types) > 1 and types <= _NUMBERS:
-        return _numbers(values, nulls, size) or _Chunk("list", values, None, size)
+        return _numbers(values, nulls, size) or Chunk("list", values, None, size)
     kind = _ARRAY_KINDS.get(next(iter(types))) if len(types) == 1 else None
     if kind == "float":
         # fromiter, not np.array: no discovery of each value's type and shape (7 % of the loader's instructions).
         filled = values if nulls is None else _filled(values, nulls, np.nan)
-        return _Chunk(kind, np.fromiter(filled, dtype=np.float64, count=size), nulls, size)  # None is NaN
+        return Chunk(kind, np.fromiter(filled, dtype=np.float64, count=size), nulls, size)  # None is NaN
     if kind is not None:
         chunk = _array(kind, values if nulls is None else _filled(values, nulls, _FILLERS[kind]), nulls, size)
         if chunk is not None:
             return chunk
-    return _Chunk("list", values, None, size)
+    return Chunk("list", values, None, size)
 
 
 def _nulls(values: list[Any]) -> np.ndarray:
     return np.fromiter(map(operator.is_, values, itertools.repeat(None)), dtype=bool, count=len(values))
 
 
-def _numbers(values: list[Any], nulls: np.ndarray | None, size: int) -> _Chunk | None:
+def _numbers(values: list[Any], nulls: np.ndarray | None, size: int) -> Chunk | None:
     """ints and floats: float64 as to_number reads them, and each int's exact value, to give it back."""
     positions = [index for index, value in enumerate(values) if type(value) is not float and value is not None]
     try:
@@ -108,7 +111,7 @@ def _numbers(values: list[Any], nulls: np.ndarray | None, size: int) -> _Chunk |
     except OverflowError:
         return None
     int64 = np.array([type(values[index]) is Int64 for index in positions], dtype=bool)
-    return _Chunk("number", data, nulls, size, (np.array(positions, dtype=np.int64), exact, int64))
+    return Chunk("number", data, nulls, size, (np.array(positions, dtype=np.int64), exact, int64))
 
 
 def _filled(values: list[Any], nulls: np.ndarray, filler: Any) -> list[Any]:
@@ -119,7 +122,7 @@ def _filled(values: list[Any], nulls: np.ndarray, filler: Any) -> list[Any]:
     return filled
 
 
-def _array(kind: str, values: list[Any], nulls: np.ndarray | None, size: int) -> _Chunk | None:
+def _array(kind: str, values: list[Any], nulls: np.ndarray | None, size: int) -> Chunk | None:
     """ints, booleans or naive datetimes (None already replaced by a filler) as an array; None if they
     do not fit in int64."""
     if kind == "date":
@@ -139,7 +142,7 @@ def _array(kind: str, values: list[Any], nulls: np.ndarray | None, size: int) ->
             data = np.fromiter(values, dtype=bool if kind == "bool" else np.int64, count=size)
         except OverflowError:  # an int beyond int64: kept as decoded
             return None
-    return _Chunk(kind, data, nulls, size)
+    return Chunk(kind, data, nulls, size)
 
 
 class Column(Sequence[Any]):
@@ -150,9 +153,10 @@ class Column(Sequence[Any]):
     """
 
     __slots__ = ("_chunks", "_ends", "_size", "_shared", "_tail")
+    SHARED_STRINGS = _SHARED_STRINGS
 
     def __init__(self, values: Iterable[Any] = ()) -> None:
-        self._chunks: list[_Chunk] = []
+        self._chunks: list[Chunk] = []
         self._ends: list[int] = []  # where each chunk ends: an index is found by bisection
         self._size = 0
         self._shared: dict[str, str] = {}
@@ -165,9 +169,22 @@ class Column(Sequence[Any]):
         """The next batch of values (the list is kept, not copied, where it is not typed)."""
         self._seal()
         if values:
-            self._chunks.append(_typed(values, self._shared))
+            self._chunks.append(typed_chunk(values, self._shared))
             self._size += len(values)
             self._ends.append(self._size)
+
+    def add_chunk(self, chunk: Chunk) -> None:
+        """The next batch, already a chunk (as `typed_chunk` makes it; its strings shared through `shared`)."""
+        self._seal()
+        if chunk.size:
+            self._chunks.append(chunk)
+            self._size += chunk.size
+            self._ends.append(self._size)
+
+    @property
+    def shared(self) -> dict[str, str]:
+        """The column's strings, each kept once (up to SHARED_STRINGS of them)."""
+        return self._shared
 
     def append(self, value: Any) -> None:
         if self._tail is None:
@@ -178,7 +195,7 @@ class Column(Sequence[Any]):
     def _seal(self) -> None:
         if self._tail:
             tail, self._tail = self._tail, None
-            self._chunks.append(_typed(tail, self._shared))
+            self._chunks.append(typed_chunk(tail, self._shared))
             self._ends.append(self._size)
 
     def __len__(self) -> int:
@@ -263,11 +280,9 @@ class Column(Sequence[Any]):
             size = min(_TAKE_BATCH, len(positions) - start)
             part = None if nulls is None else nulls[start : start + size]
             if part is not None and part.all():
-                chunk = _Chunk("none", None, None, size)
+                chunk = Chunk("none", None, None, size)
             else:
-                chunk = _Chunk(
-                    kind, data[start : start + size], part if part is not None and part.any() else None, size
-                )
+                chunk = Chunk(kind, data[start : start + size], part if part is not None and part.any() else None, size)
             taken._chunks.append(chunk)
             taken._size += size
             taken._ends.append(taken._size)
@@ -328,13 +343,13 @@ class Column(Sequence[Any]):
         return np.concatenate(values), np.concatenate(nulls)
 
 
-def _null_mask(chunk: _Chunk) -> np.ndarray:
+def _null_mask(chunk: Chunk) -> np.ndarray:
     if chunk.kind == "none":
         return np.ones(chunk.size, dtype=bool)
     return chunk.nulls if chunk.nulls is not None else np.zeros(chunk.size, dtype=bool)
 
 
-def _one(chunk: _Chunk, position: int) -> Any:
+def _one(chunk: Chunk, position: int) -> Any:
     if chunk.kind == "none" or (chunk.nulls is not None and chunk.nulls[position]):
         return None
     if chunk.kind in ("str", "list"):

@@ -26,6 +26,7 @@ from mlpack.source.batches import BatchReader, prefetched
 from mlpack.source.columns import Column
 from mlpack.source.embedded import embedded_server
 from mlpack.source.order import NeedsServerSort, id_order
+from mlpack.source.rawbson import RawBatches, fits
 
 UNAUTHORIZED = 13  # MongoDB's error code for an action the user's roles do not allow
 # Unreachable servers must fail well inside the 30 s the CLI promises.
@@ -201,8 +202,10 @@ def load_columns(
     """Stream the projected fields of matching documents into columns, without a per-row DataFrame.
 
     In `_id` order, so that the same data always trains the same model. The server's batches
-    arrive as raw BSON, fetched in a thread while the previous one is decoded (bson's C decoder,
-    with the collection's codec options, as `find()` would) and read into the columns. Without a
+    arrive as raw BSON, fetched in a thread while the previous one is read into the columns:
+    straight from its bytes (`source.rawbson`) where the batch holds only what that reads exactly
+    as pymongo decodes it, else decoded by bson's C decoder (with the collection's codec options,
+    as `find()` would) and read out of the documents. Without a
     `limit` the documents are read in natural order and put in `_id` order here (`source.order`):
     a server asked to sort may sort everything before it sends the first batch. A `limit` means
     the first documents by `_id`, which only the server can choose.
@@ -272,13 +275,17 @@ def _read(
     order = {"sort": [("_id", 1)]} if sort else {}
 
     projection = dict.fromkeys(outermost(paths), 1)
+    fast = RawBatches(paths) if fits(options) else None
 
     def batches() -> RawBatchCursor[dict[str, Any]]:
         return collection.find_raw_batches(query, projection=projection, limit=limit, batch_size=BATCH_SIZE, **order)
 
     with outside("MongoDB", action=f"the query on {collection.full_name}"), _without_cyclic_gc():
         for batch in prefetched(batches):
-            columns.add(decode_all(cast(bytes, batch), options), projected=True)  # raw: documents end to end
+            # raw: documents end to end, read straight into the columns where rawbson reads them as
+            # pymongo would decode them; else decoded by pymongo and read as decoded
+            if fast is None or not fast.add(cast(bytes, batch), columns.ids, columns.values, columns.present):
+                columns.add(decode_all(cast(bytes, batch), options), projected=True)
             if progress is not None:
                 progress(columns.rows)
     if progress is not None and not columns.rows:
