@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import pickle
 import random
 import struct
 from typing import Any
@@ -276,3 +277,16 @@ def test_corrupted_batches_give_pymongos_error_or_the_same_columns() -> None:
 def test_only_the_default_codec_options_are_read_here() -> None:
     assert fits(CodecOptions()) and not fits(CodecOptions(tz_aware=True))
     assert not fits(CodecOptions(unicode_decode_error_handler="replace"))
+
+
+def test_object_ids_are_pymongos_objects() -> None:
+    oids = [ObjectId(), ObjectId(b"\x00" * 12), ObjectId(b"\xff" * 12)]
+    batch = b"".join(bson.encode({"_id": oid, "c": oid}) for oid in oids)
+    raw = RawColumns.of(["c"])
+    assert RawBatches(["c"]).add(batch, raw.ids, raw.values, raw.present)
+    for read in (raw.ids.tolist(), raw.values["c"].tolist()):
+        assert [type(o) for o in read] == [ObjectId] * 3 and read == oids
+        assert [(hash(o), str(o), repr(o), o.binary, o.generation_time) for o in read] == [
+            (hash(o), str(o), repr(o), o.binary, o.generation_time) for o in oids
+        ]
+        assert pickle.loads(pickle.dumps(read)) == oids and bson.decode(bson.encode({"x": read[0]}))["x"] == oids[0]

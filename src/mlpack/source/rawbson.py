@@ -310,12 +310,26 @@ def _chunk(found: np.ndarray, offsets: np.ndarray, views: _Views, batch: bytes, 
                 return None
             decoded = [texts[index] for index in where.tolist()]
         elif code == OBJECT_ID:
-            decoded = [ObjectId(batch[start : start + 12]) for start in offsets[where].tolist()]
+            decoded = _object_ids(batch, offsets[where].tolist())
         else:
             decoded = _python(code, _numbers(code, found, offsets, views)[1])
         for index, value in zip(where.tolist(), decoded, strict=True):
             values[index] = value
     return typed_chunk(values, shared)
+
+
+def _object_ids(batch: bytes, starts: list[int]) -> list[ObjectId]:
+    """The ObjectIds at `starts`. ObjectId(bytes) checks its argument's type and length (0.7 µs each here,
+    the cost of a field); where ObjectId is still the class of one slot holding the 12 bytes, they are
+    put there directly (0.3 µs): the same objects, equal, hashed and shown alike."""
+    if ObjectId.__slots__ != ("__id",):
+        return [ObjectId(batch[start : start + 12]) for start in starts]
+    new, ids = object.__new__, []
+    for start in starts:
+        oid = new(ObjectId)
+        oid._ObjectId__id = batch[start : start + 12]  # type: ignore[attr-defined]
+        ids.append(oid)
+    return ids
 
 
 _KINDS = {DOUBLE: "float", INT32: "int", INT64: "int64", BOOLEAN: "bool", DATE: "date"}
