@@ -274,6 +274,14 @@ def test_corrupted_batches_give_pymongos_error_or_the_same_columns() -> None:
         assert_both_read([bytes(batch)])
 
 
+def test_after_a_batch_given_up_the_next_ones_are_left_to_pymongo_for_a_while() -> None:
+    clean, dirty = bson.encode({"_id": 1, "n": 2}), bson.encode({"_id": 1, "n": Decimal128("2")})
+    taken = assert_both_read([*[dirty] * 7, *[clean] * 6], ["n"])
+    # tried at 0, 2 and 5 (given up each time), then 1, 2 and 4 batches untried: clean ones at 7 to 9
+    assert taken == [False] * 10 + [True] * 3
+    assert assert_both_read([dirty, clean, clean, dirty, clean, clean], ["n"]) == [False, False, True] * 2
+
+
 def test_only_the_default_codec_options_are_read_here() -> None:
     assert fits(CodecOptions()) and not fits(CodecOptions(tz_aware=True))
     assert not fits(CodecOptions(unicode_decode_error_handler="replace"))

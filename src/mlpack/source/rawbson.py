@@ -106,9 +106,24 @@ class RawBatches:
         self.nodes = list(_all(self.root))[1:]
         # zero bytes after a batch, so that a key's words read at any element start stay in the buffer
         self.pad = 8 * max(node.words.shape[0] for node in _all(self.root)) + 72
+        self.skip, self.backoff = 0, 1
 
     def add(self, batch: bytes, ids: Column, values: dict[str, Column], present: dict[str, int]) -> bool:
-        """The batch's documents appended to the columns; False (nothing changed) if pymongo must read it."""
+        """The batch's documents appended to the columns; False (nothing changed) if pymongo must read it.
+
+        A collection whose batches all hold what is not read here would pay for a walk given up on top
+        of pymongo's decoding: after a batch given up, the next 1, 2, 4 ... 64 are left to pymongo
+        untried (back to every batch once one is read)."""
+        if self.skip:
+            self.skip -= 1
+            return False
+        if self._add(batch, ids, values, present):
+            self.backoff = 1
+            return True
+        self.skip, self.backoff = self.backoff, min(2 * self.backoff, 64)
+        return False
+
+    def _add(self, batch: bytes, ids: Column, values: dict[str, Column], present: dict[str, int]) -> bool:
         starts = _starts(batch)
         if starts is None:
             return False
