@@ -5,8 +5,7 @@ dict per sub-document), which was half of what loading cost, and the columns wer
 those dicts. Here a batch is walked element by element for all its documents at once: numpy arrays
 hold each document's position, the keys are matched by their bytes, and each projected field's
 values are taken from the bytes where they lie, into the very chunks (kind, array, null mask) that
-`columns.typed_chunk` makes of the decoded values; mixed types and ObjectIds are decoded here into the
-values pymongo gives and handed to `typed_chunk` itself.
+`columns.typed_chunk` makes of the decoded values (`source.rawchunks`).
 
 It reads only what it reads exactly as pymongo decodes it and `lookup` reads it (the default codec
 options: naive UTC datetimes, strict UTF-8, no type registry): keys that name a path or a parent of
@@ -25,13 +24,24 @@ from typing import Any
 
 import numpy as np
 from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
-from bson.int64 import Int64
-from bson.objectid import ObjectId
 
-from mlpack.source.columns import Chunk, Column, typed_chunk
+from mlpack.source import rawchunks
+from mlpack.source.columns import Column
+from mlpack.source.rawchunks import (
+    AT_A_PATH,
+    BOOLEAN,
+    DATE,
+    DOCUMENT,
+    DOUBLE,
+    INT32,
+    INT64,
+    LOW_BITS,
+    NULL,
+    OBJECT_ID,
+    STRING,
+    Views,
+)
 
-DOUBLE, STRING, DOCUMENT, OBJECT_ID, BOOLEAN, DATE, NULL, INT32, INT64 = 1, 2, 3, 7, 8, 9, 10, 16, 18
-_AT_A_PATH = (DOUBLE, STRING, OBJECT_ID, BOOLEAN, DATE, NULL, INT32, INT64)
 _FIXED = np.full(256, -1, dtype=np.int64)  # the size of a value of each type, where it is fixed
 _FIXED[[DOUBLE, OBJECT_ID, BOOLEAN, DATE, NULL, INT32, INT64]] = [8, 12, 1, 8, 0, 4, 8]
 # datetime's range in ms since 1970: pymongo refuses a date outside it (InvalidBSON)
@@ -39,7 +49,6 @@ _FIRST_MS = (datetime.datetime(1, 1, 1) - datetime.datetime(1970, 1, 1)) // date
 _LAST_MS = (datetime.datetime(9999, 12, 31, 23, 59, 59, 999000) - datetime.datetime(1970, 1, 1)) // datetime.timedelta(
     milliseconds=1
 )
-_LOW_BITS = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [2**64 - 1], dtype=np.uint64)  # the first n bytes
 _ONES = np.uint64(0x0101010101010101)
 _HIGHS = np.uint64(0x8080808080808080)
 _ZERO_BYTE_BITS = np.array([1 << (8 * n + 7) for n in range(8)], dtype=np.uint64)
@@ -66,7 +75,7 @@ class _Node:
 
     def settle(self) -> None:
         """The lookup tables of the keys below: their bytes as 8-byte words, zero after the key."""
-        self.allowed[list(_AT_A_PATH) if self.sinks else [NULL]] = True
+        self.allowed[list(AT_A_PATH) if self.sinks else [NULL]] = True
         if self.children and not self.sinks:
             self.allowed[DOCUMENT] = True  # a sub-document only where no path ends: its value would be a dict
         keys = self.kids = list(self.children.values())
@@ -129,7 +138,7 @@ class RawBatches:
             return False
         buffer = np.zeros(len(batch) + self.pad, dtype=np.uint8)
         buffer[: len(batch)] = np.frombuffer(batch, dtype=np.uint8)
-        views = _Views(buffer)
+        views = Views(buffer)
         count = len(starts)
         begin = np.array(starts, dtype=np.int64)
         sizes = views.i32[begin].astype(np.int64)
@@ -143,7 +152,7 @@ class RawBatches:
         for node in self.leaves:
             for sink in node.sinks:
                 column = ids if sink == "" else values[sink]
-                chunk = _chunk(node.found, node.offsets, views, batch, column.shared)
+                chunk = rawchunks.chunk(node.found, node.offsets, views, batch, column.shared)
                 if chunk is None:
                     return False
                 chunks.append((column, sink, chunk, int(count - np.count_nonzero(node.found == 0))))
@@ -174,19 +183,7 @@ def _starts(batch: bytes) -> list[int] | None:
     return starts
 
 
-class _Views:
-    """The batch's bytes read as little-endian numbers starting at any byte (strided views, no copies)."""
-
-    def __init__(self, buffer: np.ndarray) -> None:
-        self.u8 = buffer
-        size = len(buffer)
-        self.i32 = np.ndarray((size - 3,), dtype="<i4", buffer=buffer, strides=(1,))
-        self.i64 = np.ndarray((size - 7,), dtype="<i8", buffer=buffer, strides=(1,))
-        self.u64 = np.ndarray((size - 7,), dtype="<u8", buffer=buffer, strides=(1,))
-        self.f64 = np.ndarray((size - 7,), dtype="<f8", buffer=buffer, strides=(1,))
-
-
-def _walk(views: _Views, root: _Node, rows: np.ndarray, pos: np.ndarray, end: np.ndarray) -> bool:
+def _walk(views: Views, root: _Node, rows: np.ndarray, pos: np.ndarray, end: np.ndarray) -> bool:
     """Every element of the documents (or sub-documents) `rows`, from `pos` to their final byte `end`,
     recorded in the nodes their keys name; False at anything this module does not read."""
     u8 = views.u8
@@ -234,7 +231,7 @@ def _keys(u64: np.ndarray, node: _Node, pos: np.ndarray) -> np.ndarray | None:
         zeros = (word - _ONES) & ~word & _HIGHS  # the lowest flagged byte is the word's first zero byte
         first = zeros & (~zeros + np.uint64(1))
         length = np.where(first == 0, 8, np.searchsorted(_ZERO_BYTE_BITS, first))  # 8: no zero byte in it
-        words[row] = np.where(ended, np.uint64(0), word & _LOW_BITS[length])
+        words[row] = np.where(ended, np.uint64(0), word & LOW_BITS[length])
         ended |= first != 0
     if not ended.all():
         return None  # a key longer than any the paths name
@@ -247,7 +244,7 @@ def _keys(u64: np.ndarray, node: _Node, pos: np.ndarray) -> np.ndarray | None:
 
 
 def _element(
-    views: _Views,
+    views: Views,
     child: _Node,
     rows: np.ndarray,
     types: np.ndarray,
@@ -285,136 +282,3 @@ def _element(
     if documents.any():
         frames.append((child, rows[documents], at[documents] + 4, moved[documents] - 1))
     return moved
-
-
-def _chunk(found: np.ndarray, offsets: np.ndarray, views: _Views, batch: bytes, shared: dict[str, str]) -> Any:
-    """The chunk `typed_chunk` makes of one path's decoded values, made from the bytes; None if a string is
-    no valid UTF-8. The kinds are decided as there, from the types found (absent is 0, null NULL)."""
-    size = len(found)
-    counts = np.bincount(found, minlength=256)
-    kinds = [code for code in _AT_A_PATH if code != NULL and counts[code]]
-    nulls = (found == 0) | (found == NULL) if counts[0] or counts[NULL] else None
-    if not kinds:
-        return Chunk("none", None, None, size)
-    if kinds == [STRING]:
-        texts = _strings(found, offsets, views, batch, shared)
-        return None if texts is None else Chunk("str", texts, None, size)
-    if len(kinds) == 1 and kinds[0] in _KINDS:
-        where, numbers = _numbers(kinds[0], found, offsets, views)
-        if nulls is None:
-            return Chunk(_KINDS[kinds[0]], numbers, None, size)
-        data = np.full(size, np.nan) if kinds[0] == DOUBLE else np.zeros(size, dtype=numbers.dtype)
-        data[where] = numbers  # None: NaN for floats, as fromiter reads it; 0, False, 1970 for the rest
-        return Chunk(_KINDS[kinds[0]], data, nulls, size)
-    if set(kinds) <= {DOUBLE, INT32, INT64}:  # ints beside floats: floats as to_number reads them, exact ints
-        data = np.full(size, np.nan)
-        exact = np.zeros(size, dtype=np.int64)
-        for code in kinds:
-            where, numbers = _numbers(code, found, offsets, views)
-            data[where] = numbers
-            if code != DOUBLE:
-                exact[where] = numbers
-        positions = np.flatnonzero((found == INT32) | (found == INT64))
-        return Chunk("number", data, nulls, size, (positions, exact[positions], found[positions] == INT64))
-    values: list[Any] = [None] * size
-    for code in kinds:  # mixed types, or ObjectIds: the values themselves, as pymongo decodes them
-        where = np.flatnonzero(found == code)
-        if code == STRING:
-            texts = _strings(found, offsets, views, batch, shared)
-            if texts is None:
-                return None
-            decoded = [texts[index] for index in where.tolist()]
-        elif code == OBJECT_ID:
-            decoded = _object_ids(batch, offsets[where].tolist())
-        else:
-            decoded = _python(code, _numbers(code, found, offsets, views)[1])
-        for index, value in zip(where.tolist(), decoded, strict=True):
-            values[index] = value
-    return typed_chunk(values, shared)
-
-
-def _object_ids(batch: bytes, starts: list[int]) -> list[ObjectId]:
-    """The ObjectIds at `starts`. ObjectId(bytes) checks its argument's type and length (0.7 µs each here,
-    the cost of a field); where ObjectId is still the class of one slot holding the 12 bytes, they are
-    put there directly (0.3 µs): the same objects, equal, hashed and shown alike."""
-    if ObjectId.__slots__ != ("__id",):
-        return [ObjectId(batch[start : start + 12]) for start in starts]
-    new, ids = object.__new__, []
-    for start in starts:
-        oid = new(ObjectId)
-        oid._ObjectId__id = batch[start : start + 12]  # type: ignore[attr-defined]
-        ids.append(oid)
-    return ids
-
-
-_KINDS = {DOUBLE: "float", INT32: "int", INT64: "int64", BOOLEAN: "bool", DATE: "date"}
-_EPOCH = datetime.datetime(1970, 1, 1)
-
-
-def _numbers(code: int, found: np.ndarray, offsets: np.ndarray, views: _Views) -> tuple[np.ndarray, np.ndarray]:
-    """Where the values of one type are, and those values (dates as µs since 1970)."""
-    where = np.flatnonzero(found == code)
-    at = offsets[where]
-    if code == DOUBLE:
-        return where, views.f64[at]
-    if code == INT32:
-        return where, views.i32[at].astype(np.int64)
-    if code == INT64:
-        return where, views.i64[at].astype(np.int64)
-    if code == BOOLEAN:
-        return where, views.u8[at].astype(bool)
-    return where, views.i64[at].astype(np.int64) * 1000
-
-
-def _python(code: int, numbers: np.ndarray) -> list[Any]:
-    if code == INT64:
-        return [Int64(number) for number in numbers.tolist()]
-    if code == DATE:
-        return [_EPOCH + datetime.timedelta(microseconds=us) for us in numbers.tolist()]
-    return list(numbers.tolist())
-
-
-def _strings(
-    found: np.ndarray, offsets: np.ndarray, views: _Views, batch: bytes, shared: dict[str, str]
-) -> list[Any] | None:
-    """Every value of the column, a string where it has one (each distinct one decoded once), else None."""
-    where = np.flatnonzero(found == STRING)
-    at = offsets[where] + 4
-    lengths = views.i32[offsets[where]].astype(np.int64) - 1
-    first, inverse = _distinct(views.u64, at, lengths)
-    texts: list[Any] = []
-    try:
-        for start, length in zip(at[first].tolist(), lengths[first].tolist(), strict=True):
-            text = batch[start : start + length].decode("utf-8")
-            texts.append(shared.setdefault(text, text) if len(shared) < Column.SHARED_STRINGS else text)
-    except UnicodeDecodeError:
-        return None
-    table = np.empty(len(texts) + 1, dtype=object)
-    table[: len(texts)] = texts
-    table[len(texts)] = None
-    picks = np.full(len(found), len(texts), dtype=np.int64)
-    picks[where] = inverse
-    return list(table[picks].tolist())
-
-
-def _distinct(u64: np.ndarray, at: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each distinct byte string's first position, and which one each is: by their 8-byte words, compared
-    whole (a length and every word), so equal codes mean equal bytes."""
-    if not len(at):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    codes = lengths.astype(np.uint64)
-    longest = int(lengths.max())
-    if longest > 64:
-        return np.arange(len(at)), np.arange(len(at))  # long texts are seldom repeated: each decoded
-    for word in range((longest + 7) // 8):
-        left = np.clip(lengths - 8 * word, 0, 8)
-        value = np.where(left > 0, u64[at + 8 * word], np.uint64(0)) & _LOW_BITS[left]
-        codes = _rank(codes * np.uint64(len(at) + 1) + _rank(value))  # one code per (codes so far, this word)
-    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1)
-
-
-def _rank(values: np.ndarray) -> np.ndarray:
-    """Each value's rank among the distinct ones (as uint64): a small code standing for it exactly."""
-    _, inverse = np.unique(values, return_inverse=True)
-    return inverse.reshape(-1).astype(np.uint64)
