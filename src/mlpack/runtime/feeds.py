@@ -57,6 +57,10 @@ def _values(records: Sequence[Mapping[str, Any]], feature: Feature, strict: bool
         elif len(parts) == 2:
             outer, inner = parts
             values = [(record.get(outer) or _EMPTY).get(inner) for record in records]
+            dotted = [name in record for record in records]
+            if True in dotted:  # a literal dotted key ("billing.method": ...) comes first, as in `lookup`
+                for index in _true_positions(dotted):
+                    values[index] = records[index][name]
         else:
             values = [None] * len(records)
         has_none = None in values
@@ -79,6 +83,18 @@ def _values(records: Sequence[Mapping[str, Any]], feature: Feature, strict: bool
                 found = None
             values[index] = found
     return values
+
+
+def _true_positions(flags: List[bool]) -> List[int]:
+    """Where the Trues are, found by list.index in C."""
+    positions: List[int] = []
+    index = -1
+    try:
+        while True:
+            index = flags.index(True, index + 1)
+            positions.append(index)
+    except ValueError:
+        return positions
 
 
 def _none_positions(values: List[Any]) -> List[int]:
