@@ -121,18 +121,25 @@ def written(connection: Connection) -> bytes:
     return bytes(transport.written)
 
 
-def test_answers_made_in_one_turn_are_written_at_its_end_with_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "LATER_S", 60.0)  # however slow this machine is now
+def _one_turn_of(clients: int, body: bytes) -> Log:
+    """`clients` connections each send a request (`body % client`) in one turn of the loop; each gets
+    the bytes a lone connection gets; the log says when each answer was made and written."""
 
     async def main() -> Log:
         log: Log = []
-        connections = await connect(HttpServer(Echo(log)), 8, log)
-        await one_turn(connections, [request(client, b"record %d" % client) for client in range(8)])
+        connections = await connect(HttpServer(Echo(log)), clients, log)
+        await one_turn(connections, [request(client, body % client) for client in range(clients)])
         for client, connection in enumerate(connections):
-            assert written(connection) == expected(b"record %d" % client)
+            assert written(connection) == expected(body % client)
         return log
 
-    log = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_answers_made_in_one_turn_are_written_at_its_end_with_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "LATER_S", 60.0)  # however slow this machine is now
+
+    log = _one_turn_of(8, b"record %d")
     # Each finds others ready on the loop (the last, the callback that writes them): all go together.
     assert log == [("answered", client) for client in range(8)] + [("written", client) for client in range(8)]
 
@@ -202,15 +209,7 @@ def test_a_client_that_does_not_read_a_held_answer_is_stalled_then_cut_off() -> 
 def test_answers_wait_no_longer_than_later_s(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http, "LATER_S", 0.0)
 
-    async def main() -> Log:
-        log: Log = []
-        connections = await connect(HttpServer(Echo(log)), 4, log)
-        await one_turn(connections, [request(client, b"%d" % client) for client in range(4)])
-        for client, connection in enumerate(connections):
-            assert written(connection) == expected(b"%d" % client)
-        return log
-
-    log = asyncio.run(main())
+    log = _one_turn_of(4, b"%d")
     # With no time to wait, the second answer held back sends both at once; the third waits again.
     assert log[:4] == [("answered", 0), ("answered", 1), ("written", 0), ("written", 1)]
     assert log[4:] == [("answered", 2), ("answered", 3), ("written", 2), ("written", 3)]

@@ -59,23 +59,17 @@ def _values(records: Sequence[Mapping[str, Any]], feature: Feature, strict: bool
             values = [(record.get(outer) or _EMPTY).get(inner) for record in records]
             dotted = [name in record for record in records]
             if True in dotted:  # a literal dotted key ("billing.method": ...) comes first, as in `lookup`
-                for index in _true_positions(dotted):
+                for index in _positions(dotted, True):
                     values[index] = records[index][name]
         else:
             values = [None] * len(records)
         has_none = None in values
     except (AttributeError, TypeError, ValueError):  # odd shapes, or arrays where values belong
         values, has_none, careful = [None] * len(records), True, True
-    if has_none and not careful:
-        # Absent and null both read as None here; only a dotted key ("billing.method") can still
-        # hold a value, and a top-level field has no other spelling.
-        if len(parts) == 2:
-            for index in _none_positions(values):
-                values[index] = records[index].get(name)
-        return values
-    if has_none:  # strict (absent is an error), odd shapes or a deeper path: read those records carefully
+    # Not careful: absent and null both read as None, and a dotted key has been read above already.
+    if has_none and careful:  # strict (absent is an error), odd shapes or a deeper path: read those records carefully
         many = len(records) > 1
-        for index in _none_positions(values):
+        for index in _positions(values, None):
             found = lookup(records[index], name, parts)
             if found is ABSENT:
                 if strict:
@@ -85,25 +79,13 @@ def _values(records: Sequence[Mapping[str, Any]], feature: Feature, strict: bool
     return values
 
 
-def _true_positions(flags: List[bool]) -> List[int]:
-    """Where the Trues are, found by list.index in C."""
+def _positions(items: List[Any], value: Any) -> List[int]:
+    """Where `value` stands in `items`; list.index scans in C, so a few hits in 20k items cost little."""
     positions: List[int] = []
     index = -1
     try:
         while True:
-            index = flags.index(True, index + 1)
-            positions.append(index)
-    except ValueError:
-        return positions
-
-
-def _none_positions(values: List[Any]) -> List[int]:
-    """Where the Nones are; list.index scans in C, so a few gaps in 20k values cost little."""
-    positions: List[int] = []
-    index = -1
-    try:
-        while True:
-            index = values.index(None, index + 1)
+            index = items.index(value, index + 1)
             positions.append(index)
     except ValueError:
         return positions
