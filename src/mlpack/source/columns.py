@@ -19,10 +19,14 @@ from typing import Any, overload
 
 import numpy as np
 from bson.int64 import Int64
+from bson.objectid import ObjectId
+
+from mlpack.source.oids import object_ids
 
 # A batch's kind: float, int (Python int), int64 (bson's Int64), number (ints and floats: BSON int32
 # and double side by side, as numbers often are), date (naive datetime, as µs since 1970), bool,
-# str (a list), none (all null) or list (anything else, values as decoded).
+# str (a list), oid (ObjectIds, none null: their 12 bytes each, one after the other), none (all null)
+# or list (anything else, values as decoded).
 _ARRAY_KINDS = {float: "float", int: "int", Int64: "int64", datetime.datetime: "date", bool: "bool"}
 _NONE = type(None)
 _NUMBERS = {int, float, Int64}
@@ -45,7 +49,7 @@ class Chunk:
 
     def __init__(self, kind: str, data: Any, nulls: np.ndarray | None, size: int, ints: Any = None) -> None:
         self.kind = kind
-        self.data = data  # ndarray (float64 / int64 / bool; date: int64 µs), list (str, list), None (none)
+        self.data = data  # ndarray (float64 / int64 / bool; date: int64 µs), list (str, list), bytes (oid), None
         self.nulls = nulls  # bool ndarray of the None positions in an array, or None for none at all
         self.size = size
         self.ints = ints  # number: (the ints' positions, their exact values, which are Int64); data has floats
@@ -55,6 +59,8 @@ class Chunk:
             return list(self.data)
         if self.kind == "none":
             return [None] * self.size
+        if self.kind == "oid":
+            return object_ids(self.data, range(0, 12 * self.size, 12))
         if self.kind == "date":
             values: list[Any] = [_EPOCH + datetime.timedelta(microseconds=us) for us in self.data.tolist()]
         elif self.kind == "int64":
@@ -79,6 +85,8 @@ def typed_chunk(values: list[Any], shared: dict[str, str]) -> Chunk:
     types.discard(_NONE)
     if not types:
         return Chunk("none", None, None, size)
+    if types == {ObjectId} and not nullable:
+        return Chunk("oid", b"".join([value.binary for value in values]), None, size)
     if types == {str}:
         if len(shared) < _SHARED_STRINGS:
             values = list(map(shared.setdefault, values, values))  # None is kept as None too
@@ -216,7 +224,15 @@ class Column(Sequence[Any]):
     def __getitem__(self, index: slice) -> list[Any]: ...
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):
-            return self.tolist()[index]
+            start, stop, step = index.indices(self._size)
+            if step != 1 or stop <= start:
+                return self.tolist()[index]
+            self._seal()
+            first = bisect.bisect_right(self._ends, start)  # only the chunks that hold the slice's values
+            last = bisect.bisect_left(self._ends, stop)
+            offset = self._ends[first - 1] if first else 0
+            values = [value for chunk in self._chunks[first : last + 1] for value in chunk.tolist()]
+            return values[start - offset : stop - offset]
         position = operator.index(index)
         if position < 0:
             position += self._size
@@ -257,6 +273,14 @@ class Column(Sequence[Any]):
 
     def take(self, positions: Sequence[int] | np.ndarray) -> Column:
         """A column of the values at `positions`, in that order."""
+        oids = self.object_id_bytes()
+        if oids is not None:  # 12 bytes a value, reordered by numpy
+            rows = oids[np.asarray(positions, dtype=np.int64)]
+            taken = Column()
+            for start in range(0, len(rows), _TAKE_BATCH):
+                part = rows[start : start + _TAKE_BATCH]
+                taken.add_chunk(Chunk("oid", part.tobytes(), None, len(part)))
+            return taken
         kinds = self._kinds() - {"none"}
         if len(kinds) == 1 and next(iter(kinds)) in _TAKEN_AS_ARRAYS:  # one array type: numpy, no value objects
             return self._take_arrays(next(iter(kinds)), np.asarray(positions, dtype=np.int64))
@@ -314,6 +338,12 @@ class Column(Sequence[Any]):
             return None
         return self.tolist()
 
+    def object_id_bytes(self) -> np.ndarray | None:
+        """The 12 bytes of every value, one row each (uint8), when every value is an ObjectId; else None."""
+        if self._kinds() != {"oid"}:
+            return None
+        return np.frombuffer(b"".join(chunk.data for chunk in self._chunks), dtype=np.uint8).reshape(-1, 12)
+
     def integers(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(int64 values, null mask) when every value is an int (or bson Int64) or None; else None."""
         if not self._kinds() <= {"int", "int64", "none"}:
@@ -354,6 +384,8 @@ def _one(chunk: Chunk, position: int) -> Any:
         return None
     if chunk.kind in ("str", "list"):
         return chunk.data[position]
+    if chunk.kind == "oid":
+        return object_ids(chunk.data, (12 * position,))[0]
     if chunk.kind == "number":
         at = int(np.searchsorted(chunk.ints[0], position))
         if at < len(chunk.ints[0]) and chunk.ints[0][at] == position:

@@ -82,6 +82,11 @@ def id_order(ids: Column, *, collated: Callable[[], bool]) -> np.ndarray | None:
         if bool(np.all(values[1:] > values[:-1])):
             return None
         return np.argsort(values, kind="stable")
+    oids = ids.object_id_bytes()
+    if oids is not None:  # ObjectIds (the usual ids) sort by their 12 bytes: as two big-endian numbers
+        high, low = oids[:, :8].copy().view(">u8").ravel(), oids[:, 8:].copy().view(">u4").ravel()
+        ahead = (high[1:] > high[:-1]) | ((high[1:] == high[:-1]) & (low[1:] >= low[:-1]))
+        return None if bool(ahead.all()) else np.lexsort((low, high))  # stable, as sorted() below
     keys = [sort_key(value) for value in ids]
     if any(key[0] == 3 for key in keys) and collated():
         raise NeedsServerSort("strings under a collation")

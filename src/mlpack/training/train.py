@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,7 @@ class Split:
     test_columns: dict[str, np.ndarray]
     test_target: np.ndarray
     train_keys: np.ndarray | None = None  # "time": ms since 1970, "group": the group, per training row
-    test_ids: list[Any] = field(default_factory=list)  # the test documents' _ids (the predictions artifact)
+    test_ids: Sequence[Any] = field(default_factory=list)  # the test documents' _ids (the predictions artifact)
     test_weight: np.ndarray | None = None  # [features].weight of the test documents: the metrics weigh by it
     rows: tuple[np.ndarray, np.ndarray] | None = None  # the dataset's row numbers of the train and test parts
 
@@ -91,10 +92,16 @@ def split(recipe: Recipe, dataset: Dataset) -> Split:
         test_columns={path: values[test_rows] for path, values in columns.items()},
         test_target=dataset.target[test_rows],
         train_keys=keys[train_rows] if keys is not None else None,
-        test_ids=[dataset.ids[row] for row in test_rows.tolist()],
+        test_ids=_taken(dataset.ids, test_rows),
         test_weight=dataset.weight[test_rows] if dataset.weight is not None else None,
         rows=(train_rows, test_rows),
     )
+
+
+def _taken(ids: Sequence[Any], rows: np.ndarray) -> Sequence[Any]:
+    """The ids at `rows`: a loaded Column's own `take` (ObjectIds stay 12 bytes each), or a list's items."""
+    take = getattr(ids, "take", None)
+    return take(rows) if take is not None else [ids[row] for row in rows.tolist()]
 
 
 def with_classes(recipe: Recipe, dataset: Dataset) -> Recipe:
