@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+import mlpack.features.graph as graph
 import mlpack.training.spill as spill
 import mlpack.training.train as train_module
 from mlpack.config import Config, parse_config
 from mlpack.features.pipeline import frame
 from mlpack.source import collect
 from mlpack.training.recipe import settle
-from mlpack.training.spill import kept_in_a_file
+from mlpack.training.spill import kept_in_a_file, kept_in_parts
 from mlpack.validate import validate
 from tests.helpers.documents import subscribers
 from tests.helpers.shop import CONFIG, orders
@@ -130,3 +131,68 @@ def test_the_estimator_fits_while_the_split_holds_no_column(case: str, monkeypat
     train_module.train(config, dataset, rows=parts)
     assert held == [(0, 0)]
     assert (_state(parts.train_columns), _state(parts.test_columns)) == before  # and back as they were
+
+
+SPANS = [(0, 2), (2, 3), (3, 5)]
+
+
+def test_the_columns_come_from_their_file_a_part_at_a_time_and_back_value_for_value() -> None:
+    columns = _columns()
+    expected = _state(_columns())
+    with kept_in_parts(columns, SPANS) as read:
+        assert columns == {}
+        parts = list(read())
+        assert [_state(part) for part in parts] == [
+            _state({path: values[start:end] for path, values in _columns().items()}) for start, end in SPANS
+        ]
+        assert [_state(part) for part in read()] == [_state(part) for part in parts]  # read again: the same
+    assert _state(columns) == expected  # keys in order, dtypes, shapes, bits (NaN payload, -0.0), objects' values
+    assert all(values.flags.writeable and values.flags.c_contiguous for values in columns.values())
+
+
+def test_a_file_that_cannot_be_written_gives_the_parts_from_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spill.pickle, "dump", full)
+    columns = _columns()
+    held = dict(columns)
+    with kept_in_parts(columns, SPANS) as read:
+        assert all(columns[path] is held[path] for path in held)
+        assert [len(part["price"]) for part in read()] == [2, 1, 2]
+    assert _state(columns) == _state(_columns())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_training_features_are_made_while_the_split_holds_no_column(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph reads the training rows a chunk at a time from their file: at a million documents
+    the columns held whole beside the features they make were 0.74x the projected columns."""
+    monkeypatch.setattr(graph, "TRANSFORM_CHUNK", 64)  # several chunks of the training rows
+    config, documents = CASES[case]
+    held: list[tuple[int, int]] = []
+    spied: list[Any] = []
+    made, fit = graph.GraphFeatures.transform_parts, train_module._fit
+
+    def making(self: Any, rows: int, parts: Any) -> Any:
+        def seen() -> Any:
+            for part in parts:
+                held.append((len(spied[0].train_columns), len(spied[0].test_columns)))
+                yield part
+
+        return made(self, rows, seen())
+
+    def fitting(pipeline: Any, parts: Any, *args: Any) -> None:
+        spied.append(parts)
+        fit(pipeline, parts, *args)
+
+    monkeypatch.setattr(graph.GraphFeatures, "transform_parts", making)
+    monkeypatch.setattr(train_module, "_fit", fitting)
+    ours = export(config(), documents())
+    assert len(held) >= 3 and set(held) == {(0, 0)}  # each of the training rows' chunks
+    monkeypatch.undo()
+    monkeypatch.setattr(graph, "TRANSFORM_CHUNK", 64)
+    monkeypatch.setattr(train_module, "_fit", _pipeline_fit)
+    reference = export(config(), documents())
+    assert ours.onnx_bytes == reference.onnx_bytes and ours.metadata == reference.metadata

@@ -13,7 +13,7 @@ graph will feed it, and the exported model is this graph with the estimator's no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,18 @@ INPUT_TYPES: dict[str, tuple[str, Any, Any]] = {
 # of this many rows allocates stays resident after it (at 65,536 rows, about half the projected columns
 # of a million documents, beside the features); 8,192 rows cost about 6 % more CPU a row.
 TRANSFORM_CHUNK = 8_192
+
+
+Crossed = list[tuple[Any, np.ndarray]]  # a cross-fitted transformer's feature columns and their out-of-fold values
+
+
+def spans(rows: int) -> list[tuple[int, int]]:
+    """The (start, end) row spans `transform` runs the graph on: TRANSFORM_CHUNK rows each, the last
+    one longer rather than small (onnxruntime runs a lone row by other kernels)."""
+    bounds = [*range(0, rows, TRANSFORM_CHUNK), rows]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < 1_024:
+        del bounds[-2]
+    return list(zip(bounds, bounds[1:]))
 
 
 class GraphConversionError(RuntimeError):
@@ -75,11 +87,21 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         transformer (a target encoding), which are its out-of-fold values — each row encoded by a
         table the other folds made, as float32 as a graph holding that table would give them.
         `groups` (a group split's field, per row) keeps each group within one of those folds."""
+        crossed = self.fit_crossed(X, y, groups)
+        return self.with_crossed(self.transform(X), crossed)
+
+    def fit_crossed(self, X: Any, y: Any = None, groups: Any = None) -> Crossed:
+        """`fit`, keeping what `fit_transform`'s features take from scikit-learn: a cross-fitted
+        transformer's out-of-fold columns (none without one). `with_crossed` puts them into the graph's
+        features of the same rows, made by `transform` or, a chunk at a time, by `transform_parts`."""
         trained = self._fit(X, y, groups, features=has_cross_fitted(self.preprocessing))
         crossed = [(columns, np.array(trained[:, columns])) for columns in cross_fitted_columns(self.preprocessing_)]
         del trained  # scikit-learn's own features: only a cross-fitted transformer's columns are kept
         heap.release()  # what the fit's passes freed, before the largest array of training, the features
-        features = self.transform(X)
+        return crossed
+
+    @staticmethod
+    def with_crossed(features: np.ndarray, crossed: Crossed) -> np.ndarray:
         for columns, values in crossed:
             features[:, columns] = np.asarray(values, dtype=np.float32)
         return features
@@ -136,16 +158,23 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         rows = len(X)
         if rows <= TRANSFORM_CHUNK:
             return np.asarray(self.session.run(None, self.feeds(X))[0], dtype=np.float64)
-        bounds = [*range(0, rows, TRANSFORM_CHUNK), rows]
-        if bounds[-1] - bounds[-2] < 1_024:  # no small last chunk: onnxruntime runs a lone row by other kernels
-            del bounds[-2]
+        return self._run(rows, (self.feeds(X, slice(start, end)) for start, end in spans(rows)))
+
+    def transform_parts(self, rows: int, parts: Iterable[Any]) -> np.ndarray:
+        """`transform` of a frame of `rows` rows given as its parts, one frame per span of `spans(rows)`
+        in order (read from a file a part at a time: the whole frame is never in memory)."""
+        return self._run(rows, (self.feeds(part) for part in parts))
+
+    def _run(self, rows: int, feeds: Iterable[dict[str, np.ndarray]]) -> np.ndarray:
         features: np.ndarray | None = None
-        for start, end in zip(bounds, bounds[1:]):
-            chunk = self.session.run(None, self.feeds(X, slice(start, end)))[0]
+        start = 0
+        for feed in feeds:
+            chunk = self.session.run(None, feed)[0]
             if features is None:
                 features = np.empty((rows, chunk.shape[1]), dtype=np.float64)
-            features[start:end] = chunk
-        assert features is not None
+            features[start : start + len(chunk)] = chunk
+            start += len(chunk)
+        assert features is not None and start == rows
         return features
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -211,4 +240,4 @@ def _no_stack(Xs: Any, *, n_samples: int) -> None:
     return None
 
 
-__all__ = ["INPUT_TYPES", "GraphConversionError", "GraphFeatures", "initial_types"]
+__all__ = ["INPUT_TYPES", "Crossed", "GraphConversionError", "GraphFeatures", "initial_types", "spans"]

@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from mlpack import heap
+
+Parts = Callable[[], Iterator[dict[str, np.ndarray]]]
 
 
 @contextlib.contextmanager
@@ -46,4 +48,43 @@ def kept_in_a_file(columns: dict[str, np.ndarray]) -> Iterator[None]:
                 columns.update(pickle.load(file))
 
 
-__all__ = ["kept_in_a_file"]
+@contextlib.contextmanager
+def kept_in_parts(columns: dict[str, np.ndarray], spans: Sequence[tuple[int, int]]) -> Iterator[Parts]:
+    """`kept_in_a_file`, the file holding the rows of each (start, end) span of `spans` apart: the block
+    gets a function that gives those parts in order, each read from the file as it is asked for (a
+    dict of the columns' rows of that span), so the columns are never in memory whole while it runs.
+    Afterwards `columns` holds them again, each filled in part by part. A file that cannot be written
+    keeps them in memory, and the parts are their slices."""
+    if not columns:
+        yield lambda: iter([{} for _ in spans])
+        return
+    with tempfile.TemporaryFile(prefix="mlpack-columns-") as file:
+        shapes = {path: (values.shape, values.dtype) for path, values in columns.items()}
+        try:
+            for start, end in spans:
+                pickle.dump({path: values[start:end] for path, values in columns.items()}, file, protocol=5)
+        except OSError:
+            kept = False
+        else:
+            kept = True
+        if not kept:
+            yield lambda: ({path: values[start:end] for path, values in columns.items()} for start, end in spans)
+            return
+        columns.clear()
+        heap.release()  # their pages: the next arrays are not mapped beside them
+
+        def parts() -> Iterator[dict[str, np.ndarray]]:
+            file.seek(0)
+            for _ in spans:
+                yield pickle.load(file)
+
+        try:
+            yield parts
+        finally:
+            columns.update({path: np.empty(shape, dtype) for path, (shape, dtype) in shapes.items()})
+            for (start, end), part in zip(spans, parts(), strict=True):
+                for path, values in part.items():
+                    columns[path][start:end] = values
+
+
+__all__ = ["kept_in_a_file", "kept_in_parts"]

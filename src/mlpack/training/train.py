@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 
 from mlpack.errors import ConfigError, DataError, ExternalError
 from mlpack.estimators import EstimatorSpec, fit_errors
-from mlpack.features.graph import GraphConversionError
+from mlpack.features.graph import GraphConversionError, GraphFeatures, spans
 from mlpack.features.labels import class_keys
 from mlpack.features.labels import class_names as class_names  # the class helpers, re-exported
 from mlpack.features.labels import class_value as class_value
@@ -24,7 +24,7 @@ from mlpack.training import splits
 from mlpack.training.metrics import answers, scores_of
 from mlpack.training.pipeline import build_pipeline
 from mlpack.training.recipe import Recipe
-from mlpack.training.spill import kept_in_a_file
+from mlpack.training.spill import kept_in_a_file, kept_in_parts
 from mlpack.validate import Dataset
 
 
@@ -202,11 +202,16 @@ def _fit(
     """`pipeline.fit` on the training rows, in two steps: the graph's features (the pipeline's first step,
     fitted and applied as Pipeline.fit would), then the estimator on them (Pipeline.fit with that step as
     passthrough). The split's columns are read by neither while they wait (training/spill.py): the test
-    rows' during both, the training rows' once their features are made."""
-    features = pipeline.steps[0][1]
+    rows' during both; the training rows', once the preprocessing is fitted, from their file a chunk
+    at a time as the graph makes their features (never whole beside the features)."""
+    features: GraphFeatures = pipeline.steps[0][1]
+    rows = len(parts.train_target)
     with kept_in_a_file(parts.test_columns):
-        trained_on = features.fit_transform(frame(parts.train_columns, input_names), parts.train_target, **feature_args)
-        with kept_in_a_file(parts.train_columns):
+        crossed = features.fit_crossed(frame(parts.train_columns, input_names), parts.train_target, **feature_args)
+        with kept_in_parts(parts.train_columns, spans(rows)) as read:
+            made = features.transform_parts(rows, (frame(part, input_names) for part in read()))
+            trained_on = features.with_crossed(made, crossed)
+            del made, crossed
             pipeline.set_params(features="passthrough")
             try:
                 pipeline.fit(trained_on, parts.train_target, **fit_args)
