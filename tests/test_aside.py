@@ -19,6 +19,7 @@ import mlpack.exported as exported_module
 from mlpack.build import make_model
 from mlpack.config import Config, parse_config
 from mlpack.source import collect
+from mlpack.training.aside import Aside
 from mlpack.training.recipe import settle
 from mlpack.validate import Dataset, validate
 from tests.helpers.documents import subscribers
@@ -37,11 +38,16 @@ def _subscribers() -> tuple[Config, list[dict[str, Any]]]:
     return config_for("sklearn.linear_model.LogisticRegression", "classification"), subscribers(300)
 
 
-def _made(config: Config, documents: list[dict[str, Any]]) -> tuple[Any, Dataset]:
+def _made(config: Config, documents: list[dict[str, Any]], **options: Any) -> tuple[Any, Dataset]:
     raw = collect(documents, config.features.loaded)
     dataset = validate(raw, config.features, config.model.task, max_categories=config.preprocessing.max_categories)
-    made = make_model(config, dataset, recipe=settle(config), version="1.0.0", created=datetime(2026, 1, 1, tzinfo=UTC))
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    made = make_model(config, dataset, recipe=settle(config), version="1.0.0", created=created, **options)
     return made, dataset
+
+
+def _kept_throughout(dataset: Dataset, _rows: Any, **_options: Any) -> Any:
+    return contextlib.nullcontext(Aside(dataset.columns(), None))
 
 
 def _columns(dataset: Dataset) -> dict[str, tuple[str, bytes | list[Any]]]:
@@ -57,10 +63,12 @@ def test_the_model_and_the_dataset_are_those_made_with_the_columns_kept(
 ) -> None:
     config, documents = case()
     ours, dataset = _made(config, documents)
-    monkeypatch.setattr(exported_module, "columns_set_aside", lambda _dataset, _rows: contextlib.nullcontext())
+    # As before: the dataset's own columns throughout, and the baseline runs the model over every row again.
+    monkeypatch.setattr(exported_module, "columns_set_aside", _kept_throughout)
     kept, kept_dataset = _made(config, documents)
     assert ours.onnx_bytes == kept.onnx_bytes
-    assert ours.metadata == kept.metadata  # the drift baseline among them, read from the columns put back
+    # The drift baseline among them: each column joined from the split's parts, the predictions parity's.
+    assert ours.metadata == kept.metadata
     assert list(dataset.columns()) == list(kept_dataset.columns())  # the same paths, in the same order
     assert _columns(dataset) == _columns(kept_dataset)
 
@@ -89,3 +97,25 @@ def test_a_split_that_leaves_documents_out_keeps_the_columns(monkeypatch: pytest
     split: Any = type("Rows", (), {"rows": (np.array([0, 1, 2]), np.array([3, 4]))})()  # row 5 in neither
     with aside.columns_set_aside(dataset, split):
         assert dataset.numeric["x"].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("case", [_shop, _subscribers], ids=["shop", "subscribers"])
+def test_the_baseline_reads_the_split_and_parity_s_answers(case: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build does not put the dataset's columns back (it drops the dataset next): the baseline joins
+    each column from the split's parts as it profiles it, and profiles the answers parity had from the
+    ONNX model on every row rather than running the model over every row again."""
+    config, documents = case()
+    kept, _ = _made(config, documents)
+    baseline = exported_module.training_baseline
+
+    def profiling(dataset: Dataset, model: Any, *args: Any, **kwargs: Any) -> Any:
+        with pytest.raises(RuntimeError, match="set aside"):
+            dataset.columns()
+        unrun = type("Unrun", (), {"run": lambda *_: pytest.fail("the model ran again for the baseline")})()
+        return baseline(dataset, unrun, *args, **kwargs)
+
+    monkeypatch.setattr(exported_module, "training_baseline", profiling)
+    ours, dataset = _made(config, documents, keep_columns=False)
+    assert ours.onnx_bytes == kept.onnx_bytes and ours.metadata == kept.metadata
+    with pytest.raises(RuntimeError, match="set aside"):
+        dataset.columns()  # not put back

@@ -140,6 +140,7 @@ def build(
                 champion=defending,
                 recipe=recipe,
                 warn=tell,
+                keep_columns=False,  # the dataset is dropped next
             )
         except QualityGateError as exc:
             records.record_rejected(

@@ -67,19 +67,22 @@ def make_model(
     clock: StageClock | None = None,
     champion: challenger_vs.Champion | None = None,
     warn: Progress = _silent,
+    keep_columns: bool = True,
 ) -> ExportedModel:
     """Cross-validate or search (each trial logged), train, gate, export and verify: validated data in,
     an ONNX model that agrees with scikit-learn out. `recipe`: what `training.recipe.settle` made of
     `config` before any data was read (the build's preflight), the one place its facts are settled.
     What the libraries warn of on the way is said through `warn`, as mlpack's sentences (and kept in
-    the metadata's warnings when it came up in training)."""
+    the metadata's warnings when it came up in training). `keep_columns` False: the dataset's columns,
+    set aside while the model trains, are not put back (the caller drops the dataset)."""
     clock = clock or StageClock()
     recipe = with_classes(recipe, dataset)  # class_weight keys, a threshold's class
     rows = split(recipe, dataset)
     log = log or experiments.TrialLog(
         None, name=config.model.name, version=version, estimator=config.estimator.class_path
     )
-    with columns_set_aside(dataset, rows):  # training holds the split's copy of every column: not both
+    # Training holds the split's copy of every column: not the dataset's too.
+    with columns_set_aside(dataset, rows, put_back=keep_columns) as aside:
         with clock.stage("train"), library_warnings.captured() as heard:
             experiment = experiments.run(recipe, rows, log, say=say, warn=warn)
             best = {**recipe.estimator.params, **experiment.best_params} if experiment else None
@@ -118,15 +121,25 @@ def make_model(
                     trained, metadata["inputs"], opset=config.export.target_opset, graph_name=config.model.import_name
                 )
             model = Model(onnx_model.SerializeToString(), metadata)
+            answered: list[Any] = []  # the ONNX model's answers on every row: the baseline profiles them
             with clock.stage("parity"):
-                parity = parity_report(trained, model, config.export.parity_tolerance)
+                parity = parity_report(trained, model, config.export.parity_tolerance, answered)
         for sentence in heard.sentences():
             warn(sentence)
         metadata = with_parity(metadata, parity)
         check_parity(parity, classification=trained.classes is not None, metadata=dict(metadata))
-    unlisted = string_read_fields(config.features.expressions)
-    heap.release()  # the columns put back above: the baseline's passes are not mapped beside what parity freed
-    baseline = training_baseline(dataset, model, metadata, config.preprocessing.max_categories, unlisted)
+        unlisted = string_read_fields(config.features.expressions)
+        heap.release()  # the baseline's passes are not mapped beside what parity freed
+        # Each column joined from the split as it is profiled, and parity's answers: the model is not run again.
+        baseline = training_baseline(
+            dataset,
+            model,
+            metadata,
+            config.preprocessing.max_categories,
+            unlisted,
+            columns=aside.columns,
+            predictions=aside.in_order(answered),
+        )
     metadata = with_baseline(metadata, baseline)
     return ExportedModel(trained, onnx_model, metadata, rows, experiment, compared, warning)
 

@@ -54,17 +54,21 @@ class _Comparison:
         return int(np.sum(self.beyond | self.flipped))
 
 
-def parity_report(trained: TrainedModel, model: Model, tolerance: float) -> ParityReport:
+def parity_report(
+    trained: TrainedModel, model: Model, tolerance: float, answered: list[Any] | None = None
+) -> ParityReport:
     """Compare scikit-learn with the ONNX model, run through the wheel's own runtime, on every row:
     the training rows and the test split (a model that ships must agree on what it learnt from too).
+    `answered`: the ONNX model's labels (or values) of the training rows, then of the test rows, are
+    added to it (the drift baseline profiles them).
 
     The check is |sklearn - onnx| <= tolerance * max(1, |sklearn|): absolute for probabilities,
     relative for regression values above 1, where float32 cannot be closer than about 6e-8 × |value|.
     """
-    train = _compare(trained, model, trained.train_columns, trained.train_frame, tolerance)
+    train = _compare(trained, model, trained.train_columns, trained.train_frame, tolerance, answered=answered)
     # scikit-learn's answers on the test rows were made in training: the same pipeline on the same frame.
     known = (trained.test_predicted, trained.test_probabilities)
-    test = _compare(trained, model, trained.test_columns, trained.test_frame, tolerance, known)
+    test = _compare(trained, model, trained.test_columns, trained.test_frame, tolerance, known, answered)
     difference = np.concatenate([train.difference, test.difference])
     agree = np.concatenate([train.agree, test.agree])
     max_diff = float(difference.max()) if difference.size else 0.0
@@ -100,12 +104,13 @@ def _compare(
     frame: Any,
     tolerance: float,
     known: Answers | None = None,
+    answered: list[Any] | None = None,
 ) -> _Comparison:
     """`_compare_rows` a chunk of rows at a time (each row's comparison depends on that row alone).
     `known`: scikit-learn's answers on these rows, already made (else they are made here)."""
     rows = len(frame)
     if rows <= PARITY_CHUNK:
-        return _compare_rows(trained, model, columns, frame, tolerance, known)
+        return _compare_rows(trained, model, columns, frame, tolerance, known, answered)
     parts = [
         _compare_rows(
             trained,
@@ -114,6 +119,7 @@ def _compare(
             frame.iloc[start : start + PARITY_CHUNK],
             tolerance,
             None if known is None else _rows(known, slice(start, start + PARITY_CHUNK)),
+            answered,
         )
         for start in range(0, rows, PARITY_CHUNK)
     ]
@@ -135,8 +141,11 @@ def _compare_rows(
     frame: Any,
     tolerance: float,
     known: Answers | None = None,
+    answered: list[Any] | None = None,
 ) -> _Comparison:
     labels, probabilities, _ = model.run(columns)
+    if answered is not None:
+        answered += labels
     none = np.zeros(len(labels), dtype=bool)
     with_probabilities = trained.classes is not None and probabilities is not None
     # scikit-learn's side: the features computed once, and both answers from them (estimators.predictions).
