@@ -94,7 +94,7 @@ def _weighted() -> Config:
 CASES = {"shop": (_shop, lambda: orders(600, seed=2)), "weighted": (_weighted, lambda: subscribers(400))}
 
 
-def _pipeline_fit(pipeline: Any, parts: Any, input_names: Any, fit_args: Any, feature_args: Any) -> None:
+def _pipeline_fit(pipeline: Any, parts: Any, input_names: Any, fit_args: Any, feature_args: Any, *_: Any) -> None:
     """scikit-learn's Pipeline.fit in one call, the split's columns held throughout (as before)."""
     routed = {**fit_args, **{f"features__{name}": value for name, value in feature_args.items()}}
     pipeline.fit(frame(parts.train_columns, input_names), parts.train_target, **routed)
@@ -183,9 +183,9 @@ def test_the_training_features_are_made_while_the_split_holds_no_column(
 
         return made(self, rows, seen())
 
-    def fitting(pipeline: Any, parts: Any, *args: Any) -> None:
+    def fitting(pipeline: Any, parts: Any, *args: Any) -> Any:
         spied.append(parts)
-        fit(pipeline, parts, *args)
+        return fit(pipeline, parts, *args)
 
     monkeypatch.setattr(graph.GraphFeatures, "transform_parts", making)
     monkeypatch.setattr(train_module, "_fit", fitting)

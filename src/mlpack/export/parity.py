@@ -65,7 +65,10 @@ def parity_report(
     The check is |sklearn - onnx| <= tolerance * max(1, |sklearn|): absolute for probabilities,
     relative for regression values above 1, where float32 cannot be closer than about 6e-8 × |value|.
     """
-    train = _compare(trained, model, trained.train_columns, trained.train_frame, tolerance, answered=answered)
+    # scikit-learn's answers on the training rows, where training made them from the features it fitted on.
+    train = _compare(
+        trained, model, trained.train_columns, trained.train_frame, tolerance, trained.train_answers, answered
+    )
     # scikit-learn's answers on the test rows were made in training: the same pipeline on the same frame.
     known = (trained.test_predicted, trained.test_probabilities)
     test = _compare(trained, model, trained.test_columns, trained.test_frame, tolerance, known, answered)
@@ -143,7 +146,8 @@ def _compare_rows(
     known: Answers | None = None,
     answered: list[Any] | None = None,
 ) -> _Comparison:
-    labels, probabilities, _ = model.run(columns)
+    # The runtime's own reading of the columns and run of the graph (Model.run), the probabilities as its array.
+    labels, probabilities = model.output_arrays(model.feeds(columns)[0])
     if answered is not None:
         answered += labels
     none = np.zeros(len(labels), dtype=bool)

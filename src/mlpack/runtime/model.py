@@ -224,12 +224,19 @@ class Model:
         a batch (logistic regression: 1 float32 ulp apart on a third of the rows), so one row runs
         as two, unless the estimator is a tree ensemble, which reads each row on its own.
         """
+        labels, probabilities = self.output_arrays(feeds)
+        return labels, probabilities.tolist() if probabilities is not None else None
+
+    def output_arrays(self, feeds: Mapping[str, np.ndarray]) -> "tuple[List[Any], Optional[np.ndarray]]":
+        """`outputs`, the class probabilities as the graph's float32 array (rows x classes) rather than
+        lists: what `outputs` gives, before a Python float is made of each (the parity check on a
+        million rows compares arrays)."""
         if self._pad_single and len(next(iter(feeds.values()))) == 1:
             outputs = [out[:1] for out in self._graph({k: np.concatenate((v, v)) for k, v in feeds.items()})]
         else:
             outputs = self._graph(feeds)
         if self.task == "classification":
-            labels, probabilities = outputs[0].tolist(), outputs[1].tolist() if self.probabilities else None
+            labels, probabilities = outputs[0].tolist(), outputs[1] if self.probabilities else None
             if self._decode is not None:
                 decode = self._decode
                 labels = [decode[label] for label in labels]

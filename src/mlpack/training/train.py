@@ -13,7 +13,8 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlpack.errors import ConfigError, DataError, ExternalError
-from mlpack.estimators import EstimatorSpec, fit_errors
+from mlpack.estimators import EstimatorSpec, fit_errors, has_probabilities
+from mlpack.estimators.predictions import predictions
 from mlpack.features.graph import GraphConversionError, GraphFeatures, spans
 from mlpack.features.labels import class_keys
 from mlpack.features.labels import class_names as class_names  # the class helpers, re-exported
@@ -47,6 +48,9 @@ class TrainedModel:
     test_probabilities: np.ndarray | None
     params: dict[str, Any] = field(default_factory=dict)  # the estimator's params as fitted
     test_weight: np.ndarray | None = None  # [features].weight of the test rows: the metrics are weighted by it
+    # scikit-learn's answers on train_frame, made in training from the features the estimator fitted on
+    # when those are the graph's own (no cross-fitted columns): the parity check reads them. Else None.
+    train_answers: tuple[np.ndarray, np.ndarray | None] | None = None
 
 
 @dataclass
@@ -153,7 +157,8 @@ def train(
         feature_args["groups"] = parts.train_keys  # a target encoding's folds keep each group whole
     check_derived(recipe.feature_spec, frame(parts.train_columns, recipe.input_names))
     try:
-        _fit(pipeline, parts, recipe.input_names, fit_args, feature_args)  # a ConvergenceWarning is the build's to say
+        # A ConvergenceWarning is the build's to say.
+        trained_answers = _fit(pipeline, parts, recipe.input_names, fit_args, feature_args, recipe.classification)
     except NoWordsError as exc:
         raise DataError(str(exc)) from None
     except GraphConversionError as exc:
@@ -189,6 +194,7 @@ def train(
         test_weight=parts.test_weight,
         test_predicted=predicted,
         test_probabilities=probabilities,
+        train_answers=trained_answers,
     )
 
 
@@ -198,12 +204,17 @@ def _fit(
     input_names: dict[str, str],
     fit_args: dict[str, Any],
     feature_args: dict[str, Any],
-) -> None:
+    classification: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None] | None:
     """`pipeline.fit` on the training rows, in two steps: the graph's features (the pipeline's first step,
     fitted and applied as Pipeline.fit would), then the estimator on them (Pipeline.fit with that step as
     passthrough). The split's columns are read by neither while they wait (training/spill.py): the test
     rows' during both; the training rows', once the preprocessing is fitted, from their file a chunk
-    at a time as the graph makes their features (never whole beside the features)."""
+    at a time as the graph makes their features (never whole beside the features).
+
+    Returns the fitted pipeline's answers on the training rows (`answers`), made from those features
+    while they exist, where they are what the pipeline's `transform` gives the rows (no cross-fitted
+    columns): the parity check needs them, and would otherwise run the graph over every row again."""
     features: GraphFeatures = pipeline.steps[0][1]
     rows = len(parts.train_target)
     with kept_in_a_file(parts.test_columns):
@@ -211,10 +222,30 @@ def _fit(
         with kept_in_parts(parts.train_columns, spans(rows)) as read:
             made = features.transform_parts(rows, (frame(part, input_names) for part in read()))
             trained_on = features.with_crossed(made, crossed)
-            del made, crossed
+            del made
             pipeline.set_params(features="passthrough")
             try:
                 pipeline.fit(trained_on, parts.train_target, **fit_args)
             finally:
                 pipeline.set_params(features=features)
+            known = None
+            if not crossed:
+                wanted = classification and has_probabilities(pipeline)
+                known = _answers(pipeline.steps[-1][1], trained_on, wanted)
             del trained_on  # before the columns come back: the estimator keeps no reference to its features
+    return known
+
+
+ANSWER_CHUNK = 65_536  # training rows answered at a time: the estimator's own arrays stay this many rows
+
+
+def _answers(estimator: Any, features: np.ndarray, probabilities: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """`predictions(estimator, features)` a chunk of rows at a time (each row's answer is its own), so
+    the estimator's temporary arrays of every row are not made beside the features."""
+    parts = [
+        predictions(estimator, features[start : start + ANSWER_CHUNK], probabilities=probabilities)
+        for start in range(0, len(features), ANSWER_CHUNK)
+    ]
+    labels = np.concatenate([part[0] for part in parts])
+    given = [part[1] for part in parts]
+    return labels, None if any(part is None for part in given) else np.concatenate(given)  # type: ignore[arg-type]
