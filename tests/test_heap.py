@@ -43,3 +43,41 @@ def test_freed_heap_memory_is_handed_back() -> None:
     assert out[3:] == ["True", "1000"]
     assert held - freed < 16 * 2**20  # free() alone keeps the pages
     assert freed - released > 48 * 2**20  # of the 64 MiB freed
+
+
+# A 16 MiB array mapped and freed (glibc then raises its mmap threshold to 16 MiB), then 1 MiB arrays,
+# each followed by a small live allocation: the heap's, unless the threshold is fixed. Prints the
+# resident bytes held after the 1 MiB arrays are freed, over those before they were made.
+KEPT = """
+import sys
+import numpy as np
+from mlpack import heap
+
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+if sys.argv[1] == "fixed":
+    assert heap.map_large_arrays()
+del_me = np.ones(2 * 2**20)
+del del_me
+before = resident()
+blocks, pins = [], []
+for _ in range(64):
+    blocks.append(np.ones(2**17))
+    pins.append(bytes(600))
+del blocks
+print(resident() - before, len(pins))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_large_arrays_freed_are_not_kept_in_the_heap() -> None:
+    def kept(mode: str) -> int:
+        command = [sys.executable, "-c", KEPT, mode]
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+        assert out[1] == "64"
+        return int(out[0])
+
+    assert kept("glibc") > 48 * 2**20  # glibc's raised threshold: the 64 MiB freed stay resident
+    assert kept("fixed") < 4 * 2**20

@@ -69,6 +69,7 @@ def build(
     every warning as it comes up (the data's, the champion's, the libraries' in mlpack's words); the
     report keeps them too."""
     started = time.monotonic()
+    heap.map_large_arrays()  # a step's freed arrays are unmapped, not kept for the next (mlpack.heap)
     say = progress or _silent
     tell = warn or _silent
     config = load_config(project)

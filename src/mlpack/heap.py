@@ -8,6 +8,14 @@ split, the preprocessing's passes once fitted) and then allocate the next step's
 its peak was the sum of what an earlier step had freed and what the next one used. `release()`
 gives the heap's free pages back (malloc_trim), so what was freed no longer counts. Elsewhere
 than glibc it does nothing.
+
+`map_large_arrays()` fixes glibc's mmap threshold where glibc would raise it: after an array that
+was mapped on its own is freed, glibc serves allocations up to that array's size (up to 32 MiB)
+from the heap from then on, and what they free stays resident until the next `release()`. At a
+million documents the arrays of a few megabytes that each step makes and frees a column at a time
+(a validated column, a chunk of the graph's features, a pass of the drift baseline) piled up in
+the heap that way. With the threshold fixed, an array above it is mapped on its own and unmapped
+when freed, and no step keeps what the one before it freed.
 """
 
 from __future__ import annotations
@@ -29,6 +37,30 @@ def _trim() -> Callable[[int], int] | None:
         return None
 
 
+@functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return getattr(ctypes.CDLL(name), "mallopt", None)
+    except OSError:
+        return None
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter; setting it also stops glibc from raising it
+MAPPED_FROM = 128 * 1024  # glibc's own default threshold, before it raises it
+
+
+def map_large_arrays() -> bool:
+    """Allocations of MAPPED_FROM bytes or more are mapped on their own from now on, in this process
+    (glibc; elsewhere nothing is done): whether glibc took the setting."""
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MAPPED_FROM))
+
+
 def release() -> bool:
     """The heap's free memory back to the system; whether there was a malloc_trim to ask."""
     trim = _trim()
@@ -38,4 +70,4 @@ def release() -> bool:
     return True
 
 
-__all__ = ["release"]
+__all__ = ["map_large_arrays", "release"]
