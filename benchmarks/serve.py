@@ -345,11 +345,16 @@ def targets(runs: Runs) -> bool:
             ("unbatched server CPU per request <= 90 us at 64", median("mlpack unbatched", 64, "cpu_us") <= 90)
         )
         checks.append(("batched server CPU per request <= 90 us at 64", median("mlpack", 64, "cpu_us") <= 90))
-    if baseline and "mlpack unbatched" in runs:
-        worse = median("mlpack unbatched", 64, "p99_ms") > median(baseline, 64, "p99_ms")
-        checks.append((f"unbatched p99 at 64 no worse than {baseline}'s", not worse))
-    if baseline:
-        checks.append((f"batched >= 3x {baseline}'s req/s at 64", rps("mlpack", baseline, 64) >= 3))
+    # Like with like: the unbatched server's p99 against the baseline's unbatched server, and batching's
+    # gain against one onnxruntime call per request (issue 20's "today's" server), which is the
+    # baseline's unbatched server too. Against a baseline that batches already, its batched server
+    # would make both checks say something else (a p99 of batching, a gain over batching).
+    before = f"{baseline} unbatched" if baseline and f"{baseline} unbatched" in runs else baseline
+    if before and "mlpack unbatched" in runs:
+        worse = median("mlpack unbatched", 64, "p99_ms") > median(before, 64, "p99_ms")
+        checks.append((f"unbatched p99 at 64 no worse than {before}'s", not worse))
+    if before:
+        checks.append((f"batched >= 3x {before}'s req/s at 64", rps("mlpack", before, 64) >= 3))
     if "bentoml" in runs:
         checks.append(
             ("batched ahead of BentoML in req/s at 8 and 64", all(rps("mlpack", "bentoml", c) > 1 for c in (8, 64)))

@@ -1,0 +1,169 @@
+"""The exported graph takes no column out of a matrix it has just made of columns (export/graph.py),
+and computes exactly what it computed with those round trips: the same inputs and outputs, the same
+bytes out of every output for every row (a known category or not, missing or not), alone or in a
+batch, for forests, boosting, a linear classifier with target and frequency encodings, and the shop
+regressor with dates, free text and derived features."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+import mlpack.export.convert as convert
+from mlpack.build import ExportedModel
+from mlpack.config import parse_config
+from mlpack.export.graph import drop_column_round_trips
+from mlpack.runtime import MISSING_CATEGORY
+from tests.helpers.documents import CONTRACTS, METHODS, subscribers
+from tests.helpers.shop import CONFIG as SHOP
+from tests.helpers.shop import WORDS, orders
+from tests.helpers.training import config_for, export
+
+
+def forest() -> ExportedModel:
+    params = {"n_estimators": 10, "random_state": 0}
+    return export(config_for("sklearn.ensemble.RandomForestClassifier", "classification", params), subscribers(240))
+
+
+def shop() -> ExportedModel:  # dates, free text and derived features, a regressor
+    return export(parse_config(tomllib.loads(SHOP.format(database="db"))), orders(200))
+
+
+def encoded() -> ExportedModel:  # target and frequency encodings, gaps in both fields
+    encoding = {"contract": "target", "billing.method": "frequency"}
+    config = config_for("sklearn.linear_model.LogisticRegression", "classification", features={"encoding": encoding})
+    return export(config, subscribers(300))
+
+
+def boosted() -> ExportedModel:
+    config = config_for("sklearn.ensemble.HistGradientBoostingClassifier", "classification", {"max_iter": 20})
+    return export(config, subscribers(300))
+
+
+def regressor() -> ExportedModel:
+    params = {"n_estimators": 10, "random_state": 0}
+    return export(config_for("sklearn.ensemble.RandomForestRegressor", "regression", params), subscribers(300))
+
+
+def session(model: bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def gathers_of_concats(model: onnx.ModelProto) -> int:
+    made = {output: node.op_type for node in model.graph.node for output in node.output}
+    return sum(1 for node in model.graph.node if node.op_type == "Gather" and made.get(node.input[0]) == "Concat")
+
+
+def feeds(graph: onnx.ModelProto, rows: int) -> dict[str, np.ndarray]:
+    """Rows of every input, each column drawn on its own (so a column taken for another shows):
+    numbers with NaN among them, categories known, unknown, empty, the spellings the graph itself
+    uses for missing and other, texts of known and unknown words, dates over years."""
+    rng = np.random.default_rng(0)
+    words = [*WORDS, "unseen", "late delivery", "great service thanks", "refund broken screen"]
+    texts = np.array([*CONTRACTS, *METHODS, "one_year", "", "never seen", MISSING_CATEGORY, "__other__", *words])
+    made: dict[str, np.ndarray] = {}
+    for entry in graph.graph.input:
+        kind = entry.type.tensor_type.elem_type
+        if kind == TensorProto.STRING:
+            made[entry.name] = texts[rng.integers(0, len(texts), (rows, 1))].astype(object)
+        elif kind == TensorProto.INT64:  # milliseconds since the epoch, 2014 to 2026
+            made[entry.name] = rng.integers(1_390_000_000_000, 1_790_000_000_000, (rows, 1), dtype=np.int64)
+        else:
+            numbers = rng.normal(40, 30, (rows, 1)).astype(np.float32)
+            numbers[rng.random((rows, 1)) < 0.15] = np.nan
+            made[entry.name] = numbers
+    return made
+
+
+def answers(model: onnx.ModelProto, rows: dict[str, np.ndarray]) -> list[Any]:
+    """Every output, as bytes (numbers) or as the values themselves (strings)."""
+    out = session(model.SerializeToString()).run(None, rows)
+    return [
+        value.tolist() if value.dtype == object else (value.dtype.str, value.shape, value.tobytes()) for value in out
+    ]
+
+
+@pytest.mark.parametrize("build", [forest, shop, encoded, boosted, regressor])
+def test_an_exported_graph_answers_the_same_bytes_without_the_round_trips(
+    build: Callable[[], ExportedModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rewritten = build().onnx_model
+    monkeypatch.setattr(convert, "drop_column_round_trips", lambda model: 0)
+    kept = build().onnx_model
+    if build is encoded:  # each encoding reads its input itself: nothing to take, nothing changed
+        assert gathers_of_concats(kept) == 0
+        assert rewritten.SerializeToString() == kept.SerializeToString()
+    else:
+        assert gathers_of_concats(kept) > 0
+        assert gathers_of_concats(rewritten) == 0
+        assert len(rewritten.graph.node) < len(kept.graph.node)
+    assert rewritten.graph.input == kept.graph.input  # other languages feed the same inputs
+    assert rewritten.graph.output == kept.graph.output
+    rows = feeds(kept, 3000)
+    before = answers(kept, rows)
+    assert answers(rewritten, rows) == before
+    for index in (0, 1, 7, 2999):  # and rows alone, as the unbatched server runs them
+        one = {name: values[index : index + 1] for name, values in rows.items()}
+        assert answers(rewritten, one) == answers(kept, one)
+
+
+def test_the_forest_of_the_serving_benchmark_loses_its_four_gathers_and_two_concats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rewritten = forest().onnx_model
+    monkeypatch.setattr(convert, "drop_column_round_trips", lambda model: 0)
+    kept = forest().onnx_model
+    assert gathers_of_concats(kept) == 4  # two fields, twice each: into the rare-category step, into one-hot
+    assert len(rewritten.graph.node) == len(kept.graph.node) - 6
+
+
+def matrix(name: str, elem: int, width: Any) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, [None, width])
+
+
+def graph(
+    nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[str], index: Any = (1,)
+) -> onnx.ModelProto:
+    initializer = helper.make_tensor("column", TensorProto.INT64, np.shape(index), np.ravel(index).tolist())
+    made = helper.make_graph(
+        nodes, "g", inputs, [matrix(name, TensorProto.FLOAT, None) for name in outputs], initializer=[initializer]
+    )
+    return helper.make_model(made, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_only_a_column_proven_one_wide_is_taken_directly() -> None:
+    concat = helper.make_node("Concat", ["a", "b"], ["ab"], axis=1)
+    gather = helper.make_node("Gather", ["ab", "column"], ["picked"], axis=1)
+    double = helper.make_node("Add", ["picked", "picked"], ["out"])
+    ones = [matrix("a", TensorProto.FLOAT, 1), matrix("b", TensorProto.FLOAT, 1)]
+    taken = graph([concat, gather, double], ones, ["out"])
+    assert drop_column_round_trips(taken) == 1
+    assert [node.op_type for node in taken.graph.node] == ["Add"]
+    assert list(taken.graph.node[0].input) == ["b", "b"]
+    assert not taken.graph.initializer
+    rows = {"a": np.array([[1.0], [2.0]], np.float32), "b": np.array([[3.0], [np.nan]], np.float32)}
+    assert session(taken.SerializeToString()).run(None, rows)[0].tolist()[0] == [6.0]
+
+    wide = [matrix("a", TensorProto.FLOAT, 2), matrix("b", TensorProto.FLOAT, 1)]  # column 1 is a's second
+    unknown = [matrix("a", TensorProto.FLOAT, None), matrix("b", TensorProto.FLOAT, 1)]
+    rows_axis = helper.make_node("Gather", ["ab", "column"], ["picked"], axis=0)
+    for nodes, inputs, outputs, index in (
+        ([concat, gather, double], wide, ["out"], (1,)),
+        ([concat, gather, double], unknown, ["out"], (1,)),
+        ([concat, rows_axis, double], ones, ["out"], (1,)),
+        ([concat, gather, double], ones, ["out"], np.int64(1)),  # a scalar index drops the axis
+        ([concat, gather], ones, ["picked"], (1,)),  # the graph's own output keeps its name
+    ):
+        untouched = graph(nodes, inputs, outputs, index)
+        copy = untouched.SerializeToString()
+        assert drop_column_round_trips(untouched) == 0
+        assert untouched.SerializeToString() == copy
