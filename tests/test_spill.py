@@ -57,11 +57,17 @@ def test_the_columns_are_away_within_the_block_and_back_value_for_value() -> Non
     assert all(values.flags.writeable and values.flags.c_contiguous for values in columns.values())
 
 
-def test_a_file_that_cannot_be_written_keeps_the_columns_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_space_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write of the spill file fails as a full disk does."""
+
     def full(*_args: Any, **_kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(spill.pickle, "dump", full)
+
+
+def test_a_file_that_cannot_be_written_keeps_the_columns_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_space_left(monkeypatch)
     columns = _columns()
     held = dict(columns)
     with kept_in_a_file(columns):
@@ -151,10 +157,7 @@ def test_the_columns_come_from_their_file_a_part_at_a_time_and_back_value_for_va
 
 
 def test_a_file_that_cannot_be_written_gives_the_parts_from_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(*_args: Any, **_kwargs: Any) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(spill.pickle, "dump", full)
+    _no_space_left(monkeypatch)
     columns = _columns()
     held = dict(columns)
     with kept_in_parts(columns, SPANS) as read:

@@ -27,23 +27,13 @@ from collections.abc import Callable
 
 
 @functools.cache
-def _trim() -> Callable[[int], int] | None:
+def _libc(function: str) -> Callable[..., int] | None:
+    """A function of the C library by name, or None where the library or the function is not there."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None)
-    except OSError:
-        return None
-
-
-@functools.cache
-def _mallopt() -> Callable[[int, int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        return getattr(ctypes.CDLL(name), "mallopt", None)
+        return getattr(ctypes.CDLL(name), function, None)
     except OSError:
         return None
 
@@ -55,7 +45,7 @@ MAPPED_FROM = 128 * 1024  # glibc's own default threshold, before it raises it
 def map_large_arrays() -> bool:
     """Allocations of MAPPED_FROM bytes or more are mapped on their own from now on, in this process
     (glibc; elsewhere nothing is done): whether glibc took the setting."""
-    mallopt = _mallopt()
+    mallopt = _libc("mallopt")
     if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MAPPED_FROM))
@@ -63,7 +53,7 @@ def map_large_arrays() -> bool:
 
 def release() -> bool:
     """The heap's free memory back to the system; whether there was a malloc_trim to ask."""
-    trim = _trim()
+    trim = _libc("malloc_trim")
     if trim is None:
         return False
     trim(0)
