@@ -6,6 +6,8 @@ regressor with dates, free text and derived features."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -167,3 +169,33 @@ def test_only_a_column_proven_one_wide_is_taken_directly() -> None:
         copy = untouched.SerializeToString()
         assert drop_column_round_trips(untouched) == 0
         assert untouched.SerializeToString() == copy
+
+
+def test_what_follows_an_op_onnx_does_not_know_keeps_its_round_trips_and_the_process_lives() -> None:
+    """Free text goes through onnxruntime's com.microsoft Tokenizer, which onnx has no schema for; a
+    LabelEncoder after it made onnx 1.23's shape inference die of a segmentation fault (a build of the
+    README's string-expression example did). The round trip past the Tokenizer stays, the one beside
+    it goes. The rewrite runs in a child process so a crash is a failure here, not the test run's end."""
+    tokens = helper.make_node("Tokenizer", ["text"], ["words"], domain="com.microsoft", mark=0, pad_value="#")
+    encode = helper.make_node(
+        "LabelEncoder", ["words"], ["a"], domain="ai.onnx.ml", keys_strings=["x"], values_floats=[1.0]
+    )
+    nodes = [tokens, encode]
+    for joined, first, second in (("ab", "a", "b"), ("cd", "c", "d")):
+        nodes.append(helper.make_node("Concat", [first, second], [joined], axis=1))
+        nodes.append(helper.make_node("Gather", [joined, "column"], [f"picked_{joined}"], axis=1))
+    nodes.append(helper.make_node("Add", ["picked_ab", "picked_cd"], ["out"]))
+    numbers = [matrix(name, TensorProto.FLOAT, 1) for name in "bcd"]
+    model = graph(nodes, [matrix("text", TensorProto.STRING, 1), *numbers], ["out"])
+    model.opset_import.extend([helper.make_opsetid("ai.onnx.ml", 2), helper.make_opsetid("com.microsoft", 1)])
+    code = (
+        "import sys, onnx\n"
+        "from mlpack.export.graph import drop_column_round_trips\n"
+        "model = onnx.load_model_from_string(sys.stdin.buffer.read())\n"
+        "print(drop_column_round_trips(model), [node.op_type for node in model.graph.node])\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], input=model.SerializeToString(), capture_output=True, timeout=120, check=False
+    )
+    assert child.returncode == 0, child.stderr.decode(errors="replace")[-2000:]
+    assert child.stdout.decode().strip() == "1 ['Tokenizer', 'LabelEncoder', 'Concat', 'Gather', 'Add']"

@@ -26,7 +26,7 @@ def drop_column_round_trips(model: onnx.ModelProto) -> int:
     if any(attribute.type in subgraphs for node in graph.node for attribute in node.attribute):
         return 0
     try:
-        inferred = shape_inference.infer_shapes(model).graph
+        inferred = shape_inference.infer_shapes(_inferable(model)).graph
     except Exception:  # an op onnx cannot infer, or a graph it cannot check: nothing is proven
         return 0
     widths = {info.name: _width(info) for info in (*inferred.input, *inferred.value_info, *inferred.output)}
@@ -72,6 +72,30 @@ def drop_column_round_trips(model: onnx.ModelProto) -> int:
     for tensor in unused:
         graph.initializer.remove(tensor)
     return len(gathers)
+
+
+def _inferable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model without what onnx cannot infer: the ops it has no schema for (onnxruntime's
+    com.microsoft Tokenizer of free text) and every node that reads, directly or not, what one makes.
+    onnx gives the next node an unknown type there, and onnx 1.23's LabelEncoder inference reads the
+    type it is given without looking: the process died of a segmentation fault. What is left out has
+    no width, so its round trips stay."""
+    unknown: set[str] = set()
+    known: list[onnx.NodeProto] = []
+    for node in model.graph.node:  # in the order the graph runs them, as ONNX requires
+        if onnx.defs.has(node.op_type, _DEFAULT.get(node.domain, node.domain)) and unknown.isdisjoint(node.input):
+            known.append(node)
+        else:
+            unknown.update(node.output)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    del copy.graph.node[:]
+    copy.graph.node.extend(known)
+    del copy.graph.output[:]  # the graph's outputs may be made past an unknown op
+    return copy
+
+
+_DEFAULT = {"ai.onnx": ""}  # onnx's schemas name the default domain ""
 
 
 def _width(info: onnx.ValueInfoProto) -> int | None:
