@@ -82,3 +82,34 @@ def test_the_runtime_s_arrays_are_its_outputs() -> None:
         array_labels, array = model.output_arrays(feeds)
         assert array is not None and array.dtype == np.float32
         assert array_labels == labels and array.tolist() == probabilities
+
+
+def _shifted(model: Any, by: float) -> bytes:
+    """The exported model with its linear classifier's first intercept moved: every probability changes."""
+    tampered = type(model)()
+    tampered.CopyFrom(model)
+    (node,) = [node for node in tampered.graph.node if node.op_type == "LinearClassifier"]
+    (intercepts,) = [attribute for attribute in node.attribute if attribute.name == "intercepts"]
+    intercepts.floats[0] += by
+    return bytes(tampered.SerializeToString())
+
+
+def test_a_graph_that_answers_otherwise_fails_on_the_training_rows_with_training_s_answers() -> None:
+    """Training's answers are scikit-learn's own: were they the ONNX model's, the check would compare
+    the graph with itself and pass whatever the graph says."""
+    config, documents = _linear()
+    exported = export(config, documents)
+    trained = exported.trained
+    assert trained.train_answers is not None
+    labels, probabilities = trained.train_answers
+    assert probabilities is not None  # as scikit-learn itself answers the training frame:
+    assert np.array_equal(probabilities, trained.pipeline.predict_proba(trained.train_frame))
+    assert np.array_equal(labels, trained.pipeline.predict(trained.train_frame))
+    honest = parity_report(trained, Model(exported.onnx_model.SerializeToString(), exported.metadata), 1e-4)
+    assert honest.within_tolerance and honest.train_failures == 0
+    wrong = Model(_shifted(exported.onnx_model, 0.5), exported.metadata)
+    report = parity_report(trained, wrong, 1e-4)
+    assert not report.within_tolerance and report.diagnosis
+    # most rows (not those whose probabilities float32 holds at 0 or 1), in both splits
+    assert report.train_failures > trained.train_rows * 0.9 and report.test_failures > len(trained.test_frame) * 0.9
+    assert report == parity_report(dataclasses.replace(trained, train_answers=None), wrong, 1e-4)
