@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from mlpack import heap, registry
+from mlpack import registry
 from mlpack.artifacts import attest
 from mlpack.artifacts.dist import BuildDir, write_report
 from mlpack.config import Config, load_config, with_version
@@ -20,6 +20,7 @@ from mlpack.errors import ConfigError, ExternalError, MlpackError, QualityGateEr
 from mlpack.exported import ExportedModel, Progress, make_model
 from mlpack.outputs import BuildResult, write_artifacts
 from mlpack.registry import aliases
+from mlpack.runtime import heap
 from mlpack.source import load_columns, open_database
 from mlpack.source.feedback import add_feedback, check_collection
 from mlpack.source.mongo import sample_paths
@@ -69,7 +70,7 @@ def build(
     every warning as it comes up (the data's, the champion's, the libraries' in mlpack's words); the
     report keeps them too."""
     started = time.monotonic()
-    heap.map_large_arrays()  # a step's freed arrays are unmapped, not kept for the next (mlpack.heap)
+    heap.map_large_arrays()  # a step's freed arrays are unmapped, not kept for the next (mlpack.runtime.heap)
     say = progress or _silent
     tell = warn or _silent
     config = load_config(project)

@@ -15,14 +15,14 @@ from typing import Any
 
 import onnx
 
-from mlpack import heap, library_warnings
+from mlpack import library_warnings
 from mlpack.config import Config
 from mlpack.export.baseline import training_baseline
 from mlpack.export.convert import to_onnx, with_metadata
 from mlpack.export.metadata import build_metadata, with_baseline, with_parity
 from mlpack.export.parity import check_parity, parity_report
 from mlpack.features.expressions import string_read_fields
-from mlpack.runtime import Metadata, Model
+from mlpack.runtime import Metadata, Model, heap
 from mlpack.timings import StageClock
 from mlpack.training import champion as challenger_vs
 from mlpack.training import experiments

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mlpack import heap
+from mlpack.runtime import heap
 
 STAGES = ("load", "validate", "train", "export", "parity", "card", "package", "image")
 

@@ -23,9 +23,9 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from mlpack import heap
 from mlpack.features.converters import register as register_converters
 from mlpack.features.encodings import cross_fitted_columns, give_groups, has_cross_fitted
+from mlpack.runtime import heap
 
 # How each kind of input enters the graph: (the metadata's "type", the tensor type, the numpy dtype).
 # Dates are int64 milliseconds since 1970 UTC, BSON's own representation, so any client can feed them.

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from mlpack import heap
+from mlpack.runtime import heap
 from mlpack.training.train import Split
 from mlpack.validate import Dataset
 

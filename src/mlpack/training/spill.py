@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from mlpack import heap
+from mlpack.runtime import heap
 
 Parts = Callable[[], Iterator[dict[str, np.ndarray]]]
 

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote_plus
 
+from .. import heap
 from ..settings import InferenceLogSettings, StartFailure
 from .ids import minted_ms
 from .served import ServedModel
@@ -48,15 +49,6 @@ UNREACHABLE = object()  # what an action tried until the retries ran out gives
 # What one insert_many carries at most (BATCH_BYTES): pymongo encodes the batch into one more buffer of
 # its size, beyond the queue's bytes (200 records of 30 KB took 16 MiB of queue to 30 MiB of RSS).
 TRIM_AFTER_BYTES, BATCH_BYTES = 8 * MIB, 1 * MIB
-
-
-def _trimmer() -> Callable[[int], object]:
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError, ImportError):  # not glibc (musl, macOS): nothing to do
-        return lambda *_: 0
 
 
 def memory_limit() -> Optional[int]:
@@ -143,7 +135,6 @@ class InferenceLog:
         self._items: Deque[Tuple[str, Any, int]] = deque()
         self._bytes = 0  # queued and being written: released once written or dropped
         self._held = 0  # the most held since the queue was last empty
-        self._trim = _trimmer()
         self._ready = threading.Condition()
         self._batch = batch
         self._flush_seconds = flush_seconds
@@ -318,7 +309,7 @@ class InferenceLog:
                 self._held = 0
         self._gauge(queued)
         if trim:
-            self._trim(0)
+            heap.release()
 
     def _run(self) -> None:
         from bson.raw_bson import RawBSONDocument

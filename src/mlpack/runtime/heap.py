@@ -1,4 +1,5 @@
-"""Freed memory handed back to the system between a build's large steps.
+"""Freed memory handed back to the system: between a build's large steps, and by the served
+model's inference log once its queue drains (its records of ~30 KB stay in glibc's heap otherwise).
 
 glibc's malloc keeps what Python and numpy free in its heap for the next allocation, and an array
 above its mmap threshold is mapped on its own. At a million documents the steps of a build free
@@ -21,20 +22,19 @@ when freed, and no step keeps what the one before it freed.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 from collections.abc import Callable
 
 
 @functools.cache
 def _libc(function: str) -> Callable[..., int] | None:
-    """A function of the C library by name, or None where the library or the function is not there."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """A function of the C library by name, or None where the library or the function is not there.
+
+    Looked up among the symbols the process has loaded (the C library's, on Linux and macOS), not by
+    ctypes.util.find_library, which runs ldconfig: a served model's first trim waited on that child."""
     try:
-        return getattr(ctypes.CDLL(name), function, None)
-    except OSError:
+        return getattr(ctypes.CDLL(None), function, None)
+    except (OSError, TypeError):  # Windows has no handle of the process's own symbols
         return None
 
 
