@@ -128,6 +128,9 @@ def make_model(
             warn(sentence)
         metadata = with_parity(metadata, parity)
         check_parity(parity, classification=trained.classes is not None, metadata=dict(metadata))
+        # Parity ran the model for the last time here: its session's arena (what parity's largest run
+        # needed) is not held through the drift baseline, which profiles parity's answers.
+        model.unload()
         unlisted = string_read_fields(config.features.expressions)
         heap.release()  # the baseline's passes are not mapped beside what parity freed
         # Each column joined from the split as it is profiled, and parity's answers: the model is not run again.

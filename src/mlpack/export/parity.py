@@ -93,8 +93,10 @@ def parity_report(
 
 
 # Rows compared at a time: both sides' predictions (and the features scikit-learn computes on the
-# way) exist for one chunk only, so a million rows cost no more memory than this many.
-PARITY_CHUNK = 65_536
+# way) exist for one chunk only, so a million rows cost no more memory than this many. And the ONNX
+# session's arena keeps what its largest run needed, about 1 KB a row of scale.py's model (65 MB at
+# 65,536 rows, most of the projected columns of a million documents; 16 MB at this many).
+PARITY_CHUNK = 16_384
 
 
 Answers = tuple[np.ndarray, "np.ndarray | None"]  # scikit-learn's predictions and class probabilities

@@ -141,6 +141,11 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             self._session = _new_session(self.onnx_)
         return self._session
 
+    def unload(self) -> None:
+        """Drop the onnxruntime session, and with it the memory its arena kept for the largest run (at
+        TRANSFORM_CHUNK rows, about 7 MB); the next `transform` makes a new one, with the same values."""
+        self._session = None
+
     def feeds(self, X: Any, rows: slice = slice(None)) -> dict[str, np.ndarray]:
         """The graph's input tensors from a frame whose columns are the ONNX input names (`rows` of it)."""
         out = {}

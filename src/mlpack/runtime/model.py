@@ -80,6 +80,13 @@ class Model:
             self._runner = functools.partial(session.run, [output.name for output in session.get_outputs()])
             return self._runner(feeds)
 
+    def unload(self) -> None:
+        """Drop the onnxruntime session, and with it what its memory arena kept for the largest run so far;
+        the next prediction makes a new one (the same answers)."""
+        with self._lock:
+            self._session = None
+            self._runner = None
+
     def load(self) -> Model:
         """Create the session now rather than on the first prediction (servers call this at start)."""
         _ = self.session

@@ -170,6 +170,7 @@ def train(
     test_frame = frame(parts.test_columns, recipe.input_names)
     # The test rows' answers, once: the metrics, the parity check and the card all read these.
     predicted, probabilities = answers(pipeline, test_frame, classification=recipe.classification)
+    pipeline.steps[0][1].unload()  # made again when the pipeline next runs (the card's few thousand rows)
     scores = scores_of(pipeline, parts.test_target, predicted, probabilities, list(recipe.metrics), parts.test_weight)
     undefined = [name for name, value in scores.items() if math.isnan(value)]
     if undefined:  # a model whose score cannot be computed has not been evaluated: never ship it as "nan"
@@ -221,6 +222,7 @@ def _fit(
         crossed = features.fit_crossed(frame(parts.train_columns, input_names), parts.train_target, **feature_args)
         with kept_in_parts(parts.train_columns, spans(rows)) as read:
             made = features.transform_parts(rows, (frame(part, input_names) for part in read()))
+            features.unload()  # the session's arena, as large as its largest run: not held while the estimator fits
             trained_on = features.with_crossed(made, crossed)
             del made
             pipeline.set_params(features="passthrough")
@@ -242,10 +244,21 @@ ANSWER_CHUNK = 65_536  # training rows answered at a time: the estimator's own a
 def _answers(estimator: Any, features: np.ndarray, probabilities: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """`predictions(estimator, features)` a chunk of rows at a time (each row's answer is its own), so
     the estimator's temporary arrays of every row are not made beside the features."""
-    parts = [
-        predictions(estimator, features[start : start + ANSWER_CHUNK], probabilities=probabilities)
-        for start in range(0, len(features), ANSWER_CHUNK)
-    ]
-    labels = np.concatenate([part[0] for part in parts])
-    given = [part[1] for part in parts]
-    return labels, None if any(part is None for part in given) else np.concatenate(given)  # type: ignore[arg-type]
+    rows = len(features)
+    labels: np.ndarray | None = None
+    given: np.ndarray | None = None
+    for start in range(0, rows, ANSWER_CHUNK):
+        # Each chunk's answers written into the whole arrays at once: the chunks and their join are
+        # never both held (a million rows' labels and probabilities, beside the features).
+        chunk, chunk_probabilities = predictions(
+            estimator, features[start : start + ANSWER_CHUNK], probabilities=probabilities
+        )
+        if labels is None:
+            labels = np.empty((rows, *chunk.shape[1:]), dtype=chunk.dtype)
+            if chunk_probabilities is not None:
+                given = np.empty((rows, *chunk_probabilities.shape[1:]), dtype=chunk_probabilities.dtype)
+        labels[start : start + len(chunk)] = chunk
+        if given is not None and chunk_probabilities is not None:
+            given[start : start + len(chunk)] = chunk_probabilities
+    assert labels is not None
+    return labels, given

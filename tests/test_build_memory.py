@@ -1,0 +1,111 @@
+"""What a build holds while it trains and checks parity (issue 23, a million documents).
+
+At a million documents each of these was megabytes to tens of megabytes of the build's peak: the
+training rows' answers made in parts and then joined (both held beside the features), the graph's
+onnxruntime session kept while the estimator fits (its arena), the exported model's session kept
+through the drift baseline (its arena, sized by parity's largest run), the dataset's ids kept
+though nothing reads them once split. The answers and the model stay what they were.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import mlpack.exported as exported_module
+import mlpack.features.graph as graph
+import mlpack.training.train as train_module
+from mlpack.estimators.predictions import predictions
+from mlpack.runtime import Model
+from mlpack.source import collect
+from mlpack.training.recipe import settle
+from mlpack.validate import validate
+from tests.helpers.documents import subscribers
+from tests.helpers.training import config_for, export
+
+
+def test_training_answers_are_written_into_one_array_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(100_000, 4))
+    estimator = LogisticRegression().fit(features, features[:, 0] > 0)
+    monkeypatch.setattr(train_module, "ANSWER_CHUNK", 1_000)
+    tracemalloc.start()
+    try:
+        labels, probabilities = train_module._answers(estimator, features, True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert probabilities is not None
+    answers = labels.nbytes + probabilities.nbytes
+    # Joined from their parts, the answers were held twice (the parts, then the whole): here once, and a chunk.
+    assert peak < 1.25 * answers, (peak, answers)
+    expected_labels, expected_probabilities = predictions(estimator, features, probabilities=True)
+    assert np.array_equal(labels, expected_labels) and labels.dtype == expected_labels.dtype
+    assert probabilities.tobytes() == np.asarray(expected_probabilities).tobytes()
+
+
+def test_an_unloaded_model_answers_the_same_from_a_new_session() -> None:
+    documents = subscribers(200)
+    exported = export(config_for("sklearn.linear_model.LogisticRegression", "classification"), documents)
+    model = Model(exported.onnx_bytes, exported.metadata)
+    before = model.predict_proba(documents[:50])
+    first = model.session
+    model.unload()
+    assert model._session is None  # its arena goes with it
+    assert model.predict_proba(documents[:50]) == before
+    assert model.session is not first
+
+
+def test_the_build_holds_no_onnx_session_while_the_estimator_fits_nor_after_parity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    graphs: list[graph.GraphFeatures] = []
+    transform_parts = graph.GraphFeatures.transform_parts
+
+    def remembered(self: graph.GraphFeatures, rows: int, parts: Any) -> Any:
+        graphs.append(self)
+        return transform_parts(self, rows, parts)
+
+    sessions_at_fit: list[Any] = []
+    fit = LogisticRegression.fit
+
+    def fitted(self: LogisticRegression, *args: Any, **kwargs: Any) -> Any:
+        sessions_at_fit.extend(getattr(features, "_session", None) for features in graphs)
+        return fit(self, *args, **kwargs)
+
+    models: list[Model] = []
+
+    class Kept(Model):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            models.append(self)
+
+    monkeypatch.setattr(graph.GraphFeatures, "transform_parts", remembered)
+    monkeypatch.setattr(LogisticRegression, "fit", fitted)
+    monkeypatch.setattr(exported_module, "Model", Kept)
+    config = config_for("sklearn.linear_model.LogisticRegression", "classification")
+    exported = export(config, subscribers(300))
+    assert graphs and sessions_at_fit == [None]  # the training rows' features made, the session dropped
+    assert len(models) == 1 and models[0]._session is None  # parity's model: no arena through the baseline
+    assert exported.metadata["parity"]["within_tolerance"]
+
+
+def test_a_build_that_drops_its_dataset_drops_its_ids_once_split() -> None:
+    config = config_for("sklearn.linear_model.LogisticRegression", "classification")
+    documents = subscribers(300)
+    kept, dropped = (
+        validate(collect(documents, config.features.loaded), config.features, config.model.task) for _ in range(2)
+    )
+    for dataset, keep in ((kept, True), (dropped, False)):
+        created = datetime(2026, 1, 1, tzinfo=UTC)
+        exported_module.make_model(
+            config, dataset, recipe=settle(config), version="1.0.0", created=created, keep_columns=keep
+        )
+    assert len(kept.ids) == 300  # put back: the dataset is whole again
+    with pytest.raises(RuntimeError, match="ids are dropped"):
+        len(dropped.ids)
