@@ -100,3 +100,30 @@ def test_a_record_reads_the_same_beside_any_other(model: Model, strict: bool) ->
                 name: (a.dtype.str, a.shape, a.tobytes() if a.dtype.kind == "f" else a.tolist())
                 for name, a in row.items()
             }, (record, batch)
+
+
+def test_one_record_after_another_in_the_same_arrays_reads_each_its_own(model: Model) -> None:
+    """`run` writes one record into [1, 1] arrays kept from the one before: each record's answer and
+    the feeds its observer sees are its own (a gap after a value, a value after a gap, a category
+    after another), also when the observer itself runs the model on another record meanwhile (as a
+    second thread would): the arrays it holds are not handed out again until it returns."""
+    records = [r for r in shapes() if not isinstance(reading(model, r, False, True), tuple)]
+    records += [{"tenure_months": None, "support_calls": 7, "contract": None, "billing": {"method": "card"}}]
+    seen: list[Any] = []
+
+    def observe(feeds: Any, labels: Any) -> None:
+        own = bits(feeds)
+        model.run(records[(len(seen) + 5) % len(records)])  # another record, in the middle of this one
+        seen.append((own, bits(feeds)))
+
+    for record in [*records, *reversed(records)]:
+        labels, probabilities, single = model.run(record, observe)
+        assert single and (labels, probabilities) == model.run([record])[:2], record
+        own, after = seen[-1]
+        assert own == after == reading(model, record, False, True), record
+
+
+def bits(feeds: Any) -> Any:
+    return {
+        name: (a.dtype.str, a.shape, a.tobytes() if a.dtype.kind == "f" else a.tolist()) for name, a in feeds.items()
+    }

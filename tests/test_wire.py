@@ -93,6 +93,23 @@ def test_bodies_are_read_as_json_loads_reads_them() -> None:
         assert repr(got) == repr(want), body  # repr: NaN is NaN, -0.0 is not 0.0
 
 
+def test_a_body_at_the_element_limit_is_refused_whatever_its_length() -> None:
+    # Bodies whose every byte is an element counted (brackets, commas, colons; a string's two quotes
+    # one) are refused exactly at the limit, so reading fewer than max_values bytes skips nothing.
+    for body in (b"[[[[[", b"[,,,,", b'{:"",', b"[::::", b"{{{{{{"):
+        counted = body.count(b"[") + body.count(b"{") + body.count(b'"') // 2 + body.count(b",") + body.count(b":")
+        for limit in range(counted - 1, counted + 3):
+            got = read_with(body, limit)
+            assert (got[:2] == ("error", 413)) == (counted >= limit), (body, limit, got)
+
+
+def read_with(body: bytes, max_values: int) -> Any:
+    try:
+        return ("value", parse_json(body, max_values))
+    except ClientError as error:
+        return ("error", error.status, error.message)
+
+
 def test_prediction_ids_never_repeat_even_across_a_fork() -> None:
     made = [new_id() for _ in range(3 * ids.RANDOM_AT_ONCE)]  # their random bits read several times
     assert len(set(made)) == len(made) and all(uuid.UUID(i).version == 7 for i in made)
