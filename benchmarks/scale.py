@@ -24,6 +24,7 @@ server sorts a million documents for minutes before its first batch and answers 
 meanwhile: give the URI `connectTimeoutMS=900000&serverSelectionTimeoutMS=900000`.
 
     python benchmarks/scale.py [--documents 1000000] [--estimator hgb|sgd] [--database D --collection C]
+    python benchmarks/scale.py --sklearn-alone [--estimator hgb|sgd]   # the estimator's fit alone: the floor
 """
 
 from __future__ import annotations
@@ -171,6 +172,28 @@ def child(project_dir: Path, estimator: str) -> dict[str, Any]:
     }
 
 
+# The training rows' features of this build: 29 float64 a row (7 numbers, 3 derived, the categories
+# one-hot, the date's parts), for the 80 % of the documents the split trains on.
+FEATURE_WIDTH = 29
+
+
+def sklearn_alone(documents: int, estimator: str) -> dict[str, float]:
+    """The estimator's fit alone, in this fresh process, on random float64 features of the training rows'
+    shape: the peak RSS growth (features included) that no build around this fit can go below."""
+    import numpy as np
+
+    class_path, params = ESTIMATORS[estimator]
+    module_name, class_name = class_path.rsplit(".", 1)
+    estimator_class = getattr(__import__(module_name, fromlist=[class_name]), class_name)
+    settings = dict(line.split(" = ") for line in params.splitlines())
+    model = estimator_class(**{key: json.loads(value) for key, value in settings.items()}, random_state=0)
+    baseline = rss_now()
+    rows = documents * 4 // 5
+    features = np.random.default_rng(0).normal(size=(rows, FEATURE_WIDTH))
+    model.fit(features, features[:, 0] > 0)
+    return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "baseline_rss": baseline}
+
+
 def raw_scan(uri: str, database: str, collection: str, limit: int) -> float:
     """Bytes only, as the build reads them: natural order, or the server's sort by `_id` with a limit."""
     from pymongo import MongoClient
@@ -258,10 +281,44 @@ def main() -> int:
         action="store_true",
         help="set [source].limit = --documents: the server sorts by _id (as every build did before natural order)",
     )
+    parser.add_argument(
+        "--sklearn-alone",
+        action="store_true",
+        help="only the estimator's fit, on random features of the training rows' shape: the floor of the peak",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--alone-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(Path(args.child), args.estimator)))
+        return 0
+    if args.sklearn_alone:
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--alone-child",
+                "--documents",
+                str(args.documents),
+                "--estimator",
+                args.estimator,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            print(done.stderr[-3000:])
+            return done.returncode
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        growth = figures["peak_rss"] - figures["baseline_rss"]
+        print(
+            f"{ESTIMATORS[args.estimator][0]} alone on {args.documents * 4 // 5} x {FEATURE_WIDTH} float64 features: "
+            f"peak RSS growth {growth / 2**20:.0f} MiB = "
+            f"{growth / (args.documents * len(PATHS) * 8):.2f}x the projected columns"
+        )
+        return 0
+    if args.alone_child:
+        print(json.dumps(sklearn_alone(args.documents, args.estimator)))
         return 0
     collection = args.collection or f"scale_{args.documents}"
     uri = os.environ.get("MONGODB_URI")
