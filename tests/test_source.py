@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -193,3 +197,27 @@ def test_toml_dates_in_the_filter_query_as_mongodb_dates(
     assert query == {"at": {"$lt": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}}
     with pytest.raises(ValueError, match="a time of day"):
         parse_query(tomllib.loads("f = { t = 07:00:00 }")["f"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_the_embedded_server_dies_with_the_process_that_started_it() -> None:
+    """A build (or a test worker) killed outright, or crashing, leaves no server running: a crashed
+    pytest worker left its server serving with nothing to stop it."""
+    code = (
+        "import os, signal, sys\n"
+        "from mlpack.source.embedded import embedded_server\n"
+        "with embedded_server() as uri:\n"
+        "    print(uri, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode == -signal.SIGKILL
+    port = int(child.stdout.strip().rsplit(":", 1)[1].strip("/"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            return  # nothing listens there any more: the server is gone
+        time.sleep(0.1)
+    pytest.fail(f"the embedded server on port {port} outlived the process that started it")

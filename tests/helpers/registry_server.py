@@ -22,6 +22,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlpack.source.embedded import dies_with_parent
+
 USERNAME, PASSWORD = "mlpack-ci", "Reg1stry-Pass-w0rd"
 
 
@@ -233,7 +235,8 @@ def loopback_registry(
         auth_file = root / "auth.json"
         auth_file.write_text(json.dumps({"auths": {host: {"auth": basic}} if login else {}}), encoding="utf-8")
         log = stack.enter_context((root / "registry.log").open("wb"))
-        server = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+        command = [binary, "serve", str(root / "config.yml")]
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_parent())
         stack.callback(_stop, server)
         deadline = time.monotonic() + 30
         while True:
