@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,14 @@ def test_store_artifacts_needs_the_registry(churn_project: Project, run: Any) ->
         2,
         "aliases live in the registry",
     )
+
+
+@pytest.mark.parametrize("command", ["models", "experiments"])
+def test_listing_an_embedded_server_s_registry_says_it_is_gone(
+    command: str, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded server lived for one build: "no builds recorded" right after a build would mislead."""
+    monkeypatch.delenv("MONGODB_URI", raising=False)  # the example's [source].uri_env: unset, it embeds
+    project = tmp_path / "wine"
+    shutil.copytree(Path(__file__).parent.parent / "examples" / "wine", project)
+    assert_clean_error(run(command, "--config", project / "mlpack.toml"), 2, "persistent", "MONGODB_URI")

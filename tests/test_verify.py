@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,12 @@ def test_a_changed_byte_inside_a_compressed_file_of_the_wheel_is_named(
     assert_clean_error(
         run("verify", files["wheel"]), 1, "test_model-1.0.0-py3-none-any.whl: test_model/model.onnx was changed"
     )
+
+
+@pytest.mark.parametrize("absent", ["cyclonedx", "cryptography"])
+def test_verify_without_the_attest_extra_says_what_to_install(
+    absent: str, builds: dict[str, BuildResult], run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, absent, None)  # as if not installed: find_spec answers None
+    result = run("verify", builds["unsigned"].artifacts["wheel"])
+    assert_clean_error(result, 2, f"needs the {absent} package", "pip install 'mlpack-onnx[attest]'")

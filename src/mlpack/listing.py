@@ -17,7 +17,8 @@ def list_models(project: str | Path, name: str | None = None, *, every: bool = F
     """The registry's records of one model: `name`, else the project's own; `every`: all the registry holds."""
     config = load_config(project)
     asked, name = name, _which(config, name, every)
-    with open_registry(config) as registry:
+    # An embedded server's registry is gone with the build that made it: "no builds recorded" would mislead.
+    with open_registry(config, persistent_for="the builds are listed from a persistent registry") as registry:
         records = registry.list(name)
         if asked and not records:
             known = sorted({row["name"] for row in registry.list()})
@@ -35,7 +36,7 @@ def list_experiments(
     `every`: all the database holds), each build's best first."""
     config = load_config(project)
     asked, name = name, _which(config, name, every)
-    with open_database(config.source) as opened:
+    with open_database(config.source, persistent_for="the trials are listed from a persistent database") as opened:
         try:
             return list_trials(opened.database[config.registry.experiments], name, version)
         except ConfigError:

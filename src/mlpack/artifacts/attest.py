@@ -55,12 +55,15 @@ ATTACHMENTS: dict[str, tuple[str, str, dict[str, str]]] = {
 # What writing the attestations imports (the [attest] extra); signing needs model-signing too.
 _NEEDED = ("cyclonedx", "packageurl", "in_toto_attestation")
 _NEEDED_TO_SIGN = ("cryptography", "model_signing", "OpenSSL")
+# What `mlpack verify` imports: the SBOM's reader and the signatures' (model-signing's with a key).
+_NEEDED_TO_VERIFY = ("cyclonedx", "packageurl", "cryptography")
 EXTRA = "pip install 'mlpack-onnx[attest]'"
 
 
-def missing(signed: bool) -> str:
-    """The first module of the [attest] extra that is not installed, or ""."""
-    for module in _NEEDED + (_NEEDED_TO_SIGN if signed else ()):
+def missing(signed: bool, *, verifying: bool = False) -> str:
+    """The first module of the [attest] extra that writing (or `verifying`) the attestations needs and
+    is not installed, or ""."""
+    for module in (_NEEDED_TO_VERIFY if verifying else _NEEDED) + (_NEEDED_TO_SIGN if signed else ()):
         if importlib.util.find_spec(module) is None:
             return module
     return ""

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from mlpack.artifacts import attest
 from mlpack.cli.commands import _print_json
 from mlpack.cli.push_command import stdin_password
+from mlpack.errors import ConfigError
 
 
 def add_verify(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -49,6 +51,9 @@ def _connection(args: argparse.Namespace) -> Any:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    absent = attest.missing(signed=args.key is not None, verifying=True)
+    if absent:  # before the imports that would fail on it with a traceback
+        raise ConfigError(f"mlpack verify needs the {absent} package, which is not installed: {attest.EXTRA}")
     from mlpack.artifacts.verify import verify, verify_reference
 
     if _is_reference(args.artifact):

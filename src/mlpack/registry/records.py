@@ -243,7 +243,8 @@ def _summary(metadata: Mapping[str, Any], config_text: str, status: Status) -> R
 
 
 @contextmanager
-def open_registry(config: Config) -> Iterator[Registry]:
-    """The project's registry in its database, the connection closed on the way out."""
-    with open_database(config.source) as opened:
+def open_registry(config: Config, *, persistent_for: str | None = None) -> Iterator[Registry]:
+    """The project's registry in its database, the connection closed on the way out. `persistent_for`:
+    what needs a registry that outlives one command (open_database refuses an embedded server then)."""
+    with open_database(config.source, persistent_for=persistent_for) as opened:
         yield Registry.for_config(opened.database, config.registry)
