@@ -16,7 +16,8 @@ import pytest
 from pymongo import MongoClient
 
 from mlpack.registry import next_patch
-from mlpack.source.embedded import dies_with_parent, free_port, stop_process
+from mlpack.runtime.lifetime import parent_death_signal
+from mlpack.source.embedded import free_port, stop_process
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.projects import Project
 
@@ -52,7 +53,7 @@ def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=dies_with_parent(),
+        preexec_fn=parent_death_signal(),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlpack.source.embedded import dies_with_parent
+from mlpack.runtime.lifetime import parent_death_signal
 
 BASE_IMAGE = "python:3.11-slim"
 PACKAGES = ("docker.io", "containerd", "runc", "tini")
@@ -187,7 +187,7 @@ def docker_engine() -> Iterator[dict[str, str]]:
         stderr=subprocess.STDOUT,
         env={**os.environ, **env},
         start_new_session=True,
-        preexec_fn=dies_with_parent(signal.SIGTERM),  # a crashed test worker leaves no engine running
+        preexec_fn=parent_death_signal(signal.SIGTERM),  # a crashed test worker leaves no engine running
     )
     try:
         deadline = time.monotonic() + 60

@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlpack.source.embedded import dies_with_parent
+from mlpack.runtime.lifetime import parent_death_signal
 
 USERNAME, PASSWORD = "mlpack-ci", "Reg1stry-Pass-w0rd"
 
@@ -236,7 +236,7 @@ def loopback_registry(
         auth_file.write_text(json.dumps({"auths": {host: {"auth": basic}} if login else {}}), encoding="utf-8")
         log = stack.enter_context((root / "registry.log").open("wb"))
         command = [binary, "serve", str(root / "config.yml")]
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_parent())
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=parent_death_signal())
         stack.callback(_stop, server)
         deadline = time.monotonic() + 30
         while True:

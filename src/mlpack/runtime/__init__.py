@@ -11,8 +11,9 @@ function (mlpack.metadata.build_metadata); everything else reads it by checked k
 
 Beside the model: `serving/` (the model's HTTP server, which takes the model as the `ServedModel`
 protocol), `settings.py` (`ServeSettings`, the one reader of the server's flags, `MLPACK_*` variables
-and [serve]), `drift.py` (training baselines and PSI, also used by the build and `mlpack monitor`)
-and `heap.py` (freed memory back to the system: the server's inference log, the build's steps).
+and [serve]), `drift.py` (training baselines and PSI, also used by the build and `mlpack monitor`),
+`heap.py` (freed memory back to the system: the server's inference log, the build's steps) and
+`lifetime.py` (a child process killed with its parent: the server's workers, the embedded MongoDB).
 
 Hot path: plain lists and one `np.array` per input; no pandas, no per-value Python checks unless
 a cheap scan of the value types shows the values need them.

@@ -7,8 +7,6 @@ never imported, so mlpack's own licence is unaffected.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import os
 import shutil
 import signal
@@ -17,10 +15,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlpack.errors import ExternalError
+from mlpack.runtime.lifetime import parent_death_signal
 
 SERVER_COMMAND = "secantusd-py"
 START_TIMEOUT_S = 30.0
@@ -64,22 +63,6 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         proc.wait()
 
 
-def dies_with_parent(signal_number: int = signal.SIGKILL) -> Callable[[], object] | None:
-    """A `preexec_fn` for a server's child, on Linux: the kernel sends it `signal_number` as soon as
-    the thread that started it dies, even by SIGKILL or a crash (the embedded server is killed: a
-    throwaway server has nothing to save). A pytest worker that crashed left its server running with
-    nothing to stop it. prctl is looked up here, in the parent: the child may not import (another
-    thread may hold the import lock at the fork). None elsewhere, where no such call exists."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-    return functools.partial(prctl, pr_set_pdeathsig, signal_number, 0, 0, 0)
-
-
 @contextlib.contextmanager
 def embedded_server(storage: str = ":memory:", *, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
     """Start a local server, yield its connection string, stop it (SIGTERM) afterwards."""
@@ -110,7 +93,7 @@ def embedded_server(storage: str = ":memory:", *, extra_args: tuple[str, ...] = 
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=scratch,
-                preexec_fn=dies_with_parent(),
+                preexec_fn=parent_death_signal(),  # killed with the build: it has nothing to save
                 env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )
         try:

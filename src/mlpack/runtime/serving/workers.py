@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, List, Optional
 
+from ..lifetime import parent_death_signal
 from ..settings import (
     DEFAULT_BATCH_MAX_RECORDS,
     DEFAULT_BATCH_WAIT_US,
@@ -63,10 +64,14 @@ def serve(model: ServedModel, settings: Optional[ServeSettings] = None) -> int:
         log.warning("inference log is on in the config but %s is not set: not logging", settings.inference_log_missing)
     parent = os.getpid()
     children: List[int] = []
+    # SIGTERM when the parent dies, at once rather than at the next watchdog tick (Linux; elsewhere the
+    # watchdog alone does it). Looked up before the forks: a forked child should not import.
+    die_with_parent = parent_death_signal(signal.SIGTERM)
     for slot in range(1, workers):
         pid = os.fork()
         if pid == 0:
-            _die_with_parent()
+            if die_with_parent is not None:
+                die_with_parent()
             ready = f"worker {os.getpid()} ready"
             try:
                 code = _run_process(model, settings, metrics, batches, slot, sock, ready, parent=parent)
@@ -144,15 +149,6 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
     log.warning("the parent process %d is gone: stopping", parent)
     stop.set()
-
-
-def _die_with_parent() -> None:
-    """On Linux the kernel sends SIGTERM when the parent dies: at once, not at the next watchdog tick."""
-    with contextlib.suppress(Exception):  # elsewhere (or without libc) the watchdog alone does it
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def add_serve_arguments(parser: Any) -> None:
