@@ -165,3 +165,109 @@ def test_each_answer_carries_its_records_id_so_it_can_be_joined_back(
     csv_file = tmp_path / "keyed.csv"
     csv_file.write_text("_id,tenure_months\nx1,12\n", encoding="utf-8")
     assert json.loads(run("predict", built_model.artifacts["onnx"], "--input", csv_file).out)["_id"] == "x1"
+
+
+# -- a file that shares no field with the model (a newcomer's wrong file, or the wrong model) ------
+# The fields the model reads, in its order (numeric first).
+FIELDS = ["tenure_months", "billing.monthly_charges", "support_calls", "contract", "billing.method"]
+
+
+def test_a_csv_whose_header_has_none_of_the_models_fields_is_refused(
+    built_model: Any, run: Any, tmp_path: Path
+) -> None:
+    """Every row would be predicted from imputed values alone: a confident answer about nothing."""
+    table = tmp_path / "iris.csv"
+    table.write_text("sepal_length,sepal_width,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    result = run("predict", built_model.artifacts["onnx"], "--input", table, "--output", output)
+    assert_clean_error(result, 2, f"--input {table}: no column of the header is a field the model reads")
+    assert "it reads " + ", ".join(FIELDS) in result.err  # what the model reads...
+    assert "the header has sepal_length, sepal_width, species" in result.err  # ...and what the file has
+    assert len(result.err.strip().splitlines()) == 1 and result.out == ""
+    assert not output.exists() and not list(tmp_path.glob(".mlpack-predict-*"))
+
+
+def test_a_csv_header_lacking_some_fields_warns_once_and_predicts(built_model: Any, run: Any, tmp_path: Path) -> None:
+    table = tmp_path / "some.csv"
+    table.write_text("tenure_months,contract,note\n12,monthly,a\n30,yearly,b\n3,monthly,c\n", encoding="utf-8")
+    result = run("predict", built_model.artifacts["onnx"], "--input", table)
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == [
+        f"mlpack: warning: --input {table}: the CSV header has no column for 3 of the model's 5 fields, "
+        "read as missing in every row: billing.monthly_charges, support_calls, billing.method"
+    ]
+    assert len(result.out.splitlines()) == 3
+    quiet = run("predict", built_model.artifacts["onnx"], "--input", table, "-q")
+    assert quiet.code == 0 and quiet.err == "" and quiet.out == result.out
+    whole = tmp_path / "whole.csv"
+    whole.write_text(",".join(FIELDS) + "\n12,70.5,1,monthly,card\n", encoding="utf-8")
+    assert run("predict", built_model.artifacts["onnx"], "--input", whole).err == ""  # nothing lacking, nothing said
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_records_that_share_no_field_with_the_model_are_refused(
+    built_model: Any, run: Any, tmp_path: Path, fmt: str
+) -> None:
+    # A parent that is a plain value has no fields ("billing": 5): billing.method is absent there too.
+    records = [{"sepal_length": 5.1, "species": "setosa"}, {"_id": 3, "billing": 5}, {}]
+    source = tmp_path / f"iris.{fmt}"
+    text = "".join(json.dumps(r) + "\n" for r in records) if fmt == "jsonl" else json.dumps({"instances": records})
+    source.write_text(text, encoding="utf-8")
+    result = run("predict", built_model.artifacts["onnx"], "--input", source, "--on-error", "skip")
+    assert_clean_error(result, 2, f"--input {source}: no record has a field the model reads")
+    assert "it reads " + ", ".join(FIELDS) + "; the records have sepal_length, species, _id, billing" in result.err
+    assert result.out == "" and len(result.err.strip().splitlines()) == 1
+
+
+def test_one_record_without_the_fields_among_others_is_predicted_as_missing_values(
+    built_model: Any, run: Any, tmp_path: Path
+) -> None:
+    """The server's reading: an absent field is a missing value. Only a whole file of them is refused."""
+    source = tmp_path / "mixed.jsonl"
+    records = [{}, {"note": "x"}, {"billing": {"method": "card"}}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    result = run("predict", built_model.artifacts["onnx"], "--input", source)
+    assert result.code == 0 and result.err == "", result.err
+    assert len(result.out.splitlines()) == 3
+
+
+def test_the_first_batch_judges_a_large_file(built_model: Any) -> None:
+    """Nothing is written before the refusal, so it is decided on the first batch read (2,000 records)."""
+    import io
+
+    from mlpack.artifacts.read import open_model
+    from mlpack.runtime import InputFileError, predict_file
+
+    model = open_model(built_model.artifacts["onnx"])
+    lines = [json.dumps({"x": 1})] * 3 + [json.dumps(GOOD[0])]
+    out = io.StringIO()
+    with pytest.raises(InputFileError, match=r"none of the first 3 records has a field the model reads"):
+        predict_file(model, io.StringIO("\n".join(lines)), "jsonl", out, batch=3)
+    assert out.getvalue() == ""
+    predict_file(model, io.StringIO("\n".join(lines[1:])), "jsonl", out, batch=3)  # a good one among the first 3
+    assert len(out.getvalue().splitlines()) == 3
+
+
+def test_the_wheels_own_cli_refuses_and_warns_the_same(built_model: Any, tmp_path: Path) -> None:
+    import zipfile
+
+    site = tmp_path / "site"
+    with zipfile.ZipFile(built_model.artifacts["wheel"]) as archive:
+        archive.extractall(site)
+    foreign, partial = tmp_path / "iris.csv", tmp_path / "some.csv"
+    foreign.write_text("sepal_length,species\n5.1,setosa\n", encoding="utf-8")
+    partial.write_text("tenure_months,contract\n12,monthly\n", encoding="utf-8")
+    answers = [
+        subprocess.run(
+            [sys.executable, "-m", "test_model", "predict", "--input", str(path)],
+            capture_output=True,
+            text=True,
+            cwd=site,
+            check=False,
+        )
+        for path in (foreign, partial)
+    ]
+    assert answers[0].returncode == 2 and answers[0].stdout == ""
+    assert answers[0].stderr.startswith(f"error: --input {foreign}: no column of the header is a field the model reads")
+    assert answers[1].returncode == 0 and len(answers[1].stdout.splitlines()) == 1
+    assert answers[1].stderr.startswith(f"warning: --input {partial}: the CSV header has no column for 3")

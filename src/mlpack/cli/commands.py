@@ -63,7 +63,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mlpack.runtime import run_predict
 
     # The model wheel's own `python -m MODEL predict` runs the same function: one behaviour, two doors.
-    return run_predict(open_model(args.artifact), args, sys.stderr)
+    return run_predict(open_model(args.artifact), args, sys.stderr, prog="mlpack")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

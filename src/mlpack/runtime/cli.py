@@ -30,10 +30,19 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="absent fields and unknown categories are errors")
 
 
-def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO) -> int:
+def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO, prog: str = "") -> int:
     """Exit 0: all predicted; 1: a bad record stopped it (fail) or some were skipped (skip); 2: an input
-    file that cannot be read as a whole (absent, not UTF-8, broken CSV, JSON nested too deeply)."""
+    file that cannot be read as a whole (absent, not UTF-8, broken CSV, JSON nested too deeply) or that
+    shares no field with the model. Warnings are `PROG: warning: ...` lines, or `warning: ...` without a
+    `prog` (`-q`, where the command has it, drops them)."""
     fmt = args.format or format_of(args.input)
+    prefix = f"{prog}: warning: " if prog else "warning: "
+    quiet = getattr(args, "quiet", False)  # mlpack predict has -q; a model's own CLI has not
+
+    def warn(message: str) -> None:
+        if not quiet:
+            print(f"{prefix}--input {args.input}: {message}", file=stderr)
+
     try:
         source: TextIO = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", newline="")
     except OSError as exc:
@@ -41,7 +50,9 @@ def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO) -> int:
         return 2
     try:
         with source, _Output(args.output) as out:
-            summary = predict_file(model, source, fmt, out, on_error=args.on_error, errors=stderr, strict=args.strict)
+            summary = predict_file(
+                model, source, fmt, out, on_error=args.on_error, errors=stderr, strict=args.strict, warn=warn
+            )
     except UnicodeDecodeError as exc:
         print(f"error: --input {args.input}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=stderr)
         return 2
@@ -87,7 +98,7 @@ def main(model: Model, argv: Optional[Sequence[str]] = None, prog: Optional[str]
     if args.command == "info":
         print(json.dumps(model.metadata, indent=2))
         return 0
-    return run_predict(model, args, sys.stderr)
+    return run_predict(model, args, sys.stderr)  # `warning: ...`, as its errors are `error: ...`
 
 
 def run_main(model: Model, prog: str, server: Any = None) -> int:

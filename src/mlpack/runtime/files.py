@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO
 
 from .model import Model
-from .values import to_number
+from .values import ABSENT, lookup, to_number
 
 # -- reading input files, streamed ---------------------------------------------------------------
 BATCH_RECORDS = 2_000  # records predicted at once from a file: bounded memory, most of the batch speed
@@ -25,12 +26,17 @@ class Item:
     error: Optional[str] = None
 
 
-def iter_records(stream: TextIO, fmt: str, model: Model) -> Iterator[Item]:
-    """Records one at a time from JSON Lines or CSV (streamed), or a JSON document (read whole)."""
+def iter_records(
+    stream: TextIO, fmt: str, model: Model, warn: Optional[Callable[[str], None]] = None
+) -> Iterator[Item]:
+    """Records one at a time from JSON Lines or CSV (streamed), or a JSON document (read whole).
+
+    A CSV header with none of the model's fields is an InputFileError; one that lacks some of them is
+    said once to `warn` (those fields are missing in every row)."""
     if fmt == "jsonl":
         return _jsonl_items(stream)
     if fmt == "csv":
-        return _csv_items(stream, model)
+        return _csv_items(stream, model, warn)
     if fmt == "json":
         return _json_items(stream)
     raise ValueError(f"unknown input format {fmt!r}: use jsonl, json or csv")
@@ -66,9 +72,15 @@ def _json_items(stream: TextIO) -> Iterator[Item]:
         yield Item(index + 1, record)  # "line" is the record's position in the document here
 
 
-def _csv_items(stream: TextIO, model: Model) -> Iterator[Item]:
+def _csv_items(stream: TextIO, model: Model, warn: Optional[Callable[[str], None]]) -> Iterator[Item]:
     numeric = {f.name for f in model.features if f.kind == "numeric"}
     reader = csv.DictReader(stream)
+    try:
+        header = reader.fieldnames  # reads the header line
+    except csv.Error as exc:
+        raise InputFileError(f"not a readable CSV file (line {reader.line_num}): {exc}") from None
+    if header is not None:  # an empty file has no header, and no rows to predict
+        _check_header(model, list(header), warn)
     while True:
         try:
             row = next(reader)
@@ -96,6 +108,48 @@ def _csv_items(stream: TextIO, model: Model) -> Iterator[Item]:
             else:
                 record[key] = None if text in ("", None) else text
         yield Item(number, None if error else record, error)
+
+
+def _check_header(model: Model, header: List[str], warn: Optional[Callable[[str], None]]) -> None:
+    """A CSV column is read as the field of its name (a dotted path for a nested field): a header
+    naming none of the model's fields would predict every row from imputed values alone."""
+    columns = set(header)
+    missing = [feature.name for feature in model.features if feature.name not in columns]
+    if len(missing) == len(model.features):
+        raise InputFileError(
+            f"no column of the header is a field the model reads: it reads {_some(missing)}; "
+            f"the header has {_some(header)}"
+        )
+    if missing and warn is not None:
+        warn(
+            f"the CSV header has no column for {len(missing)} of the model's {len(model.features)} fields, "
+            f"read as missing in every row: {_some(missing, 10)}"
+        )
+
+
+def _some(names: Sequence[str], shown: int = 5) -> str:
+    """A few names for a message: "a, b, c and 10 more"."""
+    text = ", ".join(repr(name) if not name or name != name.strip() else name for name in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "") if names else "no fields"
+
+
+def _check_shared(model: Model, chunk: List[Item], whole: bool) -> None:
+    """Refuse a file whose records share no field with the model (the first batch judges: nothing has
+    been written yet). One record without any of them is a record of missing values, predicted as the
+    server predicts it; a whole file of them is the wrong file."""
+    records = [item.record for item in chunk if item.error is None and isinstance(item.record, Mapping)]
+    features = [(feature.name, feature.parts) for feature in model.features]
+    for record in records:
+        if any(lookup(record, name, parts) is not ABSENT for name, parts in features):
+            return
+    if not records:  # nothing readable to judge by: each bad record is reported as such
+        return
+    keys = list(dict.fromkeys(str(key) for record in records[:100] for key in record))
+    which = "no record has" if whole else f"none of the first {len(chunk):,} records has"
+    raise InputFileError(
+        f"{which} a field the model reads: it reads {_some([name for name, _ in features])}; "
+        f"the records have {_some(keys)}"
+    )
 
 
 def read_records(stream: TextIO, fmt: str, model: Model) -> List[Any]:
@@ -142,18 +196,26 @@ def predict_file(
     errors: Optional[TextIO] = None,
     strict: bool = False,
     batch: int = BATCH_RECORDS,
+    warn: Optional[Callable[[str], None]] = None,
 ) -> PredictSummary:
     """One JSON line per input record: the prediction (and probabilities for classifiers), streamed.
 
     The file is read and predicted `batch` records at a time, so memory stays bounded whatever its
     size. `on_error="fail"` stops at the first bad record (RecordError naming line and field);
     "skip" writes `{"line": N, "error": ...}` in its place (so output line k is still input record k),
-    reports it on `errors`, and predicts every other record.
+    reports it on `errors`, and predicts every other record. A file that shares no field with the model
+    is an InputFileError before anything is written; a CSV header lacking some fields is said to `warn`
+    (default: a `warning:` line on `errors`).
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     summary = PredictSummary()
-    for chunk in _batches(iter_records(source, fmt, model), batch):
+    if warn is None:
+        warn = functools.partial(_warning_line, errors)
+
+    for chunk in _batches(iter_records(source, fmt, model, warn), batch):
+        if summary.records == 0 and fmt != "csv":  # a CSV's header was checked before its first row
+            _check_shared(model, chunk, whole=len(chunk) < batch)
         for line in _predict_chunk(model, chunk, on_error, strict):
             if "error" in line:
                 summary.skipped += 1
@@ -162,6 +224,11 @@ def predict_file(
             out.write(json.dumps(line) + "\n")
         summary.records += len(chunk)
     return summary
+
+
+def _warning_line(errors: Optional[TextIO], message: str) -> None:
+    if errors is not None:
+        print(f"warning: {message}", file=errors)
 
 
 def _batches(items: Iterable[Item], size: int) -> Iterator[List[Item]]:
