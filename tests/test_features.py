@@ -22,7 +22,8 @@ from mlpack.config import parse_config
 from mlpack.errors import ConfigError
 from mlpack.features.categories import RareCategories
 from mlpack.features.converters import register
-from mlpack.features.dates import DATE_PARTS, DateParts
+from mlpack.features.date_parts import DateParts
+from mlpack.features.dates import DATE_PARTS
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.expressions import evaluate, parse_derived
 from mlpack.features.target import TRANSFORMS, TransformedTarget

@@ -20,6 +20,11 @@ def _warnings(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from mlpack.config import load_config
+
+    # A mistake in mlpack.toml is one line at once: the build's own imports (scikit-learn, skl2onnx,
+    # onnx: seconds) wait until the configuration is known to read. build() reads it again (cheap).
+    load_config(args.project)
     from mlpack.build import build
 
     result = build(

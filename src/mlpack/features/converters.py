@@ -20,7 +20,8 @@ from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
 from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
 
 from mlpack.features.categories import OTHER, RareCategories
-from mlpack.features.dates import DATE_PARTS, DateParts, date_parts
+from mlpack.features.date_parts import DateParts
+from mlpack.features.dates import DATE_PARTS, date_parts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.encodings import ENCODERS, CategoryTable
 from mlpack.features.expressions import compute

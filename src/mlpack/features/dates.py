@@ -8,12 +8,7 @@ written once against `Ops` so the numpy reference and the graph are the same ste
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-
-from mlpack.features.ops import MISSING_DATE, NumpyOps, Ops, Value
+from mlpack.features.ops import MISSING_DATE, Ops, Value
 
 MS_PER_DAY = 86_400_000
 MS_PER_HOUR = 3_600_000
@@ -93,30 +88,3 @@ def _civil_from_days(ops: Ops, days: Value) -> dict[str, Value]:
     january_or_february = ops.cast(ops.binary("LessOrEqual", month, n(2)), "int64")
     year = add(add(year_of_era, mul(era, n(400))), january_or_february)
     return {"year": year, "month": month, "day": day}
-
-
-class DateParts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """int64 milliseconds (one column per date field) → the DATE_PARTS of each, as float columns.
-
-    Missing dates (MISSING_DATE) give NaN parts, imputed by the numeric imputer that follows.
-    """
-
-    def fit(self, X: Any, y: Any = None) -> DateParts:
-        self.n_features_in_ = np.asarray(X).shape[1]
-        self.feature_names_in_ = np.asarray(
-            getattr(X, "columns", [f"date{i}" for i in range(self.n_features_in_)]), dtype=object
-        )
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        columns = np.asarray(X, dtype=np.int64)
-        ops = NumpyOps()
-        blocks: list[np.ndarray] = []
-        for index in range(columns.shape[1]):
-            parts = date_parts(ops, columns[:, index])
-            blocks.extend(parts[part] for part in DATE_PARTS)
-        return np.stack(blocks, axis=1).astype(np.float64) if blocks else np.empty((len(columns), 0))
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        names = self.feature_names_in_ if input_features is None else input_features
-        return np.asarray([f"{name}.{part}" for name in names for part in DATE_PARTS], dtype=object)

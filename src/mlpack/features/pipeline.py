@@ -20,7 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
 from mlpack.errors import DataError
 from mlpack.features.categories import RareCategories
-from mlpack.features.dates import DateParts
+from mlpack.features.date_parts import DateParts
 from mlpack.features.derived import DerivedFeatures
 from mlpack.features.encodings import CategoryTable, FrequencyEncoding, TargetEncoding
 from mlpack.features.graph import GraphFeatures
