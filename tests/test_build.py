@@ -374,7 +374,7 @@ def test_invalid_connection_string_is_a_usage_error(
 ) -> None:
     monkeypatch.setenv("MLPACK_TEST_URI", "postgres://u:pw@host/db")
     result = run("build", churn_project.path)
-    assert_clean_error(result, 2, "connection string", "u:***@")
+    assert_clean_error(result, 2, "MLPACK_TEST_URI is not a MongoDB connection string", "it is a postgres:// URI")
     assert ":pw@" not in result.err
 
 

@@ -230,6 +230,12 @@ def test_feedback_mistakes_are_one_clear_line(
     assert_clean_error(
         build_with('uri_env = "NO_SUCH_LOG_URI"\n'), 2, "[source.feedback].uri_env names NO_SUCH_LOG_URI"
     )
+    monkeypatch.setenv("MLPACK_FEEDBACK_LOG_URI", "notauri")  # pymongo would take it for a host and wait
+    assert_clean_error(
+        build_with('uri_env = "MLPACK_FEEDBACK_LOG_URI"\n'),
+        2,
+        "MLPACK_FEEDBACK_LOG_URI is not a MongoDB connection string: it must start with mongodb://",
+    )
     off = build_with("enabled = false\n")
     assert off.code == 0, off.err
     assert "from feedback" not in off.out

@@ -8,6 +8,7 @@ each of its pieces must be absent from stdout, stderr and every file the command
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,49 @@ def test_publish_to_an_unreachable_index_hides_its_password(
     result = run("publish", project, "--dist", dist, "--repository-url", url, "--json")
     assert_clean_error(result, 3, "http://uploader:***@127.0.0.1")
     _assert_hidden(result, ["Ind3xS3cret"], tmp_path)
+
+
+# Values that are no MongoDB connection string: pymongo takes text without a scheme for a host name
+# and waits out its server selection (~10 s, then exit 3, "notauri:27017 ... Name or service not
+# known"). Each is said at once, named by its variable and never quoted (it may be a credential).
+NOT_URIS = [
+    ("bare-word", "notauri", "it has no scheme (a host alone is written mongodb://HOST:PORT)"),
+    ("host-and-port", "127.0.0.1:9", "it has no scheme"),
+    ("other-scheme", "postgres://u:N0tM0ng0Pw@127.0.0.1:9/db", "it is a postgres:// URI"),
+    ("upper-case", "MongoDB://127.0.0.1:9/", "its scheme MongoDB:// must be written in lower case"),
+]
+URI_COMMANDS = {
+    "build": lambda p, _: ["build", p, "--out", p / "dist"],
+    "models": lambda p, _: ["models", "--config", p, "--json"],
+    "experiments": lambda p, _: ["experiments", "--config", p],
+    "promote": lambda p, _: ["promote", "uri-model", "1.0.0", "--alias", "production", "--config", p],
+    "publish": lambda p, _: ["publish", p, "--version", "1.0.0", "--repository-url", "http://127.0.0.1:9/"],
+    "monitor": lambda p, model: ["monitor", p, "--model", model],  # the log looked for in the source's MongoDB
+}
+
+
+@pytest.mark.parametrize("command", list(URI_COMMANDS))
+@pytest.mark.parametrize(("case", "value", "why"), NOT_URIS, ids=[c[0] for c in NOT_URIS])
+def test_a_value_that_is_no_mongodb_uri_is_exit_2_at_once(
+    case: str,
+    value: str,
+    why: str,
+    command: str,
+    built_model: Any,
+    run: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLPACK_HOSTILE_URI", value)
+    project = _project(tmp_path)
+    started = time.monotonic()
+    result = run(*URI_COMMANDS[command](project, built_model.artifacts["onnx"]))
+    elapsed = time.monotonic() - started
+    assert_clean_error(result, 2, "error: MLPACK_HOSTILE_URI is not a MongoDB connection string", why)
+    assert elapsed < 5, elapsed  # no server selection was waited on
+    assert value not in result.out + result.err and "N0tM0ng0Pw" not in result.out + result.err
+    if command == "models":
+        assert json.loads(result.out)["exit_code"] == 2
 
 
 @pytest.mark.parametrize(("case", "template", "secrets"), SHAPES, ids=[s[0] for s in SHAPES])

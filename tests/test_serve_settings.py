@@ -55,6 +55,16 @@ def test_the_inference_log_location_is_checked_before_the_server_starts() -> Non
     assert named.inference_log is not None and named.inference_log.uri_env == "LOG_URI"
     missing = ServeSettings.read({"inference_log": True, "inference_log_uri_env": "LOG_URI"}, {}, {})
     assert missing.inference_log is None and missing.inference_log_missing == "LOG_URI"  # a warning, not a failure
+    # A value that is no MongoDB URI is refused before the server starts, named by the variable that held
+    # it and never quoted (pymongo would take "notauri" for a host name and retry it for every request).
+    for environ, variable in (
+        ({"MLPACK_INFERENCE_LOG_URI": "notauri"}, "MLPACK_INFERENCE_LOG_URI"),
+        ({"LOG_URI": "http://u:N0tShown@h/"}, "LOG_URI"),
+        ({"LOG_URI": "", "MLPACK_INFERENCE_LOG_URI": "db.example:27017"}, "MLPACK_INFERENCE_LOG_URI"),
+    ):
+        with pytest.raises(SettingsError, match=f"^{variable} is not a MongoDB connection string") as refused:
+            ServeSettings.read({"inference_log_uri_env": "LOG_URI"}, {}, environ)
+        assert not any(value and value in str(refused.value) for value in environ.values())
 
 
 def test_flag_then_variable_then_serve_then_default() -> None:

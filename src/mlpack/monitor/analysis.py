@@ -314,7 +314,7 @@ def monitor(
     limits = Limits.of(config, threshold, missing_threshold, unknown_threshold)
     metadata = model_metadata(config, version=version, dist=Path(dist) if dist else None, artifact=artifact)
     where = log_location(config, metadata)
-    client = connect(where.uri)
+    client = connect(where.uri, variable=where.uri_env)
     try:
         collection = client[where.database][where.collection]
         with outside("MongoDB", action=f"reading the inference log {where.database}.{where.collection}"):

@@ -12,7 +12,7 @@ from typing import Any
 from mlpack.artifacts.dist import BuildDir
 from mlpack.config import Config
 from mlpack.errors import ConfigError
-from mlpack.runtime.settings import DEFAULT_LOG_URI_ENV, SettingsError, inference_log
+from mlpack.runtime.settings import DEFAULT_LOG_URI_ENV, SettingsError, inference_log, mongodb_uri_problem
 
 CHUNK = 2000  # logged records read through the runtime at once
 # Label metrics (the log holds labels, not probabilities), by task.
@@ -101,6 +101,9 @@ def log_location(config: Config, metadata: Mapping[str, Any]) -> LogLocation:
         log, _ = inference_log(settings, os.environ)
         via = log.uri_env if log else config.source.uri_env
         if log is None and os.environ.get(via, "").strip():
+            problem = mongodb_uri_problem(os.environ[via].strip(), via)  # named as the user set it
+            if problem:
+                raise ConfigError(problem)
             log, _ = inference_log(settings, {**os.environ, DEFAULT_LOG_URI_ENV: os.environ[via]})
     except SettingsError as exc:
         raise ConfigError(exc.message) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Tuple
@@ -236,6 +237,24 @@ def _host(raw: Any) -> Optional[str]:
 
 # -- the inference log's location ---------------------------------------------------------------
 _BAD_DATABASE = set('/\\. "$\x00')
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,20}://")
+
+
+def mongodb_uri_problem(uri: str, variable: str) -> str:
+    """Why `uri` is no MongoDB connection string ("" when it is one by its scheme), for every command
+    that takes one. pymongo takes text without a scheme as a host name ("notauri" is looked up in DNS
+    and waited on for the whole server selection); mlpack's variables hold connection strings only.
+    The text itself is never quoted: a value that is not a URI may still be a credential."""
+    if uri.startswith(("mongodb://", "mongodb+srv://")):
+        return ""
+    scheme = _SCHEME.match(uri)
+    if scheme is None:
+        given = "it has no scheme (a host alone is written mongodb://HOST:PORT)"
+    elif scheme.group().lower() in ("mongodb://", "mongodb+srv://"):
+        given = f"its scheme {scheme.group()} must be written in lower case"
+    else:
+        given = f"it is a {scheme.group()} URI"
+    return f"{variable} is not a MongoDB connection string: it must start with mongodb:// or mongodb+srv://; {given}"
 
 
 def inference_log(serve: Mapping[str, Any], environ: Mapping[str, str]) -> Tuple[Optional[InferenceLogSettings], str]:
@@ -245,9 +264,15 @@ def inference_log(serve: Mapping[str, Any], environ: Mapping[str, str]) -> Tuple
     uri_env = serve.get("inference_log_uri_env") or DEFAULT_LOG_URI_ENV
     if not isinstance(uri_env, str):
         raise SettingsError(f"[serve].inference_log_uri_env must be a variable name, got {uri_env!r}")
-    uri = environ.get(uri_env, "").strip() or environ.get(DEFAULT_LOG_URI_ENV, "").strip()
+    uri = environ.get(uri_env, "").strip()
+    held_by = uri_env
+    if not uri:
+        uri, held_by = environ.get(DEFAULT_LOG_URI_ENV, "").strip(), DEFAULT_LOG_URI_ENV
     if not uri:
         return None, uri_env if serve.get("inference_log") else ""
+    problem = mongodb_uri_problem(uri, held_by)
+    if problem:
+        raise SettingsError(problem)
     database = _name(environ, serve, "db", "inference_log_database", "mlpack", _database_name)
     collection = _name(environ, serve, "collection", "inference_log_collection", "inference_log", _collection_name)
     return InferenceLogSettings(uri_env, uri, database, collection), ""
@@ -295,6 +320,7 @@ __all__ = [
     "InferenceLogSettings",
     "Limits",
     "inference_log",
+    "mongodb_uri_problem",
     "ServeSettings",
     "SettingsError",
     "session_threads",

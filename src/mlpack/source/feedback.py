@@ -183,7 +183,7 @@ def load_feedback(config: Config, source_client: Any, *, now: datetime) -> Feedb
         uri = os.environ.get(section.uri_env, "").strip()
         if not uri:
             raise ConfigError(f"{key}.uri_env names {section.uri_env}, which is not set: set it to the log's MongoDB")
-        client, own = connect(uri), True
+        client, own = connect(uri, variable=section.uri_env), True
     try:
         database = client[database_name]
         check_collection(

@@ -22,6 +22,7 @@ from pymongo.errors import OperationFailure
 from mlpack.config import SourceSection
 from mlpack.errors import ConfigError, MlpackError, outside
 from mlpack.redaction import remember_uri
+from mlpack.runtime.settings import mongodb_uri_problem
 from mlpack.source.batches import BatchReader, prefetched
 from mlpack.source.columns import Column
 from mlpack.source.embedded import embedded_server
@@ -75,16 +76,22 @@ def open_database(source: SourceSection, *, persistent_for: str | None = None) -
     if persistent_for and source.embedded and not os.environ.get(source.uri_env, "").strip():
         raise ConfigError(f"{persistent_for}: set {source.uri_env} (an embedded server lives for one build only)")
     with mongo_server(source) as uri:
-        client = connect(uri)
+        client = connect(uri, variable=source.uri_env)
         try:
             yield Opened(client[source.database], uri)
         finally:
             client.close()
 
 
-def connect(uri: str, *, timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS) -> MongoClient[dict[str, Any]]:
-    """A client whose server answered a ping, so later failures are not connection problems."""
+def connect(
+    uri: str, *, variable: str = "the connection string", timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS
+) -> MongoClient[dict[str, Any]]:
+    """A client whose server answered a ping, so later failures are not connection problems.
+    `variable`: where the string came from, for the message when it is no MongoDB URI at all."""
     shown = remember_uri(uri)
+    problem = mongodb_uri_problem(uri, variable)
+    if problem:  # before pymongo, which would take it for a host name and wait out its server selection
+        raise ConfigError(problem)
     # Timeouts the connection string sets itself win: a user who wrote them meant them.
     options = {key.lower(): unquote_plus(value) for key, value in re.findall(r"[?&;]([^=&;]+)=([^&;]*)", uri)}
     written = set(options)
