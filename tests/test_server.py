@@ -489,6 +489,12 @@ def test_predictions_carry_ids_and_feedback_is_stored_beside_them(built_model: B
         # An id no /predict answered is said to be unknown (it was a 202, as if stored), and nothing is stored.
         unknown = process.request("POST", "/feedback", {"id": "0" * 32, "label": "stayed"})
         assert unknown.status == 404 and f"no logged prediction has id '{'0' * 32}'" in unknown.json()["error"]
+        # A position the request did not have: it was a 202, stored, and every build on feedback skipped it.
+        beyond = process.request("POST", "/feedback", {"id": two["id"], "index": 2, "label": "stayed"})
+        assert beyond.status == 404, beyond.body
+        assert beyond.json()["error"].startswith(
+            f"field 'index': the logged request with id '{two['id']}' held 2 record(s), so index 2 names none (0 to 1)"
+        )
         for body, field in FEEDBACK_MISTAKES:
             answer = process.request("POST", "/feedback", body)
             assert answer.status == 422 and f"field '{field}'" in answer.json()["error"], (body, answer.body)
@@ -506,7 +512,7 @@ def test_predictions_carry_ids_and_feedback_is_stored_beside_them(built_model: B
         assert logged[v2["id"]]["route"] == "v2/infer" and logged[v2["id"]]["feedback"][0]["label"] == "stayed"
         text = process.request("GET", "/metrics").body.decode()
         assert scraped(text, "mlpack_feedback_total", outcome="stored") == 3
-        assert scraped(text, "mlpack_feedback_total", outcome="unknown") == 1
+        assert scraped(text, "mlpack_feedback_total", outcome="unknown") == 2
         assert process.stop() == 0
 
 

@@ -257,11 +257,18 @@ class App:
 
 
 def _feedback_answer(prediction_id: str, index: int, outcome: str) -> Response:
-    """What the client hears of its feedback: stored (202), no logged request with that id (404), or
-    not stored, the database unreachable or refusing (503): a client sends it again."""
+    """What the client hears of its feedback: stored (202), no logged request with that id or no record at
+    that index in it (404), or not stored, the database unreachable or refusing (503): a client sends it again."""
     if outcome == "unknown":
         raise ClientError(
             404, f"no logged prediction has id {prediction_id!r}: send the id a /predict answer carried; nothing stored"
+        )
+    if outcome.startswith("records "):  # the request has the id, but no record at that position: none to find
+        held = int(outcome.split()[1])
+        raise ClientError(
+            404,
+            f"field 'index': the logged request with id {prediction_id!r} held {held} record(s), so index {index} "
+            f"names none{f' (0 to {held - 1})' if held else ''}; nothing stored",
         )
     if outcome != "stored":
         raise ClientError(503, "the inference log did not take the feedback (unreachable or refused): send it again")

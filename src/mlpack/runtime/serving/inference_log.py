@@ -223,30 +223,36 @@ class InferenceLog:
     def store_feedback(self, prediction_id: str, index: int, label: Any) -> str:
         """Push `{index, label, at}` onto the logged request's `feedback` list: "stored"; "unknown" when no
         logged request has that id (a record is written up to flush_seconds after its answer, by this worker
-        or another, so a recent id is looked for again until then); "unreachable": not stored."""
+        or another, so a recent id is looked for again until then); "records N" when it has the id but only N
+        records (an index past them was stored, then skipped by every build on it); "unreachable": not stored."""
         entry = {"index": index, "label": label, "at": datetime.now(tz=timezone.utc)}
+        where = {"_id": prediction_id, "predictions.%d" % index: {"$exists": True}}  # one answer per record
         minted, window = minted_ms(prediction_id), self._flush_seconds + FEEDBACK_GRACE_SECONDS
         if minted is None or time.time() * 1000 - minted > (window + CLOCK_SKEW_SECONDS) * 1000:
             window = 0.0  # an id no /predict gave in the last seconds: its record is in the log or nowhere
         deadline = time.monotonic() + window
         pause = 0.05
         while True:
+            held: Any = None  # the logged request, when it is there but has no record at `index`
             try:
                 result = self._attempts(
-                    "feedback",
-                    lambda: self._collection.update_one({"_id": prediction_id}, {"$push": {"feedback": entry}}),
+                    "feedback", lambda: self._collection.update_one(where, {"$push": {"feedback": entry}})
                 )
+                if result is not UNREACHABLE and not result.matched_count:
+                    held = self._attempts(
+                        "feedback", lambda: self._collection.find_one({"_id": prediction_id}, {"predictions": 1})
+                    )
             except Exception:  # refused, or a label the driver cannot encode
                 result = UNREACHABLE
-            if result is UNREACHABLE:
+            if result is UNREACHABLE or held is UNREACHABLE:
                 self._count(feedback_dropped=1)
                 return "unreachable"
             if result.matched_count:
                 self._count(feedback_stored=1)
                 return "stored"
-            if time.monotonic() + pause > deadline or self._stopping.is_set():
-                self._count(feedback_unknown=1)  # an id never given, or a prediction whose record was dropped
-                return "unknown"
+            if held is not None or time.monotonic() + pause > deadline or self._stopping.is_set():
+                self._count(feedback_unknown=1)  # an id never given, a record dropped, or no such record in it
+                return "unknown" if held is None else "records %d" % len(held.get("predictions") or [])
             self._stopping.wait(pause)
             pause = min(pause * 2, 0.4)
 

@@ -242,7 +242,7 @@ class Metrics:
             "# HELP mlpack_inference_log_queue_bytes Bytes the inference log holds, queued or being written.",
             "# TYPE mlpack_inference_log_queue_bytes gauge",
             f"mlpack_inference_log_queue_bytes {int(totals[self._at['log_queue_bytes']])}",
-            "# HELP mlpack_feedback_total True outcomes sent to POST /feedback: stored, unknown id, or dropped.",
+            "# HELP mlpack_feedback_total True outcomes sent to POST /feedback: stored, unknown id or record, dropped.",
             "# TYPE mlpack_feedback_total counter",
             *(
                 f'mlpack_feedback_total{{outcome="{outcome}"}} {int(totals[self._at["feedback"] + i])}'

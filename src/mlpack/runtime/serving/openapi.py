@@ -141,7 +141,11 @@ def openapi_document(model: ServedModel, limits: Optional[Limits] = None) -> Dic
                     "responses": {
                         "202": {"description": "stored beside the logged prediction"},
                         **errors,
-                        "404": {"description": "no logged prediction has this id; nothing stored", **json_error},
+                        "404": {
+                            "description": "no logged prediction has this id, or its request held no record at index; "
+                            "nothing stored",
+                            **json_error,
+                        },
                         "422": {"description": "a field is missing or of the wrong type", **json_error},
                         "501": {"description": "the inference log is off", **json_error},
                         "503": {"description": "the inference log did not take it: send it again", **json_error},
