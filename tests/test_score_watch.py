@@ -140,3 +140,27 @@ def test_a_document_updated_to_a_bad_value_loses_its_earlier_result(
     ((error,),) = [[e for e in summary["errors"] if e["_id"] == "7"]]
     assert "tenure_months" in error["message"], error
     assert database["scored"].count_documents({}) == 239
+
+
+def test_a_scorer_run_as_a_service_names_each_document_it_could_not_score(
+    churn_project: Project, run: Any, mongo_client: MongoClient[Any]
+) -> None:
+    """stderr not a terminal (systemd, a container, a log file): the skipped documents were named only on
+    the progress channel, which is off there, so the log said "1 skipped" and never which one."""
+    assert run("build", churn_project.path, "-q").code == 0
+    database = mongo_client[churn_project.database]
+    scorer = _scorer(churn_project, "--on-error", "skip")
+    try:
+        _wait_for(lambda: database["scored.resume"].count_documents({}) == 1)
+        database["customers"].update_one({"_id": 7}, {"$set": {"tenure_months": "a decade"}})
+        _wait_for(lambda: database["scored"].count_documents({"_id": 7}) == 0, timeout=30)
+    finally:
+        scorer.send_signal(signal.SIGTERM)
+        out, err = scorer.communicate(timeout=30)
+    assert scorer.returncode == 0, err
+    assert "1 skipped" in out
+    lines = [line for line in err.splitlines() if "_id 7" in line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mlpack: warning: _id 7 not scored (any earlier result of it removed): ")
+    assert "tenure_months" in lines[0] and "a decade" in lines[0], lines
+    assert "Traceback" not in err

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 
-from mlpack.cli.commands import _print_json, _progress
+from mlpack.cli.commands import _print_json, _progress, _warnings
 from mlpack.cli.lines import feedback_line, parity_line
-from mlpack.redaction import redact
-
-
-def _warnings(args: argparse.Namespace) -> Callable[[str], None]:
-    """mlpack's warnings: always on stderr (CI logs too, and beside --json's stdout), unless -q."""
-    if args.quiet:
-        return lambda _message: None
-    return lambda message: print(redact(f"mlpack: warning: {message}"), file=sys.stderr, flush=True)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

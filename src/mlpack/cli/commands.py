@@ -20,6 +20,13 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     return lambda message: print(redact(f"mlpack: {message}"), file=sys.stderr, flush=True)
 
 
+def _warnings(args: argparse.Namespace) -> Callable[[str], None]:
+    """mlpack's warnings: always on stderr (CI logs too, a service's journal, beside --json's stdout), unless -q."""
+    if args.quiet:
+        return lambda _message: None
+    return lambda message: print(redact(f"mlpack: warning: {message}"), file=sys.stderr, flush=True)
+
+
 def _print_json(document: Any) -> None:
     # Every --json document passes here: a credential that reached one (an error quoting a URI) is hidden.
     print(redact(json.dumps(document, indent=2, sort_keys=True, default=str)))
@@ -316,7 +323,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace, request: Any) -> int:
     from mlpack.scoring.watch import watch
 
-    result = watch(request, progress=_progress(args))
+    result = watch(request, progress=_progress(args), warn=_warnings(args))
     if args.json:
         _print_json(result.summary())
     elif not args.quiet:

@@ -14,6 +14,7 @@ to a value the model refuses loses its earlier result, which would otherwise pas
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -115,8 +116,14 @@ class _Stop:
 
 
 def watch(
-    request: ScoreRequest, progress: Progress | None = None, *, stop: threading.Event | None = None
+    request: ScoreRequest,
+    progress: Progress | None = None,
+    *,
+    stop: threading.Event | None = None,
+    warn: Progress | None = None,
 ) -> WatchResult:
+    """`progress`: what it is doing (a terminal's, or -v); `warn`: each document it could not score, as it
+    happens (the CLI's warnings, on stderr whether or not it is a terminal: a scorer runs as a service)."""
     say = progress or _silent
     if request.engine != "local":
         raise ConfigError("--watch scores with --engine local (a change stream is read by one process)")
@@ -136,10 +143,12 @@ def watch(
     with open_database(config.source, persistent_for=needs) as (database, uri):
         spec = score_spec(config, request, uri, query, module, sha)
         with outside("MongoDB", target=display_uri(uri), action=f"watching {spec.database}.{spec.source}"):
-            return _run(database.client, spec, module, say, stop)
+            return _run(database.client, spec, module, say, stop, warn or _silent)
 
 
-def _run(client: Any, spec: ScoreSpec, module: Any, say: Progress, stop: threading.Event | None) -> WatchResult:
+def _run(
+    client: Any, spec: ScoreSpec, module: Any, say: Progress, stop: threading.Event | None, warn: Progress
+) -> WatchResult:
     database = client[spec.database]
     collection, target, state = database[spec.source], database[spec.into], database[f"{spec.into}.resume"]
     saved = state.find_one({"_id": spec.source})
@@ -174,8 +183,7 @@ def _run(client: Any, spec: ScoreSpec, module: Any, say: Progress, stop: threadi
                 result.events += len(events)
                 result.batches += 1
                 done = _score_documents(module, documents, target, spec)
-                for _id, message in done.errors:  # its earlier result is gone: say why
-                    say(f"_id {_id}: not scored, its earlier result removed: {message}")
+                _warn_skipped(done, warn)
                 _add(result, done, spec)
                 say(f"{result.events:,} events, {result.written:,} results written, {result.skipped} skipped")
             if stream.resume_token != saved_token:
@@ -183,6 +191,15 @@ def _run(client: Any, spec: ScoreSpec, module: Any, say: Progress, stop: threadi
                 _save(state, spec.source, saved_token, model)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _warn_skipped(done: SliceResult, warn: Progress) -> None:
+    """One line per document of the batch that was not scored, naming it: any earlier result of it is gone
+    (it would pass for the current document's prediction), and nothing else would say which it was."""
+    for _id, message in done.errors:
+        warn(f"_id {json.dumps(_id, default=str)} not scored (any earlier result of it removed): {message}")
+    if done.skipped > len(done.errors):
+        warn(f"and {done.skipped - len(done.errors)} more document(s) of that batch not scored")
 
 
 def _pipeline(spec: ScoreSpec) -> list[dict[str, Any]]:
