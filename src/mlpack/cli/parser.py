@@ -25,6 +25,7 @@ from mlpack.cli.commands import (
 )
 from mlpack.cli.push_command import attachment_argument, cmd_push
 from mlpack.cli.verify import add_verify
+from mlpack.runtime.cli import SubcommandParser
 
 _BY_ALIAS = "or NAME@ALIAS: the version the registry's alias names"
 
@@ -44,16 +45,20 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+class _Subparser(SubcommandParser, _Parser):
+    """A command's parser: an unknown flag is named with that command's usage, in `_Parser`'s form."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mlpack.runtime import add_predict_arguments  # shared with the model wheel's own CLI
 
     parser = _Parser(prog="mlpack", description="MongoDB data to a verified ONNX model, a model wheel and an image.")
     parser.add_argument("--version", action="version", version=f"mlpack {__version__}")
-    common = _Parser(add_help=False)
+    common = _Subparser(add_help=False)  # a parent only: its flags are copied into each command
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     common.add_argument("-v", "--verbose", action="store_true", help="show progress even when not on a terminal")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Subparser)
 
     build = commands.add_parser("build", parents=[common], help="train, export, verify and package a model")
     build.add_argument("project", nargs="?", default=".", help="project folder or its mlpack.toml (default: .)")

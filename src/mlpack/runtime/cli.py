@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import json
 import os
 import sys
@@ -14,6 +15,22 @@ from typing import Any, Optional, TextIO
 from .files import InputFileError, format_of, predict_file
 from .model import Model
 from .settings import SettingsError
+
+
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that refuses what it does not know with its own usage (`mlpack build --bogus`:
+    build's usage and the flag). argparse hands a subcommand's leftovers back to the top parser, whose
+    usage lists only the subcommands; everything after a subcommand's name is the subcommand's."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            flags = [flag for flag in self._option_string_actions if flag.startswith("--")]
+            unknown = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("--")), "")
+            close = difflib.get_close_matches(unknown, flags, n=1, cutoff=0.75) if unknown else []
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return namespace, extras
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +102,7 @@ def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO, prog: st
 def main(model: Model, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None, server: Any = None) -> int:
     """`python -m MODEL predict --input FILE` (and `serve`, given the server module): the model's CLI."""
     parser = argparse.ArgumentParser(prog=prog or model.name, description=f"{model.name} {model.version}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     predict = commands.add_parser("predict", help="predict for a JSON Lines, JSON or CSV file ('-' = stdin)")
     add_predict_arguments(predict)
     commands.add_parser("info", help="print the model's metadata")
