@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,27 @@ def test_bad_requests_are_named(wheel: Path, run, tmp_path: Path) -> None:
     assert_clean_error(run("k8s", tmp_path / "missing.whl"), 2, "artifact not found")
     (tmp_path / "fake.whl").write_bytes(b"not a zip")
     assert_clean_error(run("k8s", tmp_path / "fake.whl"), 2, "not a readable wheel")
+
+
+def test_measuring_writes_nothing_into_the_inference_log_of_the_environment(
+    wheel: Path, run, mongo_uri: str, mongo_client: Any, database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server k8s measures answers 32 made-up records: with the log's variable set where it ran (as it is
+    where the model is served), they went into the production log and `mlpack monitor` counted them."""
+    monkeypatch.setenv("MLPACK_INFERENCE_LOG_URI", mongo_uri)
+    monkeypatch.setenv("MLPACK_INFERENCE_LOG_DB", database_name)
+    assert run("k8s", wheel).code == 0
+    time.sleep(2.5)  # the log's flush interval: a record on its way would be there now
+    assert mongo_client[database_name]["inference_log"].count_documents({}) == 0
+
+
+def test_a_model_that_logs_is_measured_with_a_log_that_reaches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its pods run pymongo and the log's threads (~9 MiB): measured, but pointed at no listener."""
+    from mlpack.deploy.footprint import _without_log
+
+    monkeypatch.setenv("MLPACK_INFERENCE_LOG_URI", "mongodb://db.example/")
+    monkeypatch.setenv("TEAM_LOG_URI", "mongodb://db.example/")
+    assert "MLPACK_INFERENCE_LOG_URI" not in _without_log({"serve": {"inference_log": False}})
+    env = _without_log({"serve": {"inference_log": True, "inference_log_uri_env": "TEAM_LOG_URI"}})
+    assert "MLPACK_INFERENCE_LOG_URI" not in env
+    assert env["TEAM_LOG_URI"].startswith("mongodb://127.0.0.1:")

@@ -82,6 +82,19 @@ def _memory(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"]) * 1024, int(fields["VmHWM"]) * 1024
 
 
+def _without_log(metadata: Metadata) -> dict[str, str]:
+    """This environment, less the inference log's connection: the measuring request's 32 made-up records went
+    into the production log when it was set here, and `mlpack monitor` counted them as live traffic. A model
+    whose [serve] logs gets a log that reaches nothing (a loopback port with no listener), so what the log
+    costs a pod, pymongo and its threads (~9 MiB), is measured and nothing is written."""
+    serve = metadata.get("serve") or {}
+    variable = serve.get("inference_log_uri_env") or "MLPACK_INFERENCE_LOG_URI"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLPACK_INFERENCE_LOG_URI", variable)}
+    if serve.get("inference_log"):
+        env[variable] = f"mongodb://127.0.0.1:{_free_port()}/?serverSelectionTimeoutMS=500&connectTimeoutMS=500"
+    return env
+
+
 def measure(artifact: Path, metadata: Metadata) -> Footprint:
     """Start the model's server as the image does (`python -m NAME serve`), predict once, read its memory."""
     with tempfile.TemporaryDirectory(prefix="mlpack-k8s-") as folder:
@@ -94,7 +107,7 @@ def measure(artifact: Path, metadata: Metadata) -> Footprint:
             model_bytes = artifact.stat().st_size
             command = [sys.executable, "-m", "mlpack", "serve", str(artifact)]
         port = _free_port()
-        env = {**os.environ, "PYTHONPATH": folder, "MLPACK_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {**_without_log(metadata), "PYTHONPATH": folder, "MLPACK_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         server = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
