@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from mlpack.deploy.footprint import Footprint
+from mlpack.deploy.k8s import K8sOptions, manifests, secrets_read
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.k8s import k8s_documents
 
@@ -155,3 +157,22 @@ def test_a_model_that_logs_is_measured_with_a_log_that_reaches_nothing(monkeypat
     env = _without_log({"serve": {"inference_log": True, "inference_log_uri_env": "TEAM_LOG_URI"}})
     assert "MLPACK_INFERENCE_LOG_URI" not in env
     assert env["TEAM_LOG_URI"].startswith("mongodb://127.0.0.1:")
+
+
+def test_a_model_that_logs_reads_its_connection_from_a_secret(built_model: Any, tmp_path: Path) -> None:
+    """[serve].inference_log on: a Deployment without the variable served with the log off (a warning in each
+    pod), so monitor and [source.feedback] found nothing; the connection string is a credential: a Secret."""
+    metadata = {**built_model.metadata, "serve": {**built_model.metadata["serve"], "inference_log": True}}
+    footprint = Footprint(model_bytes=1 << 20, rss_bytes=80 << 20, peak_bytes=80 << 20)
+    for options in (K8sOptions(), K8sOptions(kserve=True)):
+        documents = manifests(metadata, footprint, options)
+        assert secrets_read(documents) == [("MLPACK_INFERENCE_LOG_URI", "test-model-inference-log")]
+    deployment = manifests(metadata, footprint, K8sOptions())[0]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["env"][-1] == {
+        "name": "MLPACK_INFERENCE_LOG_URI",
+        "valueFrom": {"secretKeyRef": {"name": "test-model-inference-log", "key": "uri"}},
+    }
+    assert "passed for resource deployment/test-model" in validate(tmp_path, [deployment], "logged.json")
+    # A model that does not log reads no Secret.
+    assert secrets_read(manifests(built_model.metadata, footprint, K8sOptions())) == []

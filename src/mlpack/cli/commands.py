@@ -338,7 +338,7 @@ def _watch(args: argparse.Namespace, request: Any) -> int:
 
 
 def cmd_k8s(args: argparse.Namespace) -> int:
-    from mlpack.deploy.k8s import K8sOptions, k8s, to_yaml
+    from mlpack.deploy.k8s import K8sOptions, k8s, secrets_read, to_yaml
 
     options = K8sOptions(
         replicas=args.replicas,
@@ -359,4 +359,11 @@ def cmd_k8s(args: argparse.Namespace) -> int:
             f"{footprint.peak_bytes / 2**20:.0f} MiB peak, model {footprint.model_bytes / 2**20:.1f} MiB",
             file=sys.stderr,
         )
+        for variable, name in secrets_read(documents):  # the inference log's connection string
+            print(
+                f"mlpack: the model's [serve].inference_log is on: its pods read {variable} from the Secret {name} "
+                f"(key uri), and do not start without it: kubectl create secret generic {name} "
+                "--from-literal=uri='mongodb://...'",
+                file=sys.stderr,
+            )
     return 0

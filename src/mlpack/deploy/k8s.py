@@ -70,7 +70,27 @@ def _annotations(metadata: Metadata, footprint: Footprint) -> dict[str, str]:
     }
 
 
-def _container(name: str, image: str, port: int, footprint: Footprint, *, probes: bool = True) -> dict[str, Any]:
+def log_secret(metadata: Metadata) -> tuple[str, str] | None:
+    """The model's inference log, when its [serve] turns it on: (the variable the server reads its MongoDB
+    from, the Secret the Deployment takes it from, key `uri`). A connection string is a credential, so it
+    is in no manifest: without the reference the pods served with the log silently off (a warning in each
+    pod's output), and `mlpack monitor` and [source.feedback] found nothing logged."""
+    serve = metadata.get("serve") or {}
+    if not serve.get("inference_log"):
+        return None
+    variable = serve.get("inference_log_uri_env") or "MLPACK_INFERENCE_LOG_URI"
+    return variable, f"{dns_name(metadata['name'])[:50].rstrip('-')}-inference-log"
+
+
+def _container(
+    name: str,
+    image: str,
+    port: int,
+    footprint: Footprint,
+    *,
+    probes: bool = True,
+    secret: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
         "image": image,
@@ -97,6 +117,10 @@ def _container(name: str, image: str, port: int, footprint: Footprint, *, probes
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if secret is not None:  # not optional: a pod asked to log does not start serving without its log
+        variable, secret_name = secret
+        reference = {"secretKeyRef": {"name": secret_name, "key": "uri"}}
+        container["env"].append({"name": variable, "valueFrom": reference})
     if probes:
         container["livenessProbe"] = {
             "httpGet": {"path": "/healthz", "port": "http"},
@@ -146,7 +170,7 @@ def manifests(metadata: Metadata, footprint: Footprint, options: K8sOptions) -> 
     annotations = _annotations(metadata, footprint)
     if options.kserve:
         return _kserve(metadata, footprint, options, name, image, labels, annotations, max_replicas)
-    pod = _pod_spec(_container("model", image, options.port, footprint))
+    pod = _pod_spec(_container("model", image, options.port, footprint, secret=log_secret(metadata)))
     return [
         {
             "apiVersion": "apps/v1",
@@ -210,7 +234,7 @@ def _kserve(
 ) -> list[dict[str, Any]]:
     """A ServingRuntime holding the image (the model is inside it: no storageUri) and the InferenceService."""
     runtime = f"mlpack-{name}"[:63].rstrip("-")
-    container = _container("kserve-container", image, options.port, footprint)
+    container = _container("kserve-container", image, options.port, footprint, secret=log_secret(metadata))
     pod = _pod_spec(container)
     return [
         {
@@ -242,6 +266,22 @@ def _kserve(
             },
         },
     ]
+
+
+def secrets_read(documents: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(variable, Secret) for each variable the manifests' containers take from a Secret, once each."""
+    found: dict[tuple[str, str], None] = {}
+    pending: list[Any] = list(documents)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            reference = (value.get("valueFrom") or {}).get("secretKeyRef")
+            if reference:
+                found[(value["name"], reference["name"])] = None
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return list(found)
 
 
 # -- output -------------------------------------------------------------------------------------
