@@ -262,3 +262,28 @@ def test_listing_an_embedded_server_s_registry_says_it_is_gone(
     project = tmp_path / "wine"
     shutil.copytree(Path(__file__).parent.parent / "examples" / "wine", project)
     assert_clean_error(run(command, "--config", project / "mlpack.toml"), 2, "persistent", "MONGODB_URI")
+
+
+def test_the_registry_commands_outside_a_project_name_config(
+    run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from another folder they said "run `mlpack init NAME` to create a project": no way to read a registry."""
+    monkeypatch.chdir(tmp_path)
+    for command in (
+        ("models",),
+        ("models", "churn-model", "--history"),
+        ("experiments",),
+        ("promote", "churn-model", "1.0.0", "--alias", "production"),
+    ):
+        result = run(*command)
+        assert_clean_error(result, 2, "no mlpack.toml in .", "pass --config PROJECT")
+        assert "mlpack init" not in result.err, (command, result.err)
+
+
+def test_experiments_of_a_build_without_trials_say_what_logs_them(churn_project: Project, run: Any) -> None:
+    assert run("build", churn_project.path, "-q").code == 0
+    listed = run("experiments", "--config", churn_project.path)
+    assert (
+        listed.code == 0
+        and listed.out == "no trials logged (a build logs them with [evaluation].cv or a [search] table)\n"
+    )

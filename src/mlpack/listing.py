@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlpack.config import Config, load_config
+from mlpack.config import Config
 from mlpack.errors import ConfigError
 from mlpack.registry import open_registry
-from mlpack.registry.aliases import Aliases
+from mlpack.registry.aliases import Aliases, registry_project
 from mlpack.source import open_database
 from mlpack.training.trial_history import list_trials
 
 
 def list_models(project: str | Path, name: str | None = None, *, every: bool = False) -> list[dict[str, Any]]:
     """The registry's records of one model: `name`, else the project's own; `every`: all the registry holds."""
-    config = load_config(project)
+    config = registry_project(project)
     asked, name = name, _which(config, name, every)
     # An embedded server's registry is gone with the build that made it: "no builds recorded" would mislead.
     with open_registry(config, persistent_for="the builds are listed from a persistent registry") as registry:
@@ -34,7 +34,7 @@ def list_experiments(
 ) -> list[dict[str, Any]]:
     """The logged trials of cross-validation and search of one model (`name`, else the project's own;
     `every`: all the database holds), each build's best first."""
-    config = load_config(project)
+    config = registry_project(project)
     asked, name = name, _which(config, name, every)
     with open_database(config.source, persistent_for="the trials are listed from a persistent database") as opened:
         try:

@@ -157,7 +157,7 @@ def cmd_experiments(args: argparse.Namespace) -> int:
         _print_json([_nan_to_none(row) for row in rows])
         return 0
     if not rows:
-        print("no trials logged")
+        print("no trials logged (a build logs them with [evaluation].cv or a [search] table)")
         return 0
     header = ("name", "version", "run", "trial", "status", "score", "mean", "std", "fit s", "params")
     table = [header] + [

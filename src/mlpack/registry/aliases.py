@@ -189,14 +189,28 @@ class Aliases:
             raise ConfigError(f"{name} {version} was {status}{why}; only a built version can be promoted")
 
 
+def registry_project(project: str | Path) -> Config:
+    """The project whose mlpack.toml names the registry's database. A folder without one was answered "run
+    `mlpack init NAME` to create a project", which misleads whoever only wants to read or move an alias."""
+    try:
+        return load_config(project)
+    except ConfigError as exc:
+        if not exc.message.startswith("no mlpack.toml in "):
+            raise
+        raise ConfigError(
+            f"{exc.message.split(' (', 1)[0]}: the registry is found through a project's mlpack.toml "
+            "(its [source] database): run this in the project's folder, or pass --config PROJECT"
+        ) from None
+
+
 def promote(project: str | Path, name: str, version: str, alias: str, *, reason: str = "") -> dict[str, Any] | None:
     check_alias(alias)
-    with registry_of(load_config(project)) as registry:
+    with registry_of(registry_project(project)) as registry:
         return Aliases(registry).promote(name, version, alias, reason=reason)
 
 
 def history(project: str | Path, name: str | None = None, alias: str | None = None) -> list[dict[str, Any]]:
-    with registry_of(load_config(project)) as registry:
+    with registry_of(registry_project(project)) as registry:
         return Aliases(registry).history(name, alias)
 
 
