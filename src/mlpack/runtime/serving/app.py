@@ -24,7 +24,7 @@ from .metrics import KNOWN_METHODS, Metrics
 from .openapi import openapi_document
 from .served import ServedModel, feedback_label_problem
 from .v2 import OpenInference
-from .wire import JSON, Answer, ClientError, Request, Response, dump_json, dump_json_text, parse_json
+from .wire import JSON, Answer, ClientError, Request, Response, dump_json, dump_json_text, parse_json, require_json
 
 if TYPE_CHECKING:
     from .batching import Batcher
@@ -167,7 +167,8 @@ class App:
 
     # -- routes ---------------------------------------------------------------------------------
     def document(self, request: Request) -> Any:
-        """The request's JSON body, within the limits."""
+        """The request's JSON body, within the limits; 415 for a body that says it is something else."""
+        require_json(request.headers)
         return parse_json(request.body, self.limits.max_values)
 
     def require_ready(self) -> None:

@@ -58,6 +58,10 @@ def openapi_document(model: ServedModel, limits: Optional[Limits] = None) -> Dic
         "400": {"description": "not JSON, or nested more than 64 deep", **json_error},
         "411": {"description": "no Content-Length", **json_error},
         "413": {"description": "body, records or JSON elements over the limit", **json_error},
+        "415": {
+            "description": "a Content-Type other than application/json (or +json); none at all is read as JSON",
+            **json_error,
+        },
     }
     return {
         "openapi": "3.1.0",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from . import binary
 from .ids import new_id
-from .wire import Answer, ClientError, Request, Response, dump_json, parse_json
+from .wire import Answer, ClientError, Request, Response, dump_json, parse_json, require_json
 
 if TYPE_CHECKING:
     from .app import App
@@ -77,6 +77,7 @@ class OpenInference:
         """
         self.app.require_ready()
         header_length = request.headers.get(binary.HEADER)
+        require_json(request.headers, binary=header_length is not None)
         if header_length is None:
             header, raw = request.body, memoryview(b"")
         else:

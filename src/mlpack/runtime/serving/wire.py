@@ -209,6 +209,36 @@ def _loads(body: bytes) -> Any:
     return value
 
 
+# -- what a body says it is ---------------------------------------------------------------------------
+BINARY = "application/octet-stream"  # the Open Inference Protocol's binary extension (Triton's own examples)
+_MEDIA_TYPES: Dict[str, bool] = {}  # Content-Type value -> JSON or not: a client sends the same one each time
+
+
+def require_json(headers: Mapping[str, str], binary: bool = False) -> None:
+    """415 for a body that says it is not JSON: `application/json` or any `application/*+json`, with
+    any parameters (`; charset=utf-8`), is; so is a body that says nothing (what tritonclient sends,
+    and FastAPI reads such a body as JSON too). `binary`: the body is a JSON header and tensor bytes,
+    which the protocol sends as application/octet-stream. curl -d says application/x-www-form-urlencoded
+    and fetch() with a string says text/plain: both named in the answer, rather than read as if JSON."""
+    value = headers.get("content-type")
+    if not value:
+        return
+    taken = _MEDIA_TYPES.get(value)
+    if taken is None:
+        kind = value.partition(";")[0].strip().lower()
+        taken = kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+        if len(value) <= 256:  # short values only, and never more than 64: the memory stays a few KiB
+            if len(_MEDIA_TYPES) >= 64:
+                _MEDIA_TYPES.clear()
+            _MEDIA_TYPES[value] = taken
+    if taken or (binary and value.partition(";")[0].strip().lower() == BINARY):
+        return
+    got = value.partition(";")[0].strip()[:60] or value[:60]
+    wanted = f"{JSON} (or {BINARY} with Inference-Header-Content-Length)" if binary else JSON
+    hint = " (curl: -H 'Content-Type: application/json')" if got.lower() == "application/x-www-form-urlencoded" else ""
+    raise ClientError(415, f"Content-Type {got!r} is not taken: send the body as {wanted}{hint}", (("Accept", JSON),))
+
+
 def parse_json(body: Optional[bytes], max_values: int) -> Any:
     """The body as Python values, once its cost is known to be bounded (README: "What a body may cost").
 
@@ -297,4 +327,5 @@ __all__ = [
     "header_size",
     "parse_json",
     "render",
+    "require_json",
 ]
