@@ -242,3 +242,17 @@ def test_verify_without_the_attest_extra_says_what_to_install(
     monkeypatch.setitem(sys.modules, absent, None)  # as if not installed: find_spec answers None
     result = run("verify", builds["unsigned"].artifacts["wheel"])
     assert_clean_error(result, 2, f"needs the {absent} package", "pip install 'mlpack-onnx[attest]'")
+
+
+def test_a_wheel_s_model_is_said_to_match_the_provenance_not_the_file_beside_it(
+    builds: dict[str, BuildResult], run: Any, tmp_path: Path
+) -> None:
+    """The wheel is whole when the .onnx next to it changed, and the report said its model "is
+    test-model-1.0.0.onnx, byte for byte": a claim about a file that was never read, and was false."""
+    files = copy_of(builds["unsigned"], tmp_path)
+    flip(files["onnx"])
+    result = run("verify", files["wheel"])
+    assert result.code == 0, result.err
+    assert "test_model/model.onnx is the provenance's test-model-1.0.0.onnx (its sha256)" in result.out
+    assert "byte for byte" not in result.out
+    assert_clean_error(run("verify", files["onnx"]), 1, "test-model-1.0.0.onnx does not match its sha256")
