@@ -127,3 +127,33 @@ def bits(feeds: Any) -> Any:
     return {
         name: (a.dtype.str, a.shape, a.tobytes() if a.dtype.kind == "f" else a.tolist()) for name, a in feeds.items()
     }
+
+
+# A parent that is a plain value has no fields (as MongoDB's projection reads it, which loads the
+# training data): its fields are absent, so missing, and `strict` refuses them naming the parent.
+PARENTS = [(5, "billing is 5"), (None, "billing is null"), ("card", "billing is 'card'"), ([1, 2], "billing is [1, 2]")]
+
+
+@pytest.mark.parametrize(("billing", "said"), PARENTS, ids=[said for _, said in PARENTS])
+def test_strict_names_a_parent_that_is_a_plain_value(model: Model, billing: Any, said: str) -> None:
+    record = {"tenure_months": 12, "support_calls": 1, "contract": "monthly", "billing": billing}
+    reason = f"field 'billing.monthly_charges': absent ({said}, not a document; strict: every field must be given)"
+    with pytest.raises(ValueError) as alone:
+        model.predict(record, strict=True)
+    assert str(alone.value) == reason
+    with pytest.raises(ValueError) as batched:
+        model.predict([{**record, "billing": {"monthly_charges": 1.0, "method": "card"}}, record], strict=True)
+    assert str(batched.value) == f"record 1: {reason}"
+    # Not strict: the reading is unchanged, the record's answer is that of one without billing.
+    without = {key: value for key, value in record.items() if key != "billing"}
+    assert model.predict_proba(record) == model.predict_proba(without)
+
+
+def test_strict_says_only_absent_of_a_field_a_document_lacks() -> None:
+    from mlpack.runtime.values import absent_reason
+
+    plain = "absent (strict: every field must be given)"
+    assert absent_reason({"billing": {"method": "card"}}, ("billing", "monthly_charges")) == plain
+    assert absent_reason({}, ("billing", "monthly_charges")) == plain
+    assert absent_reason({"a": {"b": 5}}, ("a", "b", "c")).startswith("absent (a.b is 5, not a document")
+    assert absent_reason({"a": 5}, ("a", "b", "c")).startswith("absent (a is 5, not a document")

@@ -154,6 +154,14 @@ BAD_REQUESTS = [
         422,
         "field 'contract': category 'weekly' was not seen in training",
     ),
+    (
+        "POST",
+        "/predict?strict=true",
+        json.dumps({**RECORDS[0], "billing": 5}).encode(),
+        {},
+        422,
+        "field 'billing.monthly_charges': absent (billing is 5, not a document; strict: every field must be given)",
+    ),
     ("POST", "/predict?strict=maybe", b'{"contract": "monthly"}', {}, 400, "strict must be true or false"),
     (
         "POST",

@@ -15,6 +15,7 @@ from .values import (
     ABSENT,
     MISSING_DATE,
     _shown,
+    absent_reason,
     category_text,
     date_milliseconds,
     lookup,
@@ -73,7 +74,7 @@ def _values(records: Sequence[Mapping[str, Any]], feature: Feature, strict: bool
             found = lookup(records[index], name, parts)
             if found is ABSENT:
                 if strict:
-                    raise feature.problem("absent (strict: every field must be given)", index, many)
+                    raise feature.problem(absent_reason(records[index], parts), index, many)
                 found = None
             values[index] = found
     return values

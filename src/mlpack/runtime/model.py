@@ -14,7 +14,7 @@ import numpy as np
 from .contract import FLOAT32_MAX, MISSING_CATEGORY, Metadata, parse_metadata
 from .feeds import _INPUTS, _LISTLIKE_TYPES, Feature, _is_listlike, _values
 from .settings import session_threads
-from .values import ABSENT, _shown, lookup
+from .values import ABSENT, _shown, absent_reason, lookup
 
 _NAN = float("nan")
 
@@ -126,7 +126,7 @@ class Model:
                 value = outer.get(parts[1], ABSENT) if type(outer) is dict else lookup(record, feature.name, parts)
             if value is ABSENT:
                 if strict:
-                    raise feature.problem("absent (strict: every field must be given)", 0, False)
+                    raise feature.problem(absent_reason(record, feature.parts), 0, False)
                 value = None
             kind = feature.kind
             if kind == "numeric":

@@ -46,6 +46,23 @@ def lookup(document: Mapping[str, Any], path: str, parts: Sequence[str]) -> Any:
     return node
 
 
+def absent_reason(document: Mapping[str, Any], parts: Sequence[str]) -> str:
+    """Why `strict` refuses a field `lookup` found absent, for its message only (never on the way of a
+    value that is there): a parent that is a plain value is named, since `lookup` reads it as having no
+    fields, as MongoDB's projection does ("acidity is 5, not a document")."""
+    node: Any = document
+    for depth, part in enumerate(parts[:-1]):
+        node = node.get(part, ABSENT) if isinstance(node, Mapping) else ABSENT
+        if node is ABSENT:
+            break
+        if not isinstance(node, Mapping):
+            shown = "null" if node is None else _shown(node)
+            return (
+                f"absent ({'.'.join(parts[: depth + 1])} is {shown}, not a document; strict: every field must be given)"
+            )
+    return "absent (strict: every field must be given)"
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
