@@ -287,3 +287,21 @@ def test_experiments_of_a_build_without_trials_say_what_logs_them(churn_project:
         listed.code == 0
         and listed.out == "no trials logged (a build logs them with [evaluation].cv or a [search] table)\n"
     )
+
+
+def test_a_reason_is_one_line_and_the_history_shows_what_others_wrote_escaped(
+    churn_project: Project, run: Any, mongo_client: MongoClient[Any]
+) -> None:
+    """A reason with a line break split its history row in two; one written into the shared registry by
+    other means, with a terminal's escape sequence, reached the terminal of whoever listed the history."""
+    _build(churn_project, run, "1.0.0")
+    config = ("--config", churn_project.path)
+    refused = run("promote", "churn-model", "1.0.0", "--alias", "production", "--reason", "a\nb", *config)
+    assert_clean_error(refused, 2, "--reason holds the control character '\\n': it must be one line of text")
+    assert run("promote", "churn-model", "1.0.0", "--alias", "production", "--reason", "first", *config).code == 0
+    aliases = mongo_client[churn_project.database]["mlpack_models.aliases"]
+    aliases.update_one({"name": "churn-model"}, {"$set": {"history.0.reason": "ok\n\x1b[2J\u202egnp.exe"}})
+    listed = run("models", "--history", *config)
+    assert listed.code == 0, listed.err
+    header, row = listed.out.splitlines()
+    assert row.endswith("ok\\n\\x1b[2J\\u202egnp.exe") and "\x1b" not in listed.out, listed.out

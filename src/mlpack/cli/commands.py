@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -110,10 +111,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a table cell shows escaped: line breaks and other control characters, and the invisible marks that
+# reorder or hide text. The registry is shared, and what anyone wrote into it (a reason, a name) is printed
+# on others' terminals: a line break split a row, an escape sequence would reach the terminal itself.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _cell(value: Any) -> str:
+    return _UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), str(value))
+
+
 def _print_table(table: list[tuple[Any, ...]]) -> None:
-    widths = [max(len(str(cells[i])) for cells in table) for i in range(len(table[0]))]
-    for cells in table:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip())
+    rows = [[_cell(cell) for cell in cells] for cells in table]
+    widths = [max(len(cells[i]) for cells in rows) for i in range(len(rows[0]))]
+    for cells in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
 
 
 def _print_history(args: argparse.Namespace) -> int:

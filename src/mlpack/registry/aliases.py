@@ -33,6 +33,7 @@ from gridfs.errors import CorruptGridFile, NoFile
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from mlpack import names
 from mlpack.artifacts.dist import BuildDir, sha256_of
 from mlpack.config import Config, load_config
 from mlpack.errors import ConfigError, ExternalError, outside
@@ -144,6 +145,7 @@ class Aliases:
     def promote(self, name: str, version: str, alias: str, *, reason: str = "") -> dict[str, Any] | None:
         """Point `alias` at `version`: the move recorded, or None when the alias already names it."""
         check_alias(alias)
+        check_reason(reason)
         self._check_promotable(name, version)
         with outside("MongoDB", action=f"indexing the aliases {self.collection.full_name}"):
             self.collection.create_index([("name", ASCENDING), ("alias", ASCENDING)], unique=True)
@@ -203,8 +205,16 @@ def registry_project(project: str | Path) -> Config:
         ) from None
 
 
+def check_reason(reason: str) -> None:
+    """A move's reason is one line: a line break split the history table's row in two."""
+    problem = names.one_line(reason)
+    if problem:
+        raise ConfigError(f"--reason {problem}")
+
+
 def promote(project: str | Path, name: str, version: str, alias: str, *, reason: str = "") -> dict[str, Any] | None:
     check_alias(alias)
+    check_reason(reason)
     with registry_of(registry_project(project)) as registry:
         return Aliases(registry).promote(name, version, alias, reason=reason)
 
