@@ -271,3 +271,40 @@ def test_the_wheels_own_cli_refuses_and_warns_the_same(built_model: Any, tmp_pat
     assert answers[0].stderr.startswith(f"error: --input {foreign}: no column of the header is a field the model reads")
     assert answers[1].returncode == 0 and len(answers[1].stdout.splitlines()) == 1
     assert answers[1].stderr.startswith(f"warning: --input {partial}: the CSV header has no column for 3")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_a_byte_order_mark_is_skipped(built_model: Any, run: Any, tmp_path: Path, fmt: str) -> None:
+    """Excel's "CSV UTF-8" and PowerShell start a file with one: read as part of the first column's name,
+    that column was predicted as missing in every row (and a JSON file did not parse)."""
+    records = GOOD[:3]
+    if fmt == "csv":
+        text = ",".join(FIELDS) + "\n" + "".join(f"{r['tenure_months']},70.5,2,{r['contract']},card\n" for r in records)
+    elif fmt == "jsonl":
+        text = "".join(json.dumps(r) + "\n" for r in records)
+    else:
+        text = json.dumps(records)
+    plain, marked = tmp_path / f"plain.{fmt}", tmp_path / f"marked.{fmt}"
+    plain.write_text(text, encoding="utf-8")
+    marked.write_text(text, encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    expected = run("predict", built_model.artifacts["onnx"], "--input", plain)
+    assert expected.code == 0 and expected.err == "", expected.err
+    got = run("predict", built_model.artifacts["onnx"], "--input", marked)
+    assert (got.code, got.err, got.out) == (0, "", expected.out)
+    command = [sys.executable, "-m", "mlpack", "predict", str(built_model.artifacts["onnx"]), "--input", "-"]
+    piped = subprocess.run(
+        [*command, "--format", fmt],
+        input=marked.read_bytes(),
+        capture_output=True,
+        check=False,
+    )
+    assert (piped.returncode, piped.stderr, piped.stdout.decode()) == (0, b"", expected.out)
+
+
+def test_a_header_name_with_spaces_around_it_is_shown_quoted(built_model: Any, run: Any, tmp_path: Path) -> None:
+    """' tenure_months' is not tenure_months: the message must let the user see the difference."""
+    table = tmp_path / "spaced.csv"
+    table.write_text(" tenure_months, contract\n12,monthly\n", encoding="utf-8")
+    result = run("predict", built_model.artifacts["onnx"], "--input", table)
+    assert_clean_error(result, 2, "the header has ' tenure_months', ' contract'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import io
 import json
 import os
 import sys
@@ -61,7 +62,7 @@ def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO, prog: st
             print(f"{prefix}--input {args.input}: {message}", file=stderr)
 
     try:
-        source: TextIO = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", newline="")
+        source = _stdin() if args.input == "-" else open(args.input, encoding=INPUT_ENCODING, newline="")
     except OSError as exc:
         print(f"error: cannot read --input {args.input}: {exc.strerror}", file=stderr)
         return 2
@@ -97,6 +98,19 @@ def run_predict(model: Model, args: argparse.Namespace, stderr: TextIO, prog: st
         print(f"{summary.skipped} of {summary.records} record(s) skipped (see the lines above)", file=stderr)
         return 1
     return 0
+
+
+# UTF-8, a leading byte order mark skipped: Excel's "CSV UTF-8" and PowerShell write one, and read as
+# "utf-8" it sticks to the first column's name (that column then read as missing) or breaks the JSON.
+INPUT_ENCODING = "utf-8-sig"
+
+
+def _stdin() -> TextIO:
+    """Standard input as UTF-8 (a BOM skipped) whatever the locale says, lines as they are (csv wants them)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # replaced by something text-only (an embedding program, a test)
+        return sys.stdin
+    return io.TextIOWrapper(buffer, encoding=INPUT_ENCODING, newline="")
 
 
 def main(model: Model, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None, server: Any = None) -> int:

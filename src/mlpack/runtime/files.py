@@ -129,7 +129,9 @@ def _check_header(model: Model, header: List[str], warn: Optional[Callable[[str]
 
 def _some(names: Sequence[str], shown: int = 5) -> str:
     """A few names for a message: "a, b, c and 10 more"."""
-    text = ", ".join(repr(name) if not name or name != name.strip() else name for name in names[:shown])
+    # A name that is empty, has spaces around it or invisible characters in it is shown quoted.
+    quoted = [name if name and name == name.strip() and name.isprintable() else repr(name) for name in names[:shown]]
+    text = ", ".join(quoted)
     return text + (f" and {len(names) - shown} more" if len(names) > shown else "") if names else "no fields"
 
 
