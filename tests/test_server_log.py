@@ -221,3 +221,39 @@ def test_after_an_outage_the_log_drains_and_rss_returns_to_its_baseline(built_mo
             assert (after - before) * 1024 < 6 * MIB, f"RSS {before} KiB before, {during} during, {after} after"
         finally:
             assert process.stop() == 0
+
+
+class ArrivingCollection:
+    """A logged request of two records that another worker's log writes between the update that finds it
+    absent and the look that follows."""
+
+    def __init__(self) -> None:
+        self.logged = False
+        self.pushed: list[Any] = []
+
+    def update_one(self, where: dict[str, Any], change: dict[str, Any]) -> Any:
+        matched = self.logged and any(key == "predictions.0" for key in where)
+        if matched:
+            self.pushed.append(change["$push"]["feedback"])
+        return type("Result", (), {"matched_count": int(matched)})()
+
+    def find_one(self, where: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:
+        self.logged = True  # it came just now
+        return {"_id": where["_id"], "predictions": ["a", "b"]}
+
+
+def test_feedback_for_a_record_written_between_two_looks_is_stored() -> None:
+    """A record that arrived after the update missed it was taken for a request without that record (404)."""
+    from mlpack.runtime.serving import InferenceLog
+    from mlpack.runtime.serving.ids import new_id
+
+    log = InferenceLog("mongodb://127.0.0.1:1/", "db", "c", lambda **_: None, flush_seconds=60)
+    collection = ArrivingCollection()
+    log._collection = collection
+    try:
+        assert log.store_feedback(new_id(), 0, "churned") == "stored"
+        assert [entry["label"] for entry in collection.pushed] == ["churned"]
+        assert log.store_feedback(new_id(), 2, "churned") == "records 2"  # two records: index 2 names none
+    finally:
+        log._collection = FlakyCollection(0)
+        log.close()

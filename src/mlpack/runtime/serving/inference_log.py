@@ -230,10 +230,9 @@ class InferenceLog:
         minted, window = minted_ms(prediction_id), self._flush_seconds + FEEDBACK_GRACE_SECONDS
         if minted is None or time.time() * 1000 - minted > (window + CLOCK_SKEW_SECONDS) * 1000:
             window = 0.0  # an id no /predict gave in the last seconds: its record is in the log or nowhere
-        deadline = time.monotonic() + window
-        pause = 0.05
+        deadline, pause, raced = time.monotonic() + window, 0.05, False
         while True:
-            held: Any = None  # the logged request, when it is there but has no record at `index`
+            held: Any = None  # the logged request, looked up when the update matched none
             try:
                 result = self._attempts(
                     "feedback", lambda: self._collection.update_one(where, {"$push": {"feedback": entry}})
@@ -250,9 +249,13 @@ class InferenceLog:
             if result.matched_count:
                 self._count(feedback_stored=1)
                 return "stored"
-            if held is not None or time.monotonic() + pause > deadline or self._stopping.is_set():
+            count = -1 if held is None else len(held.get("predictions") or [])
+            if count > index and not raced:  # its record came between the two looks: the update finds it now
+                raced = True
+                continue
+            if count >= 0 or time.monotonic() + pause > deadline or self._stopping.is_set():
                 self._count(feedback_unknown=1)  # an id never given, a record dropped, or no such record in it
-                return "unknown" if held is None else "records %d" % len(held.get("predictions") or [])
+                return "records %d" % count if 0 <= count <= index else "unknown"
             self._stopping.wait(pause)
             pause = min(pause * 2, 0.4)
 
