@@ -244,3 +244,33 @@ def test_a_registry_password_is_hidden_from_the_moment_it_is_held() -> None:
     held = Credentials("ci-bot", password)
     assert redact(f"login failed for {held.password}") == "login failed for ***"
     assert password not in repr(held)
+
+
+def test_build_answers_a_string_that_is_no_uri_before_its_imports(tmp_path: Path) -> None:
+    """`mlpack build` with MONGODB_URI=notauri: one line at once, not after the seconds scikit-learn,
+    skl2onnx and pymongo take to import (a fresh process, as a user runs it), for [source.feedback] too."""
+    import os
+    import subprocess
+    import sys
+
+    project = _project(tmp_path)
+    probe = (
+        "import sys\n"
+        "from mlpack.cli import main\n"
+        f"code = main(['build', {str(project)!r}])\n"
+        "heavy = sorted(m for m in ('sklearn', 'skl2onnx', 'onnx', 'pymongo') if m in sys.modules)\n"
+        "print(code, heavy)\n"
+    )
+    for extra, variables in (
+        ("", {"MLPACK_HOSTILE_URI": "notauri"}),
+        (
+            '[source.feedback]\nuri_env = "MLPACK_HOSTILE_LOG_URI"\n',
+            {"MLPACK_HOSTILE_URI": "mongodb://127.0.0.1:9/", "MLPACK_HOSTILE_LOG_URI": "notauri"},
+        ),
+    ):
+        (project / "mlpack.toml").write_text(CONFIG + extra, encoding="utf-8")
+        env = {**os.environ, **variables}
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+        named = [name for name, value in variables.items() if value == "notauri"][0]
+        assert done.stderr.startswith(f"error: {named} is not a MongoDB connection string"), done.stderr
+        assert done.stdout.strip() == "2 []", done.stdout + done.stderr

@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from typing import TYPE_CHECKING
 
 from mlpack.cli.commands import _print_json, _progress, _warnings
 from mlpack.cli.lines import feedback_line, parity_line
+from mlpack.errors import ConfigError
+from mlpack.runtime.settings import mongodb_uri_problem
+
+if TYPE_CHECKING:
+    from mlpack.config import Config
+
+
+def _refuse_a_string_that_is_no_uri(config: Config) -> None:
+    """The check `source.connect` makes, before the build's imports too: `MONGODB_URI=notauri` is one
+    line at once, not after the seconds scikit-learn and skl2onnx take to load."""
+    variables = [config.source.uri_env]
+    feedback = config.source.feedback
+    if feedback is not None and feedback.enabled and feedback.uri_env:
+        variables.append(feedback.uri_env)
+    for variable in variables:
+        uri = os.environ.get(variable, "").strip()
+        problem = mongodb_uri_problem(uri, variable) if uri else ""
+        if problem:
+            raise ConfigError(problem)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -14,7 +35,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     # A mistake in mlpack.toml is one line at once: the build's own imports (scikit-learn, skl2onnx,
     # onnx: seconds) wait until the configuration is known to read. build() reads it again (cheap).
-    load_config(args.project)
+    _refuse_a_string_that_is_no_uri(load_config(args.project))
     from mlpack.build import build
 
     result = build(
