@@ -17,7 +17,9 @@ from skl2onnx._parse import _parse_sklearn
 from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+from skl2onnx.operator_converters.scaler_op import convert_sklearn_scaler
 from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
+from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
 
 from mlpack.features.categories import OTHER, RareCategories
 from mlpack.features.date_parts import DateParts
@@ -27,6 +29,7 @@ from mlpack.features.encodings import ENCODERS, CategoryTable
 from mlpack.features.expressions import compute
 from mlpack.features.impute import MedianImputer
 from mlpack.features.ordinal import OrdinalCategories
+from mlpack.features.scaling import ColumnScaler
 from mlpack.features.string_ops import TEXT_LOCALE, OnnxStringOps
 from mlpack.features.target import TRANSFORMS, TransformedTarget
 from mlpack.features.text import GRAPH_CHAR, GRAPH_WORD, TextWords
@@ -289,6 +292,15 @@ def register() -> None:
     # SimpleImputer's own converter: the fitted statistics_ are the same, only how they were found differs.
     update_registered_converter(
         MedianImputer, "MlpackMedianImputer", calculate_sklearn_imputer_output_shapes, convert_sklearn_imputer
+    )
+    # StandardScaler's own name, converter and options: the graph is StandardScaler's, node for node.
+    scaler_options = {"div": ["std", "div", "div_cast"]}
+    update_registered_converter(
+        ColumnScaler,
+        "SklearnScaler",
+        calculate_sklearn_scaler_output_shapes,
+        convert_sklearn_scaler,
+        options=scaler_options,
     )
     update_registered_converter(OrdinalCategories, "MlpackOrdinalCategories", _ordinal_shapes, _ordinal_converter)
     for encoder in ENCODERS.values():

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, RobustScaler
 
 from mlpack.errors import DataError
 from mlpack.features.categories import RareCategories
@@ -26,10 +26,12 @@ from mlpack.features.encodings import CategoryTable, FrequencyEncoding, TargetEn
 from mlpack.features.graph import GraphFeatures
 from mlpack.features.impute import MedianImputer
 from mlpack.features.ordinal import OrdinalCategories
+from mlpack.features.scaling import ColumnScaler
 from mlpack.features.sections import FeaturesSection, PreprocessingSection
 from mlpack.features.text import TextWords, stop_words
 
-_SCALERS: dict[str, Callable[[], Any]] = {"standard": StandardScaler, "robust": RobustScaler}
+# "standard": StandardScaler's statistics, fitted a column at a time (features/scaling.py says why).
+_SCALERS: dict[str, Callable[[], Any]] = {"standard": ColumnScaler, "robust": RobustScaler}
 _GRAPH_KINDS = {"number": "numeric", "category": "categorical", "date": "datetime", "text": "text"}
 
 
