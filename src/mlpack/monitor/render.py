@@ -31,6 +31,9 @@ def render_text(report: Report) -> str:
     lines = [
         f"{report.model} {report.version}: {report.records} records in {report.requests} logged requests, {span}",
     ]
+    if not report.records:  # a table of 0.0% missing rates and "no PSI above the threshold" would read as a pass
+        lines.append("  nothing to compare with the training baseline: no record of this version was logged then")
+        return "\n".join(lines)
     if report.records < FEW_RECORDS:  # 3 records put every feature's PSI above 4: say why before the table
         lines.append(
             f"  (only {report.records} records: PSI over 10 bins needs a few hundred values before 0.2 means anything)"
