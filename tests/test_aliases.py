@@ -299,9 +299,14 @@ def test_a_reason_is_one_line_and_the_history_shows_what_others_wrote_escaped(
     refused = run("promote", "churn-model", "1.0.0", "--alias", "production", "--reason", "a\nb", *config)
     assert_clean_error(refused, 2, "--reason holds the control character '\\n': it must be one line of text")
     assert run("promote", "churn-model", "1.0.0", "--alias", "production", "--reason", "first", *config).code == 0
+    # Long is fine: the scheduled retraining's reason names every drifted feature.
+    long = "retrained on drift (" + ", ".join(f"feature_{n}" for n in range(200)) + ")"
+    assert run("promote", "churn-model", "1.0.0", "--alias", "staging", "--reason", long, *config).code == 0
     aliases = mongo_client[churn_project.database]["mlpack_models.aliases"]
-    aliases.update_one({"name": "churn-model"}, {"$set": {"history.0.reason": "ok\n\x1b[2J\u202egnp.exe"}})
+    crafted = {"$set": {"history.0.reason": "ok\n\x1b[2J\u202egnp.exe"}}
+    aliases.update_one({"name": "churn-model", "alias": "production"}, crafted)
     listed = run("models", "--history", *config)
     assert listed.code == 0, listed.err
-    header, row = listed.out.splitlines()
+    header, row, staging = listed.out.splitlines()
+    assert staging.endswith(long)
     assert row.endswith("ok\\n\\x1b[2J\\u202egnp.exe") and "\x1b" not in listed.out, listed.out

@@ -206,10 +206,11 @@ def registry_project(project: str | Path) -> Config:
 
 
 def check_reason(reason: str) -> None:
-    """A move's reason is one line: a line break split the history table's row in two."""
-    problem = names.one_line(reason)
+    """A move's reason is one line: a line break split the history table's row in two. Of any length: the
+    scheduled retraining's names every drifted feature."""
+    problem = names.plain_path(reason)
     if problem:
-        raise ConfigError(f"--reason {problem}")
+        raise ConfigError(f"--reason {problem}: it must be one line of text")
 
 
 def promote(project: str | Path, name: str, version: str, alias: str, *, reason: str = "") -> dict[str, Any] | None:
