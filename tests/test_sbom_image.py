@@ -181,7 +181,9 @@ def test_verify_passes_on_the_archive_and_the_layout_and_names_a_changed_layer(
         shutil.copy(result.artifacts[kind], pulled)
     alone = run("verify", pulled / result.artifacts["oci"].name, "--key", public)
     assert alone.code == 0, alone.err
-    assert "its opt/model/site/test_model/model.onnx is test-model-1.0.0.onnx" in alone.out
+    assert (
+        "its opt/model/site/test_model/model.onnx is the provenance's test-model-1.0.0.onnx (its sha256)" in alone.out
+    )
     assert "opt/model/site/test_model/model.onnx: model-signing's signature" in alone.out
     copy = tmp_path / "dist"
     shutil.copytree(result.artifacts["report"].parent, copy, ignore=shutil.ignore_patterns("*.docker"))
