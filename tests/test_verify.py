@@ -256,3 +256,15 @@ def test_a_wheel_s_model_is_said_to_match_the_provenance_not_the_file_beside_it(
     assert "test_model/model.onnx is the provenance's test-model-1.0.0.onnx (its sha256)" in result.out
     assert "byte for byte" not in result.out
     assert_clean_error(run("verify", files["onnx"]), 1, "test-model-1.0.0.onnx does not match its sha256")
+
+
+@pytest.mark.parametrize("given", ["mlpack.toml", "dist", "model.html"])
+def test_a_file_no_build_ships_is_a_usage_error(given: str, run: Any, tmp_path: Path) -> None:
+    """`mlpack verify mlpack.toml` (or the dist folder, or the card) names no artifact: exit 2 saying what to
+    give, not exit 1 as though an artifact had failed its check."""
+    path = tmp_path / given
+    if given == "dist":
+        path.mkdir()
+    else:
+        path.write_text("[model]\n", encoding="utf-8")
+    assert_clean_error(run("verify", path), 2, f"{given} is not an artifact mlpack builds", "give a wheel, .onnx")

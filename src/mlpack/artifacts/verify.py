@@ -346,12 +346,18 @@ def verify_reference(reference: str, *, key: str | Path | None = None, connectio
     return result
 
 
+# What a build ships and its provenance names (artifacts/attest.py): wheel, sdist, .onnx, image archive, SBOM.
+_ARTIFACT_SUFFIXES = (".whl", ".tar.gz", ".onnx", ".image.tar", ".cdx.json")
+_WHAT = "a wheel, .onnx, sdist, image archive, OCI layout or pushed image reference"
+
+
 def verify(artifact: str | Path, *, key: str | Path | None = None) -> Verified:
     path = Path(artifact)
     if not path.exists():
-        raise ConfigError(
-            f"{path} does not exist (give a wheel, .onnx, sdist, image archive, OCI layout or pushed image reference)"
-        )
+        raise ConfigError(f"{path} does not exist (give {_WHAT})")
+    if not (path.name.endswith(_ARTIFACT_SUFFIXES) or (path.is_dir() and path.name.endswith(".oci"))):
+        # Not a kind of file a build ships (mlpack.toml, a card, a folder): the user's mistake, not a failed check.
+        raise ConfigError(f"{path.name} is not an artifact mlpack builds (give {_WHAT})")
     public = Path(key) if key is not None else None
     if public is not None:
         signing.load_public_key(public)  # a bad --key is a usage error before anything is read
