@@ -235,6 +235,11 @@ def test_the_log_name_is_read_and_checked_as_the_server_reads_it(monitor: Any) -
 def test_an_empty_window_is_exit_1_saying_so(monitor: Any) -> None:
     result = monitor("--since", "2001-01-01", "--until", "2001-01-02")
     assert_clean_error(result, 1, "no inference log records of churn-model 1.0.0 in the window")
+    # The version was the project's, not one asked for: the served one may be another, named by its alias.
+    assert "the one an alias serves: --version @production" in result.err
+    asked = monitor("--since", "2001-01-01", "--until", "2001-01-02", "--version", "1.0.0")
+    assert_clean_error(asked, 1, "no inference log records of churn-model 1.0.0 in the window")
+    assert "--version @production" not in asked.err
     # Nothing was read: no table of 0.0% missing rates, no "no PSI above the threshold" (a pass to the eye).
     assert result.out.splitlines()[1:] == [
         "  nothing to compare with the training baseline: no record of this version was logged then"

@@ -267,7 +267,15 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(render_text(report))
     if report.records == 0:
-        print(f"error: no inference log records of {report.model} {report.version} in the window", file=sys.stderr)
+        # Without --version or --model it is the project's version (its newest build), which need not be the one served.
+        hint = (
+            ""
+            if args.version or args.model
+            else " (the project's version; the one an alias serves: --version @production)"
+        )
+        print(
+            f"error: no inference log records of {report.model} {report.version} in the window{hint}", file=sys.stderr
+        )
         return 1
     for problem in report.problems():  # PSI, a missing-rate jump, unknown categories
         print(f"error: {problem}", file=sys.stderr)
