@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mlpack.source.embedded import free_port
-from tests.helpers.cli import artifacts_in, assert_clean_error
+from tests.helpers.cli import artifacts_in, assert_clean_error, build_before_imports
 
 BASE = """
 [model]
@@ -194,19 +194,9 @@ def test_a_config_mistake_is_answered_before_the_build_imports_scikit_learn(tmp_
     """A typo in mlpack.toml is one line at once: scikit-learn, skl2onnx and onnx (seconds of imports) are
     loaded only once the configuration reads. A fresh process, as a user runs it: the test's own
     process has them all imported already."""
-    import subprocess
-    import sys
-
     project = tmp_path / "p"
     project.mkdir()
     (project / "mlpack.toml").write_text(BASE.replace("[image]", "[image]\nbogus = 1", 1), encoding="utf-8")
-    probe = (
-        "import sys\n"
-        "from mlpack.cli import main\n"
-        f"code = main(['build', {str(project)!r}])\n"
-        "heavy = sorted(m for m in ('sklearn', 'skl2onnx', 'onnx', 'pymongo') if m in sys.modules)\n"
-        "print(code, heavy)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert "[image].bogus" in done.stderr
-    assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+    out, err = build_before_imports(project)
+    assert "[image].bogus" in err
+    assert out == "2 []", out + err

@@ -18,7 +18,7 @@ from pymongo import MongoClient
 
 from mlpack.redaction import display_uri, forget_all, redact, remember_uri, uri_secrets
 from mlpack.source.embedded import embedded_server, free_port
-from tests.helpers.cli import Result, assert_clean_error, run_process
+from tests.helpers.cli import Result, assert_clean_error, build_before_imports, run_process
 from tests.helpers.documents import subscribers
 
 FAST = "serverSelectionTimeoutMS=400&connectTimeoutMS=400"
@@ -249,18 +249,7 @@ def test_a_registry_password_is_hidden_from_the_moment_it_is_held() -> None:
 def test_build_answers_a_string_that_is_no_uri_before_its_imports(tmp_path: Path) -> None:
     """`mlpack build` with MONGODB_URI=notauri: one line at once, not after the seconds scikit-learn,
     skl2onnx and pymongo take to import (a fresh process, as a user runs it), for [source.feedback] too."""
-    import os
-    import subprocess
-    import sys
-
     project = _project(tmp_path)
-    probe = (
-        "import sys\n"
-        "from mlpack.cli import main\n"
-        f"code = main(['build', {str(project)!r}])\n"
-        "heavy = sorted(m for m in ('sklearn', 'skl2onnx', 'onnx', 'pymongo') if m in sys.modules)\n"
-        "print(code, heavy)\n"
-    )
     for extra, variables in (
         ("", {"MLPACK_HOSTILE_URI": "notauri"}),
         (
@@ -269,8 +258,7 @@ def test_build_answers_a_string_that_is_no_uri_before_its_imports(tmp_path: Path
         ),
     ):
         (project / "mlpack.toml").write_text(CONFIG + extra, encoding="utf-8")
-        env = {**os.environ, **variables}
-        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+        out, err = build_before_imports(project, variables)
         named = [name for name, value in variables.items() if value == "notauri"][0]
-        assert done.stderr.startswith(f"error: {named} is not a MongoDB connection string"), done.stderr
-        assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+        assert err.startswith(f"error: {named} is not a MongoDB connection string"), err
+        assert out == "2 []", out + err

@@ -44,3 +44,22 @@ def assert_clean_error(result: Result, code: int, *needles: str) -> None:
 def artifacts_in(folder: Path) -> list[str]:
     """Every entry in an output folder, hidden ones included: nothing half-written may be left."""
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+HEAVY_IMPORTS = ("sklearn", "skl2onnx", "onnx", "pymongo")  # seconds of imports a mistake should not wait for
+
+
+def build_before_imports(project: Path, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """`mlpack build PROJECT` in a fresh process (the test's own has everything imported already): its
+    stdout, "EXIT-CODE [the HEAVY_IMPORTS it had imported]", and its stderr."""
+    probe = (
+        "import sys\n"
+        "from mlpack.cli import main\n"
+        f"code = main(['build', {str(project)!r}])\n"
+        f"heavy = sorted(m for m in {HEAVY_IMPORTS!r} if m in sys.modules)\n"
+        "print(code, heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120
+    )
+    return done.stdout.strip(), done.stderr
