@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from mlpack.artifacts.oci import _entries, _tarinfo, write_layout, write_tar
+from mlpack.artifacts.oci import write_layout
 from mlpack.artifacts.oci_base import digest_of, load_base
 from mlpack.artifacts.oci_files import write_archive
+from mlpack.artifacts.oci_layer import entries, tar_info, write_tar
 from mlpack.config import ImageSection
 from mlpack.errors import ConfigError
 from tests.helpers.oci_layouts import (
@@ -48,11 +49,11 @@ def test_the_archive_is_byte_for_byte_what_tarfile_writes(tmp_path: Path) -> Non
     (root / "index.json").write_bytes(b"{}")
     (root / "run").write_bytes(b"#!/bin/sh\n")
     (root / "run").chmod(0o755)
-    files = _entries(root)
+    files = entries(root)
     expected = io.BytesIO()
     write_tar(expected, files, EPOCH)
     archive = tmp_path / "archive.tar"
-    write_archive(archive, [(name, _tarinfo(name, path, EPOCH), path) for name, path in files])
+    write_archive(archive, [(name, tar_info(name, path, EPOCH), path) for name, path in files])
     assert archive.read_bytes() == expected.getvalue()
     with tarfile.open(archive) as read:
         assert read.extractfile(f"blobs/sha256/{'a' * 64}").read() == b"x" * 1000  # type: ignore[union-attr]

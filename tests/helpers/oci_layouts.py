@@ -9,8 +9,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from mlpack.artifacts.oci import OciImage, build_oci_image, write_tar
+from mlpack.artifacts.oci import OciImage, build_oci_image
 from mlpack.artifacts.oci_base import canonical, digest_of
+from mlpack.artifacts.oci_layer import write_tar
 from tests.helpers.projects import Project
 
 EPOCH = 1767225600

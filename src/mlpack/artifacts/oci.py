@@ -4,21 +4,17 @@ The base comes from `[image].base` (oci_base.py: a registry, the local engine's 
 or a `docker save` archive; every blob checked against its digest). On top go two layers (oci_install.py):
 the dependencies, installed by `pip install --target` for the image's Python and platform, then the
 model wheel, installed by the PyPA's `installer` (nothing runs inside the image), so a retrained model
-shares the dependency layer. A layer is a reproducible tar (sorted, SOURCE_DATE_EPOCH mtimes, uid/gid 0, no names,
-0o755/0o644 modes, no .pyc, GNU headers only where a name is long, never PAX) gzipped with mtime 0
-and no file name; the config, manifest and index are canonical JSON. Same inputs and epoch, same
-manifest digest.
+shares the dependency layer. A layer (oci_layer.py) is a reproducible tar (sorted, SOURCE_DATE_EPOCH
+mtimes, uid/gid 0, no names, 0o755/0o644 modes, no .pyc, GNU headers only where a name is long, never
+PAX) gzipped with mtime 0 and no file name; the config, manifest and index are canonical JSON.
+Same inputs and epoch, same manifest digest.
 """
 
 from __future__ import annotations
 
 import copy
-import gzip
-import hashlib
 import os
 import shutil
-import stat
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,84 +34,18 @@ from mlpack.artifacts.oci_base import (
     digest_of,
     image_python,
 )
+from mlpack.artifacts.oci_deps import dependency_layer
 from mlpack.artifacts.oci_files import place, write_archive
 from mlpack.artifacts.oci_install import DEPS, SITE, install_model, wheel_requirements
+from mlpack.artifacts.oci_layer import Layer, entries, tar_info, write_layer
 from mlpack.artifacts.oci_prune import LABEL as PRUNED_LABEL
 from mlpack.artifacts.oci_prune import label as pruned_label
 from mlpack.artifacts.oci_pull import resolve_base
 from mlpack.artifacts.oci_remote import Connection
 from mlpack.config import ImageSection
-from mlpack.errors import ExternalError
 from mlpack.runtime import Metadata
 
 USER = "65532:65532"
-
-
-# -- the layer ------------------------------------------------------------------------------------
-class _Hashing:
-    """A write-only stream that hashes what it passes on."""
-
-    def __init__(self, stream: Any, sha: Any) -> None:
-        self.stream, self.sha, self.size = stream, sha, 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return int(self.stream.write(data) or len(data))
-
-
-def _entries(root: Path) -> list[tuple[str, Path]]:
-    found = [(path.relative_to(root).as_posix(), path) for path in root.rglob("*")]
-    return sorted(found, key=lambda item: item[0].encode("utf-8"))
-
-
-def _tarinfo(name: str, path: Path, epoch: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
-    mode = path.lstat().st_mode
-    if stat.S_ISLNK(mode):
-        info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
-    elif stat.S_ISDIR(mode):
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-    elif stat.S_ISREG(mode):
-        info.size, info.mode = path.stat().st_size, 0o755 if mode & 0o111 else 0o644
-    else:
-        raise ExternalError(f"{path} is neither a file, a folder nor a link: it cannot go into a layer")
-    return info
-
-
-def write_tar(stream: Any, files: list[tuple[str, Path]], epoch: int) -> None:
-    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-        for name, path in files:
-            info = _tarinfo(name, path, epoch)
-            if info.isreg():
-                with path.open("rb") as data:
-                    tar.addfile(info, data)
-            else:
-                tar.addfile(info)
-
-
-@dataclass(frozen=True)
-class Layer:
-    path: Path
-    digest: str
-    diff_id: str
-    size: int
-    unpacked: int
-
-
-def write_layer(root: Path, out: Path, epoch: int, *, compress: bool = True) -> Layer:
-    digest, diff_id = hashlib.sha256(), hashlib.sha256()
-    with out.open("wb") as raw:
-        packed = _Hashing(raw, digest)
-        if compress:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0, compresslevel=6) as zipped:  # type: ignore[call-overload]
-                plain = _Hashing(zipped, diff_id)
-                write_tar(plain, _entries(root), epoch)
-        else:
-            plain = _Hashing(packed, diff_id)
-            write_tar(plain, _entries(root), epoch)
-    return Layer(out, "sha256:" + digest.hexdigest(), "sha256:" + diff_id.hexdigest(), packed.size, plain.size)
 
 
 # -- the config and the layout ---------------------------------------------------------------------
@@ -259,7 +189,6 @@ def build_oci_image(
         deps = deps if deps is not None and deps.is_dir() else None
         offline = bool(find_links) or (deps is not None and ImageTarget.for_section(section).python == python)
         links = find_links or (str(deps) if offline and deps is not None else "")
-        from mlpack.artifacts.oci_deps import dependency_layer  # it builds on write_layer, below in this module
 
         requirements = wheel_requirements(wheel)
         deps_layer, cached = dependency_layer(stage, requirements, target, pins=pins, links=links, offline=offline)
@@ -268,7 +197,7 @@ def build_oci_image(
         layout = stage / f"{stem}.oci"
         digest, config_digest = write_layout(layout, base, layers, config, tag)
         archive = stage / f"{stem}.image.tar"
-        write_archive(archive, [(name, _tarinfo(name, path, epoch), path) for name, path in _entries(layout)])
+        write_archive(archive, [(name, tar_info(name, path, epoch), path) for name, path in entries(layout)])
         (layout / "manifest.json").unlink()  # not part of an OCI layout; kept in the archive only
         final_layout, final_archive = out_dir / layout.name, out_dir / archive.name
         if final_layout.is_dir():

@@ -20,9 +20,9 @@ from pathlib import Path
 from mlpack import __version__
 from mlpack.artifacts.dist import sha256_of
 from mlpack.artifacts.image import ImageTarget
-from mlpack.artifacts.oci import Layer, write_layer
 from mlpack.artifacts.oci_files import place
 from mlpack.artifacts.oci_install import install_dependencies
+from mlpack.artifacts.oci_layer import Layer, write_layer
 from mlpack.artifacts.oci_memo import cache_dir, cache_root, remember, remembered
 from mlpack.artifacts.oci_prune import RULES
 
