@@ -26,7 +26,7 @@ from mlpack.source.feedback import add_feedback, check_collection
 from mlpack.source.mongo import sample_paths
 from mlpack.source.seed import seed_collection
 from mlpack.timings import StageClock
-from mlpack.training import champion, experiments
+from mlpack.training import champion, experiments, seen
 from mlpack.training.recipe import Recipe, settle
 from mlpack.validate import validate
 
@@ -129,7 +129,7 @@ def build(
             version=resolved_version,
             estimator=config.estimator.class_path,
         )
-        defending, not_compared = _champion(config, out_dir, resolved_version, tell)
+        defending, not_compared = _champion(config, records, out_dir, resolved_version, tell)
         try:
             exported = make_model(
                 config,
@@ -174,6 +174,7 @@ def build(
                 config_text=config_text,
                 image=result.report.get("image"),
                 files=result.artifacts,
+                trained_on=exported.trained_on.document() if exported.trained_on is not None else None,
             )
         except MlpackError as exc:  # not recorded, so not built: no report vouches for these files
             report = result.artifacts["report"]
@@ -200,8 +201,11 @@ _GROUP_INPUT = (
 )
 
 
-def _champion(config: Config, out_dir: Path, version: str, warn: Progress) -> tuple[champion.Champion | None, str]:
-    """[evaluation].champion: the aliased version's verified .onnx, or None and a warning when there is none."""
+def _champion(
+    config: Config, records: registry.Registry, out_dir: Path, version: str, warn: Progress
+) -> tuple[champion.Champion | None, str]:
+    """[evaluation].champion: the aliased version's verified .onnx and the filter of the rows it trained on
+    (its registry record's, None when it has none), or None and a warning when there is none."""
     if not champion.enabled(config):
         return None, ""
     reference = aliases.Reference(config.model.name, config.evaluation.champion)
@@ -211,7 +215,8 @@ def _champion(config: Config, out_dir: Path, version: str, warn: Progress) -> tu
         warning = f"champion {reference}: {exc.message}; this build is not compared with a champion"
     else:
         if found.version != version:
-            return champion.Champion(reference.alias, found.version, found.path), ""
+            trained_on = seen.read(records.trained_on(found.name, found.version))
+            return champion.Champion(reference.alias, found.version, found.path, trained_on), ""
         warning = f"champion {reference} is {version}, the version being built: not compared with itself"
     warn(warning)
     return None, warning

@@ -25,7 +25,7 @@ from mlpack.features.expressions import string_read_fields
 from mlpack.runtime import Metadata, Model, heap
 from mlpack.timings import StageClock
 from mlpack.training import champion as challenger_vs
-from mlpack.training import experiments
+from mlpack.training import experiments, seen
 from mlpack.training.aside import columns_set_aside
 from mlpack.training.metrics import check_gates
 from mlpack.training.recipe import Recipe
@@ -47,7 +47,10 @@ class ExportedModel:
     rows: Split | None = None  # the train/test split the model was fitted and scored on
     experiment: experiments.Experiment | None = None
     champion: dict[str, Any] | None = None  # the aliased version's scores on the same test split (champion.py)
-    champion_warning: str = ""  # why the champion was not compared, when it was not
+    champion_warning: str = ""  # why the champion was not compared, or what to know of the comparison
+    # A Bloom filter of the training rows' _ids (training/seen.py), for the registry's record only: a later
+    # build with this one as its champion leaves these rows out of the comparison. Never in an artifact.
+    trained_on: seen.Seen | None = None
 
     @functools.cached_property
     def onnx_bytes(self) -> bytes:
@@ -78,6 +81,8 @@ def make_model(
     clock = clock or StageClock()
     recipe = with_classes(recipe, dataset)  # class_weight keys, a threshold's class
     rows = split(recipe, dataset)
+    # Taken now: the dataset's ids are dropped once split (columns_set_aside), the test rows' kept in the split.
+    trained_on = seen.of(dataset.ids, rows.rows[0]) if config.registry.enabled and rows.rows is not None else None
     log = log or experiments.TrialLog(
         None, name=config.model.name, version=version, estimator=config.estimator.class_path
     )
@@ -110,7 +115,7 @@ def make_model(
         if champion is not None:
             margin = config.evaluation.champion_margin
             compared, warning = challenger_vs.evaluate(
-                champion, trained, metadata, say, metric=recipe.champion_metric, margin=margin
+                champion, trained, metadata, say, metric=recipe.champion_metric, margin=margin, test_ids=rows.test_ids
             )
         if warning:
             warn(warning)
@@ -144,7 +149,7 @@ def make_model(
             predictions=aside.in_order(answered),
         )
     metadata = with_baseline(metadata, baseline)
-    return ExportedModel(trained, onnx_model, metadata, rows, experiment, compared, warning)
+    return ExportedModel(trained, onnx_model, metadata, rows, experiment, compared, warning, trained_on)
 
 
 __all__ = ["ExportedModel", "Progress", "make_model", "training_baseline"]

@@ -65,6 +65,7 @@ def champion_rows(data: CardData, metrics: dict[str, float]) -> list[tuple[str, 
     if not data.champion:
         return []
     theirs = data.champion["metrics"]
+    metrics = data.champion.get("challenger") or metrics  # this model's scores on the rows both were scored on
     return [
         (name, f"{value:.4f}", f"{theirs[name]:.4f}", f"{value - theirs[name]:+.4f}")
         for name, value in metrics.items()

@@ -21,6 +21,7 @@ from mlpack.card.sections import (
     threshold_html,
 )
 from mlpack.runtime import Metadata
+from mlpack.training.champion import compared_rows
 
 # -- HTML ----------------------------------------------------------------------------------------
 STYLE = """
@@ -165,7 +166,7 @@ def _champion_html(data: CardData, metadata: Metadata) -> list[str]:
         return []
     them = f"{data.champion['alias']} ({data.champion['version']})"
     return [
-        f"<p>Against the champion, {escape(them)}, on the same test split:</p>",
+        f"<p>Against the champion, {escape(them)}, on the same {escape(compared_rows(data.champion))}:</p>",
         _html_table(("metric", "this model", them, "difference"), rows),
     ]
 

@@ -12,6 +12,7 @@ from mlpack.artifacts import markdown
 from mlpack.card.data import IMPORTANCE_REPEATS, CardData, champion_rows
 from mlpack.card.sections import THRESHOLD_HEADER, coefficients_caption, threshold_rows
 from mlpack.runtime import Metadata
+from mlpack.training.champion import compared_rows
 
 
 # -- Markdown (the wheel's README) ---------------------------------------------------------------
@@ -154,7 +155,7 @@ def render_markdown(data: CardData, metadata: Metadata) -> str:
     if compared and data.champion is not None:
         them = markdown.text(f"{data.champion['alias']} ({data.champion['version']})")
         parts.append(
-            f"### Against the champion, {them} (same test split)\n\n"
+            f"### Against the champion, {them} (same {markdown.text(compared_rows(data.champion))})\n\n"
             + _table(("metric", "this model", them, "difference"), compared)
         )
     if data.confusion:

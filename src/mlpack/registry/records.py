@@ -30,6 +30,7 @@ from mlpack.source import open_database
 FIRST_VERSION = "1.0.0"
 # A rejected build leaves its record for the log, but does not hold the version.
 HOLDING_STATUSES = ("built", "published")
+_PROJECTION = {"_id": 0, "trained_on": 0}  # what find() and list() read of a record
 STORED_KINDS = ("wheel", "onnx")  # what `store_artifacts` puts in GridFS: what serve, score and k8s read
 
 
@@ -57,6 +58,9 @@ class RegistryRecord(_RecordRequired, total=False):
     reason: str  # a rejected build's: the gate or check that refused it
     details: str
     published: dict[str, str]  # where and when `mlpack publish` uploaded it
+    # A Bloom filter of the training rows' _ids (training/seen.py): read only by trained_on(), as it may
+    # weigh megabytes; find() and list() leave it out.
+    trained_on: dict[str, Any]
 
 
 def next_patch(versions: list[str]) -> str:
@@ -112,7 +116,7 @@ class Registry:
         if self.collection is None:
             return None
         with outside("MongoDB", action=f"reading the registry {self.collection.full_name}"):
-            found = self.collection.find_one({"name": name, "version": version}, projection={"_id": 0})
+            found = self.collection.find_one({"name": name, "version": version}, projection=_PROJECTION)
         return cast(RegistryRecord, found) if found is not None else None
 
     def list(self, name: str | None = None) -> list[RegistryRecord]:
@@ -120,9 +124,18 @@ class Registry:
             return []
         query = {"name": name} if name else {}
         with outside("MongoDB", action=f"reading the registry {self.collection.full_name}"):
-            documents = list(self.collection.find(query, projection={"_id": 0}))
+            documents = list(self.collection.find(query, projection=_PROJECTION))
         records = [cast(RegistryRecord, d) for d in documents]
         return sorted(records, key=lambda d: (d["name"], _version_key(d["version"])))
+
+    def trained_on(self, name: str, version: str) -> dict[str, Any] | None:
+        """The build's record of the rows it trained on (training/seen.py's document), or None."""
+        if self.collection is None:
+            return None
+        with outside("MongoDB", action=f"reading the registry {self.collection.full_name}"):
+            found = self.collection.find_one({"name": name, "version": version}, projection={"_id": 0, "trained_on": 1})
+        entry = (found or {}).get("trained_on")
+        return entry if isinstance(entry, dict) else None
 
     def resolve_version(self, name: str, version: str, *, force: bool = False) -> str:
         """The version to build: "auto" → next patch; an explicit one must not be registered yet."""
@@ -154,8 +167,10 @@ class Registry:
         config_text: str,
         image: dict[str, Any] | None = None,
         files: Mapping[str, Path] | None = None,
+        trained_on: dict[str, Any] | None = None,
     ) -> None:
-        """Record a build; with `store_artifacts`, its wheel and .onnx (`files`, by kind) go into GridFS first."""
+        """Record a build; with `store_artifacts`, its wheel and .onnx (`files`, by kind) go into GridFS first.
+        `trained_on`: the filter of its training rows' _ids (training/seen.py), in this record only."""
         if self.collection is None:
             return
         name, version = metadata["name"], metadata["version"]
@@ -164,6 +179,8 @@ class Registry:
         record: RegistryRecord = {**_summary(metadata, config_text, "built"), "artifacts": recorded}
         if image is not None:
             record["image"] = image
+        if trained_on is not None:
+            record["trained_on"] = trained_on
         self._write(record)
         if stored:  # a forced rebuild: the blobs of the build it replaced go
             self._drop_blobs(name, version, keep=[entry["stored"]["id"] for entry in stored.values()])
