@@ -21,6 +21,7 @@ from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.oci_prune import RULES
 from mlpack.config import ImageSection
 from tests.helpers.documents import subscribers
+from tests.helpers.http_client import ServerProcess
 from tests.helpers.oci_layouts import EPOCH
 
 GONE = (
@@ -114,3 +115,31 @@ def test_the_model_predicts_from_the_pruned_layers_as_the_wheel_does(
     from_image = predict(f"{unpacked['site']}{os.pathsep}{unpacked['deps']}", "-S")
     wheel = predict(str(unpacked["site"]))  # this environment's own, unpruned numpy and onnxruntime
     assert from_image == wheel and len(from_image.splitlines()) == 40
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64",
+    reason="the layers hold CPython 3.11 extension modules for x86_64 (the image's platform), run here",
+)
+def test_the_images_server_writes_its_inference_log_from_the_layers_alone(
+    unpacked: dict[str, Any], inputs: dict[str, Any], mongo_uri: str, mongo_client: Any, database_name: str
+) -> None:
+    """The image's entrypoint with MLPACK_INFERENCE_LOG_URI set, as a deployment sets it (`mlpack k8s` requires
+    it for a model whose [serve].inference_log is on): its pymongo comes from the dependency layer. Without it
+    the container stopped at start: `error: inference logging needs pymongo: pip install 'MODEL[serve]'`."""
+    assert {p.name.split("-")[0] for p in unpacked["deps"].glob("*.dist-info")} >= {"pymongo", "dnspython"}
+    module = inputs["metadata"]["import_name"]
+    env = {
+        "PYTHONPATH": f"{unpacked['site']}{os.pathsep}{unpacked['deps']}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MLPACK_INFERENCE_LOG_URI": mongo_uri,
+        "MLPACK_INFERENCE_LOG_DB": database_name,
+    }
+    server = ServerProcess([sys.executable, "-S", "-m", module, "serve"], env=env)  # -S: no site-packages here
+    try:
+        rows = [{k: v for k, v in doc.items() if k != "_id"} for doc in subscribers(5, seed=3)]
+        assert server.request("POST", "/predict", rows).status == 200
+    finally:
+        assert server.stop() == 0  # SIGTERM flushes the log
+    (logged,) = mongo_client[database_name]["inference_log"].find()
+    assert logged["route"] == "/predict" and len(logged["inputs"]) == len(logged["predictions"]) == 5

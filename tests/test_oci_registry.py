@@ -14,14 +14,13 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import MongoClient
 
-from mlpack.artifacts.image import ImageTarget, download_dependencies
+from mlpack.artifacts.image import ImageTarget, download_dependencies, image_pins
 from mlpack.artifacts.image_step import base_connection
 from mlpack.artifacts.oci import build_oci_image
 from mlpack.artifacts.oci_base import digest_of
@@ -68,7 +67,7 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, L
 def inputs(built_model: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("oci-registry-inputs")
     wheel = built_model.artifacts["wheel"]
-    pins = {"onnxruntime": built_model.metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
+    pins = image_pins(built_model.metadata["versions"]["onnxruntime"])
     download_dependencies(wheel, root / "deps", ImageTarget("3.11", "x86_64"), pins=pins)
     layer = tiny_base_layer(root)
     return {

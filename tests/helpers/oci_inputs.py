@@ -6,12 +6,11 @@ tiny base both as an OCI layout and as a `docker save` archive.
 
 from __future__ import annotations
 
-from importlib.metadata import version as installed_version
 from typing import Any
 
 import pytest
 
-from mlpack.artifacts.image import ImageTarget, download_dependencies
+from mlpack.artifacts.image import ImageTarget, download_dependencies, image_pins
 from mlpack.artifacts.oci_base import digest_of
 from tests.helpers.oci_layouts import base_config, tiny_base_layer, write_archive_base, write_oci_base
 
@@ -21,7 +20,7 @@ def inputs(built_model: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     """The model's wheel, its dependency wheels for 3.11 (fetched once), and a tiny base both ways."""
     root = tmp_path_factory.mktemp("oci-inputs")
     wheel = built_model.artifacts["wheel"]
-    pins = {"onnxruntime": built_model.metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
+    pins = image_pins(built_model.metadata["versions"]["onnxruntime"])
     download_dependencies(wheel, root / "deps", ImageTarget("3.11", "x86_64"), pins=pins)
     layer = tiny_base_layer(root)
     config = base_config([digest_of(layer)])

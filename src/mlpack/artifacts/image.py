@@ -17,6 +17,7 @@ import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from string import Template
@@ -34,6 +35,24 @@ DOCKER_TIMEOUT_S = 10
 # Platform tags pip may pick for a glibc base image, newest first.
 _MANYLINUX = ["manylinux_2_28", "manylinux_2_27", "manylinux_2_24", "manylinux_2_17", "manylinux2014"]
 _ARCHES = names.ARCHES
+# The image's entrypoint is the model's server, and its inference log (MLPACK_INFERENCE_LOG_URI, which a
+# deployment may set whatever [serve].inference_log says) needs the wheel's `serve` extra: pymongo.
+SERVER_EXTRA = "serve"
+# pymongo and the one package it pulls, held to this build's own versions like numpy, so the dependency
+# layer is the same bytes for every model built here, whatever the index has released since.
+_SERVER_PINS = ("pymongo", "dnspython")
+
+
+def image_pins(onnxruntime: str) -> dict[str, str]:
+    """What the image's dependencies are held to: the onnxruntime and numpy the parity check ran with,
+    and the server's pymongo as installed here."""
+    pins = {"onnxruntime": onnxruntime, "numpy": installed_version("numpy")}
+    for name in _SERVER_PINS:
+        try:
+            pins[name] = installed_version(name)
+        except PackageNotFoundError:
+            continue  # pip resolves it within the wheel's own range
+    return pins
 
 
 @dataclass(frozen=True)
@@ -114,9 +133,9 @@ def git_revision(folder: Path) -> str:
 def download_dependencies(
     wheel: Path, deps: Path, target: ImageTarget, *, pins: dict[str, str], find_links: str = ""
 ) -> dict[str, str]:
-    """Every dependency of the model wheel as wheels for the image; returns {name: version}.
+    """Every dependency of the model wheel and its server extra as wheels for the image; returns {name: version}.
 
-    `pins` hold the image to the onnxruntime and numpy the parity check ran with.
+    `pins` (image_pins) hold the image to the onnxruntime and numpy the parity check ran with.
     """
     deps.mkdir(parents=True)
     constraints = deps.parent / "constraints.txt"
@@ -133,7 +152,7 @@ def download_dependencies(
         "--constraint",
         str(constraints),
         *target.pip_platform_args(),
-        str(wheel),
+        f"{wheel}[{SERVER_EXTRA}]",
     ]
     if find_links:  # a local wheelhouse: the context is then made with no network at all
         command += ["--no-index", "--find-links", find_links]
@@ -168,7 +187,7 @@ def write_context(
     """The image's build context; returns the pinned dependency versions."""
     target = ImageTarget.for_section(section)
     context.mkdir(parents=True)
-    pins = {"onnxruntime": metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
+    pins = image_pins(metadata["versions"]["onnxruntime"])
     pinned = download_dependencies(wheel, context / "deps", target, pins=pins, find_links=find_links)
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(context / "model" / "opt" / "model-app")

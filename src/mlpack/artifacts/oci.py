@@ -18,11 +18,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-from mlpack.artifacts.image import ImageTarget, image_labels
+from mlpack.artifacts.image import ImageTarget, image_labels, image_pins
 from mlpack.artifacts.oci_base import (
     CHUNK,
     CONFIG,
@@ -36,7 +35,7 @@ from mlpack.artifacts.oci_base import (
 )
 from mlpack.artifacts.oci_deps import dependency_layer
 from mlpack.artifacts.oci_files import place, write_archive
-from mlpack.artifacts.oci_install import DEPS, SITE, install_model, wheel_requirements
+from mlpack.artifacts.oci_install import DEPS, SITE, image_requirements, install_model
 from mlpack.artifacts.oci_layer import Layer, entries, tar_info, write_layer
 from mlpack.artifacts.oci_prune import LABEL as PRUNED_LABEL
 from mlpack.artifacts.oci_prune import label as pruned_label
@@ -183,14 +182,14 @@ def build_oci_image(
         arch = ImageTarget.for_section(section).arch
         base, source = resolve_base(section.base, project_dir, scratch=stage, connection=connection, arch=arch)
         # As the build context: the image holds the onnxruntime and numpy the parity check ran with.
-        pins = {"onnxruntime": metadata["versions"]["onnxruntime"], "numpy": installed_version("numpy")}
+        pins = image_pins(metadata["versions"]["onnxruntime"])
         python = image_python(section, base.config)
         target = ImageTarget(python, arch)
         deps = deps if deps is not None and deps.is_dir() else None
         offline = bool(find_links) or (deps is not None and ImageTarget.for_section(section).python == python)
         links = find_links or (str(deps) if offline and deps is not None else "")
 
-        requirements = wheel_requirements(wheel)
+        requirements = image_requirements(wheel)
         deps_layer, cached = dependency_layer(stage, requirements, target, pins=pins, links=links, offline=offline)
         layers = [deps_layer, write_layer(install_model(stage, wheel, target), stage / "model.tar.gz", epoch)]
         config = image_config(base.config, layers, metadata=metadata, section=section, revision=revision, epoch=epoch)

@@ -1,9 +1,9 @@
 """The two trees the image with no engine adds to its base: the dependencies, then the model.
 
 Both are `pip install --target` for the image's Python and platform, run here (nothing runs inside
-the image). The dependencies (the wheel's own requirements, held to the onnxruntime and numpy the
-parity check ran with) go into /opt/model/deps, the model wheel alone (`--no-deps`) into
-/opt/model/site: a retrained model is a new top layer on the very same dependency layer, which a
+the image). The dependencies (the wheel's own requirements and its server's pymongo, held to the
+onnxruntime and numpy the parity check ran with) go into /opt/model/deps, the model wheel alone
+(`--no-deps`) into /opt/model/site: a retrained model is a new top layer on the very same dependency layer, which a
 registry or an engine already holds.
 """
 
@@ -19,8 +19,9 @@ from pathlib import Path
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
+from packaging.requirements import Requirement
 
-from mlpack.artifacts.image import ImageTarget
+from mlpack.artifacts.image import SERVER_EXTRA, ImageTarget
 from mlpack.artifacts.oci_prune import prune
 from mlpack.errors import ConfigError, ExternalError
 from mlpack.redaction import child_environment
@@ -29,15 +30,25 @@ DEPS = "opt/model/deps"  # the dependency layer's one folder
 SITE = "opt/model/site"  # the model layer's one folder: first on PYTHONPATH
 
 
-def wheel_requirements(wheel: Path) -> list[str]:
-    """The Requires-Dist lines of the wheel without an extra (`serve`, `pandas`): what it needs to run."""
+def image_requirements(wheel: Path) -> list[str]:
+    """The wheel's Requires-Dist lines that the image installs: those without an extra (what the model
+    needs to run) and those of its server extra (pymongo, for the inference log), without their marker.
+    `pandas` stays out: the server never loads it."""
     try:
         with zipfile.ZipFile(wheel) as archive:
             name = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
             headers = BytesHeaderParser().parsebytes(archive.read(name))
     except (OSError, zipfile.BadZipFile, StopIteration) as exc:
         raise ConfigError(f"{wheel} is not a readable wheel: {type(exc).__name__}") from None
-    return sorted(line for line in headers.get_all("Requires-Dist", []) if "extra ==" not in line)
+    found = []
+    for line in headers.get_all("Requires-Dist", []):
+        requirement = Requirement(line)
+        if requirement.marker is None or "extra" not in str(requirement.marker):
+            found.append(line.strip())  # any other marker is pip's to judge for the image's Python
+        elif requirement.marker.evaluate({"extra": SERVER_EXTRA}):
+            requirement.marker = None
+            found.append(str(requirement))
+    return sorted(found)
 
 
 def _pip_install(
