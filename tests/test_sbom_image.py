@@ -248,3 +248,53 @@ def test_verify_a_pushed_reference(
     assert_clean_error(run("verify", alone, "--ca-file", registry.ca), 1, "no provenance")
     # A path that does not exist is never taken for a reference (no registry is asked).
     assert_clean_error(run("verify", "dist/missing.whl"), 2, "does not exist")
+
+
+def test_a_pushed_image_changed_in_the_registry_fails_its_check_with_exit_1(
+    imaged: tuple[BuildResult, Path],
+    registry: LoopbackRegistry,
+    run: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """What the registry holds is not what was pushed: a failed check (exit 1, as for a changed file in dist/),
+    never exit 3, which says "unreachable, try again". Each of these was exit 3 before; the tag re-pushed by a
+    Docker client read as `is not an image manifest: 'config'` (distribution 2.8 answered a manifest asked for
+    as OCI only with schema 1)."""
+    result, public = imaged
+    monkeypatch.setenv("MLPACK_REGISTRY_USERNAME", USERNAME)
+    monkeypatch.setenv("MLPACK_REGISTRY_PASSWORD", PASSWORD)
+    monkeypatch.chdir(tmp_path)
+    repository = f"{registry.host}/models/changed"
+    pushed = run("push", result.artifacts["oci"], f"{repository}:1.0.0", "--ca-file", registry.ca, "-q")
+    assert pushed.code == 0, pushed.err
+    digest = pushed.out.strip().rsplit("@", 1)[-1]
+    assert run("verify", f"{repository}:1.0.0", "--key", public, "--ca-file", registry.ca).code == 0
+
+    # 1. The model layer's bytes changed in the registry's storage (its root is beside the CA, as the fixture makes it).
+    layer_digest = result.report["image"]["model_layer"]["digest"]
+    (blob,) = (registry.ca.parents[1] / "data").rglob(f"blobs/sha256/{layer_digest[7:9]}/{layer_digest[7:]}/data")
+    original = blob.read_bytes()
+    changed = bytearray(original)
+    changed[len(changed) // 2] ^= 1
+    blob.write_bytes(bytes(changed))
+    try:
+        refused = run("verify", f"{repository}:1.0.0", "--key", public, "--ca-file", registry.ca)
+    finally:
+        blob.write_bytes(original)  # the store is the module's registry's, shared by its other tests
+    assert_clean_error(refused, 1, f"sent a blob that does not match {layer_digest}")
+
+    # 2. The tag re-pushed by a Docker client (schema 2, so another digest), with no attachments of its own.
+    registry.skopeo("copy", "--format", "v2s2", f"oci:{result.artifacts['oci']}", f"docker://{repository}:1.0.0")
+    refused = run("verify", f"{repository}:1.0.0", "--key", public, "--ca-file", registry.ca)
+    assert_clean_error(refused, 1, "has no provenance attached (attached: nothing)")
+    assert "'config'" not in refused.err
+
+    # 3. ... and the original's attachments copied to the new digest's fallback tag: they name another subject.
+    raw = registry.skopeo("inspect", "--raw", f"docker://{repository}:1.0.0").stdout
+    moved, new = json.loads(raw), "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    assert moved["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json" and new != digest
+    old_tag, new_tag = digest.replace(":", "-"), new.replace(":", "-")
+    registry.skopeo("copy", "--all", f"docker://{repository}:{old_tag}", f"docker://{repository}:{new_tag}")
+    refused = run("verify", f"{repository}:1.0.0", "--key", public, "--ca-file", registry.ca)
+    assert_clean_error(refused, 1, f"is attached to {digest}, not to {new}")

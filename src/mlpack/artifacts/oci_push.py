@@ -20,7 +20,7 @@ from typing import Any
 
 from mlpack.artifacts.image import METADATA_LABEL
 from mlpack.artifacts.oci_base import CHUNK, INDEX, MANIFEST, MAX_JSON_BYTES, canonical, digest_of
-from mlpack.artifacts.oci_remote import Connection, ImageReference, RegistryClient
+from mlpack.artifacts.oci_remote import Connection, ImageReference, RegistryClient, RegistryMismatch
 from mlpack.errors import ConfigError, ExternalError
 
 EMPTY = b"{}"
@@ -216,20 +216,39 @@ def referrers(client: RegistryClient, digest: str) -> list[dict[str, Any]]:
             raise ValueError("too large")
         return [m for m in json.loads(data)["manifests"] if isinstance(m, dict) and "digest" in m]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExternalError(f"the referrers of {digest} in {client.reference} are not an index: {exc}") from None
+        raise RegistryMismatch(f"the referrers of {digest} in {client.reference} are not an index: {exc}") from None
 
 
-def pull_image(reference: ImageReference, folder: Path, *, connection: Connection) -> tuple[Path, list[Path]]:
+# What a pull asks for: an OCI image manifest, or Docker's schema 2 (what `docker push` writes). Asked for
+# the OCI type alone, distribution 2.8 answers a schema 2 manifest converted to schema 1, which has no
+# config: an image someone else pushed under the tag would read as a broken one instead of as another image.
+PULLED = [MANIFEST, "application/vnd.docker.distribution.manifest.v2+json"]
+
+
+def pull_image(
+    reference: ImageReference, folder: Path, *, connection: Connection, provenance: bool = False
+) -> tuple[Path, list[Path]]:
     """The pushed image back: folder/NAME-VERSION.oci (an OCI layout of the exact manifest bytes, every
-    blob checked on the way) and each attached file in `folder` under its title; returns both."""
+    blob checked on the way) and each attached file in `folder` under its title; returns both.
+
+    `provenance`: one attached file must be a build's NAME-VERSION.provenance.json, checked before any
+    blob is fetched, so an image without one costs its small manifests, not its layers. Content that is not
+    what its digest or subject says is a RegistryMismatch."""
     client = RegistryClient(reference, connection)
-    manifest, _ = client.get_manifest(reference.target, [MANIFEST])
+    manifest, _ = client.get_manifest(reference.target, PULLED)
     digest = digest_of(manifest)
     try:
         document = json.loads(manifest)
         wanted = [document["config"]["digest"], *(layer["digest"] for layer in document["layers"])]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExternalError(f"{reference} is not an image manifest: {exc}") from None
+        raise RegistryMismatch(f"{reference} is not an image manifest: it has no {exc}") from None
+    attached = _attachments(client, digest)
+    if provenance and not any(title.endswith(".provenance.json") for title, _ in attached):
+        titles = ", ".join(title for title, _ in attached) or "nothing"
+        raise RegistryMismatch(
+            f"{reference} ({digest}) has no provenance attached (attached: {titles}): nothing to verify it "
+            "against; `mlpack push` sends the build's provenance with the image"
+        )
     stage = folder / ".pulling.oci"
     blobs = stage / "blobs" / "sha256"
     blobs.mkdir(parents=True)
@@ -251,28 +270,37 @@ def pull_image(reference: ImageReference, folder: Path, *, connection: Connectio
         raise ConfigError(f"{layout} already exists: pull into an empty folder")
     stage.rename(layout)
     files = []
-    for descriptor in referrers(client, digest):
-        artifact, _ = client.get_manifest(descriptor["digest"], [MANIFEST])
-        try:
-            found = json.loads(artifact)
-            subject, (layer,) = found["subject"]["digest"], found["layers"]
-            title = layer.get("annotations", {}).get(TITLE, "")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ExternalError(f"the artifact {descriptor['digest']} is not one mlpack attaches: {exc}") from None
-        if subject != digest:
-            raise ExternalError(f"the artifact {descriptor['digest']} is attached to {subject}, not to {digest}")
-        if not title or Path(title).name != title or title.startswith("."):
-            raise ExternalError(f"the artifact {descriptor['digest']} names no plain file ({title[:60]!r})")
+    for title, layer_digest in attached:
         target = folder / title
         if target.exists():
             raise ConfigError(f"{target} already exists: pull into an empty folder")
-        client.download_blob(_checked_digest(layer["digest"]), target)
+        client.download_blob(layer_digest, target)
         files.append(target)
     return layout, files
+
+
+def _attachments(client: RegistryClient, digest: str) -> list[tuple[str, str]]:
+    """(title, the file's blob digest) of each artifact attached to `digest`, its small manifest read and
+    checked: attached to this very image, naming a plain file."""
+    found = []
+    for descriptor in referrers(client, digest):
+        artifact, _ = client.get_manifest(descriptor["digest"], [MANIFEST])
+        try:
+            document = json.loads(artifact)
+            subject, (layer,) = document["subject"]["digest"], document["layers"]
+            title = layer.get("annotations", {}).get(TITLE, "")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryMismatch(f"the artifact {descriptor['digest']} is not one mlpack attaches: {exc}") from None
+        if subject != digest:
+            raise RegistryMismatch(f"the artifact {descriptor['digest']} is attached to {subject}, not to {digest}")
+        if not title or Path(title).name != title or title.startswith("."):
+            raise RegistryMismatch(f"the artifact {descriptor['digest']} names no plain file ({title[:60]!r})")
+        found.append((title, _checked_digest(layer["digest"])))
+    return found
 
 
 def _checked_digest(digest: str) -> str:
     algorithm, _, hexdigest = str(digest).partition(":")
     if algorithm != "sha256" or len(hexdigest) != 64 or not all(c in "0123456789abcdef" for c in hexdigest):
-        raise ExternalError(f"the registry names a blob by an unsupported digest {str(digest)[:80]!r}")
+        raise RegistryMismatch(f"the registry names a blob by an unsupported digest {str(digest)[:80]!r}")
     return digest

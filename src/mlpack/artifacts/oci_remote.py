@@ -44,6 +44,13 @@ _ERROR_CODES = {  # the distribution spec's error codes, as a user should read t
 }
 
 
+class RegistryMismatch(ExternalError):
+    """The registry answered bytes that are not the ones asked for: a blob or manifest that does not hash to
+    its digest, an artifact attached to another image. Changed content, not a failed connection: a build
+    pulling its base stops on it like any registry failure (exit 3), and `mlpack verify` of a pushed image
+    reports it as the failed check it is (exit 1)."""
+
+
 @dataclass(frozen=True)
 class ImageReference:
     registry: str  # host[:port], as the API's URLs take it
@@ -270,7 +277,8 @@ class RegistryClient:
         if len(data) > 16 << 20:
             raise ExternalError(f"the manifest {target} of {self.reference} is larger than 16 MiB")
         if target.startswith("sha256:") and digest_bytes(data) != target:
-            raise ExternalError(f"the registry {self.reference.registry} sent a manifest that does not match {target}")
+            registry = self.reference.registry
+            raise RegistryMismatch(f"the registry {registry} sent a manifest that does not match {target}")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return data, media_type
 
@@ -300,7 +308,7 @@ class RegistryClient:
             response.close()
         if "sha256:" + sha.hexdigest() != digest:
             partial_path.unlink(missing_ok=True)
-            raise ExternalError(f"the registry {self.reference.registry} sent a blob that does not match {digest}")
+            raise RegistryMismatch(f"the registry {self.reference.registry} sent a blob that does not match {digest}")
         os.replace(partial_path, out)
 
     def has_blob(self, digest: str) -> bool:

@@ -333,13 +333,18 @@ def verify_reference(reference: str, *, key: str | Path | None = None, connectio
     """A pushed image: pulled with its attached files (oci_push.pull_image) into a scratch folder, every
     blob checked on the way, then verified as a layout is; the reference is what the result names."""
     from mlpack.artifacts.oci_push import pull_image
-    from mlpack.artifacts.oci_remote import ImageReference
+    from mlpack.artifacts.oci_remote import ImageReference, RegistryMismatch
 
     parsed = ImageReference.parse(reference, what="the image to verify")
     if key is not None:
         signing.load_public_key(Path(key))
     with tempfile.TemporaryDirectory(prefix="mlpack-verify-") as scratch:
-        layout, _files = pull_image(parsed, Path(scratch), connection=connection)
+        try:
+            layout, _files = pull_image(parsed, Path(scratch), connection=connection, provenance=True)
+        except RegistryMismatch as exc:
+            # What the registry holds is not what was pushed (a changed blob, another image under the tag):
+            # a failed check, exit 1, as a changed file in dist/ is; exit 3 reads as "try again later".
+            raise VerificationError(exc.message) from None
         result = verify(layout, key=key)
     result.checks.insert(0, f"{reference}: pulled, with {len(_files)} attached files")
     result.artifact = Path(reference)
