@@ -156,6 +156,7 @@ SLOW = {
     "tests/test_predict_batches.py::test_spark_map_in_pandas_with_the_wheel_shipped_as_a_zip",  # 12 s + 9 s setup
     # 52 s: a server, three runs of the workflow's steps, three builds
     "tests/test_retrain_workflow.py::test_the_scheduled_retraining_rebuilds_on_drift_and_promotes_only_a_better_challenger",
+    "tests/test_score.py::test_a_spark_run_says_what_it_did_and_nothing_of_sparks_start_up_in_a_log",  # 15 s: a JVM
     "tests/test_server.py::test_inference_log_writes_batches_and_survives_the_database_going_away",  # 22 s
     "tests/test_server_framing.py::test_every_request_h11_rejects_mlpack_rejects",  # 11 s
     "tests/test_server_hostile3.py::test_every_v2_request_answers_2xx_or_4xx",  # 24 s

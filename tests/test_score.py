@@ -144,6 +144,25 @@ def test_spark_engine_writes_the_same_documents_as_the_local_engine(
     assert results(mongo_client, scored_project, "by_spark") == by_spark
 
 
+def test_a_spark_run_says_what_it_did_and_nothing_of_sparks_start_up_in_a_log(
+    scored_project: Project, mongo_client: MongoClient[Any]
+) -> None:
+    """In its own process, so mlpack starts the session (the other Spark tests share the suite's), with
+    stderr a pipe as in CI. It held 10 lines of Spark's start-up (the default log4j profile's banner twice,
+    the shell's log level notice, Hadoop's missing native library, the loopback host name) and the
+    progress bar's carriage-return frames; now one line of the JVM's own and mlpack's warnings."""
+    pytest.importorskip("pyspark.sql").SparkSession  # noqa: B018 - needs pyspark (and marks the test `spark`)
+    args = ("score", scored_project.path, "--into", "spark_quiet", "--engine", "spark", "--master", "local[1]")
+    done = run_process(*args, timeout=600)
+    assert done.code == 0, done.err
+    assert done.out.startswith("scored 300 of 300 documents") and "\r" not in done.err
+    for noise in ("[Stage", "log4j", "Setting default log level", "NativeCodeLoader", "loopback address"):
+        assert noise not in done.err, (noise, done.err)
+    lines = [line for line in done.err.splitlines() if not line.startswith("mlpack: warning: ")]
+    assert all(line.startswith("WARNING: Using incubator modules") for line in lines), lines  # the JVM's own
+    assert mongo_client[scored_project.database]["spark_quiet"].count_documents({}) == 300
+
+
 def test_spark_engine_with_a_filter_and_skipped_documents(
     scored_project: Project, mongo_client: MongoClient[Any], run, spark: Any
 ) -> None:

@@ -24,6 +24,20 @@ from mlpack.scoring.partition import id_ranges
 from mlpack.scoring.worker import Engine, Progress, ScoreSpec, SliceResult
 
 RANGES_PER_CORE = 2  # a core that finishes its range early takes another while the slowest runs
+# The driver's log4j 2 configuration for a session mlpack starts: Spark's own warnings stay (a lost task,
+# a retried stage), one line each; without it Spark prints its default profile's banner, the shell's log
+# level notice and Hadoop's note that it has no native library (6 lines on every run, in a CI log too).
+LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = stderr
+appender.console.type = Console
+appender.console.name = stderr
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = spark: %p %c{1}: %m%n%ex
+logger.hadoop.name = org.apache.hadoop.util.NativeCodeLoader
+logger.hadoop.level = error
+"""
 
 
 def spark_engine(master: str | None, partitions: int | None) -> Engine:
@@ -65,17 +79,32 @@ def spark_session(master: str | None) -> Iterator[Any]:
         yield active
         return
     master = master or "local[*]"
+    # Spark's progress bar redraws one line with carriage returns: on a terminal only, like mlpack's own.
+    progress = "true" if sys.stderr.isatty() else "false"
     builder = SparkSession.builder.master(master).appName("mlpack score")
+    builder = builder.config("spark.ui.showConsoleProgress", progress)
     if master.startswith("local"):
         # Python workers must be this interpreter (with onnxruntime and pymongo), not any `python3` on
         # PATH; pyspark reads the variable when the context starts.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    try:
-        spark = builder.getOrCreate()
-    except Exception as exc:  # py4j and pyspark raise their own types; a missing Java is the usual cause
-        java = shutil.which("java") or os.environ.get("JAVA_HOME")
-        hint = "" if java else " (no Java found: Spark needs a JRE 17+, e.g. Debian's openjdk-17-jre-headless)"
-        raise ExternalError(f"could not start Spark on {master}{hint}: {_last_line(exc)}") from None
+        # Everything runs in this machine: on loopback, not on the address Spark picks (and warns of, two
+        # lines, when the host name resolves to 127.0.0.1, as on most CI machines).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    with tempfile.TemporaryDirectory(prefix="mlpack-spark-log-") as folder:
+        config = Path(folder) / "log4j2.properties"
+        config.write_text(LOG4J2, encoding="utf-8")
+        # Read by the driver's JVM as it starts (log4j 2 takes its properties from the environment too);
+        # a configuration of the user's own, in the variable, wins.
+        os.environ.setdefault("LOG4J_CONFIGURATION_FILE", str(config))
+        try:
+            spark = builder.getOrCreate()
+        except Exception as exc:  # py4j and pyspark raise their own types; a missing Java is the usual cause
+            java = shutil.which("java") or os.environ.get("JAVA_HOME")
+            hint = "" if java else " (no Java found: Spark needs a JRE 17+, e.g. Debian's openjdk-17-jre-headless)"
+            raise ExternalError(f"could not start Spark on {master}{hint}: {_last_line(exc)}") from None
+        finally:
+            if os.environ.get("LOG4J_CONFIGURATION_FILE") == str(config):
+                del os.environ["LOG4J_CONFIGURATION_FILE"]  # read once the JVM started: no later JVM gets it
     try:
         yield spark
     finally:
