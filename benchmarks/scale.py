@@ -23,8 +23,8 @@ whatever the size of the batches. The test
 server sorts a million documents for minutes before its first batch and answers no heartbeat
 meanwhile: give the URI `connectTimeoutMS=900000&serverSelectionTimeoutMS=900000`.
 
-    python benchmarks/scale.py [--documents 1000000] [--estimator hgb|sgd] [--database D --collection C]
-    python benchmarks/scale.py --sklearn-alone [--estimator hgb|sgd]   # the estimator's fit alone: the floor
+    python benchmarks/scale.py [--documents 1000000] [--estimator hgb|sgd] [--float32] [--database D --collection C]
+    python benchmarks/scale.py --sklearn-alone [--estimator hgb|sgd] [--float32]   # the fit alone: the floor
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ DERIVED = {
 }
 
 
-def project(directory: Path, database: str, collection: str, estimator: str, limit: int) -> Path:
+def project(directory: Path, database: str, collection: str, estimator: str, limit: int, float32: bool = False) -> Path:
     class_path, params = ESTIMATORS[estimator]
     derived = "\n".join(f'{name} = "{expression}"' for name, expression in DERIVED.items())
     (directory / "mlpack.toml").write_text(
@@ -83,6 +83,7 @@ target = "{TARGET}"
 
 [estimator]
 class = "{class_path}"
+float32 = {"true" if float32 else "false"}
 
 [estimator.params]
 {params}
@@ -177,9 +178,9 @@ def child(project_dir: Path, estimator: str) -> dict[str, Any]:
 FEATURE_WIDTH = 29
 
 
-def sklearn_alone(documents: int, estimator: str) -> dict[str, float]:
-    """The estimator's fit alone, in this fresh process, on random float64 features of the training rows'
-    shape: the peak RSS growth (features included) that no build around this fit can go below."""
+def sklearn_alone(documents: int, estimator: str, float32: bool = False) -> dict[str, float]:
+    """The estimator's fit alone, in this fresh process, on random float64 (or float32) features of the
+    training rows' shape: the peak RSS growth (features included) that no build around this fit can go below."""
     import numpy as np
 
     class_path, params = ESTIMATORS[estimator]
@@ -189,7 +190,8 @@ def sklearn_alone(documents: int, estimator: str) -> dict[str, float]:
     model = estimator_class(**{key: json.loads(value) for key, value in settings.items()}, random_state=0)
     baseline = rss_now()
     rows = documents * 4 // 5
-    features = np.random.default_rng(0).normal(size=(rows, FEATURE_WIDTH))
+    dtype = np.float32 if float32 else np.float64
+    features = np.random.default_rng(0).standard_normal((rows, FEATURE_WIDTH), dtype=dtype)
     model.fit(features, features[:, 0] > 0)
     return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "baseline_rss": baseline}
 
@@ -211,14 +213,21 @@ def raw_scan(uri: str, database: str, collection: str, limit: int) -> float:
 
 
 def run(
-    uri: str, documents: int, estimator: str, database: str, collection: str, with_scan: bool, limited: bool
+    uri: str,
+    documents: int,
+    estimator: str,
+    database: str,
+    collection: str,
+    with_scan: bool,
+    limited: bool,
+    float32: bool = False,
 ) -> int:
     if (database, collection) == (DATABASE, f"scale_{documents}"):
         seeded(uri, collection, documents)
     limit = documents if limited else 0  # a limit is "the first N by _id": the server sorts before it sends
     scan = raw_scan(uri, database, collection, limit) if with_scan else None
     with tempfile.TemporaryDirectory(prefix="mlpack-scale-") as folder:
-        directory = project(Path(folder), database, collection, estimator, limit)
+        directory = project(Path(folder), database, collection, estimator, limit, float32)
         done = subprocess.run(
             [sys.executable, __file__, "--child", str(directory), "--estimator", estimator],
             capture_output=True,
@@ -232,7 +241,10 @@ def run(
     wall, fit, stages = figures["wall"], figures["fit"], figures["stages"]
     columns = documents * len(PATHS) * 8
     growth = figures["peak_rss"] - figures["baseline_rss"]
-    print(f"{documents} documents, {len(PATHS)} fields loaded, {len(DERIVED)} derived, {ESTIMATORS[estimator][0]}")
+    given = ", float32 = true" if float32 else ""
+    print(
+        f"{documents} documents, {len(PATHS)} fields loaded, {len(DERIVED)} derived, {ESTIMATORS[estimator][0]}{given}"
+    )
     print(f"  build wall {wall:8.1f} s")
     for name, seconds in stages.items():
         peak_then = figures["peaks"].get(name, 0) / 2**20
@@ -286,6 +298,11 @@ def main() -> int:
         action="store_true",
         help="only the estimator's fit, on random features of the training rows' shape: the floor of the peak",
     )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="[estimator].float32 = true: SGD is given the graph's float32 features (sgd only)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--alone-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,6 +319,7 @@ def main() -> int:
                 str(args.documents),
                 "--estimator",
                 args.estimator,
+                *(["--float32"] if args.float32 else []),
             ],
             capture_output=True,
             text=True,
@@ -312,23 +330,28 @@ def main() -> int:
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         growth = figures["peak_rss"] - figures["baseline_rss"]
         print(
-            f"{ESTIMATORS[args.estimator][0]} alone on {args.documents * 4 // 5} x {FEATURE_WIDTH} float64 features: "
+            f"{ESTIMATORS[args.estimator][0]} alone on {args.documents * 4 // 5} x {FEATURE_WIDTH} "
+            f"{'float32' if args.float32 else 'float64'} features: "
             f"peak RSS growth {growth / 2**20:.0f} MiB = "
             f"{growth / (args.documents * len(PATHS) * 8):.2f}x the projected columns"
         )
         return 0
     if args.alone_child:
-        print(json.dumps(sklearn_alone(args.documents, args.estimator)))
+        print(json.dumps(sklearn_alone(args.documents, args.estimator, args.float32)))
         return 0
     collection = args.collection or f"scale_{args.documents}"
     uri = os.environ.get("MONGODB_URI")
     if uri:
-        return run(uri, args.documents, args.estimator, args.database, collection, args.raw_scan, args.limit)
+        return run(
+            uri, args.documents, args.estimator, args.database, collection, args.raw_scan, args.limit, args.float32
+        )
     from mlpack.source.embedded import embedded_server
 
     with tempfile.TemporaryDirectory(prefix="mlpack-scale-server-") as storage, embedded_server(storage) as started:
         started += "?connectTimeoutMS=900000&serverSelectionTimeoutMS=900000&socketTimeoutMS=900000"  # see above
-        return run(started, args.documents, args.estimator, args.database, collection, args.raw_scan, args.limit)
+        return run(
+            started, args.documents, args.estimator, args.database, collection, args.raw_scan, args.limit, args.float32
+        )
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def test_estimators_lists_the_registry(run) -> None:
         "probabilities": None,
         "defaults": {},
         "extra": "boosting",
+        "float32": False,
         "installed": True,  # the test extra installs the boosting extra
         "note": "XGBoost itself sums its trees in float32: on large targets raise [export].parity_tolerance",
     }
@@ -130,6 +131,9 @@ def test_estimators_lists_the_registry(run) -> None:
     assert text.code == 0
     assert "sklearn.svm.LinearSVC" in text.out and "labels only" in text.out
     assert "needs mlpack-onnx[boosting] (installed)" in text.out
+    assert listing["supported"]["sklearn.linear_model.SGDRegressor"]["float32"] is True
+    sgd = next(line for line in text.out.splitlines() if line.startswith("sklearn.linear_model.SGDClassifier "))
+    assert "fits in float32 with float32 = true" in sgd
 
 
 def test_console_entry_point_and_module_are_the_same_program() -> None:

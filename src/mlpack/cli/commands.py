@@ -293,6 +293,7 @@ def cmd_estimators(args: argparse.Namespace) -> int:
         notes = [
             *(["scaled inputs"] if entry["scaled"] else []),
             *(["labels only"] if entry["probabilities"] is False else []),
+            *(["fits in float32 with float32 = true"] if entry["float32"] else []),
             *(f"{key}={value!r}" for key, value in entry["defaults"].items()),
         ]
         if entry["extra"]:

@@ -71,6 +71,9 @@ class EstimatorSection:
     threshold_metric: str = ""  # binary: the threshold that maximises this metric on held-out folds
     positive_class: str = ""  # binary: the class the threshold is for (its text); default: the second class
     early_stopping: EarlyStoppingSection | None = None
+    # Give the estimator the graph's float32 features as they are: half the memory of the features,
+    # float32 arithmetic in its fit. Only for one whose fit keeps float32 (the catalogue's `float32`).
+    float32: bool = False
 
     @property
     def decides(self) -> bool:

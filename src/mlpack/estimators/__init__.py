@@ -4,6 +4,7 @@ the skl2onnx converters mlpack registers for some of them, and the XGBoost label
 from __future__ import annotations
 
 from mlpack.estimators.catalogue import (
+    FLOAT32_ESTIMATORS,
     SUPPORTED,
     UNSUPPORTED,
     EstimatorSpec,
@@ -15,6 +16,7 @@ from mlpack.estimators.catalogue import (
 )
 
 __all__ = [
+    "FLOAT32_ESTIMATORS",
     "SUPPORTED",
     "UNSUPPORTED",
     "EstimatorSpec",

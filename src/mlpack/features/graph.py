@@ -68,15 +68,20 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """`preprocessing` (a Pipeline of mlpack's transformers) fitted in scikit-learn, applied by onnxruntime.
 
     `inputs`: the graph's (ONNX input name, kind) pairs, in order; `opset`: the target opset(s) the
-    export uses, so the estimator sees the very nodes that ship.
+    export uses, so the estimator sees the very nodes that ship; `dtype`: the features' dtype (`transform`).
     """
 
     def __init__(
-        self, preprocessing: Pipeline, inputs: Sequence[tuple[str, str]] = (), opset: int | Mapping[str, int] = 17
+        self,
+        preprocessing: Pipeline,
+        inputs: Sequence[tuple[str, str]] = (),
+        opset: int | Mapping[str, int] = 17,
+        dtype: str = "float64",
     ) -> None:
         self.preprocessing = preprocessing
         self.inputs = inputs
         self.opset = opset
+        self.dtype = dtype
 
     def fit(self, X: Any, y: Any = None, groups: Any = None) -> GraphFeatures:
         self._fit(X, y, groups, features=False)
@@ -155,14 +160,16 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return out
 
     def transform(self, X: Any) -> np.ndarray:
-        """The graph's features, float64 (which holds every float32 exactly; estimators that would train
-        in float32, an MLP, keep float64), run TRANSFORM_CHUNK rows at a time into one array: a million
-        rows never hold the graph's float32 output and its float64 copy at once. Each feature is a
-        function of its own row, and the session runs on one thread, so the values do not depend on
-        the chunk (tests/test_chunks.py holds chunked and whole to the same model bytes)."""
+        """The graph's features in `dtype`, run TRANSFORM_CHUNK rows at a time into one array: a million
+        rows never hold the graph's float32 output and a float64 copy at once. float64 (which holds
+        every float32 exactly) unless the estimator's fit keeps float32 float32 (the catalogue's
+        `float32`, SGD): given float32, an estimator that computes in float64 (an SVM, HistGradientBoosting)
+        would make its own float64 copy beside them. Each
+        feature is a function of its own row, and the session runs on one thread, so the values do not
+        depend on the chunk (tests/test_chunks.py holds chunked and whole to the same model bytes)."""
         rows = len(X)
         if rows <= TRANSFORM_CHUNK:
-            return np.asarray(self.session.run(None, self.feeds(X))[0], dtype=np.float64)
+            return np.asarray(self.session.run(None, self.feeds(X))[0], dtype=self.dtype)
         return self._run(rows, (self.feeds(X, slice(start, end)) for start, end in spans(rows)))
 
     def transform_parts(self, rows: int, parts: Iterable[Any]) -> np.ndarray:
@@ -176,7 +183,7 @@ class GraphFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         for feed in feeds:
             chunk = self.session.run(None, feed)[0]
             if features is None:
-                features = np.empty((rows, chunk.shape[1]), dtype=np.float64)
+                features = np.empty((rows, chunk.shape[1]), dtype=self.dtype)
             features[start : start + len(chunk)] = chunk
             start += len(chunk)
         assert features is not None and start == rows

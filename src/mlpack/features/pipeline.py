@@ -38,7 +38,7 @@ _GRAPH_KINDS = {"number": "numeric", "category": "categorical", "date": "datetim
 @dataclass(frozen=True)
 class FeatureSpec:
     """Everything the graph's features are made of, settled once before any data is read
-    (training/recipe.py): the two tables, and the four facts of the rest of the recipe they depend on."""
+    (training/recipe.py): the two tables, and the five facts of the rest of the recipe they depend on."""
 
     features: FeaturesSection
     preprocessing: PreprocessingSection
@@ -47,6 +47,9 @@ class FeatureSpec:
     task: str  # a target encoding encodes by the task's statistic (a mean, or one number per class)
     seed: int  # [evaluation].seed: a target encoding's folds
     opset: int | dict[str, int]  # the opsets the graph is written in (ai.onnx.ml too when the estimator needs it)
+    # The dtype the estimator is given the graph's features in: "float32" for one whose fit keeps them
+    # float32 (the catalogue's `float32`), else "float64" (features/graph.py says why).
+    dtype: Literal["float32", "float64"] = "float64"
 
 
 def _numeric_steps(spec: FeatureSpec) -> list[tuple[str, Any]]:
@@ -87,7 +90,7 @@ def graph_inputs(spec: FeatureSpec) -> list[tuple[str, str]]:
 
 def graph_features(spec: FeatureSpec) -> GraphFeatures:
     """The pipeline's first step, unfitted: the same for every params of one estimator class."""
-    return GraphFeatures(preprocessing_pipeline(spec), graph_inputs(spec), spec.opset)
+    return GraphFeatures(preprocessing_pipeline(spec), graph_inputs(spec), spec.opset, spec.dtype)
 
 
 def _derive(spec: FeatureSpec) -> DerivedFeatures:
