@@ -169,3 +169,33 @@ def test_the_config_s_secret_variables_never_reach_a_tool_the_build_runs(
     assert not {"MY_SIGNING_KEY", "MY_KEY_PASSWORD", "MLPACK_TEST_URI"} & set(passed)  # [source].uri_env too
     assert passed["UNRELATED_SETTING"] == "x" * 12
     forget_all()
+
+
+def test_a_demanded_image_that_fails_leaves_the_rest_signed_and_attested(
+    churn_project: Project,
+    run: Any,
+    mongo_client: MongoClient[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`--image` whose base cannot be had (here: the engine's store, with no engine) is exit 3, and the rest
+    of the build is in place and recorded as built, as the README says. That rest was recorded with no SBOM,
+    provenance or signatures, though [sign] asked for them: the image's failure skipped the attestation, so
+    the version's wheel could not be verified, and publish would have sent it unsigned."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    monkeypatch.setenv("MY_SIGNING_KEY", pem(key))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
+    image = '\n[image]\nbase = "docker-daemon:python:3.11-slim"\npython = "3.11"\n'
+    churn_project.config.write_text(churn_project.config.read_text() + SIGN + image, encoding="utf-8")
+    result = run("build", churn_project.path, "--image")
+    assert_clean_error(result, 3, "no Docker engine answers", "churn-model-1.0.0.docker")
+    public = tmp_path / "signer.pub"
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    dist = churn_project.path / "dist"
+    checked = run("verify", dist / "churn_model-1.0.0-py3-none-any.whl", "--key", public)
+    assert checked.code == 0 and "signatures checked" in checked.out, checked.err
+    record = mongo_client[churn_project.database]["mlpack_models"].find_one({"name": "churn-model"})
+    assert record is not None and record["status"] == "built"
+    assert {"sbom", "provenance", "provenance_envelope", "model_signature"} <= set(record["artifacts"])

@@ -98,10 +98,19 @@ def write_artifacts(
                 )
             result.report["image"] = step.report
             result.artifacts.update(step.artifacts)
-        if attest_build:  # SBOM, provenance, signatures: after the image, whose manifest is a subject
-            attest.attest_build(config, result, say, warn=warn)
     except MlpackError as exc:
         result.failure = exc
+    try:
+        # SBOM, provenance, signatures: after the image, whose manifest is a subject. A demanded image that
+        # failed leaves the rest of the build recorded as built: it is attested (and signed) as a build
+        # without an image is, never left without the provenance and signatures its [sign] asks for.
+        if attest_build:
+            attest.attest_build(config, result, say, warn=warn)
+    except MlpackError as exc:
+        if result.failure is not None:
+            warn(exc.message)  # the image's failure is the one raised; this one is said too
+        else:
+            result.failure = exc
     result.report["timings"] = clock.report()
     if report:
         write_report(result.artifacts["report"], result.report)
