@@ -18,7 +18,7 @@ from pymongo import MongoClient
 from mlpack.registry import next_patch
 from mlpack.runtime.lifetime import parent_death_signal
 from mlpack.source.embedded import free_port, stop_process
-from tests.helpers.cli import assert_clean_error
+from tests.helpers.cli import RECORDER, assert_clean_error
 from tests.helpers.projects import Project
 
 USER, PASSWORD = "uploader", "correct horse"
@@ -80,6 +80,42 @@ def test_next_patch_follows_pep440_order() -> None:
     assert next_patch([]) == "1.0.0"
     assert next_patch(["1.0.0", "1.0.10", "1.0.9"]) == "1.0.11"
     assert next_patch(["0.9", "1.2.0rc1", "not-a-version"]) == "1.2.1"
+
+
+def test_twine_upload_inherits_neither_the_database_uri_nor_the_signing_key(
+    churn_project: Project,
+    run,
+    package_index: str,
+    credentials: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """publish reads the registry through [source].uri_env, and a CI job that builds then publishes has
+    [sign]'s key in its environment too: twine (and whatever keyring backend it loads) gets neither, as
+    the build's own tools do not. It got the whole environment, the database's password and the TLS key's
+    included; the index's TWINE_* login is what it needs, and keeps."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    plain = serialization.NoEncryption()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, plain).decode()
+    monkeypatch.setenv("MY_SIGNING_KEY", pem)
+    churn_project.config.write_text(
+        churn_project.config.read_text() + '\n[sign]\nkey_env = "MY_SIGNING_KEY"\n', encoding="utf-8"
+    )
+    assert run("build", churn_project.path, "--version", "0.0.1", "-q").code == 0  # the index is the module's
+    (tmp_path / "recorder").mkdir()
+    (tmp_path / "recorder" / "sitecustomize.py").write_text(RECORDER, encoding="utf-8")
+    record = tmp_path / "children.log"
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "recorder"))
+    monkeypatch.setenv("ENV_RECORD", str(record))
+    result = run("publish", churn_project.path, "--version", "0.0.1", "--repository-url", f"{package_index}/")
+    assert result.code == 0, result.err
+    children = [line.split("\t") for line in record.read_text(encoding="utf-8").splitlines()]
+    (names,) = [names.split(",") for argv, names in children if "twine" in argv]
+    assert "MLPACK_TEST_URI" not in names and "MY_SIGNING_KEY" not in names  # [source].uri_env, [sign].key_env
+    assert {"TWINE_USERNAME", "TWINE_PASSWORD", "ENV_RECORD"} <= set(names)
 
 
 def test_publish_uploads_checked_files_and_marks_the_registry(

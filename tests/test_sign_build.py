@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
 from pymongo import MongoClient
 
-from tests.helpers.cli import assert_clean_error
+from tests.helpers.cli import RECORDER, assert_clean_error
 from tests.helpers.projects import Project
 
 SIGN = '\n[sign]\nkey_env = "MY_SIGNING_KEY"\n'
@@ -118,13 +118,6 @@ def test_a_wrong_password_and_a_missing_key_file(
     assert_clean_error(run("build", churn_project.path), 2, "unknown key [sign].key_fle (did you mean 'key_file'?)")
     churn_project.config.write_text(base + '\n[sign]\nkey_env = "not a name"\n', encoding="utf-8")
     assert_clean_error(run("build", churn_project.path), 2, "[sign].key_env 'not a name' is not an environment")
-
-
-RECORDER = """
-import os, sys
-with open(os.environ["ENV_RECORD"], "a", encoding="utf-8") as log:
-    log.write(" ".join(sys.orig_argv[1:4]).replace("\\n", " ") + "\\t" + ",".join(sorted(os.environ)) + "\\n")
-"""
 
 
 def test_no_tool_the_build_runs_inherits_the_signing_key_or_the_database_uri(

@@ -13,7 +13,7 @@ from pathlib import Path
 from mlpack.artifacts.dist import BuildDir, BuildReport, sha256_of
 from mlpack.config import Config, load_config
 from mlpack.errors import ConfigError, ExternalError
-from mlpack.redaction import remember_uri
+from mlpack.redaction import child_environment, remember_uri
 from mlpack.registry import HOLDING_STATUSES, RegistryRecord, open_registry
 
 
@@ -133,7 +133,9 @@ def _upload(files: list[Path], repository_url: str | None, repository: str | Non
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        # The environment less the variables holding secrets mlpack read ([source].uri_env, [sign]'s): twine
+        # and its keyring backends need the index's login (TWINE_*), not the database's or the signing key.
+        env=child_environment({"PYTHONWARNINGS": "ignore"}),
     )
     if result.returncode == 0:
         return

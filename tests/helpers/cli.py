@@ -18,6 +18,15 @@ class Result:
     err: str
 
 
+# A sitecustomize.py for PYTHONPATH: every Python child records its argv's start and the names of the
+# environment variables it was given, to ENV_RECORD (which tools may inherit which secrets).
+RECORDER = """
+import os, sys
+with open(os.environ["ENV_RECORD"], "a", encoding="utf-8") as log:
+    log.write(" ".join(sys.orig_argv[1:4]).replace("\\n", " ") + "\\t" + ",".join(sorted(os.environ)) + "\\n")
+"""
+
+
 def run_process(
     *argv: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
 ) -> Result:

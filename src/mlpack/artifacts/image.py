@@ -123,7 +123,12 @@ def image_labels(metadata: Metadata, revision: str) -> dict[str, str]:
 def git_revision(folder: Path) -> str:
     try:
         result = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            env=child_environment(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return ""
@@ -231,6 +236,7 @@ def engine_version() -> str | None:
             text=True,
             timeout=DOCKER_TIMEOUT_S,
             check=False,
+            env=child_environment(),
         )
     except subprocess.TimeoutExpired:
         return None
@@ -266,6 +272,7 @@ def inspect_engine_image(reference: str) -> dict[str, Any]:
             text=True,
             timeout=DOCKER_TIMEOUT_S * 3,
             check=False,
+            env=child_environment(),
         )
     except subprocess.TimeoutExpired:
         raise ExternalError("the Docker engine did not answer") from None

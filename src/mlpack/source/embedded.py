@@ -7,7 +7,6 @@ never imported, so mlpack's own licence is unaffected.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlpack.errors import ExternalError
+from mlpack.redaction import child_environment
 from mlpack.runtime.lifetime import parent_death_signal
 
 SERVER_COMMAND = "secantusd-py"
@@ -94,7 +94,7 @@ def embedded_server(storage: str = ":memory:", *, extra_args: tuple[str, ...] = 
                 stdin=subprocess.DEVNULL,
                 cwd=scratch,
                 preexec_fn=parent_death_signal(),  # killed with the build: it has nothing to save
-                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                env=child_environment({"PYTHONWARNINGS": "ignore"}),  # no secret a config names
             )
         try:
             _wait_until_listening(proc, port, log)
