@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
@@ -24,6 +23,7 @@ from mlpack.config import parse_config
 from mlpack.export.graph import drop_column_round_trips
 from mlpack.runtime import MISSING_CATEGORY
 from tests.helpers.documents import CONTRACTS, METHODS, subscribers
+from tests.helpers.graphs import answers, random_feeds, session
 from tests.helpers.shop import CONFIG as SHOP
 from tests.helpers.shop import WORDS, orders
 from tests.helpers.training import config_for, export
@@ -54,44 +54,17 @@ def regressor() -> ExportedModel:
     return export(config_for("sklearn.ensemble.RandomForestRegressor", "regression", params), subscribers(300))
 
 
-def session(model: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
 def gathers_of_concats(model: onnx.ModelProto) -> int:
     made = {output: node.op_type for node in model.graph.node for output in node.output}
     return sum(1 for node in model.graph.node if node.op_type == "Gather" and made.get(node.input[0]) == "Concat")
 
 
 def feeds(graph: onnx.ModelProto, rows: int) -> dict[str, np.ndarray]:
-    """Rows of every input, each column drawn on its own (so a column taken for another shows):
-    numbers with NaN among them, categories known, unknown, empty, the spellings the graph itself
-    uses for missing and other, texts of known and unknown words, dates over years."""
-    rng = np.random.default_rng(0)
+    """Categories known, unknown, empty, the spellings the graph itself uses for missing and other, texts
+    of known and unknown words (numbers and dates as random_feeds draws them)."""
     words = [*WORDS, "unseen", "late delivery", "great service thanks", "refund broken screen"]
     texts = np.array([*CONTRACTS, *METHODS, "one_year", "", "never seen", MISSING_CATEGORY, "__other__", *words])
-    made: dict[str, np.ndarray] = {}
-    for entry in graph.graph.input:
-        kind = entry.type.tensor_type.elem_type
-        if kind == TensorProto.STRING:
-            made[entry.name] = texts[rng.integers(0, len(texts), (rows, 1))].astype(object)
-        elif kind == TensorProto.INT64:  # milliseconds since the epoch, 2014 to 2026
-            made[entry.name] = rng.integers(1_390_000_000_000, 1_790_000_000_000, (rows, 1), dtype=np.int64)
-        else:
-            numbers = rng.normal(40, 30, (rows, 1)).astype(np.float32)
-            numbers[rng.random((rows, 1)) < 0.15] = np.nan
-            made[entry.name] = numbers
-    return made
-
-
-def answers(model: onnx.ModelProto, rows: dict[str, np.ndarray]) -> list[Any]:
-    """Every output, as bytes (numbers) or as the values themselves (strings)."""
-    out = session(model.SerializeToString()).run(None, rows)
-    return [
-        value.tolist() if value.dtype == object else (value.dtype.str, value.shape, value.tobytes()) for value in out
-    ]
+    return random_feeds(graph, rows, texts)
 
 
 @pytest.mark.parametrize("build", [forest, shop, encoded, boosted, regressor])

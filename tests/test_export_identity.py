@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
@@ -24,6 +23,7 @@ from mlpack.build import ExportedModel
 from mlpack.export.graph import drop_identity_encoders
 from mlpack.runtime import MISSING_CATEGORY
 from tests.helpers.documents import subscribers
+from tests.helpers.graphs import answers, random_feeds
 from tests.helpers.training import config_for, export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,28 +80,14 @@ def encoders_into_onehot(model: onnx.ModelProto) -> int:
 
 
 def feeds(model: onnx.ModelProto, rows: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
+    """Categories renamed and not, unknown, empty, accented (composed and not), one letter, and the
+    spellings the graph uses for missing and other."""
     texts = np.array(
         [*RENAMED.values(), "monthly", "card", "check", "two_year", "yearly", "bank", "e\u0301", "É", "Y", "ω", "y ",
          "", "never seen", MISSING_CATEGORY, "__other__"],
         dtype=object,
     )  # fmt: skip
-    made: dict[str, np.ndarray] = {}
-    for entry in model.graph.input:
-        if entry.type.tensor_type.elem_type == TensorProto.STRING:
-            made[entry.name] = texts[rng.integers(0, len(texts), (rows, 1))]
-        else:
-            numbers = rng.normal(40, 30, (rows, 1)).astype(np.float32)
-            numbers[rng.random((rows, 1)) < 0.15] = np.nan
-            made[entry.name] = numbers
-    return made
-
-
-def answers(model: onnx.ModelProto, rows: dict[str, np.ndarray]) -> list[Any]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    out = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, rows)
-    return [value.tolist() if value.dtype == object else (value.dtype.str, value.tobytes()) for value in out]
+    return random_feeds(model, rows, texts)
 
 
 @pytest.mark.parametrize("make", [forest, boosted_regressor, histogram, linear])
