@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,47 @@ def test_twine_upload_inherits_neither_the_database_uri_nor_the_signing_key(
     (names,) = [names.split(",") for argv, names in children if "twine" in argv]
     assert "MLPACK_TEST_URI" not in names and "MY_SIGNING_KEY" not in names  # [source].uri_env, [sign].key_env
     assert {"TWINE_USERNAME", "TWINE_PASSWORD", "ENV_RECORD"} <= set(names)
+
+
+def test_a_login_in_the_repository_url_reaches_twine_outside_its_argv(
+    churn_project: Project,
+    run,
+    package_index: str,
+    mongo_client: MongoClient[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`--repository-url http://user:password@host/` uploads with that login, but twine is given the URL
+    without it and the login as TWINE_USERNAME/TWINE_PASSWORD: any user of the machine can read a
+    process's argv (ps, /proc/PID/cmdline), only its owner its environment. The password was in twine's
+    argv; nor is it in the registry's record of where the version went."""
+    monkeypatch.delenv("TWINE_USERNAME", raising=False)
+    monkeypatch.delenv("TWINE_PASSWORD", raising=False)
+    assert run("build", churn_project.path, "--version", "0.0.2", "-q").code == 0
+    (tmp_path / "recorder").mkdir()
+    (tmp_path / "recorder" / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "with open(os.environ['ARGV_RECORD'], 'a', encoding='utf-8') as log:\n"
+        "    log.write(repr(sys.orig_argv) + '\\n')\n",
+        encoding="utf-8",
+    )
+    record = tmp_path / "argv.log"
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "recorder"))
+    monkeypatch.setenv("ARGV_RECORD", str(record))
+    host = package_index.removeprefix("http://")
+    login = f"http://{USER}:{urllib.parse.quote(PASSWORD)}@{host}/"
+    result = run("publish", churn_project.path, "--version", "0.0.2", "--repository-url", login)
+    assert result.code == 0, result.err  # the index accepted the login
+    (twine,) = [line for line in record.read_text(encoding="utf-8").splitlines() if "twine" in line]
+    assert f"'{package_index}/'" in twine
+    assert "correct" not in twine and USER not in twine
+    found = mongo_client[churn_project.database]["mlpack_models"].find_one({"version": "0.0.2"})
+    assert "correct" not in json.dumps(found["published"], default=str)
+    # A wrong password in the URL is the index refusing the credentials, exit 3.
+    wrong = f"http://{USER}:nope@{host}/"
+    assert run("build", churn_project.path, "--version", "0.0.3", "-q").code == 0
+    refused = run("publish", churn_project.path, "--version", "0.0.3", "--repository-url", wrong)
+    assert_clean_error(refused, 3, "refused the credentials")
 
 
 def test_publish_uploads_checked_files_and_marks_the_registry(

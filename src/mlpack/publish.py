@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,10 +123,25 @@ def publish(
     )
 
 
+def _login_apart(url: str) -> tuple[str, dict[str, str]]:
+    """The index's URL without a login in it, and that login as twine's variables: a child's argv is
+    readable by every user of the machine (ps, /proc), its environment only by its owner."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    host = parts.netloc.rpartition("@")[2]
+    login = {"TWINE_USERNAME": urllib.parse.unquote(parts.username or "")}
+    if parts.password is not None:
+        login["TWINE_PASSWORD"] = urllib.parse.unquote(parts.password)
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), login
+
+
 def _upload(files: list[Path], repository_url: str | None, repository: str | None) -> None:
     command = [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"]
+    login: dict[str, str] = {}
     if repository_url:
-        command += ["--repository-url", repository_url]
+        url, login = _login_apart(repository_url)
+        command += ["--repository-url", url]
     elif repository:
         command += ["--repository", repository]
     result = subprocess.run(
@@ -135,7 +151,7 @@ def _upload(files: list[Path], repository_url: str | None, repository: str | Non
         check=False,
         # The environment less the variables holding secrets mlpack read ([source].uri_env, [sign]'s): twine
         # and its keyring backends need the index's login (TWINE_*), not the database's or the signing key.
-        env=child_environment({"PYTHONWARNINGS": "ignore"}),
+        env=child_environment({"PYTHONWARNINGS": "ignore", **login}),
     )
     if result.returncode == 0:
         return
