@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mlpack.deploy.footprint import Footprint
-from mlpack.deploy.k8s import K8sOptions, manifests, secrets_read
+from mlpack.deploy.k8s import K8sOptions, image_tag_warning, manifests, secrets_read
 from tests.helpers.cli import assert_clean_error
 from tests.helpers.k8s import k8s_documents
 
@@ -176,3 +176,20 @@ def test_a_model_that_logs_reads_its_connection_from_a_secret(built_model: Any, 
     assert "passed for resource deployment/test-model" in validate(tmp_path, [deployment], "logged.json")
     # A model that does not log reads no Secret.
     assert secrets_read(manifests(built_model.metadata, footprint, K8sOptions())) == []
+
+
+def test_an_image_tagged_with_another_version_is_warned_of(wheel: Path, run) -> None:
+    """`mlpack k8s churn-model@production --image reg/churn-model:1.0.2` where the alias names 1.0.0 wrote
+    manifests labelled and sized for 1.0.0 that run 1.0.2, without a word. The manifests are still written
+    (the tag is the user's to choose), with one warning naming both versions."""
+    result = run("k8s", wheel, "--image", "registry.example:5000/churn/test-model:9.9.9")
+    assert result.code == 0, result.err
+    assert 'kind: "Deployment"' in result.out and 'image: "registry.example:5000/churn/test-model:9.9.9"' in result.out
+    (warning,) = [line for line in result.err.splitlines() if "warning" in line]
+    assert "is tagged 9.9.9, but the manifests are test-model 1.0.0's" in warning
+    metadata = {"name": "test-model", "version": "1.0.0"}
+    for quiet in ["test-model:1.0.0", "test-model:1.0", "reg:5000/test-model", "test-model:latest",
+                  "reg:5000/test-model@sha256:" + "0" * 64, "test-model:1.0.0@sha256:" + "0" * 64, None]:  # fmt: skip
+        assert image_tag_warning(quiet, metadata) is None, quiet
+    for loud in ["test-model:1.0.1", "reg:5000/a/test-model:2.0.0rc1@sha256:" + "0" * 64]:
+        assert image_tag_warning(loud, metadata), loud

@@ -369,7 +369,9 @@ def cmd_k8s(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         kserve=args.kserve,
     )
-    documents, footprint = k8s(_artifact(args), options)
+    documents, footprint, warnings = k8s(_artifact(args), options)
+    for warning in warnings:
+        _warnings(args)(warning)
     if args.json:
         _print_json({"apiVersion": "v1", "kind": "List", "items": documents})
     else:

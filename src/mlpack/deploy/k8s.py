@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from mlpack.artifacts.read import read_metadata
 from mlpack.deploy.footprint import Footprint, measure
 from mlpack.errors import ConfigError
@@ -317,7 +319,30 @@ def _scalar(value: Any) -> str:
     return json.dumps(value)
 
 
-def k8s(artifact: str | Path, options: K8sOptions) -> tuple[list[dict[str, Any]], Footprint]:
+def image_tag_warning(image: str | None, metadata: Metadata) -> str | None:
+    """A warning when --image is tagged with a version other than the model's: the manifests are that
+    model's (its labels, the memory measured from it), so the pods would run one model sized and named
+    for another. A tag that is no version (latest, a branch, a digest) says nothing either way."""
+    if image is None:
+        return None
+    name = image.split("@", 1)[0]
+    repository, _, tag = name.rpartition(":")
+    if not repository or "/" in tag:  # no tag, or the colon was a registry's port
+        return None
+    try:
+        tagged = Version(tag)
+    except InvalidVersion:
+        return None
+    if tagged == Version(str(metadata["version"])):
+        return None
+    return (
+        f"--image {image} is tagged {tag}, but the manifests are {metadata['name']} {metadata['version']}'s "
+        "(its labels, the memory measured from it): name the image built for that version"
+    )
+
+
+def k8s(artifact: str | Path, options: K8sOptions) -> tuple[list[dict[str, Any]], Footprint, list[str]]:
+    """The manifests for the model in `artifact`, the footprint they are sized by, and warnings."""
     path = Path(artifact)
     if path.suffix not in (".whl", ".onnx"):
         raise ConfigError(
@@ -336,4 +361,5 @@ def k8s(artifact: str | Path, options: K8sOptions) -> tuple[list[dict[str, Any]]
     metadata = read_metadata(path)
     metadata.setdefault("import_name", re.sub(r"[-.]+", "_", metadata["name"]).lower())
     footprint = measure(path, metadata)
-    return manifests(metadata, footprint, options), footprint
+    warning = image_tag_warning(options.image, metadata)
+    return manifests(metadata, footprint, options), footprint, [warning] if warning else []
