@@ -8,10 +8,12 @@ SimpleImputer's, on every row, NaNs included; and fitting it must hold less than
 from __future__ import annotations
 
 import tracemalloc
+import warnings
 from typing import Any
 
 import numpy as np
 import onnxruntime
+import pandas as pd
 import pytest
 from skl2onnx import to_onnx
 from sklearn.impute import SimpleImputer
@@ -103,3 +105,39 @@ def test_fitting_holds_a_column_not_copies_of_the_matrix() -> None:
     # SimpleImputer's copy of its input (copy=True), the mask (a byte a value) and one column's present values.
     assert ours < 2 * x.nbytes, (ours, x.nbytes)
     assert reference > 3.5 * x.nbytes, (reference, x.nbytes)  # and besides them: an argsort, filled and sorted copies
+
+
+def _peak(call: Any) -> tuple[Any, int]:
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_frame_of_columns_is_copied_once_in_fit_and_in_transform() -> None:
+    """As the pipeline gives it the numbers: a DataFrame of separate columns. SimpleImputer's validation
+    converted it twice at once (np.asarray, then np.may_share_memory to learn whether they share memory)."""
+    x = _matrix(100_000, np.float64)
+    x = x[:, ~np.isnan(x).all(axis=0)]  # (a column with no value is dropped: a copy, in both paths alike)
+    frame = pd.DataFrame({f"n{i}": np.ascontiguousarray(x[:, i]) for i in range(x.shape[1])}, copy=False)
+    ours, reference = MedianImputer(strategy="median"), SimpleImputer(strategy="median")
+    # The peaks from an array, which SimpleImputer copies once (copy=True): from the frame, no more.
+    on_array = MedianImputer(strategy="median")
+    _, array_fit_peak = _peak(lambda: on_array.fit(x))
+    _, array_peak = _peak(lambda: on_array.transform(x))
+    _, fit_peak = _peak(lambda: ours.fit(frame))
+    assert fit_peak < array_fit_peak + 0.25 * x.nbytes, (fit_peak, array_fit_peak, x.nbytes)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*feature names")  # no "X does not have valid feature names"
+        imputed, peak = _peak(lambda: ours.transform(frame))
+    assert peak < array_peak + 0.25 * x.nbytes, (peak, array_peak, x.nbytes)
+    reference.fit(frame)
+    expected = reference.transform(frame)
+    assert imputed.tobytes() == expected.tobytes() and imputed.shape == expected.shape
+    assert ours.statistics_.tobytes() == reference.statistics_.tobytes()
+    assert list(ours.feature_names_in_) == list(reference.feature_names_in_) == list(frame.columns)
+    assert list(ours.get_feature_names_out()) == list(reference.get_feature_names_out())
+    with pytest.warns(UserWarning, match="feature names"):  # as SimpleImputer warns: fitted with names, given none
+        ours.transform(x)
