@@ -28,7 +28,7 @@ TARGET_RATE = 0.01  # the false-positive rate a filter is sized for
 MAX_BYTES = 4 * 1024 * 1024  # the cap: a registry document is at most 16 MB
 MIN_BITS = 64
 SCHEME = "blake2b-128 double hashing v1"  # what a reader checks before trusting the bits
-_CHUNK = 65_536  # ids hashed at a time: their Python objects are never all made at once
+_CHUNK = 16_384  # ids hashed at a time: their Python objects and positions are never all made at once
 
 
 def canonical(value: Any) -> bytes:
@@ -93,7 +93,9 @@ def of(ids: Sequence[Any], rows: np.ndarray) -> Seen:
     array = np.zeros(bits // 8, dtype=np.uint8)
     for keys in _chunks(_keys(ids, rows), made=True):
         positions = empty._positions(keys).ravel()
-        np.bitwise_or.at(array, positions >> np.uint64(3), np.left_shift(1, positions & np.uint64(7)).astype(np.uint8))
+        at, bit = positions >> np.uint64(3), (positions & np.uint64(7)).astype(np.uint8)
+        del positions  # a chunk's temporaries are a few MB each: not all held at once
+        np.bitwise_or.at(array, at, np.left_shift(np.uint8(1), bit))
     count = len(rows)
     rate = (1 - math.exp(-hashes * count / bits)) ** hashes if count else 0.0
     return Seen(array.tobytes(), bits, hashes, count, rate)
@@ -111,17 +113,23 @@ def read(document: Mapping[str, Any] | None) -> Seen | None:
 
 def _keys(ids: Sequence[Any], rows: np.ndarray) -> Iterator[bytes]:
     """The canonical bytes of the ids at `rows`. A loaded Column of ObjectIds gives its 12 bytes a value
-    (no ObjectId made), one of integers its int64 array; anything else is read value by value."""
+    (no ObjectId made), one of integers its int64 array; anything else is read value by value. The rows
+    are taken _CHUNK at a time: at a million documents a Python int for every training row at once
+    (`tolist()`, 29 MiB) was the build's peak, beside the dataset and its split."""
+    parts = [rows[start : start + _CHUNK] for start in range(0, len(rows), _CHUNK)]
     oids = ids.object_id_bytes() if hasattr(ids, "object_id_bytes") else None
     if oids is not None:
-        yield from (b"o" + row.tobytes() for row in oids[rows])
+        for part in parts:
+            yield from (b"o" + row.tobytes() for row in oids[part])
         return
     integers = ids.integers() if hasattr(ids, "integers") else None
     if integers is not None and not integers[1].any():
-        yield from (b"i" + str(value).encode() for value in integers[0][rows].tolist())
+        for part in parts:
+            yield from (b"i" + str(value).encode() for value in integers[0][part].tolist())
         return
     values = ids.tolist() if hasattr(ids, "tolist") else ids
-    yield from (canonical(values[row]) for row in rows.tolist())
+    for part in parts:
+        yield from (canonical(values[row]) for row in part.tolist())
 
 
 def _chunks(ids: Iterable[Any], *, made: bool = False) -> Iterator[list[bytes]]:
