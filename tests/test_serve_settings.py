@@ -3,6 +3,8 @@ every bad value one line naming the setting, exit code 2, no traceback, from mlp
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlpack.build import BuildResult
+from mlpack.runtime.serving.log_connection import why_unusable
 from mlpack.runtime.settings import DEFAULT_DRIFT_WINDOW, Limits, ServeSettings, SettingsError, StartFailure
 from tests.helpers.cli import Result, run_process
 
@@ -173,3 +176,15 @@ def test_a_start_failure_carries_its_line_and_serve_prints_it_once(
     assert result.code == 2 and "Traceback" not in result.err, result
     (line,) = result.err.strip().splitlines()
     assert line.startswith("error: inference log: the connection string in MLPACK_INFERENCE_LOG_URI cannot be used")
+    assert line.endswith("(The tlscafile file is not readable: it does not exist)"), line
+
+
+def test_a_tls_file_the_server_may_not_read_names_the_user_it_runs_as() -> None:
+    """In the image the server runs as uid 65532, and a key file mounted readable by root only was "a file
+    it names cannot be read (The tlscertificatekeyfile file is not readable)": nothing said whose reading
+    failed. pymongo keeps the errno and drops the path (as root, the suite cannot be refused a file)."""
+    refused = PermissionError(errno.EACCES, "The tlscertificatekeyfile file is not readable")
+    assert why_unusable(refused) == (
+        "a file it names cannot be read (The tlscertificatekeyfile file is not readable: "
+        f"permission denied to uid {os.geteuid()}, the user this server runs as)"
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -20,11 +19,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import unquote_plus
 
 from .. import heap
 from ..settings import InferenceLogSettings, StartFailure
 from .ids import minted_ms
+from .log_connection import locked_key, why_unusable
 from .served import ServedModel
 
 log = logging.getLogger("mlpack.server")
@@ -71,28 +70,6 @@ def default_queue_bytes() -> int:
     limit = memory_limit()
     share = limit // MEMORY_SHARE if limit else MAX_QUEUE_BYTES
     return max(MIN_QUEUE_BYTES, min(MAX_QUEUE_BYTES, share))
-
-
-def _locked_key(uri: str) -> bool:
-    """Whether the connection string names an encrypted client key and no password for it."""
-    options = dict(re.findall(r"[?&;]([^=&;]+)=([^&;]*)", uri))
-    named = {key.lower(): unquote_plus(value) for key, value in options.items()}
-    if not named.get("tlscertificatekeyfile") or named.get("tlscertificatekeyfilepassword"):
-        return False
-    try:
-        with open(named["tlscertificatekeyfile"], "rb") as handle:
-            return b"ENCRYPTED" in handle.read(1 << 20)  # PKCS#8 "ENCRYPTED PRIVATE KEY" or PEM's "4,ENCRYPTED"
-    except OSError:
-        return False  # unreadable: pymongo says so
-
-
-def _why(exc: BaseException) -> str:
-    """pymongo's reason, where it cannot quote the connection string (and so a password)."""
-    if "PEM lib" in str(exc):
-        return "its client key does not open: a wrong tlsCertificateKeyFilePassword, or not the certificate's key"
-    if isinstance(exc, OSError):
-        return f"a file it names cannot be read ({exc.strerror or exc})"
-    return f"pymongo refuses it ({type(exc).__name__}; its message is not shown, as it may quote the string)"
 
 
 class InferenceLog:
@@ -151,7 +128,7 @@ class InferenceLog:
         (each worker would print the same line): a locked key, no pymongo, a connection string or TLS
         file that cannot be used. Nothing connects here."""
         uri_env = where.uri_env
-        if _locked_key(where.uri):  # OpenSSL would ask the terminal for the passphrase, and a container has none
+        if locked_key(where.uri):  # OpenSSL would ask the terminal for the passphrase, and a container has none
             raise StartFailure(
                 f"inference log: the client key in {uri_env}'s tlsCertificateKeyFile is encrypted: "
                 "add tlsCertificateKeyFilePassword to the connection string"
@@ -165,7 +142,7 @@ class InferenceLog:
             MongoClient(where.uri, connect=False).close()  # options and TLS files are read here, no socket opened
         except (PyMongoError, ValueError, TypeError, OSError) as exc:
             raise StartFailure(
-                f"inference log: the connection string in {uri_env} cannot be used: {_why(exc)}"
+                f"inference log: the connection string in {uri_env} cannot be used: {why_unusable(exc)}"
             ) from None
 
     @classmethod
@@ -179,7 +156,7 @@ class InferenceLog:
             return cls(where.uri, where.database, where.collection, count, **options)
         except (PyMongoError, ValueError, TypeError, OSError) as exc:  # a TLS file, a key, an option
             raise StartFailure(
-                f"inference log: the connection string in {where.uri_env} cannot be used: {_why(exc)}"
+                f"inference log: the connection string in {where.uri_env} cannot be used: {why_unusable(exc)}"
             ) from None
 
     # -- the request thread's side --------------------------------------------------------------
