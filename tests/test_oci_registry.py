@@ -219,6 +219,10 @@ def test_push_sends_the_image_and_its_attachments_and_skopeo_reads_them(
     over_http = run("push", image.layout, http, "--plain-http", "-q")
     assert over_http.code == 0, over_http.err
     assert json.loads(plain.skopeo("inspect", f"docker://{http}").stdout)["Digest"] == image.digest
+    # And the other way round: --plain-http to a registry that speaks TLS is named so ("answered 400: Bad Request").
+    assert_clean_error(
+        run("push", image.layout, reference, "--plain-http"), 3, f"the registry {registry.host} speaks TLS"
+    )
 
     # mlpack's own pull (what `mlpack verify REFERENCE` reads): the layout and the attached files, as pushed.
     pulled = tmp_path / "pulled"

@@ -158,6 +158,11 @@ class RegistryClient:
                 answer = session.get(f"{self.base}/v2/", timeout=connection.timeout, verify=verify)
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc) from None
+        if connection.plain_http and answer.status_code == 400 and "HTTPS server" in answer.text:
+            # Go's TLS listener answers plain HTTP so ("Client sent an HTTP request to an HTTPS server.")
+            raise ExternalError(
+                f"the registry {self.reference.registry} speaks TLS, not plain HTTP: drop {connection.plain_option}"
+            )
         challenge = answer.headers.get("WWW-Authenticate", "")
         self._basic = challenge.lower().startswith("basic")
 
