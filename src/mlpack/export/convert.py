@@ -14,6 +14,7 @@ from mlpack.config import FeaturesSection
 from mlpack.errors import ExternalError
 from mlpack.estimators import has_probabilities
 from mlpack.estimators.decision_converters import register as register_decision
+from mlpack.estimators.exact_converters import register as register_exact
 from mlpack.export.graph import drop_column_round_trips, drop_identity_encoders
 from mlpack.features.converters import register as register_converters
 from mlpack.features.graph import INPUT_TYPES, GraphFeatures, initial_types
@@ -61,6 +62,7 @@ def derived_metadata(features: FeaturesSection) -> list[dict[str, Any]]:
 def to_onnx(trained: TrainedModel, inputs: list[InputInfo], *, opset: int, graph_name: str) -> onnx.ModelProto:
     register_converters()  # mlpack's own transformers (derived features, dates, text, target transform)
     register_decision()  # early stopping, the decision threshold (estimators/decision.py)
+    register_exact()  # linear regressors summed in double, isotonic calibration interpolated
     features: GraphFeatures = trained.pipeline.named_steps["features"]
     estimator = trained.pipeline.steps[-1][1]
     # The very preprocessing the estimator was trained through, with the estimator's nodes after it.
