@@ -122,3 +122,29 @@ def test_float32_builds_in_separate_processes_are_byte_identical(churn_project: 
         assert result.code == 0, result.err
         digests.add(hashlib.sha256((folder / "dist" / "churn-model-1.0.0.onnx").read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+def test_a_float32_sum_beyond_the_tolerance_is_named_with_what_to_do(
+    churn_project: Project, mongo_client: Any, run: Any
+) -> None:
+    # benchmarks/float32.py's subscribers regression, seed 1: a prediction of -0.89 is the sum of terms up
+    # to 1,585, and scikit-learn's own float32 sum of them is 2.3e-4 off (tolerance 1e-4 below 1). The
+    # diagnosis said "ONNX computes in float32", which the graph no longer does.
+    customers = mongo_client[churn_project.database]["customers"]
+    customers.delete_many({})
+    customers.insert_many(subscribers(3000, seed=11))
+    churn_project.edit('task = "classification"', 'task = "regression"')
+    churn_project.edit('target = "label"', 'target = "lifetime_value"')
+    churn_project.edit(
+        'class = "sklearn.ensemble.RandomForestClassifier"\nparams = { n_estimators = 30, random_state = 0 }',
+        'class = "sklearn.linear_model.SGDRegressor"\nfloat32 = true',
+    )
+    churn_project.edit("test_size = 0.25\nseed = 0\ngates = { accuracy = 0.6 }", "seed = 1")
+    result = run("build", churn_project.path)
+    assert result.code == 1, result.err
+    assert "ONNX and scikit-learn disagree beyond [export].parity_tolerance" in result.err
+    diagnosis = next(line for line in result.err.splitlines() if "diagnosis:" in line)
+    assert "with [estimator].float32 = true SGD's coefficients are float32" in diagnosis
+    assert "at terms up to 1585" in diagnosis
+    assert "Build without [estimator].float32" in diagnosis and "scale the target down" in diagnosis
+    assert "Traceback" not in result.err

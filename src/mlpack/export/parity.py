@@ -202,6 +202,10 @@ def _diagnose(trained: TrainedModel, model: Model, splits: list[_Comparison], ma
     threshold = _on_a_threshold(trained, model, off)
     if threshold:
         return threshold
+    gaps = [split.difference[split.beyond | split.flipped] for split in splits]
+    float32_sums = _float32_sums(trained, off, float(np.concatenate(gaps).max(initial=0.0)), max_diff)
+    if float32_sums:
+        return float32_sums
     if max_diff <= FLOAT32_NOISE:
         return (
             f"float precision: the largest difference ({max_diff:.2g}) is float32 rounding (ONNX computes in "
@@ -210,6 +214,35 @@ def _diagnose(trained: TrainedModel, model: Model, splits: list[_Comparison], ma
     return (
         f"a real disagreement ({max_diff:.3g}, far beyond float32 rounding): the estimator's ONNX conversion "
         "computes something else than scikit-learn; please report it with the estimator and its params"
+    )
+
+
+def _float32_sums(trained: TrainedModel, off: list[Any], worst: float, max_diff: float) -> str:
+    """[estimator].float32: SGD's coefficients are float32 and scikit-learn sums each prediction in float32
+    (numpy's dot of float32 features and coef_), while the graph sums in double (exact_converters): a
+    prediction near 0 made of large terms is off in scikit-learn itself by a float32 step of those terms."""
+    features = trained.pipeline.named_steps.get("features")
+    rows = [frame for frame in off if len(frame)]
+    if getattr(features, "dtype", "float64") != "float32" or not rows:
+        return ""
+    estimator = trained.pipeline.steps[-1][1]
+    estimator = getattr(estimator, "regressor_", estimator)  # inside a target transform, the estimator it fitted
+    coef = getattr(estimator, "coef_", None)
+    if coef is None:
+        return ""
+    x = np.vstack([trained.pipeline[:-1].transform(frame) for frame in rows]).astype(np.float64)
+    weights = np.asarray(coef, dtype=np.float64).reshape(-1, x.shape[1])
+    terms = np.abs(x[:, None, :] * weights[None, :, :]).max(initial=0.0)
+    largest = max(float(terms), float(np.max(np.abs(np.asarray(estimator.intercept_, dtype=np.float64)))))
+    step = float(np.spacing(np.float32(largest)))
+    if worst > 64 * step and max_diff > FLOAT32_NOISE:
+        return ""
+    return (
+        f"float32 sums in scikit-learn: with [estimator].float32 = true SGD's coefficients are float32 and "
+        f"scikit-learn sums each prediction in float32, which at terms up to {largest:.4g} rounds by {step:.2g} a "
+        f"step (here off by {worst:.2g}, beyond the tolerance); the graph sums in double. Build without "
+        "[estimator].float32 (the default fits in float64, which the graph matches), scale the target down, or "
+        "raise [export].parity_tolerance"
     )
 
 
