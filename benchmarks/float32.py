@@ -207,11 +207,17 @@ def main() -> int:
                 continue
             for seed in (0, 1):
                 settings = {**evaluation, "seed": seed}
-                try:
-                    given, widened = (build(documents, features, settings, class_path, f) for f in (True, False))
-                except Exception as exc:  # a parity failure, say: reported, and the set skipped
-                    print(f"  {title}, seed {seed}: {type(exc).__name__}: {exc}")
+                built = {}
+                for float32 in (True, False):
+                    try:
+                        built[float32] = build(documents, features, settings, class_path, float32)
+                    except Exception as exc:  # a parity failure, say: reported with its diagnosis, the set skipped
+                        which = "float32" if float32 else "float64"
+                        print(f"  {title}, seed {seed}, {which}: {type(exc).__name__}: {exc}")
+                        print("\n".join(f"    {line}" for line in str(getattr(exc, "details", "")).splitlines()))
+                if len(built) < 2:
                     continue
+                given, widened = built[True], built[False]
                 apart = independent(widened.trained, features, estimator_class(**spec.defaults, random_state=seed))
                 cells = []
                 for metric, value in given.trained.metrics.items():
