@@ -14,6 +14,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from mlpack.features.dates import DATE_PARTS, date_parts
 from mlpack.features.ops import NumpyOps
 
+CHUNK_ROWS = 16_384  # rows whose date parts are computed at a time
+
 
 class DateParts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """int64 milliseconds (one column per date field) → the DATE_PARTS of each, as float columns.
@@ -31,11 +33,18 @@ class DateParts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def transform(self, X: Any) -> np.ndarray:
         columns = np.asarray(X, dtype=np.int64)
         ops = NumpyOps()
-        blocks: list[np.ndarray] = []
-        for index in range(columns.shape[1]):
-            parts = date_parts(ops, columns[:, index])
-            blocks.extend(parts[part] for part in DATE_PARTS)
-        return np.stack(blocks, axis=1).astype(np.float64) if blocks else np.empty((len(columns), 0))
+        width = len(DATE_PARTS)
+        # Written into the float64 result a chunk of rows at a time (each row's parts are its own): the
+        # calendar arithmetic's int64 temporaries, the float32 parts and their stack were the training
+        # rows' whole (at 160,000 rows 21 MiB beside a 7 MiB result, the preprocessing fit's peak).
+        out = np.empty((len(columns), columns.shape[1] * width), dtype=np.float64)
+        for start in range(0, len(columns), CHUNK_ROWS):
+            chunk = columns[start : start + CHUNK_ROWS]
+            for index in range(columns.shape[1]):
+                parts = date_parts(ops, chunk[:, index])
+                for offset, part in enumerate(DATE_PARTS):
+                    out[start : start + len(chunk), index * width + offset] = parts[part]
+        return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         names = self.feature_names_in_ if input_features is None else input_features
