@@ -19,6 +19,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from mlpack import names
 from mlpack.artifacts.read import read_metadata
 from mlpack.deploy.footprint import Footprint, measure
 from mlpack.errors import ConfigError
@@ -325,9 +326,9 @@ def image_tag_warning(image: str | None, metadata: Metadata) -> str | None:
     for another. A tag that is no version (latest, a branch, a digest) says nothing either way."""
     if image is None:
         return None
-    name = image.split("@", 1)[0]
-    repository, _, tag = name.rpartition(":")
-    if not repository or "/" in tag:  # no tag, or the colon was a registry's port
+    match = names.IMAGE_REFERENCE.fullmatch(image)  # the grammar base images are read by: a port is no tag
+    tag = match.group("tag") if match else None
+    if not tag:
         return None
     try:
         tagged = Version(tag)
